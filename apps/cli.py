@@ -1,0 +1,301 @@
+"""The one CLI: ``trident {core,cs,fin,rec,demo,db} ...``.
+
+Settings come from flags, then from the environment (prefix ``TRIDENT_``), then from defaults. Errors a user can fix
+(a missing file, a bad format, an unknown task) are printed as one line, ``error: ...``, with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from apps.common.settings import CoreSettings
+
+log = logging.getLogger("trident")
+
+
+class CLIError(Exception):
+    """An error to show the user as one line."""
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    # imported lazily: `trident --help` must not pay for torch
+    from core.artifacts import ArtifactError
+    from core.data import DataFormatError
+    from core.modalities import InputError
+    from core.pretrained import PretrainedNotInstalled
+    from core.tasks import UnknownTaskError
+    from core.tokenizer import TokenizerError
+
+    return (CLIError, ArtifactError, DataFormatError, InputError, PretrainedNotInstalled, UnknownTaskError,
+            TokenizerError, FileNotFoundError, ValueError)
+
+
+def _settings(args: argparse.Namespace) -> CoreSettings:
+    flags = {k: v for k, v in (("data_dir", getattr(args, "data_dir", None)),
+                               ("artifacts_dir", getattr(args, "artifacts_dir", None))) if v is not None}
+    return CoreSettings(**flags)
+
+
+def _emit(obj, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(obj, indent=None if isinstance(obj, dict) and len(obj) < 8 else 2))
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        if isinstance(obj, dict) and all(not isinstance(v, (dict, list)) for v in obj.values()):
+            table = Table(show_header=False)
+            for k, v in obj.items():
+                table.add_row(str(k), f"{v:.4f}" if isinstance(v, float) else str(v))
+            Console().print(table)
+        else:
+            Console().print_json(json.dumps(obj))
+
+
+def _artifact(args, s: CoreSettings, default: str) -> Path:
+    return Path(args.artifact) if args.artifact else s.artifacts_dir / default
+
+
+# ------------------------------------------------------------------------------------------------------ core commands
+def core_info(args) -> None:
+    s = _settings(args)
+    if args.artifact:
+        from core.artifacts import read_config
+
+        cfg = read_config(args.artifact)
+        info = {"artifact": str(args.artifact), "model": cfg["model"], "tasks": cfg["tasks"],
+                "adapters": cfg.get("adapters", []), "meta": cfg.get("meta", {})}
+        _emit(info, args.json)
+        return
+    import torch
+
+    arts = sorted(p.name for p in s.artifacts_dir.glob("*") if (p / "config.json").is_file()) \
+        if s.artifacts_dir.is_dir() else []
+    _emit({"torch": torch.__version__, "threads": torch.get_num_threads(), "cuda": torch.cuda.is_available(),
+           "data_dir": str(s.data_dir), "data_dir_exists": s.data_dir.is_dir(),
+           "artifacts_dir": str(s.artifacts_dir), "artifacts": ", ".join(arts) or "none"}, args.json)
+
+
+def _train_config(args, base):
+    over = {k: v for k, v in (("max_epochs", args.epochs), ("batch_size", args.batch_size), ("lr", args.lr),
+                              ("precision", args.precision), ("seed", args.seed),
+                              ("max_steps", args.max_steps)) if v is not None}
+    return base.model_copy(update=over)
+
+
+def core_pretrain(args) -> None:
+    from core.recipes import PRETRAIN, pretrain, pretrain_corpus, read_corpus
+
+    s = _settings(args)
+    corpus = read_corpus(args.corpus) if args.corpus else pretrain_corpus(s.data_dir)
+    out = pretrain(corpus, args.out or s.artifacts_dir / "text-pretrain", _train_config(args, PRETRAIN),
+                   init_from=args.init_from)
+    _emit(_training_summary(out), args.json)
+
+
+def core_finetune(args) -> None:
+    from core.recipes import TEXT_TRAIN, finetune_text, text_task
+
+    if not args.task:
+        raise CLIError("give at least one --task NAME=FORMAT:PATH[:TEST_PATH]")
+    tasks = []
+    for spec in args.task:
+        name, _, rest = spec.partition("=")
+        fmt, _, paths = rest.partition(":")
+        path, _, test_path = paths.partition(":")
+        if not name or fmt not in ("csv", "phrasebank") or not path:
+            raise CLIError(f"--task {spec!r}: expected NAME=csv:PATH[:TEST_PATH] or NAME=phrasebank:PATH")
+        tasks.append(text_task(name, path, fmt, test_path=test_path or None))
+    cfg = _train_config(args, TEXT_TRAIN)
+    out = finetune_text(tasks, args.out or _settings(args).artifacts_dir / "text-custom", cfg, init_from=args.init_from)
+    _emit(_training_summary(out), args.json)
+
+
+def _training_summary(out: Path) -> dict:
+    from core.artifacts import read_config
+
+    meta = read_config(out)["meta"]
+    return {"artifact": str(out), **meta.get("training", {})}
+
+
+def core_eval_images(args) -> None:
+    from core.engine import InferenceEngine
+    from core.metrics import accuracy
+    from core.recipes import load_image_npz
+
+    s = _settings(args)
+    images, labels = load_image_npz(args.data)
+    eng = InferenceEngine(_artifact(args, s, "images-fashion"), quantize=args.int8)
+    pred = eng.classify_images_proba(images).argmax(-1)
+    _emit({"accuracy": accuracy(labels, pred), "n": int(len(labels))}, args.json)
+
+
+def core_eval_text(args) -> None:
+    from core.data import read_labelled_texts
+    from core.engine import InferenceEngine
+    from core.metrics import accuracy, precision_recall_f1
+
+    s = _settings(args)
+    eng = InferenceEngine(_artifact(args, s, "text-multitask"), quantize=args.int8)
+    texts, raw = read_labelled_texts(args.data, args.format)
+    labels = eng.model.task(args.task).labels
+    unknown = sorted(set(raw) - set(labels))
+    if unknown:
+        raise CLIError(f"{args.data} has labels the task {args.task!r} does not know: {unknown[:5]}")
+    pred = eng.classify_proba(texts, args.task).argmax(-1)
+    y = [labels.index(r) for r in raw]
+    _emit({"accuracy": accuracy(y, pred), "macro_f1": precision_recall_f1(y, pred)["f1"],
+           "weighted_f1": precision_recall_f1(y, pred, average="weighted")["f1"], "n": len(y)}, args.json)
+
+
+def core_classify(args) -> None:
+    from core.engine import InferenceEngine
+
+    eng = InferenceEngine(_artifact(args, _settings(args), "text-multitask"))
+    task = args.task or next((n for n, t in eng.tasks.items() if t.kind == "classify"), None)
+    if task is None:
+        raise CLIError("this artifact has no text classification task")
+    for text, p in zip(args.text, eng.classify(args.text, task)):
+        top = dict(sorted(p.probs.items(), key=lambda kv: -kv[1])[:3])
+        _emit({"text": text[:80], "task": task, "label": p.label, "score": round(p.score, 4),
+               "top": {k: round(v, 4) for k, v in top.items()}}, args.json)
+
+
+def core_embed(args) -> None:
+    import numpy as np
+
+    from core.engine import InferenceEngine
+
+    eng = InferenceEngine(_artifact(args, _settings(args), "text-multitask"))
+    vecs = eng.embed(args.text)
+    out = {"dim": int(vecs.shape[1]), "n": len(args.text)}
+    if len(args.text) > 1:
+        sims = vecs @ vecs.T
+        out["cosine"] = np.round(sims, 4).tolist()
+    _emit(out, args.json)
+
+
+def core_generate(args) -> None:
+    from core.engine import InferenceEngine
+    from core.generation import GenerationConfig
+
+    eng = InferenceEngine(_artifact(args, _settings(args), "text-pretrain"))
+    cfg = GenerationConfig(max_new_tokens=args.max_new_tokens, strategy=args.strategy, temperature=args.temperature,
+                           top_k=args.top_k, top_p=args.top_p, num_beams=args.num_beams, seed=args.seed)
+    for prompt, text in zip(args.prompt, eng.generate(args.prompt, cfg)):
+        _emit({"prompt": prompt, "generated": text}, args.json)
+
+
+def core_artifacts(args) -> None:
+    from core.recipes import build_artifacts
+
+    s = _settings(args)
+    if not s.data_dir.is_dir():
+        raise CLIError(f"data folder not found: {s.data_dir} (set TRIDENT_DATA_DIR)")
+    done = build_artifacts(s.data_dir, s.artifacts_dir, args.only or None, force=args.force)
+    _emit({k: str(v) for k, v in done.items()}, args.json)
+
+
+# ------------------------------------------------------------------------------------------------------ parser
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="trident", description="Trident: one multimodal core, three apps.")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="group", required=True)
+
+    core = sub.add_parser("core", help="the shared model: train, evaluate, inspect, generate")
+    cs = core.add_subparsers(dest="command", required=True)
+
+    def common(sp, artifact=True):
+        sp.add_argument("--json", action="store_true", help="print JSON")
+        sp.add_argument("--data-dir", help="data sets folder (env TRIDENT_DATA_DIR)")
+        sp.add_argument("--artifacts-dir", help="artifacts folder (env TRIDENT_ARTIFACTS_DIR)")
+        if artifact:
+            sp.add_argument("--artifact", help="artifact folder (default: the one under --artifacts-dir)")
+        return sp
+
+    def training(sp):
+        sp.add_argument("--out", help="artifact folder to write")
+        sp.add_argument("--init-from", default="minilm", help="minilm (pretrained) or a preset: tiny, small, base")
+        sp.add_argument("--epochs", type=int)
+        sp.add_argument("--max-steps", type=int)
+        sp.add_argument("--batch-size", type=int)
+        sp.add_argument("--lr", type=float)
+        sp.add_argument("--precision", help="32-true, bf16-mixed, 16-mixed")
+        sp.add_argument("--seed", type=int)
+
+    sp = common(cs.add_parser("info", help="environment, or one artifact's config and training history"))
+    sp.set_defaults(fn=core_info)
+
+    sp = common(cs.add_parser("pretrain", help="continued pretraining (masked + next-token) on a text corpus"), False)
+    training(sp)
+    sp.add_argument("--corpus", nargs="*", help="text files (a text per line), CSV or PhraseBank files; default: "
+                                                "the training parts of the data sets")
+    sp.set_defaults(fn=core_pretrain)
+
+    sp = common(cs.add_parser("finetune", help="multi-task fine-tuning on labelled text files"), False)
+    training(sp)
+    sp.add_argument("--task", action="append", help="NAME=csv:PATH[:TEST_PATH] or NAME=phrasebank:PATH (repeat)")
+    sp.set_defaults(fn=core_finetune)
+
+    sp = common(cs.add_parser("eval-images", help="accuracy of the image artifact on an npz (images, labels)"))
+    sp.add_argument("--data", required=True, help="npz with images (N, H, W) uint8 and labels (N,)")
+    sp.add_argument("--int8", action="store_true", help="int8 dynamic quantisation")
+    sp.set_defaults(fn=core_eval_images)
+
+    sp = common(cs.add_parser("eval-text", help="accuracy and F1 of a text task on a labelled file"))
+    sp.add_argument("--data", required=True)
+    sp.add_argument("--format", default="csv", choices=["csv", "phrasebank"])
+    sp.add_argument("--task", required=True)
+    sp.add_argument("--int8", action="store_true")
+    sp.set_defaults(fn=core_eval_text)
+
+    sp = common(cs.add_parser("classify", help="classify texts with a text task"))
+    sp.add_argument("text", nargs="+")
+    sp.add_argument("--task")
+    sp.set_defaults(fn=core_classify)
+
+    sp = common(cs.add_parser("embed", help="embed texts; prints the dimension and pairwise cosines"))
+    sp.add_argument("text", nargs="+")
+    sp.set_defaults(fn=core_embed)
+
+    sp = common(cs.add_parser("generate", help="continue prompts with text"))
+    sp.add_argument("prompt", nargs="+")
+    sp.add_argument("--strategy", default="greedy", choices=["greedy", "sample", "beam"])
+    sp.add_argument("--max-new-tokens", type=int, default=24)
+    sp.add_argument("--temperature", type=float, default=1.0)
+    sp.add_argument("--top-k", type=int, default=0)
+    sp.add_argument("--top-p", type=float, default=1.0)
+    sp.add_argument("--num-beams", type=int, default=4)
+    sp.add_argument("--seed", type=int, default=0)
+    sp.set_defaults(fn=core_generate)
+
+    sp = common(cs.add_parser("artifacts", help="train every benchmark artifact that is missing"), False)
+    sp.add_argument("--only", nargs="*", help="artifact names")
+    sp.add_argument("--force", action="store_true", help="retrain even if present")
+    sp.set_defaults(fn=core_artifacts)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        args.fn(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - one line for what the user can fix, a traceback for real bugs
+        if isinstance(exc, _user_errors()):
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""Artifacts: a folder that rebuilds its own model.
+
+```
+ARTIFACT/
+  config.json          {"format": "trident-core", "version": 1, "model": ModelConfig, "tasks": [TaskSpec], "meta": {...}}
+  model.safetensors    backbone, encoders and LM head (base weights, LoRA folded out)
+  heads/TASK.safetensors   one classifier head per task
+  adapters/NAME.safetensors  LoRA adapters, if any
+  tokenizer.json
+```
+Loading checks every file and reports what is wrong in one sentence (``ArtifactError``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+from pydantic import ValidationError
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from core.adapters import adapter_names, load_adapter, save_adapter
+from core.config import ModelConfig
+from core.tasks import CoreModel, TaskSpec
+from core.tokenizer import Tokenizer, TokenizerError
+
+log = logging.getLogger(__name__)
+FORMAT, VERSION = "trident-core", 1
+
+
+class ArtifactError(RuntimeError):
+    """An artifact folder is missing, corrupt, or does not match its own config."""
+
+
+def _base_state(model: CoreModel) -> dict[str, torch.Tensor]:
+    """The state dict without heads and with LoRA wrappers folded out to the plain names."""
+    out = {}
+    for k, v in model.state_dict().items():
+        if k.startswith("heads.") or ".lora_" in k:
+            continue
+        out[k.replace(".base.", ".")] = v.detach().cpu().contiguous()
+    return out
+
+
+def save_artifact(path: str | Path, model: CoreModel, tok: Tokenizer, meta: dict | None = None) -> Path:
+    """Write ``model`` and ``tok`` to the folder ``path`` (created if needed); return the folder."""
+    path = Path(path)
+    (path / "heads").mkdir(parents=True, exist_ok=True)
+    save_file(_base_state(model), str(path / "model.safetensors"))
+    for name, head in model.heads.items():
+        save_file({k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()},
+                  str(path / "heads" / f"{name}.safetensors"))
+    names = adapter_names(model)
+    if names:
+        (path / "adapters").mkdir(exist_ok=True)
+        for name in names:
+            save_adapter(model, name, path / "adapters" / f"{name}.safetensors")
+    tok.save(path / "tokenizer.json")
+    config = {"format": FORMAT, "version": VERSION, "model": model.cfg.model_dump(),
+              "tasks": [t.model_dump(mode="json") for t in model.tasks.values()], "adapters": names,
+              "meta": meta or {}}
+    (path / "config.json").write_text(json.dumps(config, indent=2))
+    return path
+
+
+def read_config(path: str | Path) -> dict:
+    """The parsed ``config.json`` of an artifact folder."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ArtifactError(f"artifact folder not found: {path} (train one first, e.g. `make artifacts`)")
+    cfg_file = path / "config.json"
+    if not cfg_file.is_file():
+        raise ArtifactError(f"{path} is not a Trident artifact: config.json is missing")
+    try:
+        config = json.loads(cfg_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{cfg_file} is corrupt: {exc}") from exc
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise ArtifactError(f"{cfg_file} is not a {FORMAT} config")
+    if config.get("version") != VERSION:
+        raise ArtifactError(f"{cfg_file} has format version {config.get('version')}; this code reads {VERSION}")
+    return config
+
+
+def _load_tensors(file: Path) -> dict[str, torch.Tensor]:
+    if not file.is_file():
+        raise ArtifactError(f"artifact file missing: {file}")
+    try:
+        return load_file(str(file))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ArtifactError(f"{file} is corrupt or not a safetensors file: {exc}") from exc
+
+
+def load_artifact(path: str | Path) -> tuple[CoreModel, Tokenizer, dict]:
+    """Rebuild the model from the folder's own config and weights; return ``(model, tokenizer, config)``.
+
+    Raises:
+        ArtifactError: on a missing folder or file, a corrupt file, or weights that do not fit the config.
+    """
+    path = Path(path)
+    config = read_config(path)
+    try:
+        cfg = ModelConfig(**config["model"])
+        tasks = [TaskSpec(**t) for t in config.get("tasks", [])]
+    except (ValidationError, KeyError, TypeError) as exc:
+        raise ArtifactError(f"{path}/config.json does not describe a valid model: {exc}") from exc
+    try:
+        tok = Tokenizer.load(path / "tokenizer.json")
+    except TokenizerError as exc:
+        raise ArtifactError(str(exc)) from exc
+    if tok.vocab_size != cfg.vocab_size:
+        raise ArtifactError(f"tokenizer has {tok.vocab_size} tokens but the model expects {cfg.vocab_size}")
+    model = CoreModel(cfg, tasks)
+    state = _load_tensors(path / "model.safetensors")
+    for name in model.heads:
+        state.update({f"heads.{name}.{k}": v for k, v in _load_tensors(path / "heads" / f"{name}.safetensors").items()})
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0:3]
+        raise ArtifactError(f"weights in {path} do not match its config.json: {' '.join(first)[:400]}") from exc
+    for name in config.get("adapters", []):
+        load_adapter(model, name, path / "adapters" / f"{name}.safetensors")
+    model.eval()
+    return model, tok, config

@@ -1,0 +1,120 @@
+"""Configuration of the shared core: the model's shape and the training loop's knobs.
+
+Both objects are frozen pydantic models, so a config read from an artifact's ``config.json`` is validated the same way
+as one built in code, and nothing can change it after the model is built from it.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+AttnMode = Literal["bidirectional", "causal", "prefix"]
+
+# Modality-type ids, added to every token as a learned embedding so that the backbone can tell a text token from an
+# image patch, a numeric-series step or an item, even where they share positions in one sequence.
+MODALITY_TYPES: dict[str, int] = {"text": 0, "image": 1, "series": 2, "item": 3}
+
+
+class ModelConfig(BaseModel):
+    """Shape of the Backbone and of its modality encoders.
+
+    The field names follow nanoGPT (``n_layer``, ``n_head``, ``n_embd``, ``block_size``); the block itself is BERT's
+    post-LayerNorm block so that all-MiniLM-L6-v2's weights load into it unchanged.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    vocab_size: int = Field(30522, ge=8, description="Number of text tokens (tokenizer vocabulary).")
+    n_layer: int = Field(6, ge=1, description="Number of Transformer blocks.")
+    n_head: int = Field(12, ge=1, description="Attention heads per block.")
+    n_embd: int = Field(384, ge=8, description="Hidden size.")
+    n_inner: int = Field(1536, ge=8, description="Hidden size of the MLP inside each block.")
+    block_size: int = Field(512, ge=8, description="Longest sequence (prefix + text) the position table covers.")
+    n_types: int = Field(len(MODALITY_TYPES), ge=1, description="Modality-type embeddings (text, image, series, item).")
+    dropout: float = Field(0.1, ge=0.0, lt=1.0, description="Dropout on embeddings, attention output and MLP.")
+    attn_dropout: float = Field(0.1, ge=0.0, lt=1.0, description="Dropout on attention probabilities.")
+    layer_norm_eps: float = Field(1e-12, gt=0.0, description="LayerNorm epsilon (BERT uses 1e-12).")
+    # image patch encoder
+    image_channels: int = Field(1, ge=1, le=3, description="Channels the image encoder works in (1 gray, 3 RGB).")
+    image_size: int = Field(28, ge=4, description="Side the image encoder is trained at; other sizes are resized.")
+    patch_size: int = Field(4, ge=2, multiple_of=2,
+                            description="Side of one patch token in pixels (28 / 4 = 7 x 7 = 49 tokens); even.")
+    image_stem_channels: int = Field(64, ge=4, description="Channels of the convolutional stem before patching.")
+    # numeric series encoder
+    series_features: int = Field(8, ge=1, description="Features per step of a numeric indicator window.")
+    # items (recommender)
+    n_items: int = Field(0, ge=0, description="Item vocabulary for item-mode sequences (0: no item embeddings).")
+
+    @model_validator(mode="after")
+    def _check_heads(self) -> ModelConfig:
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head}")
+        if self.image_size % self.patch_size:
+            raise ValueError(f"image_size={self.image_size} must be a multiple of patch_size={self.patch_size}")
+        return self
+
+    @property
+    def head_size(self) -> int:
+        """Size of one attention head."""
+        return self.n_embd // self.n_head
+
+    @classmethod
+    def tiny(cls, vocab_size: int = 512, **kw) -> ModelConfig:
+        """A model small enough for unit tests (well under a second per step)."""
+        return cls(vocab_size=vocab_size, n_layer=2, n_head=2, n_embd=32, n_inner=64, block_size=128,
+                   image_stem_channels=8, **kw)
+
+    @classmethod
+    def small(cls, vocab_size: int = 8000, **kw) -> ModelConfig:
+        """A model that trains in minutes on two CPU cores (the image artifact uses this shape)."""
+        return cls(vocab_size=vocab_size, n_layer=4, n_head=4, n_embd=128, n_inner=512, block_size=256, **kw)
+
+    @classmethod
+    def base(cls, vocab_size: int = 30522, **kw) -> ModelConfig:
+        """all-MiniLM-L6-v2's shape: 6 layers, 12 heads, 384 hidden, 1536 MLP, 512 positions."""
+        return cls(vocab_size=vocab_size, **kw)
+
+    @classmethod
+    def preset(cls, name: str, **kw) -> ModelConfig:
+        """Build a preset by name (``tiny``, ``small``, ``base`` or ``minilm``)."""
+        presets = {"tiny": cls.tiny, "small": cls.small, "base": cls.base, "minilm": cls.base}
+        if name not in presets:
+            raise ValueError(f"unknown model preset {name!r}; choose one of {sorted(presets)}")
+        return presets[name](**kw)
+
+
+class TrainConfig(BaseModel):
+    """Knobs of one training run (pretraining or fine-tuning)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_epochs: int = Field(3, ge=1, description="Upper bound on epochs; early stopping may end sooner.")
+    max_steps: int = Field(-1, description="Upper bound on optimizer steps (-1: no bound).")
+    batch_size: int = Field(32, ge=1, description="Examples per batch, per task.")
+    lr: float = Field(5e-5, gt=0.0, description="Peak learning rate of the backbone.")
+    head_lr: float = Field(1e-3, gt=0.0, description="Learning rate of freshly initialised heads and encoders.")
+    weight_decay: float = Field(0.01, ge=0.0, description="AdamW weight decay (not on biases and LayerNorms).")
+    warmup_ratio: float = Field(0.06, ge=0.0, lt=1.0, description="Linear warm-up, as a fraction of all steps.")
+    max_length: int = Field(128, ge=8, description="Text tokens per example; longer texts are truncated.")
+    precision: str = Field("bf16-mixed", description="Lightning precision: bf16-mixed on CPU, 32-true, 16-mixed.")
+    seed: int = Field(13, description="Seed for splits, initialisation, shuffling and masking.")
+    patience: int = Field(2, ge=1, description="Validations without improvement before early stopping.")
+    val_check_interval: float = Field(1.0, gt=0.0, description="Validate every this fraction of an epoch.")
+    limit_train_batches: float = Field(1.0, gt=0.0, description="Fraction (or count, if > 1) of batches per epoch.")
+    mlm_prob: float = Field(0.15, gt=0.0, lt=1.0, description="Masking rate of the masked-token objective.")
+    causal_fraction: float = Field(0.5, ge=0.0, le=1.0, description="Share of pretraining batches that are causal.")
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="Label smoothing of classification losses.")
+    temperature: float = Field(0.05, gt=0.0, description="Softmax temperature of the contrastive loss.")
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
+    accelerator: str = Field("auto", description="Lightning accelerator (cpu, gpu, auto).")
+    devices: int | str = Field("auto", description="Lightning devices (a count, or auto).")
+    strategy: str = Field("auto", description="Lightning strategy (auto, ddp, fsdp, ...).")
+    num_nodes: int = Field(1, ge=1, description="Nodes for multi-node training.")
+    deterministic: bool = Field(False, description="Ask torch for deterministic kernels (slower).")
+
+    @classmethod
+    def quick(cls, **kw) -> TrainConfig:
+        """Settings for tests and the demo: one short epoch."""
+        return cls(**{"max_epochs": 1, "batch_size": 16, "precision": "32-true", **kw})

@@ -1,0 +1,328 @@
+"""Data for the core: readers, seeded stratified splits, datasets, collators, and the multi-task DataModule.
+
+Lightning appears here (the DataModule), in ``lit.py`` and in ``train.py`` only.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import random
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from core.tasks import TaskSpec
+from core.tokenizer import Tokenizer
+
+log = logging.getLogger(__name__)
+
+
+class DataFormatError(ValueError):
+    """A data file is missing, unreadable, or lacks the columns its format needs."""
+
+
+# ---------------------------------------------------------------------------------------------------------- readers
+def read_labelled_texts(path: str | Path, fmt: str = "csv") -> tuple[list[str], list[str]]:
+    """Read ``(texts, labels)`` from a labelled-text file.
+
+    Args:
+        path: the file.
+        fmt: ``csv`` (a header with ``text`` and ``label`` or ``category``; UTF-8) or ``phrasebank`` (latin-1
+            ``sentence@label`` lines, split on the last ``@``, as in Financial PhraseBank).
+
+    Raises:
+        DataFormatError: missing file, unknown format, wrong encoding, missing columns or no rows.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataFormatError(f"data file not found: {path}")
+    texts, labels = [], []
+    if fmt == "phrasebank":
+        raw = path.read_bytes().decode("latin-1")
+        for n, line in enumerate(raw.replace("\r\n", "\n").replace("\r", "\n").split("\n"), 1):
+            if not line.strip():
+                continue
+            text, sep, label = line.rpartition("@")
+            if not sep or not text.strip() or not label.strip():
+                raise DataFormatError(f"{path}:{n}: expected 'sentence@label', got {line[:60]!r}")
+            texts.append(text.strip())
+            labels.append(label.strip())
+    elif fmt == "csv":
+        try:
+            content = path.read_text(encoding="utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise DataFormatError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+        reader = csv.DictReader(io.StringIO(content))
+        cols = reader.fieldnames or []
+        label_col = "label" if "label" in cols else "category" if "category" in cols else None
+        if "text" not in cols or label_col is None:
+            raise DataFormatError(f"{path}: needs columns 'text' and 'label' (or 'category'); found {cols}")
+        for row in reader:
+            if row["text"] and row[label_col]:
+                texts.append(row["text"].strip())
+                labels.append(row[label_col].strip())
+    else:
+        raise DataFormatError(f"unknown data format {fmt!r}; use csv or phrasebank")
+    if not texts:
+        raise DataFormatError(f"{path}: no rows")
+    return texts, labels
+
+
+def stratified_split(labels: Sequence, fractions: Sequence[float], seed: int) -> list[np.ndarray]:
+    """Seeded stratified split of indices into parts with the given fractions (the last part takes the rest).
+
+    Every class is shuffled with ``seed`` and cut in the same proportions, so each part keeps the class balance.
+    """
+    if not np.isclose(sum(fractions), 1.0):
+        raise ValueError(f"fractions must sum to 1, got {fractions}")
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(labels)
+    parts: list[list[int]] = [[] for _ in fractions]
+    for cls in sorted(set(labels.tolist()), key=str):
+        idx = np.flatnonzero(labels == cls)
+        rng.shuffle(idx)
+        cuts = np.round(np.cumsum(fractions)[:-1] * len(idx)).astype(int)
+        for p, chunk in zip(parts, np.split(idx, cuts)):
+            p.extend(chunk.tolist())
+    return [np.sort(np.asarray(p, dtype=np.int64)) for p in parts]
+
+
+def dedupe_texts(texts: Sequence[str], labels: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Drop exact duplicate texts (first label kept), so a sentence never lands in two splits."""
+    seen, out_t, out_l = set(), [], []
+    for t, lab in zip(texts, labels):
+        key = " ".join(t.lower().split())
+        if key not in seen:
+            seen.add(key)
+            out_t.append(t)
+            out_l.append(lab)
+    return out_t, out_l
+
+
+# ---------------------------------------------------------------------------------------------------------- batches
+@dataclass
+class Batch:
+    """One batch of one task. Text fields are padded on the right; ``mode`` is the attention mode of LM batches."""
+
+    task: str
+    ids: torch.Tensor | None = None  # (B, T)
+    mask: torch.Tensor | None = None  # (B, T) bool
+    labels: torch.Tensor | None = None  # (B,) classes or (B, T) token targets (-100 = ignore)
+    ids_b: torch.Tensor | None = None  # second text of a pair
+    mask_b: torch.Tensor | None = None
+    images: torch.Tensor | None = None  # (B, C, H, W) floats in [0, 1]
+    series: torch.Tensor | None = None  # (B, W, F)
+    mode: str = "bidirectional"
+    extra: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        for t in (self.ids, self.images, self.series):
+            if t is not None:
+                return t.size(0)
+        return 0
+
+    def to(self, device) -> Batch:
+        """Move every tensor to ``device``."""
+        kw = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in self.__dict__.items()}
+        return Batch(**kw)
+
+
+def pad_ids(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad id lists to (B, T) ids and a (B, T) bool mask."""
+    T = max(1, max(len(s) for s in seqs))
+    ids = torch.full((len(seqs), T), pad_id, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.as_tensor(s, dtype=torch.long)
+    mask = torch.zeros_like(ids, dtype=torch.bool)
+    for i, s in enumerate(seqs):
+        mask[i, : len(s)] = True
+    return ids, mask
+
+
+class ListDataset(Dataset):
+    """A dataset over parallel lists: item i is the tuple of the i-th element of each."""
+
+    def __init__(self, *columns: Sequence):
+        n = {len(c) for c in columns}
+        if len(n) != 1:
+            raise ValueError(f"columns of different lengths: {sorted(n)}")
+        self.columns = columns
+
+    def __len__(self) -> int:
+        return len(self.columns[0])
+
+    def __getitem__(self, i):
+        return tuple(c[i] for c in self.columns)
+
+
+class TextCollator:
+    """Tokenise (text, label) pairs of a classification task into a Batch."""
+
+    def __init__(self, task: str, tok: Tokenizer, max_length: int):
+        self.task, self.tok, self.max_length = task, tok, max_length
+
+    def __call__(self, items) -> Batch:
+        texts, labels = zip(*items)
+        ids, mask = pad_ids(self.tok.encode_batch(texts, self.max_length), self.tok.pad_id)
+        return Batch(self.task, ids, mask, torch.as_tensor(labels, dtype=torch.long))
+
+
+class PairCollator:
+    """Tokenise (text_a, text_b) pairs of a contrastive task; row i of a is the positive of row i of b."""
+
+    def __init__(self, task: str, tok: Tokenizer, max_length: int):
+        self.task, self.tok, self.max_length = task, tok, max_length
+
+    def __call__(self, items) -> Batch:
+        a, b = zip(*items)
+        ids, mask = pad_ids(self.tok.encode_batch(a, self.max_length), self.tok.pad_id)
+        ids_b, mask_b = pad_ids(self.tok.encode_batch(b, self.max_length), self.tok.pad_id)
+        return Batch(self.task, ids, mask, ids_b=ids_b, mask_b=mask_b)
+
+
+class ImageCollator:
+    """Stack (uint8 image, label) pairs; in training, random 2-pixel shifts and horizontal flips augment them."""
+
+    def __init__(self, task: str, augment: bool, seed: int = 0, pad: int = 2):
+        self.task, self.augment, self.pad = task, augment, pad
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, items) -> Batch:
+        imgs, labels = zip(*items)
+        x = torch.from_numpy(np.stack(imgs)).float().div(255.0)
+        x = x[:, None] if x.ndim == 3 else x.permute(0, 3, 1, 2)  # (B, C, H, W)
+        if self.augment:
+            B, _, H, W = x.shape
+            p = self.pad
+            padded = torch.nn.functional.pad(x, (p, p, p, p))  # (B, C, H+2p, W+2p)
+            dy = self.rng.integers(0, 2 * p + 1, B)
+            dx = self.rng.integers(0, 2 * p + 1, B)
+            flip = self.rng.random(B) < 0.5
+            out = torch.empty_like(x)
+            for i in range(B):
+                crop = padded[i, :, dy[i]: dy[i] + H, dx[i]: dx[i] + W]
+                out[i] = crop.flip(-1) if flip[i] else crop
+            x = out
+        return Batch(self.task, images=x, labels=torch.as_tensor(labels, dtype=torch.long))
+
+
+class LMCollator:
+    """Pretraining batches: each batch is either masked-token (bidirectional) or next-token (causal).
+
+    The choice is drawn per batch with probability ``causal_fraction`` from a seeded generator. Masked batches follow
+    BERT: 15% of real tokens are targets, of which 80% become [MASK], 10% a random token and 10% stay.
+    """
+
+    def __init__(self, task: str, tok: Tokenizer, max_length: int, mlm_prob: float = 0.15,
+                 causal_fraction: float = 0.5, seed: int = 0):
+        self.task, self.tok, self.max_length = task, tok, max_length
+        self.mlm_prob, self.causal_fraction = mlm_prob, causal_fraction
+        self.gen = torch.Generator().manual_seed(seed)
+
+    def __call__(self, items) -> Batch:
+        texts = [it[0] if isinstance(it, tuple) else it for it in items]
+        ids, mask = pad_ids(self.tok.encode_batch(texts, self.max_length), self.tok.pad_id)
+        if torch.rand((), generator=self.gen).item() < self.causal_fraction:
+            labels = ids.clone()
+            labels[~mask] = -100  # hidden state t predicts token t+1 (the shift happens in the loss)
+            return Batch(self.task, ids, mask, labels, mode="causal")
+        special = torch.zeros_like(mask)
+        for sid in (self.tok.cls_id, self.tok.sep_id, self.tok.pad_id):
+            special |= ids == sid
+        cand = mask & ~special
+        target = (torch.rand(ids.shape, generator=self.gen) < self.mlm_prob) & cand
+        labels = torch.where(target, ids, torch.full_like(ids, -100))
+        r = torch.rand(ids.shape, generator=self.gen)
+        masked = ids.clone()
+        masked[target & (r < 0.8)] = self.tok.mask_id
+        rand_pos = target & (r >= 0.8) & (r < 0.9)
+        masked[rand_pos] = torch.randint(5, self.tok.vocab_size, (int(rand_pos.sum()),), generator=self.gen)
+        return Batch(self.task, masked, mask, labels, mode="bidirectional")
+
+
+# ---------------------------------------------------------------------------------------------------- multi-task
+@dataclass
+class TaskData:
+    """The data of one task: a spec, datasets per split, and a collator builder."""
+
+    spec: TaskSpec
+    train: Dataset
+    val: Dataset | None = None
+    test: Dataset | None = None
+
+
+class MultiTaskLoader:
+    """Every batch of every task's loader once per epoch, in a seeded random interleaving.
+
+    Each task is visited in proportion to its size, and a small task is not cycled (no over-fitting to it); the order
+    changes every epoch but is the same for the same seed.
+    """
+
+    def __init__(self, loaders: dict[str, DataLoader], seed: int):
+        self.loaders, self.seed, self.epoch = loaders, seed, 0
+
+    def __len__(self) -> int:
+        return sum(len(dl) for dl in self.loaders.values())
+
+    def __iter__(self) -> Iterator[Batch]:
+        order = [name for name, dl in self.loaders.items() for _ in range(len(dl))]
+        random.Random(self.seed + self.epoch).shuffle(order)
+        self.epoch += 1
+        its = {name: iter(dl) for name, dl in self.loaders.items()}
+        for name in order:
+            yield next(its[name])
+
+
+class MultiTaskDataModule(L.LightningDataModule):
+    """Train batches from every task interleaved (``MultiTaskLoader``); one validation loader per task."""
+
+    def __init__(self, tasks: list[TaskData], tok: Tokenizer, batch_size: int = 32, max_length: int = 128,
+                 seed: int = 13, num_workers: int = 0, mlm_prob: float = 0.15, causal_fraction: float = 0.5,
+                 eval_batch_size: int | None = None):
+        super().__init__()
+        self.tasks, self.tok = tasks, tok
+        self.batch_size, self.max_length, self.seed = batch_size, max_length, seed
+        self.num_workers, self.mlm_prob, self.causal_fraction = num_workers, mlm_prob, causal_fraction
+        self.eval_batch_size = eval_batch_size or batch_size * 2
+
+    @property
+    def val_task_names(self) -> list[str]:
+        """Task names in the order of the validation loaders."""
+        return [t.spec.name for t in self.tasks if t.val is not None]
+
+    def collator(self, spec: TaskSpec, train: bool):
+        """The collate function of a task kind."""
+        if spec.kind == "lm":
+            # validation draws from its own fixed seed, so every validation sees the same masks
+            return LMCollator(spec.name, self.tok, self.max_length, self.mlm_prob, self.causal_fraction,
+                              seed=self.seed if train else 1234)
+        if spec.kind == "classify":
+            return TextCollator(spec.name, self.tok, self.max_length)
+        if spec.kind == "pairs":
+            return PairCollator(spec.name, self.tok, self.max_length)
+        if spec.kind == "image_classify":
+            return ImageCollator(spec.name, augment=train, seed=self.seed)
+        raise ValueError(f"no collator for task kind {spec.kind!r}")
+
+    def _loader(self, td: TaskData, ds: Dataset, train: bool) -> DataLoader:
+        g = torch.Generator().manual_seed(self.seed)
+        # contrastive batches must not be cut short: in-batch negatives need the whole batch
+        return DataLoader(ds, batch_size=self.batch_size if train else self.eval_batch_size, shuffle=train,
+                          generator=g if train else None, collate_fn=self.collator(td.spec, train),
+                          num_workers=self.num_workers, drop_last=train and td.spec.kind == "pairs")
+
+    def train_dataloader(self) -> MultiTaskLoader:
+        return MultiTaskLoader({t.spec.name: self._loader(t, t.train, True) for t in self.tasks}, self.seed)
+
+    def val_dataloader(self) -> list[DataLoader]:
+        return [self._loader(t, t.val, False) for t in self.tasks if t.val is not None]
+
+    def test_dataloader(self) -> list[DataLoader]:
+        return [self._loader(t, t.test, False) for t in self.tasks if t.test is not None]

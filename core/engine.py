@@ -1,0 +1,183 @@
+"""InferenceEngine: load an artifact once, then batched embed / classify / generate / classify_images.
+
+Everything runs under ``torch.inference_mode``. Texts are sorted by length before batching (less padding) and the
+results put back in input order. ``quantize=True`` swaps every Linear layer for a dynamically quantised int8 one.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from core.artifacts import load_artifact
+from core.data import pad_ids
+from core.generation import GenerationConfig, generate
+from core.modalities import InputError, prepare_images
+from core.tasks import CoreModel, TaskSpec
+
+log = logging.getLogger(__name__)
+
+MAX_CHARS = 20_000  # longer texts are cut before tokenising (the model reads at most block_size tokens anyway)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One classification: the label, its probability, and every class's probability."""
+
+    label: str
+    score: float
+    probs: dict[str, float]
+
+
+def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
+    """Dynamic int8 quantisation of every ``nn.Linear`` (weights int8, activations quantised per batch)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from torch.ao.quantization import quantize_dynamic
+
+        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+
+
+class InferenceEngine:
+    """Serve a trained artifact.
+
+    Args:
+        artifact: the artifact folder (see ``core.artifacts``).
+        quantize: use int8 dynamic quantisation of the Linear layers (CPU).
+        max_length: tokens per text; longer texts are truncated with a warning.
+        batch_size: texts per forward pass.
+        threads: torch CPU threads (None: leave torch's default).
+    """
+
+    def __init__(self, artifact: str | Path, quantize: bool = False, max_length: int = 256, batch_size: int = 64,
+                 threads: int | None = None):
+        if threads:
+            torch.set_num_threads(threads)
+        model, tok, config = load_artifact(artifact)
+        self.path, self.tok, self.config = Path(artifact), tok, config
+        self.model: CoreModel = quantize_int8(model) if quantize else model
+        self.model.eval()
+        self.quantized = quantize
+        self.max_length = min(max_length, model.cfg.block_size)
+        self.batch_size = batch_size
+
+    @classmethod
+    def from_model(cls, model: CoreModel, tok, max_length: int = 256, batch_size: int = 64) -> InferenceEngine:
+        """Wrap a model in memory (tests, notebooks) without an artifact folder."""
+        self = cls.__new__(cls)
+        self.path, self.tok, self.config, self.model = None, tok, {}, model.eval()
+        self.quantized, self.max_length, self.batch_size = False, min(max_length, model.cfg.block_size), batch_size
+        return self
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def tasks(self) -> dict[str, TaskSpec]:
+        """The artifact's tasks by name."""
+        return self.model.tasks
+
+    def _check_texts(self, texts: Sequence[str]) -> list[str]:
+        if isinstance(texts, str):
+            raise TypeError("pass a list of texts, not a single string")
+        out = []
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise InputError(f"text {i} is {type(t).__name__}, not str")
+            if not t.strip():
+                raise InputError(f"text {i} is empty")
+            if len(t) > MAX_CHARS:
+                log.warning("text %d has %d characters; reading the first %d", i, len(t), MAX_CHARS)
+                t = t[:MAX_CHARS]
+            out.append(t)
+        return out
+
+    def _encode(self, texts: Sequence[str]) -> list[list[int]]:
+        ids = self.tok.encode_batch(texts, max_length=None)
+        out = []
+        for i, seq in enumerate(ids):
+            if len(seq) > self.max_length:
+                log.warning("text %d has %d tokens; truncated to %d", i, len(seq), self.max_length)
+                seq = seq[: self.max_length - 1] + [self.tok.sep_id]
+            out.append(seq)
+        return out
+
+    def _batches(self, texts: Sequence[str]):
+        """Yield (positions, ids, mask) batches of texts sorted by length."""
+        ids = self._encode(self._check_texts(texts))
+        order = np.argsort([len(s) for s in ids], kind="stable")
+        for start in range(0, len(order), self.batch_size):
+            pos = order[start: start + self.batch_size]
+            x, m = pad_ids([ids[i] for i in pos], self.tok.pad_id)
+            yield pos, x, m
+
+    # ------------------------------------------------------------------ API
+    @torch.inference_mode()
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """L2-normalised sentence embeddings, (N, C) float32."""
+        out = np.zeros((len(texts), self.model.cfg.n_embd), dtype=np.float32)
+        for pos, x, m in self._batches(texts):
+            out[pos] = self.model.embed(x, m).float().numpy()
+        return out
+
+    @torch.inference_mode()
+    def classify_proba(self, texts: Sequence[str], task: str) -> np.ndarray:
+        """Class probabilities (N, n_classes) of a text task."""
+        spec = self.model.task(task)
+        if spec.kind != "classify":
+            raise InputError(f"task {task!r} is a {spec.kind} task, not a text classifier")
+        out = np.zeros((len(texts), spec.n_classes), dtype=np.float32)
+        for pos, x, m in self._batches(texts):
+            out[pos] = torch.softmax(self.model.classify(task, x, m).float(), -1).numpy()
+        return out
+
+    def classify(self, texts: Sequence[str], task: str) -> list[Prediction]:
+        """Label, probability and class probabilities of each text."""
+        probs = self.classify_proba(texts, task)
+        labels = self.model.task(task).labels
+        return [Prediction(labels[int(p.argmax())], float(p.max()), dict(zip(labels, map(float, p))))
+                for p in probs]
+
+    @torch.inference_mode()
+    def classify_images_proba(self, images: np.ndarray, task: str | None = None) -> np.ndarray:
+        """Class probabilities (N, n_classes) of images (any H x W, grey or colour; see ``prepare_images``)."""
+        task = task or self._only_task("image_classify")
+        spec = self.model.task(task)
+        if spec.kind != "image_classify":
+            raise InputError(f"task {task!r} is a {spec.kind} task, not an image classifier")
+        x = prepare_images(images, self.model.cfg.image_channels)
+        out = []
+        for start in range(0, x.size(0), self.batch_size * 4):
+            out.append(torch.softmax(self.model.classify_images(task, x[start: start + self.batch_size * 4]).float(),
+                                     -1).numpy())
+        return np.concatenate(out)
+
+    def classify_images(self, images: np.ndarray, task: str | None = None) -> list[Prediction]:
+        """Label and probabilities of each image."""
+        task = task or self._only_task("image_classify")
+        probs = self.classify_images_proba(images, task)
+        labels = self.model.task(task).labels
+        return [Prediction(labels[int(p.argmax())], float(p.max()), dict(zip(labels, map(float, p))))
+                for p in probs]
+
+    def generate(self, prompts: Sequence[str], cfg: GenerationConfig | None = None) -> list[str]:
+        """Continue each prompt with text (the prompt itself is not repeated)."""
+        prompts = self._check_texts(prompts)
+        cfg = cfg or GenerationConfig()
+        banned = tuple(sorted(self.tok.special_ids - {self.tok.sep_id}))
+        cfg = GenerationConfig(**{**cfg.__dict__, "stop_ids": tuple(set(cfg.stop_ids) | {self.tok.sep_id}),
+                                  "banned_ids": tuple(set(cfg.banned_ids) | set(banned))})
+        # the prompt is [CLS] tokens, without the closing [SEP]: generation continues the text
+        ids = [s[:-1] for s in self._encode(prompts)]
+        outs = generate(self.model, ids, cfg, pad_id=self.tok.pad_id)
+        return [self.tok.decode(o) for o in outs]
+
+    def _only_task(self, kind: str) -> str:
+        names = [n for n, t in self.model.tasks.items() if t.kind == kind]
+        if len(names) != 1:
+            raise InputError(f"name the task: this model has {len(names)} {kind} tasks ({names})")
+        return names[0]

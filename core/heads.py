@@ -1,0 +1,72 @@
+"""Task heads that sit on the Backbone's hidden states."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from core.config import ModelConfig
+from core.model import mean_pool
+
+
+class LMHead(nn.Module):
+    """BERT's prediction head with the decoder tied to the token embeddings: (B, T, C) -> (B, T, vocab)."""
+
+    def __init__(self, cfg: ModelConfig, wte: nn.Embedding):
+        super().__init__()
+        self.dense = nn.Linear(cfg.n_embd, cfg.n_embd)
+        self.ln = nn.LayerNorm(cfg.n_embd, eps=cfg.layer_norm_eps)
+        self.bias = nn.Parameter(torch.zeros(cfg.vocab_size))
+        self.wte = [wte]  # a list, so the tied table is not registered (and saved) twice
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        h = self.ln(F.gelu(self.dense(hidden)))
+        return h @ self.wte[0].weight.t() + self.bias  # (B, T, vocab)
+
+
+class ClassifierHead(nn.Module):
+    """Mean-pooled hidden state -> class logits."""
+
+    def __init__(self, cfg: ModelConfig, n_classes: int, dropout: float = 0.1):
+        super().__init__()
+        self.drop = nn.Dropout(dropout)
+        self.out = nn.Linear(cfg.n_embd, n_classes)
+        nn.init.normal_(self.out.weight, std=0.02)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.out(self.drop(mean_pool(hidden, mask)))  # (B, n_classes)
+
+
+class EmbeddingHead(nn.Module):
+    """Mean pooling then L2 normalisation (what all-MiniLM-L6-v2 was trained with), trained contrastively."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.n_embd = cfg.n_embd
+
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return F.normalize(mean_pool(hidden, mask).float(), dim=-1)  # (B, C)
+
+
+class NextItemHead(nn.Module):
+    """Hidden state at each position -> scores of every item, tied to the item embedding table."""
+
+    def __init__(self, cfg: ModelConfig, item_emb: nn.Embedding):
+        super().__init__()
+        self.dense = nn.Linear(cfg.n_embd, cfg.n_embd)
+        self.ln = nn.LayerNorm(cfg.n_embd, eps=cfg.layer_norm_eps)
+        self.bias = nn.Parameter(torch.zeros(item_emb.num_embeddings))
+        self.item_emb = [item_emb]
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        h = self.ln(F.gelu(self.dense(hidden)))
+        return h @ self.item_emb[0].weight.t() + self.bias  # (..., n_items + 1), column 0 is padding
+
+
+def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Symmetric in-batch-negatives contrastive loss of two (B, C) L2-normalised embedding batches."""
+    logits = a @ b.t() / temperature  # (B, B)
+    target = torch.arange(a.size(0), device=a.device)
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))

@@ -1,0 +1,155 @@
+"""Modality encoders: turn images, numeric indicator windows and item ids into prefix tokens for the Backbone."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from core.config import MODALITY_TYPES, ModelConfig
+from core.model import Prefix
+
+
+class InputError(ValueError):
+    """An input has the wrong shape, type or size for the encoder it is given to."""
+
+
+def prepare_images(images: np.ndarray | torch.Tensor, channels: int, max_side: int = 224) -> torch.Tensor:
+    """Bring images of any common layout to a float tensor (N, channels, H, W) in [0, 1].
+
+    Accepts (H, W), (N, H, W), (N, H, W, C) with C in {1, 3, 4}, or (N, C, H, W); uint8 in 0..255 or floats in [0, 1].
+    Colour becomes grey by ITU-R 601 luma when the encoder works in grey, grey is repeated when it works in colour,
+    an alpha channel is dropped, and an image whose longer side passes ``max_side`` is scaled down to it.
+
+    Raises:
+        InputError: on any other shape, on an empty batch, or on NaN values.
+    """
+    x = torch.as_tensor(np.asarray(images) if not isinstance(images, torch.Tensor) else images)
+    if x.dtype == torch.uint8:
+        x = x.float() / 255.0
+    elif x.is_floating_point():
+        x = x.float()
+    else:
+        x = x.float() / 255.0 if x.max() > 1 else x.float()
+    if x.ndim == 2:
+        x = x[None, None]  # (1, 1, H, W)
+    elif x.ndim == 3:
+        x = x[:, None]  # (N, 1, H, W)
+    elif x.ndim == 4:
+        if x.shape[1] not in (1, 3, 4) and x.shape[-1] in (1, 3, 4):
+            x = x.permute(0, 3, 1, 2)  # (N, C, H, W)
+        if x.shape[1] not in (1, 3, 4):
+            raise InputError(f"images of shape {tuple(images.shape)}: expected 1, 3 or 4 channels")
+    else:
+        raise InputError(f"images of shape {tuple(x.shape)}: expected (H, W), (N, H, W), (N, H, W, C) or (N, C, H, W)")
+    if x.shape[0] == 0 or x.shape[-1] < 2 or x.shape[-2] < 2:
+        raise InputError(f"images of shape {tuple(x.shape)}: need at least one image of at least 2 x 2 pixels")
+    if torch.isnan(x).any():
+        raise InputError("images contain NaN values")
+    if x.shape[1] == 4:
+        x = x[:, :3]  # drop alpha
+    if x.shape[1] == 3 and channels == 1:
+        x = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])  # (N, 1, H, W)
+    elif x.shape[1] == 1 and channels == 3:
+        x = x.repeat(1, 3, 1, 1)  # (N, 3, H, W)
+    H, W = x.shape[-2:]
+    if max(H, W) > max_side:
+        s = max_side / max(H, W)
+        x = F.interpolate(x, size=(max(2, round(H * s)), max(2, round(W * s))), mode="bilinear", align_corners=False)
+    return x.clamp(0.0, 1.0)
+
+
+class ImagePatchEncoder(nn.Module):
+    """A small convolutional stem, then non-overlapping patches -> one token per patch, with 2-D positions.
+
+    The stem gives the patches local edge detectors before the Transformer mixes them (the hybrid ViT recipe), which
+    matters on small data sets. Images of another size than ``image_size`` are padded to a multiple of the patch and
+    the position grid is interpolated, so any H x W works.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        c, s = cfg.image_channels, cfg.image_stem_channels
+        self.channels, self.patch, self.max_side = c, cfg.patch_size, cfg.image_size * 8
+        # full resolution with few channels, then stride 2 with more: the cheap part of the stem sees every pixel
+        self.stem = nn.Sequential(
+            nn.Conv2d(c, s // 2, 3, padding=1), nn.BatchNorm2d(s // 2), nn.GELU(),
+            nn.Conv2d(s // 2, s, 3, stride=2, padding=1), nn.BatchNorm2d(s), nn.GELU(),
+        )
+        self.to_patch = nn.Conv2d(s, cfg.n_embd, kernel_size=cfg.patch_size // 2, stride=cfg.patch_size // 2)
+        g = cfg.image_size // cfg.patch_size
+        self.pos = nn.Parameter(torch.randn(1, cfg.n_embd, g, g) * 0.02)  # (1, C, g, g)
+        self.norm = nn.LayerNorm(cfg.n_embd)
+
+    def forward(self, images: torch.Tensor) -> Prefix:
+        """images: (N, C, H, W) floats in [0, 1] (see ``prepare_images``) -> Prefix of (N, h*w, n_embd)."""
+        x = (images - 0.5) / 0.5
+        H, W = x.shape[-2:]
+        ph, pw = (-H) % self.patch, (-W) % self.patch
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph), value=-1.0)  # pad with background
+        x = self.to_patch(self.stem(x))  # (N, C, h, w)
+        N, C, h, w = x.shape
+        pos = self.pos if self.pos.shape[-2:] == (h, w) else F.interpolate(self.pos, size=(h, w), mode="bicubic",
+                                                                            align_corners=False)
+        x = (x + pos).flatten(2).transpose(1, 2)  # (N, h*w, C)
+        x = self.norm(x)
+        mask = torch.ones(N, h * w, dtype=torch.bool, device=x.device)
+        types = torch.full((N, h * w), MODALITY_TYPES["image"], dtype=torch.long, device=x.device)
+        return Prefix(x, mask, types)
+
+
+class SeriesEncoder(nn.Module):
+    """A numeric indicator window (N, T, F) -> T prefix tokens; NaN steps are masked out."""
+
+    def __init__(self, cfg: ModelConfig, max_steps: int = 128):
+        super().__init__()
+        self.n_features, self.max_steps = cfg.series_features, max_steps
+        self.inp = nn.Sequential(nn.Linear(cfg.series_features, cfg.n_embd), nn.GELU(),
+                                 nn.Linear(cfg.n_embd, cfg.n_embd))
+        self.step = nn.Embedding(max_steps, cfg.n_embd)
+        self.norm = nn.LayerNorm(cfg.n_embd)
+
+    def forward(self, series: torch.Tensor) -> Prefix:
+        """series: (N, T, F) floats, already standardised per feature by the caller."""
+        if series.ndim != 3 or series.shape[-1] != self.n_features:
+            raise InputError(f"series of shape {tuple(series.shape)}: expected (N, T, {self.n_features})")
+        N, T, _ = series.shape
+        if T > self.max_steps:
+            raise InputError(f"series window of {T} steps: at most {self.max_steps}")
+        real = ~torch.isnan(series).all(-1)  # (N, T) a step with no value at all is padding
+        x = self.inp(torch.nan_to_num(series.float(), nan=0.0))  # (N, T, C)
+        x = self.norm(x + self.step(torch.arange(T, device=x.device))[None])
+        types = torch.full((N, T), MODALITY_TYPES["series"], dtype=torch.long, device=x.device)
+        return Prefix(x, real, types)
+
+
+class ItemEncoder(nn.Module):
+    """Item ids (N, T) -> item tokens; id 0 is padding. The table may be started from text embeddings of titles."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        if cfg.n_items <= 0:
+            raise ValueError("ItemEncoder needs ModelConfig.n_items > 0")
+        self.n_items = cfg.n_items
+        self.emb = nn.Embedding(cfg.n_items + 1, cfg.n_embd, padding_idx=0)
+        nn.init.normal_(self.emb.weight, std=0.02)
+        with torch.no_grad():
+            self.emb.weight[0].zero_()
+
+    def init_from_vectors(self, vectors: torch.Tensor) -> None:
+        """Start item ``i`` (1-based) at ``vectors[i-1]``, rescaled to the table's typical norm."""
+        if vectors.shape != (self.n_items, self.emb.embedding_dim):
+            raise ValueError(f"vectors of shape {tuple(vectors.shape)}, expected ({self.n_items}, "
+                             f"{self.emb.embedding_dim})")
+        with torch.no_grad():
+            v = F.normalize(vectors.float(), dim=-1) * self.emb.weight[1:].norm(dim=-1).mean()
+            self.emb.weight[1:] = v
+
+    def forward(self, items: torch.Tensor) -> Prefix:
+        if items.min() < 0 or items.max() > self.n_items:
+            raise InputError(f"item ids must lie in 0..{self.n_items}")
+        x = self.emb(items)  # (N, T, C)
+        types = torch.full_like(items, MODALITY_TYPES["item"])
+        return Prefix(x, items != 0, types)

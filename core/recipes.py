@@ -1,0 +1,309 @@
+"""Training recipes of the core's benchmark artifacts: data preparation, splits and the call to ``fit``.
+
+Each recipe reads data from a folder laid out like ``../shared/datasets`` and writes one artifact folder. Splits are
+seeded and stratified, and recorded in the artifact's ``config.json``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from core.config import ModelConfig, TrainConfig
+from core.data import (
+    DataFormatError,
+    ListDataset,
+    MultiTaskDataModule,
+    TaskData,
+    dedupe_texts,
+    read_labelled_texts,
+    stratified_split,
+)
+from core.tasks import CoreModel, TaskSpec
+from core.tokenizer import Tokenizer
+
+log = logging.getLogger(__name__)
+
+# Only the *train* split of the Debian package is used: its t10k files hold the held-out test items.
+DEBIAN_FASHION_TRAIN = Path("/usr/share/datasets/fashion-mnist")
+FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                   "Ankle boot")
+
+
+# ---------------------------------------------------------------------------------------------------------- images
+def read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file (MNIST's format), gzipped or not."""
+    raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 8:
+        raise DataFormatError(f"{path} is not an unsigned-byte IDX file")
+    ndim = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def load_image_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """``images`` (N, H, W[, C]) uint8 and ``labels`` (N,) from an npz file (no pickle)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataFormatError(f"image file not found: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as d:
+            if "images" not in d or "labels" not in d:
+                raise DataFormatError(f"{path} needs arrays 'images' and 'labels'; it has {sorted(d.keys())}")
+            images, labels = d["images"], d["labels"]
+    except (ValueError, OSError) as exc:
+        raise DataFormatError(f"{path} is not a readable npz file: {exc}") from exc
+    if len(images) != len(labels):
+        raise DataFormatError(f"{path}: {len(images)} images but {len(labels)} labels")
+    return images, labels.astype(np.int64)
+
+
+@dataclass
+class ImageSplits:
+    """Train and validation arrays, and where they came from."""
+
+    train_x: np.ndarray
+    train_y: np.ndarray
+    val_x: np.ndarray
+    val_y: np.ndarray
+    sources: dict
+
+
+def fashion_splits(data_dir: Path, seed: int = 13, val_fraction: float = 0.25,
+                   extra_train: Path | None = DEBIAN_FASHION_TRAIN) -> ImageSplits:
+    """Fashion-MNIST: validation carved (seeded, stratified) out of ``fashion_mnist/``; the rest trains, plus the
+    60,000 official training images where the Debian package ``dataset-fashion-mnist`` is installed."""
+    x, y = load_image_npz(Path(data_dir) / "fashion_mnist" / "fashion_mnist_test_8000.npz")
+    tr, va = stratified_split(y, [1 - val_fraction, val_fraction], seed)
+    train_x, train_y = [x[tr]], [y[tr]]
+    sources = {"fashion_mnist_test_8000": {"train": len(tr), "val": len(va), "seed": seed}}
+    if extra_train is not None and (extra_train / "train-images-idx3-ubyte.gz").is_file():
+        ex = read_idx(extra_train / "train-images-idx3-ubyte.gz")
+        ey = read_idx(extra_train / "train-labels-idx1-ubyte.gz").astype(np.int64)
+        train_x.append(ex)
+        train_y.append(ey)
+        sources["debian_train"] = len(ey)
+    else:
+        log.warning("dataset-fashion-mnist is not installed: training on %d images only", len(tr))
+    return ImageSplits(np.concatenate(train_x), np.concatenate(train_y), x[va], y[va], sources)
+
+
+def train_image_classifier(data_dir: str | Path, out: str | Path, cfg: TrainConfig, preset: str = "small",
+                           task: str = "fashion", max_train: int | None = None) -> Path:
+    """Train the image artifact (``image_classify`` task) on Fashion-MNIST."""
+    from core.train import fit
+
+    s = fashion_splits(Path(data_dir), seed=cfg.seed)
+    if max_train:
+        s.train_x, s.train_y = s.train_x[:max_train], s.train_y[:max_train]
+    tok = Tokenizer.train(FASHION_CLASSES, vocab_size=64, min_frequency=1)
+    mcfg = ModelConfig.preset(preset, vocab_size=tok.vocab_size, image_channels=1, image_size=28, patch_size=4)
+    spec = TaskSpec(name=task, kind="image_classify", labels=FASHION_CLASSES)
+    model = CoreModel(mcfg, [spec])
+    td = TaskData(spec, ListDataset(list(s.train_x), s.train_y.tolist()), ListDataset(list(s.val_x), s.val_y.tolist()))
+    dm = MultiTaskDataModule([td], tok, batch_size=cfg.batch_size, seed=cfg.seed, num_workers=cfg.num_workers)
+    return fit(model, dm, cfg, out, tok, meta={"recipe": "images", "data": s.sources})
+
+
+# ---------------------------------------------------------------------------------------------------------- text
+@dataclass
+class TextTask:
+    """A labelled-text task read from a file, with its seeded splits."""
+
+    name: str
+    labels: tuple[str, ...]
+    train: tuple[list[str], list[int]]
+    val: tuple[list[str], list[int]]
+    test: tuple[list[str], list[int]]
+    source: dict
+
+
+def _subset(texts, ys, idx):
+    return [texts[i] for i in idx], [int(ys[i]) for i in idx]
+
+
+def text_task(name: str, path: str | Path, fmt: str, seed: int = 13, test_path: str | Path | None = None,
+              val_fraction: float = 0.1, test_fraction: float = 0.2) -> TextTask:
+    """Read a labelled-text file and split it, seeded and stratified, after removing duplicate sentences.
+
+    With ``test_path`` the test set is that file and only a validation set is carved out; otherwise the file is cut
+    into train / validation / test by ``val_fraction`` and ``test_fraction``.
+    """
+    texts, raw = dedupe_texts(*read_labelled_texts(path, fmt))
+    labels = tuple(sorted(set(raw)))
+    ys = [labels.index(r) for r in raw]
+    source = {"path": str(path), "format": fmt, "seed": seed, "n": len(texts)}
+    if test_path is not None:
+        tr, va = stratified_split(ys, [1 - val_fraction, val_fraction], seed)
+        tt, traw = read_labelled_texts(test_path, fmt)
+        unknown = sorted(set(traw) - set(labels))
+        if unknown:
+            raise DataFormatError(f"{test_path} has labels the training file lacks: {unknown[:5]}")
+        test = (tt, [labels.index(r) for r in traw])
+        source["test_path"] = str(test_path)
+    else:
+        tr, va, te = stratified_split(ys, [1 - val_fraction - test_fraction, val_fraction, test_fraction], seed)
+        test = _subset(texts, ys, te)
+    source.update(train=len(tr), val=len(va), test=len(test[0]))
+    return TextTask(name, labels, _subset(texts, ys, tr), _subset(texts, ys, va), test, source)
+
+
+def finetune_text(tasks: list[TextTask], out: str | Path, cfg: TrainConfig, init_from: str = "minilm",
+                  pairs: dict[str, tuple[list[str], list[str]]] | None = None) -> Path:
+    """Fine-tune one backbone on several text classification tasks (and optional contrastive pairs) at once."""
+    from core.train import fit
+
+    model, tok = new_text_model(init_from)
+    datas = []
+    for t in tasks:
+        spec = TaskSpec(name=t.name, kind="classify", labels=t.labels)
+        model.add_task(spec)
+        datas.append(TaskData(spec, ListDataset(*t.train), ListDataset(*t.val), ListDataset(*t.test)))
+    for name, (a, b) in (pairs or {}).items():
+        spec = TaskSpec(name=name, kind="pairs")
+        model.add_task(spec)
+        n_val = max(1, len(a) // 10)
+        datas.append(TaskData(spec, ListDataset(a[n_val:], b[n_val:]), ListDataset(a[:n_val], b[:n_val])))
+    dm = MultiTaskDataModule(datas, tok, batch_size=cfg.batch_size, max_length=cfg.max_length, seed=cfg.seed)
+    meta = {"recipe": "finetune_text", "init_from": init_from, "data": {t.name: t.source for t in tasks}}
+    return fit(model, dm, cfg, out, tok, meta=meta)
+
+
+def new_text_model(init_from: str, corpus: list[str] | None = None, preset: str = "small") -> tuple[CoreModel, Tokenizer]:
+    """A CoreModel without tasks: all-MiniLM-L6-v2's weights (``minilm``) or a random ``preset`` with a tokenizer
+    trained on ``corpus``."""
+    if init_from == "minilm":
+        from core.pretrained import load_minilm, minilm_config
+
+        model = CoreModel(minilm_config())
+        load_minilm(model.backbone)
+        return model, Tokenizer.pretrained()
+    if init_from in ("tiny", "small", "base"):
+        if not corpus:
+            raise ValueError("a randomly initialised model needs a corpus to train its tokenizer on")
+        tok = Tokenizer.train(corpus, vocab_size={"tiny": 1000, "small": 8000, "base": 16000}[init_from])
+        return CoreModel(ModelConfig.preset(init_from, vocab_size=tok.vocab_size)), tok
+    raise ValueError(f"unknown init_from {init_from!r}; use minilm, tiny, small or base")
+
+
+def read_corpus(paths: list[str | Path]) -> list[str]:
+    """Texts for pretraining from plain-text files (one text per non-empty line) or labelled CSV/PhraseBank files."""
+    texts: list[str] = []
+    for p in map(Path, paths):
+        if not p.is_file():
+            raise DataFormatError(f"corpus file not found: {p}")
+        if p.suffix == ".csv":
+            texts += read_labelled_texts(p, "csv")[0]
+        elif p.name.startswith("Sentences_"):
+            texts += read_labelled_texts(p, "phrasebank")[0]
+        else:
+            texts += [ln.strip() for ln in p.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()]
+    if not texts:
+        raise DataFormatError("the corpus is empty")
+    return texts
+
+
+def pretrain(corpus: list[str], out: str | Path, cfg: TrainConfig, init_from: str = "minilm",
+             val_fraction: float = 0.05) -> Path:
+    """Continued pretraining that mixes masked-token and next-token batches; the validation perplexity is measured
+    before and after (``meta.training.initial`` / ``final``)."""
+    from core.train import fit
+
+    texts = sorted(set(t for t in corpus if t.strip()))
+    rng = np.random.default_rng(cfg.seed)
+    rng.shuffle(texts)
+    n_val = max(1, int(len(texts) * val_fraction))
+    model, tok = new_text_model(init_from, corpus=texts[n_val:])
+    spec = TaskSpec(name="lm", kind="lm")
+    model.add_task(spec)
+    td = TaskData(spec, ListDataset(texts[n_val:]), ListDataset(texts[:n_val]))
+    dm = MultiTaskDataModule([td], tok, batch_size=cfg.batch_size, max_length=cfg.max_length, seed=cfg.seed,
+                             mlm_prob=cfg.mlm_prob, causal_fraction=cfg.causal_fraction)
+    meta = {"recipe": "pretrain", "init_from": init_from, "data": {"train": len(texts) - n_val, "val": n_val}}
+    return fit(model, dm, cfg, out, tok, meta=meta, validate_first=True)
+
+
+def pretrain_corpus(data_dir: Path, seed: int = 13) -> list[str]:
+    """A domain corpus from the data sets' training parts only: Banking77 train, bank FAQ questions and answers,
+    StackFAQ answers and the PhraseBank training split (its test split is never read here)."""
+    import csv
+
+    data_dir = Path(data_dir)
+    texts = list(banking77_task(data_dir, seed).train[0]) + list(phrasebank_task(data_dir, seed).train[0])
+    faq = data_dir / "bank_faqs" / "BankFAQs.csv"
+    if faq.is_file():
+        with faq.open(encoding="utf-8", errors="replace") as f:
+            for row in csv.DictReader(f):
+                texts += [row.get("Question", ""), row.get("Answer", "")]
+    threads = data_dir / "stackfaq" / "faq_threads.jsonl"
+    if threads.is_file():
+        import json
+
+        for line in threads.read_text(encoding="utf-8").splitlines():
+            rec = json.loads(line)
+            texts += [a if isinstance(a, str) else str(a.get("text", a.get("answer", ""))) for a in rec.get("answers", [])]
+    return [t for t in texts if t and t.strip()]
+
+
+# ------------------------------------------------------------------------------------------------ benchmark artifacts
+# The settings each benchmark artifact is trained with. fp32: on the 2-core CPU this project is measured on, bf16
+# autocast was slower for these model sizes (see bench/results/core.json).
+TEXT_TRAIN = TrainConfig(max_epochs=5, batch_size=32, lr=8e-5, head_lr=2e-3, max_length=96, precision="32-true",
+                         patience=2, warmup_ratio=0.06)
+IMAGE_TRAIN = TrainConfig(max_epochs=10, batch_size=128, lr=1e-3, head_lr=1e-3, precision="32-true",
+                          weight_decay=0.05, label_smoothing=0.1, patience=3, warmup_ratio=0.03)
+PRETRAIN = TrainConfig(max_epochs=2, batch_size=32, lr=5e-5, head_lr=5e-4, max_length=64, precision="32-true",
+                       patience=1, causal_fraction=0.5)
+
+
+def banking77_task(data_dir: Path, seed: int = 13) -> TextTask:
+    """Banking77: train.csv split 90/10 into train/validation; test_dev.csv is the test set."""
+    d = Path(data_dir) / "banking77"
+    return text_task("banking77", d / "train.csv", "csv", seed=seed, test_path=d / "test_dev.csv")
+
+
+def phrasebank_task(data_dir: Path, seed: int = 13) -> TextTask:
+    """Financial PhraseBank (50% agreement), deduplicated, split 70/10/20 (seeded, stratified)."""
+    return text_task("phrasebank", Path(data_dir) / "financial_phrasebank" / "Sentences_50Agree.txt", "phrasebank",
+                     seed=seed)
+
+
+def _text_recipe(*task_fns):
+    def run(data_dir: Path, out: Path, cfg: TrainConfig | None = None) -> Path:
+        return finetune_text([fn(data_dir) for fn in task_fns], out, cfg or TEXT_TRAIN)
+    return run
+
+
+def _image_recipe(data_dir: Path, out: Path, cfg: TrainConfig | None = None) -> Path:
+    return train_image_classifier(data_dir, out, cfg or IMAGE_TRAIN)
+
+
+# name -> recipe(data_dir, out_dir): what `make artifacts` trains, in this order
+ARTIFACT_RECIPES = {
+    "text-multitask": _text_recipe(phrasebank_task, banking77_task),
+    "text-banking77": _text_recipe(banking77_task),
+    "text-phrasebank": _text_recipe(phrasebank_task),
+    "images-fashion": _image_recipe,
+    "text-pretrain": lambda data_dir, out, cfg=None: pretrain(pretrain_corpus(data_dir), out, cfg or PRETRAIN),
+}
+
+
+def build_artifacts(data_dir: str | Path, out_root: str | Path, names: list[str] | None = None,
+                    force: bool = False) -> dict[str, Path]:
+    """Train every artifact of ``ARTIFACT_RECIPES`` (or ``names``) that ``out_root`` lacks."""
+    out_root, done = Path(out_root), {}
+    for name in names or list(ARTIFACT_RECIPES):
+        if name not in ARTIFACT_RECIPES:
+            raise ValueError(f"unknown artifact {name!r}; known: {sorted(ARTIFACT_RECIPES)}")
+        out = out_root / name
+        if (out / "config.json").is_file() and not force:
+            log.info("artifact %s exists; skipping", out)
+        else:
+            log.info("training artifact %s", name)
+            ARTIFACT_RECIPES[name](Path(data_dir), out)
+        done[name] = out
+    return done

@@ -1,0 +1,107 @@
+"""fit(): train a CoreModel with Lightning and write an artifact folder.
+
+TensorBoard logs, the best checkpoint by the validation metric, early stopping, bf16-mixed where the hardware has it,
+seeded for reproducibility, with a progress bar.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import warnings
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from core.artifacts import save_artifact
+from core.config import TrainConfig
+from core.data import MultiTaskDataModule
+from core.lit import LitCore
+from core.tasks import CoreModel
+from core.tokenizer import Tokenizer
+
+log = logging.getLogger(__name__)
+
+
+def resolve_precision(precision: str) -> str:
+    """Fall back to fp32 where bf16 is asked for but the CPU or GPU cannot do it."""
+    if precision.startswith("bf16"):
+        ok = torch.cuda.is_bf16_supported() if torch.cuda.is_available() else True  # CPU autocast supports bf16
+        if not ok:
+            log.warning("bf16 is not supported here; training in fp32")
+            return "32-true"
+    return precision
+
+
+def monitor_for(model: CoreModel) -> tuple[str, str]:
+    """The metric that early stopping and checkpointing watch: mean validation accuracy, or loss for LM-only runs."""
+    if any(t.kind != "lm" for t in model.tasks.values()):
+        return "val/score", "max"
+    return "val/loss", "min"
+
+
+def fit(model: CoreModel, data: MultiTaskDataModule, cfg: TrainConfig, out_dir: str | Path, tok: Tokenizer,
+        meta: dict | None = None, progress: bool = True, extra_callbacks: list | None = None,
+        validate_first: bool = False) -> Path:
+    """Train ``model`` on ``data`` and save the best weights as an artifact in ``out_dir``.
+
+    Args:
+        model: the CoreModel, already holding a head per task.
+        data: the multi-task DataModule (its validation loaders drive checkpointing and early stopping).
+        cfg: the training knobs.
+        out_dir: artifact folder; ``logs/`` (TensorBoard) and ``checkpoints/`` go inside it.
+        tok: the tokenizer to save with the model.
+        meta: extra facts to keep in ``config.json`` (data set, splits, ...).
+        progress: show a progress bar.
+        extra_callbacks: more Lightning callbacks.
+        validate_first: measure the validation metrics before training too (kept as ``initial`` in the history).
+
+    Returns:
+        The artifact folder.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    monitor, mode = monitor_for(model)
+    lit = LitCore(model, cfg, data.val_task_names)
+    ckpt = ModelCheckpoint(dirpath=out_dir / "checkpoints", monitor=monitor, mode=mode, save_top_k=1,
+                           save_weights_only=True, filename="best")
+    callbacks = [ckpt, EarlyStopping(monitor=monitor, mode=mode, patience=cfg.patience),
+                 LearningRateMonitor(logging_interval="step"), *(extra_callbacks or [])]
+    if progress:
+        callbacks.append(TQDMProgressBar(refresh_rate=10))
+    trainer = L.Trainer(
+        max_epochs=cfg.max_epochs, max_steps=cfg.max_steps, precision=resolve_precision(cfg.precision),
+        accelerator=cfg.accelerator, devices=cfg.devices, strategy=cfg.strategy, num_nodes=cfg.num_nodes,
+        callbacks=callbacks, logger=TensorBoardLogger(out_dir, name="logs", default_hp_metric=False),
+        val_check_interval=cfg.val_check_interval, limit_train_batches=cfg.limit_train_batches,
+        deterministic=cfg.deterministic, enable_progress_bar=progress, enable_model_summary=False,
+        num_sanity_val_steps=0, log_every_n_steps=10,
+    )
+    initial = {}
+    t0 = time.time()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=".*isn't an iterable.*")
+        if validate_first:
+            res = trainer.validate(lit, datamodule=data, verbose=False)
+            initial = {k: float(v) for r in res for k, v in r.items() if k.startswith("val/")}
+        trainer.fit(lit, datamodule=data)
+    seconds = time.time() - t0
+    if ckpt.best_model_path:
+        # our own checkpoint, weights only: read it back with weights_only=True (no pickle of arbitrary objects)
+        state = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
+        lit.load_state_dict(state)
+    best = float(ckpt.best_model_score) if ckpt.best_model_score is not None else None
+    history = {"best_" + monitor.replace("/", "_"): best, "epochs": trainer.current_epoch,
+               "steps": trainer.global_step, "train_seconds": round(seconds, 1),
+               "final": {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")},
+               "initial": initial}
+    log.info("trained %s in %.0fs: %s", out_dir, seconds, json.dumps(history))
+    model.eval()
+    return save_artifact(out_dir, model, tok, meta={**(meta or {}), "training": history,
+                                                     "train_config": cfg.model_dump()})

@@ -1,0 +1,474 @@
+"""Tests for core.metrics: every expected value is worked out by hand in the comments."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from core import metrics as M
+
+# ---------------------------------------------------------------------------
+# Worked 3-class example
+#
+#   y_true = [0, 0, 0, 0, 1, 1, 2, 2, 2]
+#   y_pred = [0, 0, 1, 2, 1, 1, 2, 0, 1]
+#
+# Confusion matrix (rows = true, cols = predicted):
+#            pred 0  pred 1  pred 2 | support
+#   true 0      2       1       1   |   4
+#   true 1      0       2       0   |   2
+#   true 2      1       1       1   |   3
+#   --------------------------------
+#   predicted   3       4       2       n = 9, trace = 5 -> accuracy 5/9
+#
+# Per class:
+#   class 0: P = 2/3, R = 2/4 = 1/2, F1 = 2*(2/3)(1/2) / (2/3 + 1/2) = (2/3) / (7/6) = 4/7
+#   class 1: P = 2/4 = 1/2, R = 2/2 = 1, F1 = 2*(1/2)(1) / (3/2) = 2/3
+#   class 2: P = 1/2, R = 1/3, F1 = 2*(1/6) / (5/6) = 2/5
+# Macro:    P = (2/3 + 1/2 + 1/2)/3 = 5/9
+#           R = (1/2 + 1 + 1/3)/3 = 11/18
+#           F1 = (4/7 + 2/3 + 2/5)/3 = (60 + 70 + 42)/105/3 = 172/315
+# Weighted (weights 4/9, 2/9, 3/9):
+#           P = (4*2/3 + 2*1/2 + 3*1/2)/9 = (8/3 + 1 + 3/2)/9 = (31/6)/9 = 31/54
+#           R = (4*1/2 + 2*1 + 3*1/3)/9 = 5/9   (weighted recall always equals accuracy)
+#           F1 = (4*4/7 + 2*2/3 + 3*2/5)/9 = (240 + 140 + 126)/105/9 = 506/945
+# Micro:    sum tp = 5, sum predicted = 9, sum support = 9 -> P = R = F1 = 5/9
+# ---------------------------------------------------------------------------
+
+Y_TRUE = [0, 0, 0, 0, 1, 1, 2, 2, 2]
+Y_PRED = [0, 0, 1, 2, 1, 1, 2, 0, 1]
+
+
+def test_accuracy_is_fraction_of_exact_matches():
+    # 5 of 9 predictions are correct (see worked example)
+    assert M.accuracy(Y_TRUE, Y_PRED) == pytest.approx(5 / 9)
+
+
+def test_accuracy_accepts_string_labels_and_numpy_arrays():
+    # "a"=="a", "b"!="c", "c"=="c" -> 2/3
+    assert M.accuracy(np.array(["a", "b", "c"]), ["a", "c", "c"]) == pytest.approx(2 / 3)
+
+
+def test_accuracy_rejects_empty_input():
+    with pytest.raises(ValueError, match="empty"):
+        M.accuracy([], [])
+
+
+def test_accuracy_rejects_length_mismatch():
+    with pytest.raises(ValueError, match="same length"):
+        M.accuracy([0, 1], [0])
+
+
+def test_confusion_matrix_matches_worked_example():
+    cm = M.confusion_matrix(Y_TRUE, Y_PRED)
+    np.testing.assert_array_equal(cm, [[2, 1, 1], [0, 2, 0], [1, 1, 1]])
+    assert cm.dtype == np.int64
+
+
+def test_confusion_matrix_follows_given_label_order():
+    # reversing labels [2, 1, 0] reverses both rows and columns of the worked matrix
+    cm = M.confusion_matrix(Y_TRUE, Y_PRED, labels=[2, 1, 0])
+    np.testing.assert_array_equal(cm, [[1, 1, 1], [0, 2, 0], [1, 1, 2]])
+
+
+def test_confusion_matrix_ignores_samples_outside_labels():
+    # with labels [0, 1] only the pairs (t, p) both in {0, 1} count:
+    # (0,0) x2, (0,1) x1, (1,1) x2
+    cm = M.confusion_matrix(Y_TRUE, Y_PRED, labels=[0, 1])
+    np.testing.assert_array_equal(cm, [[2, 1], [0, 2]])
+
+
+def test_confusion_matrix_with_string_labels_sorted_by_default():
+    # labels sorted: ["cat", "dog"]; (cat,cat), (dog,cat), (dog,dog)
+    cm = M.confusion_matrix(["cat", "dog", "dog"], ["cat", "cat", "dog"])
+    np.testing.assert_array_equal(cm, [[1, 0], [1, 1]])
+
+
+def test_confusion_matrix_rejects_duplicate_labels():
+    with pytest.raises(ValueError, match="duplicate"):
+        M.confusion_matrix([0, 1], [0, 1], labels=[0, 0, 1])
+
+
+def test_macro_precision_recall_f1_match_worked_example():
+    out = M.precision_recall_f1(Y_TRUE, Y_PRED)
+    assert out["precision"] == pytest.approx(5 / 9)
+    assert out["recall"] == pytest.approx(11 / 18)
+    assert out["f1"] == pytest.approx(172 / 315)
+
+
+def test_weighted_precision_recall_f1_match_worked_example():
+    out = M.precision_recall_f1(Y_TRUE, Y_PRED, average="weighted")
+    assert out["precision"] == pytest.approx(31 / 54)
+    assert out["recall"] == pytest.approx(5 / 9)
+    assert out["f1"] == pytest.approx(506 / 945)
+
+
+def test_micro_precision_recall_f1_equal_accuracy_when_all_labels_included():
+    out = M.precision_recall_f1(Y_TRUE, Y_PRED, average="micro")
+    assert out == pytest.approx({"precision": 5 / 9, "recall": 5 / 9, "f1": 5 / 9})
+
+
+def test_micro_average_restricted_to_subset_of_labels():
+    # labels [1, 2]: tp = 2 + 1 = 3, predicted = 4 + 2 = 6, support = 2 + 3 = 5
+    # P = 3/6 = 1/2, R = 3/5, F1 = 2*(1/2)(3/5) / (1/2 + 3/5) = (3/5)/(11/10) = 6/11
+    out = M.precision_recall_f1(Y_TRUE, Y_PRED, labels=[1, 2], average="micro")
+    assert out == pytest.approx({"precision": 1 / 2, "recall": 3 / 5, "f1": 6 / 11})
+
+
+def test_restricted_labels_still_count_predictions_from_unlisted_true_classes():
+    # labels [1, 2]; class 1 is predicted 4 times (two of them for true 0 / true 2), class 2 twice
+    #   class 1: P = 2/4, R = 2/2 = 1, F1 = 2/3     class 2: P = 1/2, R = 1/3, F1 = 2/5
+    # macro P = (1/2 + 1/2)/2 = 1/2, R = (1 + 1/3)/2 = 2/3, F1 = (2/3 + 2/5)/2 = 8/15
+    out = M.precision_recall_f1(Y_TRUE, Y_PRED, labels=[1, 2])
+    assert out == pytest.approx({"precision": 1 / 2, "recall": 2 / 3, "f1": 8 / 15})
+
+
+def test_macro_f1_convenience_equals_macro_average_f1():
+    assert M.macro_f1(Y_TRUE, Y_PRED) == pytest.approx(172 / 315)
+
+
+def test_class_never_predicted_gets_zero_precision_and_f1():
+    # y_true = [0, 1, 2], y_pred = [0, 1, 1]; class 2 is never predicted.
+    #   class 0: P = 1, R = 1, F1 = 1
+    #   class 1: P = 1/2, R = 1, F1 = 2*(1/2)/(3/2) = 2/3
+    #   class 2: P = 0 (0/0 -> 0), R = 0/1 = 0, F1 = 0
+    # macro P = (1 + 1/2 + 0)/3 = 1/2, R = (1 + 1 + 0)/3 = 2/3, F1 = (1 + 2/3 + 0)/3 = 5/9
+    rep = M.classification_report([0, 1, 2], [0, 1, 1])
+    assert rep["2"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
+    out = M.precision_recall_f1([0, 1, 2], [0, 1, 1])
+    assert out == pytest.approx({"precision": 1 / 2, "recall": 2 / 3, "f1": 5 / 9})
+
+
+def test_label_absent_from_data_counts_as_zero_in_macro_average():
+    # perfect predictions on {0, 1} but labels also lists 5, which never occurs:
+    # per-class F1 = [1, 1, 0] -> macro F1 = 2/3; weighted ignores it (support 0) -> 1
+    assert M.macro_f1([0, 1], [0, 1], labels=[0, 1, 5]) == pytest.approx(2 / 3)
+    assert M.precision_recall_f1([0, 1], [0, 1], labels=[0, 1, 5], average="weighted")["f1"] == pytest.approx(1.0)
+
+
+def test_weighted_average_with_no_support_in_labels_is_zero():
+    # labels [7] never appears in y_true -> total support 0 -> all zero
+    out = M.precision_recall_f1([0, 1], [0, 1], labels=[7], average="weighted")
+    assert out == {"precision": 0.0, "recall": 0.0, "f1": 0.0}
+
+
+def test_precision_recall_f1_rejects_unknown_average():
+    with pytest.raises(ValueError, match="average"):
+        M.precision_recall_f1([0], [0], average="samples")
+
+
+def test_precision_recall_f1_rejects_empty_input():
+    with pytest.raises(ValueError, match="empty"):
+        M.precision_recall_f1([], [])
+
+
+def test_classification_report_per_class_and_averages():
+    rep = M.classification_report(Y_TRUE, Y_PRED, names=["neg", "neu", "pos"])
+    assert set(rep) == {"neg", "neu", "pos", "macro avg", "weighted avg", "accuracy"}
+    assert rep["neg"] == pytest.approx({"precision": 2 / 3, "recall": 1 / 2, "f1": 4 / 7, "support": 4})
+    assert rep["neu"] == pytest.approx({"precision": 1 / 2, "recall": 1.0, "f1": 2 / 3, "support": 2})
+    assert rep["pos"] == pytest.approx({"precision": 1 / 2, "recall": 1 / 3, "f1": 2 / 5, "support": 3})
+    assert rep["macro avg"] == pytest.approx({"precision": 5 / 9, "recall": 11 / 18, "f1": 172 / 315, "support": 9})
+    assert rep["weighted avg"] == pytest.approx({"precision": 31 / 54, "recall": 5 / 9, "f1": 506 / 945, "support": 9})
+    assert rep["accuracy"] == pytest.approx(5 / 9)
+
+
+def test_classification_report_keys_default_to_str_of_label_and_accept_name_mapping():
+    rep = M.classification_report(Y_TRUE, Y_PRED, names={0: "zero"})
+    # 0 is renamed, 1 and 2 fall back to str(label)
+    assert {"zero", "1", "2"} <= set(rep)
+    assert rep["1"]["support"] == 2
+
+
+def test_classification_report_rejects_names_of_wrong_length():
+    with pytest.raises(ValueError, match="names"):
+        M.classification_report(Y_TRUE, Y_PRED, names=["a", "b"])
+
+
+# ---------------------------------------------------------------------------
+# Ranking, one query
+#
+#   ranked   = ["a", "b", "c", "d", "e"]
+#   relevant = {"c", "e", "z"}          ("z" is never ranked)
+#   hits at ranks 3 and 5
+# ---------------------------------------------------------------------------
+
+RANKED = ["a", "b", "c", "d", "e"]
+RELEVANT = {"c", "e", "z"}
+
+
+def test_recall_at_k_counts_relevant_items_in_top_k():
+    # top 2: none -> 0; top 3: {c} -> 1/3; top 5: {c, e} -> 2/3
+    assert M.recall_at_k(RANKED, RELEVANT, 2) == 0.0
+    assert M.recall_at_k(RANKED, RELEVANT, 3) == pytest.approx(1 / 3)
+    assert M.recall_at_k(RANKED, RELEVANT, 5) == pytest.approx(2 / 3)
+
+
+def test_recall_at_k_larger_than_list_uses_whole_list():
+    # k = 100 > 5 items: same as k = 5 -> 2/3
+    assert M.recall_at_k(RANKED, RELEVANT, 100) == pytest.approx(2 / 3)
+
+
+def test_recall_at_k_rejects_empty_relevant_and_bad_k():
+    with pytest.raises(ValueError, match="relevant"):
+        M.recall_at_k(RANKED, set(), 3)
+    with pytest.raises(ValueError, match="k must be"):
+        M.recall_at_k(RANKED, RELEVANT, 0)
+
+
+def test_hit_rate_at_k_is_one_if_any_relevant_in_top_k():
+    assert M.hit_rate_at_k(RANKED, RELEVANT, 2) == 0.0
+    assert M.hit_rate_at_k(RANKED, RELEVANT, 3) == 1.0
+    assert M.hit_rate_at_k(RANKED, RELEVANT, 50) == 1.0
+    assert M.hit_rate_at_k(RANKED, [], 5) == 0.0
+
+
+def test_reciprocal_rank_of_first_relevant_item():
+    # first hit "c" at rank 3 -> 1/3
+    assert M.reciprocal_rank(RANKED, RELEVANT) == pytest.approx(1 / 3)
+    # relevant given as a list works the same
+    assert M.reciprocal_rank(RANKED, ["e"]) == pytest.approx(1 / 5)
+
+
+def test_reciprocal_rank_is_zero_when_nothing_relevant_is_ranked():
+    assert M.reciprocal_rank(RANKED, {"x", "y"}) == 0.0
+    assert M.reciprocal_rank([], {"x"}) == 0.0
+
+
+def test_ndcg_single_relevant_item_at_rank_three():
+    # DCG = 1/log2(3 + 1) = 1/2; IDCG over min(3, 1) = 1 item = 1/log2(2) = 1 -> 0.5
+    assert M.ndcg_at_k(["a", "b", "c"], {"c"}, 3) == pytest.approx(0.5)
+
+
+def test_ndcg_with_multiple_relevant_items():
+    # k = 3: DCG = 1/log2(4) = 0.5
+    #        IDCG over min(3, 3) = 3 slots = 1 + 1/log2(3) + 1/log2(4) = 1.5 + 0.63093 = 2.13093
+    idcg3 = 1 + 1 / math.log2(3) + 0.5
+    assert M.ndcg_at_k(RANKED, RELEVANT, 3) == pytest.approx(0.5 / idcg3)
+    # k = 5: DCG = 1/log2(4) + 1/log2(6); IDCG still over 3 slots
+    assert M.ndcg_at_k(RANKED, RELEVANT, 5) == pytest.approx((0.5 + 1 / math.log2(6)) / idcg3)
+
+
+def test_ndcg_is_one_for_ideal_ranking_and_zero_without_hits():
+    assert M.ndcg_at_k(["x", "y", "a"], {"x", "y"}, 2) == pytest.approx(1.0)
+    assert M.ndcg_at_k(["a", "b"], {"x"}, 2) == 0.0
+
+
+def test_ndcg_k_larger_than_list_normalises_by_relevant_count():
+    # ranked = [r, a], relevant = {r, s}, k = 10
+    # DCG = 1; IDCG over min(10, 2) = 2 slots = 1 + 1/log2(3) = 1.63093 -> 0.61315
+    assert M.ndcg_at_k(["r", "a"], {"r", "s"}, 10) == pytest.approx(1 / (1 + 1 / math.log2(3)))
+
+
+def test_ndcg_counts_a_repeated_item_once():
+    # [c, c] with relevant {c}: only the first occurrence gains -> DCG = 1 = IDCG
+    assert M.ndcg_at_k(["c", "c"], {"c"}, 2) == pytest.approx(1.0)
+
+
+# ---------------------------------------------------------------------------
+# Ranking, batches
+# ---------------------------------------------------------------------------
+
+# three queries whose first relevant item sits at rank 1, 2 and 4
+BATCH_RANKINGS = [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12]]
+BATCH_RELEVANTS = [{1}, {6}, {12}]
+
+
+def test_mean_reciprocal_rank_of_ranks_1_2_4():
+    # (1 + 1/2 + 1/4) / 3 = 1.75 / 3 = 0.58333
+    assert M.mean_reciprocal_rank(BATCH_RANKINGS, BATCH_RELEVANTS) == pytest.approx(1.75 / 3)
+
+
+def test_mean_hit_rate_and_recall_at_2():
+    # ranks 1, 2 are within k = 2, rank 4 is not -> 2/3 (one relevant each, so recall = hit)
+    assert M.mean_hit_rate_at_k(BATCH_RANKINGS, BATCH_RELEVANTS, 2) == pytest.approx(2 / 3)
+    assert M.mean_recall_at_k(BATCH_RANKINGS, BATCH_RELEVANTS, 2) == pytest.approx(2 / 3)
+
+
+def test_mean_ndcg_at_4():
+    # per query 1/log2(r + 1): r=1 -> 1, r=2 -> 1/log2(3) = 0.63093, r=4 -> 1/log2(5) = 0.43068
+    expected = (1 + 1 / math.log2(3) + 1 / math.log2(5)) / 3
+    assert M.mean_ndcg_at_k(BATCH_RANKINGS, BATCH_RELEVANTS, 4) == pytest.approx(expected)
+
+
+def test_batch_metrics_reject_empty_and_misaligned_batches():
+    with pytest.raises(ValueError, match="empty"):
+        M.mean_reciprocal_rank([], [])
+    with pytest.raises(ValueError, match="same length"):
+        M.mean_ndcg_at_k(BATCH_RANKINGS, BATCH_RELEVANTS[:2], 3)
+
+
+# ---------------------------------------------------------------------------
+# Vectorised single-target helpers
+# ---------------------------------------------------------------------------
+
+
+def test_rank_of_target_counts_strictly_higher_scores():
+    scores = np.array(
+        [
+            [0.1, 0.9, 0.5],  # target 2 (0.5): only 0.9 is higher -> rank 2
+            [0.3, 0.3, 0.2],  # target 0 (0.3): tie with item 1 is not "strictly higher" -> rank 1
+            [0.7, 0.8, 0.9],  # target 0 (0.7): 0.8 and 0.9 higher -> rank 3
+        ]
+    )
+    ranks = M.rank_of_target(scores, np.array([2, 0, 0]))
+    np.testing.assert_array_equal(ranks, [2, 1, 3])
+    assert ranks.dtype == np.int64
+
+
+def test_rank_of_target_rejects_out_of_range_target_and_bad_shapes():
+    with pytest.raises(ValueError, match="targets must lie"):
+        M.rank_of_target(np.zeros((2, 3)), np.array([0, 3]))
+    with pytest.raises(ValueError, match="shape"):
+        M.rank_of_target(np.zeros((2, 3)), np.array([0]))
+    with pytest.raises(ValueError, match="shape"):
+        M.rank_of_target(np.zeros(3), np.array([0]))
+
+
+def test_hr_ndcg_mrr_from_ranks_1_2_4_at_k2():
+    # hr@2 = |{1, 2}| / 3 = 2/3
+    # ndcg@2 = (1/log2(2) + 1/log2(3) + 0) / 3 = (1 + 0.63093) / 3 = 0.54364
+    # mrr = (1 + 1/2 + 1/4) / 3 = 0.58333  (not truncated at k)
+    out = M.hr_ndcg_mrr_from_ranks(np.array([1, 2, 4]), k=2)
+    assert out == pytest.approx({"hr@2": 2 / 3, "ndcg@2": (1 + 1 / math.log2(3)) / 3, "mrr": 1.75 / 3})
+
+
+def test_rank_helpers_agree_with_per_query_metrics():
+    # same three queries as BATCH_*: targets at ranks 1, 2, 4 of 4 items
+    scores = np.array([[4.0, 3, 2, 1], [4.0, 3, 2, 1], [4.0, 3, 2, 1]])
+    ranks = M.rank_of_target(scores, np.array([0, 1, 3]))
+    out = M.hr_ndcg_mrr_from_ranks(ranks, k=4)
+    assert out["mrr"] == pytest.approx(M.mean_reciprocal_rank(BATCH_RANKINGS, BATCH_RELEVANTS))
+    assert out["ndcg@4"] == pytest.approx(M.mean_ndcg_at_k(BATCH_RANKINGS, BATCH_RELEVANTS, 4))
+    assert out["hr@4"] == pytest.approx(1.0)
+
+
+def test_hr_ndcg_mrr_from_ranks_rejects_empty_and_zero_ranks():
+    with pytest.raises(ValueError, match="empty"):
+        M.hr_ndcg_mrr_from_ranks([], k=5)
+    with pytest.raises(ValueError, match="1-based"):
+        M.hr_ndcg_mrr_from_ranks([0, 1], k=5)
+
+
+# ---------------------------------------------------------------------------
+# Perplexity
+# ---------------------------------------------------------------------------
+
+
+def test_perplexity_is_exp_of_mean_nll():
+    # mean NLL = 4*ln(8)/4 = ln(8) -> perplexity 8
+    assert M.perplexity(4 * math.log(8), 4) == pytest.approx(8.0)
+    # zero loss -> perplexity 1
+    assert M.perplexity(0.0, 10) == pytest.approx(1.0)
+
+
+def test_perplexity_rejects_zero_tokens():
+    with pytest.raises(ValueError, match="n_tokens"):
+        M.perplexity(1.0, 0)
+
+
+def test_perplexity_overflow_returns_inf():
+    assert M.perplexity(1e6, 1) == math.inf
+
+
+def test_perplexity_from_losses_weights_batches_by_token_count():
+    # batches with mean loss 1.0 over 1 token and 2.0 over 3 tokens:
+    # total NLL = 1*1 + 2*3 = 7 over 4 tokens -> exp(7/4) = exp(1.75) = 5.7546
+    assert M.perplexity_from_losses([1.0, 2.0], [1, 3]) == pytest.approx(math.exp(1.75))
+
+
+def test_perplexity_from_losses_rejects_empty_mismatched_and_zero_count():
+    with pytest.raises(ValueError, match="empty"):
+        M.perplexity_from_losses([], [])
+    with pytest.raises(ValueError, match="same length"):
+        M.perplexity_from_losses([1.0], [1, 2])
+    with pytest.raises(ValueError, match="zero tokens"):
+        M.perplexity_from_losses([1.0], [0])
+
+
+# ---------------------------------------------------------------------------
+# Catalogue metrics
+# ---------------------------------------------------------------------------
+
+
+def test_coverage_is_distinct_recommended_over_catalogue():
+    # distinct {0, 1, 2} of 10 items -> 0.3
+    assert M.coverage([[0, 1], [1, 2]], 10) == pytest.approx(0.3)
+    assert M.coverage([np.array([3, 3]), []], 4) == pytest.approx(0.25)
+
+
+def test_coverage_rejects_empty_catalogue():
+    with pytest.raises(ValueError, match="n_items"):
+        M.coverage([[0]], 0)
+
+
+def test_intra_list_diversity_averages_pairwise_cosine_distance():
+    # vectors: e0 = (1, 0), e1 = (0, 1), e2 = (1, 1)
+    #   list [0, 1]: cos = 0 -> distance 1
+    #   list [0, 2]: cos = 1/sqrt(2) -> distance 1 - 0.70711 = 0.29289
+    #   list [5]   : fewer than 2 items -> skipped
+    # mean = (1 + 0.29289) / 2 = 0.64645
+    vecs = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0, 0], [0, 0], [3.0, 4.0]])
+    got = M.intra_list_diversity([[0, 1], [0, 2], [5]], vecs)
+    assert got == pytest.approx((1 + (1 - 1 / math.sqrt(2))) / 2)
+
+
+def test_intra_list_diversity_of_three_items_uses_all_pairs():
+    # pairs (0,1) = 1, (0,2) = 1 - 1/sqrt(2), (1,2) = 1 - 1/sqrt(2) -> mean (3 - sqrt(2)) / 3
+    vecs = {"x": [1.0, 0.0], "y": [0.0, 1.0], "z": [2.0, 2.0]}  # mapping input; scale does not matter
+    assert M.intra_list_diversity([["x", "y", "z"]], vecs) == pytest.approx((3 - math.sqrt(2)) / 3)
+
+
+def test_intra_list_diversity_rejects_lists_all_too_short():
+    with pytest.raises(ValueError, match="two or more"):
+        M.intra_list_diversity([[0], []], np.eye(2))
+
+
+def test_novelty_is_mean_self_information():
+    # n_users = 100; pop a = 50 -> -log2(0.5) = 1, b = 25 -> -log2(0.25) = 2, c = 100 -> 0
+    # list [a, b] -> mean 1.5; list [c] -> 0; empty list skipped; mean over lists = 0.75
+    pop = {"a": 50, "b": 25, "c": 100}
+    assert M.novelty([["a", "b"], ["c"], []], pop, 100) == pytest.approx(0.75)
+
+
+def test_novelty_accepts_popularity_array():
+    # item 0 popularity 1 of 8 users -> -log2(1/8) = 3; item 1 popularity 4 -> 1; mean 2
+    assert M.novelty([[0, 1]], np.array([1, 4]), 8) == pytest.approx(2.0)
+
+
+def test_novelty_rejects_zero_popularity_and_missing_items():
+    with pytest.raises(ValueError, match="popularity"):
+        M.novelty([[0]], np.array([0]), 8)
+    with pytest.raises(ValueError, match="no popularity"):
+        M.novelty([["q"]], {"a": 1}, 8)
+
+
+# ---------------------------------------------------------------------------
+# Property tests
+# ---------------------------------------------------------------------------
+
+label_pairs = st.integers(min_value=1, max_value=40).flatmap(
+    lambda n: st.tuples(
+        st.lists(st.integers(min_value=0, max_value=4), min_size=n, max_size=n),
+        st.lists(st.integers(min_value=0, max_value=4), min_size=n, max_size=n),
+    )
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(label_pairs)
+def test_property_accuracy_equals_confusion_trace_and_scores_are_bounded(pair):
+    y_true, y_pred = pair
+    cm = M.confusion_matrix(y_true, y_pred)
+    # every sample lands in exactly one cell and the diagonal holds the correct ones
+    assert cm.sum() == len(y_true)
+    assert M.accuracy(y_true, y_pred) == pytest.approx(np.trace(cm) / len(y_true))
+    # micro F1 over all labels equals accuracy for single-label multiclass data
+    assert M.precision_recall_f1(y_true, y_pred, average="micro")["f1"] == pytest.approx(M.accuracy(y_true, y_pred))
+    for average in ("macro", "weighted", "micro"):
+        out = M.precision_recall_f1(y_true, y_pred, average=average)
+        assert all(0.0 <= v <= 1.0 for v in out.values())
