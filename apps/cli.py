@@ -200,6 +200,12 @@ def core_artifacts(args) -> None:
     _emit({k: str(v) for k, v in done.items()}, args.json)
 
 
+def demo(args) -> None:
+    from apps.demo import run_core_demo
+
+    run_core_demo(_settings(args))
+
+
 # ------------------------------------------------------------------------------------------------------ parser
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="trident", description="Trident: one multimodal core, three apps.")
@@ -277,6 +283,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--only", nargs="*", help="artifact names")
     sp.add_argument("--force", action="store_true", help="retrain even if present")
     sp.set_defaults(fn=core_artifacts)
+
+    sp = sub.add_parser("demo", help="the core end to end in the terminal: train what is missing, then classify, "
+                                     "embed and generate")
+    sp.add_argument("--data-dir")
+    sp.add_argument("--artifacts-dir")
+    sp.set_defaults(fn=demo)
     return p
 
 

@@ -2,7 +2,7 @@
 
 ```
 ARTIFACT/
-  config.json          {"format": "trident-core", "version": 1, "model": ModelConfig, "tasks": [TaskSpec], "meta": {...}}
+  config.json          {"format": "trident-core", "version": 1, "model": ..., "tasks": [...], "meta": {...}}
   model.safetensors    backbone, encoders and LM head (base weights, LoRA folded out)
   heads/TASK.safetensors   one classifier head per task
   adapters/NAME.safetensors  LoRA adapters, if any

@@ -215,7 +215,7 @@ def _beam(model: CoreModel, prompt: Sequence[int], cfg: GenerationConfig, pad_id
     seqs: list[list[int]] = [[] for _ in range(nb)]
     finished: list[tuple[float, list[int]]] = []
     stop = set(cfg.stop_ids)
-    for step in range(cfg.max_new_tokens):
+    for _ in range(cfg.max_new_tokens):
         logp = torch.log_softmax(logits.float().masked_fill(~ok, float("-inf")), -1)  # (nb, V)
         cand = (scores[:, None] + logp).view(-1)
         top = torch.topk(cand, min(2 * nb, cand.numel()))

@@ -173,7 +173,7 @@ def finetune_text(tasks: list[TextTask], out: str | Path, cfg: TrainConfig, init
     return fit(model, dm, cfg, out, tok, meta=meta)
 
 
-def new_text_model(init_from: str, corpus: list[str] | None = None, preset: str = "small") -> tuple[CoreModel, Tokenizer]:
+def new_text_model(init_from: str, corpus: list[str] | None = None) -> tuple[CoreModel, Tokenizer]:
     """A CoreModel without tasks: all-MiniLM-L6-v2's weights (``minilm``) or a random ``preset`` with a tokenizer
     trained on ``corpus``."""
     if init_from == "minilm":
@@ -245,7 +245,7 @@ def pretrain_corpus(data_dir: Path, seed: int = 13) -> list[str]:
 
         for line in threads.read_text(encoding="utf-8").splitlines():
             rec = json.loads(line)
-            texts += [a if isinstance(a, str) else str(a.get("text", a.get("answer", ""))) for a in rec.get("answers", [])]
+            texts += [a for a in rec.get("answers", []) if isinstance(a, str)]
     return [t for t in texts if t and t.strip()]
 
 

