@@ -31,7 +31,7 @@ def prepare_images(images: np.ndarray | torch.Tensor, channels: int, max_side: i
     elif x.is_floating_point():
         x = x.float()
     else:
-        x = x.float() / 255.0 if x.max() > 1 else x.float()
+        x = x.float() / 255.0 if x.numel() and x.max() > 1 else x.float()
     if x.ndim == 2:
         x = x[None, None]  # (1, 1, H, W)
     elif x.ndim == 3:
@@ -40,7 +40,7 @@ def prepare_images(images: np.ndarray | torch.Tensor, channels: int, max_side: i
         if x.shape[1] not in (1, 3, 4) and x.shape[-1] in (1, 3, 4):
             x = x.permute(0, 3, 1, 2)  # (N, C, H, W)
         if x.shape[1] not in (1, 3, 4):
-            raise InputError(f"images of shape {tuple(images.shape)}: expected 1, 3 or 4 channels")
+            raise InputError(f"images of shape {tuple(np.shape(images))}: expected 1, 3 or 4 channels")
     else:
         raise InputError(f"images of shape {tuple(x.shape)}: expected (H, W), (N, H, W), (N, H, W, C) or (N, C, H, W)")
     if x.shape[0] == 0 or x.shape[-1] < 2 or x.shape[-2] < 2:

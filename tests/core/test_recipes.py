@@ -1,0 +1,72 @@
+"""Recipes on the real data sets (skipped when ../shared/datasets is absent) and the CLI's evaluation commands."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from apps.cli import main
+from apps.common.settings import CoreSettings
+from core.config import TrainConfig
+from core.recipes import banking77_task, fashion_splits, phrasebank_task, train_image_classifier
+
+DATA = CoreSettings().data_dir
+needs_data = pytest.mark.skipif(not (DATA / "banking77").is_dir(), reason=f"data sets not found at {DATA}")
+
+
+@needs_data
+def test_banking77_split_keeps_test_dev_apart_and_is_stratified():
+    t = banking77_task(DATA)
+    assert len(t.labels) == 77
+    assert len(t.test[0]) == 1540  # test_dev.csv, 20 per intent
+    assert len(t.train[0]) + len(t.val[0]) == t.source["n"]
+    assert not set(t.train[0]) & set(t.val[0])
+    # every intent is in the validation split, in proportion (10% of 35..187 examples -> 3..19)
+    counts = np.bincount(t.val[1], minlength=77)
+    assert counts.min() >= 3 and counts.max() <= 19
+
+
+@needs_data
+def test_phrasebank_split_is_disjoint_seeded_and_70_10_20():
+    a, b = phrasebank_task(DATA, seed=13), phrasebank_task(DATA, seed=13)
+    assert a.test == b.test
+    assert a.labels == ("negative", "neutral", "positive")
+    n = a.source["n"]
+    assert abs(len(a.test[0]) / n - 0.2) < 0.01 and abs(len(a.val[0]) / n - 0.1) < 0.01
+    sets = [set(a.train[0]), set(a.val[0]), set(a.test[0])]
+    assert not (sets[0] & sets[1]) and not (sets[0] & sets[2]) and not (sets[1] & sets[2])
+    assert phrasebank_task(DATA, seed=14).test != a.test
+
+
+@needs_data
+def test_fashion_validation_is_carved_from_the_shared_file_only():
+    s = fashion_splits(DATA, extra_train=None)
+    assert len(s.val_y) == 2000 and len(s.train_y) == 6000
+    assert np.bincount(s.val_y).tolist() == [200] * 10
+    # no validation image is also a training image
+    train_keys = {x.tobytes() for x in s.train_x}
+    assert not any(x.tobytes() in train_keys for x in s.val_x)
+
+
+@needs_data
+@pytest.mark.slow
+def test_eval_images_cli_prints_accuracy_json(tmp_path, capsys):
+    cfg = TrainConfig.quick(max_epochs=3, batch_size=64, lr=3e-3, head_lr=3e-3)
+    art = train_image_classifier(DATA, tmp_path / "img", cfg, preset="tiny", max_train=2048)
+    x = np.load(DATA / "fashion_mnist" / "fashion_mnist_test_8000.npz")
+    data = tmp_path / "few.npz"
+    np.savez(data, images=x["images"][:300], labels=x["labels"][:300])
+    capsys.readouterr()
+    assert main(["core", "eval-images", "--data", str(data), "--artifact", str(art), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["n"] == 300
+    assert out["accuracy"] > 0.3  # a tiny model after 3 short epochs is far above chance (0.1)
+
+
+def test_eval_images_rejects_npz_without_labels(tmp_path, capsys):
+    data = tmp_path / "bad.npz"
+    np.savez(data, images=np.zeros((2, 28, 28), np.uint8))
+    assert main(["core", "eval-images", "--data", str(data), "--artifact", str(tmp_path)]) == 2
+    assert "needs arrays 'images' and 'labels'" in capsys.readouterr().err
