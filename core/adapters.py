@@ -99,7 +99,8 @@ def set_adapter(model: nn.Module, name: str | None) -> None:
 
 
 def freeze_base(model: nn.Module, adapter: str) -> None:
-    """Train only adapter ``adapter``: every other parameter of ``model`` gets requires_grad=False."""
+    """Train only adapter ``adapter`` (made active): every other parameter gets requires_grad=False."""
+    set_adapter(model, adapter)
     for p in model.parameters():
         p.requires_grad_(False)
     for _, layer in lora_layers(model):

@@ -225,6 +225,7 @@ class LMCollator:
         self.task, self.tok, self.max_length = task, tok, max_length
         self.mlm_prob, self.causal_fraction = mlm_prob, causal_fraction
         self.gen = torch.Generator().manual_seed(seed)
+        self.plain_ids = torch.tensor([i for i in range(tok.vocab_size) if i not in tok.special_ids])
 
     def __call__(self, items) -> Batch:
         texts = [it[0] if isinstance(it, tuple) else it for it in items]
@@ -243,7 +244,8 @@ class LMCollator:
         masked = ids.clone()
         masked[target & (r < 0.8)] = self.tok.mask_id
         rand_pos = target & (r >= 0.8) & (r < 0.9)
-        masked[rand_pos] = torch.randint(5, self.tok.vocab_size, (int(rand_pos.sum()),), generator=self.gen)
+        pick = torch.randint(0, len(self.plain_ids), (int(rand_pos.sum()),), generator=self.gen)
+        masked[rand_pos] = self.plain_ids[pick]  # a random ordinary token, never a special one
         return Batch(self.task, masked, mask, labels, mode="bidirectional")
 
 

@@ -182,7 +182,7 @@ def generate(model: CoreModel, prompts: Sequence[Sequence[int]], cfg: Generation
     out: list[list[int]] = [[] for _ in range(B)]
     done = torch.zeros(B, dtype=torch.bool, device=device)
     stop = torch.tensor(list(cfg.stop_ids) or [-1], device=device)
-    for _ in range(cfg.max_new_tokens):
+    for step in range(cfg.max_new_tokens):
         logits = logits.float().masked_fill(~ok, float("-inf"))
         if cfg.strategy == "greedy":
             nxt = logits.argmax(-1)
@@ -194,7 +194,7 @@ def generate(model: CoreModel, prompts: Sequence[Sequence[int]], cfg: Generation
             if not done[i] and not is_stop[i]:
                 out[i].append(int(nxt[i]))
         done |= is_stop
-        if bool(done.all()):
+        if bool(done.all()) or step == cfg.max_new_tokens - 1:
             break
         logits = dec.step(nxt)
     return out

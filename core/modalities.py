@@ -18,7 +18,8 @@ class InputError(ValueError):
 def prepare_images(images: np.ndarray | torch.Tensor, channels: int, max_side: int = 224) -> torch.Tensor:
     """Bring images of any common layout to a float tensor (N, channels, H, W) in [0, 1].
 
-    Accepts (H, W), (N, H, W), (N, H, W, C) with C in {1, 3, 4}, or (N, C, H, W); uint8 in 0..255 or floats in [0, 1].
+    Accepts (H, W), one colour image (H, W, C), (N, H, W), (N, H, W, C) with C in {1, 3, 4}, or (N, C, H, W); uint8
+    in 0..255 or floats in [0, 1].
     Colour becomes grey by ITU-R 601 luma when the encoder works in grey, grey is repeated when it works in colour,
     an alpha channel is dropped, and an image whose longer side passes ``max_side`` is scaled down to it.
 
@@ -34,6 +35,8 @@ def prepare_images(images: np.ndarray | torch.Tensor, channels: int, max_side: i
         x = x.float() / 255.0 if x.numel() and x.max() > 1 else x.float()
     if x.ndim == 2:
         x = x[None, None]  # (1, 1, H, W)
+    elif x.ndim == 3 and x.shape[-1] in (3, 4) and x.shape[0] > 4:
+        x = x.permute(2, 0, 1)[None]  # one colour image (H, W, C) -> (1, C, H, W)
     elif x.ndim == 3:
         x = x[:, None]  # (N, 1, H, W)
     elif x.ndim == 4:

@@ -33,6 +33,12 @@ def _one_torch_thread():
 
 
 @pytest.fixture(scope="session")
+def corpus() -> list[str]:
+    """The sentences ``tok`` was trained on (every word in them has its own id)."""
+    return list(CORPUS)
+
+
+@pytest.fixture(scope="session")
 def tok() -> Tokenizer:
     """A WordPiece tokenizer trained on ``CORPUS`` (the eight special tokens take ids 0..7)."""
     return Tokenizer.train(CORPUS, vocab_size=300, min_frequency=1)

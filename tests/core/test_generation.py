@@ -34,6 +34,22 @@ def test_greedy_with_and_without_cache_gives_identical_ids(model):
         assert [len(o) for o in cached] == [12, 12, 12]
 
 
+def test_generation_after_an_image_prefix_matches_full_recompute(model):
+    torch.manual_seed(1)
+    with torch.no_grad():
+        prefix = model.image_prefix(torch.rand(len(PROMPTS), 1, 28, 28))
+    for strategy in ("greedy", "beam"):
+        for mode in ("causal", "prefix"):
+            cfg = GenerationConfig(max_new_tokens=6, strategy=strategy, num_beams=2, mode=mode)
+            cached = generate(model, PROMPTS, cfg, prefix=prefix)
+            full = generate(model, PROMPTS, GenerationConfig(**{**cfg.__dict__, "use_cache": False}), prefix=prefix)
+            assert cached == full
+            assert all(len(o) == 6 for o in cached)
+    # the image matters: without it the continuation differs
+    assert generate(model, PROMPTS, GenerationConfig(max_new_tokens=6), prefix=prefix) != generate(
+        model, PROMPTS, GenerationConfig(max_new_tokens=6))
+
+
 def test_prompt_modes_differ(model):
     # prefix mode reads the prompt bidirectionally: on a random model it continues differently from causal mode
     causal = generate(model, PROMPTS, GenerationConfig(max_new_tokens=8))
@@ -86,7 +102,7 @@ def test_banned_ids_are_never_generated(model):
 
 def test_stop_id_ends_generation_and_is_excluded(model):
     # only the stop id may be produced: every sequence stops at once and is empty
-    cfg = GenerationConfig(max_new_tokens=10, allowed_ids=(), stop_ids=(3,))
+    cfg = GenerationConfig(max_new_tokens=10, allowed_ids=(3,), stop_ids=(3,))
     assert generate(model, PROMPTS, cfg) == [[], [], []]
     assert generate(model, PROMPTS, GenerationConfig(**{**cfg.__dict__, "strategy": "beam"})) == [[], [], []]
     # a stop id met later cuts the sequence right before it

@@ -22,11 +22,11 @@ def _toy_texts(n: int, rng: np.random.Generator) -> tuple[list[str], list[int]]:
 
 
 def _toy_images(n: int, rng: np.random.Generator) -> tuple[list[np.ndarray], list[int]]:
-    # class 0: bright left half, class 1: bright right half (plus noise)
+    # class 0: bright top half, class 1: bright bottom half (plus noise); training flips left-right, never up-down
     ys = rng.integers(0, 2, n)
     imgs = (rng.random((n, 12, 12)) * 60).astype(np.uint8)
     for i, y in enumerate(ys):
-        imgs[i, :, (0 if y == 0 else 6):(6 if y == 0 else 12)] += 180
+        imgs[i, (0 if y == 0 else 6):(6 if y == 0 else 12), :] += 180
     return list(imgs), ys.tolist()
 
 
@@ -37,7 +37,7 @@ def test_four_task_kinds_train_together_and_log_per_task(tmp_path):
     tok = Tokenizer.train(texts, vocab_size=60, min_frequency=1)
     cfg = ModelConfig.tiny(vocab_size=tok.vocab_size, image_size=12, patch_size=4)
     tasks = [TaskSpec(name="topic", kind="classify", labels=("refund", "card")), TaskSpec(name="para", kind="pairs"),
-             TaskSpec(name="shapes", kind="image_classify", labels=("left", "right")), TaskSpec(name="lm", kind="lm")]
+             TaskSpec(name="shapes", kind="image_classify", labels=("top", "bottom")), TaskSpec(name="lm", kind="lm")]
     model = CoreModel(cfg, tasks)
     paraphrase = [" ".join(reversed(t.split())) for t in texts]
     data = [TaskData(tasks[0], ListDataset(texts[:128], ys[:128]), ListDataset(texts[128:], ys[128:])),
@@ -54,9 +54,10 @@ def test_four_task_kinds_train_together_and_log_per_task(tmp_path):
         assert f"train/{t}/loss" in tags and f"val/{t}/loss" in tags
     assert {"val/topic/acc", "val/topic/macro_f1", "val/shapes/acc", "val/para/acc", "val/lm/ppl"} <= tags
     assert events.Scalars("val/topic/acc")[-1].value >= 0.9  # the words give the class away
+    assert events.Scalars("val/shapes/acc")[-1].value >= 0.9
 
     eng = InferenceEngine(art)
     assert eng.classify(["card lost blocked"], "topic")[0].label == "card"
     probe = np.zeros((1, 12, 12), np.uint8)
-    probe[0, :, 6:] = 240
-    assert eng.classify_images(probe, "shapes")[0].label == "right"
+    probe[0, 6:, :] = 240
+    assert eng.classify_images(probe, "shapes")[0].label == "bottom"

@@ -1,0 +1,297 @@
+"""Tests for core.data (readers, splits, collators, the multi-task loader) and core.train.fit end to end."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from torch.utils.data import DataLoader
+
+from core.artifacts import load_artifact
+from core.config import ModelConfig, TrainConfig
+from core.data import (
+    DataFormatError,
+    ListDataset,
+    LMCollator,
+    MultiTaskDataModule,
+    MultiTaskLoader,
+    TaskData,
+    TextCollator,
+    dedupe_texts,
+    pad_ids,
+    read_labelled_texts,
+    stratified_split,
+)
+from core.engine import InferenceEngine
+from core.tasks import CoreModel, TaskSpec
+from core.train import fit
+
+
+# ------------------------------------------------------------------------------------------------ stratified_split
+def test_stratified_split_of_ten_keeps_class_proportions():
+    labels = ["a"] * 6 + ["b"] * 4
+    first, second = stratified_split(labels, [0.5, 0.5], seed=3)
+    # each class is cut in half: a -> 3 + 3, b -> 2 + 2
+    assert Counter(labels[i] for i in first) == {"a": 3, "b": 2}
+    assert Counter(labels[i] for i in second) == {"a": 3, "b": 2}
+    assert sorted(first.tolist() + second.tolist()) == list(range(10))
+
+
+def test_stratified_split_of_twenty_three_ways():
+    labels = [0] * 12 + [1] * 8
+    parts = stratified_split(labels, [0.5, 0.25, 0.25], seed=0)
+    # class 0: cuts at round(6), round(9) -> 6 / 3 / 3; class 1: cuts at 4, 6 -> 4 / 2 / 2
+    assert [Counter(labels[i] for i in p) for p in parts] == [{0: 6, 1: 4}, {0: 3, 1: 2}, {0: 3, 1: 2}]
+    allidx = np.concatenate(parts)
+    assert len(set(allidx.tolist())) == 20 == len(allidx)  # disjoint and covering
+    assert all(np.all(np.diff(p) > 0) for p in parts)  # each part sorted
+    tr, va = stratified_split(labels, [0.75, 0.25], seed=0)
+    assert [Counter(labels[i] for i in p) for p in (tr, va)] == [{0: 9, 1: 6}, {0: 3, 1: 2}]
+
+
+def test_stratified_split_is_deterministic_per_seed():
+    labels = [i % 3 for i in range(30)]
+    a = stratified_split(labels, [0.8, 0.2], seed=13)
+    b = stratified_split(labels, [0.8, 0.2], seed=13)
+    c = stratified_split(labels, [0.8, 0.2], seed=14)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert not np.array_equal(a[1], c[1])
+    assert not set(a[0].tolist()) & set(a[1].tolist())
+
+
+def test_stratified_split_rejects_fractions_not_summing_to_one():
+    with pytest.raises(ValueError, match="sum to 1"):
+        stratified_split([0, 1], [0.5, 0.4], seed=0)
+
+
+def test_dedupe_texts_ignores_case_and_spacing_and_keeps_first_label():
+    texts, labels = dedupe_texts(["Hello  world", "hello world", "other"], ["a", "b", "c"])
+    assert texts == ["Hello  world", "other"] and labels == ["a", "c"]
+
+
+# ------------------------------------------------------------------------------------------------ readers
+def test_read_csv_with_category_column(tmp_path):
+    f = tmp_path / "train.csv"
+    f.write_text('text,category\n"my card, it was declined",card_declined\nwhere is my refund , refund\n,empty\n',
+                 encoding="utf-8")
+    texts, labels = read_labelled_texts(f, "csv")
+    assert texts == ["my card, it was declined", "where is my refund"]
+    assert labels == ["card_declined", "refund"]
+
+
+def test_read_csv_with_bom_and_label_column(tmp_path):
+    f = tmp_path / "train.csv"
+    f.write_bytes("\ufefftext,label\ncafé au lait,drink\n".encode())
+    assert read_labelled_texts(f) == (["café au lait"], ["drink"])
+
+
+def test_read_phrasebank_latin1_splits_on_last_at(tmp_path):
+    f = tmp_path / "Sentences_50Agree.txt"
+    raw = "Sales @ Caf\xe9 Oy rose 5 %@positive\r\nThe outlook is unchanged .@neutral\r\n\r\n"
+    f.write_bytes(raw.encode("latin-1"))  # \xe9 is one byte in latin-1 (and not valid UTF-8)
+    texts, labels = read_labelled_texts(f, "phrasebank")
+    assert texts == ["Sales @ Café Oy rose 5 %", "The outlook is unchanged ."]
+    assert labels == ["positive", "neutral"]
+
+
+def test_phrasebank_line_without_label_names_its_line(tmp_path):
+    f = tmp_path / "s.txt"
+    f.write_bytes(b"Good line@positive\nno label here\n")
+    with pytest.raises(DataFormatError, match=r"s\.txt:2: expected 'sentence@label'"):
+        read_labelled_texts(f, "phrasebank")
+
+
+def test_csv_missing_columns_raises(tmp_path):
+    f = tmp_path / "bad.csv"
+    f.write_text("sentence,label\nhello,a\n")
+    with pytest.raises(DataFormatError, match=r"needs columns 'text' and 'label'.*\['sentence', 'label'\]"):
+        read_labelled_texts(f, "csv")
+
+
+def test_non_utf8_csv_raises(tmp_path):
+    f = tmp_path / "latin.csv"
+    f.write_bytes("text,label\ncaf\xe9,drink\n".encode("latin-1"))
+    with pytest.raises(DataFormatError, match="is not UTF-8 text"):
+        read_labelled_texts(f, "csv")
+
+
+def test_reader_rejects_missing_file_unknown_format_and_no_rows(tmp_path):
+    with pytest.raises(DataFormatError, match="not found"):
+        read_labelled_texts(tmp_path / "nope.csv")
+    f = tmp_path / "empty.csv"
+    f.write_text("text,label\n")
+    with pytest.raises(DataFormatError, match="no rows"):
+        read_labelled_texts(f)
+    with pytest.raises(DataFormatError, match="unknown data format 'xml'"):
+        read_labelled_texts(f, "xml")
+
+
+# ------------------------------------------------------------------------------------------------ collators
+def test_pad_ids_pads_right():
+    ids, mask = pad_ids([[5, 6, 7], [8]], pad_id=0)
+    assert ids.tolist() == [[5, 6, 7], [8, 0, 0]]
+    assert mask.tolist() == [[True, True, True], [True, False, False]]
+
+
+def test_text_collator_tokenises_and_truncates(tok):
+    batch = TextCollator("intent", tok, max_length=4)([("the card payment was declined", 1), ("hello", 0)])
+    assert batch.ids.shape == (2, 4)
+    assert batch.ids[0, 0] == tok.cls_id and batch.ids[0, 3] == tok.sep_id
+    assert batch.labels.tolist() == [1, 0]
+    assert batch.mask.sum(1).tolist() == [4, 3]
+
+
+def _lm_texts(corpus):
+    rng = np.random.default_rng(0)
+    words = " ".join(corpus).replace(",", "").split()
+    return [" ".join(rng.choice(words, 12)) for _ in range(200)]
+
+
+def test_lm_collator_masks_about_15_percent_and_never_special_tokens(tok, corpus):
+    texts = _lm_texts(corpus)
+    clean, clean_mask = pad_ids(tok.encode_batch(texts, 64), tok.pad_id)
+    batch = LMCollator("lm", tok, 64, mlm_prob=0.15, causal_fraction=0.0, seed=0)(texts)
+    assert batch.mode == "bidirectional"
+    assert torch.equal(batch.mask, clean_mask)
+    target = batch.labels != -100
+    special = (clean == tok.cls_id) | (clean == tok.sep_id) | ~clean_mask
+    candidates = int((clean_mask & ~special).sum())
+    assert candidates > 2000
+    assert not (target & special).any()
+    assert 0.12 < int(target.sum()) / candidates < 0.18
+    assert torch.equal(batch.labels[target], clean[target])  # the target is the original token
+    assert torch.equal(batch.ids[~target], clean[~target])  # nothing else changes
+    # BERT's 80 / 10 / 10: most targets become [MASK], some stay as they were
+    became_mask = (batch.ids[target] == tok.mask_id).float().mean().item()
+    stayed = (batch.ids[target] == clean[target]).float().mean().item()
+    assert 0.7 < became_mask < 0.9
+    assert 0.03 < stayed < 0.2
+
+
+def test_lm_collator_causal_batches_predict_the_real_tokens(tok, corpus):
+    texts = _lm_texts(corpus)[:8]
+    clean, clean_mask = pad_ids(tok.encode_batch(texts, 64), tok.pad_id)
+    batch = LMCollator("lm", tok, 64, causal_fraction=1.0, seed=0)(texts)
+    assert batch.mode == "causal"
+    assert torch.equal(batch.ids, clean)
+    assert torch.equal(batch.labels[clean_mask], clean[clean_mask])
+    assert (batch.labels[~clean_mask] == -100).all()
+
+
+def test_lm_collator_mixes_modes_by_causal_fraction_and_seed(tok):
+    texts = ["hello world"] * 2
+    col = LMCollator("lm", tok, 16, causal_fraction=0.5, seed=1)
+    modes = [col(texts).mode for _ in range(200)]
+    share = modes.count("causal") / len(modes)
+    assert 0.35 < share < 0.65
+    again = LMCollator("lm", tok, 16, causal_fraction=0.5, seed=1)
+    assert [again(texts).mode for _ in range(200)] == modes
+
+
+# ------------------------------------------------------------------------------------------------ MultiTaskLoader
+def _loaders():
+    def collate(name):
+        return lambda items: (name, tuple(items))
+
+    return {"big": DataLoader(ListDataset(list(range(50))), batch_size=5, collate_fn=collate("big")),  # 10 batches
+            "small": DataLoader(ListDataset(list(range(100, 112))), batch_size=4, collate_fn=collate("small"))}  # 3
+
+
+def _epoch(loader):
+    return [(name, tuple(x[0] for x in items)) for name, items in loader]
+
+
+def test_multitask_loader_yields_every_batch_once_per_epoch_in_a_new_order():
+    loader = MultiTaskLoader(_loaders(), seed=5)
+    assert len(loader) == 13
+    e1, e2 = _epoch(loader), _epoch(loader)
+    expected = sorted([("big", tuple(range(i, i + 5))) for i in range(0, 50, 5)]
+                      + [("small", tuple(range(i, i + 4))) for i in range(100, 112, 4)])
+    assert sorted(e1) == expected and sorted(e2) == expected
+    assert [n for n, _ in e1] != [n for n, _ in e2]  # a different interleaving each epoch
+    # within a task, its own loader's order is kept
+    assert [b for n, b in e1 if n == "small"] == [tuple(range(i, i + 4)) for i in range(100, 112, 4)]
+
+
+def test_multitask_loader_order_is_the_same_for_the_same_seed():
+    a, b = MultiTaskLoader(_loaders(), seed=5), MultiTaskLoader(_loaders(), seed=5)
+    assert _epoch(a) == _epoch(b)
+    assert _epoch(a) == _epoch(b)
+    c = MultiTaskLoader(_loaders(), seed=6)
+    d = MultiTaskLoader(_loaders(), seed=5)
+    assert _epoch(c) != _epoch(d)
+
+
+# ------------------------------------------------------------------------------------------------ fit end to end
+POS, NEG = ["good", "great", "nice", "excellent", "happy"], ["bad", "awful", "poor", "terrible", "sad"]
+FILLER = ["the", "a", "day", "card", "shop", "world"]
+
+
+def _toy(n: int, seed: int) -> tuple[list[str], list[int]]:
+    """Texts of filler words plus two sentiment words: label 1 for the positive ones, 0 for the negative."""
+    rng = np.random.default_rng(seed)
+    texts, labels = [], []
+    for i in range(n):
+        y = i % 2
+        words = list(rng.choice(FILLER, 4)) + list(rng.choice(POS if y else NEG, 2))
+        rng.shuffle(words)
+        texts.append(" ".join(words))
+        labels.append(y)
+    return texts, labels
+
+
+def _fit(tok, out, seed: int = 0):
+    torch.manual_seed(seed)
+    spec = TaskSpec(name="sentiment", kind="classify", labels=("negative", "positive"))
+    model = CoreModel(ModelConfig.tiny(vocab_size=tok.vocab_size), [spec])
+    data = MultiTaskDataModule([TaskData(spec, ListDataset(*_toy(512, 1)), ListDataset(*_toy(40, 2)))], tok,
+                               batch_size=16, max_length=16, seed=13)
+    cfg = TrainConfig.quick(max_epochs=2, lr=1e-3)
+    return fit(model, data, cfg, out, tok, meta={"toy": True}, progress=False)
+
+
+@pytest.fixture(scope="module")
+def fitted(tok, tmp_path_factory):
+    """One training run (64 steps of a tiny model: about a second), shared by the tests below."""
+    return _fit(tok, tmp_path_factory.mktemp("fit") / "run1")
+
+
+def test_fit_learns_a_separable_task_and_writes_a_loadable_artifact(fitted):
+    config = json.loads((fitted / "config.json").read_text())
+    training = config["meta"]["training"]
+    assert config["meta"]["toy"] is True
+    assert training["best_val_score"] >= 0.9
+    assert training["steps"] == 2 * 512 // 16  # two epochs of 32 batches
+    assert config["meta"]["train_config"]["max_epochs"] == 2
+    model, _, _ = load_artifact(fitted)
+    assert list(model.tasks) == ["sentiment"]
+    engine = InferenceEngine(fitted)
+    texts, labels = _toy(40, 2)
+    preds = engine.classify_proba(texts, "sentiment").argmax(1)
+    assert (preds == np.array(labels)).mean() >= 0.9
+    assert engine.classify(["a great nice day"], "sentiment")[0].label == "positive"
+    assert engine.classify(["a terrible awful day"], "sentiment")[0].label == "negative"
+
+
+def test_fit_writes_tensorboard_logs_and_a_checkpoint(fitted):
+    events = list((fitted / "logs").rglob("events.out.tfevents.*"))
+    assert events and all(e.stat().st_size > 0 for e in events)
+    assert (fitted / "checkpoints" / "best.ckpt").is_file()
+
+
+def test_fit_twice_with_the_same_seed_gives_identical_weights(tok, fitted, tmp_path):
+    again = _fit(tok, tmp_path / "run2")
+    for rel in ("model.safetensors", "heads/sentiment.safetensors"):
+        a, b = load_file(str(fitted / rel)), load_file(str(again / rel))
+        assert a.keys() == b.keys()
+        for k in a:
+            assert torch.equal(a[k], b[k]), k
+    # and training did move the weights away from the (seeded) start
+    torch.manual_seed(0)
+    start = CoreModel(ModelConfig.tiny(vocab_size=tok.vocab_size)).state_dict()
+    assert not torch.equal(start["backbone.wte.weight"], load_file(str(again / "model.safetensors"))[
+        "backbone.wte.weight"])

@@ -1,0 +1,150 @@
+"""Tests for core.engine: the InferenceEngine served from an artifact folder of a tiny model."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from core.artifacts import save_artifact
+from core.config import ModelConfig
+from core.engine import MAX_CHARS, InferenceEngine, Prediction
+from core.generation import GenerationConfig
+from core.modalities import InputError
+from core.tasks import CoreModel, TaskSpec, UnknownTaskError
+
+LABELS = ("refund", "card", "transfer")
+TEXTS = [
+    "my card was declined",
+    "where is my refund",
+    "the transfer has not arrived yet and i am worried about it",
+    "hello",
+    "shares fell sharply after the weak sales forecast",
+]
+
+
+@pytest.fixture(scope="module")
+def artifact(tok, tmp_path_factory):
+    """A tiny model with a text task and an image task, saved as an artifact."""
+    torch.manual_seed(0)
+    model = CoreModel(ModelConfig.tiny(vocab_size=tok.vocab_size),
+                      [TaskSpec(name="intent", kind="classify", labels=LABELS),
+                       TaskSpec(name="shapes", kind="image_classify", labels=("round", "square"))])
+    with torch.no_grad():  # a freshly initialised head gives near-uniform probabilities; make them distinct
+        model.heads["intent"].out.weight.normal_(0.0, 1.0)
+    return save_artifact(tmp_path_factory.mktemp("engine") / "art", model.eval(), tok)
+
+
+@pytest.fixture(scope="module")
+def engine(artifact) -> InferenceEngine:
+    return InferenceEngine(artifact, batch_size=2)
+
+
+def test_embed_is_normalised_and_in_input_order(engine):
+    emb = engine.embed(TEXTS)
+    assert emb.shape == (len(TEXTS), engine.model.cfg.n_embd)
+    assert emb.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+    # batches are sorted by length (batch_size=2 here), yet every row belongs to its own text
+    for i, text in enumerate(TEXTS):
+        np.testing.assert_allclose(engine.embed([text])[0], emb[i], atol=1e-5)
+    assert not np.allclose(emb[0], emb[1], atol=1e-3)
+
+
+def test_classify_returns_labels_of_the_task(engine):
+    preds = engine.classify(TEXTS, "intent")
+    probs = engine.classify_proba(TEXTS, "intent")
+    assert probs.shape == (len(TEXTS), 3)
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
+    assert len(preds) == len(TEXTS)
+    for p, row in zip(preds, probs):
+        assert isinstance(p, Prediction)
+        assert p.label == LABELS[int(row.argmax())]
+        assert p.score == pytest.approx(float(row.max()))
+        assert list(p.probs) == list(LABELS)
+    assert engine.tasks["intent"].labels == LABELS
+
+
+def test_classify_images_accepts_a_uint8_batch(engine):
+    images = np.random.default_rng(0).integers(0, 256, (3, 28, 28)).astype(np.uint8)
+    preds = engine.classify_images(images)  # the only image task is picked by default
+    assert [p.label in ("round", "square") for p in preds] == [True] * 3
+    np.testing.assert_allclose(engine.classify_images_proba(images, "shapes").sum(1), 1.0, atol=1e-5)
+
+
+def test_empty_text_raises_input_error(engine):
+    with pytest.raises(InputError, match="text 1 is empty"):
+        engine.embed(["fine", "   "])
+    with pytest.raises(InputError, match="text 0 is empty"):
+        engine.classify([""], "intent")
+    with pytest.raises(InputError, match="not str"):
+        engine.embed(["fine", 3])
+    with pytest.raises(TypeError, match="list of texts"):
+        engine.embed("a single string")
+
+
+def test_very_long_text_is_truncated_with_a_warning(engine, caplog):
+    text = "the card payment was declined " * 3400  # 102,000 characters
+    assert len(text) > 100_000
+    with caplog.at_level(logging.WARNING, logger="core.engine"):
+        out = engine.classify([text, "hello"], "intent")
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(f"reading the first {MAX_CHARS}" in m for m in messages), messages
+    assert any("truncated to 128" in m for m in messages), messages
+    assert len(out) == 2 and out[0].label in LABELS
+    # the result is that of the first 128 tokens ([SEP] kept last)
+    ids = engine._encode(["the card payment was declined " * 40])[0]
+    assert len(ids) == 128 and ids[-1] == engine.tok.sep_id
+
+
+def test_images_of_wrong_shape_raise_input_error(engine):
+    with pytest.raises(InputError):
+        engine.classify_images(np.zeros((1, 2, 1, 28, 28), dtype=np.uint8), "shapes")
+    with pytest.raises(InputError, match="not an image classifier"):
+        engine.classify_images(np.zeros((1, 28, 28), dtype=np.uint8), "intent")
+    with pytest.raises(InputError, match="not a text classifier"):
+        engine.classify(["hello"], "shapes")
+
+
+def test_unknown_task_names_the_known_ones(engine):
+    with pytest.raises(UnknownTaskError) as err:
+        engine.classify(["hello"], "sentiment")
+    msg = str(err.value)
+    assert "unknown task 'sentiment'" in msg
+    assert "intent" in msg and "shapes" in msg
+    assert isinstance(err.value, KeyError)
+
+
+def test_quantized_engine_is_close_to_fp32(artifact, engine, corpus):
+    q = InferenceEngine(artifact, quantize=True)
+    assert q.quantized
+    int8 = [m for m in q.model.modules() if isinstance(m, torch.ao.nn.quantized.dynamic.Linear)]
+    assert len(int8) == 6 * 2 + 2 + 1 + 2  # blocks, LM head dense, intent + shapes heads, series encoder MLP
+    assert not any(type(m) is torch.nn.Linear for m in q.model.modules())
+    texts = TEXTS + corpus
+    p32 = engine.classify_proba(texts, "intent")
+    p8 = q.classify_proba(texts, "intent")
+    np.testing.assert_allclose(p8.sum(1), 1.0, atol=1e-5)
+    assert np.abs(p8 - p32).max() < 0.05
+    assert (p8.argmax(1) == p32.argmax(1)).mean() >= 0.8
+    e32, e8 = engine.embed(texts), q.embed(texts)
+    assert (e32 * e8).sum(1).min() > 0.99  # cosine of unit vectors
+
+
+def test_generate_returns_one_string_per_prompt(engine):
+    cfg = GenerationConfig(max_new_tokens=5)
+    outs = engine.generate(["my card", "where is"], cfg)
+    assert len(outs) == 2 and all(isinstance(o, str) for o in outs)
+    assert outs == engine.generate(["my card", "where is"], cfg)  # greedy: deterministic
+    assert all("[" not in o for o in outs)  # special tokens are banned or dropped
+
+
+def test_from_model_serves_a_model_in_memory(tok):
+    torch.manual_seed(0)
+    model = CoreModel(ModelConfig.tiny(vocab_size=tok.vocab_size))
+    eng = InferenceEngine.from_model(model, tok, max_length=16)
+    assert not model.training
+    emb = eng.embed(["hello world"])
+    assert emb.shape == (1, 32)
