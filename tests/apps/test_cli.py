@@ -58,3 +58,40 @@ def test_info_json_runs_as_console_script(tmp_path):
                           str(tmp_path)], capture_output=True, text=True, check=True)
     info = json.loads(out.stdout)
     assert info["artifacts"] == "none" and info["artifacts_dir"] == str(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def tiny_artifact(tmp_path_factory):
+    from core.artifacts import save_artifact
+    from core.config import ModelConfig
+    from core.tasks import CoreModel, TaskSpec
+    from core.tokenizer import Tokenizer
+
+    tok = Tokenizer.train(["my card is lost", "refund my money please", "the shares rose"] * 5, vocab_size=80,
+                          min_frequency=1)
+    model = CoreModel(ModelConfig.tiny(vocab_size=tok.vocab_size),
+                      [TaskSpec(name="intent", kind="classify", labels=("card", "refund"))])
+    return save_artifact(tmp_path_factory.mktemp("art") / "a", model.eval(), tok)
+
+
+def test_classify_prints_a_label_of_the_task(tiny_artifact, capsys):
+    assert main(["core", "classify", "my card is lost", "--artifact", str(tiny_artifact), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["task"] == "intent" and out["label"] in ("card", "refund") and 0.5 <= out["score"] <= 1.0
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["core", "classify", "   "], "text 0 is empty"),
+    (["core", "classify", "hello", "--task", "nope"], "unknown task 'nope'; this model knows ['intent']"),
+    (["core", "embed", ""], "text 0 is empty"),
+])
+def test_bad_input_is_a_one_line_error(tiny_artifact, capsys, argv, message):
+    assert main([*argv, "--artifact", str(tiny_artifact)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {message}" or (err.startswith("error: ") and message in err and "\n" not in err)
+
+
+def test_huge_text_is_truncated_with_a_warning_not_an_error(tiny_artifact, capsys, caplog):
+    assert main(["core", "classify", "card " * 20_000, "--artifact", str(tiny_artifact), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["label"] in ("card", "refund")
+    assert any("truncated" in r.getMessage() or "characters" in r.getMessage() for r in caplog.records)

@@ -200,3 +200,23 @@ def test_init_from_vectors_checks_shape_and_keeps_directions():
     # item i (1-based) points along vectors[i-1], every row at the old mean norm
     torch.testing.assert_close(torch.nn.functional.cosine_similarity(w[1:], v), torch.ones(4))
     torch.testing.assert_close(w[1:].norm(dim=-1), torch.full((4,), norm_before))
+
+
+def test_next_item_head_scores_every_item_from_the_tied_table():
+    from core.config import ModelConfig
+    from core.heads import NextItemHead
+    from core.model import Backbone
+
+    cfg = ModelConfig.tiny(vocab_size=50, n_items=7)
+    enc = ItemEncoder(cfg)
+    head = NextItemHead(cfg, enc.emb)
+    items = torch.tensor([[1, 2, 3, 0], [7, 6, 0, 0]])
+    prefix = enc(items)
+    hidden = Backbone(cfg)(None, mode="causal", prefix=prefix)
+    scores = head(hidden)
+    assert scores.shape == (2, 4, 8)  # column 0 is padding
+    assert sum(p.numel() for p in head.parameters()) == 32 * 32 + 32 + 2 * 32 + 8  # the item table is not copied
+    with torch.no_grad():
+        enc.emb.weight[3] += torch.linspace(-1, 1, 32)  # the head reads the same table (a constant shift would vanish
+        # against the LayerNormed hidden state, whose components sum to zero)
+    assert not torch.allclose(head(hidden)[..., 3], scores[..., 3])
