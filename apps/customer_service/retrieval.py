@@ -180,7 +180,8 @@ class DenseIndex:
         self.rev = {v: k for k, v in self.ids.items()}
         self.tombstones = set(meta["tombstones"])
         if self.index.ntotal - len(self.tombstones) != len(self.ids):
-            raise IndexMissingError(f"index in {folder} holds {self.index.ntotal} vectors but its id map {len(self.ids)}")
+            raise IndexMissingError(f"index in {folder} holds {self.index.ntotal} vectors but its id map "
+                                    f"{len(self.ids)}: rebuild it with `trident cs index`")
         return self
 
 
