@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from core.adapters import adapter_names, set_adapter
 from core.artifacts import load_artifact
 from core.data import pad_ids
 from core.generation import GenerationConfig, generate
@@ -175,6 +176,14 @@ class InferenceEngine:
         ids = [s[:-1] for s in self._encode(prompts)]
         outs = generate(self.model, ids, cfg, pad_id=self.tok.pad_id)
         return [self.tok.decode(o) for o in outs]
+
+    def adapters(self) -> list[str]:
+        """Names of the LoRA adapters in the artifact."""
+        return adapter_names(self.model)
+
+    def use_adapter(self, name: str | None) -> None:
+        """Switch the active LoRA adapter (None: the base weights alone), e.g. retrieval vs intents."""
+        set_adapter(self.model, name)
 
     def _only_task(self, kind: str) -> str:
         names = [n for n, t in self.model.tasks.items() if t.kind == kind]

@@ -298,10 +298,13 @@ class HybridRetriever:
         self.dense.remove(ids)
         self.sparse.remove(ids)
 
-    def search(self, queries: Sequence[str], k: int = 5, fetch: int = 50) -> list[list[SearchResult]]:
-        """Top-``k`` fused results per query."""
+    def search(self, queries: Sequence[str], k: int = 5, fetch: int = 50,
+               vectors: np.ndarray | None = None) -> list[list[SearchResult]]:
+        """Top-``k`` fused results per query; ``vectors`` replaces the queries' own embeddings on the dense side."""
         queries = list(queries)
-        dense = self.dense.search(self.embed(queries), max(k, fetch)) if self.mode != "sparse" else None
+        if self.mode != "sparse" and vectors is None:
+            vectors = self.embed(queries)
+        dense = self.dense.search(vectors, max(k, fetch)) if self.mode != "sparse" else None
         sparse = self.sparse.search(queries, max(k, fetch)) if self.mode != "dense" else None
         out = []
         for qi in range(len(queries)):

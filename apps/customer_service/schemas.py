@@ -102,5 +102,6 @@ class Feedback(BaseModel):
     verdict: Verdict
     query: str = Field(description="The (redacted) customer message the suggestion answered.")
     suggested_entry_id: str | None = None
+    new_entry_id: str | None = Field(None, description="KB entry saved from the agent's edit, if any.")
     final_text: str = Field("", description="What was sent: the suggestion, or the agent's edit.")
     created_at: datetime | None = None

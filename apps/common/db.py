@@ -1,0 +1,135 @@
+"""Database engines for the apps: SQLite (the embedded default) or PostgreSQL, behind one ``make_engine``.
+
+SQLite engines run in WAL mode with foreign keys on and a 5 s busy timeout, and let SQLAlchemy emit ``BEGIN``
+itself, so that a connection carrying the execution option ``WRITE_OPTION`` starts its transaction with
+``BEGIN IMMEDIATE``: it takes the write lock up front (waiting up to the busy timeout for it) instead of failing
+with "database is locked" when a read inside the transaction is followed by a write. ``postgresql://`` URLs use
+the psycopg 3 driver.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+
+WRITE_OPTION = "trident_write"
+"""Execution option: ``engine.execution_options(**{WRITE_OPTION: True})`` begins SQLite transactions IMMEDIATE."""
+
+SQLITE_BUSY_TIMEOUT_MS = 5000
+PG_CONNECT_TIMEOUT_S = 10
+
+_PASSWORD_RE = re.compile(r"(://[^:/@]*:)[^@]*@")
+
+
+class DatabaseError(RuntimeError):
+    """The database cannot be reached or opened; the message is one line, without the password."""
+
+
+def redact_url(url: str | URL) -> str:
+    """The URL with its password replaced by ``***``.
+
+    Args:
+        url: A SQLAlchemy URL or URL string (an unparsable string is redacted textually).
+
+    Returns:
+        The URL as a string, safe to log or show.
+    """
+    if isinstance(url, URL):
+        return url.render_as_string(hide_password=True)
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return _PASSWORD_RE.sub(r"\1***@", url)
+
+
+def normalize_url(url: str | URL) -> URL:
+    """The URL SQLAlchemy should use: ``postgresql://`` (or ``postgres://``) becomes ``postgresql+psycopg://``.
+
+    Args:
+        url: A SQLAlchemy URL or URL string.
+
+    Returns:
+        The parsed URL with the driver filled in.
+    """
+    u = make_url(url)
+    if u.drivername in ("postgresql", "postgres"):
+        u = u.set(drivername="postgresql+psycopg")
+    return u
+
+
+def _one_line(exc: BaseException) -> str:
+    """The driver's reason for ``exc`` with all whitespace (newlines, tabs) collapsed."""
+    orig = getattr(exc, "orig", None) or exc
+    return " ".join(str(orig).split()) or type(orig).__name__
+
+
+def _sqlite_engine(u: URL) -> Engine:
+    """A SQLite engine with WAL, foreign keys, busy timeout and SQLAlchemy-controlled ``BEGIN``."""
+    db = u.database or ""
+    in_memory = db in ("", ":memory:") or db.startswith("file:") or u.query.get("mode") == "memory"
+    if not in_memory:
+        Path(db).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(u, connect_args={"check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN (see _on_begin); sqlite3 still commits
+        cur = dbapi_connection.cursor()
+        try:
+            cur.execute("PRAGMA busy_timeout=5000")  # SQLITE_BUSY_TIMEOUT_MS
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+        finally:
+            cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        options = conn.get_execution_options()
+        if options.get("isolation_level") == "AUTOCOMMIT":
+            return
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get(WRITE_OPTION) else "BEGIN")
+
+    return engine
+
+
+def make_engine(url: str | URL) -> Engine:
+    """An engine for ``url``, checked by connecting once.
+
+    SQLite: the file's folder is created, connections may be shared across threads, and every connection runs
+    ``PRAGMA journal_mode=WAL``, ``foreign_keys=ON`` and ``busy_timeout=5000``. PostgreSQL: ``postgresql://``
+    means psycopg 3; connections are pinged before use and time out after 10 s when connecting.
+
+    Args:
+        url: A SQLAlchemy URL, e.g. ``CoreSettings().effective_database_url``.
+
+    Returns:
+        The engine (call ``dispose()`` when done with it).
+
+    Raises:
+        DatabaseError: The database cannot be reached or opened, with a one-line message
+            ``cannot reach database <url without password>: <reason>``.
+    """
+    u = normalize_url(url)
+    if u.get_backend_name() == "sqlite":
+        try:
+            engine = _sqlite_engine(u)
+        except OSError as exc:
+            raise DatabaseError(f"cannot reach database {redact_url(url)}: {_one_line(exc)}") from exc
+    else:
+        kwargs: dict[str, Any] = {"pool_pre_ping": True}
+        if u.get_backend_name() == "postgresql" and "connect_timeout" not in u.query:
+            kwargs["connect_args"] = {"connect_timeout": PG_CONNECT_TIMEOUT_S}
+        engine = sa.create_engine(u, **kwargs)
+    try:
+        with engine.connect():
+            pass
+    except OperationalError as exc:
+        engine.dispose()
+        raise DatabaseError(f"cannot reach database {redact_url(url)}: {_one_line(exc)}") from exc
+    return engine

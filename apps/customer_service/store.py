@@ -1,0 +1,551 @@
+"""Persistent state of the customer-service app: conversations, turns, agent feedback and KB entries.
+
+One ``Store`` works on SQLite (the embedded default) and PostgreSQL through SQLAlchemy Core, with bound
+parameters only. Every write runs in one transaction, so a failure rolls it back whole and leaves what was
+stored before untouched. Concurrency between agents (two browsers, two processes) is settled in the database:
+
+* ``claim`` is a single conditional ``UPDATE``: it succeeds when nobody (or the same agent) holds the
+  conversation, so of many agents claiming at once exactly one wins and the others get ``ClaimConflict``.
+* ``set_state`` with ``expected_version`` is optimistic: ``UPDATE ... WHERE id = :id AND version = :v``; when
+  the conversation changed since the caller loaded it, nothing is written and ``StaleWrite`` is raised.
+
+``version`` counts changes of state and claim (``claim``, ``release``, ``set_state``); new turns do not bump it.
+Timestamps are timezone-aware UTC.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any, get_args
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from apps.common.db import WRITE_OPTION, make_engine, redact_url
+from apps.customer_service.schemas import (
+    Conversation,
+    ConversationState,
+    Feedback,
+    KBEntry,
+    Reply,
+    Role,
+    Turn,
+    Verdict,
+)
+
+STATES: tuple[str, ...] = get_args(ConversationState)
+ROLES: tuple[str, ...] = get_args(Role)
+VERDICTS: tuple[str, ...] = get_args(Verdict)
+ORIGINS = ("file", "feedback")
+STALE_MESSAGE = "conversation changed since you loaded it; reload"
+
+
+class UnknownConversation(KeyError):
+    """No conversation has this id."""
+
+    def __init__(self, conversation_id: str) -> None:
+        super().__init__(f"unknown conversation {conversation_id}")
+        self.conversation_id = conversation_id
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class ConversationExists(ValueError):
+    """``open_conversation`` was given an id that is already taken."""
+
+
+class ClaimConflict(RuntimeError):
+    """Another agent holds the conversation."""
+
+    def __init__(self, conversation_id: str, holder: str) -> None:
+        super().__init__(f"conversation {conversation_id} is claimed by {holder}")
+        self.conversation_id = conversation_id
+        self.holder = holder
+
+
+class StaleWrite(RuntimeError):
+    """The conversation changed since the caller loaded it; nothing was written."""
+
+    def __init__(self, message: str = STALE_MESSAGE) -> None:
+        super().__init__(message)
+
+
+class UTCDateTime(sa.types.TypeDecorator):
+    """A timestamp stored as UTC and always read back timezone-aware (SQLite keeps no zone: naive means UTC)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# INTEGER PRIMARY KEY is SQLite's rowid (autoincrementing); BIGSERIAL on PostgreSQL.
+_BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+metadata = sa.MetaData()
+
+conversations = sa.Table(
+    "conversations",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("customer", sa.Text, nullable=False, default=""),
+    sa.Column("state", sa.String(16), nullable=False, default="open"),
+    sa.Column("claimed_by", sa.Text, nullable=True),
+    sa.Column("version", sa.Integer, nullable=False, default=0),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index("ix_conversations_updated_at", "updated_at"),
+)
+
+turns = sa.Table(
+    "turns",
+    metadata,
+    sa.Column("id", _BigId, primary_key=True, autoincrement=True),
+    sa.Column("conversation_id", sa.Text, sa.ForeignKey("conversations.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("reply_json", sa.Text, nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index("ix_turns_conversation_id", "conversation_id", "id"),
+)
+
+feedback = sa.Table(
+    "feedback",
+    metadata,
+    sa.Column("id", _BigId, primary_key=True, autoincrement=True),
+    sa.Column("conversation_id", sa.Text, sa.ForeignKey("conversations.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("turn_id", sa.BigInteger, nullable=False),
+    sa.Column("agent", sa.Text, nullable=False),
+    sa.Column("verdict", sa.String(16), nullable=False),
+    sa.Column("query", sa.Text, nullable=False),
+    sa.Column("suggested_entry_id", sa.Text, nullable=True),
+    sa.Column("new_entry_id", sa.Text, nullable=True),
+    sa.Column("final_text", sa.Text, nullable=False, default=""),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index("ix_feedback_verdict", "verdict"),
+)
+
+kb_entries = sa.Table(
+    "kb_entries",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("question", sa.Text, nullable=False),
+    sa.Column("answer", sa.Text, nullable=False),
+    sa.Column("category", sa.Text, nullable=False, default=""),
+    sa.Column("source", sa.Text, nullable=False, default=""),
+    sa.Column("paraphrases_json", sa.Text, nullable=False, default="[]"),
+    sa.Column("origin", sa.String(16), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("deleted", sa.Boolean, nullable=False, default=False),
+    sa.Index("ix_kb_entries_origin", "origin"),
+)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _conversation(row: sa.RowMapping, turns_: list[Turn] | None = None) -> Conversation:
+    return Conversation(
+        id=row["id"], customer=row["customer"], state=row["state"], claimed_by=row["claimed_by"],
+        version=row["version"], created_at=row["created_at"], updated_at=row["updated_at"], turns=turns_ or [],
+    )
+
+
+def _turn(row: sa.RowMapping) -> Turn:
+    reply = Reply.model_validate_json(row["reply_json"]) if row["reply_json"] else None
+    return Turn(id=row["id"], role=row["role"], text=row["text"], created_at=row["created_at"], reply=reply)
+
+
+def _kb_entry(row: sa.RowMapping) -> KBEntry:
+    return KBEntry(
+        id=row["id"], question=row["question"], answer=row["answer"], category=row["category"],
+        source=row["source"], paraphrases=tuple(json.loads(row["paraphrases_json"] or "[]")),
+    )
+
+
+class Store:
+    """Conversations, turns, feedback and KB entries in one SQL database.
+
+    Args:
+        url: A SQLAlchemy URL (``CoreSettings().effective_database_url``), or an engine made by
+            ``apps.common.db.make_engine`` (the caller then owns it; ``close`` leaves it open).
+
+    Raises:
+        DatabaseError: The database cannot be reached (one-line message).
+    """
+
+    def __init__(self, url: str | sa.Engine) -> None:
+        self._owns_engine = not isinstance(url, sa.Engine)
+        self.engine: sa.Engine = make_engine(url) if self._owns_engine else url
+        self._writer = self.engine.execution_options(**{WRITE_OPTION: True})
+
+    def __repr__(self) -> str:
+        return f"Store({redact_url(self.engine.url)!r})"
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the pooled connections (only when this store made the engine)."""
+        if self._owns_engine:
+            self.engine.dispose()
+
+    def create(self) -> Store:
+        """Create the tables and indexes that do not exist yet (safe to call on every start).
+
+        Returns:
+            This store, so ``Store(url).create()`` reads naturally.
+        """
+        metadata.create_all(self._writer)
+        return self
+
+    @contextmanager
+    def _write(self) -> Iterator[sa.Connection]:
+        """One write transaction: committed on success, rolled back on any exception (SQLite: BEGIN IMMEDIATE)."""
+        with self._writer.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[sa.Connection]:
+        with self.engine.connect() as conn:
+            yield conn
+
+    # ----------------------------------------------------------------------------------------- conversations
+
+    def open_conversation(self, customer: str = "", conversation_id: str | None = None) -> Conversation:
+        """Start a conversation in state ``open``, version 0.
+
+        Args:
+            customer: Who the customer is (a name, an account reference), free text.
+            conversation_id: The id to use; a new uuid4 hex when None.
+
+        Returns:
+            The new conversation (no turns).
+
+        Raises:
+            ConversationExists: ``conversation_id`` is taken.
+        """
+        now = _now()
+        row = {"id": conversation_id or uuid.uuid4().hex, "customer": customer, "state": "open",
+               "claimed_by": None, "version": 0, "created_at": now, "updated_at": now}
+        try:
+            with self._write() as conn:
+                conn.execute(conversations.insert().values(**row))
+        except sa.exc.IntegrityError as exc:
+            raise ConversationExists(f"conversation {row['id']} already exists") from exc
+        return Conversation(**row)
+
+    def _load(self, conn: sa.Connection, cid: str, with_turns: bool = True) -> Conversation:
+        row = conn.execute(sa.select(conversations).where(conversations.c.id == cid)).mappings().first()
+        if row is None:
+            raise UnknownConversation(cid)
+        if not with_turns:
+            return _conversation(row)
+        q = sa.select(turns).where(turns.c.conversation_id == cid).order_by(turns.c.id)
+        return _conversation(row, [_turn(r) for r in conn.execute(q).mappings()])
+
+    def get_conversation(self, conversation_id: str) -> Conversation:
+        """A conversation with its turns, oldest first.
+
+        Raises:
+            UnknownConversation: No conversation has this id.
+        """
+        with self._read() as conn:
+            return self._load(conn, conversation_id)
+
+    def list_conversations(self, states: Iterable[str] | str | None = None, limit: int = 100) -> list[Conversation]:
+        """Conversations, most recently updated first, without their turns.
+
+        Args:
+            states: Only conversations in these states (one state, or several); all when None.
+            limit: At most this many.
+        """
+        c = conversations.c
+        q = sa.select(conversations).order_by(c.updated_at.desc(), c.id.desc()).limit(int(limit))
+        if states is not None:
+            q = q.where(c.state.in_([states] if isinstance(states, str) else list(states)))
+        with self._read() as conn:
+            return [_conversation(r) for r in conn.execute(q).mappings()]
+
+    def add_turn(self, conversation_id: str, role: str, text: str, reply: Reply | None = None) -> Turn:
+        """Append a message to a conversation and touch its ``updated_at``.
+
+        Args:
+            conversation_id: The conversation.
+            role: ``customer``, ``bot`` or ``agent``.
+            text: The message.
+            reply: The bot's full suggestion, stored as JSON with the turn.
+
+        Returns:
+            The stored turn, with its id.
+
+        Raises:
+            UnknownConversation: No conversation has this id (e.g. it was deleted meanwhile).
+            pydantic.ValidationError: ``role`` is not one of the three.
+        """
+        now = _now()
+        turn = Turn(role=role, text=text, reply=reply, created_at=now)  # validates role before touching the db
+        with self._write() as conn:
+            touched = conn.execute(
+                sa.update(conversations).where(conversations.c.id == conversation_id).values(updated_at=now))
+            if touched.rowcount == 0:
+                raise UnknownConversation(conversation_id)
+            res = conn.execute(turns.insert().values(
+                conversation_id=conversation_id, role=turn.role, text=turn.text, created_at=now,
+                reply_json=reply.model_dump_json() if reply is not None else None))
+            turn_id = int(res.inserted_primary_key[0])
+        return turn.model_copy(update={"id": turn_id})
+
+    def delete_conversation(self, conversation_id: str) -> bool:
+        """Delete a conversation with its turns and feedback (e.g. on a customer's erasure request).
+
+        Returns:
+            Whether there was such a conversation.
+        """
+        with self._write() as conn:
+            conn.execute(sa.delete(feedback).where(feedback.c.conversation_id == conversation_id))
+            conn.execute(sa.delete(turns).where(turns.c.conversation_id == conversation_id))
+            res = conn.execute(sa.delete(conversations).where(conversations.c.id == conversation_id))
+            return res.rowcount > 0
+
+    def _refuse(self, conn: sa.Connection, cid: str, agent: str | None) -> None:
+        """Raise the reason a conditional update of ``cid`` matched no row."""
+        row = conn.execute(sa.select(conversations.c.claimed_by).where(conversations.c.id == cid)).first()
+        if row is None:
+            raise UnknownConversation(cid)
+        if row.claimed_by is not None and row.claimed_by != agent:
+            raise ClaimConflict(cid, row.claimed_by)
+        raise StaleWrite()
+
+    def claim(self, conversation_id: str, agent: str, expected_version: int | None = None) -> Conversation:
+        """Take a conversation for ``agent``, atomically.
+
+        Succeeds when nobody holds it or ``agent`` already does; an ``open`` or ``handoff`` conversation becomes
+        ``claimed``. The version is bumped.
+
+        Args:
+            conversation_id: The conversation.
+            agent: Who claims it (non-empty).
+            expected_version: The version the agent loaded; None skips the check.
+
+        Returns:
+            The conversation after the claim, with its turns.
+
+        Raises:
+            UnknownConversation: No conversation has this id.
+            ClaimConflict: Another agent holds it (the message names the holder).
+            StaleWrite: ``expected_version`` is not the stored version.
+        """
+        if not agent:
+            raise ValueError("agent must be a non-empty name")
+        c = conversations.c
+        cond = [c.id == conversation_id, sa.or_(c.claimed_by.is_(None), c.claimed_by == agent)]
+        if expected_version is not None:
+            cond.append(c.version == expected_version)
+        with self._write() as conn:
+            res = conn.execute(sa.update(conversations).where(*cond).values(
+                claimed_by=agent, state=sa.case((c.state.in_(("open", "handoff")), "claimed"), else_=c.state),
+                version=c.version + 1, updated_at=_now()))
+            if res.rowcount == 0:
+                self._refuse(conn, conversation_id, agent)
+            return self._load(conn, conversation_id)
+
+    def release(self, conversation_id: str, agent: str) -> Conversation:
+        """Give a claimed conversation back: ``claimed`` becomes ``handoff`` (it waits for the next agent).
+
+        Releasing a conversation nobody holds changes nothing.
+
+        Returns:
+            The conversation after the release, with its turns.
+
+        Raises:
+            UnknownConversation: No conversation has this id.
+            ClaimConflict: Another agent holds it.
+        """
+        c = conversations.c
+        with self._write() as conn:
+            res = conn.execute(sa.update(conversations).where(c.id == conversation_id, c.claimed_by == agent).values(
+                claimed_by=None, state=sa.case((c.state == "claimed", "handoff"), else_=c.state),
+                version=c.version + 1, updated_at=_now()))
+            if res.rowcount == 0:
+                row = conn.execute(sa.select(c.claimed_by).where(c.id == conversation_id)).first()
+                if row is None:
+                    raise UnknownConversation(conversation_id)
+                if row.claimed_by is not None:
+                    raise ClaimConflict(conversation_id, row.claimed_by)
+            return self._load(conn, conversation_id)
+
+    def set_state(self, conversation_id: str, state: str, agent: str | None = None,
+                  expected_version: int | None = None) -> Conversation:
+        """Move a conversation to ``open``, ``handoff`` or ``closed``, with optimistic concurrency.
+
+        Only the agent holding the conversation may change it (anyone, ``agent=None`` included, when nobody holds
+        it). ``open`` and ``handoff`` also clear the claim; ``closed`` keeps it as a record of who closed it.
+        The version is bumped.
+
+        Args:
+            conversation_id: The conversation.
+            state: The new state (use ``claim`` for ``claimed``).
+            agent: Who changes it; None for the bot or the system.
+            expected_version: The version the caller loaded; None skips the check.
+
+        Returns:
+            The conversation after the change, with its turns.
+
+        Raises:
+            ValueError: ``state`` is unknown or ``claimed``.
+            UnknownConversation: No conversation has this id.
+            ClaimConflict: Another agent holds it.
+            StaleWrite: It changed since ``expected_version`` ("conversation changed since you loaded it; reload").
+        """
+        if state not in STATES or state == "claimed":
+            raise ValueError(f"cannot set state {state!r}; use one of open, handoff, closed (claim() to claim)")
+        c = conversations.c
+        holder_ok = c.claimed_by.is_(None) if agent is None else sa.or_(c.claimed_by.is_(None), c.claimed_by == agent)
+        cond = [c.id == conversation_id, holder_ok]
+        if expected_version is not None:
+            cond.append(c.version == expected_version)
+        values: dict[str, Any] = {"state": state, "version": c.version + 1, "updated_at": _now()}
+        if state in ("open", "handoff"):
+            values["claimed_by"] = None
+        with self._write() as conn:
+            res = conn.execute(sa.update(conversations).where(*cond).values(**values))
+            if res.rowcount == 0:
+                self._refuse(conn, conversation_id, agent)
+            return self._load(conn, conversation_id)
+
+    # ------------------------------------------------------------------------------------------------ feedback
+
+    def record_feedback(self, fb: Feedback) -> int:
+        """Store an agent's verdict on a suggestion.
+
+        Returns:
+            The feedback row's id.
+
+        Raises:
+            UnknownConversation: ``fb.conversation_id`` does not exist.
+        """
+        with self._write() as conn:
+            known = conn.execute(
+                sa.select(conversations.c.id).where(conversations.c.id == fb.conversation_id)).first()
+            if known is None:
+                raise UnknownConversation(fb.conversation_id)
+            res = conn.execute(feedback.insert().values(
+                conversation_id=fb.conversation_id, turn_id=fb.turn_id, agent=fb.agent, verdict=fb.verdict,
+                query=fb.query, suggested_entry_id=fb.suggested_entry_id, new_entry_id=fb.new_entry_id,
+                final_text=fb.final_text, created_at=fb.created_at or _now()))
+            return int(res.inserted_primary_key[0])
+
+    def feedback_pairs(self, verdicts: Iterable[str] = ("accepted", "edited")) -> list[tuple[str, str]]:
+        """(query, KB entry id) pairs for retrieval training, oldest first.
+
+        The entry is the one saved from the agent's edit when there is one, else the suggested entry; feedback
+        with neither is skipped.
+
+        Args:
+            verdicts: Which verdicts count as a positive pair.
+        """
+        f = feedback.c
+        entry = sa.func.coalesce(f.new_entry_id, f.suggested_entry_id)
+        q = (sa.select(f.query, entry.label("entry_id"))
+             .where(f.verdict.in_(list(verdicts)), entry.is_not(None)).order_by(f.id))
+        with self._read() as conn:
+            return [(r.query, r.entry_id) for r in conn.execute(q)]
+
+    def feedback_stats(self) -> dict[str, int]:
+        """How many feedback rows each verdict has (every verdict present, zero included)."""
+        q = sa.select(feedback.c.verdict, sa.func.count()).group_by(feedback.c.verdict)
+        stats = dict.fromkeys(VERDICTS, 0)
+        with self._read() as conn:
+            stats.update({v: int(n) for v, n in conn.execute(q)})
+        return stats
+
+    # ---------------------------------------------------------------------------------------------- KB entries
+
+    def upsert_kb_entry(self, entry: KBEntry, origin: str = "feedback") -> None:
+        """Insert or replace a KB entry (an update also undeletes it; ``created_at`` is kept).
+
+        Args:
+            entry: The entry.
+            origin: ``file`` (ingested) or ``feedback`` (saved from an agent's edit).
+        """
+        self.upsert_kb_entries([entry], origin=origin)
+
+    def upsert_kb_entries(self, entries: Iterable[KBEntry], origin: str) -> int:
+        """``upsert_kb_entry`` for many entries in one transaction (the last of repeated ids wins).
+
+        Returns:
+            How many distinct entries were written.
+        """
+        if origin not in ORIGINS:
+            raise ValueError(f"origin must be one of {ORIGINS}, not {origin!r}")
+        now = _now()
+        rows = list({e.id: {"id": e.id, "question": e.question, "answer": e.answer, "category": e.category,
+                            "source": e.source, "paraphrases_json": json.dumps(list(e.paraphrases)),
+                            "origin": origin, "created_at": now, "updated_at": now, "deleted": False}
+                     for e in entries}.values())
+        if not rows:
+            return 0
+        with self._write() as conn:
+            dialect = conn.dialect.name
+            if dialect in ("postgresql", "sqlite"):
+                ins = (postgresql if dialect == "postgresql" else sqlite).insert(kb_entries)
+                keep = {"id", "created_at"}
+                stmt = ins.on_conflict_do_update(
+                    index_elements=[kb_entries.c.id],
+                    set_={col.name: ins.excluded[col.name] for col in kb_entries.columns if col.name not in keep})
+                conn.execute(stmt, rows)
+            else:  # portable fallback: update, then insert what was missing
+                for row in rows:
+                    changes = {k: v for k, v in row.items() if k not in ("id", "created_at")}
+                    res = conn.execute(sa.update(kb_entries).where(kb_entries.c.id == row["id"]).values(**changes))
+                    if res.rowcount == 0:
+                        conn.execute(kb_entries.insert().values(**row))
+        return len(rows)
+
+    def delete_kb_entry(self, entry_id: str) -> bool:
+        """Soft-delete a KB entry (it stays in the table, marked deleted).
+
+        Returns:
+            Whether a live entry with this id was deleted.
+        """
+        with self._write() as conn:
+            res = conn.execute(sa.update(kb_entries)
+                               .where(kb_entries.c.id == entry_id, kb_entries.c.deleted.is_(False))
+                               .values(deleted=True, updated_at=_now()))
+            return res.rowcount > 0
+
+    def kb_entries(self, origin: str | None = None, include_deleted: bool = False) -> list[KBEntry]:
+        """Stored KB entries, oldest first.
+
+        Args:
+            origin: Only ``file`` or only ``feedback`` entries; all when None.
+            include_deleted: Also the soft-deleted ones.
+        """
+        k = kb_entries.c
+        q = sa.select(kb_entries).order_by(k.created_at, k.id)
+        if origin is not None:
+            q = q.where(k.origin == origin)
+        if not include_deleted:
+            q = q.where(k.deleted.is_(False))
+        with self._read() as conn:
+            return [_kb_entry(r) for r in conn.execute(q).mappings()]

@@ -1,0 +1,52 @@
+"""Database fixtures for the apps' tests: a SQLite file, a fresh PostgreSQL database, or each in turn."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+
+# Admin connection used to create and drop the per-test databases (trust auth on the local server).
+PG_ADMIN_URL = os.environ.get("TRIDENT_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture
+def sqlite_url(tmp_path) -> str:
+    """A SQLite URL for a file (not yet created) in a folder (not yet created) under ``tmp_path``."""
+    return f"sqlite:///{tmp_path / 'db' / 'trident.db'}"
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh, empty database ``trident_test_<random>`` on the local PostgreSQL, dropped afterwards.
+
+    The URL is yielded as ``postgresql://...`` (no driver) so that ``make_engine``'s psycopg mapping is used.
+    Skips the test when the server cannot be reached.
+    """
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5})
+    try:
+        admin.connect().close()
+    except sa.exc.OperationalError as exc:
+        admin.dispose()
+        where = admin.url.render_as_string(hide_password=True)
+        pytest.skip(f"PostgreSQL unreachable at {where}: {' '.join(str(exc.orig).split())}")
+    name = f"trident_test_{uuid.uuid4().hex[:16]}"
+    quoted = admin.dialect.identifier_preparer.quote(name)  # DDL names cannot be bound parameters
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {quoted}")
+    try:
+        url = admin.url.set(drivername="postgresql", database=name)
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)")
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request) -> str:
+    """Each test runs once on SQLite and once on PostgreSQL (skipped when the server is unreachable)."""
+    return request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url")

@@ -1,0 +1,359 @@
+"""The customer-service Store on SQLite and PostgreSQL: roundtrips, claims, optimistic writes, rollbacks."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from datetime import UTC
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import event
+
+from apps.common.db import DatabaseError, make_engine, redact_url
+from apps.customer_service.schemas import Feedback, Hit, Intent, KBEntry, Reply
+from apps.customer_service.store import (
+    ClaimConflict,
+    ConversationExists,
+    StaleWrite,
+    Store,
+    UnknownConversation,
+)
+
+
+@pytest.fixture
+def store(db_url):
+    s = Store(db_url).create()
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def second_store(db_url, store):
+    """Another Store on the same database: a second browser, or a second process."""
+    s = Store(db_url)
+    yield s
+    s.close()
+
+
+def _reply() -> Reply:
+    entry = KBEntry(id="kb-1", question="How do I activate my card?", answer="Open the app and tap Activate.",
+                    category="card", source="faq.csv:1", paraphrases=("activate card",))
+    return Reply(action="answer", text=entry.answer, confidence=0.87, intent=Intent(label="activate_card",
+                 confidence=0.9, alternatives=[("card_arrival", 0.05)]),
+                 hits=[Hit(entry=entry, score=1.5, dense=0.8, sparse=3.2)], cited_ids=["kb-1"],
+                 resolved_query="how do i activate my card", latency_ms=12.5)
+
+
+# ------------------------------------------------------------------------------------------------- make_engine
+
+
+def test_make_engine_unreachable_postgres_is_one_line_database_error():
+    with pytest.raises(DatabaseError) as info:
+        make_engine("postgresql://postgres:s3cret@127.0.0.1:1/x")
+    msg = str(info.value)
+    assert msg.startswith("cannot reach database postgresql://postgres:***@127.0.0.1:1/x: ")
+    assert "\n" not in msg and "s3cret" not in msg
+    assert len(msg) > len("cannot reach database postgresql://postgres:***@127.0.0.1:1/x: ")
+
+
+def test_make_engine_unopenable_sqlite_is_database_error(tmp_path):
+    (tmp_path / "adir.db").mkdir()  # a folder where the file should be
+    with pytest.raises(DatabaseError, match="cannot reach database sqlite:///"):
+        make_engine(f"sqlite:///{tmp_path / 'adir.db'}")
+
+
+def test_make_engine_maps_postgresql_to_psycopg(pg_url):
+    engine = make_engine(pg_url)
+    try:
+        assert engine.url.drivername == "postgresql+psycopg"
+        assert engine.pool._pre_ping
+    finally:
+        engine.dispose()
+
+
+def test_redact_url():
+    assert redact_url("postgresql://u:pw@h:5432/d") == "postgresql://u:***@h:5432/d"
+    assert redact_url("sqlite:///x.db") == "sqlite:///x.db"
+    assert "pw" not in redact_url("not a url://u:pw@h")
+
+
+def test_sqlite_file_created_with_wal_and_pragmas(tmp_path):
+    path = tmp_path / "new" / "folder" / "t.db"
+    engine = make_engine(f"sqlite:///{path}")
+    try:
+        assert path.exists()
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 5000
+    finally:
+        engine.dispose()
+    with sqlite3.connect(path) as raw:  # WAL is persistent: a plain connection sees it too
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+# ----------------------------------------------------------------------------------------------- conversations
+
+
+def test_conversation_roundtrip_with_turns_and_reply(store, second_store):
+    conv = store.open_conversation(customer="alice")
+    assert len(conv.id) == 32 and conv.state == "open" and conv.version == 0
+    assert conv.created_at.tzinfo is not None
+    t1 = store.add_turn(conv.id, "customer", "how do I activate my card?")
+    t2 = store.add_turn(conv.id, "bot", _reply().text, reply=_reply())
+    assert t1.id is not None and t2.id > t1.id
+
+    loaded = second_store.get_conversation(conv.id)  # read through another engine: really stored
+    assert loaded.customer == "alice"
+    assert [(t.role, t.text) for t in loaded.turns] == [("customer", "how do I activate my card?"),
+                                                          ("bot", "Open the app and tap Activate.")]
+    assert loaded.turns[0].reply is None
+    assert loaded.turns[1].reply == _reply()
+    assert loaded.turns[1].id == t2.id
+    for ts in (loaded.created_at, loaded.updated_at, *(t.created_at for t in loaded.turns)):
+        assert ts.tzinfo is not None and ts.utcoffset() == UTC.utcoffset(None)
+    assert loaded.updated_at >= loaded.turns[1].created_at >= loaded.created_at
+
+
+def test_open_with_given_id_and_duplicate(store):
+    assert store.open_conversation("bob", conversation_id="c-1").id == "c-1"
+    with pytest.raises(ConversationExists):
+        store.open_conversation("eve", conversation_id="c-1")
+    assert store.get_conversation("c-1").customer == "bob"
+
+
+def test_list_conversations_newest_updated_first_and_by_state(store):
+    a = store.open_conversation("a")
+    b = store.open_conversation("b")
+    c = store.open_conversation("c")
+    store.add_turn(a.id, "customer", "hello")  # a is now the most recently updated
+    listed = store.list_conversations()
+    assert [x.id for x in listed] == [a.id, c.id, b.id]
+    assert all(x.turns == [] for x in listed)
+    store.set_state(b.id, "handoff")
+    assert [x.id for x in store.list_conversations(states=["handoff"])] == [b.id]
+    assert [x.id for x in store.list_conversations(states="open")] == [a.id, c.id]
+    assert len(store.list_conversations(limit=2)) == 2
+
+
+def test_unknown_conversation(store):
+    with pytest.raises(UnknownConversation, match="unknown conversation nope") as info:
+        store.get_conversation("nope")
+    assert isinstance(info.value, KeyError) and str(info.value) == "unknown conversation nope"
+    with pytest.raises(UnknownConversation):
+        store.add_turn("nope", "customer", "hi")
+    with pytest.raises(UnknownConversation):
+        store.claim("nope", "agent-a")
+    with pytest.raises(UnknownConversation):
+        store.set_state("nope", "closed")
+
+
+def test_add_turn_rejects_bad_role(store):
+    conv = store.open_conversation()
+    with pytest.raises(ValueError):
+        store.add_turn(conv.id, "robot", "hi")
+    assert store.get_conversation(conv.id).turns == []
+
+
+# ------------------------------------------------------------------------------------------ claims and states
+
+
+def test_claim_conflict_and_same_agent_reclaim(store):
+    conv = store.open_conversation()
+    claimed = store.claim(conv.id, "agent-a")
+    assert claimed.claimed_by == "agent-a" and claimed.state == "claimed" and claimed.version == 1
+    with pytest.raises(ClaimConflict, match="agent-a") as info:
+        store.claim(conv.id, "agent-b")
+    assert info.value.holder == "agent-a"
+    again = store.claim(conv.id, "agent-a")
+    assert again.claimed_by == "agent-a" and again.version == 2
+    assert store.get_conversation(conv.id).claimed_by == "agent-a"
+
+
+def test_claim_with_stale_version(store):
+    conv = store.open_conversation()
+    store.set_state(conv.id, "handoff")
+    with pytest.raises(StaleWrite):
+        store.claim(conv.id, "agent-a", expected_version=conv.version)
+    assert store.claim(conv.id, "agent-a", expected_version=conv.version + 1).claimed_by == "agent-a"
+
+
+def test_release_and_only_holder_changes_state(store):
+    conv = store.open_conversation()
+    store.claim(conv.id, "agent-a")
+    with pytest.raises(ClaimConflict):
+        store.set_state(conv.id, "closed", agent="agent-b")
+    with pytest.raises(ClaimConflict):
+        store.set_state(conv.id, "closed")  # the bot cannot close an agent's conversation
+    with pytest.raises(ClaimConflict):
+        store.release(conv.id, "agent-b")
+    released = store.release(conv.id, "agent-a")
+    assert released.claimed_by is None and released.state == "handoff"
+    assert store.release(conv.id, "agent-a").version == released.version  # nothing held: no change
+    store.claim(conv.id, "agent-b")
+    closed = store.set_state(conv.id, "closed", agent="agent-b")
+    assert closed.state == "closed" and closed.claimed_by == "agent-b"
+    with pytest.raises(ValueError):
+        store.set_state(conv.id, "claimed", agent="agent-b")
+    with pytest.raises(ValueError):
+        store.set_state(conv.id, "archived", agent="agent-b")
+
+
+def test_two_browsers_first_write_wins(store, second_store):
+    conv = store.open_conversation()
+    store.claim(conv.id, "agent-a")
+    browser1 = store.get_conversation(conv.id)
+    browser2 = second_store.get_conversation(conv.id)
+    assert browser1.version == browser2.version == 1
+
+    store.set_state(conv.id, "closed", agent="agent-a", expected_version=browser1.version)
+    with pytest.raises(StaleWrite, match="conversation changed since you loaded it; reload"):
+        second_store.set_state(conv.id, "handoff", agent="agent-a", expected_version=browser2.version)
+    stored = second_store.get_conversation(conv.id)
+    assert stored.state == "closed" and stored.version == 2 and stored.claimed_by == "agent-a"
+
+
+def test_concurrent_claims_exactly_one_wins(db_url, store):
+    conv = store.open_conversation()
+    stores = [Store(db_url) for _ in range(8)]  # one engine per thread, like eight agents' processes
+    barrier = threading.Barrier(8)
+    winners: list[str] = []
+    conflicts: list[str] = []
+    errors: list[BaseException] = []
+
+    def claim(i: int) -> None:
+        barrier.wait()
+        try:
+            stores[i].claim(conv.id, f"agent-{i}")
+            winners.append(f"agent-{i}")
+        except ClaimConflict as exc:
+            conflicts.append(exc.holder)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(8)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+    finally:
+        for s in stores:
+            s.close()
+    assert not errors, errors
+    assert len(winners) == 1 and len(conflicts) == 7
+    assert set(conflicts) == set(winners)
+    final = store.get_conversation(conv.id)
+    assert final.claimed_by == winners[0] and final.version == 1
+
+
+# --------------------------------------------------------------------------------------------------- rollbacks
+
+
+def test_add_turn_to_conversation_deleted_meanwhile(store, second_store):
+    keep = store.open_conversation("keep")
+    store.add_turn(keep.id, "customer", "first")
+    gone = store.open_conversation("gone")
+    store.add_turn(gone.id, "customer", "hello")
+    assert second_store.delete_conversation(gone.id)
+    with pytest.raises(UnknownConversation):
+        store.add_turn(gone.id, "bot", "too late")
+    assert [t.text for t in store.get_conversation(keep.id).turns] == ["first"]
+    assert [c.id for c in store.list_conversations()] == [keep.id]
+    assert not store.delete_conversation(gone.id)
+
+
+def test_failed_write_rolls_back_whole_transaction(store):
+    conv = store.open_conversation()
+    store.add_turn(conv.id, "customer", "first")
+    before = store.get_conversation(conv.id)
+
+    def fail_turn_insert(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("INSERT INTO TURNS"):
+            raise RuntimeError("injected failure")
+
+    event.listen(store.engine, "before_cursor_execute", fail_turn_insert)
+    try:
+        with pytest.raises(RuntimeError, match="injected failure"):
+            store.add_turn(conv.id, "bot", "lost")  # its UPDATE of updated_at ran first: must be rolled back
+    finally:
+        event.remove(store.engine, "before_cursor_execute", fail_turn_insert)
+    after = store.get_conversation(conv.id)
+    assert after == before
+    store.add_turn(conv.id, "bot", "works again")
+    assert [t.text for t in store.get_conversation(conv.id).turns] == ["first", "works again"]
+
+
+def test_constraint_violation_in_batch_keeps_earlier_rows(store):
+    store.upsert_kb_entry(KBEntry(id="kept", question="q", answer="a"), origin="file")
+    bad = KBEntry.model_construct(id="bad", question=None, answer="x", category="", source="", paraphrases=())
+    with pytest.raises(sa.exc.IntegrityError):  # NOT NULL question: the whole batch is rolled back
+        store.upsert_kb_entries([KBEntry(id="new", question="q2", answer="a2"), bad], origin="file")
+    assert [e.id for e in store.kb_entries()] == ["kept"]
+
+
+# ------------------------------------------------------------------------------------------------ feedback, KB
+
+
+def test_feedback_recorded_pairs_and_stats(store):
+    conv = store.open_conversation()
+    turn = store.add_turn(conv.id, "bot", "answer", reply=_reply())
+    ids = [
+        store.record_feedback(Feedback(conversation_id=conv.id, turn_id=turn.id, agent="a", verdict="accepted",
+                                       query="activate card", suggested_entry_id="kb-1", final_text="answer")),
+        store.record_feedback(Feedback(conversation_id=conv.id, turn_id=turn.id, agent="a", verdict="edited",
+                                       query="card not working", suggested_entry_id="kb-1",
+                                       new_entry_id="fb-7", final_text="edited answer")),
+        store.record_feedback(Feedback(conversation_id=conv.id, turn_id=turn.id, agent="b", verdict="edited",
+                                       query="lost card", suggested_entry_id="kb-2")),
+        store.record_feedback(Feedback(conversation_id=conv.id, turn_id=turn.id, agent="b", verdict="rejected",
+                                       query="weather today", suggested_entry_id="kb-9")),
+        store.record_feedback(Feedback(conversation_id=conv.id, turn_id=turn.id, agent="b", verdict="accepted",
+                                       query="no entry")),
+    ]
+    assert len(set(ids)) == 5
+    assert store.feedback_pairs() == [("activate card", "kb-1"), ("card not working", "fb-7"),
+                                      ("lost card", "kb-2")]
+    assert store.feedback_pairs(verdicts=("rejected",)) == [("weather today", "kb-9")]
+    assert store.feedback_stats() == {"accepted": 2, "edited": 2, "rejected": 1}
+    with pytest.raises(UnknownConversation):
+        store.record_feedback(Feedback(conversation_id="nope", turn_id=1, agent="a", verdict="accepted", query="q"))
+    assert store.feedback_stats() == {"accepted": 2, "edited": 2, "rejected": 1}
+
+
+def test_feedback_stats_empty(store):
+    assert store.feedback_stats() == {"accepted": 0, "edited": 0, "rejected": 0}
+    assert store.feedback_pairs() == []
+
+
+def test_kb_upsert_update_soft_delete(store):
+    e1 = KBEntry(id="e1", question="q1", answer="a1", category="card", source="faq.csv:1", paraphrases=("p1", "p2"))
+    e2 = KBEntry(id="e2", question="q2", answer="a2")
+    assert store.upsert_kb_entries([e1, e2], origin="file") == 2
+    assert store.kb_entries() == [e1, e2]
+
+    e1b = e1.model_copy(update={"answer": "a1 (edited)", "source": "feedback"})
+    store.upsert_kb_entry(e1b)  # origin defaults to feedback
+    assert {e.id: e for e in store.kb_entries()}["e1"] == e1b
+    assert store.kb_entries(origin="feedback") == [e1b]
+    assert store.kb_entries(origin="file") == [e2]
+
+    assert store.delete_kb_entry("e2")
+    assert not store.delete_kb_entry("e2")
+    assert not store.delete_kb_entry("missing")
+    assert [e.id for e in store.kb_entries()] == ["e1"]
+    assert [e.id for e in store.kb_entries(include_deleted=True)] == ["e1", "e2"]
+
+    store.upsert_kb_entry(e2, origin="file")  # upserting again brings it back
+    assert [e.id for e in store.kb_entries()] == ["e1", "e2"]
+    with pytest.raises(ValueError):
+        store.upsert_kb_entry(e2, origin="elsewhere")
+
+
+def test_create_is_idempotent_and_data_survives_reopen(db_url, store):
+    conv = store.open_conversation("persist")
+    store.add_turn(conv.id, "customer", "still here?")
+    with Store(db_url) as again:
+        again.create()
+        assert [t.text for t in again.get_conversation(conv.id).turns] == ["still here?"]
