@@ -108,6 +108,17 @@ def freeze_base(model: nn.Module, adapter: str) -> None:
         layer.lora_B[adapter].requires_grad_(True)
 
 
+def train_only_adapters(model: nn.Module, keep_trainable: tuple[str, ...] = ()) -> int:
+    """Freeze every parameter except the LoRA matrices (of all adapters) and those whose name starts with one of
+    ``keep_trainable`` (heads, for example); return the number of trainable parameters."""
+    n = 0
+    for name, p in model.named_parameters():
+        on = ".lora_" in f".{name}" or name.startswith(keep_trainable)
+        p.requires_grad_(on)
+        n += p.numel() if on else 0
+    return n
+
+
 def adapter_state(model: nn.Module, name: str) -> dict[str, torch.Tensor]:
     """The tensors of adapter ``name``, keyed by layer (plus its scale)."""
     state = {}

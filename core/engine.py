@@ -118,8 +118,10 @@ class InferenceEngine:
 
     # ------------------------------------------------------------------ API
     @torch.inference_mode()
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """L2-normalised sentence embeddings, (N, C) float32."""
+    def embed(self, texts: Sequence[str], task: str | None = None) -> np.ndarray:
+        """L2-normalised sentence embeddings, (N, C) float32; ``task`` picks the adapter of that (pairs) task."""
+        if task is not None:
+            self.model.activate(task)
         out = np.zeros((len(texts), self.model.cfg.n_embd), dtype=np.float32)
         for pos, x, m in self._batches(texts):
             out[pos] = self.model.embed(x, m).float().numpy()

@@ -44,10 +44,12 @@ class LitCore(L.LightningModule):
         elif spec.kind == "series_classify":
             logits = self.model.classify_series(batch.task, batch.series, batch.ids, batch.mask)
         elif spec.kind == "pairs":
+            self.model.activate(batch.task)
             a = self.model.embed(batch.ids, batch.mask)
             b = self.model.embed(batch.ids_b, batch.mask_b)
             return info_nce(a, b, self.cfg.temperature), a @ b.t()
         elif spec.kind == "lm":
+            self.model.activate(batch.task)
             return self.lm_loss(batch), None
         else:
             raise ValueError(f"no loss for task kind {spec.kind!r}")
@@ -121,7 +123,7 @@ class LitCore(L.LightningModule):
         for name, p in self.model.named_parameters():
             if not p.requires_grad:
                 continue
-            new = name.startswith(self.new_module_prefixes)
+            new = name.startswith(self.new_module_prefixes) or ".lora_" in name  # fresh weights: the higher rate
             decay = p.ndim >= 2 and "wpe" not in name and "wme" not in name
             groups[(new, decay)].append(p)
         params = [{"params": ps, "lr": self.cfg.head_lr if new else self.cfg.lr,

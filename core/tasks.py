@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.adapters import adapter_names, set_adapter
 from core.config import ModelConfig
 from core.heads import ClassifierHead, EmbeddingHead, LMHead
 from core.modalities import ImagePatchEncoder, SeriesEncoder
@@ -41,6 +42,7 @@ class TaskSpec(BaseModel):
     kind: TaskKind
     labels: tuple[str, ...] = Field((), description="Class names, index = class id (classifiers only).")
     weight: float = Field(1.0, gt=0.0, description="Weight of this task's loss in multi-task training.")
+    adapter: str | None = Field(None, description="LoRA adapter the task switches to (None: it does not switch).")
 
     @property
     def n_classes(self) -> int:
@@ -72,6 +74,15 @@ class CoreModel(nn.Module):
             self.heads[task.name] = ClassifierHead(self.cfg, task.n_classes)
         self.tasks[task.name] = task
 
+    def activate(self, name: str) -> TaskSpec:
+        """Switch to the LoRA adapter of task ``name`` (if the model has adapters); return the task."""
+        spec = self.task(name)
+        if spec.adapter is not None:
+            if spec.adapter not in adapter_names(self.backbone):
+                raise UnknownTaskError(f"task {name!r} needs adapter {spec.adapter!r}, which this model lacks")
+            set_adapter(self.backbone, spec.adapter)
+        return spec
+
     def task(self, name: str) -> TaskSpec:
         """The task called ``name``, or a clear error listing the known ones."""
         if name not in self.tasks:
@@ -92,7 +103,7 @@ class CoreModel(nn.Module):
 
     def classify(self, task: str, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Class logits (B, n_classes) of a text task."""
-        self.task(task)
+        self.activate(task)
         hidden, full = self.encode(ids, mask)
         return self.heads[task](hidden, full)
 
@@ -107,14 +118,14 @@ class CoreModel(nn.Module):
 
     def classify_images(self, task: str, images: torch.Tensor) -> torch.Tensor:
         """Class logits (N, n_classes) of prepared images."""
-        self.task(task)
+        self.activate(task)
         prefix = self.image_prefix(images)
         hidden, full = self.encode(None, None, prefix=prefix)
         return self.heads[task](hidden, full)
 
     def classify_series(self, task: str, series: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor):
         """Class logits of a numeric window (prefix) read together with a text."""
-        self.task(task)
+        self.activate(task)
         hidden, full = self.encode(ids, mask, prefix=self.series_encoder(series))
         return self.heads[task](hidden, full)
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from tokenizers import Tokenizer as HFTokenizer
-from tokenizers import decoders, models, normalizers, pre_tokenizers, trainers
+from tokenizers import decoders, models, normalizers, pre_tokenizers
 
 log = logging.getLogger(__name__)
 
@@ -56,20 +57,41 @@ class Tokenizer:
     # ------------------------------------------------------------------ building
     @classmethod
     def train(cls, texts: Iterable[str], vocab_size: int = 8000, min_frequency: int = 2) -> Tokenizer:
-        """Train a lower-cased WordPiece vocabulary on ``texts``.
+        """Build a lower-cased WordPiece vocabulary from ``texts``, deterministically.
+
+        HF's WordPiece trainer breaks frequency ties in hash-map order, so the same corpus gave different ids from
+        run to run. This builder counts pieces itself and breaks ties alphabetically: the special tokens, every
+        character (alone and as a ``##`` continuation), then the most frequent whole words, word-initial prefixes and
+        ``##`` suffixes (2-6 characters) up to ``vocab_size``. WordPiece's greedy longest match does the rest.
 
         Args:
             texts: the corpus (any iterable of strings).
-            vocab_size: target vocabulary size, special tokens included.
-            min_frequency: a merge needs at least this many occurrences.
+            vocab_size: vocabulary size, special tokens included.
+            min_frequency: a piece needs at least this many occurrences.
         """
-        hf = HFTokenizer(models.WordPiece(unk_token="[UNK]"))
-        hf.normalizer = normalizers.BertNormalizer(lowercase=True, clean_text=True, strip_accents=None)
-        hf.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        normalizer = normalizers.BertNormalizer(lowercase=True, clean_text=True, strip_accents=None)
+        pre = pre_tokenizers.BertPreTokenizer()
+        words: Counter[str] = Counter()
+        for text in texts:
+            words.update(w for w, _ in pre.pre_tokenize_str(normalizer.normalize_str(text)))
+        chars = sorted({c for w in words for c in w})
+        vocab = list(SPECIAL_TOKENS) + chars + [f"##{c}" for c in chars]
+        pieces: Counter[str] = Counter()
+        for w, n in words.items():
+            pieces[w] += n
+            for k in range(2, min(6, len(w) - 1) + 1):
+                pieces[w[:k]] += n
+                pieces[f"##{w[-k:]}"] += n
+        known = set(vocab)
+        ranked = sorted((p for p, n in pieces.items() if n >= min_frequency and p not in known),
+                        key=lambda p: (-pieces[p], p))
+        vocab += ranked[: max(0, vocab_size - len(vocab))]
+        hf = HFTokenizer(models.WordPiece(vocab={t: i for i, t in enumerate(vocab)}, unk_token="[UNK]",
+                                          max_input_chars_per_word=100))
+        hf.normalizer = normalizer
+        hf.pre_tokenizer = pre
         hf.decoder = decoders.WordPiece(prefix="##")
-        trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
-                                            special_tokens=SPECIAL_TOKENS, show_progress=False)
-        hf.train_from_iterator(texts, trainer=trainer)
+        hf.add_special_tokens(SPECIAL_TOKENS)
         return cls(hf)
 
     @classmethod

@@ -41,7 +41,7 @@ def corpus() -> list[str]:
 @pytest.fixture(scope="session")
 def tok() -> Tokenizer:
     """A WordPiece tokenizer trained on ``CORPUS`` (the eight special tokens take ids 0..7)."""
-    return Tokenizer.train(CORPUS, vocab_size=300, min_frequency=1)
+    return Tokenizer.train(CORPUS, vocab_size=1000, min_frequency=1)
 
 
 @pytest.fixture

@@ -295,3 +295,13 @@ def test_fit_twice_with_the_same_seed_gives_identical_weights(tok, fitted, tmp_p
     start = CoreModel(ModelConfig.tiny(vocab_size=tok.vocab_size)).state_dict()
     assert not torch.equal(start["backbone.wte.weight"], load_file(str(again / "model.safetensors"))[
         "backbone.wte.weight"])
+
+
+def test_tokenizer_training_is_deterministic_and_keeps_specials_first():
+    from core.tokenizer import SPECIAL_TOKENS, Tokenizer
+
+    texts = ["the card was lost", "the card arrived", "a lost wallet", "cards and wallets"] * 3
+    a, b = Tokenizer.train(texts, vocab_size=50, min_frequency=1), Tokenizer.train(list(reversed(texts)), 50, 1)
+    assert a.hf.get_vocab() == b.hf.get_vocab()
+    assert [a.hf.token_to_id(t) for t in SPECIAL_TOKENS] == list(range(len(SPECIAL_TOKENS)))
+    assert a.decode(a.encode("the lost cards")) == "the lost cards"

@@ -45,7 +45,7 @@ def test_four_task_kinds_train_together_and_log_per_task(tmp_path):
             TaskData(tasks[2], ListDataset(imgs[:128], iys[:128]), ListDataset(imgs[128:], iys[128:])),
             TaskData(tasks[3], ListDataset(texts[:128]), ListDataset(texts[128:]))]
     dm = MultiTaskDataModule(data, tok, batch_size=16, max_length=16, seed=0)
-    art = fit(model, dm, TrainConfig.quick(max_epochs=4, lr=3e-3, head_lr=3e-3, patience=4), tmp_path / "mt", tok,
+    art = fit(model, dm, TrainConfig.quick(max_epochs=6, lr=3e-3, head_lr=3e-3, patience=6), tmp_path / "mt", tok,
               progress=False)
 
     events = EventAccumulator(str(next((art / "logs").rglob("events.out.tfevents*")).parent)).Reload()
