@@ -6,7 +6,9 @@ results put back in input order. ``quantize=True`` swaps every Linear layer for 
 
 from __future__ import annotations
 
+import functools
 import logging
+import threading
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,6 +27,17 @@ from core.tasks import CoreModel, TaskSpec
 log = logging.getLogger(__name__)
 
 MAX_CHARS = 20_000  # longer texts are cut before tokenising (the model reads at most block_size tokens anyway)
+
+
+def _locked(fn):
+    """Run ``fn`` holding the engine's lock: a call may switch the LoRA adapter, and dashboards call from threads."""
+
+    @functools.wraps(fn)
+    def wrapper(self, *args, **kwargs):
+        with self._lock:
+            return fn(self, *args, **kwargs)
+
+    return wrapper
 
 
 @dataclass(frozen=True)
@@ -67,6 +80,7 @@ class InferenceEngine:
         self.quantized = quantize
         self.max_length = min(max_length, model.cfg.block_size)
         self.batch_size = batch_size
+        self._lock = threading.RLock()
 
     @classmethod
     def from_model(cls, model: CoreModel, tok, max_length: int = 256, batch_size: int = 64) -> InferenceEngine:
@@ -74,6 +88,7 @@ class InferenceEngine:
         self = cls.__new__(cls)
         self.path, self.tok, self.config, self.model = None, tok, {}, model.eval()
         self.quantized, self.max_length, self.batch_size = False, min(max_length, model.cfg.block_size), batch_size
+        self._lock = threading.RLock()
         return self
 
     # ------------------------------------------------------------------ helpers
@@ -117,6 +132,7 @@ class InferenceEngine:
             yield pos, x, m
 
     # ------------------------------------------------------------------ API
+    @_locked
     @torch.inference_mode()
     def embed(self, texts: Sequence[str], task: str | None = None) -> np.ndarray:
         """L2-normalised sentence embeddings, (N, C) float32; ``task`` picks the adapter of that (pairs) task."""
@@ -127,6 +143,7 @@ class InferenceEngine:
             out[pos] = self.model.embed(x, m).float().numpy()
         return out
 
+    @_locked
     @torch.inference_mode()
     def classify_proba(self, texts: Sequence[str], task: str) -> np.ndarray:
         """Class probabilities (N, n_classes) of a text task."""
@@ -138,6 +155,7 @@ class InferenceEngine:
             out[pos] = torch.softmax(self.model.classify(task, x, m).float(), -1).numpy()
         return out
 
+    @_locked
     def classify(self, texts: Sequence[str], task: str) -> list[Prediction]:
         """Label, probability and class probabilities of each text."""
         probs = self.classify_proba(texts, task)
@@ -145,6 +163,7 @@ class InferenceEngine:
         return [Prediction(labels[int(p.argmax())], float(p.max()), dict(zip(labels, map(float, p))))
                 for p in probs]
 
+    @_locked
     @torch.inference_mode()
     def classify_images_proba(self, images: np.ndarray, task: str | None = None) -> np.ndarray:
         """Class probabilities (N, n_classes) of images (any H x W, grey or colour; see ``prepare_images``)."""
@@ -159,6 +178,7 @@ class InferenceEngine:
                                      -1).numpy())
         return np.concatenate(out)
 
+    @_locked
     def classify_images(self, images: np.ndarray, task: str | None = None) -> list[Prediction]:
         """Label and probabilities of each image."""
         task = task or self._only_task("image_classify")
@@ -167,6 +187,7 @@ class InferenceEngine:
         return [Prediction(labels[int(p.argmax())], float(p.max()), dict(zip(labels, map(float, p))))
                 for p in probs]
 
+    @_locked
     def generate(self, prompts: Sequence[str], cfg: GenerationConfig | None = None) -> list[str]:
         """Continue each prompt with text (the prompt itself is not repeated)."""
         prompts = self._check_texts(prompts)
@@ -183,6 +204,7 @@ class InferenceEngine:
         """Names of the LoRA adapters in the artifact."""
         return adapter_names(self.model)
 
+    @_locked
     def use_adapter(self, name: str | None) -> None:
         """Switch the active LoRA adapter (None: the base weights alone), e.g. retrieval vs intents."""
         set_adapter(self.model, name)

@@ -1,0 +1,230 @@
+"""Train, index and evaluate the customer-service models.
+
+The artifact (default ``artifacts/cs``) is all-MiniLM-L6-v2 with two LoRA adapters: ``intents`` (with the intent
+classifier head) and ``retrieval`` (contrastive, for the FAISS embeddings). The base weights stay as they were, so
+retrieval never gets worse because the core learned intents, and each adapter is switched on for its own task.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from apps.customer_service.bot import Calibrator
+from apps.customer_service.knowledge import KBFormatError, entry_text, load_kb, save_kb
+from apps.customer_service.retrieval import DenseIndex, HybridRetriever, IndexConfig
+from apps.customer_service.schemas import KBBuild, KBEntry
+from apps.customer_service.settings import CSSettings, RetrievalSettings
+from core.config import TrainConfig
+from core.metrics import accuracy, hit_rate_at_k, precision_recall_f1, reciprocal_rank
+
+log = logging.getLogger(__name__)
+
+INTENTS_TRAIN = TrainConfig(max_epochs=8, batch_size=32, lr=1e-3, head_lr=2e-3, max_length=64, precision="32-true",
+                            patience=2, warmup_ratio=0.06, label_smoothing=0.1)
+RETRIEVAL_TRAIN = TrainConfig(max_epochs=4, batch_size=32, lr=5e-4, head_lr=5e-4, max_length=96, precision="32-true",
+                              patience=2, temperature=0.05)
+
+
+# ------------------------------------------------------------------------------------------------------ readers
+def read_queries(path: str | Path) -> list[tuple[str, str]]:
+    """(query, gold KB id) pairs from JSONL or CSV with a ``query`` field and ``faq_id`` (or ``entry_id`` / ``id``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise KBFormatError(f"query file not found: {path}")
+    try:
+        raw = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise KBFormatError(f"{path} is not UTF-8 (byte offset {exc.start})") from exc
+    if path.suffix == ".jsonl":
+        rows = []
+        for n, line in enumerate(raw.splitlines(), 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise KBFormatError(f"{path} line {n}: malformed JSON ({exc.msg})") from exc
+    elif path.suffix == ".csv":
+        rows = list(csv.DictReader(io.StringIO(raw)))
+    else:
+        raise KBFormatError(f"{path}: queries must be .jsonl or .csv")
+    out = []
+    for n, row in enumerate(rows, 1):
+        gold = next((row[k] for k in ("faq_id", "entry_id", "id") if k in row and row[k] not in (None, "")), None)
+        if not isinstance(row, dict) or "query" not in row or gold is None:
+            raise KBFormatError(f"{path} row {n}: needs 'query' and 'faq_id' (or 'entry_id'/'id')")
+        out.append((str(row["query"]), str(gold)))
+    if not out:
+        raise KBFormatError(f"{path}: no queries")
+    return out
+
+
+# ------------------------------------------------------------------------------------------------------ training
+def train_cs(out: Path, intents_csv: Path | None, pairs: Sequence[tuple[str, str]] = (),
+             intents_cfg: TrainConfig = INTENTS_TRAIN, retrieval_cfg: TrainConfig = RETRIEVAL_TRAIN,
+             lora_r: int = 16, base: Path | None = None) -> Path:
+    """Train the intents adapter (+ classifier head) on ``intents_csv`` and the retrieval adapter on ``pairs``
+    (query, entry text), one after the other on the frozen all-MiniLM-L6-v2 base (or the artifact ``base``)."""
+    from core.adapters import apply_lora, train_only_adapters
+    from core.artifacts import load_artifact
+    from core.data import ListDataset, MultiTaskDataModule, TaskData
+    from core.recipes import new_text_model, text_task
+    from core.tasks import TaskSpec
+    from core.train import fit
+
+    if base is not None:
+        model, tok, _ = load_artifact(base)
+    else:
+        model, tok = new_text_model("minilm")
+    meta: dict = {"recipe": "cs", "lora_r": lora_r}
+    if intents_csv is not None:
+        task = text_task("intents", intents_csv, "csv", val_fraction=0.1, test_fraction=0.0)
+        apply_lora(model.backbone, "intents", r=lora_r, alpha=2 * lora_r, dropout=0.1)
+        spec = TaskSpec(name="intents", kind="classify", labels=task.labels, adapter="intents")
+        model.add_task(spec)
+        train_only_adapters(model, keep_trainable=("heads.intents.",))
+        _freeze_other_adapters(model, "intents")
+        dm = MultiTaskDataModule([TaskData(spec, ListDataset(*task.train), ListDataset(*task.val))], tok,
+                                 batch_size=intents_cfg.batch_size, max_length=intents_cfg.max_length,
+                                 seed=intents_cfg.seed)
+        fit(model, dm, intents_cfg, out, tok, meta={**meta, "intents": task.source})
+        meta["intents"] = task.source
+    if pairs:
+        a, b = zip(*pairs)
+        rng = np.random.default_rng(retrieval_cfg.seed)
+        order = rng.permutation(len(a))
+        a, b = [a[i] for i in order], [b[i] for i in order]
+        n_val = max(retrieval_cfg.batch_size, len(a) // 10)
+        apply_lora(model.backbone, "retrieval", r=max(4, lora_r // 2), alpha=lora_r, dropout=0.1)
+        spec = TaskSpec(name="retrieval", kind="pairs", adapter="retrieval")
+        model.add_task(spec)
+        train_only_adapters(model)
+        _freeze_other_adapters(model, "retrieval")
+        dm = MultiTaskDataModule([TaskData(spec, ListDataset(a[n_val:], b[n_val:]), ListDataset(a[:n_val], b[:n_val]))],
+                                 tok, batch_size=retrieval_cfg.batch_size, max_length=retrieval_cfg.max_length,
+                                 seed=retrieval_cfg.seed)
+        fit(model, dm, retrieval_cfg, out, tok, meta={**meta, "retrieval_pairs": len(a)})
+    if intents_csv is None and not pairs:
+        raise ValueError("nothing to train: give intents, retrieval pairs or both")
+    return out
+
+
+def _freeze_other_adapters(model, keep: str) -> None:
+    for name, p in model.named_parameters():
+        if ".lora_" in name and not name.endswith(f".{keep}"):
+            p.requires_grad_(False)
+
+
+# ------------------------------------------------------------------------------------------------------ indexing
+def embed_fn(engine):
+    """Text -> vector function of an engine: the retrieval adapter when the artifact has one, else the base."""
+    if "retrieval" in engine.tasks:
+        return lambda texts: engine.embed(texts, task="retrieval")
+
+    def base(texts):
+        with engine._lock:
+            if engine.adapters():
+                engine.use_adapter(None)
+            return engine.embed(texts)
+
+    return base
+
+
+def make_retriever(engine, rs: RetrievalSettings) -> HybridRetriever:
+    """An empty retriever wired to the engine's embeddings."""
+    cfg = IndexConfig(kind=rs.index_kind, approx_threshold=rs.approx_threshold, approx_kind=rs.approx_kind)
+    return HybridRetriever(embed_fn(engine), engine.model.cfg.n_embd, cfg, mode=rs.mode, fusion=rs.fusion,
+                           sparse_weight=rs.sparse_weight)
+
+
+def index_entries(retriever: HybridRetriever, entries: Sequence[KBEntry], rs: RetrievalSettings,
+                  rebuild: bool = True) -> None:
+    """(Re)index entries: the dense side embeds the question (and paraphrases), BM25 reads question and answer."""
+    ids = [e.id for e in entries]
+    dense = [entry_text(e, with_answer=rs.index_answers) for e in entries]
+    sparse = [entry_text(e, with_answer=True) for e in entries]
+    (retriever.build if rebuild else retriever.upsert)(ids, dense, sparse)
+
+
+def build_index(settings: CSSettings, engine, kb_path: Path | None = None,
+                calibration: Sequence[tuple[str, str]] = ()) -> tuple[KBBuild, HybridRetriever]:
+    """Ingest the KB, index it, fit the answer calibrator on (query, gold id) pairs if given, and save everything
+    under the index folder (a KB version per build, the FAISS index with its id map, the calibrator)."""
+    build = load_kb(kb_path or settings.kb_path)
+    retriever = make_retriever(engine, settings.retrieval)
+    index_entries(retriever, build.entries, settings.retrieval)
+    folder = settings.index_folder
+    folder.mkdir(parents=True, exist_ok=True)
+    save_kb(build, folder / "kb")
+    if retriever.mode != "sparse":
+        retriever.dense.save(folder / "dense")
+    if calibration:
+        cal = fit_calibrator(retriever, calibration)
+        cal.save(folder / "calibrator.json")
+    return build, retriever
+
+
+def fit_calibrator(retriever: HybridRetriever, labelled: Sequence[tuple[str, str]]) -> Calibrator:
+    """Fit P(top answer right) on queries with known gold ids."""
+    results = retriever.search([q for q, _ in labelled], k=5)
+    correct = [bool(r) and r[0].id == gold for r, (_, gold) in zip(results, labelled)]
+    return Calibrator.fit(results, correct)
+
+
+# ------------------------------------------------------------------------------------------------------ evaluation
+def eval_intents(engine, csv_path: Path) -> dict:
+    """Accuracy and macro-F1 of the intents task on a ``text,category`` CSV."""
+    from core.data import read_labelled_texts
+
+    texts, raw = read_labelled_texts(csv_path, "csv")
+    labels = engine.tasks["intents"].labels if "intents" in engine.tasks else None
+    if labels is None:
+        raise ValueError("the artifact has no intents task: train it with `trident cs train`")
+    unknown = sorted(set(raw) - set(labels))
+    if unknown:
+        raise KBFormatError(f"{csv_path} has intents the model does not know: {unknown[:5]}")
+    y = [labels.index(r) for r in raw]
+    pred = engine.classify_proba(texts, "intents").argmax(-1)
+    return {"accuracy": accuracy(y, pred), "macro_f1": precision_recall_f1(y, pred)["f1"], "n": len(y)}
+
+
+def retrieval_metrics(retriever: HybridRetriever, queries: Sequence[tuple[str, str]], k: int = 10) -> dict:
+    """hit@1, hit@5 and MRR of the retriever on (query, gold id) pairs."""
+    results = retriever.search([q for q, _ in queries], k=k)
+    ranked = [[r.id for r in res] for res in results]
+    gold = [{g} for _, g in queries]
+    return {"hit@1": float(np.mean([hit_rate_at_k(r, g, 1) for r, g in zip(ranked, gold)])),
+            "hit@5": float(np.mean([hit_rate_at_k(r, g, 5) for r, g in zip(ranked, gold)])),
+            "mrr": float(np.mean([reciprocal_rank(r, g) for r, g in zip(ranked, gold)])), "n": len(queries)}
+
+
+def eval_retrieval(settings: CSSettings, engine, kb_path: Path, queries_path: Path) -> dict:
+    """Index ``kb_path`` in memory and score ``queries_path`` against it."""
+    build = load_kb(kb_path)
+    queries = read_queries(queries_path)
+    known = {e.id for e in build.entries}
+    missing = sorted({g for _, g in queries} - known)
+    if missing:
+        raise KBFormatError(f"{queries_path} refers to ids missing from the KB: {missing[:5]}")
+    retriever = make_retriever(engine, settings.retrieval)
+    index_entries(retriever, build.entries, settings.retrieval)
+    return retrieval_metrics(retriever, queries)
+
+
+def load_index(settings: CSSettings, engine) -> tuple[KBBuild, HybridRetriever, Calibrator]:
+    """Load what ``build_index`` saved; the BM25 side is rebuilt from the KB (it is fast)."""
+    from apps.customer_service.knowledge import read_kb
+
+    folder = settings.index_folder
+    build = read_kb(folder / "kb")
+    retriever = make_retriever(engine, settings.retrieval)
+    if retriever.mode != "sparse":
+        retriever.dense = DenseIndex.load(folder / "dense")
+    retriever.sparse.upsert([e.id for e in build.entries], [entry_text(e) for e in build.entries])
+    return build, retriever, Calibrator.load(folder / "calibrator.json")

@@ -1,0 +1,173 @@
+"""CSService: what the console and the terminal chat call. Built once (``CSService.build``), then shared.
+
+It ties the store (conversations, feedback, KB entries added by agents), the engine (intents + retrieval adapters),
+the retriever and the bot together. Every method returns a schema; errors a user can fix are ``CSError``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from apps.customer_service.bot import Bot, Calibrator, EmptyMessage, intent_from_probs
+from apps.customer_service.knowledge import KBFormatError, clean_text
+from apps.customer_service.pipeline import build_index, index_entries, load_index
+from apps.customer_service.retrieval import HybridRetriever, IndexMissingError
+from apps.customer_service.schemas import Conversation, Feedback, Hit, KBEntry, Reply, Turn
+from apps.customer_service.settings import CSSettings
+from apps.customer_service.store import ClaimConflict, StaleWrite, Store, UnknownConversation
+from core.privacy import redact
+
+log = logging.getLogger(__name__)
+
+
+class CSError(RuntimeError):
+    """A problem the agent or operator can fix, in one sentence."""
+
+
+USER_ERRORS = (EmptyMessage, KBFormatError, UnknownConversation, ClaimConflict, StaleWrite, IndexMissingError,
+               CSError)
+
+
+class CSService:
+    """The customer-service back end."""
+
+    def __init__(self, settings: CSSettings, store: Store, engine, retriever: HybridRetriever,
+                 kb: dict[str, KBEntry], calibrator: Calibrator):
+        self.settings, self.store, self.engine, self.retriever = settings, store, engine, retriever
+        self.kb = kb
+        self._lock = threading.RLock()
+        intent_fn = self._intent if "intents" in engine.tasks else None
+        self.bot = Bot(retriever, kb, settings.dialog, calibrator, intent_fn, settings.retrieval.top_k)
+
+    @classmethod
+    def build(cls, settings: CSSettings, store: Store | None = None) -> CSService:
+        """Load the artifact and the index (building the index from the KB file if there is none yet)."""
+        from core.artifacts import ArtifactError
+        from core.engine import InferenceEngine
+
+        try:
+            engine = InferenceEngine(settings.artifact_dir)
+        except ArtifactError as exc:
+            raise CSError(f"{exc} (train it with `trident cs train`)") from exc
+        store = store or Store(settings.core.effective_database_url).create()
+        try:
+            build, retriever, calibrator = load_index(settings, engine)
+        except (IndexMissingError, KBFormatError, FileNotFoundError):
+            log.info("no index in %s: building it from %s", settings.index_folder, settings.kb_path)
+            build, retriever = build_index(settings, engine)
+            calibrator = Calibrator.load(settings.index_folder / "calibrator.json")
+        kb = {e.id: e for e in build.entries}
+        extra = store.kb_entries(origin="feedback")  # entries agents added since the last build
+        if extra:
+            index_entries(retriever, extra, settings.retrieval, rebuild=False)
+            kb.update({e.id: e for e in extra})
+        return cls(settings, store, engine, retriever, kb, calibrator)
+
+    def _intent(self, text: str):
+        probs = self.engine.classify_proba([text], "intents")[0]
+        return intent_from_probs(self.engine.tasks["intents"].labels, probs)
+
+    # ------------------------------------------------------------------ conversations
+    def start_conversation(self, customer: str = "") -> Conversation:
+        """Open a new conversation."""
+        return self.store.open_conversation(customer=redact(customer))
+
+    def conversations(self, states: list[str] | None = None) -> list[Conversation]:
+        """Open conversations, newest first."""
+        return self.store.list_conversations(states=states)
+
+    def conversation(self, conversation_id: str) -> Conversation:
+        """One conversation with its turns."""
+        return self.store.get_conversation(conversation_id)
+
+    def customer_message(self, conversation_id: str, text: str) -> tuple[Turn, Reply]:
+        """Store a customer message (redacted) and the bot's suggestion; hand over when the bot is unsure."""
+        conv = self.store.get_conversation(conversation_id)
+        history = [t.text for t in conv.turns if t.role == "customer"]
+        reply = self.bot.reply(text, history)
+        turn = self.store.add_turn(conversation_id, "customer", reply.redacted_message, reply=reply)
+        if reply.action == "handoff" and conv.state == "open":
+            self.store.set_state(conversation_id, "handoff", expected_version=conv.version)
+        return turn, reply
+
+    def claim(self, conversation_id: str, agent: str) -> Conversation:
+        """An agent takes a conversation (refused if another agent holds it)."""
+        return self.store.claim(conversation_id, agent)
+
+    def release(self, conversation_id: str, agent: str) -> Conversation:
+        """An agent lets a conversation go."""
+        return self.store.release(conversation_id, agent)
+
+    def close(self, conversation_id: str, agent: str, expected_version: int | None = None) -> Conversation:
+        """Close a conversation."""
+        return self.store.set_state(conversation_id, "closed", agent=agent, expected_version=expected_version)
+
+    # ------------------------------------------------------------------ feedback
+    def feedback(self, conversation_id: str, turn_id: int, agent: str, verdict: str, final_text: str = "",
+                 question: str = "") -> Feedback:
+        """Record an agent's verdict on the suggestion for ``turn_id``.
+
+        accepted: the suggestion is sent as it is. edited: the agent's text is sent and becomes a KB entry at once
+        (question = the customer's message unless ``question`` is given). rejected: nothing is sent.
+        """
+        conv = self.store.get_conversation(conversation_id)
+        if conv.claimed_by not in (None, agent):
+            raise ClaimConflict(conversation_id, conv.claimed_by)
+        turn = next((t for t in conv.turns if t.id == turn_id), None)
+        if turn is None or turn.role != "customer":
+            raise CSError(f"turn {turn_id} is not a customer message of conversation {conversation_id}")
+        top = turn.reply.hits[0].entry.id if turn.reply and turn.reply.hits else None
+        new_id = None
+        if verdict == "edited":
+            final_text = clean_text(redact(final_text))
+            if not final_text:
+                raise CSError("an edited answer cannot be empty")
+            entry = KBEntry(id=f"fb-{conversation_id[:8]}-{turn_id}", question=question or turn.text,
+                            answer=final_text, category="feedback", source=f"feedback:{agent}")
+            self.add_kb_entry(entry)
+            new_id = entry.id
+        elif verdict == "accepted":
+            if not turn.reply:
+                raise CSError("there is no suggestion to accept")
+            final_text = turn.reply.text
+        elif verdict != "rejected":
+            raise CSError(f"unknown verdict {verdict!r}; use accepted, edited or rejected")
+        fb = Feedback(conversation_id=conversation_id, turn_id=turn_id, agent=agent, verdict=verdict,
+                      query=turn.text, suggested_entry_id=top, final_text=final_text, new_entry_id=new_id)
+        self.store.record_feedback(fb)
+        if verdict in ("accepted", "edited"):
+            self.store.add_turn(conversation_id, "agent", final_text)
+        return fb
+
+    # ------------------------------------------------------------------ knowledge base
+    def add_kb_entry(self, entry: KBEntry) -> None:
+        """Store an entry and index it at once (no rebuild)."""
+        with self._lock:
+            self.store.upsert_kb_entry(entry, origin="feedback")
+            index_entries(self.retriever, [entry], self.settings.retrieval, rebuild=False)
+            self.kb[entry.id] = entry
+
+    def search_kb(self, query: str, k: int = 10) -> list[Hit]:
+        """KB search for agents."""
+        query = query.strip()
+        if not query:
+            raise EmptyMessage("the search is empty")
+        res = self.retriever.search([redact(query)], k=k)[0]
+        return [Hit(entry=self.kb[r.id], score=r.score, dense=r.dense, sparse=r.sparse, rank=i + 1)
+                for i, r in enumerate(res) if r.id in self.kb]
+
+    def kb_entries(self) -> list[KBEntry]:
+        """Every KB entry, by id."""
+        return sorted(self.kb.values(), key=lambda e: e.id)
+
+    def rebuild_index(self) -> int:
+        """Re-ingest the KB file and re-index (agents' entries kept); return the number of entries."""
+        with self._lock:
+            build, retriever = build_index(self.settings, self.engine)
+            extra = self.store.kb_entries(origin="feedback")
+            if extra:
+                index_entries(retriever, extra, self.settings.retrieval, rebuild=False)
+            self.retriever = self.bot.retriever = retriever
+            self.kb = self.bot.kb = {e.id: e for e in build.entries + extra}
+            return len(self.kb)
