@@ -7,11 +7,11 @@ Settings come from flags, then from the environment (prefix ``TRIDENT_``), then 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
 
+from apps.common.output import emit as _emit
 from apps.common.settings import CoreSettings
 
 log = logging.getLogger("trident")
@@ -23,6 +23,7 @@ class CLIError(Exception):
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     # imported lazily: `trident --help` must not pay for torch
+    from apps.customer_service.service import USER_ERRORS as CS_ERRORS
     from core.artifacts import ArtifactError
     from core.data import DataFormatError
     from core.modalities import InputError
@@ -31,29 +32,13 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from core.tokenizer import TokenizerError
 
     return (CLIError, ArtifactError, DataFormatError, InputError, PretrainedNotInstalled, UnknownTaskError,
-            TokenizerError, FileNotFoundError, ValueError)
+            TokenizerError, FileNotFoundError, ValueError, *CS_ERRORS)
 
 
 def _settings(args: argparse.Namespace) -> CoreSettings:
     flags = {k: v for k, v in (("data_dir", getattr(args, "data_dir", None)),
                                ("artifacts_dir", getattr(args, "artifacts_dir", None))) if v is not None}
     return CoreSettings(**flags)
-
-
-def _emit(obj, as_json: bool) -> None:
-    if as_json:
-        print(json.dumps(obj, indent=None if isinstance(obj, dict) and len(obj) < 8 else 2))
-    else:
-        from rich.console import Console
-        from rich.table import Table
-
-        if isinstance(obj, dict) and all(not isinstance(v, (dict, list)) for v in obj.values()):
-            table = Table(show_header=False)
-            for k, v in obj.items():
-                table.add_row(str(k), f"{v:.4f}" if isinstance(v, float) else str(v))
-            Console().print(table)
-        else:
-            Console().print_json(json.dumps(obj))
 
 
 def _artifact(args, s: CoreSettings, default: str) -> Path:
@@ -207,6 +192,16 @@ def demo(args) -> None:
 
 
 # ------------------------------------------------------------------------------------------------------ parser
+def common(sp: argparse.ArgumentParser, artifact: bool = True) -> argparse.ArgumentParser:
+    """The flags every command takes."""
+    sp.add_argument("--json", action="store_true", help="print JSON")
+    sp.add_argument("--data-dir", help="data sets folder (env TRIDENT_DATA_DIR)")
+    sp.add_argument("--artifacts-dir", help="artifacts folder (env TRIDENT_ARTIFACTS_DIR)")
+    if artifact:
+        sp.add_argument("--artifact", help="artifact folder (default: the one under --artifacts-dir)")
+    return sp
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="trident", description="Trident: one multimodal core, three apps.")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -214,14 +209,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     core = sub.add_parser("core", help="the shared model: train, evaluate, inspect, generate")
     cs = core.add_subparsers(dest="command", required=True)
-
-    def common(sp, artifact=True):
-        sp.add_argument("--json", action="store_true", help="print JSON")
-        sp.add_argument("--data-dir", help="data sets folder (env TRIDENT_DATA_DIR)")
-        sp.add_argument("--artifacts-dir", help="artifacts folder (env TRIDENT_ARTIFACTS_DIR)")
-        if artifact:
-            sp.add_argument("--artifact", help="artifact folder (default: the one under --artifacts-dir)")
-        return sp
 
     def training(sp):
         sp.add_argument("--out", help="artifact folder to write")
@@ -283,6 +270,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--only", nargs="*", help="artifact names")
     sp.add_argument("--force", action="store_true", help="retrain even if present")
     sp.set_defaults(fn=core_artifacts)
+
+    from apps.customer_service.commands import register as register_cs
+
+    register_cs(sub, common)
 
     sp = sub.add_parser("demo", help="the core end to end in the terminal: train what is missing, then classify, "
                                      "embed and generate")

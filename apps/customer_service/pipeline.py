@@ -68,51 +68,102 @@ def read_queries(path: str | Path) -> list[tuple[str, str]]:
 # ------------------------------------------------------------------------------------------------------ training
 def train_cs(out: Path, intents_csv: Path | None, pairs: Sequence[tuple[str, str]] = (),
              intents_cfg: TrainConfig = INTENTS_TRAIN, retrieval_cfg: TrainConfig = RETRIEVAL_TRAIN,
-             lora_r: int = 16, base: Path | None = None) -> Path:
+             lora_r: int = 16) -> Path:
     """Train the intents adapter (+ classifier head) on ``intents_csv`` and the retrieval adapter on ``pairs``
-    (query, entry text), one after the other on the frozen all-MiniLM-L6-v2 base (or the artifact ``base``)."""
+    (query, entry text), one after the other on the frozen all-MiniLM-L6-v2 base."""
+    from core.recipes import new_text_model
+
+    if intents_csv is None and not pairs:
+        raise ValueError("nothing to train: give intents, retrieval pairs or both")
+    model, tok = new_text_model("minilm")
+    meta: dict = {"recipe": "cs", "lora_r": lora_r}
+    if intents_csv is not None:
+        meta["intents"] = _train_intents(model, tok, intents_csv, intents_cfg, lora_r, out, meta)
+    if pairs:
+        meta["retrieval_pairs"] = len(pairs)
+        _train_retrieval(model, tok, pairs, retrieval_cfg, max(4, lora_r // 2), out, meta)
+    return out
+
+
+def _train_intents(model, tok, intents_csv: Path, cfg: TrainConfig, lora_r: int, out: Path, meta: dict) -> dict:
     from core.adapters import apply_lora, train_only_adapters
-    from core.artifacts import load_artifact
     from core.data import ListDataset, MultiTaskDataModule, TaskData
-    from core.recipes import new_text_model, text_task
+    from core.recipes import text_task
     from core.tasks import TaskSpec
     from core.train import fit
 
-    if base is not None:
-        model, tok, _ = load_artifact(base)
-    else:
-        model, tok = new_text_model("minilm")
-    meta: dict = {"recipe": "cs", "lora_r": lora_r}
-    if intents_csv is not None:
-        task = text_task("intents", intents_csv, "csv", val_fraction=0.1, test_fraction=0.0)
-        apply_lora(model.backbone, "intents", r=lora_r, alpha=2 * lora_r, dropout=0.1)
-        spec = TaskSpec(name="intents", kind="classify", labels=task.labels, adapter="intents")
+    task = text_task("intents", intents_csv, "csv", val_fraction=0.1, test_fraction=0.0)
+    apply_lora(model.backbone, "intents", r=lora_r, alpha=2 * lora_r, dropout=0.1)
+    spec = TaskSpec(name="intents", kind="classify", labels=task.labels, adapter="intents")
+    model.add_task(spec)
+    train_only_adapters(model, keep_trainable=("heads.intents.",))
+    _freeze_other_adapters(model, "intents")
+    dm = MultiTaskDataModule([TaskData(spec, ListDataset(*task.train), ListDataset(*task.val))], tok,
+                             batch_size=cfg.batch_size, max_length=cfg.max_length, seed=cfg.seed)
+    fit(model, dm, cfg, out, tok, meta={**meta, "intents": task.source})
+    return task.source
+
+
+def _train_retrieval(model, tok, pairs: Sequence[tuple[str, str]], cfg: TrainConfig, r: int, out: Path,
+                     meta: dict) -> Path:
+    """Train (or keep training) the retrieval adapter on (query, entry text) pairs with in-batch negatives."""
+    from core.adapters import adapter_names, apply_lora, train_only_adapters
+    from core.data import ListDataset, MultiTaskDataModule, TaskData
+    from core.tasks import TaskSpec
+    from core.train import fit
+
+    a, b = zip(*pairs)
+    order = np.random.default_rng(cfg.seed).permutation(len(a))
+    a, b = [a[i] for i in order], [b[i] for i in order]
+    n_val = min(len(a) // 2, max(cfg.batch_size, len(a) // 10))
+    if "retrieval" not in adapter_names(model.backbone):
+        apply_lora(model.backbone, "retrieval", r=r, alpha=2 * r, dropout=0.1)
+    spec = TaskSpec(name="retrieval", kind="pairs", adapter="retrieval")
+    if "retrieval" not in model.tasks:
         model.add_task(spec)
-        train_only_adapters(model, keep_trainable=("heads.intents.",))
-        _freeze_other_adapters(model, "intents")
-        dm = MultiTaskDataModule([TaskData(spec, ListDataset(*task.train), ListDataset(*task.val))], tok,
-                                 batch_size=intents_cfg.batch_size, max_length=intents_cfg.max_length,
-                                 seed=intents_cfg.seed)
-        fit(model, dm, intents_cfg, out, tok, meta={**meta, "intents": task.source})
-        meta["intents"] = task.source
-    if pairs:
-        a, b = zip(*pairs)
-        rng = np.random.default_rng(retrieval_cfg.seed)
-        order = rng.permutation(len(a))
-        a, b = [a[i] for i in order], [b[i] for i in order]
-        n_val = max(retrieval_cfg.batch_size, len(a) // 10)
-        apply_lora(model.backbone, "retrieval", r=max(4, lora_r // 2), alpha=lora_r, dropout=0.1)
-        spec = TaskSpec(name="retrieval", kind="pairs", adapter="retrieval")
-        model.add_task(spec)
-        train_only_adapters(model)
-        _freeze_other_adapters(model, "retrieval")
-        dm = MultiTaskDataModule([TaskData(spec, ListDataset(a[n_val:], b[n_val:]), ListDataset(a[:n_val], b[:n_val]))],
-                                 tok, batch_size=retrieval_cfg.batch_size, max_length=retrieval_cfg.max_length,
-                                 seed=retrieval_cfg.seed)
-        fit(model, dm, retrieval_cfg, out, tok, meta={**meta, "retrieval_pairs": len(a)})
-    if intents_csv is None and not pairs:
-        raise ValueError("nothing to train: give intents, retrieval pairs or both")
-    return out
+    train_only_adapters(model)
+    _freeze_other_adapters(model, "retrieval")
+    dm = MultiTaskDataModule([TaskData(spec, ListDataset(a[n_val:], b[n_val:]), ListDataset(a[:n_val], b[:n_val]))],
+                             tok, batch_size=cfg.batch_size, max_length=cfg.max_length, seed=cfg.seed)
+    return fit(model, dm, cfg, out, tok, meta=meta)
+
+
+def learn(settings: CSSettings, store, queries: Sequence[tuple[str, str]], kb_path: Path | None = None,
+          cfg: TrainConfig = RETRIEVAL_TRAIN, out: Path | None = None) -> dict:
+    """Fine-tune the retrieval adapter on the agents' accepted and edited answers; report retrieval on the fixed
+    ``queries`` before and after. The new artifact replaces the old one only when it is not worse."""
+    import shutil
+
+    from core.artifacts import load_artifact
+    from core.engine import InferenceEngine
+
+    kb = {e.id: e for e in load_kb(kb_path or settings.kb_path).entries}
+    kb.update({e.id: e for e in store.kb_entries(origin="feedback")})
+    pairs = [(q, entry_text(kb[i], with_answer=settings.retrieval.index_answers))
+             for q, i in store.feedback_pairs() if i in kb]
+    if len(pairs) < 8:
+        raise ValueError(f"only {len(pairs)} usable feedback pairs; need at least 8 to learn from")
+
+    def score(artifact: Path) -> dict:
+        eng = InferenceEngine(artifact)
+        retriever = make_retriever(eng, settings.retrieval)
+        index_entries(retriever, list(kb.values()), settings.retrieval)
+        return retrieval_metrics(retriever, queries)
+
+    before = score(settings.artifact_dir)
+    model, tok, config = load_artifact(settings.artifact_dir)
+    staging = out or settings.artifact_dir.with_name(settings.artifact_dir.name + ".learning")
+    shutil.rmtree(staging, ignore_errors=True)
+    _train_retrieval(model, tok, pairs, cfg.model_copy(update={"batch_size": min(cfg.batch_size, len(pairs))}),
+                     8, staging, {**config.get("meta", {}), "learned_from_feedback": len(pairs)})
+    after = score(staging)
+    kept = after["mrr"] >= before["mrr"]
+    if kept and out is None:
+        backup = settings.artifact_dir.with_name(settings.artifact_dir.name + ".previous")
+        shutil.rmtree(backup, ignore_errors=True)
+        settings.artifact_dir.rename(backup)
+        staging.rename(settings.artifact_dir)
+    return {"pairs": len(pairs), "before": before, "after": after, "kept": kept}
 
 
 def _freeze_other_adapters(model, keep: str) -> None:

@@ -1,0 +1,148 @@
+"""``trident cs ...``: the customer-service commands of the one CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from apps.common.output import emit
+from apps.common.settings import REPO_ROOT
+
+
+def _settings(args):
+    from apps.common.settings import CoreSettings
+    from apps.customer_service.settings import CSSettings
+
+    core = {k: v for k, v in (("data_dir", args.data_dir), ("artifacts_dir", args.artifacts_dir)) if v}
+    over = {"core": CoreSettings(**core)} if core else {}
+    if getattr(args, "artifact", None):
+        over["artifact"] = Path(args.artifact)
+    if getattr(args, "kb", None):
+        over["kb_path"] = Path(args.kb)
+    return CSSettings(**over)
+
+
+def _engine(settings):
+    from core.engine import InferenceEngine
+
+    return InferenceEngine(settings.artifact_dir)
+
+
+def cs_train(args) -> None:
+    from apps.customer_service.knowledge import entry_text, load_kb
+    from apps.customer_service.pipeline import read_queries, train_cs
+
+    s = _settings(args)
+    pairs = []
+    if args.pairs_queries:
+        kb = {e.id: e for e in load_kb(args.pairs_kb or s.kb_path).entries}
+        pairs = [(q, entry_text(kb[g], with_answer=s.retrieval.index_answers))
+                 for q, g in read_queries(args.pairs_queries) if g in kb]
+    intents = None if args.no_intents else Path(args.intents or s.intents_path)
+    out = train_cs(Path(args.out) if args.out else s.artifact_dir, intents, pairs)
+    emit({"artifact": str(out), "retrieval_pairs": len(pairs), "intents": str(intents)}, args.json)
+
+
+def cs_index(args) -> None:
+    from apps.customer_service.pipeline import build_index, read_queries
+
+    s = _settings(args)
+    calib = read_queries(args.calibrate) if args.calibrate else ()
+    build, retriever = build_index(s, _engine(s), Path(args.kb) if args.kb else None, calib)
+    emit({"version": build.version, "entries": len(build.entries), "read": build.n_read,
+          "duplicates": build.n_duplicates, "empty": build.n_empty, "redacted": build.n_redacted,
+          "index": retriever.dense.kind if retriever.mode != "sparse" else "bm25", "folder": str(s.index_folder)},
+         args.json)
+
+
+def cs_eval_intents(args) -> None:
+    from apps.customer_service.pipeline import eval_intents
+
+    s = _settings(args)
+    emit(eval_intents(_engine(s), Path(args.data)), args.json)
+
+
+def cs_eval_retrieval(args) -> None:
+    from apps.customer_service.pipeline import eval_retrieval
+
+    s = _settings(args)
+    emit(eval_retrieval(s, _engine(s), Path(args.kb), Path(args.queries)), args.json)
+
+
+def cs_learn(args) -> None:
+    from apps.customer_service.pipeline import learn, read_queries
+    from apps.customer_service.store import Store
+
+    s = _settings(args)
+    store = Store(s.core.effective_database_url).create()
+    emit(learn(s, store, read_queries(args.queries), Path(args.kb) if args.kb else None), args.json)
+
+
+def cs_chat(args) -> None:
+    from rich.console import Console
+
+    from apps.customer_service.service import USER_ERRORS, CSService
+
+    console = Console()
+    svc = CSService.build(_settings(args))
+    conv = svc.start_conversation("terminal")
+    console.print(f"[dim]conversation {conv.id} - type a customer message, empty line or Ctrl-D to quit[/dim]")
+    while True:
+        try:
+            text = input("customer> ")
+        except EOFError:
+            break
+        if not text.strip():
+            break
+        try:
+            _, reply = svc.customer_message(conv.id, text)
+        except USER_ERRORS as exc:
+            console.print(f"[red]error:[/red] {exc}")
+            continue
+        intent = f"{reply.intent.label} ({reply.intent.confidence:.2f})" if reply.intent else "-"
+        console.print(f"[bold]bot[/bold] [{reply.action}, confidence {reply.confidence:.2f}, intent {intent}]")
+        console.print(f"  {reply.text}")
+        for h in reply.hits[:3]:
+            console.print(f"  [dim]{h.rank}. {h.score:.3f} [{h.entry.id}] {h.entry.question}[/dim]")
+
+
+def cs_console(args) -> None:
+    app = REPO_ROOT / "apps" / "customer_service" / "ui" / "app.py"
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port),
+           "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    raise SystemExit(subprocess.call(cmd))
+
+
+def register(sub, common) -> None:
+    """Add ``trident cs`` and its commands to the CLI."""
+    cs = sub.add_parser("cs", help="customer service: knowledge base, bot, console")
+    c = cs.add_subparsers(dest="command", required=True)
+
+    def base(name, help_, fn, artifact=True):
+        sp = common(c.add_parser(name, help=help_), artifact)
+        sp.set_defaults(fn=fn)
+        return sp
+
+    sp = base("train", "train the intents and retrieval adapters", cs_train, artifact=False)
+    sp.add_argument("--intents", help="text,category CSV (default: CS_INTENTS_PATH)")
+    sp.add_argument("--no-intents", action="store_true", help="train retrieval only")
+    sp.add_argument("--pairs-queries", help="queries (JSONL/CSV with query, faq_id) to train retrieval on")
+    sp.add_argument("--pairs-kb", help="the KB those queries point into (default: CS_KB_PATH)")
+    sp.add_argument("--out", help="artifact folder (default: <artifacts>/cs)")
+    sp = base("index", "ingest the KB and build the FAISS + BM25 index", cs_index)
+    sp.add_argument("--kb", help="KB file or folder (CSV/JSONL/Markdown/text)")
+    sp.add_argument("--calibrate", help="queries with gold ids to calibrate the answer confidence on")
+    sp = base("eval-intents", "accuracy and macro-F1 of intent detection", cs_eval_intents)
+    sp.add_argument("--data", required=True, help="text,category CSV")
+    sp = base("eval-retrieval", "hit@1, hit@5 and MRR of retrieval", cs_eval_retrieval)
+    sp.add_argument("--kb", required=True)
+    sp.add_argument("--queries", required=True, help="JSONL/CSV with query and faq_id")
+    sp = base("learn", "fine-tune retrieval on the agents' feedback; before/after on fixed queries", cs_learn)
+    sp.add_argument("--queries", required=True, help="the fixed query set (query, faq_id)")
+    sp.add_argument("--kb", help="KB file (default: CS_KB_PATH)")
+    sp = base("chat", "chat with the bot in the terminal", cs_chat)
+    sp.add_argument("--kb", help="KB file (default: CS_KB_PATH)")
+    sp = base("console", "start the agents' console (Streamlit)", cs_console)
+    sp.add_argument("--port", type=int, default=8501)
+
