@@ -96,6 +96,8 @@ def fit(model: CoreModel, data: MultiTaskDataModule, cfg: TrainConfig, out_dir: 
         # our own checkpoint, weights only: read it back with weights_only=True (no pickle of arbitrary objects)
         state = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
         lit.load_state_dict(state)
+        # the artifact below holds the same weights: keep no second copy (and no stale best.ckpt for a later fit)
+        Path(ckpt.best_model_path).unlink(missing_ok=True)
     best = float(ckpt.best_model_score) if ckpt.best_model_score is not None else None
     history = {"best_" + monitor.replace("/", "_"): best, "epochs": trainer.current_epoch,
                "steps": trainer.global_step, "train_seconds": round(seconds, 1),
