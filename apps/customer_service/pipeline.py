@@ -245,6 +245,40 @@ def eval_intents(engine, csv_path: Path) -> dict:
     return {"accuracy": accuracy(y, pred), "macro_f1": precision_recall_f1(y, pred)["f1"], "n": len(y)}
 
 
+def evaluation_report(engine, intents_csv: Path) -> dict:
+    """Accuracy, macro-F1 and the confusion matrix of the intents task on a ``text,category`` CSV.
+
+    Args:
+        engine: An ``InferenceEngine`` whose artifact has the ``intents`` task.
+        intents_csv: The evaluation file.
+
+    Returns:
+        ``{"accuracy", "macro_f1", "n", "labels", "confusion"}``: ``confusion[i][j]`` counts messages of intent
+        ``labels[i]`` predicted as ``labels[j]``, over every intent the model knows (plain Python numbers).
+
+    Raises:
+        ValueError: The artifact has no intents task.
+        KBFormatError: The file has intents the model does not know.
+        DataFormatError: The file is missing or malformed.
+    """
+    from core.data import read_labelled_texts
+    from core.metrics import confusion_matrix
+
+    if "intents" not in engine.tasks:
+        raise ValueError("the artifact has no intents task: train it with `trident cs train`")
+    labels = list(engine.tasks["intents"].labels)
+    texts, raw = read_labelled_texts(intents_csv, "csv")
+    unknown = sorted(set(raw) - set(labels))
+    if unknown:
+        raise KBFormatError(f"{intents_csv} has intents the model does not know: {unknown[:5]}")
+    y = [labels.index(r) for r in raw]
+    pred = engine.classify_proba(texts, "intents").argmax(-1).tolist()
+    cm = confusion_matrix(y, pred, labels=list(range(len(labels))))
+    # macro-F1 over the intents present in y or pred, the number eval_intents reports for the same file
+    return {"accuracy": accuracy(y, pred), "macro_f1": precision_recall_f1(y, pred)["f1"], "n": len(y),
+            "labels": labels, "confusion": cm.tolist()}
+
+
 def retrieval_metrics(retriever: HybridRetriever, queries: Sequence[tuple[str, str]], k: int = 10) -> dict:
     """hit@1, hit@5 and MRR of the retriever on (query, gold id) pairs."""
     results = retriever.search([q for q, _ in queries], k=k)

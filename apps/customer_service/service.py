@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import logging
 import threading
+from pathlib import Path
 
 from apps.customer_service.bot import Bot, Calibrator, EmptyMessage, intent_from_probs
 from apps.customer_service.knowledge import KBFormatError, clean_text
-from apps.customer_service.pipeline import build_index, index_entries, load_index
+from apps.customer_service.pipeline import build_index, evaluation_report, index_entries, load_index
 from apps.customer_service.retrieval import HybridRetriever, IndexMissingError
 from apps.customer_service.schemas import Conversation, Feedback, Hit, KBEntry, Reply, Turn
 from apps.customer_service.settings import CSSettings
@@ -37,6 +38,7 @@ class CSService:
         self.settings, self.store, self.engine, self.retriever = settings, store, engine, retriever
         self.kb = kb
         self._lock = threading.RLock()
+        self._evaluations: dict[Path, dict] = {}
         intent_fn = self._intent if "intents" in engine.tasks else None
         self.bot = Bot(retriever, kb, settings.dialog, calibrator, intent_fn, settings.retrieval.top_k)
 
@@ -171,3 +173,20 @@ class CSService:
             self.retriever = self.bot.retriever = retriever
             self.kb = self.bot.kb = {e.id: e for e in build.entries + extra}
             return len(self.kb)
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluation(self, intents_csv: Path | None = None) -> dict:
+        """Intent accuracy, macro-F1 and confusion matrix on ``intents_csv`` (default: the training intents file).
+
+        Computed once per file and kept: the artifact does not change while the service lives.
+        """
+        path = Path(intents_csv or self.settings.intents_path).resolve()
+        with self._lock:
+            if path not in self._evaluations:
+                try:
+                    self._evaluations[path] = evaluation_report(self.engine, path)
+                except KBFormatError:
+                    raise
+                except ValueError as exc:  # no intents task, or a missing / malformed file
+                    raise CSError(str(exc)) from exc
+            return self._evaluations[path]

@@ -277,10 +277,18 @@ def test_fit_learns_a_separable_task_and_writes_a_loadable_artifact(fitted):
     assert engine.classify(["a terrible awful day"], "sentiment")[0].label == "negative"
 
 
-def test_fit_writes_tensorboard_logs_and_a_checkpoint(fitted):
+def test_fit_writes_tensorboard_logs_and_keeps_the_best_epoch(fitted):
+    import json
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
     events = list((fitted / "logs").rglob("events.out.tfevents.*"))
     assert events and all(e.stat().st_size > 0 for e in events)
-    assert (fitted / "checkpoints" / "best.ckpt").is_file()
+    scores = [e.value for e in EventAccumulator(str(events[0].parent)).Reload().Scalars("val/score")]
+    best = json.loads((fitted / "config.json").read_text())["meta"]["training"]["best_val_score"]
+    assert best == pytest.approx(max(scores))
+    # the best weights live in the artifact; the training checkpoint is not kept as a second copy
+    assert not (fitted / "checkpoints" / "best.ckpt").exists()
 
 
 def test_fit_twice_with_the_same_seed_gives_identical_weights(tok, fitted, tmp_path):
