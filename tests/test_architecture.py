@@ -58,9 +58,14 @@ def test_no_app_imports_another_app(app):
         assert not others, f"{path.relative_to(ROOT)} imports {others}"
 
 
+def test_no_ui_uses_a_pages_folder():
+    assert not list((ROOT / "apps").glob("*/ui/pages")), "name the folder ui/views/ (see the comment below)"
+
+
 @pytest.mark.parametrize("app", APPS)
 def test_ui_pages_never_import_torch_faiss_or_core(app):
-    pages = ROOT / "apps" / app / "ui" / "pages"
+    # the pages live in ui/views/: a folder called pages/ beside app.py switches Streamlit to its old multipage mode
+    pages = ROOT / "apps" / app / "ui" / "views"
     for path in sorted(pages.rglob("*.py")) if pages.is_dir() else []:
         bad = {m for m in imports_of(path) if m.split(".")[0] in ("torch", "faiss", "core")}
         assert not bad, f"{path.relative_to(ROOT)} imports {bad}"

@@ -1,0 +1,89 @@
+"""What every page of the support console shares: the service (built once per process), the agent's name, and
+one way to call the service so that a failure reaches the agent as a sentence, never as a traceback."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import streamlit as st
+
+from apps.customer_service.service import USER_ERRORS, CSService
+from apps.customer_service.settings import CSSettings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+DEFAULT_AGENT = "agent-1"
+AGENT_KEY = "agent"
+APP = Path(__file__).with_name("app.py")
+
+
+@st.cache_resource(show_spinner="Loading the model and the knowledge base...")
+def _build_service() -> CSService:
+    # st.cache_resource does not keep exceptions, so a console that failed to start retries on the next rerun
+    # (after `trident cs train`, say) instead of showing the old error until the server restarts.
+    return CSService.build(CSSettings())
+
+
+def get_service() -> CSService | str:
+    """The shared service, or a sentence saying why the console cannot start.
+
+    Returns:
+        The ``CSService`` built once per server process from ``CSSettings()`` (environment ``CS_*`` and
+        ``TRIDENT_*``), or the message to show when building it failed.
+    """
+    try:
+        return _build_service()
+    except USER_ERRORS as exc:
+        return f"The console cannot start: {sentence(exc)}"
+    except Exception as exc:  # a bad setting, an unreachable database, a broken artifact: still one sentence
+        log.exception("the support console could not start")
+        return f"The console cannot start: {type(exc).__name__}: {sentence(exc)}"
+
+
+def require_service() -> CSService:
+    """The shared service; when it cannot start, show why with ``st.error`` and stop the page."""
+    service = get_service()
+    if isinstance(service, str):
+        st.error(service)
+        st.stop()
+    return service
+
+
+def agent_name() -> str:
+    """The agent using this browser session (the sidebar's text input; ``agent-1`` when empty)."""
+    return str(st.session_state.get(AGENT_KEY, "")).strip() or DEFAULT_AGENT
+
+
+def agent_input() -> str:
+    """Draw the sidebar's agent-name input (call it on every run, from ``app.py``) and return the name."""
+    if AGENT_KEY not in st.session_state:
+        st.session_state[AGENT_KEY] = DEFAULT_AGENT
+    st.sidebar.text_input("Agent name", key=AGENT_KEY, help="Claims and answers are recorded under this name.")
+    return agent_name()
+
+
+def sentence(exc: BaseException) -> str:
+    """An exception's message as a sentence: first line, capital first letter, final full stop."""
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0].strip()
+    text = text[:1].upper() + text[1:]
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
+    """Run one service call; on failure show ``st.error`` with a sentence and return None.
+
+    Errors the agent can act on (``USER_ERRORS``) are shown as they are; anything else is logged with its
+    traceback and shown as a short sentence.
+    """
+    try:
+        return fn(*args, **kwargs)
+    except USER_ERRORS as exc:
+        st.error(sentence(exc))
+    except Exception as exc:
+        log.exception("service call %s failed", getattr(fn, "__name__", fn))
+        st.error(f"That did not work ({type(exc).__name__}: {sentence(exc)}) The details are in the server log.")
+    return None

