@@ -215,6 +215,9 @@ def build_index(settings: CSSettings, engine, kb_path: Path | None = None,
     save_kb(build, folder / "kb")
     if retriever.mode != "sparse":
         retriever.dense.save(folder / "dense")
+    if not calibration and settings.calibration_path and Path(settings.calibration_path).is_file():
+        known = {e.id for e in build.entries} | {"-"}
+        calibration = [(q, g) for q, g in read_queries(settings.calibration_path) if g in known]
     if calibration:
         cal = fit_calibrator(retriever, calibration)
         cal.save(folder / "calibrator.json")
@@ -224,7 +227,8 @@ def build_index(settings: CSSettings, engine, kb_path: Path | None = None,
 def fit_calibrator(retriever: HybridRetriever, labelled: Sequence[tuple[str, str]]) -> Calibrator:
     """Fit P(top answer right) on queries with known gold ids."""
     results = retriever.search([q for q, _ in labelled], k=5)
-    correct = [bool(r) and r[0].id == gold for r, (_, gold) in zip(results, labelled)]
+    # gold "-" marks a question the KB cannot answer: any top answer is wrong
+    correct = [bool(r) and gold != "-" and r[0].id == gold for r, (_, gold) in zip(results, labelled)]
     return Calibrator.fit(results, correct)
 
 

@@ -49,6 +49,9 @@ class CSSettings(BaseSettings):
     kb_path: Path = Field(REPO_ROOT / "samples" / "faq.csv", description="Knowledge-base file or folder.")
     intents_path: Path = Field(REPO_ROOT / "samples" / "intents.csv",
                                description="Intent training data (text,category).")
+    calibration_path: Path | None = Field(REPO_ROOT / "samples" / "faq_queries.csv",
+                                          description="Queries with gold KB ids ('-': no answer) that calibrate the "
+                                                      "answer confidence when the index is built.")
     artifact: Path | None = Field(None, description="Model artifact; default: <artifacts>/cs.")
     index_dir: Path | None = Field(None, description="Index folder; default: <var>/cs/index.")
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
