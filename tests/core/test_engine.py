@@ -148,3 +148,34 @@ def test_from_model_serves_a_model_in_memory(tok):
     assert not model.training
     emb = eng.embed(["hello world"])
     assert emb.shape == (1, 32)
+
+
+def test_occlusion_attribution_is_the_drop_when_the_word_is_left_out(engine):
+    text = "the card payment was declined"
+    w = {LABELS[0]: 1.0, LABELS[1]: -1.0}
+    (words,) = engine.explain([text], "intent", weights=w)
+    assert [wd for wd, _ in words] == text.split()
+
+    def score(t):
+        p = engine.classify_proba([t], "intent")[0]
+        return np.log(p[0]) - np.log(p[1])
+
+    full = score(text)
+    for k, (word, attribution) in enumerate(words):
+        without = " ".join(x for i, x in enumerate(text.split()) if i != k)
+        assert attribution == pytest.approx(full - score(without), abs=1e-4), word
+
+
+def test_gradient_attributions_cover_every_word_and_leave_no_weight_gradients(engine):
+    texts = ["my transfer has not arrived yet", "hello world"]
+    out = engine.explain(texts, "intent", method="gradient")
+    assert [[wd for wd, _ in ws] for ws in out] == [t.split() for t in texts]
+    assert all(np.isfinite(a) for ws in out for _, a in ws)
+    assert all(p.grad is None for p in engine.model.parameters())
+
+
+def test_explain_rejects_unknown_classes_and_methods(engine):
+    with pytest.raises(InputError, match="unknown classes"):
+        engine.explain(["hello"], "intent", weights={"nope": 1.0})
+    with pytest.raises(InputError, match="unknown attribution method"):
+        engine.explain(["hello"], "intent", method="magic")
