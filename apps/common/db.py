@@ -10,6 +10,7 @@ the psycopg 3 driver.
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -133,3 +134,52 @@ def make_engine(url: str | URL) -> Engine:
         engine.dispose()
         raise DatabaseError(f"cannot reach database {redact_url(url)}: {_one_line(exc)}") from exc
     return engine
+
+
+class UTCDateTime(sa.types.TypeDecorator):
+    """A timestamp stored as UTC and always read back timezone-aware (SQLite keeps no zone: naive means UTC)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class BaseStore:
+    """What every app's store shares: an engine (made here, or shared), a writer whose SQLite transactions begin
+    IMMEDIATE, idempotent table creation, and closing. Subclasses set ``metadata``."""
+
+    metadata: sa.MetaData
+
+    def __init__(self, url_or_engine: str | sa.Engine) -> None:
+        self._owns_engine = not isinstance(url_or_engine, sa.Engine)
+        self.engine: sa.Engine = make_engine(url_or_engine) if self._owns_engine else url_or_engine
+        self._writer = self.engine.execution_options(**{WRITE_OPTION: True})
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({redact_url(self.engine.url)!r})"
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the pooled connections (only when this store made the engine)."""
+        if self._owns_engine:
+            self.engine.dispose()
+
+    def create(self):
+        """Create the tables and indexes that do not exist yet (safe on every start); return the store."""
+        self.metadata.create_all(self._writer)
+        return self

@@ -25,7 +25,7 @@ from typing import Any, get_args
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from apps.common.db import WRITE_OPTION, make_engine, redact_url
+from apps.common.db import BaseStore, UTCDateTime
 from apps.customer_service.schemas import (
     Conversation,
     ConversationState,
@@ -73,24 +73,6 @@ class StaleWrite(RuntimeError):
 
     def __init__(self, message: str = STALE_MESSAGE) -> None:
         super().__init__(message)
-
-
-class UTCDateTime(sa.types.TypeDecorator):
-    """A timestamp stored as UTC and always read back timezone-aware (SQLite keeps no zone: naive means UTC)."""
-
-    impl = sa.DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
-        if value is None:
-            return None
-        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 # INTEGER PRIMARY KEY is SQLite's rowid (autoincrementing); BIGSERIAL on PostgreSQL.
@@ -179,7 +161,7 @@ def _kb_entry(row: sa.RowMapping) -> KBEntry:
     )
 
 
-class Store:
+class Store(BaseStore):
     """Conversations, turns, feedback and KB entries in one SQL database.
 
     Args:
@@ -190,33 +172,7 @@ class Store:
         DatabaseError: The database cannot be reached (one-line message).
     """
 
-    def __init__(self, url: str | sa.Engine) -> None:
-        self._owns_engine = not isinstance(url, sa.Engine)
-        self.engine: sa.Engine = make_engine(url) if self._owns_engine else url
-        self._writer = self.engine.execution_options(**{WRITE_OPTION: True})
-
-    def __repr__(self) -> str:
-        return f"Store({redact_url(self.engine.url)!r})"
-
-    def __enter__(self) -> Store:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Close the pooled connections (only when this store made the engine)."""
-        if self._owns_engine:
-            self.engine.dispose()
-
-    def create(self) -> Store:
-        """Create the tables and indexes that do not exist yet (safe to call on every start).
-
-        Returns:
-            This store, so ``Store(url).create()`` reads naturally.
-        """
-        metadata.create_all(self._writer)
-        return self
+    metadata = metadata
 
     @contextmanager
     def _write(self) -> Iterator[sa.Connection]:

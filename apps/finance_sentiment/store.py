@@ -32,7 +32,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from apps.common.db import WRITE_OPTION, make_engine, redact_url
+from apps.common.db import BaseStore, UTCDateTime
 from apps.finance_sentiment.alerts import Alert
 from apps.finance_sentiment.feeds import Article, FeedState
 from apps.finance_sentiment.indicators import PRICE_COLUMNS
@@ -53,24 +53,6 @@ class UnknownArticle(KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0])
-
-
-class UTCDateTime(sa.types.TypeDecorator):
-    """A timestamp stored as UTC and always read back timezone-aware (SQLite keeps no zone: naive means UTC)."""
-
-    impl = sa.DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
-        if value is None:
-            return None
-        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 metadata = sa.MetaData()
@@ -231,7 +213,7 @@ def _tickers(value: str | None) -> list[str]:
     return [t for t in (value or "").split(",") if t]
 
 
-class FinanceStore:
+class FinanceStore(BaseStore):
     """Feed states, articles, sentence scores, tickers, prices and alerts in one SQL database.
 
     Args:
@@ -242,34 +224,12 @@ class FinanceStore:
         DatabaseError: The database cannot be reached (one-line message).
     """
 
+    metadata = metadata
+
     def __init__(self, url_or_engine: str | sa.Engine) -> None:
-        self._owns_engine = not isinstance(url_or_engine, sa.Engine)
-        self.engine: sa.Engine = make_engine(url_or_engine) if self._owns_engine else url_or_engine
-        self._writer = self.engine.execution_options(**{WRITE_OPTION: True})
+        super().__init__(url_or_engine)
         self._local = threading.local()  # the connection of the batch this thread is in, if any
 
-    def __repr__(self) -> str:
-        return f"FinanceStore({redact_url(self.engine.url)!r})"
-
-    def __enter__(self) -> FinanceStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Close the pooled connections (only when this store made the engine)."""
-        if self._owns_engine:
-            self.engine.dispose()
-
-    def create(self) -> FinanceStore:
-        """Create the tables and indexes that do not exist yet (safe to call on every start).
-
-        Returns:
-            This store, so ``FinanceStore(url).create()`` reads naturally.
-        """
-        metadata.create_all(self._writer)
-        return self
 
     # ------------------------------------------------------------------------------------------- transactions
 

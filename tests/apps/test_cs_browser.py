@@ -18,10 +18,7 @@ import httpx
 import pytest
 
 from apps.common.settings import REPO_ROOT
-from apps.customer_service.knowledge import load_kb
-from apps.customer_service.pipeline import train_cs
 from apps.customer_service.store import Store
-from core.config import TrainConfig
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -35,12 +32,8 @@ pytestmark = pytest.mark.skipif(not CHROMIUM.is_file(), reason=f"no Chromium at 
 
 
 @pytest.fixture(scope="module")
-def artifact(tmp_path_factory):
-    out = tmp_path_factory.mktemp("cs") / "cs"
-    kb = load_kb(SAMPLES / "faq.csv").entries
-    pairs = [(e.question, e.question) for e in kb] * 2
-    quick = TrainConfig.quick(max_epochs=1, batch_size=16, lr=1e-3, head_lr=3e-3, max_length=32)
-    return train_cs(out, SAMPLES / "intents.csv", pairs, intents_cfg=quick, retrieval_cfg=quick, lora_r=4)
+def artifact(cs_artifact):
+    return cs_artifact
 
 
 def free_port() -> int:

