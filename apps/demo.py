@@ -20,6 +20,19 @@ QUERIES = ["I think someone took my card on the train", "why is the money I sent
 PROMPTS = ["how do i", "my card"]
 
 
+def _demo_corpus() -> list[str]:
+    """The sample intents plus the sample FAQ's questions and answers (a fictional bank)."""
+    import csv
+
+    from core.recipes import read_corpus
+
+    texts = read_corpus([SAMPLES / "intents.csv"])
+    with (SAMPLES / "faq.csv").open(encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            texts += [row["question"], row["answer"]]
+    return texts
+
+
 def _ensure(path: Path, build) -> Path:
     if (path / "config.json").is_file():
         return path
@@ -35,7 +48,7 @@ def run_core_demo(settings: CoreSettings) -> None:
     from core.config import TrainConfig
     from core.engine import InferenceEngine
     from core.generation import GenerationConfig
-    from core.recipes import finetune_text, pretrain, read_corpus, text_task
+    from core.recipes import finetune_text, pretrain, text_task
 
     console = Console()
     demo_dir = settings.var_dir / "demo"
@@ -61,7 +74,8 @@ def run_core_demo(settings: CoreSettings) -> None:
     console.rule("[bold]3. generation: continued pretraining (masked + next-token), then greedy and beam decoding")
     bench = settings.artifacts_dir / "text-pretrain"
     gen_art = bench if (bench / "config.json").is_file() else _ensure(demo_dir / "pretrain", lambda p: pretrain(
-        read_corpus([SAMPLES / "intents.csv"]) * 4, p, quick.model_copy(update={"max_epochs": 3}), val_fraction=0.1))
+        _demo_corpus() * 3, p, quick.model_copy(update={"max_epochs": 5, "lr": 3e-4, "head_lr": 3e-3,
+                                                         "causal_fraction": 0.8}), val_fraction=0.1))
     geng = InferenceEngine(gen_art)
     for strategy in ("greedy", "beam"):
         outs = geng.generate(PROMPTS, GenerationConfig(max_new_tokens=12, strategy=strategy, num_beams=3))
