@@ -40,6 +40,11 @@ def _locked(fn):
     return wrapper
 
 
+def _predictions(probs: np.ndarray, labels: Sequence[str]) -> list[Prediction]:
+    """One Prediction per row of class probabilities."""
+    return [Prediction(labels[int(p.argmax())], float(p.max()), dict(zip(labels, map(float, p)))) for p in probs]
+
+
 @dataclass(frozen=True)
 class Prediction:
     """One classification: the label, its probability, and every class's probability."""
@@ -160,8 +165,7 @@ class InferenceEngine:
         """Label, probability and class probabilities of each text."""
         probs = self.classify_proba(texts, task)
         labels = self.model.task(task).labels
-        return [Prediction(labels[int(p.argmax())], float(p.max()), dict(zip(labels, map(float, p))))
-                for p in probs]
+        return _predictions(probs, labels)
 
     @_locked
     @torch.inference_mode()
@@ -184,8 +188,7 @@ class InferenceEngine:
         task = task or self._only_task("image_classify")
         probs = self.classify_images_proba(images, task)
         labels = self.model.task(task).labels
-        return [Prediction(labels[int(p.argmax())], float(p.max()), dict(zip(labels, map(float, p))))
-                for p in probs]
+        return _predictions(probs, labels)
 
     @_locked
     def explain(self, texts: Sequence[str], task: str, weights: dict[str, float] | None = None,

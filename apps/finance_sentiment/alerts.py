@@ -40,6 +40,8 @@ from typing import Annotated, Literal
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
+from apps.finance_sentiment.feeds import nonblank, ticker_list
+
 __all__ = [
     "Alert",
     "AlertConfigError",
@@ -77,22 +79,8 @@ class _Rule(BaseModel):
     tickers: list[str] = Field(default_factory=list, description="Tickers the rule watches; empty means all.")
     description: str = Field("", description="Free text for the dashboard.")
 
-    @field_validator("name")
-    @classmethod
-    def _strip_name(cls, value: str) -> str:
-        value = value.strip()
-        if not value:
-            raise ValueError("name must not be blank")
-        return value
-
-    @field_validator("tickers", mode="before")
-    @classmethod
-    def _upper_tickers(cls, value: object) -> object:
-        if isinstance(value, str):
-            value = [value]
-        if isinstance(value, list | tuple):
-            return [item.strip().upper() if isinstance(item, str) else item for item in value]
-        return value
+    _strip_name = field_validator("name")(nonblank)
+    _upper_tickers = field_validator("tickers", mode="before")(ticker_list)
 
 
 class SentimentZRule(_Rule):

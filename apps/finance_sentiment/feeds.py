@@ -115,6 +115,23 @@ def _normalise_ticker(value: object) -> str:
     return ticker
 
 
+def nonblank(value: str) -> str:
+    """A name stripped of spaces; a blank one is an error (shared by the feed and alert-rule configs)."""
+    value = value.strip()
+    if not value:
+        raise ValueError("name must not be blank")
+    return value
+
+
+def ticker_list(value: object) -> list[str]:
+    """One ticker or a list of them -> upper-case, validated, de-duplicated symbols (feed and alert-rule configs)."""
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list | tuple):
+        raise ValueError("tickers must be a list of ticker symbols")
+    return list(dict.fromkeys(_normalise_ticker(item) for item in value))
+
+
 class FeedConfig(BaseModel):
     """One feed to poll."""
 
@@ -136,22 +153,8 @@ class FeedConfig(BaseModel):
             raise ValueError(f"url must be an absolute http(s) URL, got {value!r}")
         return value
 
-    @field_validator("name")
-    @classmethod
-    def _check_name(cls, value: str) -> str:
-        value = value.strip()
-        if not value:
-            raise ValueError("name must not be blank")
-        return value
-
-    @field_validator("tickers", mode="before")
-    @classmethod
-    def _check_tickers(cls, value: object) -> list[str]:
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, list | tuple):
-            raise ValueError("tickers must be a list of ticker symbols")
-        return list(dict.fromkeys(_normalise_ticker(item) for item in value))
+    _check_name = field_validator("name")(nonblank)
+    _check_tickers = field_validator("tickers", mode="before")(ticker_list)
 
 
 class EntityConfig(BaseModel):
