@@ -24,6 +24,7 @@ class CLIError(Exception):
 def _user_errors() -> tuple[type[BaseException], ...]:
     # imported lazily: `trident --help` must not pay for torch
     from apps.customer_service.service import USER_ERRORS as CS_ERRORS
+    from apps.finance_sentiment.service import USER_ERRORS as FIN_ERRORS
     from core.artifacts import ArtifactError
     from core.data import DataFormatError
     from core.modalities import InputError
@@ -32,7 +33,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from core.tokenizer import TokenizerError
 
     return (CLIError, ArtifactError, DataFormatError, InputError, PretrainedNotInstalled, UnknownTaskError,
-            TokenizerError, FileNotFoundError, ValueError, *CS_ERRORS)
+            TokenizerError, FileNotFoundError, ValueError, *CS_ERRORS, *FIN_ERRORS)
 
 
 def _settings(args: argparse.Namespace) -> CoreSettings:
@@ -274,6 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
     from apps.customer_service.commands import register as register_cs
 
     register_cs(sub, common)
+    from apps.finance_sentiment.commands import register as register_fin
+
+    register_fin(sub, common)
 
     sp = sub.add_parser("demo", help="the core end to end in the terminal: train what is missing, then classify, "
                                      "embed and generate")

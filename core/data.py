@@ -174,6 +174,20 @@ class TextCollator:
         return Batch(self.task, ids, mask, torch.as_tensor(labels, dtype=torch.long))
 
 
+class SeriesTextCollator:
+    """(series window (T, F) float array, text, label) triples of a ``series_classify`` task into a Batch; the
+    windows of one batch must share T and F (NaN steps are padding, see ``SeriesEncoder``)."""
+
+    def __init__(self, task: str, tok: Tokenizer, max_length: int):
+        self.task, self.tok, self.max_length = task, tok, max_length
+
+    def __call__(self, items) -> Batch:
+        series, texts, labels = zip(*items)
+        ids, mask = pad_ids(self.tok.encode_batch(texts, self.max_length), self.tok.pad_id)
+        x = torch.as_tensor(np.stack([np.asarray(w, dtype=np.float32) for w in series]))  # (B, T, F)
+        return Batch(self.task, ids, mask, torch.as_tensor(labels, dtype=torch.long), series=x)
+
+
 class PairCollator:
     """Tokenise (text_a, text_b) pairs of a contrastive task; row i of a is the positive of row i of b."""
 
@@ -311,6 +325,8 @@ class MultiTaskDataModule(L.LightningDataModule):
             return PairCollator(spec.name, self.tok, self.max_length)
         if spec.kind == "image_classify":
             return ImageCollator(spec.name, augment=train, seed=self.seed)
+        if spec.kind == "series_classify":
+            return SeriesTextCollator(spec.name, self.tok, self.max_length)
         raise ValueError(f"no collator for task kind {spec.kind!r}")
 
     def _loader(self, td: TaskData, ds: Dataset, train: bool) -> DataLoader:

@@ -169,6 +169,22 @@ class InferenceEngine:
 
     @_locked
     @torch.inference_mode()
+    def classify_series_proba(self, series: np.ndarray, texts: Sequence[str], task: str) -> np.ndarray:
+        """Class probabilities (N, n_classes) of numeric windows (N, T, F) read together with texts (a prefix)."""
+        spec = self.model.task(task)
+        if spec.kind != "series_classify":
+            raise InputError(f"task {task!r} is a {spec.kind} task, not a series classifier")
+        series = np.asarray(series, dtype=np.float32)
+        if series.ndim != 3 or len(series) != len(texts):
+            raise InputError(f"series of shape {series.shape} for {len(texts)} texts: expected (N, T, F)")
+        out = np.zeros((len(texts), spec.n_classes), dtype=np.float32)
+        for pos, x, m in self._batches(texts):
+            s = torch.from_numpy(series[pos])
+            out[pos] = torch.softmax(self.model.classify_series(task, s, x, m).float(), -1).numpy()
+        return out
+
+    @_locked
+    @torch.inference_mode()
     def classify_images_proba(self, images: np.ndarray, task: str | None = None) -> np.ndarray:
         """Class probabilities (N, n_classes) of images (any H x W, grey or colour; see ``prepare_images``)."""
         task = task or self._only_task("image_classify")

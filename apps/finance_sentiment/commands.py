@@ -1,0 +1,166 @@
+"""``trident fin ...``: the finance-sentiment commands of the one CLI."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+
+from apps.common.output import emit
+from apps.common.settings import REPO_ROOT
+
+log = logging.getLogger(__name__)
+
+
+def _settings(args):
+    from apps.common.settings import CoreSettings
+    from apps.finance_sentiment.settings import FinSettings
+
+    core = {k: v for k, v in (("data_dir", args.data_dir), ("artifacts_dir", args.artifacts_dir)) if v}
+    over: dict = {"core": CoreSettings(**core)} if core else {}
+    for flag, field in (("artifact", "artifact"), ("feeds", "feeds_path"), ("rules", "rules_path"),
+                        ("prices", "prices_dir")):
+        if getattr(args, flag, None):
+            over[field] = Path(getattr(args, flag))
+    return FinSettings(**over)
+
+
+def _as_of(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    from datetime import UTC
+
+    try:
+        t = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise ValueError(f"--as-of must be an ISO time such as 2026-03-13T18:00:00Z, not {value!r}") from exc
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t
+
+
+def fin_train(args) -> None:
+    from apps.finance_sentiment.pipeline import train_sentiment
+
+    s = _settings(args)
+    data = Path(args.data) if args.data else s.core.data_dir / "financial_phrasebank" / "Sentences_50Agree.txt"
+    fmt = args.format or ("phrasebank" if data.suffix == ".txt" else "csv")
+    report = train_sentiment(data, Path(args.out) if args.out else s.artifact_dir, fmt=fmt, members=args.members)
+    emit(report, args.json)
+
+
+def fin_score(args) -> None:
+    from apps.finance_sentiment.service import FinService
+    from apps.finance_sentiment.store import FinanceStore
+
+    s = _settings(args)
+    svc = FinService(s, FinanceStore("sqlite://"), feeds=[], entities={})  # scoring only: an in-memory store
+    result = svc.score_text(" ".join(args.text))
+    if args.json:
+        emit(result.model_dump(mode="json"), True)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(f"[bold]{result.label}[/bold]  score {result.score:+.3f}  "
+                  + "  ".join(f"{k} {v:.3f}" for k, v in result.probs.items())
+                  + ("  [yellow](text truncated)[/yellow]" if result.truncated else ""))
+    table = Table("sentence", "label", "score", "weight")
+    for sent in result.sentences:
+        table.add_row(sent.text[:100], sent.label, f"{sent.score:+.3f}", f"{sent.weight:.2f}")
+    console.print(table)
+    for item in (result.explanation or {}).get("sentences", []):
+        top = sorted(item["words"], key=lambda w: -abs(w[1]))[:6]
+        console.print("  words that moved it: " + ", ".join(f"{w} {a:+.2f}" for w, a in top))
+
+
+def fin_monitor(args) -> None:
+    from apps.finance_sentiment.monitor import Monitor, StopFlag
+    from apps.finance_sentiment.service import FinService
+
+    s = _settings(args)
+    svc = FinService.build(s)
+    scorer = None
+    try:
+        scorer = svc.scorer
+    except Exception as exc:  # noqa: BLE001 - no model yet: store the news unscored and say so once
+        if not args.allow_unscored:
+            raise
+        log.warning("no sentiment model (%s): storing articles unscored", exc)
+    stop = StopFlag()
+    stop.install()
+    monitor = Monitor(s, svc.store, scorer)
+    try:
+        reports = monitor.run(once=args.once, stop=stop, as_of=_as_of(args.as_of),
+                              on_cycle=lambda r: emit(r.model_dump(mode="json"), args.json) if not args.once else None)
+    finally:
+        monitor.close()
+    if args.once and reports:
+        emit(reports[-1].model_dump(mode="json"), args.json)
+
+
+def fin_risk(args) -> None:
+    from apps.finance_sentiment.risk import build_risk_data, captured_articles, train_risk_model
+
+    s = _settings(args)
+    data = s.core.data_dir
+    if not (data / "market_prices").is_dir():
+        raise FileNotFoundError(f"no market_prices under {data} (set TRIDENT_DATA_DIR)")
+    articles = captured_articles(data / "finance_feeds", s.feeds_path)
+    splits = build_risk_data(data, args.tickers, articles, train_stride=args.stride)
+    out = Path(args.out) if args.out else s.core.artifacts_dir / "fin-risk"
+    emit(train_risk_model(splits, s.artifact_dir, out), args.json)
+
+
+def fin_eval(args) -> None:
+    from apps.finance_sentiment.pipeline import eval_sentiment, load_sentiment_model
+
+    s = _settings(args)
+    emit(eval_sentiment(load_sentiment_model(s.artifact_dir, quantize=args.int8), Path(args.data), args.format),
+         args.json)
+
+
+def fin_dashboard(args) -> None:
+    app = REPO_ROOT / "apps" / "finance_sentiment" / "ui" / "app.py"
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port),
+           "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    raise SystemExit(subprocess.call(cmd))
+
+
+def register(sub, common) -> None:
+    """Add ``trident fin`` and its commands to the CLI."""
+    fin = sub.add_parser("fin", help="finance sentiment: feeds, scoring, alerts, dashboard")
+    c = fin.add_subparsers(dest="command", required=True)
+
+    def base(name, help_, fn, artifact=True):
+        sp = common(c.add_parser(name, help=help_), artifact)
+        sp.set_defaults(fn=fn)
+        return sp
+
+    sp = base("train", "fine-tune the sentiment model (default: Financial PhraseBank, 50%% agreement)", fin_train,
+              artifact=False)
+    sp.add_argument("--data", help="labelled sentences (default: <data>/financial_phrasebank/Sentences_50Agree.txt)")
+    sp.add_argument("--format", choices=["phrasebank", "csv"], help="default: phrasebank for .txt, else csv")
+    sp.add_argument("--members", type=int, default=1, help="seed-ensemble size (probabilities averaged)")
+    sp.add_argument("--out", help="artifact folder (default: <artifacts>/fin)")
+    sp = base("score", "score a text: sentences, article score, the words that moved it", fin_score)
+    sp.add_argument("text", nargs="+")
+    sp = base("monitor", "poll, score, store and alert in a loop (SIGTERM: finish the cycle, then stop)", fin_monitor)
+    sp.add_argument("--once", action="store_true", help="run one cycle and exit")
+    sp.add_argument("--feeds", help="feeds file (default: FIN_FEEDS_PATH)")
+    sp.add_argument("--rules", help="alert rules file (default: FIN_RULES_PATH)")
+    sp.add_argument("--prices", help="folder of <TICKER>.csv price files (default: FIN_PRICES_DIR)")
+    sp.add_argument("--as-of", help="evaluate the alert rules at this UTC time (replaying captured feeds)")
+    sp.add_argument("--allow-unscored", action="store_true", help="store articles unscored when no model exists")
+    sp = base("risk", "train the fusion risk model (indicator window + news) and compare it with text-only scoring",
+              fin_risk)
+    sp.add_argument("--tickers", nargs="+", default=["AAPL", "AMZN", "GOOGL", "MSFT", "NVDA", "TSLA", "JPM", "META"])
+    sp.add_argument("--stride", type=int, default=2, help="keep every n-th training session")
+    sp.add_argument("--out", help="artifact folder (default: <artifacts>/fin-risk)")
+    sp = base("eval", "accuracy, macro-F1 and weighted F1 on labelled sentences", fin_eval)
+    sp.add_argument("--data", required=True)
+    sp.add_argument("--format", default="phrasebank", choices=["phrasebank", "csv"])
+    sp.add_argument("--int8", action="store_true", help="int8 dynamic quantisation")
+    sp = base("dashboard", "start the analysts' dashboard (Streamlit)", fin_dashboard)
+    sp.add_argument("--port", type=int, default=8502)

