@@ -83,3 +83,79 @@ def fin_artifact(tmp_path_factory):
     quick = TrainConfig.quick(max_epochs=3, batch_size=16, lr=1e-4, head_lr=3e-3, max_length=48)
     train_sentiment(REPO_ROOT / "samples" / "fin_sentences.csv", out, fmt="csv", cfg=quick)
     return out
+
+
+@pytest.fixture(scope="session")
+def fin_demo_db(fin_artifact, tmp_path_factory):
+    """What the finance worker stores from the sample feeds, as a SQLite file to copy (see ``fin_demo_copy``).
+
+    ``samples/feeds`` is served by a local HTTP server; one real ``Monitor`` polls it with the ``fin_artifact``
+    model, the sample prices and alert rules, evaluating the rules at the close of 12 March 2026 and again at the
+    close of 13 March (a replay): 10 scored articles, 420 price rows and 4 alerts, among them CTSO's
+    big-daily-move of 12 March with the four CTSO articles of that day behind it, and NWT's deep-drawdown.
+
+    Returns:
+        ``(database file, feeds file)``: the feeds file lists the two sample feeds (at the server's URL, now gone)
+        and the entities NWT, CTSO and FBKM.
+    """
+    import functools
+    import threading
+    from datetime import UTC, datetime
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    from apps.common.settings import REPO_ROOT, CoreSettings
+    from apps.finance_sentiment.monitor import Monitor
+    from apps.finance_sentiment.pipeline import load_sentiment_model
+    from apps.finance_sentiment.scoring import SentimentScorer
+    from apps.finance_sentiment.settings import FinSettings
+    from apps.finance_sentiment.store import FinanceStore
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:  # no request lines on stderr
+            pass
+
+    samples = REPO_ROOT / "samples"
+    folder = tmp_path_factory.mktemp("fin_demo")
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(samples / "feeds")))
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{httpd.server_address[1]}"
+    feeds = folder / "feeds.toml"
+    feeds.write_text("".join(f'[[feeds]]\nname = "{name}"\nurl = "{base}/{file}"\npoll_seconds = 60\n\n'
+                             for name, file in (("larkspur_wire", "larkspur_wire.rss"),
+                                                ("market_digest", "market_digest.atom")))
+                     + '[entities]\nNWT = ["Northwind Traders", "Northwind"]\nCTSO = ["Contoso Freight", "Contoso"]\n'
+                     'FBKM = ["Fabrikam"]\n')
+    db = folder / "trident.db"
+    settings = FinSettings(core=CoreSettings(database_url=f"sqlite:///{db}", var_dir=folder / "var"),
+                           feeds_path=feeds, rules_path=samples / "alert_rules.toml", prices_dir=samples / "prices",
+                           artifact=fin_artifact)
+    store = FinanceStore(settings.core.effective_database_url).create()
+    monitor = Monitor(settings, store, SentimentScorer(load_sentiment_model(fin_artifact)))
+    try:
+        monitor.run(once=True, as_of=datetime(2026, 3, 12, 20, tzinfo=UTC))
+        monitor.cycle(as_of=datetime(2026, 3, 13, 20, tzinfo=UTC))  # the feeds are not due again: rules only
+        counts = store.counts()
+    finally:
+        monitor.close()
+        store.close()  # the last connection checkpoints the WAL into the file
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=2)
+    assert (counts["articles"], counts["prices"], counts["alerts"]) == (10, 420, 4), counts
+    return db, feeds
+
+
+@pytest.fixture
+def fin_demo_copy(fin_demo_db, tmp_path):
+    """A private copy of ``fin_demo_db`` for one test: ``(database URL, feeds file)``."""
+    import shutil
+
+    db, feeds = fin_demo_db
+    copy = tmp_path / "fin" / db.name
+    copy.parent.mkdir()
+    for suffix in ("", "-wal", "-shm"):
+        if db.with_name(db.name + suffix).exists():
+            shutil.copy(db.with_name(db.name + suffix), copy.with_name(copy.name + suffix))
+    return f"sqlite:///{copy}", feeds

@@ -1,0 +1,1 @@
+"""The analysts' dashboard of the finance-sentiment monitor (Streamlit)."""
