@@ -18,6 +18,8 @@ from core.heads import ClassifierHead, EmbeddingHead, LMHead
 from core.modalities import ImagePatchEncoder, SeriesEncoder
 from core.model import Backbone, Prefix, mean_pool
 
+# The adapter name of a task that runs on the base weights alone, whatever adapter was active.
+BASE = "-"
 TaskKind = Literal["lm", "classify", "pairs", "image_classify", "series_classify"]
 
 
@@ -42,7 +44,8 @@ class TaskSpec(BaseModel):
     kind: TaskKind
     labels: tuple[str, ...] = Field((), description="Class names, index = class id (classifiers only).")
     weight: float = Field(1.0, gt=0.0, description="Weight of this task's loss in multi-task training.")
-    adapter: str | None = Field(None, description="LoRA adapter the task switches to (None: it does not switch).")
+    adapter: str | None = Field(None, description="LoRA adapter the task switches to (None: it does not switch; "
+                                                  f"{BASE!r}: every adapter off, the base weights alone).")
 
     @property
     def n_classes(self) -> int:
@@ -77,7 +80,9 @@ class CoreModel(nn.Module):
     def activate(self, name: str) -> TaskSpec:
         """Switch to the LoRA adapter of task ``name`` (if the model has adapters); return the task."""
         spec = self.task(name)
-        if spec.adapter is not None:
+        if spec.adapter == BASE:
+            set_adapter(self.backbone, None)
+        elif spec.adapter is not None:
             if spec.adapter not in adapter_names(self.backbone):
                 raise UnknownTaskError(f"task {name!r} needs adapter {spec.adapter!r}, which this model lacks")
             set_adapter(self.backbone, spec.adapter)

@@ -26,7 +26,7 @@ from core.metrics import accuracy, hit_rate_at_k, precision_recall_f1, reciproca
 
 log = logging.getLogger(__name__)
 
-INTENTS_TRAIN = TrainConfig(max_epochs=8, batch_size=32, lr=1e-3, head_lr=2e-3, max_length=64, precision="32-true",
+INTENTS_TRAIN = TrainConfig(max_epochs=3, batch_size=32, lr=1e-3, head_lr=2e-3, max_length=64, precision="32-true",
                             patience=2, warmup_ratio=0.06, label_smoothing=0.1)
 RETRIEVAL_TRAIN = TrainConfig(max_epochs=4, batch_size=32, lr=5e-4, head_lr=5e-4, max_length=96, precision="32-true",
                               patience=2, temperature=0.05)
@@ -101,7 +101,98 @@ def _train_intents(model, tok, intents_csv: Path, cfg: TrainConfig, lora_r: int,
     dm = MultiTaskDataModule([TaskData(spec, ListDataset(*task.train), ListDataset(*task.val))], tok,
                              batch_size=cfg.batch_size, max_length=cfg.max_length, seed=cfg.seed)
     fit(model, dm, cfg, out, tok, meta={**meta, "intents": task.source})
+    meta["intent_ensemble"] = _train_base_head(model, tok, task, out, {**meta, "intents": task.source})
     return task.source
+
+
+def _pooled(model, tok, texts: Sequence[str], batch: int = 64, max_length: int = 64):
+    """Mean-pooled hidden states (N, C) of the model as its adapters are now set."""
+    import torch
+
+    from core.data import pad_ids
+    from core.model import mean_pool
+
+    out = []
+    model.eval()
+    with torch.inference_mode():
+        for start in range(0, len(texts), batch):
+            ids, mask = pad_ids(tok.encode_batch(list(texts[start:start + batch]), max_length), tok.pad_id)
+            hidden, full = model.encode(ids, mask)
+            out.append(mean_pool(hidden, full).float())
+    return torch.cat(out)
+
+
+def _train_base_head(model, tok, task, out: Path, meta: dict) -> dict:
+    """A second intent classifier on the *base* weights (every adapter off): a linear head on the frozen mean-pooled
+    embeddings, fitted by L-BFGS with the L2 strength chosen on the validation split. Its probabilities are averaged
+    with the adapter's (weight chosen on validation), an ensemble of two different views of the text that the
+    validation split says is better (or the adapter alone when it is not). Saved as task ``intents-base``."""
+    import torch
+
+    from core.adapters import set_adapter
+    from core.heads import ClassifierHead
+    from core.tasks import BASE, TaskSpec
+
+    (xt, yt), (xv, yv) = task.train, task.val
+    set_adapter(model.backbone, None)
+    ft, fv = _pooled(model, tok, xt), _pooled(model, tok, xv)
+    mu, sd = ft.mean(0), ft.std(0) + 1e-6
+    yt_t, yv_np = torch.as_tensor(yt), np.asarray(yv)
+    best = None
+    for l2 in (1e-4, 1e-3, 1e-2):
+        lin = torch.nn.Linear(ft.shape[1], len(task.labels))
+        opt = torch.optim.LBFGS(lin.parameters(), lr=1.0, max_iter=300, history_size=20)
+
+        def closure(opt=opt, lin=lin, l2=l2):
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(lin((ft - mu) / sd), yt_t) + l2 * lin.weight.pow(2).sum()
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        with torch.no_grad():
+            acc = float((lin((fv - mu) / sd).argmax(-1).numpy() == yv_np).mean())
+        if best is None or acc > best[0]:
+            best = (acc, l2, lin)
+    acc_base, l2, lin = best
+    spec = TaskSpec(name="intents-base", kind="classify", labels=task.labels, adapter=BASE)
+    model.add_task(spec)
+    head: ClassifierHead = model.heads["intents-base"]
+    with torch.no_grad():  # fold the standardisation into the linear layer: W (x - mu) / sd + b
+        head.out.weight.copy_(lin.weight / sd)
+        head.out.bias.copy_(lin.bias - (lin.weight * (mu / sd)).sum(-1))
+    # the ensemble weight, on validation
+    model.activate("intents")
+    with torch.inference_mode():
+        from core.data import pad_ids
+
+        p_ad, p_base = [], []
+        for start in range(0, len(xv), 64):
+            ids, mask = pad_ids(tok.encode_batch(list(xv[start:start + 64]), 64), tok.pad_id)
+            p_ad.append(torch.softmax(model.classify("intents", ids, mask), -1))
+            p_base.append(torch.softmax(model.classify("intents-base", ids, mask), -1))
+        p_ad, p_base = torch.cat(p_ad).numpy(), torch.cat(p_base).numpy()
+    grid = [round(w, 2) for w in np.linspace(0.0, 1.0, 11)]
+    accs = {w: float(((w * p_ad + (1 - w) * p_base).argmax(-1) == yv_np).mean()) for w in grid}
+    w = max(grid, key=lambda g: (accs[g], g))
+    weights = {"intents": w, "intents-base": round(1.0 - w, 2)}
+    report = {"weights": weights, "val_accuracy": {"adapter": accs[1.0], "base_head": acc_base, "ensemble": accs[w]},
+              "base_head_l2": l2}
+    log.info("intent ensemble on validation: %s", report)
+    from core.artifacts import save_artifact
+
+    save_artifact(out, model, tok, meta={**meta, "intent_ensemble": report})
+    return report
+
+
+def intent_proba(engine, texts: Sequence[str]) -> np.ndarray:
+    """Intent probabilities (N, n_intents): the ``intents`` adapter's, averaged with the base head's with the
+    weights the artifact chose on validation (``meta.intent_ensemble``), when it has them."""
+    p = engine.classify_proba(texts, "intents")
+    ens = (engine.config.get("meta", {}).get("intent_ensemble") or {}).get("weights")
+    if ens and "intents-base" in engine.tasks and ens.get("intents-base", 0) > 0:
+        p = ens["intents"] * p + ens["intents-base"] * engine.classify_proba(texts, "intents-base")
+    return p
 
 
 def _train_retrieval(model, tok, pairs: Sequence[tuple[str, str]], cfg: TrainConfig, r: int, out: Path,
@@ -245,7 +336,7 @@ def eval_intents(engine, csv_path: Path) -> dict:
     if unknown:
         raise KBFormatError(f"{csv_path} has intents the model does not know: {unknown[:5]}")
     y = [labels.index(r) for r in raw]
-    pred = engine.classify_proba(texts, "intents").argmax(-1)
+    pred = intent_proba(engine, texts).argmax(-1)
     return {"accuracy": accuracy(y, pred), "macro_f1": precision_recall_f1(y, pred)["f1"], "n": len(y)}
 
 
@@ -276,7 +367,7 @@ def evaluation_report(engine, intents_csv: Path) -> dict:
     if unknown:
         raise KBFormatError(f"{intents_csv} has intents the model does not know: {unknown[:5]}")
     y = [labels.index(r) for r in raw]
-    pred = engine.classify_proba(texts, "intents").argmax(-1).tolist()
+    pred = intent_proba(engine, texts).argmax(-1).tolist()
     cm = confusion_matrix(y, pred, labels=list(range(len(labels))))
     # macro-F1 over the intents present in y or pred, the number eval_intents reports for the same file
     return {"accuracy": accuracy(y, pred), "macro_f1": precision_recall_f1(y, pred)["f1"], "n": len(y),

@@ -67,7 +67,9 @@ class CSService:
         return cls(settings, store, engine, retriever, kb, calibrator)
 
     def _intent(self, text: str):
-        probs = self.engine.classify_proba([text], "intents")[0]
+        from apps.customer_service.pipeline import intent_proba
+
+        probs = intent_proba(self.engine, [text])[0]
         return intent_from_probs(self.engine.tasks["intents"].labels, probs)
 
     # ------------------------------------------------------------------ conversations

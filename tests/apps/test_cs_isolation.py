@@ -73,3 +73,22 @@ def test_retrieval_is_unchanged_when_the_core_learns_another_task(cs_artifact, t
     else:
         np.testing.assert_allclose(after, before, atol=1e-6)
         assert mrr_after == mrr_before
+
+
+def test_intent_ensemble_mixes_the_adapter_and_the_base_head_with_validated_weights(cs_artifact):
+    from apps.customer_service.pipeline import intent_proba
+    from core.engine import InferenceEngine
+
+    eng = InferenceEngine(cs_artifact)
+    report = eng.config["meta"]["intent_ensemble"]
+    w = report["weights"]
+    assert w["intents"] + w["intents-base"] == pytest.approx(1.0)
+    assert report["val_accuracy"]["ensemble"] >= max(report["val_accuracy"]["adapter"], 0.0)
+    assert eng.tasks["intents-base"].adapter == "-"
+    texts = ["I lost my card", "how do I reset my pin?"]
+    p_ad = eng.classify_proba(texts, "intents")
+    p_base = eng.classify_proba(texts, "intents-base")
+    np.testing.assert_allclose(intent_proba(eng, texts), w["intents"] * p_ad + w["intents-base"] * p_base, atol=1e-6)
+    # the base head reads the base weights whatever adapter was switched on before
+    eng.use_adapter("retrieval")
+    np.testing.assert_allclose(eng.classify_proba(texts, "intents-base"), p_base, atol=1e-6)

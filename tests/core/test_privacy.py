@@ -344,7 +344,9 @@ def test_long_text_is_redacted_quickly(name: str) -> None:
     start = time.perf_counter()
     result = redact(text)
     elapsed = time.perf_counter() - start
-    assert elapsed < 1.0, f"{name}: {elapsed:.2f}s"
+    # a guard against catastrophic (quadratic) backtracking, which takes minutes on 100k characters, not a speed
+    # target: linear passes take well under a second even on a loaded 2-core CI machine (speed is in bench/)
+    assert elapsed < 10.0, f"{name}: {elapsed:.2f}s"
     assert isinstance(result, str)
 
 
