@@ -31,10 +31,17 @@ lint: setup
 # Trains every benchmark artifact from TRIDENT_DATA_DIR into artifacts/, skipping those already there.
 artifacts: setup
 	$(BIN)/trident core artifacts
+	test -f artifacts/cs/config.json || $(BIN)/trident cs train --intents $(TRIDENT_DATA_DIR)/banking77/train.csv \
+		--pairs-queries $(TRIDENT_DATA_DIR)/stackfaq/queries_dev.jsonl \
+		--pairs-kb $(TRIDENT_DATA_DIR)/stackfaq/faq_threads.jsonl --out artifacts/cs
+	test -f artifacts/fin/config.json -o -f artifacts/fin/ensemble.json || $(BIN)/trident fin train --out artifacts/fin
+	test -f artifacts/fin-risk/config.json || $(BIN)/trident fin risk --out artifacts/fin-risk
 
 bench: setup
 	mkdir -p bench/results
 	$(BIN)/python bench/core.py --out bench/results/core.json
+	$(BIN)/python bench/customer_service.py --out bench/results/customer_service.json
+	$(BIN)/python bench/finance.py --out bench/results/finance.json
 
 clean:
 	rm -rf var/demo .pytest_cache .ruff_cache
