@@ -79,6 +79,18 @@ def cs_learn(args) -> None:
     emit(learn(s, store, read_queries(args.queries), Path(args.kb) if args.kb else None), args.json)
 
 
+def cs_doc2query(args) -> None:
+    from apps.customer_service.doc2query import doc2query_experiment
+    from apps.customer_service.knowledge import load_kb
+    from apps.customer_service.pipeline import read_queries
+
+    s = _settings(args)
+    work = Path(args.work) if args.work else s.core.var_dir / "cs" / "doc2query"
+    report = doc2query_experiment(load_kb(Path(args.kb)).entries, read_queries(args.queries), work,
+                                  n_train_per_entry=args.train_per_entry, n_paraphrases=args.paraphrases, settings=s)
+    emit(report, args.json)
+
+
 def cs_chat(args) -> None:
     from rich.console import Console
 
@@ -141,6 +153,13 @@ def register(sub, common) -> None:
     sp = base("learn", "fine-tune retrieval on the agents' feedback; before/after on fixed queries", cs_learn)
     sp.add_argument("--queries", required=True, help="the fixed query set (query, faq_id)")
     sp.add_argument("--kb", help="KB file (default: CS_KB_PATH)")
+    sp = base("doc2query", "measure doc2query enrichment on held-out queries (trains its own two models)",
+              cs_doc2query, artifact=False)
+    sp.add_argument("--kb", required=True)
+    sp.add_argument("--queries", required=True, help="JSONL/CSV with query and faq_id; per entry the first ones train")
+    sp.add_argument("--train-per-entry", type=int, default=3)
+    sp.add_argument("--paraphrases", type=int, default=4)
+    sp.add_argument("--work", help="folder for the experiment's artifacts (default: <var>/cs/doc2query)")
     sp = base("chat", "chat with the bot in the terminal", cs_chat)
     sp.add_argument("--kb", help="KB file (default: CS_KB_PATH)")
     sp = base("console", "start the agents' console (Streamlit)", cs_console)
