@@ -15,6 +15,9 @@ Rules are a ``[[rules]]`` list in a TOML file (:func:`load_rules`); each has a `
   ``|1-day return| >= threshold`` (a fraction: 0.05 is 5%), ``"volatility"`` when the annualised volatility
   ``>= threshold``, ``"drawdown"`` when the fall from the running high is at least ``threshold`` (0.2 is 20% below),
   ``"rsi_above"`` / ``"rsi_below"`` when the RSI is ``>=`` / ``<=`` threshold.
+* ``risk_model``: the fusion risk model (``risk.py``) gives a probability ``>= threshold`` of a loss of 3% or more in
+  the session after the ticker's latest close, reading the indicator window and the news of that session; the window
+  is the session (previous close to close), so it fires at most once per session.
 
 Windows. Time is cut into fixed windows aligned to the Unix epoch (so windows of 1, 2, 3, 4, 6, 8, 12 or 24 hours
 start at UTC midnight; ``sentiment_z`` uses UTC days). :func:`evaluate` looks at the window that contains ``now`` and
@@ -49,6 +52,7 @@ __all__ = [
     "IndicatorMoveRule",
     "NegativeSpikeRule",
     "NewsBurstRule",
+    "RiskModelRule",
     "SentimentZRule",
     "alert_id",
     "evaluate",
@@ -122,7 +126,14 @@ class IndicatorMoveRule(_Rule):
     threshold: float = Field(0.05, ge=0, description="Fraction for return / volatility / drawdown, 0-100 for RSI.")
 
 
-AlertRule = Annotated[SentimentZRule | NegativeSpikeRule | NewsBurstRule | IndicatorMoveRule,
+class RiskModelRule(_Rule):
+    """The fusion risk model's probability of a large loss in the next session (``risk.py``)."""
+
+    kind: Literal["risk_model"] = "risk_model"
+    threshold: float = Field(0.3, gt=0, lt=1, description="Fires when the model's probability >= this.")
+
+
+AlertRule = Annotated[SentimentZRule | NegativeSpikeRule | NewsBurstRule | IndicatorMoveRule | RiskModelRule,
                       Field(discriminator="kind")]
 _RULES = TypeAdapter(list[AlertRule])
 
@@ -158,7 +169,7 @@ def parse_rules(document: object, where: str = "rules") -> list[AlertRule]:
         error = exc.errors()[0]
         loc = list(error["loc"])
         label = f"rule #{loc.pop(0) + 1}" if loc and isinstance(loc[0], int) else "rules"
-        if loc and loc[0] in ("sentiment_z", "negative_spike", "news_burst", "indicator_move"):
+        if loc and loc[0] in ("sentiment_z", "negative_spike", "news_burst", "indicator_move", "risk_model"):
             loc.pop(0)  # the union member pydantic tried
         field = ".".join(str(part) for part in loc)
         message = str(error["msg"]).removeprefix("Value error, ")
@@ -410,8 +421,25 @@ def _indicator_move(rule: IndicatorMoveRule, frame: pd.DataFrame, rows: pd.DataF
     return out
 
 
+def _risk_model(rule: RiskModelRule, risk: pd.DataFrame | None, now: pd.Timestamp) -> list[Alert]:
+    out: list[Alert] = []
+    if risk is None or len(risk) == 0:
+        return out
+    for row in risk.itertuples(index=False):
+        if rule.tickers and row.ticker not in rule.tickers:
+            continue
+        end = _utc(row.ts)
+        if end > now or float(row.p) < rule.threshold:
+            continue
+        start = _utc(row.window_start)
+        reason = (f"{row.ticker}: the risk model gives {float(row.p):.0%} for a loss of 3% or more in the next "
+                  f"session (threshold {rule.threshold:.0%})")
+        out.append(_alert(rule, row.ticker, now, start, end, reason, float(row.p), list(row.article_ids)))
+    return out
+
+
 def evaluate(rules: Sequence[AlertRule], articles_df: pd.DataFrame | None, indicators_df: pd.DataFrame | None,
-             now: datetime) -> list[Alert]:
+             now: datetime, risk_df: pd.DataFrame | None = None) -> list[Alert]:
     """Run every rule over the data known at ``now``.
 
     Args:
@@ -422,6 +450,8 @@ def evaluate(rules: Sequence[AlertRule], articles_df: pd.DataFrame | None, indic
         indicators_df: Indicator rows of one or more tickers: a ``ticker`` column, the time as a UTC index or a
             ``ts`` column, and ``ret`` / ``volatility`` / ``drawdown`` / ``rsi`` (e.g. ``indicator_frame`` outputs
             concatenated). May be None when no rule needs it.
+        risk_df: The risk model's rows (``RiskScorer.score``): ``ticker, ts`` (the session close), ``window_start``
+            (the previous close), ``p`` and ``article_ids``; None without a risk model (risk rules then never fire).
         now: Evaluation time (a naive datetime is read as UTC); later data is ignored.
 
     Returns:
@@ -438,6 +468,8 @@ def evaluate(rules: Sequence[AlertRule], articles_df: pd.DataFrame | None, indic
             alerts += _negative_spike(rule, rows, now_ts)
         elif isinstance(rule, NewsBurstRule):
             alerts += _news_burst(rule, rows, now_ts)
+        elif isinstance(rule, RiskModelRule):
+            alerts += _risk_model(rule, risk_df, now_ts)
         else:
             frame = _indicator_rows(indicators_df, now_ts) if frame is None else frame
             alerts += _indicator_move(rule, frame, rows, now_ts)

@@ -95,7 +95,7 @@ class Monitor:
     def __init__(self, settings: FinSettings, store: FinanceStore, scorer=None,
                  feeds: Sequence[FeedConfig] | None = None, entities: dict[str, list[str]] | None = None,
                  rules: Sequence[AlertRule] | None = None, poller: FeedPoller | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, risk=None) -> None:
         self.settings, self.store, self.scorer, self.clock = settings, store, scorer, clock
         if feeds is None:
             feeds, file_entities = load_feeds_file(settings.feeds_path)
@@ -105,6 +105,20 @@ class Monitor:
         self.poller = poller or FeedPoller(self.feeds, self.entities, clock=clock)
         self.deduper = Deduper(*store.known_keys())
         self._price_mtimes: dict[str, float] = {}
+        self.risk = risk if risk is not None else self._default_risk()
+
+    def _default_risk(self):
+        """The fusion risk scorer when a risk rule exists and the model is trained; else None (rules stay quiet)."""
+        if not any(getattr(r, "kind", "") == "risk_model" for r in self.rules):
+            return None
+        path = self.settings.risk_artifact_dir
+        if not (path / "config.json").is_file():
+            log.warning("risk_model rules need the fusion model at %s (`trident fin risk`); they will not fire", path)
+            return None
+        from apps.finance_sentiment.risk import RiskScorer
+        from core.engine import InferenceEngine
+
+        return RiskScorer(InferenceEngine(path))
 
     # ----------------------------------------------------------------------------------------------- prices
     @property
@@ -175,7 +189,11 @@ class Monitor:
             n_new = self.store.save_articles(new, scores)
             since = as_of - timedelta(days=self.settings.monitor.lookback_days)
             recent = self.store.articles(since=since, until=as_of + timedelta(seconds=1), limit=100_000)
-            alerts = evaluate(self.rules, recent, self.indicators(as_of), as_of) if self.rules else []
+            risk = None
+            if self.risk is not None:
+                prices = {t: self.store.prices(t) for t in self.tickers}
+                risk = self.risk.score({t: p for t, p in prices.items() if len(p)}, recent, as_of)
+            alerts = evaluate(self.rules, recent, self.indicators(as_of), as_of, risk) if self.rules else []
             n_alerts = self.store.save_alerts(alerts)
         report = CycleReport(
             started_at=started, as_of=as_of, seconds=round(time.perf_counter() - t0, 3),

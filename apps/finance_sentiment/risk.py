@@ -33,8 +33,8 @@ import pandas as pd
 
 from apps.finance_sentiment.indicators import indicator_frame, read_prices
 
-__all__ = ["RISK_FEATURES", "RiskData", "average_precision", "build_risk_data", "risk_metrics", "risk_window",
-           "roc_auc", "train_risk_model"]
+__all__ = ["RISK_FEATURES", "RiskData", "RiskScorer", "average_precision", "build_risk_data", "captured_articles",
+           "risk_metrics", "risk_window", "roc_auc", "train_risk_model"]
 
 log = logging.getLogger(__name__)
 
@@ -306,3 +306,54 @@ def captured_articles(feeds_dir: Path, feeds_file: Path) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=["ts", "title", "tickers"])
     frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
     return frame.sort_values("ts").reset_index(drop=True)
+
+
+class RiskScorer:
+    """Live use of the fusion model: for each ticker, the probability of a risk event in the session after its latest
+    close at or before ``as_of``, from the indicator window up to that close and the headlines that count for that
+    session (after the previous close, up to the close), exactly as in training.
+
+    Args:
+        engine: An ``InferenceEngine`` over the ``fin-risk`` artifact (task ``risk``).
+        steps: Window length (as trained).
+    """
+
+    def __init__(self, engine, steps: int = 30) -> None:
+        self.engine, self.steps = engine, steps
+        self.col = list(engine.tasks["risk"].labels).index("risk")
+
+    def score(self, prices: Mapping[str, pd.DataFrame], articles: pd.DataFrame, as_of) -> pd.DataFrame:
+        """Rows ``ticker, ts`` (latest close), ``window_start`` (previous close), ``p``, ``article_ids``, ``text``.
+
+        Args:
+            prices: Ticker -> price frame (``FinanceStore.prices``).
+            articles: ``id, ts, title, tickers`` (``FinanceStore.articles``).
+            as_of: Nothing after this time is used.
+        """
+        as_of = pd.Timestamp(as_of)
+        as_of = as_of.tz_localize("UTC") if as_of.tzinfo is None else as_of.tz_convert("UTC")
+        rows, windows, texts = [], [], []
+        n_features = self.engine.model.cfg.series_features
+        for ticker, frame in sorted(prices.items()):
+            frame = frame[frame.index <= as_of]
+            if len(frame) < 2:
+                continue
+            ind = indicator_frame(frame)
+            close, prev = ind.index[-1], ind.index[-2]
+            if len(articles):
+                mine = articles[[ticker in t for t in articles["tickers"]]]
+                mine = mine[(mine["ts"] > prev) & (mine["ts"] <= close)].sort_values("ts")
+            else:
+                mine = articles
+            titles = [str(t) for t in mine["title"]][:4] if len(mine) else []
+            windows.append(risk_window(ind, len(ind), self.steps, n_features))
+            texts.append(" | ".join(titles) if titles else NO_NEWS)
+            rows.append({"ticker": ticker, "ts": close, "window_start": prev,
+                         "article_ids": list(mine["id"]) if len(mine) else []})
+        frame = pd.DataFrame(rows, columns=["ticker", "ts", "window_start", "article_ids"])
+        if rows:
+            frame["p"] = self.engine.classify_series_proba(np.stack(windows), texts, "risk")[:, self.col]
+        else:
+            frame["p"] = pd.Series(dtype="float64")
+        frame["text"] = texts
+        return frame

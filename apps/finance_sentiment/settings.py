@@ -47,6 +47,8 @@ class FinSettings(BaseSettings):
                                                       "sets' market_prices/stooq_2026, else samples/prices.")
     price_tz: str = Field("America/New_York", description="Time zone of the price files' dates (exchange time).")
     artifact: Path | None = Field(None, description="Sentiment model artifact; default: <artifacts>/fin.")
+    risk_artifact: Path | None = Field(None, description="Fusion risk model (`trident fin risk`); default: "
+                                                         "<artifacts>/fin-risk, used by risk_model rules when present.")
     scoring: ScoringSettings = Field(default_factory=ScoringSettings)
     monitor: MonitorSettings = Field(default_factory=MonitorSettings)
 
@@ -54,6 +56,11 @@ class FinSettings(BaseSettings):
     def artifact_dir(self) -> Path:
         """The sentiment model artifact folder."""
         return self.artifact or self.core.artifacts_dir / "fin"
+
+    @property
+    def risk_artifact_dir(self) -> Path:
+        """The fusion risk model's folder (it may not exist)."""
+        return self.risk_artifact or self.core.artifacts_dir / "fin-risk"
 
     @property
     def prices_folder(self) -> Path:

@@ -101,3 +101,33 @@ def test_tiny_fusion_training_reports_fusion_and_text_only_on_the_test_split(dat
     assert p.shape == (3, 2) and np.allclose(p.sum(-1), 1.0, atol=1e-5)
     # the sentiment task still runs on the base weights (the risk adapter is the risk task's alone)
     assert eng.tasks["sentiment"].adapter is None and eng.tasks["risk"].adapter == "risk"
+
+
+def test_risk_scorer_and_risk_model_rule_fire_by_threshold(data_dir, fin_artifact, tmp_path):
+    from apps.finance_sentiment.alerts import RiskModelRule, evaluate
+    from apps.finance_sentiment.indicators import read_prices
+    from apps.finance_sentiment.risk import RiskScorer, train_risk_model
+    from core.config import TrainConfig
+    from core.engine import InferenceEngine
+
+    splits = build_risk_data(data_dir, ["CTSO", "NWT"], _articles(), steps=10, val_start="2026-01-01",
+                             test_start="2026-02-01")
+    cfg = TrainConfig.quick(max_epochs=1, batch_size=32, lr=1e-3, head_lr=1e-3, max_length=24)
+    train_risk_model(splits, fin_artifact, tmp_path / "risk", cfg=cfg, lora_r=2)
+    scorer = RiskScorer(InferenceEngine(tmp_path / "risk"), steps=10)
+    prices = {t: read_prices(SAMPLES / "prices" / f"{t}.csv", t) for t in ("CTSO", "NWT")}
+    arts = _articles().assign(id=["a1", "a2"])
+    as_of = pd.Timestamp("2026-03-12T21:30:00Z")  # after the 12 March close (21:00 UTC in winter)
+    risk = scorer.score(prices, arts, as_of)
+    assert list(risk["ticker"]) == ["CTSO", "NWT"]
+    assert (risk["ts"] <= as_of).all() and risk["p"].between(0, 1).all()
+    ctso = risk[risk["ticker"] == "CTSO"].iloc[0]
+    assert ctso["article_ids"] == ["a1"]  # the 13:20 story counts for the 12 March session; 22:00 is after it
+    assert ctso["text"] == "Contoso Freight shares plunge"
+    low = RiskModelRule(name="r", threshold=1e-6)
+    high = RiskModelRule(name="r", threshold=0.999999)
+    fired = evaluate([low], None, None, as_of, risk)
+    assert {a.ticker for a in fired} == {"CTSO", "NWT"} and fired[0].article_ids in (["a1"], [])
+    assert evaluate([high], None, None, as_of, risk) == [] or all(a.value >= 0.999999 for a in
+                                                                   evaluate([high], None, None, as_of, risk))
+    assert evaluate([low], None, None, as_of, None) == []  # no model: the rule stays quiet
