@@ -108,6 +108,18 @@ def _training_summary(out: Path) -> dict:
     return {"artifact": str(out), **meta.get("training", {})}
 
 
+def core_train_images(args) -> None:
+    from core.recipes import IMAGE_TRAIN, train_image_classifier
+
+    s = _settings(args)
+    cfg = _train_config(args, IMAGE_TRAIN)
+    if args.lr is not None:
+        cfg = cfg.model_copy(update={"head_lr": args.lr})  # one model trained from scratch: one learning rate
+    out = train_image_classifier(s.data_dir, args.out or s.artifacts_dir / "images-fashion", cfg,
+                                 init_artifact=args.init_artifact)
+    _emit(_training_summary(out), args.json)
+
+
 def core_eval_images(args) -> None:
     from core.engine import InferenceEngine
     from core.metrics import accuracy
@@ -234,6 +246,11 @@ def build_parser() -> argparse.ArgumentParser:
     training(sp)
     sp.add_argument("--task", action="append", help="NAME=csv:PATH[:TEST_PATH] or NAME=phrasebank:PATH (repeat)")
     sp.set_defaults(fn=core_finetune)
+
+    sp = common(cs.add_parser("train-images", help="train the Fashion-MNIST image artifact (or continue one)"), False)
+    training(sp)
+    sp.add_argument("--from", dest="init_artifact", help="continue from this image artifact (a warm restart)")
+    sp.set_defaults(fn=core_train_images)
 
     sp = common(cs.add_parser("eval-images", help="accuracy of the image artifact on an npz (images, labels)"))
     sp.add_argument("--data", required=True, help="npz with images (N, H, W) uint8 and labels (N,)")

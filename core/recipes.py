@@ -93,20 +93,29 @@ def fashion_splits(data_dir: Path, seed: int = 13, val_fraction: float = 0.25,
 
 
 def train_image_classifier(data_dir: str | Path, out: str | Path, cfg: TrainConfig, preset: str = "small",
-                           task: str = "fashion", max_train: int | None = None) -> Path:
-    """Train the image artifact (``image_classify`` task) on Fashion-MNIST."""
+                           task: str = "fashion", max_train: int | None = None,
+                           init_artifact: str | Path | None = None) -> Path:
+    """Train the image artifact (``image_classify`` task) on Fashion-MNIST; with ``init_artifact``, continue from
+    that artifact's weights (a warm restart: a new learning-rate schedule over the same splits)."""
     from core.train import fit
 
     s = fashion_splits(Path(data_dir), seed=cfg.seed)
     if max_train:
         s.train_x, s.train_y = s.train_x[:max_train], s.train_y[:max_train]
-    tok = Tokenizer.train(FASHION_CLASSES, vocab_size=64, min_frequency=1)
-    mcfg = ModelConfig.preset(preset, vocab_size=tok.vocab_size, image_channels=1, image_size=28, patch_size=4)
-    spec = TaskSpec(name=task, kind="image_classify", labels=FASHION_CLASSES)
-    model = CoreModel(mcfg, [spec])
+    if init_artifact is not None:
+        from core.artifacts import load_artifact
+
+        model, tok, _ = load_artifact(init_artifact)
+        spec = model.task(task)
+    else:
+        tok = Tokenizer.train(FASHION_CLASSES, vocab_size=64, min_frequency=1)
+        mcfg = ModelConfig.preset(preset, vocab_size=tok.vocab_size, image_channels=1, image_size=28, patch_size=4)
+        spec = TaskSpec(name=task, kind="image_classify", labels=FASHION_CLASSES)
+        model = CoreModel(mcfg, [spec])
     td = TaskData(spec, ListDataset(list(s.train_x), s.train_y.tolist()), ListDataset(list(s.val_x), s.val_y.tolist()))
     dm = MultiTaskDataModule([td], tok, batch_size=cfg.batch_size, seed=cfg.seed, num_workers=cfg.num_workers)
-    return fit(model, dm, cfg, out, tok, meta={"recipe": "images", "data": s.sources})
+    meta = {"recipe": "images", "data": s.sources, "init_artifact": str(init_artifact) if init_artifact else None}
+    return fit(model, dm, cfg, out, tok, meta=meta)
 
 
 # ---------------------------------------------------------------------------------------------------------- text

@@ -63,6 +63,13 @@ def test_eval_images_cli_prints_accuracy_json(tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["n"] == 300
     assert out["accuracy"] > 0.3  # a tiny model after 3 short epochs is far above chance (0.1)
+    # a warm restart continues from those weights: one more short epoch, and the artifact says where it came from
+    more = train_image_classifier(DATA, tmp_path / "img2", cfg.model_copy(update={"max_epochs": 1}),
+                                  max_train=512, init_artifact=art)
+    assert main(["core", "eval-images", "--data", str(data), "--artifact", str(more), "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["accuracy"] > 0.3
+    assert json.loads((more / "config.json").read_text())["meta"]["init_artifact"] == str(art)
 
 
 def test_eval_images_rejects_npz_without_labels(tmp_path, capsys):
