@@ -189,7 +189,8 @@ def intent_proba(engine, texts: Sequence[str]) -> np.ndarray:
     """Intent probabilities (N, n_intents): the ``intents`` adapter's, averaged with the base head's with the
     weights the artifact chose on validation (``meta.intent_ensemble``), when it has them."""
     p = engine.classify_proba(texts, "intents")
-    ens = (engine.config.get("meta", {}).get("intent_ensemble") or {}).get("weights")
+    config = getattr(engine, "config", None) or {}
+    ens = (config.get("meta", {}).get("intent_ensemble") or {}).get("weights")
     if ens and "intents-base" in engine.tasks and ens.get("intents-base", 0) > 0:
         p = ens["intents"] * p + ens["intents-base"] * engine.classify_proba(texts, "intents-base")
     return p

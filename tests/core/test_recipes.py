@@ -66,6 +66,7 @@ def test_eval_images_cli_prints_accuracy_json(tmp_path, capsys):
     # a warm restart continues from those weights: one more short epoch, and the artifact says where it came from
     more = train_image_classifier(DATA, tmp_path / "img2", cfg.model_copy(update={"max_epochs": 1}),
                                   max_train=512, init_artifact=art)
+    capsys.readouterr()  # the training's own output
     assert main(["core", "eval-images", "--data", str(data), "--artifact", str(more), "--json"]) == 0
     again = json.loads(capsys.readouterr().out)
     assert again["accuracy"] > 0.3
