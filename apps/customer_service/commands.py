@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
+from apps.common.commands import command_adder, run_dashboard
 from apps.common.output import emit
 from apps.common.settings import REPO_ROOT
 
@@ -120,10 +119,7 @@ def cs_chat(args) -> None:
 
 
 def cs_console(args) -> None:
-    app = REPO_ROOT / "apps" / "customer_service" / "ui" / "app.py"
-    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port),
-           "--server.headless", "true", "--browser.gatherUsageStats", "false"]
-    raise SystemExit(subprocess.call(cmd))
+    run_dashboard(REPO_ROOT / "apps" / "customer_service" / "ui" / "app.py", args.port, args.address)
 
 
 def register(sub, common) -> None:
@@ -131,10 +127,7 @@ def register(sub, common) -> None:
     cs = sub.add_parser("cs", help="customer service: knowledge base, bot, console")
     c = cs.add_subparsers(dest="command", required=True)
 
-    def base(name, help_, fn, artifact=True):
-        sp = common(c.add_parser(name, help=help_), artifact)
-        sp.set_defaults(fn=fn)
-        return sp
+    base = command_adder(c, common)
 
     sp = base("train", "train the intents and retrieval adapters", cs_train, artifact=False)
     sp.add_argument("--intents", help="text,category CSV (default: CS_INTENTS_PATH)")
@@ -164,4 +157,5 @@ def register(sub, common) -> None:
     sp.add_argument("--kb", help="KB file (default: CS_KB_PATH)")
     sp = base("console", "start the agents' console (Streamlit)", cs_console)
     sp.add_argument("--port", type=int, default=8501)
+    sp.add_argument("--address", default="0.0.0.0", help="interface to listen on")
 

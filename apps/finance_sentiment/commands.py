@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import logging
-import subprocess
-import sys
 from datetime import datetime
 from pathlib import Path
 
+from apps.common.commands import command_adder, run_dashboard
 from apps.common.output import emit
 from apps.common.settings import REPO_ROOT
 
@@ -122,10 +121,7 @@ def fin_eval(args) -> None:
 
 
 def fin_dashboard(args) -> None:
-    app = REPO_ROOT / "apps" / "finance_sentiment" / "ui" / "app.py"
-    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port),
-           "--server.headless", "true", "--browser.gatherUsageStats", "false"]
-    raise SystemExit(subprocess.call(cmd))
+    run_dashboard(REPO_ROOT / "apps" / "finance_sentiment" / "ui" / "app.py", args.port, args.address)
 
 
 def register(sub, common) -> None:
@@ -133,10 +129,7 @@ def register(sub, common) -> None:
     fin = sub.add_parser("fin", help="finance sentiment: feeds, scoring, alerts, dashboard")
     c = fin.add_subparsers(dest="command", required=True)
 
-    def base(name, help_, fn, artifact=True):
-        sp = common(c.add_parser(name, help=help_), artifact)
-        sp.set_defaults(fn=fn)
-        return sp
+    base = command_adder(c, common)
 
     sp = base("train", "fine-tune the sentiment model (default: Financial PhraseBank, 50%% agreement)", fin_train,
               artifact=False)
@@ -164,3 +157,4 @@ def register(sub, common) -> None:
     sp.add_argument("--int8", action="store_true", help="int8 dynamic quantisation")
     sp = base("dashboard", "start the analysts' dashboard (Streamlit)", fin_dashboard)
     sp.add_argument("--port", type=int, default=8502)
+    sp.add_argument("--address", default="0.0.0.0", help="interface to listen on")
