@@ -36,12 +36,14 @@ artifacts: setup
 		--pairs-kb $(TRIDENT_DATA_DIR)/stackfaq/faq_threads.jsonl --out artifacts/cs
 	test -f artifacts/fin/config.json -o -f artifacts/fin/ensemble.json || $(BIN)/trident fin train --out artifacts/fin
 	test -f artifacts/fin-risk/config.json || $(BIN)/trident fin risk --out artifacts/fin-risk
+	test -f artifacts/rec/config.json || $(BIN)/trident rec train --data $(TRIDENT_DATA_DIR)/movielens-100k --out artifacts/rec
 
 bench: setup
 	mkdir -p bench/results
 	$(BIN)/python bench/core.py --out bench/results/core.json
 	$(BIN)/python bench/customer_service.py --out bench/results/customer_service.json
 	$(BIN)/python bench/finance.py --out bench/results/finance.json
+	$(BIN)/python bench/recommender.py --out bench/results/recommender.json
 
 clean:
 	rm -rf var/demo .pytest_cache .ruff_cache

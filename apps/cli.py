@@ -25,6 +25,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     # imported lazily: `trident --help` must not pay for torch
     from apps.customer_service.service import USER_ERRORS as CS_ERRORS
     from apps.finance_sentiment.service import USER_ERRORS as FIN_ERRORS
+    from apps.recommender.commands import user_errors as rec_errors
     from core.artifacts import ArtifactError
     from core.data import DataFormatError
     from core.modalities import InputError
@@ -33,7 +34,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from core.tokenizer import TokenizerError
 
     return (CLIError, ArtifactError, DataFormatError, InputError, PretrainedNotInstalled, UnknownTaskError,
-            TokenizerError, FileNotFoundError, ValueError, *CS_ERRORS, *FIN_ERRORS)
+            TokenizerError, FileNotFoundError, ValueError, *CS_ERRORS, *FIN_ERRORS, *rec_errors())
 
 
 def _settings(args: argparse.Namespace) -> CoreSettings:
@@ -292,6 +293,10 @@ def build_parser() -> argparse.ArgumentParser:
     from apps.customer_service.commands import register as register_cs
 
     register_cs(sub, common)
+
+    from apps.recommender.commands import register as register_rec
+
+    register_rec(sub, common)
     from apps.finance_sentiment.commands import register as register_fin
 
     register_fin(sub, common)

@@ -60,9 +60,15 @@ class NextItemHead(nn.Module):
         self.bias = nn.Parameter(torch.zeros(item_emb.num_embeddings))
         self.item_emb = [item_emb]
 
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        h = self.ln(F.gelu(self.dense(hidden)))
-        return h @ self.item_emb[0].weight.t() + self.bias  # (..., n_items + 1), column 0 is padding
+    def transform(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The hidden state in item-embedding space, before the dot product with the item table: (..., C)."""
+        return self.ln(F.gelu(self.dense(hidden)))
+
+    def forward(self, hidden: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
+        """Scores of every item; ``table`` (n_items + 1, C) replaces the tied table, e.g. when the items are their id
+        embeddings plus projected text features."""
+        table = self.item_emb[0].weight if table is None else table
+        return self.transform(hidden) @ table.t() + self.bias  # (..., n_items + 1), column 0 is padding
 
 
 def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tensor:

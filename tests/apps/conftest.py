@@ -86,6 +86,21 @@ def fin_artifact(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def rec_artifact(tmp_path_factory):
+    """A recommender artifact (generative model + SASRec + popularity) trained on the sample data with the tiny
+    preset: real weights and a real report, in a few seconds. Shared by the recommender's tests."""
+    from apps.common.settings import REPO_ROOT
+    from apps.recommender.data import load_data
+    from apps.recommender.pipeline import train_all
+    from apps.recommender.settings import tiny_settings
+
+    samples = REPO_ROOT / "samples"
+    out = tmp_path_factory.mktemp("rec") / "rec"
+    settings = tiny_settings(data=samples / "rec_interactions.csv", items=samples / "rec_items.csv")
+    return train_all(settings, load_data(settings.data, settings.items), out)
+
+
+@pytest.fixture(scope="session")
 def fin_demo_db(fin_artifact, tmp_path_factory):
     """What the finance worker stores from the sample feeds, as a SQLite file to copy (see ``fin_demo_copy``).
 

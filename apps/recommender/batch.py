@@ -1,0 +1,260 @@
+"""The batch job: the top-K items of every user, through Lightning's ``trainer.predict``, resumable and deterministic.
+
+How it works:
+
+1. Every user of the artifact (or of ``--data``) in natural id order is cut into chunks of ``chunk_size`` users; chunk
+   ``i`` always holds the same users. ``OUT.parts/manifest.json`` records the job (artifact version, k, chunk size,
+   number of users and chunks, a hash of the user list).
+2. ``trainer.predict`` runs over the chunks that have no part file yet; each chunk is one predict batch, scored on
+   the user's whole history (the last ``max_len`` items read), history excluded, and a prediction writer callback
+   writes ``part-NNNNNN.parquet`` atomically (a temporary file, then ``os.replace``). A part file exists only when its
+   chunk is complete, so a crash or a kill at any moment loses at most the chunks in flight, and a rerun does exactly
+   the missing chunks: no user twice, none missing.
+3. When every part is there they are merged in chunk order into ``OUT`` (again through a temporary file), and, with a
+   database, each part is upserted in its own transaction (idempotent: ``store.RecStore``).
+
+The same job scales out with Lightning's strategies; each process predicts its share of the pending chunks (a
+``DistributedSampler`` over chunk indices) and writes its own part files, and whichever process finishes the merge
+check merges::
+
+    # one machine, 4 GPUs
+    trident rec batch --k 20 --out recs.parquet --accelerator gpu --devices 4 --strategy ddp
+    # 2 nodes x 8 GPUs under SLURM (one task per GPU); Lightning reads the SLURM environment
+    srun --nodes 2 --ntasks-per-node 8 trident rec batch --k 20 --out /shared/recs.parquet \\
+        --accelerator gpu --devices 8 --num-nodes 2 --strategy ddp
+    # or torchrun on each node: torchrun --nnodes 2 --nproc-per-node 8 --rdzv-endpoint HOST:29500 \\
+    #     -m apps.cli rec batch ... --devices 8 --num-nodes 2 --strategy ddp
+
+The output folder must be on storage every node can see. DistributedSampler pads the last round by repeating chunk
+indices: a repeated chunk rewrites the same bytes under the same name, so the output still has each user once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from lightning.pytorch.callbacks import BasePredictionWriter, TQDMProgressBar
+from torch.utils.data import DataLoader, Dataset
+
+from apps.recommender.data import RecData, pad_left
+from apps.recommender.model import SequentialRecommender
+from apps.recommender.pipeline import RecArtifact, check_same_catalogue
+from apps.recommender.settings import BatchSettings
+from apps.recommender.train import mask_seen
+
+log = logging.getLogger(__name__)
+SCHEMA = pa.schema([("user_id", pa.string()), ("rank", pa.int32()), ("item_id", pa.string()),
+                    ("score", pa.float32())])
+
+
+class BatchError(RuntimeError):
+    """The batch job cannot run or resume (a different job's parts are in the way, or parts are missing)."""
+
+
+class SimulatedCrash(RuntimeError):
+    """Raised by the writer after ``fail_after_chunks`` parts (tests of resumption)."""
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """What a finished job did."""
+
+    out: Path
+    users: int
+    rows: int
+    chunks: int
+    chunks_done_before: int
+    chunks_run: int
+    seconds: float
+    users_per_second: float
+    db_rows: int = 0
+
+
+def part_name(chunk: int) -> str:
+    return f"part-{chunk:06d}.parquet"
+
+
+def atomic_write_table(table: pa.Table, path: Path) -> None:
+    """Write a Parquet file so that ``path`` either does not exist or is complete."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    pq.write_table(table, tmp)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_text(text: str, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+class ChunkData(Dataset):
+    """Chunk ``i`` of the users: its index, the user ids, their histories (one predict batch per chunk)."""
+
+    def __init__(self, data: RecData, chunks: list[int], chunk_size: int, max_len: int):
+        self.data, self.chunks, self.chunk_size, self.max_len = data, chunks, chunk_size, max_len
+
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+    def __getitem__(self, i: int) -> dict:
+        c = self.chunks[i]
+        users = self.data.users[c * self.chunk_size: (c + 1) * self.chunk_size]
+        hists = [self.data.seqs[self.data.user_index[u]] for u in users]
+        return {"chunk": c, "users": users, "inputs": torch.from_numpy(pad_left(hists, self.max_len)),
+                "seen": torch.from_numpy(pad_left(hists))}
+
+
+class LitPredictor(L.LightningModule):
+    """``predict_step``: the top-k unseen items of each user of a chunk."""
+
+    def __init__(self, model: SequentialRecommender, k: int):
+        super().__init__()
+        self.model, self.k = model, k
+
+    def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict:
+        scores = mask_seen(self.model.score_last(batch["inputs"]).float(), batch["seen"])
+        k = min(self.k, self.model.n_items)
+        vals, idx = torch.topk(scores, k, dim=1)  # sorted, best first
+        return {"chunk": batch["chunk"], "users": batch["users"], "items": idx.cpu().numpy(),
+                "scores": vals.cpu().numpy()}
+
+
+class PartWriter(BasePredictionWriter):
+    """Writes each chunk's predictions as one part file, atomically, as soon as the chunk is done."""
+
+    def __init__(self, parts: Path, item_ids: list[str], fail_after_chunks: int | None = None):
+        super().__init__(write_interval="batch")
+        self.parts, self.fail_after = parts, fail_after_chunks
+        self.inv = np.asarray([""] + list(item_ids), dtype=object)
+        self.written = 0
+
+    def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx,
+                           dataloader_idx) -> None:
+        items, scores = prediction["items"], prediction["scores"]
+        keep = np.isfinite(scores)  # a user who has seen almost everything gets fewer than k items
+        n = keep.sum(1)
+        users = np.repeat(np.asarray(prediction["users"], dtype=object), n)
+        ranks = np.concatenate([np.arange(1, m + 1) for m in n]) if len(n) else np.zeros(0)
+        table = pa.table({"user_id": pa.array(users.tolist(), pa.string()),
+                          "rank": pa.array(ranks.astype(np.int32)),
+                          "item_id": pa.array(self.inv[items[keep]].tolist(), pa.string()),
+                          "score": pa.array(scores[keep].astype(np.float32))}, schema=SCHEMA)
+        atomic_write_table(table, self.parts / part_name(int(prediction["chunk"])))
+        self.written += 1
+        if self.fail_after is not None and self.written >= self.fail_after:
+            raise SimulatedCrash(f"simulated crash after {self.written} chunks")
+
+
+def _manifest(art: RecArtifact, data: RecData, cfg: BatchSettings, k: int) -> dict:
+    users_hash = hashlib.sha256("\n".join(data.users).encode()).hexdigest()[:16]
+    hist_hash = hashlib.sha256(b"".join(s.astype(np.int64).tobytes() for s in data.seqs)).hexdigest()[:16]
+    n_chunks = -(-data.n_users // cfg.chunk_size)
+    return {"artifact": str(art.path), "version": art.version, "k": k, "chunk_size": cfg.chunk_size,
+            "users": data.n_users, "chunks": n_chunks, "users_sha": users_hash, "histories_sha": hist_hash}
+
+
+def done_chunks(parts: Path, n_chunks: int) -> list[int]:
+    """Chunks whose part file exists and can be read (a part is written atomically, so existing means complete)."""
+    out = []
+    for c in range(n_chunks):
+        p = parts / part_name(c)
+        if p.is_file():
+            try:
+                pq.read_metadata(p)
+                out.append(c)
+            except (OSError, pa.ArrowException):
+                log.warning("unreadable part %s: redoing its chunk", p)
+                p.unlink()
+    return out
+
+
+def run_batch(art: RecArtifact, out: str | Path, cfg: BatchSettings, k: int | None = None,
+              data: RecData | None = None, store=None, restart: bool = False, progress: bool = True,
+              fail_after_chunks: int | None = None) -> BatchResult:
+    """Write the top-``k`` unseen items of every user to ``out`` (Parquet) and, with ``store``, to the database.
+
+    Args:
+        art: the loaded artifact (its generative model scores).
+        out: the output Parquet file; the parts and the manifest go in ``OUT.parts/`` beside it.
+        cfg: chunking and Lightning devices.
+        k: items per user (default ``cfg.k``).
+        data: users and histories (default: the artifact's own); must share the artifact's catalogue.
+        store: a ``RecStore`` to upsert into, or None.
+        restart: drop the parts of an earlier, different job instead of refusing to run.
+        progress: Lightning's progress bar over chunks.
+        fail_after_chunks: raise ``SimulatedCrash`` after writing this many parts (tests).
+
+    Raises:
+        BatchError: ``OUT.parts`` holds a different job's parts (without ``restart``), or chunks are missing after
+            the predict loop.
+    """
+    t0 = time.perf_counter()
+    k = k or cfg.k
+    data = data or art.data
+    if data is not art.data:
+        check_same_catalogue(art, data)
+    out = Path(out)
+    parts = out.with_name(out.name + ".parts")
+    manifest = _manifest(art, data, cfg, k)
+    mpath = parts / "manifest.json"
+    if mpath.is_file():
+        try:
+            old = json.loads(mpath.read_text())
+        except json.JSONDecodeError:
+            old = None
+        if old != manifest:
+            if not restart:
+                raise BatchError(f"{parts} holds the parts of a different job (other artifact, data, k or chunk "
+                                 "size); pass --restart to discard them")
+            shutil.rmtree(parts)
+    parts.mkdir(parents=True, exist_ok=True)
+    if not mpath.is_file():
+        atomic_write_text(json.dumps(manifest, indent=2), mpath)
+    n_chunks = manifest["chunks"]
+    before = done_chunks(parts, n_chunks)
+    pending = sorted(set(range(n_chunks)) - set(before))
+    log.info("batch: %d chunks, %d done before, %d to run", n_chunks, len(before), len(pending))
+    if pending:
+        writer = PartWriter(parts, data.item_ids, fail_after_chunks)
+        callbacks = [writer] + ([TQDMProgressBar(refresh_rate=1)] if progress else [])
+        trainer = L.Trainer(accelerator=cfg.accelerator, devices=cfg.devices, strategy=cfg.strategy,
+                            num_nodes=cfg.num_nodes, logger=False, callbacks=callbacks, enable_progress_bar=progress,
+                            enable_model_summary=False, enable_checkpointing=False, precision="32-true")
+        loader = DataLoader(ChunkData(data, pending, cfg.chunk_size, art.model.max_len), batch_size=None,
+                            shuffle=False)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+            warnings.filterwarnings("ignore", message=".*infer the batch indices.*")  # one chunk = one batch
+            trainer.predict(LitPredictor(art.model, k), loader, return_predictions=False)
+        trainer.strategy.barrier("rec-batch-parts")  # every process has written its parts
+        if trainer.world_size > 1 and trainer.global_rank != 0:
+            return BatchResult(out, 0, 0, n_chunks, len(before), len(pending), time.perf_counter() - t0, 0.0)
+    for stale in parts.glob(".*.tmp-*"):  # what a killed process was writing: never a part, safe to drop now
+        stale.unlink(missing_ok=True)
+    missing = sorted(set(range(n_chunks)) - set(done_chunks(parts, n_chunks)))
+    if missing:
+        raise BatchError(f"{len(missing)} chunk(s) have no part after the run (first: {missing[0]}); run again")
+    table = pa.concat_tables([pq.read_table(parts / part_name(c), schema=SCHEMA) for c in range(n_chunks)])
+    atomic_write_table(table, out)
+    db_rows = 0
+    if store is not None:
+        for c in range(n_chunks):
+            db_rows += store.upsert(pq.read_table(parts / part_name(c)).to_pylist(), art.version)
+    seconds = time.perf_counter() - t0
+    return BatchResult(out, data.n_users, table.num_rows, n_chunks, len(before), len(pending), round(seconds, 3),
+                       round(data.n_users / max(seconds, 1e-9), 1), db_rows)

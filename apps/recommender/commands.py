@@ -1,0 +1,205 @@
+"""``trident rec ...``: the recommender's commands of the one CLI.
+
+Errors the user can fix (a missing or malformed data file, no artifact yet, a batch job that cannot resume) print one
+line ``error: ...`` and exit with status 2 (``apps/cli.py``).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from apps.common.output import emit
+from apps.common.settings import REPO_ROOT
+
+METRIC_KEYS = ("hr@10", "ndcg@10", "mrr", "coverage", "diversity", "novelty", "n_users")
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """The recommender's exceptions that mean "fix your input", imported only when an error happens."""
+    from apps.common.db import DatabaseError
+    from apps.recommender.batch import BatchError
+    from apps.recommender.data import DataError
+    from apps.recommender.pipeline import RecArtifactError
+    from apps.recommender.service import UnknownItem
+
+    return DataError, RecArtifactError, BatchError, UnknownItem, DatabaseError
+
+
+def _settings(args):
+    from apps.common.settings import CoreSettings
+    from apps.recommender.settings import PRESETS, RecSettings
+
+    core = {k: v for k, v in (("data_dir", args.data_dir), ("artifacts_dir", args.artifacts_dir)) if v}
+    over: dict = {"core": CoreSettings(**core)} if core else {}
+    if getattr(args, "artifact", None):
+        over["artifact"] = Path(args.artifact)
+    if getattr(args, "data", None):
+        over["data"] = Path(args.data)
+        over["items"] = Path(args.items) if getattr(args, "items", None) else None
+    preset = getattr(args, "preset", None)
+    s = PRESETS[preset](**over) if preset else RecSettings(**over)
+    train = {k: v for k, v in (("max_epochs", getattr(args, "epochs", None)),
+                               ("seed", getattr(args, "seed", None))) if v is not None}
+    if train:
+        s = s.model_copy(update={"train": s.train.model_copy(update=train)})
+    if getattr(args, "no_text", False):
+        s = s.model_copy(update={"model": s.model.model_copy(update={"text_init": False})})
+    return s
+
+
+def _data(s, args):
+    from apps.recommender.data import load_data
+
+    return load_data(s.data, s.items)
+
+
+def _metrics(m: dict) -> dict:
+    return {k: (round(m[k], 4) if isinstance(m.get(k), float) else m.get(k)) for k in METRIC_KEYS}
+
+
+def rec_train(args) -> None:
+    from apps.recommender.pipeline import train_all
+
+    s = _settings(args)
+    data = _data(s, args)
+    out = Path(args.out) if args.out else s.artifact_dir
+    train_all(s, data, out)
+    from apps.recommender.pipeline import read_config
+
+    cfg = read_config(out)
+    report_path = out / "report.json"
+    summary = {"artifact": str(out), "data": cfg["data"].get("path"), "users": data.n_users, "items": data.n_items,
+               "training": {name: {k: h.get(k) for k in ("best_val_ndcg@10", "best_epoch", "epochs",
+                                                         "seconds_per_epoch", "train_seconds")}
+                            for name, h in cfg["training"].items()}}
+    if report_path.is_file():
+        import json
+
+        r = json.loads(report_path.read_text())
+        summary["test"] = {"model": _metrics(r), **{n: _metrics(b) for n, b in r["baselines"].items()}}
+    emit(summary, args.json)
+
+
+def rec_eval(args) -> None:
+    from apps.recommender.pipeline import evaluate_artifact, load_artifact
+
+    s = _settings(args)
+    art = load_artifact(s.artifact_dir)
+    data = _data(s, args) if args.data else None
+    r = evaluate_artifact(art, data, mmr_lambdas=() if not args.mmr else s.mmr_lambdas)
+    out = {**_metrics(r), "baselines": {n: _metrics(b) for n, b in r["baselines"].items()}}
+    if args.details:
+        out.update(by_history_length=r["by_history_length"], mmr=r.get("mmr", []), protocol=r["protocol"])
+    emit(out, args.json)
+
+
+def rec_recommend(args) -> None:
+    from apps.recommender.service import RecService
+
+    s = _settings(args)
+    recs = RecService.build(s).recommend(args.user, k=args.k, mmr_lambda=args.mmr_lambda)
+    if args.json:
+        emit(recs.model_dump(mode="json"), True)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"user {recs.user_id}: {recs.source} ({recs.note})")
+    for col in ("rank", "item", "title", "score", "why"):
+        table.add_column(col)
+    for r in recs.items:
+        table.add_row(str(r.rank), r.item.item_id, r.item.title, f"{r.score:.3f}", r.reason)
+    Console().print(table)
+
+
+def rec_similar(args) -> None:
+    from apps.recommender.service import RecService
+
+    sims = RecService.build(_settings(args)).similar_items(args.item, k=args.k)
+    emit([{"item_id": x.item.item_id, "title": x.item.title, "similarity": x.similarity} for x in sims], args.json)
+
+
+def rec_batch(args) -> None:
+    from apps.recommender.batch import run_batch
+    from apps.recommender.pipeline import load_artifact
+
+    s = _settings(args)
+    over = {k: v for k, v in (("chunk_size", args.chunk_size), ("accelerator", args.accelerator),
+                              ("devices", args.devices), ("strategy", args.strategy),
+                              ("num_nodes", args.num_nodes)) if v is not None}
+    cfg = s.batch.model_copy(update=over)
+    art = load_artifact(s.artifact_dir)
+    data = _data(s, args) if args.data else None
+    store = None
+    if not args.no_db:
+        from apps.recommender.store import RecStore
+
+        store = RecStore(args.database_url or s.core.effective_database_url).create()
+    out = Path(args.out) if args.out else s.core.var_dir / "rec" / "recommendations.parquet"
+    res = run_batch(art, out, cfg, k=args.k, data=data, store=store, restart=args.restart,
+                    progress=not args.json)
+    emit({"out": str(res.out), "users": res.users, "rows": res.rows, "chunks": res.chunks,
+          "chunks_done_before": res.chunks_done_before, "chunks_run": res.chunks_run, "db_rows": res.db_rows,
+          "seconds": res.seconds, "users_per_second": res.users_per_second}, args.json)
+
+
+def rec_dashboard(args) -> None:
+    import os
+
+    app = REPO_ROOT / "apps" / "recommender" / "ui" / "app.py"
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port),
+           "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    env = dict(os.environ)  # the dashboard reads its settings from the environment: pass the flags on
+    for flag, var in (("artifact", "REC_ARTIFACT"), ("artifacts_dir", "TRIDENT_ARTIFACTS_DIR"),
+                      ("data_dir", "TRIDENT_DATA_DIR")):
+        if getattr(args, flag, None):
+            env[var] = str(Path(getattr(args, flag)).resolve())
+    raise SystemExit(subprocess.call(cmd, env=env))
+
+
+def register(sub, common) -> None:
+    """Add ``trident rec`` and its commands to the CLI."""
+    rec = sub.add_parser("rec", help="generative recommender: train, evaluate, recommend, batch, dashboard")
+    c = rec.add_subparsers(dest="command", required=True)
+
+    def base(name, help_, fn, artifact=True, data=False):
+        sp = common(c.add_parser(name, help=help_), artifact)
+        sp.set_defaults(fn=fn)
+        if data:
+            sp.add_argument("--data", help="interactions file (CSV/Parquet) or a MovieLens 100k / 1M folder "
+                                           "(default: REC_DATA, the sample data)")
+            sp.add_argument("--items", help="items file (item_id,title[,genres]) of a generic interactions file")
+        return sp
+
+    sp = base("train", "train the generative model and the SASRec baseline, count popularity, evaluate",
+              rec_train, artifact=True, data=True)
+    sp.add_argument("--out", help="artifact folder (default: <artifacts>/rec)")
+    sp.add_argument("--preset", choices=["tiny", "default"], help="model and training preset (tiny: seconds)")
+    sp.add_argument("--epochs", type=int, help="most epochs (early stopping on validation NDCG@10 may end sooner)")
+    sp.add_argument("--seed", type=int)
+    sp.add_argument("--no-text", action="store_true", help="no MiniLM text features for the items")
+    sp = base("eval", "HR@10, NDCG@10, MRR, coverage on the test cases; the baselines beside", rec_eval, data=True)
+    sp.add_argument("--details", action="store_true", help="also by history length and the MMR trade-off")
+    sp.add_argument("--mmr", action="store_true", help="measure the MMR accuracy / diversity trade-off")
+    sp = base("recommend", "the next items for one user (unknown users: the most popular, labelled)", rec_recommend)
+    sp.add_argument("--user", required=True)
+    sp.add_argument("--k", type=int, default=10)
+    sp.add_argument("--mmr-lambda", type=float, default=1.0, help="below 1: more varied slates (MMR)")
+    sp = base("similar", "the items nearest to an item in the model's item space", rec_similar)
+    sp.add_argument("--item", required=True)
+    sp.add_argument("--k", type=int, default=10)
+    sp = base("batch", "top-K for every user into Parquet and the database (resumable)", rec_batch, data=True)
+    sp.add_argument("--k", type=int, default=None, help="items per user (default REC_BATCH__K, 20)")
+    sp.add_argument("--out", help="output Parquet (default: <var>/rec/recommendations.parquet)")
+    sp.add_argument("--chunk-size", type=int, help="users per chunk / part file")
+    sp.add_argument("--no-db", action="store_true", help="write the Parquet file only")
+    sp.add_argument("--database-url", help="database (default: TRIDENT_DATABASE_URL or the SQLite file)")
+    sp.add_argument("--restart", action="store_true", help="discard the parts of an earlier, different job")
+    sp.add_argument("--accelerator", help="cpu, gpu, auto")
+    sp.add_argument("--devices", type=lambda v: int(v) if v.isdigit() else v, help="devices per node (a count)")
+    sp.add_argument("--strategy", help="auto, ddp, ...")
+    sp.add_argument("--num-nodes", type=int)
+    sp = base("dashboard", "start the recommender dashboard (Streamlit)", rec_dashboard)
+    sp.add_argument("--port", type=int, default=8503)

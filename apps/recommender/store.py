@@ -1,0 +1,85 @@
+"""The recommendations table: every user's top-K list as the batch job wrote it, on SQLite or PostgreSQL.
+
+One row per (user, rank). Writing a user's list is an upsert on that key plus the removal of the ranks beyond the new
+list's length, in one transaction per chunk of users: running the same job twice leaves the same rows, and a job that
+died half-way is completed by running it again. SQLAlchemy Core with bound parameters only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from apps.common.db import BaseStore, UTCDateTime
+from apps.recommender.schemas import StoredRecommendation
+
+metadata = sa.MetaData()
+recommendations = sa.Table(
+    "rec_recommendations", metadata,
+    sa.Column("user_id", sa.String(255), primary_key=True),
+    sa.Column("rank", sa.Integer, primary_key=True),
+    sa.Column("item_id", sa.String(255), nullable=False),
+    sa.Column("score", sa.Float, nullable=False),
+    sa.Column("version", sa.String(100), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+
+class RecStore(BaseStore):
+    """Read and write the batch job's recommendations."""
+
+    metadata = metadata
+
+    def upsert(self, rows: Iterable[dict], version: str) -> int:
+        """Write lists of recommendations, in one transaction.
+
+        Args:
+            rows: dicts with ``user_id``, ``rank`` (1-based), ``item_id`` and ``score``; each user's list whole.
+            version: the artifact version that produced them.
+
+        Returns:
+            The number of rows written.
+        """
+        now = datetime.now(UTC)
+        rows = [{"user_id": str(r["user_id"]), "rank": int(r["rank"]), "item_id": str(r["item_id"]),
+                 "score": float(r["score"]), "version": version, "created_at": now} for r in rows]
+        if not rows:
+            return 0
+        longest: dict[str, int] = {}
+        for r in rows:
+            longest[r["user_id"]] = max(longest.get(r["user_id"], 0), r["rank"])
+        dialect = self.engine.dialect.name
+        with self._writer.begin() as conn:
+            if dialect in ("postgresql", "sqlite"):
+                ins = (postgresql if dialect == "postgresql" else sqlite).insert(recommendations)
+                stmt = ins.on_conflict_do_update(
+                    index_elements=["user_id", "rank"],
+                    set_={c: ins.excluded[c] for c in ("item_id", "score", "version", "created_at")})
+                conn.execute(stmt, rows)
+            else:  # any other database: delete then insert, still one transaction
+                conn.execute(recommendations.delete().where(recommendations.c.user_id.in_(list(longest))))
+                conn.execute(recommendations.insert(), rows)
+            stale = recommendations.delete().where(recommendations.c.user_id == sa.bindparam("u"),
+                                                   recommendations.c.rank > sa.bindparam("k"))
+            conn.execute(stale, [{"u": u, "k": k} for u, k in longest.items()])
+        return len(rows)
+
+    def for_user(self, user_id: str) -> list[StoredRecommendation]:
+        """A user's stored list, best first (empty when the user has none)."""
+        q = sa.select(recommendations).where(recommendations.c.user_id == str(user_id)).order_by(
+            recommendations.c.rank)
+        with self.engine.connect() as conn:
+            return [StoredRecommendation(**row._mapping) for row in conn.execute(q)]
+
+    def count(self) -> int:
+        """Rows in the table."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(recommendations)).scalar_one())
+
+    def count_users(self) -> int:
+        """Users with a list."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count(sa.distinct(recommendations.c.user_id)))).scalar_one())

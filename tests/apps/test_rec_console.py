@@ -1,0 +1,93 @@
+"""The recommender dashboard, page by page, with Streamlit's AppTest and the session's tiny artifact, reached through
+the environment exactly as `streamlit run` would."""
+
+from __future__ import annotations
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from apps.common.settings import REPO_ROOT
+
+APP = REPO_ROOT / "apps" / "recommender" / "ui" / "app.py"
+
+
+@pytest.fixture(autouse=True)
+def fresh_service():
+    st.cache_resource.clear()
+    yield
+    st.cache_resource.clear()
+
+
+@pytest.fixture
+def env(monkeypatch, rec_artifact):
+    monkeypatch.setenv("REC_ARTIFACT", str(rec_artifact))
+    return rec_artifact
+
+
+def start(page: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    if page:
+        at.switch_page(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def frame(at: AppTest, column: str):
+    return next(df.value for df in at.dataframe if column in df.value.columns)
+
+
+@pytest.mark.parametrize("page, heading", [(None, "Recommendations"), ("views/metrics.py", "Evaluation"),
+                                           ("views/items.py", "Item explorer")])
+def test_each_page_loads_without_error(env, page, heading):
+    at = start(page)
+    assert heading in [h.value for h in at.subheader]
+    assert not at.error
+
+
+def test_picking_a_user_shows_history_and_recommendations_with_reasons(env):
+    at = start()
+    at.selectbox(key="user").set_value("u003").run()
+    assert not at.exception and not at.error
+    recs = frame(at, "why")
+    assert len(recs) == 10 and recs["why"].str.startswith("close to").all()
+    history = frame(at, "when")
+    assert len(history) > 0 and not set(recs["title"]) & set(history["title"])
+    assert any("generative model" in m.value for m in at.markdown)
+    at.slider(key="k").set_value(5).run()
+    assert len(frame(at, "why")) == 5
+
+
+def test_an_unknown_user_is_answered_by_popularity_and_says_so(env):
+    at = start()
+    at.text_input(key="user_typed").set_value("someone-new").run()
+    assert not at.exception and not at.error
+    assert any("POPULARITY" in m.value for m in at.markdown)
+    assert any("unknown user" in c.value for c in at.caption)
+    assert len(frame(at, "why")) == 10 and frame(at, "why")["why"].str.startswith("popular").all()
+    at.text_input(key="user_typed").set_value("").run()  # back to the list
+    assert any("generative model" in m.value for m in at.markdown)
+
+
+def test_metrics_page_shows_the_baselines(env):
+    at = start("views/metrics.py")
+    table = frame(at, "ndcg@10")
+    assert table["model"].tolist() == ["generative model", "popularity", "sasrec"]
+    assert len(frame(at, "lambda")) >= 2  # the MMR trade-off
+
+
+def test_item_explorer_lists_neighbours(env):
+    at = start("views/items.py")
+    at.text_input(key="item_query").set_value("Inspector").run()
+    assert at.selectbox(key="item").value.startswith("Inspector Vale")
+    sims = frame(at, "similarity")
+    assert len(sims) == 10 and not sims["title"].eq(at.selectbox(key="item").value.split(" [")[0]).any()
+    at.text_input(key="item_query").set_value("no film has this name").run()
+    assert any("No item matches" in i.value for i in at.info)
+
+
+def test_a_missing_artifact_is_a_sentence_not_a_traceback(monkeypatch, tmp_path):
+    monkeypatch.setenv("REC_ARTIFACT", str(tmp_path / "nothing"))
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception
+    assert at.error and at.error[0].value.startswith("The recommender cannot start: No recommender artifact")

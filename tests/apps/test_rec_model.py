@@ -1,0 +1,99 @@
+"""The two sequence models and the loss they share: causality, padding, tied tables, full and sampled softmax."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from apps.recommender.model import GenerativeRecommender, Popularity, SASRec, pca
+from apps.recommender.settings import ModelSettings, SASRecSettings, TrainSettings
+from apps.recommender.train import LengthBuckets, LitRecommender, mask_seen
+
+CFG = ModelSettings(n_layer=2, n_head=2, n_embd=16, n_inner=32, max_len=12, dropout=0.0, text_init=False)
+
+
+def models(n_items: int = 20):
+    torch.manual_seed(0)
+    return [GenerativeRecommender(CFG, n_items), SASRec(SASRecSettings(n_embd=16, dropout=0.0), n_items, 12)]
+
+
+@pytest.mark.parametrize("i", [0, 1], ids=["generative", "sasrec"])
+def test_a_position_never_sees_the_items_after_it(i):
+    model = models()[i].eval()
+    a = torch.tensor([[3, 4, 5, 6, 7]])
+    b = torch.tensor([[3, 4, 5, 19, 2]])  # same first three items, different future
+    with torch.no_grad():
+        ha, hb = model.hidden(a), model.hidden(b)
+    torch.testing.assert_close(ha[:, :3], hb[:, :3])
+    assert not torch.allclose(ha[:, 3], hb[:, 3])
+
+
+@pytest.mark.parametrize("i", [0, 1], ids=["generative", "sasrec"])
+def test_left_padding_does_not_change_the_next_item_scores(i):
+    model = models()[i].eval()
+    with torch.no_grad():
+        plain = model.score_last(torch.tensor([[3, 4, 5]]))
+        padded = model.score_last(torch.tensor([[0, 0, 3, 4, 5], [9, 8, 7, 6, 5]]))[:1]
+    if i == 0:  # the core counts positions over real items only: padding is invisible
+        torch.testing.assert_close(plain, padded, atol=1e-5, rtol=1e-5)
+    assert plain.shape == (1, 21)
+
+
+def test_generative_model_scores_with_its_tied_item_table():
+    gen = models()[0]
+    assert gen.item_table() is gen.items.emb.weight and gen.head.item_emb[0] is gen.items.emb
+    h = torch.randn(3, 16)
+    torch.testing.assert_close(gen.logits(h), h @ gen.items.emb.weight.t() + gen.head.bias)
+
+
+def test_text_init_starts_the_items_from_their_text_directions():
+    torch.manual_seed(0)
+    text = torch.nn.functional.normalize(torch.randn(10, 384), dim=-1)
+    gen = GenerativeRecommender(CFG.model_copy(update={"text_init": True}), 10, text)
+    want = torch.nn.functional.normalize(pca(text, 16), dim=-1)
+    got = torch.nn.functional.normalize(gen.items.emb.weight[1:].detach(), dim=-1)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="expected"):
+        GenerativeRecommender(CFG, 10, torch.randn(9, 384))
+    add = GenerativeRecommender(CFG.model_copy(update={"text_mode": "add"}), 10, text)
+    torch.testing.assert_close(add.item_table()[1:] - add.items.emb.weight[1:], add.cold_vectors(text))
+
+
+@pytest.mark.parametrize("sampled", [False, True], ids=["full", "sampled"])
+def test_the_loss_trains_both_ways(sampled):
+    torch.manual_seed(0)
+    gen = models(n_items=6)[0]
+    lit = LitRecommender(gen, TrainSettings(), sampled=sampled, n_negatives=64)  # many accidental hits of 6 items
+    batch = torch.tensor([[0, 1, 2, 3, 4], [1, 2, 3, 4, 5]])
+    opt = torch.optim.Adam(gen.parameters(), lr=1e-2)
+    first = None
+    for _ in range(30):
+        loss = lit.loss(batch)
+        assert torch.isfinite(loss)
+        first = first if first is not None else float(loss.detach())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(loss) < first
+
+
+def test_mask_seen_hides_padding_and_history():
+    scores = torch.zeros(2, 5)
+    out = mask_seen(scores, torch.tensor([[0, 2], [3, 4]]))
+    assert torch.isinf(out[0, [0, 2]]).all() and torch.isinf(out[1, [0, 3, 4]]).all()
+    assert torch.isfinite(out[0, [1, 3, 4]]).all() and scores.eq(0).all()  # the input is left as it was
+
+
+def test_length_buckets_cover_every_window_once_per_epoch_and_change_order():
+    lengths = [5, 1, 9, 3, 3, 7, 2, 8, 6, 4] * 3
+    sampler = LengthBuckets(lengths, batch_size=4, seed=1, pool=2)
+    e1, e2 = list(sampler), list(sampler)
+    assert sorted(i for b in e1 for i in b) == list(range(30)) == sorted(i for b in e2 for i in b)
+    assert e1 != e2 and len(e1) == len(sampler) == 8
+
+
+def test_popularity_breaks_ties_by_index_and_never_scores_padding():
+    pop = Popularity([0, 3, 5, 5, 1])
+    s = pop.score(2)
+    assert s.shape == (2, 5) and s[0, 0] == float("-inf")
+    assert list(s[0, 1:].argsort()[::-1] + 1) == [2, 3, 1, 4]
