@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: setup
-	$(BIN)/trident demo
+	$(BIN)/trident suite up
 
 test: setup
 	$(BIN)/ruff check .

@@ -1,4 +1,4 @@
-"""The one CLI: ``trident {core,cs,fin,rec,demo,db} ...``.
+"""The one CLI: ``trident {core,cs,fin,rec,suite,demo,db} ...``.
 
 Settings come from flags, then from the environment (prefix ``TRIDENT_``), then from defaults. Errors a user can fix
 (a missing file, a bad format, an unknown task) are printed as one line, ``error: ...``, with exit status 2.
@@ -26,6 +26,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from apps.customer_service.service import USER_ERRORS as CS_ERRORS
     from apps.finance_sentiment.service import USER_ERRORS as FIN_ERRORS
     from apps.recommender.commands import user_errors as rec_errors
+    from apps.suite import SuiteError
     from core.artifacts import ArtifactError
     from core.data import DataFormatError
     from core.modalities import InputError
@@ -34,7 +35,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from core.tokenizer import TokenizerError
 
     return (CLIError, ArtifactError, DataFormatError, InputError, PretrainedNotInstalled, UnknownTaskError,
-            TokenizerError, FileNotFoundError, ValueError, *CS_ERRORS, *FIN_ERRORS, *rec_errors())
+            TokenizerError, FileNotFoundError, ValueError, SuiteError, *CS_ERRORS, *FIN_ERRORS, *rec_errors())
 
 
 def _settings(args: argparse.Namespace) -> CoreSettings:
@@ -70,7 +71,9 @@ def core_info(args) -> None:
 def _train_config(args, base):
     over = {k: v for k, v in (("max_epochs", args.epochs), ("batch_size", args.batch_size), ("lr", args.lr),
                               ("precision", args.precision), ("seed", args.seed),
-                              ("max_steps", args.max_steps)) if v is not None}
+                              ("max_steps", args.max_steps), ("accelerator", args.accelerator),
+                              ("devices", args.devices), ("strategy", args.strategy),
+                              ("num_nodes", args.num_nodes)) if v is not None}
     return base.model_copy(update=over)
 
 
@@ -233,6 +236,10 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--lr", type=float)
         sp.add_argument("--precision", help="32-true, bf16-mixed, 16-mixed")
         sp.add_argument("--seed", type=int)
+        sp.add_argument("--accelerator", help="Lightning accelerator: cpu, gpu, auto")
+        sp.add_argument("--devices", type=lambda v: int(v) if v.isdigit() else v, help="devices per node (a count)")
+        sp.add_argument("--strategy", help="Lightning strategy: auto, ddp, fsdp, ...")
+        sp.add_argument("--num-nodes", type=int, help="nodes (multi-node training)")
 
     sp = common(cs.add_parser("info", help="environment, or one artifact's config and training history"))
     sp.set_defaults(fn=core_info)
@@ -300,6 +307,16 @@ def build_parser() -> argparse.ArgumentParser:
     from apps.finance_sentiment.commands import register as register_fin
 
     register_fin(sub, common)
+    from apps.settings_doc import register as register_settings
+
+    register_settings(sub)
+    from apps.common.data_commands import register as register_data
+
+    register_data(sub)
+
+    from apps.suite import register as register_suite
+
+    register_suite(sub, common)
 
     sp = sub.add_parser("demo", help="the core end to end in the terminal: train what is missing, then classify, "
                                      "embed and generate")

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 
 def command_adder(subparsers, common) -> Callable:
@@ -19,8 +20,20 @@ def command_adder(subparsers, common) -> Callable:
     return add
 
 
-def run_dashboard(app: Path, port: int, address: str = "0.0.0.0") -> None:
-    """Run ``streamlit run app`` headless on ``address:port`` until it stops; exit with its status."""
+def run_dashboard(app: Path, port: int, address: str = "0.0.0.0", env: dict[str, str] | None = None) -> NoReturn:
+    """Become ``streamlit run app``, headless on ``address:port``; never returns.
+
+    The process is replaced (``exec``) rather than waited for, so that a SIGTERM from a supervisor (docker, systemd,
+    a test) reaches Streamlit itself, which shuts down cleanly, instead of killing a parent and orphaning the server.
+
+    Args:
+        app: The Streamlit script.
+        port: Port to listen on.
+        address: Interface to listen on (``0.0.0.0`` in a container).
+        env: The environment to run with (default: this process's).
+    """
     cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port), "--server.address", address,
            "--server.headless", "true", "--browser.gatherUsageStats", "false"]
-    raise SystemExit(subprocess.call(cmd))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, cmd, dict(os.environ) if env is None else env)

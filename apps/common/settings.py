@@ -17,7 +17,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 class CoreSettings(BaseSettings):
     """Paths and services of one Trident installation."""
 
-    model_config = SettingsConfigDict(env_prefix="TRIDENT_", env_nested_delimiter="__", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="TRIDENT_", env_nested_delimiter="__", frozen=True, extra="ignore",
+                                      env_ignore_empty=True)
 
     data_dir: Path = Field(REPO_ROOT.parent / "shared" / "datasets",
                            description="Folder laid out like ../shared/datasets (real data sets).")

@@ -43,7 +43,8 @@ class DialogSettings(BaseModel):
 class CSSettings(BaseSettings):
     """Everything the customer-service app reads from its environment."""
 
-    model_config = SettingsConfigDict(env_prefix="CS_", env_nested_delimiter="__", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="CS_", env_nested_delimiter="__", frozen=True, extra="ignore",
+                                      env_ignore_empty=True)
 
     core: CoreSettings = Field(default_factory=CoreSettings)
     kb_path: Path = Field(REPO_ROOT / "samples" / "faq.csv", description="Knowledge-base file or folder.")

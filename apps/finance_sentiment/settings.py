@@ -38,7 +38,8 @@ class MonitorSettings(BaseModel):
 class FinSettings(BaseSettings):
     """Everything the finance-sentiment monitor reads from its environment."""
 
-    model_config = SettingsConfigDict(env_prefix="FIN_", env_nested_delimiter="__", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="FIN_", env_nested_delimiter="__", frozen=True, extra="ignore",
+                                      env_ignore_empty=True)
 
     core: CoreSettings = Field(default_factory=CoreSettings)
     feeds_path: Path = Field(REPO_ROOT / "samples" / "feeds.toml", description="Feeds and entities (TOML or YAML).")

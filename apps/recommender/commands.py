@@ -6,10 +6,9 @@ line ``error: ...`` and exit with status 2 (``apps/cli.py``).
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
+from apps.common.commands import run_dashboard
 from apps.common.output import emit
 from apps.common.settings import REPO_ROOT
 
@@ -148,15 +147,12 @@ def rec_batch(args) -> None:
 def rec_dashboard(args) -> None:
     import os
 
-    app = REPO_ROOT / "apps" / "recommender" / "ui" / "app.py"
-    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port),
-           "--server.headless", "true", "--browser.gatherUsageStats", "false"]
     env = dict(os.environ)  # the dashboard reads its settings from the environment: pass the flags on
     for flag, var in (("artifact", "REC_ARTIFACT"), ("artifacts_dir", "TRIDENT_ARTIFACTS_DIR"),
                       ("data_dir", "TRIDENT_DATA_DIR")):
         if getattr(args, flag, None):
             env[var] = str(Path(getattr(args, flag)).resolve())
-    raise SystemExit(subprocess.call(cmd, env=env))
+    run_dashboard(REPO_ROOT / "apps" / "recommender" / "ui" / "app.py", args.port, args.address, env)
 
 
 def register(sub, common) -> None:
@@ -203,3 +199,4 @@ def register(sub, common) -> None:
     sp.add_argument("--num-nodes", type=int)
     sp = base("dashboard", "start the recommender dashboard (Streamlit)", rec_dashboard)
     sp.add_argument("--port", type=int, default=8503)
+    sp.add_argument("--address", default="0.0.0.0", help="interface to listen on")

@@ -70,7 +70,8 @@ class TrainSettings(BaseModel):
     seed: int = Field(13, description="Seed of initialisation, shuffling and dropout.")
     precision: str = Field("32-true", description="Lightning precision (fp32: bf16 is slower on this CPU).")
     accelerator: str = Field("auto", description="Lightning accelerator (cpu, gpu, auto).")
-    devices: int | str = Field("auto", description="Lightning devices.")
+    devices: int | str = Field("auto", union_mode="left_to_right",  # "4" from the environment is the count 4
+                               description="Lightning devices.")
     strategy: str = Field("auto", description="Lightning strategy (auto, ddp, ...).")
     num_nodes: int = Field(1, ge=1, description="Nodes for multi-node training.")
     progress: bool = Field(True, description="Show Lightning's progress bar.")
@@ -84,7 +85,8 @@ class BatchSettings(BaseModel):
     k: int = Field(20, ge=1, le=1000, description="Items per user.")
     chunk_size: int = Field(256, ge=1, description="Users per chunk (one part file, one predict batch).")
     accelerator: str = Field("auto", description="Lightning accelerator for trainer.predict.")
-    devices: int | str = Field(1, description="Devices for trainer.predict (several GPUs: a count, with ddp).")
+    devices: int | str = Field(1, union_mode="left_to_right",
+                               description="Devices for trainer.predict (several GPUs: a count, with ddp).")
     strategy: str = Field("auto", description="Lightning strategy (ddp for several devices or nodes).")
     num_nodes: int = Field(1, ge=1, description="Nodes.")
 
@@ -92,7 +94,8 @@ class BatchSettings(BaseModel):
 class RecSettings(BaseSettings):
     """Everything the recommender reads from its environment."""
 
-    model_config = SettingsConfigDict(env_prefix="REC_", env_nested_delimiter="__", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="REC_", env_nested_delimiter="__", frozen=True, extra="ignore",
+                                      env_ignore_empty=True)
 
     core: CoreSettings = Field(default_factory=CoreSettings)
     data: Path = Field(SAMPLES / "rec_interactions.csv",
