@@ -1,4 +1,11 @@
-"""The one CLI: ``trident {core,cs,fin,rec,suite,demo,db} ...``.
+"""The one CLI: ``trident {core,cs,fin,rec,data,settings,suite,demo} ...``.
+
+- ``core``: the shared model: pretrain, finetune, train-images, eval-*, classify, embed, generate, artifacts, info;
+- ``cs``, ``fin``, ``rec``: the three apps (``apps/<app>/commands.py``);
+- ``data``: list the public data sets, fetch one into ``TRIDENT_DATA_DIR`` (``apps/common/data_commands.py``);
+- ``settings``: every setting as an environment variable, for ``.env.example`` and the README (``settings_doc.py``);
+- ``suite``: ``prepare`` what the dashboards need, or bring the whole suite ``up`` (``apps/suite.py``, ``make demo``);
+- ``demo``: the core's terminal tour.
 
 Settings come from flags, then from the environment (prefix ``TRIDENT_``), then from defaults. Errors a user can fix
 (a missing file, a bad format, an unknown task) are printed as one line, ``error: ...``, with exit status 2.
@@ -84,7 +91,7 @@ def core_pretrain(args) -> None:
     corpus = read_corpus(args.corpus) if args.corpus else pretrain_corpus(s.data_dir)
     out = pretrain(corpus, args.out or s.artifacts_dir / "text-pretrain", _train_config(args, PRETRAIN),
                    init_from=args.init_from)
-    _emit(_training_summary(out), args.json)
+    _emit_training_summary(out, args.json)
 
 
 def core_finetune(args) -> None:
@@ -102,14 +109,17 @@ def core_finetune(args) -> None:
         tasks.append(text_task(name, path, fmt, test_path=test_path or None))
     cfg = _train_config(args, TEXT_TRAIN)
     out = finetune_text(tasks, args.out or _settings(args).artifacts_dir / "text-custom", cfg, init_from=args.init_from)
-    _emit(_training_summary(out), args.json)
+    _emit_training_summary(out, args.json)
 
 
-def _training_summary(out: Path) -> dict:
+def _emit_training_summary(out: Path, as_json: bool) -> None:
     from core.artifacts import read_config
+    from core.train import is_global_zero
 
+    if not is_global_zero():  # under ddp every process gets here: global rank 0 reports
+        return
     meta = read_config(out)["meta"]
-    return {"artifact": str(out), **meta.get("training", {})}
+    _emit({"artifact": str(out), **meta.get("training", {})}, as_json)
 
 
 def core_train_images(args) -> None:
@@ -121,7 +131,7 @@ def core_train_images(args) -> None:
         cfg = cfg.model_copy(update={"head_lr": args.lr})  # one model trained from scratch: one learning rate
     out = train_image_classifier(s.data_dir, args.out or s.artifacts_dir / "images-fashion", cfg,
                                  init_artifact=args.init_artifact)
-    _emit(_training_summary(out), args.json)
+    _emit_training_summary(out, args.json)
 
 
 def core_eval_images(args) -> None:

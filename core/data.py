@@ -16,7 +16,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from core.tasks import TaskSpec
 from core.tokenizer import Tokenizer
@@ -278,7 +278,9 @@ class MultiTaskLoader:
     """Every batch of every task's loader once per epoch, in a seeded random interleaving.
 
     Each task is visited in proportion to its size, and a small task is not cycled (no over-fitting to it); the order
-    changes every epoch but is the same for the same seed.
+    changes every epoch but is the same for the same seed. Under a distributed strategy each loader reads this
+    process's share (a ``DistributedSampler``, told the epoch here); every process has as many batches per task and
+    the same task order, so the processes step together.
     """
 
     def __init__(self, loaders: dict[str, DataLoader], seed: int):
@@ -290,6 +292,9 @@ class MultiTaskLoader:
     def __iter__(self) -> Iterator[Batch]:
         order = [name for name, dl in self.loaders.items() for _ in range(len(dl))]
         random.Random(self.seed + self.epoch).shuffle(order)
+        for dl in self.loaders.values():
+            if isinstance(dl.sampler, DistributedSampler):
+                dl.sampler.set_epoch(self.epoch)  # a new shuffle each epoch, the same on every process
         self.epoch += 1
         its = {name: iter(dl) for name, dl in self.loaders.items()}
         for name in order:
@@ -329,15 +334,22 @@ class MultiTaskDataModule(L.LightningDataModule):
             return SeriesTextCollator(spec.name, self.tok, self.max_length)
         raise ValueError(f"no collator for task kind {spec.kind!r}")
 
-    def _loader(self, td: TaskData, ds: Dataset, train: bool) -> DataLoader:
+    def _loader(self, td: TaskData, ds: Dataset, train: bool, world: int = 1, rank: int = 0) -> DataLoader:
         g = torch.Generator().manual_seed(self.seed)
+        sampler = None
+        if train and world > 1:  # this process's share of each epoch's shuffle, padded to the same length everywhere
+            sampler = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=True, seed=self.seed)
         # contrastive batches must not be cut short: in-batch negatives need the whole batch
-        return DataLoader(ds, batch_size=self.batch_size if train else self.eval_batch_size, shuffle=train,
-                          generator=g if train else None, collate_fn=self.collator(td.spec, train),
+        return DataLoader(ds, batch_size=self.batch_size if train else self.eval_batch_size,
+                          shuffle=train and sampler is None, sampler=sampler,
+                          generator=g if train and sampler is None else None, collate_fn=self.collator(td.spec, train),
                           num_workers=self.num_workers, drop_last=train and td.spec.kind == "pairs")
 
     def train_dataloader(self) -> MultiTaskLoader:
-        return MultiTaskLoader({t.spec.name: self._loader(t, t.train, True) for t in self.tasks}, self.seed)
+        # Lightning adds its distributed sampler only to plain DataLoaders, not inside MultiTaskLoader: shard here
+        world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer is not None else (1, 0)
+        return MultiTaskLoader({t.spec.name: self._loader(t, t.train, True, world, rank) for t in self.tasks},
+                               self.seed)
 
     def val_dataloader(self) -> list[DataLoader]:
         return [self._loader(t, t.val, False) for t in self.tasks if t.val is not None]

@@ -12,6 +12,7 @@ import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils.data import DistributedSampler
 
 from core import metrics
 from core.config import TrainConfig
@@ -32,6 +33,7 @@ class LitCore(L.LightningModule):
         self.val_tasks = list(val_tasks or [])
         self.new_module_prefixes = new_module_prefixes
         self._val: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+        self._val_loader: dict[str, int] = {}  # task -> index of its validation loader
 
     # ------------------------------------------------------------------ losses
     def task_loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -76,6 +78,7 @@ class LitCore(L.LightningModule):
     def validation_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> None:
         spec = self.model.task(batch.task)
         acc = self._val[batch.task]
+        self._val_loader[batch.task] = dataloader_idx
         if spec.kind == "lm":
             nll = self.lm_loss(batch, reduction="sum")
             n = batch.labels[:, 1:].ne(-100).sum() if batch.mode == "causal" else batch.labels.ne(-100).sum()
@@ -83,8 +86,7 @@ class LitCore(L.LightningModule):
             acc["n"].append(int(n))
             return
         loss, out = self.task_loss(batch)
-        acc["loss"].append(float(loss) * len(batch))
-        acc["count"].append(len(batch))
+        acc["loss"].extend([float(loss)] * len(batch))  # one entry per sample, like pred and true (see _gathered)
         if spec.kind == "pairs":
             acc["pred"].extend(out.argmax(-1).tolist())  # in-batch retrieval: is the positive ranked first?
             acc["true"].extend(range(out.size(0)))
@@ -94,14 +96,14 @@ class LitCore(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         scores, losses = [], []
-        for task, acc in self._val.items():
+        for task, acc in self._gathered().items():
             if "nll" in acc:
                 loss = sum(acc["nll"]) / max(1, sum(acc["n"]))
                 self.log(f"val/{task}/ppl", metrics.perplexity(sum(acc["nll"]), max(1, sum(acc["n"]))))
                 self.log(f"val/{task}/loss", loss)
                 losses.append(loss)
                 continue
-            loss = sum(acc["loss"]) / max(1, sum(acc["count"]))
+            loss = sum(acc["loss"]) / max(1, len(acc["loss"]))
             a = metrics.accuracy(acc["true"], acc["pred"])
             self.log(f"val/{task}/loss", loss)
             self.log(f"val/{task}/acc", a, prog_bar=True)
@@ -114,6 +116,40 @@ class LitCore(L.LightningModule):
         if losses:
             self.log("val/loss", float(np.mean(losses)), prog_bar=not scores)
         self._val.clear()
+
+    def _gathered(self) -> dict[str, dict[str, list]]:
+        """This validation's records from every process, so that every rank computes and logs the same metrics and
+        early stopping and the best checkpoint are decided on the whole validation set, the same way everywhere.
+
+        Under a distributed strategy Lightning gives each process a ``DistributedSampler`` without shuffling: rank
+        ``r`` of ``W`` reads positions ``r, r + W, ...`` of the validation set, padded at the end with repeats of its
+        first samples so that every rank gets as many. Those repeats are dropped from the per-sample records (pred,
+        true, loss) before the records of all ranks are put together; the LM records (sums per batch) are summed as
+        they are. One process: its own records.
+        """
+        local = {}
+        for task, acc in self._val.items():
+            keep = self._unpadded(task, len(acc.get("true", [])))
+            local[task] = {k: list(v[:keep]) if k in ("pred", "true", "loss") else list(v) for k, v in acc.items()}
+        if self.trainer.world_size == 1 or not torch.distributed.is_initialized():
+            return local
+        parts: list[dict | None] = [None] * self.trainer.world_size
+        torch.distributed.all_gather_object(parts, local)  # the same list, in rank order, on every rank
+        merged: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+        for part in parts:
+            for task, acc in part.items():
+                for k, v in acc.items():
+                    merged[task][k].extend(v)
+        return merged
+
+    def _unpadded(self, task: str, n: int) -> int:
+        """How many of this process's first ``n`` validation samples of ``task`` are not the sampler's padding."""
+        loaders = self.trainer.val_dataloaders
+        dl = loaders[self._val_loader.get(task, 0)] if isinstance(loaders, (list, tuple)) else loaders
+        sampler = getattr(dl, "sampler", None)
+        if not isinstance(sampler, DistributedSampler) or sampler.shuffle or sampler.drop_last:
+            return n
+        return min(n, len(range(sampler.rank, len(sampler.dataset), sampler.num_replicas)))
 
     # ------------------------------------------------------------------ optimiser
     def configure_optimizers(self):

@@ -166,7 +166,11 @@ def finetune_text(tasks: list[TextTask], out: str | Path, cfg: TrainConfig, init
     """Fine-tune one backbone on several text classification tasks (and optional contrastive pairs) at once."""
     from core.train import fit
 
-    model, tok = new_text_model(init_from)
+    n_val = {name: max(1, len(a) // 10) for name, (a, _) in (pairs or {}).items()}  # the first pairs validate
+    # a random init (tiny, small, base) trains its tokenizer on the training texts, never on validation or test
+    corpus = [x for t in tasks for x in t.train[0]]
+    corpus += [x for name, (a, b) in (pairs or {}).items() for x in [*a[n_val[name]:], *b[n_val[name]:]]]
+    model, tok = new_text_model(init_from, corpus=corpus)
     datas = []
     for t in tasks:
         spec = TaskSpec(name=t.name, kind="classify", labels=t.labels)
@@ -175,8 +179,8 @@ def finetune_text(tasks: list[TextTask], out: str | Path, cfg: TrainConfig, init
     for name, (a, b) in (pairs or {}).items():
         spec = TaskSpec(name=name, kind="pairs")
         model.add_task(spec)
-        n_val = max(1, len(a) // 10)
-        datas.append(TaskData(spec, ListDataset(a[n_val:], b[n_val:]), ListDataset(a[:n_val], b[:n_val])))
+        k = n_val[name]
+        datas.append(TaskData(spec, ListDataset(a[k:], b[k:]), ListDataset(a[:k], b[:k])))
     dm = MultiTaskDataModule(datas, tok, batch_size=cfg.batch_size, max_length=cfg.max_length, seed=cfg.seed)
     meta = {"recipe": "finetune_text", "init_from": init_from, "data": {t.name: t.source for t in tasks}}
     return fit(model, dm, cfg, out, tok, meta=meta)

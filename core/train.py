@@ -1,7 +1,9 @@
 """fit(): train a CoreModel with Lightning and write an artifact folder.
 
 TensorBoard logs, the best checkpoint by the validation metric, early stopping, bf16-mixed where the hardware has it,
-seeded for reproducibility, with a progress bar.
+seeded for reproducibility, with a progress bar. Under a distributed strategy (ddp, several processes or nodes) the
+validation metrics are computed on the whole validation set on every rank (``LitCore`` gathers the records), and only
+global rank 0 writes the artifact; the others wait for it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
 
 from core.artifacts import save_artifact
 from core.config import TrainConfig
@@ -87,6 +90,8 @@ def fit(model: CoreModel, data: MultiTaskDataModule, cfg: TrainConfig, out_dir: 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*isn't an iterable.*")
+        # LitCore gathers its validation records itself: every rank logs the same value, no sync_dist needed
+        warnings.filterwarnings("ignore", message=".*sync_dist=True.*")
         if validate_first:
             res = trainer.validate(lit, datamodule=data, verbose=False)
             initial = {k: float(v) for r in res for k, v in r.items() if k.startswith("val/")}
@@ -96,14 +101,27 @@ def fit(model: CoreModel, data: MultiTaskDataModule, cfg: TrainConfig, out_dir: 
         # our own checkpoint, weights only: read it back with weights_only=True (no pickle of arbitrary objects)
         state = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
         lit.load_state_dict(state)
-        # the artifact below holds the same weights: keep no second copy (and no stale best.ckpt for a later fit)
-        Path(ckpt.best_model_path).unlink(missing_ok=True)
-    best = float(ckpt.best_model_score) if ckpt.best_model_score is not None else None
-    history = {"best_" + monitor.replace("/", "_"): best, "epochs": trainer.current_epoch,
-               "steps": trainer.global_step, "train_seconds": round(seconds, 1),
-               "final": {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")},
-               "initial": initial}
-    log.info("trained %s in %.0fs: %s", out_dir, seconds, json.dumps(history))
     model.eval()
-    return save_artifact(out_dir, model, tok, meta={**(meta or {}), "training": history,
-                                                     "train_config": cfg.model_dump()})
+    # Under a distributed strategy every process gets here with the same weights and history (the validation metrics
+    # are gathered across processes, see LitCore), and global rank 0 alone writes the artifact.
+    trainer.strategy.barrier("fit-best-loaded")  # nobody still reads best.ckpt when rank 0 removes it
+    if trainer.is_global_zero:
+        if ckpt.best_model_path:
+            # the artifact below holds the same weights: keep no second copy (and no stale best.ckpt for a later fit)
+            Path(ckpt.best_model_path).unlink(missing_ok=True)
+        best = float(ckpt.best_model_score) if ckpt.best_model_score is not None else None
+        history = {"best_" + monitor.replace("/", "_"): best, "epochs": trainer.current_epoch,
+                   "steps": trainer.global_step, "train_seconds": round(seconds, 1),
+                   "final": {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")},
+                   "initial": initial}
+        log.info("trained %s in %.0fs: %s", out_dir, seconds, json.dumps(history))
+        save_artifact(out_dir, model, tok, meta={**(meta or {}), "training": history,
+                                                 "train_config": cfg.model_dump()})
+    trainer.strategy.barrier("fit-artifact-written")  # the other processes return once the artifact is complete
+    return out_dir
+
+
+def is_global_zero() -> bool:
+    """Whether this process is global rank 0 of the last distributed run (always True without one): the process
+    that writes artifacts and should print reports."""
+    return rank_zero_only.rank == 0

@@ -13,9 +13,9 @@ How it works:
 3. When every part is there they are merged in chunk order into ``OUT`` (again through a temporary file), and, with a
    database, each part is upserted in its own transaction (idempotent: ``store.RecStore``).
 
-The same job scales out with Lightning's strategies; each process predicts its share of the pending chunks (a
-``DistributedSampler`` over chunk indices) and writes its own part files, and whichever process finishes the merge
-check merges::
+The same job scales out with Lightning's strategies; each process predicts its share of the pending chunks (rank
+``r`` of ``W`` takes every ``W``-th chunk of rank 0's pending list, from the ``r``-th on) and writes its own part
+files; after a barrier, global rank 0 merges::
 
     # one machine, 4 GPUs
     trident rec batch --k 20 --out recs.parquet --accelerator gpu --devices 4 --strategy ddp
@@ -25,8 +25,10 @@ check merges::
     # or torchrun on each node: torchrun --nnodes 2 --nproc-per-node 8 --rdzv-endpoint HOST:29500 \\
     #     -m apps.cli rec batch ... --devices 8 --num-nodes 2 --strategy ddp
 
-The output folder must be on storage every node can see. DistributedSampler pads the last round by repeating chunk
-indices: a repeated chunk rewrites the same bytes under the same name, so the output still has each user once.
+The output folder must be on storage every node can see. The chunks are shared out by ``ChunkDataModule`` rather
+than by Lightning's distributed sampler, which fails when there are fewer pending chunks than processes (the sample
+data is one chunk; a resumed job may have one chunk left): a process may get no chunk at all, and simply waits at the
+barrier. Each chunk is one predict batch scored on its own, so the output does not depend on the number of processes.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter, TQDMProgressBar
+from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import DataLoader, Dataset
 
 from apps.recommender.data import RecData, pad_left
@@ -81,6 +84,7 @@ class BatchResult:
     seconds: float
     users_per_second: float
     db_rows: int = 0
+    merged: bool = True  # False in the processes other than global rank 0 of a distributed job: they wrote parts only
 
 
 def part_name(chunk: int) -> str:
@@ -117,6 +121,27 @@ class ChunkData(Dataset):
         hists = [self.data.seqs[self.data.user_index[u]] for u in users]
         return {"chunk": c, "users": users, "inputs": torch.from_numpy(pad_left(hists, self.max_len)),
                 "seen": torch.from_numpy(pad_left(hists))}
+
+
+class ChunkDataModule(L.LightningDataModule):
+    """The pending chunks as predict batches, this process's share of them under a distributed strategy.
+
+    ``predict_dataloader`` runs once the processes are connected: rank 0's pending list is broadcast (every process
+    shards the same list even if their views of the shared folder differ) and rank ``r`` of ``W`` takes
+    ``pending[r::W]``, so with fewer chunks than processes some take none. The trainer runs with
+    ``use_distributed_sampler=False``: Lightning's sampler would assert on a dataset shorter than the world size.
+    """
+
+    def __init__(self, data: RecData, pending: list[int], chunk_size: int, max_len: int):
+        super().__init__()
+        self.data, self.pending, self.chunk_size, self.max_len = data, pending, chunk_size, max_len
+        self.allow_zero_length_dataloader_with_multiple_devices = True  # a process may have no chunk
+
+    def predict_dataloader(self) -> DataLoader:
+        trainer = self.trainer
+        pending = trainer.strategy.broadcast(self.pending, src=0)
+        mine = pending[trainer.global_rank::trainer.world_size]
+        return DataLoader(ChunkData(self.data, mine, self.chunk_size, self.max_len), batch_size=None, shuffle=False)
 
 
 class LitPredictor(L.LightningModule):
@@ -179,7 +204,7 @@ def done_chunks(parts: Path, n_chunks: int) -> list[int]:
                 out.append(c)
             except (OSError, pa.ArrowException):
                 log.warning("unreadable part %s: redoing its chunk", p)
-                p.unlink()
+                p.unlink(missing_ok=True)  # another process of the same job may have removed it
     return out
 
 
@@ -198,6 +223,10 @@ def run_batch(art: RecArtifact, out: str | Path, cfg: BatchSettings, k: int | No
         restart: drop the parts of an earlier, different job instead of refusing to run.
         progress: Lightning's progress bar over chunks.
         fail_after_chunks: raise ``SimulatedCrash`` after writing this many parts (tests).
+
+    Returns:
+        What the job did. Under a distributed strategy only global rank 0 merges and upserts; the other processes
+        return ``merged=False`` with no user or row counts.
 
     Raises:
         BatchError: ``OUT.parts`` holds a different job's parts (without ``restart``), or chunks are missing after
@@ -234,16 +263,20 @@ def run_batch(art: RecArtifact, out: str | Path, cfg: BatchSettings, k: int | No
         callbacks = [writer] + ([TQDMProgressBar(refresh_rate=1)] if progress else [])
         trainer = L.Trainer(accelerator=cfg.accelerator, devices=cfg.devices, strategy=cfg.strategy,
                             num_nodes=cfg.num_nodes, logger=False, callbacks=callbacks, enable_progress_bar=progress,
-                            enable_model_summary=False, enable_checkpointing=False, precision="32-true")
-        loader = DataLoader(ChunkData(data, pending, cfg.chunk_size, art.model.max_len), batch_size=None,
-                            shuffle=False)
+                            enable_model_summary=False, enable_checkpointing=False, precision="32-true",
+                            use_distributed_sampler=False)  # ChunkDataModule shares the chunks out
+        chunks = ChunkDataModule(data, pending, cfg.chunk_size, art.model.max_len)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")
             warnings.filterwarnings("ignore", message=".*infer the batch indices.*")  # one chunk = one batch
-            trainer.predict(LitPredictor(art.model, k), loader, return_predictions=False)
+            warnings.filterwarnings("ignore", message=".*local rank has zero length.*")  # fewer chunks than processes
+            trainer.predict(LitPredictor(art.model, k), datamodule=chunks, return_predictions=False)
         trainer.strategy.barrier("rec-batch-parts")  # every process has written its parts
         if trainer.world_size > 1 and trainer.global_rank != 0:
-            return BatchResult(out, 0, 0, n_chunks, len(before), len(pending), time.perf_counter() - t0, 0.0)
+            return BatchResult(out, 0, 0, n_chunks, len(before), len(pending), round(time.perf_counter() - t0, 3),
+                               0.0, merged=False)
+    elif rank_zero_only.rank:  # nothing to predict, under torchrun or SLURM: only global rank 0 merges and upserts
+        return BatchResult(out, 0, 0, n_chunks, len(before), 0, round(time.perf_counter() - t0, 3), 0.0, merged=False)
     for stale in parts.glob(".*.tmp-*"):  # what a killed process was writing: never a part, safe to drop now
         stale.unlink(missing_ok=True)
     missing = sorted(set(range(n_chunks)) - set(done_chunks(parts, n_chunks)))

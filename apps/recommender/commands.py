@@ -139,6 +139,8 @@ def rec_batch(args) -> None:
     out = Path(args.out) if args.out else s.core.var_dir / "rec" / "recommendations.parquet"
     res = run_batch(art, out, cfg, k=args.k, data=data, store=store, restart=args.restart,
                     progress=not args.json)
+    if not res.merged:  # another process of a distributed job reports
+        return
     emit({"out": str(res.out), "users": res.users, "rows": res.rows, "chunks": res.chunks,
           "chunks_done_before": res.chunks_done_before, "chunks_run": res.chunks_run, "db_rows": res.db_rows,
           "seconds": res.seconds, "users_per_second": res.users_per_second}, args.json)

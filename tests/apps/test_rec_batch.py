@@ -3,6 +3,7 @@ database (SQLite and PostgreSQL, idempotent upserts)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -118,6 +119,27 @@ def test_batch_survives_a_real_kill(art, rec_artifact, tmp_path):
     assert df["user_id"].nunique() == 3000 and not list(parts.glob(".*.tmp-*"))
     clean = run_batch(art, tmp_path / "clean.parquet", BatchSettings(chunk_size=10), k=5, data=many, progress=False)
     pd.testing.assert_frame_equal(df, read(clean.out))
+
+
+def test_batch_on_two_ddp_processes_with_fewer_chunks_than_processes(art, rec_artifact, tmp_path):
+    """`trident rec batch` on 2 CPU processes (ddp, gloo) resuming a job with one chunk left: one process scores it,
+    the other has none; the output equals a single-process run's, and only rank 0 reports. Then nothing is left."""
+    cfg = BatchSettings(chunk_size=64)  # 160 users: 3 chunks
+    out = tmp_path / "ddp.parquet"
+    with pytest.raises(SimulatedCrash):
+        run_batch(art, out, cfg, k=10, progress=False, fail_after_chunks=2)
+    cmd = [sys.executable, "-m", "apps.cli", "rec", "batch", "--artifact", str(rec_artifact), "--out", str(out),
+           "--k", "10", "--chunk-size", "64", "--no-db", "--json", "--accelerator", "cpu", "--devices", "2",
+           "--strategy", "ddp"]
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    for done_before, run in ((2, 1), (3, 0)):
+        proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        report = json.loads(proc.stdout)  # one JSON object: the other process prints nothing
+        assert (report["chunks_done_before"], report["chunks_run"], report["users"], report["rows"]) == (
+            done_before, run, 160, 1600)
+        clean = run_batch(art, tmp_path / "clean.parquet", cfg, k=10, progress=False)
+        pd.testing.assert_frame_equal(read(out), read(clean.out))
 
 
 # ------------------------------------------------------------------------------------------------ database

@@ -78,3 +78,16 @@ def test_eval_images_rejects_npz_without_labels(tmp_path, capsys):
     np.savez(data, images=np.zeros((2, 28, 28), np.uint8))
     assert main(["core", "eval-images", "--data", str(data), "--artifact", str(tmp_path)]) == 2
     assert "needs arrays 'images' and 'labels'" in capsys.readouterr().err
+
+
+def test_cli_finetune_from_a_random_preset_trains_its_tokenizer_on_the_training_rows(tmp_path, capsys):
+    from apps.common.settings import REPO_ROOT
+    from core.artifacts import load_artifact
+
+    out = tmp_path / "tiny"
+    assert main(["core", "finetune", "--task", f"intents=csv:{REPO_ROOT / 'samples' / 'intents.csv'}",
+                 "--init-from", "tiny", "--epochs", "1", "--batch-size", "16", "--out", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out.splitlines()[-1])  # after the progress bar, one report
+    assert report["artifact"] == str(out) and report["steps"] == 4  # 56 training rows of 80, batches of 16
+    model, tok, _ = load_artifact(out)
+    assert list(model.tasks) == ["intents"] and tok.vocab_size < 1000  # its own small vocabulary, not MiniLM's
