@@ -39,7 +39,8 @@ def cs_train(args) -> None:
         pairs = [(q, entry_text(kb[g], with_answer=s.retrieval.index_answers))
                  for q, g in read_queries(args.pairs_queries) if g in kb]
     intents = None if args.no_intents else Path(args.intents or s.intents_path)
-    out = train_cs(Path(args.out) if args.out else s.artifact_dir, intents, pairs)
+    init = Path(args.continue_from) if args.continue_from else None
+    out = train_cs(Path(args.out) if args.out else s.artifact_dir, intents, pairs, init_from=init)
     emit({"artifact": str(out), "retrieval_pairs": len(pairs), "intents": str(intents)}, args.json)
 
 
@@ -135,6 +136,8 @@ def register(sub, common) -> None:
     sp.add_argument("--pairs-queries", help="queries (JSONL/CSV with query, faq_id) to train retrieval on")
     sp.add_argument("--pairs-kb", help="the KB those queries point into (default: CS_KB_PATH)")
     sp.add_argument("--out", help="artifact folder (default: <artifacts>/cs)")
+    sp.add_argument("--continue-from", metavar="ARTIFACT",
+                    help="continue training from this cs artifact (a warm restart; untrained parts are kept)")
     sp = base("index", "ingest the KB and build the FAISS + BM25 index", cs_index)
     sp.add_argument("--kb", help="KB file or folder (CSV/JSONL/Markdown/text)")
     sp.add_argument("--calibrate", help="queries with gold ids to calibrate the answer confidence on")

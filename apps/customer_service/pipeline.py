@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 INTENTS_TRAIN = TrainConfig(max_epochs=3, batch_size=32, lr=1e-3, head_lr=2e-3, max_length=64, precision="32-true",
                             patience=2, warmup_ratio=0.06, label_smoothing=0.1)
+# a warm restart of the intents adapter from an earlier artifact: a second, gentler cosine cycle (``--continue-from``)
+INTENTS_CONTINUE = INTENTS_TRAIN.model_copy(update={"head_lr": 1e-3, "lr": 5e-4})
 RETRIEVAL_TRAIN = TrainConfig(max_epochs=4, batch_size=32, lr=5e-4, head_lr=5e-4, max_length=96, precision="32-true",
                               patience=2, temperature=0.05)
 
@@ -68,15 +70,31 @@ def read_queries(path: str | Path) -> list[tuple[str, str]]:
 # ------------------------------------------------------------------------------------------------------ training
 def train_cs(out: Path, intents_csv: Path | None, pairs: Sequence[tuple[str, str]] = (),
              intents_cfg: TrainConfig = INTENTS_TRAIN, retrieval_cfg: TrainConfig = RETRIEVAL_TRAIN,
-             lora_r: int = 16) -> Path:
+             lora_r: int = 16, init_from: Path | None = None) -> Path:
     """Train the intents adapter (+ classifier head) on ``intents_csv`` and the retrieval adapter on ``pairs``
-    (query, entry text), one after the other on the frozen all-MiniLM-L6-v2 base."""
-    from core.recipes import new_text_model
+    (query, entry text), one after the other on the frozen all-MiniLM-L6-v2 base.
 
+    With ``init_from`` (an earlier cs artifact), training continues from its adapters and heads instead of starting
+    from all-MiniLM-L6-v2 (a warm restart: a new cosine cycle, ``INTENTS_CONTINUE`` when ``intents_cfg`` is the
+    default); whatever is not retrained (e.g. the retrieval adapter when no pairs are given) is kept as it was. The
+    base weights stay frozen either way, so the retrieval embeddings do not move while the intents train.
+    """
     if intents_csv is None and not pairs:
         raise ValueError("nothing to train: give intents, retrieval pairs or both")
-    model, tok = new_text_model("minilm")
-    meta: dict = {"recipe": "cs", "lora_r": lora_r}
+    if init_from is not None:
+        from core.artifacts import load_artifact
+
+        model, tok, config = load_artifact(init_from)
+        model.train()  # load_artifact returns it in eval mode; dropout is part of training
+        meta = {**config.get("meta", {}), "recipe": "cs", "continued_from": str(init_from)}
+        lora_r = int(meta.get("lora_r", lora_r))
+        if intents_cfg is INTENTS_TRAIN:
+            intents_cfg = INTENTS_CONTINUE
+    else:
+        from core.recipes import new_text_model
+
+        model, tok = new_text_model("minilm")
+        meta = {"recipe": "cs", "lora_r": lora_r}
     if intents_csv is not None:
         meta["intents"] = _train_intents(model, tok, intents_csv, intents_cfg, lora_r, out, meta)
     if pairs:
@@ -86,16 +104,21 @@ def train_cs(out: Path, intents_csv: Path | None, pairs: Sequence[tuple[str, str
 
 
 def _train_intents(model, tok, intents_csv: Path, cfg: TrainConfig, lora_r: int, out: Path, meta: dict) -> dict:
-    from core.adapters import apply_lora, train_only_adapters
+    from core.adapters import adapter_names, apply_lora, train_only_adapters
     from core.data import ListDataset, MultiTaskDataModule, TaskData
     from core.recipes import text_task
     from core.tasks import TaskSpec
     from core.train import fit
 
     task = text_task("intents", intents_csv, "csv", val_fraction=0.1, test_fraction=0.0)
-    apply_lora(model.backbone, "intents", r=lora_r, alpha=2 * lora_r, dropout=0.1)
     spec = TaskSpec(name="intents", kind="classify", labels=task.labels, adapter="intents")
-    model.add_task(spec)
+    if "intents" in adapter_names(model.backbone) and "intents" in model.tasks:  # continuing an earlier artifact
+        if list(model.tasks["intents"].labels) != list(task.labels):
+            raise ValueError(f"{intents_csv}: its intents differ from those of the artifact it continues")
+        spec = model.tasks["intents"]
+    else:
+        apply_lora(model.backbone, "intents", r=lora_r, alpha=2 * lora_r, dropout=0.1)
+        model.add_task(spec)
     train_only_adapters(model, keep_trainable=("heads.intents.",))
     _freeze_other_adapters(model, "intents")
     dm = MultiTaskDataModule([TaskData(spec, ListDataset(*task.train), ListDataset(*task.val))], tok,
@@ -156,7 +179,8 @@ def _train_base_head(model, tok, task, out: Path, meta: dict) -> dict:
             best = (acc, l2, lin)
     acc_base, l2, lin = best
     spec = TaskSpec(name="intents-base", kind="classify", labels=task.labels, adapter=BASE)
-    model.add_task(spec)
+    if "intents-base" not in model.heads:
+        model.add_task(spec)
     head: ClassifierHead = model.heads["intents-base"]
     with torch.no_grad():  # fold the standardisation into the linear layer: W (x - mu) / sd + b
         head.out.weight.copy_(lin.weight / sd)

@@ -92,3 +92,42 @@ def test_intent_ensemble_mixes_the_adapter_and_the_base_head_with_validated_weig
     # the base head reads the base weights whatever adapter was switched on before
     eng.use_adapter("retrieval")
     np.testing.assert_allclose(eng.classify_proba(texts, "intents-base"), p_base, atol=1e-6)
+
+
+def test_continuing_the_intents_keeps_the_retrieval_adapter_and_moves_the_intents(cs_artifact, tmp_path):
+    """``trident cs train --continue-from``: a warm restart of the intents adapter from an earlier artifact. The
+    retrieval adapter and the base are carried over bit for bit; the intents adapter does train further."""
+    import torch
+
+    from apps.customer_service.pipeline import train_cs
+    from core.adapters import adapter_state
+    from core.artifacts import load_artifact
+    from core.config import TrainConfig
+
+    quick = TrainConfig.quick(max_epochs=1, batch_size=16, lr=1e-3, head_lr=3e-3, max_length=32)
+    out = train_cs(tmp_path / "cs2", SAMPLES / "intents.csv", intents_cfg=quick, init_from=cs_artifact)
+    before, _, cfg0 = load_artifact(cs_artifact)
+    after, _, cfg1 = load_artifact(out)
+    assert cfg1["meta"]["continued_from"] == str(cs_artifact)
+    assert set(cfg1["adapters"]) == set(cfg0["adapters"]) >= {"intents", "retrieval"}
+    for k, v in adapter_state(before.backbone, "retrieval").items():
+        torch.testing.assert_close(adapter_state(after.backbone, "retrieval")[k], v, rtol=0, atol=0)
+    base0 = {k: v for k, v in before.backbone.state_dict().items() if ".lora_" not in k}
+    for k, v in after.backbone.state_dict().items():
+        if ".lora_" not in k:
+            torch.testing.assert_close(v, base0[k], rtol=0, atol=0)
+    moved = [not torch.equal(v, adapter_state(after.backbone, "intents")[k])
+             for k, v in adapter_state(before.backbone, "intents").items()]
+    assert any(moved)
+    assert "intent_ensemble" in cfg1["meta"]
+
+
+def test_continuing_with_other_intents_is_refused(cs_artifact, tmp_path):
+    from apps.customer_service.pipeline import train_cs
+    from core.config import TrainConfig
+
+    other = tmp_path / "other.csv"
+    other.write_text("text,category\n" + "".join(f"hello {i},greeting\nbye {i},farewell\n" for i in range(10)))
+    quick = TrainConfig.quick(max_epochs=1, batch_size=8, max_length=16)
+    with pytest.raises(ValueError, match="intents differ"):
+        train_cs(tmp_path / "cs2", other, intents_cfg=quick, init_from=cs_artifact)
