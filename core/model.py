@@ -152,7 +152,7 @@ class Backbone(nn.Module):
     def forward(self, idx: torch.Tensor | None, attention_mask: torch.Tensor | None = None,
                 mode: AttnMode = "bidirectional", prefix: Prefix | None = None,
                 prefix_len: torch.Tensor | None = None, past_kv: KVCache | None = None,
-                use_cache: bool = False):
+                use_cache: bool = False, positions: torch.Tensor | None = None):
         """Run the Transformer.
 
         Args:
@@ -164,6 +164,8 @@ class Backbone(nn.Module):
             prefix_len: (B,) bidirectional positions in prefix mode; defaults to the prefix's length.
             past_kv: a cache from an earlier call, to decode new tokens without recomputing old ones.
             use_cache: also return the updated cache.
+            positions: (B, T) position ids to use instead of counting real tokens from the left (e.g. counted from
+                the right end, so that the most recent item of a sequence always sits at the same position).
 
         Returns:
             hidden (B, P+T, C), and the cache when ``use_cache``.
@@ -197,7 +199,14 @@ class Backbone(nn.Module):
         if past_len + T > self.cfg.block_size:
             raise ValueError(f"sequence of {past_len + T} positions exceeds block_size={self.cfg.block_size}")
         # Positions count real tokens only, so left-padded prompts in a batch line up with unpadded ones.
-        pos = (key_mask.long().cumsum(1) - 1).clamp(min=0)[:, -T:]  # (B, T)
+        if positions is None:
+            pos = (key_mask.long().cumsum(1) - 1).clamp(min=0)[:, -T:]  # (B, T)
+        else:
+            if positions.shape != (B, T):
+                raise ValueError(f"positions of shape {tuple(positions.shape)}, expected {(B, T)}")
+            if int(positions.min()) < 0 or int(positions.max()) >= self.cfg.block_size:
+                raise ValueError(f"positions must lie in [0, {self.cfg.block_size})")
+            pos = positions
         x = self.drop(self.ln_emb(x + self.wpe(pos)))
         if mode == "prefix" and prefix_len is None:
             prefix_len = torch.full((B,), len(prefix) if prefix is not None else 0, device=x.device)

@@ -114,7 +114,12 @@ class GenerativeRecommender(SequentialRecommender):
         if self.settings.scale_inputs:
             x = x * math.sqrt(self.cfg.n_embd)
         prefix = Prefix(x, prefix.mask, prefix.types)
-        h = self.backbone(None, mode="causal", prefix=prefix)  # (B, T, C)
+        positions = None
+        if self.settings.positions == "right":  # the most recent item at the last position, whatever the length
+            real = prefix.mask.long()
+            after = real.flip(1).cumsum(1).flip(1) - real  # real items after each position
+            positions = (self.cfg.block_size - 1 - after).clamp(min=0)
+        h = self.backbone(None, mode="causal", prefix=prefix, positions=positions)  # (B, T, C)
         return self.head.transform(h)
 
     def item_table(self) -> torch.Tensor:

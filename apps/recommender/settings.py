@@ -33,6 +33,10 @@ class ModelSettings(BaseModel):
     scale_inputs: bool = Field(False, description="Multiply the item vectors by sqrt(n_embd) on the way in (as the "
                                                   "Transformer and SASRec do). Off: on ML-100k validation NDCG@10 it "
                                                   "scored 0.096 against 0.103 without.")
+    positions: Literal["left", "right"] = Field(
+        "left", description="left: positions count the user's items from the oldest (the core's default); right: "
+                            "from the most recent, which always sits at the last position (as in SASRec). On "
+                            "ML-100k validation NDCG@10 (ids only) right scored 0.0936 against 0.1032 for left.")
     text_init: bool = Field(True, description="Use the items' MiniLM text embeddings (title + genres), as text_mode "
                                               "says; without the pretrained package the model uses ids only.")
     text_mode: Literal["init", "add"] = Field(

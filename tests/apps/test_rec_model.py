@@ -39,6 +39,29 @@ def test_left_padding_does_not_change_the_next_item_scores(i):
     assert plain.shape == (1, 21)
 
 
+def test_right_aligned_positions_put_the_latest_item_last_and_ignore_padding():
+    from apps.recommender.model import GenerativeRecommender
+    from apps.recommender.settings import ModelSettings
+
+    torch.manual_seed(0)
+    gen = GenerativeRecommender(ModelSettings(n_layer=1, n_head=2, n_embd=16, n_inner=32, max_len=10, dropout=0.0,
+                                              text_init=False, positions="right"), 20).eval()
+    seen = {}
+    real = gen.backbone.forward
+
+    def spy(*a, **kw):
+        seen["pos"] = kw["positions"]
+        return real(*a, **kw)
+
+    gen.backbone.forward = spy
+    with torch.no_grad():
+        plain = gen.score_last(torch.tensor([[3, 4, 5]]))
+        assert seen["pos"].tolist() == [[7, 8, 9]]
+        padded = gen.score_last(torch.tensor([[0, 0, 3, 4, 5], [9, 8, 7, 6, 5]]))[:1]
+        assert seen["pos"][1].tolist() == [5, 6, 7, 8, 9]
+    torch.testing.assert_close(plain, padded, atol=1e-5, rtol=1e-5)
+
+
 def test_generative_model_scores_with_its_tied_item_table():
     gen = models()[0]
     assert gen.item_table() is gen.items.emb.weight and gen.head.item_emb[0] is gen.items.emb

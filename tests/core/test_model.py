@@ -278,3 +278,19 @@ def test_presets_and_unknown_preset():
     assert ModelConfig.preset("minilm") == ModelConfig.base()
     with pytest.raises(ValueError, match="unknown model preset 'nope'"):
         ModelConfig.preset("nope")
+
+
+def test_explicit_positions_replace_the_left_count_and_are_checked():
+    torch.manual_seed(0)
+    bb = Backbone(ModelConfig(vocab_size=50, n_layer=1, n_head=2, n_embd=16, n_inner=32, block_size=8)).eval()
+    idx = torch.tensor([[5, 6, 7]])
+    with torch.no_grad():
+        default = bb(idx, mode="causal")
+        same = bb(idx, mode="causal", positions=torch.tensor([[0, 1, 2]]))
+        shifted = bb(idx, mode="causal", positions=torch.tensor([[5, 6, 7]]))
+    torch.testing.assert_close(default, same)
+    assert not torch.allclose(default, shifted)
+    with pytest.raises(ValueError, match="positions must lie"):
+        bb(idx, positions=torch.tensor([[6, 7, 8]]))
+    with pytest.raises(ValueError, match="positions of shape"):
+        bb(idx, positions=torch.tensor([[0, 1]]))
