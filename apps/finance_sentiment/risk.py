@@ -193,11 +193,16 @@ def average_precision(y: Sequence[int], p: Sequence[float]) -> float:
 
 
 def risk_metrics(y: Sequence[int], p: Sequence[float]) -> dict:
-    """ROC-AUC, average precision, Brier score, base rate and n."""
+    """ROC-AUC, average precision, Brier score, base rate and n; the ranking metrics are None (JSON null) where they
+    are undefined (only one class among the sessions)."""
     y, p = np.asarray(y, dtype=np.float64), np.asarray(p, dtype=np.float64)
     if not len(y):
         return {"n": 0}
-    return {"roc_auc": round(roc_auc(y, p), 4), "average_precision": round(average_precision(y, p), 4),
+
+    def defined(v: float) -> float | None:
+        return None if not np.isfinite(v) else round(float(v), 4)
+
+    return {"roc_auc": defined(roc_auc(y, p)), "average_precision": defined(average_precision(y, p)),
             "brier": round(float(np.mean((p - y) ** 2)), 5), "base_rate": round(float(y.mean()), 4), "n": int(len(y))}
 
 

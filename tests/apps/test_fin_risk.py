@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -31,6 +32,9 @@ def test_roc_auc_and_average_precision_match_hand_computed_values():
     assert np.isnan(roc_auc([1, 1], [0.2, 0.3]))
     m = risk_metrics([0, 1], [0.0, 1.0])
     assert m == {"roc_auc": 1.0, "average_precision": 1.0, "brier": 0.0, "base_rate": 0.5, "n": 2}
+    one_class = risk_metrics([0, 0], [0.1, 0.2])  # undefined ranking metrics are null, so the report is valid JSON
+    assert one_class["roc_auc"] is None and one_class["average_precision"] is None
+    json.loads(json.dumps(one_class, allow_nan=False))
 
 
 def test_risk_window_scales_pads_and_uses_nothing_after_the_end():
