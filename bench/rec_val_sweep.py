@@ -1,6 +1,7 @@
 """Validation sweep of the generative recommender on ML-100k: each argument is a JSON object of ModelSettings
-changes (plus "train": TrainSettings changes, "which": "sasrec" for the baseline); prints the best validation NDCG@10
-per run. Never looks at the test targets. Results of the runs so far: bench/results/recommender_val_sweep.json.
+changes (plus "train": TrainSettings changes, "which": "sasrec" for the baseline, "hack": a head ablation);
+prints the best validation NDCG@10 per run. Never looks at the test targets. Results of the runs so far:
+bench/results/recommender_val_sweep.json.
 
 Usage: python bench/rec_val_sweep.py '{"dropout": 0.4}' '{"text_init": false}'
 """
@@ -35,6 +36,9 @@ else:
 for spec in sys.argv[1:]:
     kw = json.loads(spec)
     which = kw.pop("which", "model")
+    # ablations of the core's NextItemHead: "plain" scores the backbone output directly (no dense + GELU + LayerNorm),
+    # "nobias" keeps the per-item bias at zero, "plain_nobias" both
+    hack = kw.pop("hack", None)
     tkw = kw.pop("train", {})
     tcfg = TrainSettings(progress=False, **tkw)
     torch.manual_seed(tcfg.seed)
@@ -43,6 +47,10 @@ for spec in sys.argv[1:]:
     else:
         cfg = ModelSettings(**kw)
         m = GenerativeRecommender(cfg, data.n_items, text if cfg.text_init else None)
-    h = fit(m, split.train, split.val, tcfg, Path(tempfile.gettempdir()) / "trident_rec_sweep", "x")
+        if hack in ("plain", "plain_nobias"):
+            m.head.transform = lambda h: h
+        if hack in ("nobias", "plain_nobias"):
+            m.head.bias.requires_grad_(False)
+    h = fit(m, split.train, split.val, tcfg, tempfile.mkdtemp(prefix="trident_rec_sweep_"), "x")
     print(json.dumps({"spec": spec, "best": round(h["best_val_ndcg@10"], 4), "epoch": h["best_epoch"],
                       "epochs": h["epochs"], "s": h["train_seconds"], "curve": h["val_ndcg@10"]}), flush=True)
