@@ -36,6 +36,10 @@ class ModelConfig(BaseModel):
     dropout: float = Field(0.1, ge=0.0, lt=1.0, description="Dropout on embeddings, attention output and MLP.")
     attn_dropout: float = Field(0.1, ge=0.0, lt=1.0, description="Dropout on attention probabilities.")
     layer_norm_eps: float = Field(1e-12, gt=0.0, description="LayerNorm epsilon (BERT uses 1e-12).")
+    norm: Literal["post", "pre"] = Field(
+        "post", description="post: BERT's post-LayerNorm blocks with a LayerNorm on the embeddings (what MiniLM's "
+                            "weights need); pre: pre-LayerNorm blocks and a final LayerNorm (GPT-2 / SASRec style), "
+                            "for models trained from scratch.")
     # image patch encoder
     image_channels: int = Field(1, ge=1, le=3, description="Channels the image encoder works in (1 gray, 3 RGB).")
     image_size: int = Field(28, ge=4, description="Side the image encoder is trained at; other sizes are resized.")

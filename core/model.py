@@ -102,10 +102,12 @@ class SelfAttention(nn.Module):
 
 
 class Block(nn.Module):
-    """BERT's post-LayerNorm block: x = LN(x + Attn(x)); x = LN(x + MLP(x))."""
+    """BERT's post-LayerNorm block: x = LN(x + Attn(x)); x = LN(x + MLP(x)). With ``cfg.norm == "pre"``:
+    x = x + Attn(LN(x)); x = x + MLP(LN(x))."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
+        self.pre = cfg.norm == "pre"
         self.attn = SelfAttention(cfg)
         self.ln_1 = nn.LayerNorm(cfg.n_embd, eps=cfg.layer_norm_eps)
         self.fc = nn.Linear(cfg.n_embd, cfg.n_inner)
@@ -114,6 +116,10 @@ class Block(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
 
     def forward(self, x, mask, past=None):
+        if self.pre:
+            a, kv = self.attn(self.ln_1(x), mask, past)
+            x = x + self.drop(a)
+            return x + self.drop(self.fc_proj(F.gelu(self.fc(self.ln_2(x))))), kv
         a, kv = self.attn(x, mask, past)
         x = self.ln_1(x + self.drop(a))
         x = self.ln_2(x + self.drop(self.fc_proj(F.gelu(self.fc(x)))))
@@ -132,6 +138,9 @@ class Backbone(nn.Module):
         self.ln_emb = nn.LayerNorm(cfg.n_embd, eps=cfg.layer_norm_eps)
         self.drop = nn.Dropout(cfg.dropout)
         self.h = nn.ModuleList([Block(cfg) for _ in range(cfg.n_layer)])
+        # pre-LN: no LayerNorm on the embeddings (ln_emb stays, unused, so every config has the same tensors but
+        # ln_f); a final LayerNorm after the last block instead
+        self.ln_f = nn.LayerNorm(cfg.n_embd, eps=cfg.layer_norm_eps) if cfg.norm == "pre" else None
         self.apply(self._init_weights)
 
     @staticmethod
@@ -207,7 +216,8 @@ class Backbone(nn.Module):
             if int(positions.min()) < 0 or int(positions.max()) >= self.cfg.block_size:
                 raise ValueError(f"positions must lie in [0, {self.cfg.block_size})")
             pos = positions
-        x = self.drop(self.ln_emb(x + self.wpe(pos)))
+        x = x + self.wpe(pos)
+        x = self.drop(x if self.ln_f is not None else self.ln_emb(x))
         if mode == "prefix" and prefix_len is None:
             prefix_len = torch.full((B,), len(prefix) if prefix is not None else 0, device=x.device)
         mask = build_attn_mask(mode, key_mask, T, prefix_len)  # (B, 1, T, S)
@@ -216,6 +226,8 @@ class Backbone(nn.Module):
             x, kv = block(x, mask, None if past_kv is None else past_kv[i])
             if use_cache:
                 present.append(kv)
+        if self.ln_f is not None:
+            x = self.ln_f(x)
         return (x, present) if use_cache else x
 
 

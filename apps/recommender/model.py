@@ -78,7 +78,7 @@ class GenerativeRecommender(SequentialRecommender):
         self.settings, self.n_items, self.max_len = cfg, n_items, cfg.max_len
         self.cfg = ModelConfig(vocab_size=8, n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd,
                                n_inner=cfg.n_inner, block_size=max(8, cfg.max_len), dropout=cfg.dropout,
-                               attn_dropout=cfg.attn_dropout, n_items=n_items)
+                               attn_dropout=cfg.attn_dropout, n_items=n_items, norm=cfg.norm)
         self.backbone = Backbone(self.cfg)
         self.items = ItemEncoder(self.cfg)
         self.head = NextItemHead(self.cfg, self.items.emb)

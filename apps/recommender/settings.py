@@ -33,6 +33,8 @@ class ModelSettings(BaseModel):
     scale_inputs: bool = Field(False, description="Multiply the item vectors by sqrt(n_embd) on the way in (as the "
                                                   "Transformer and SASRec do). Off: on ML-100k validation NDCG@10 it "
                                                   "scored 0.096 against 0.103 without.")
+    norm: Literal["post", "pre"] = Field("post", description="The core's block: BERT's post-LayerNorm (post) or "
+                                                              "pre-LayerNorm with a final LayerNorm (pre).")
     positions: Literal["left", "right"] = Field(
         "left", description="left: positions count the user's items from the oldest (the core's default); right: "
                             "from the most recent, which always sits at the last position (as in SASRec). On "

@@ -294,3 +294,21 @@ def test_explicit_positions_replace_the_left_count_and_are_checked():
         bb(idx, positions=torch.tensor([[6, 7, 8]]))
     with pytest.raises(ValueError, match="positions of shape"):
         bb(idx, positions=torch.tensor([[0, 1]]))
+
+
+def test_pre_layernorm_blocks_change_the_computation_and_add_a_final_norm():
+    torch.manual_seed(0)
+    kw = dict(vocab_size=50, n_layer=2, n_head=2, n_embd=16, n_inner=32, block_size=8, dropout=0.0, attn_dropout=0.0)
+    post, pre = Backbone(ModelConfig(**kw)).eval(), Backbone(ModelConfig(**kw, norm="pre")).eval()
+    assert post.ln_f is None and pre.ln_f is not None
+    missing = pre.load_state_dict(post.state_dict(), strict=False).missing_keys
+    assert missing == ["ln_f.weight", "ln_f.bias"]  # the same tensors otherwise
+    idx = torch.tensor([[5, 6, 7, 8]])
+    with torch.no_grad():
+        a, b = post(idx, mode="causal"), pre(idx, mode="causal")
+    assert not torch.allclose(a, b)
+    # the final LayerNorm: every position normalised (zero mean, unit variance before its affine part)
+    torch.testing.assert_close(b.mean(-1), torch.zeros(1, 4), atol=1e-5, rtol=0)
+    with torch.no_grad():  # causal: a later token does not change earlier positions in either mode
+        b2 = pre(torch.tensor([[5, 6, 7, 9]]), mode="causal")
+    torch.testing.assert_close(b[:, :3], b2[:, :3])
