@@ -274,10 +274,19 @@ def _train_into(out: Path, train: Callable[[Path], object]) -> None:
     tmp.rename(out)
 
 
-def _may_train(plan: Plan, app: str) -> None:
+def _present_model(plan: Plan, app: str) -> Step | None:
+    """The model step of ``app`` when its artifact is there already (the full one of `make artifacts`, else a quick
+    one from an earlier run); None when it has to be trained, which ``--no-train`` refuses."""
+    full = plan.full_artifact(app)
+    if full:
+        return Step(app, "model", "full", str(full))
+    out = plan.quick_artifact(app)
+    if complete(app, out):
+        return Step(app, "model", "reused", str(out))
     if not plan.suite.train:
-        raise SuiteError(f"no {app} artifact in {plan.core.artifacts_dir / app} or {plan.quick_artifact(app)}; "
+        raise SuiteError(f"no {app} artifact in {plan.core.artifacts_dir / app} or {out}; "
                          "run without --no-train, or `make artifacts`")
+    return None
 
 
 def _subset_csv(path: Path, rows: list[tuple[str, str]], header: tuple[str, str]) -> Path:
@@ -330,13 +339,10 @@ def _phrasebank_subset(plan: Plan) -> Path:
 
 def cs_model(plan: Plan, state: dict) -> Step:
     """The customer-service artifact: intents and retrieval adapters on all-MiniLM-L6-v2."""
-    full = plan.full_artifact("cs")
-    if full:
-        return Step("cs", "model", "full", str(full))
+    present = _present_model(plan, "cs")
+    if present:
+        return present
     out = plan.quick_artifact("cs")
-    if complete("cs", out):
-        return Step("cs", "model", "reused", str(out))
-    _may_train(plan, "cs")
     from apps.customer_service.knowledge import entry_text, load_kb
     from apps.customer_service.pipeline import read_queries, train_cs
     from core.config import TrainConfig
@@ -379,13 +385,10 @@ def cs_index(plan: Plan, state: dict) -> Step:
 
 def fin_model(plan: Plan, state: dict) -> Step:
     """The sentiment artifact: all-MiniLM-L6-v2 fine-tuned on labelled financial sentences."""
-    full = plan.full_artifact("fin")
-    if full:
-        return Step("fin", "model", "full", str(full))
+    present = _present_model(plan, "fin")
+    if present:
+        return present
     out = plan.quick_artifact("fin")
-    if complete("fin", out):
-        return Step("fin", "model", "reused", str(out))
-    _may_train(plan, "fin")
     from apps.finance_sentiment.pipeline import train_sentiment
     from core.config import TrainConfig
 
@@ -461,13 +464,10 @@ def fin_cycle(plan: Plan, state: dict) -> Step:
 
 def rec_model(plan: Plan, state: dict) -> Step:
     """The recommender artifact: the generative model, SASRec and popularity, with their test report."""
-    full = plan.full_artifact("rec")
-    if full:
-        return Step("rec", "model", "full", str(full))
+    present = _present_model(plan, "rec")
+    if present:
+        return present
     out = plan.quick_artifact("rec")
-    if complete("rec", out):
-        return Step("rec", "model", "reused", str(out))
-    _may_train(plan, "rec")
     from apps.recommender.data import load_data
     from apps.recommender.pipeline import train_all
 

@@ -16,6 +16,8 @@ computed SHA-256 (``no pinned checksum``) and recorded, so a second fetch can be
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import gzip
 import hashlib
 import json
@@ -442,6 +444,38 @@ def _safe_member(name: str, archive: str) -> PurePosixPath:
     return p
 
 
+@contextlib.contextmanager
+def _open_members(archive: Path, kind: str):
+    """The members of a zip or tar archive as ``(safe relative path, is_dir, open)``; an unsafe path, a link or a
+    special member fails the whole archive with ``FetchError`` before anything is read."""
+    if kind == "zip":
+        try:
+            zf = zipfile.ZipFile(archive)
+        except zipfile.BadZipFile as exc:
+            raise FetchError(f"{archive.name} is not a valid zip file: {exc}") from exc
+        with zf:
+            members = []
+            for info in zf.infolist():
+                path = _safe_member(info.filename, archive.name)
+                if stat.S_ISLNK(info.external_attr >> 16):
+                    raise FetchError(f"link {info.filename!r} in {archive.name}: refusing to unpack it")
+                members.append((path, info.is_dir(), functools.partial(zf.open, info)))
+            yield members
+        return
+    try:
+        tf = tarfile.open(archive, "r:*")
+    except tarfile.TarError as exc:
+        raise FetchError(f"{archive.name} is not a valid tar file: {exc}") from exc
+    with tf:
+        members = []
+        for m in tf.getmembers():
+            path = _safe_member(m.name, archive.name)
+            if not (m.isfile() or m.isdir()):
+                raise FetchError(f"link or special file {m.name!r} in {archive.name}: refusing to unpack it")
+            members.append((path, m.isdir(), functools.partial(tf.extractfile, m)))
+        yield members
+
+
 def safe_extract(archive: Path, dest: Path) -> list[Path]:
     """Unpack a ``.zip``, ``.tar[.gz]``/``.tgz`` or single-file ``.gz`` into ``dest``; return the files written.
 
@@ -450,45 +484,15 @@ def safe_extract(archive: Path, dest: Path) -> list[Path]:
     """
     kind = _archive_kind(archive.name)
     written: list[Path] = []
-    if kind == "zip":
-        try:
-            zf = zipfile.ZipFile(archive)
-        except zipfile.BadZipFile as exc:
-            raise FetchError(f"{archive.name} is not a valid zip file: {exc}") from exc
-        with zf:
-            infos = zf.infolist()
-            for info in infos:
-                _safe_member(info.filename, archive.name)
-                if stat.S_ISLNK(info.external_attr >> 16):
-                    raise FetchError(f"link {info.filename!r} in {archive.name}: refusing to unpack it")
-            for info in infos:
-                out = dest / _safe_member(info.filename, archive.name)
-                if info.is_dir():
+    if kind in ("zip", "tar"):
+        with _open_members(archive, kind) as members:
+            for path, is_dir, open_ in members:  # every member was checked before this first write
+                out = dest / path
+                if is_dir:
                     out.mkdir(parents=True, exist_ok=True)
                     continue
                 out.parent.mkdir(parents=True, exist_ok=True)
-                with zf.open(info) as src, out.open("wb") as dst:
-                    shutil.copyfileobj(src, dst, 1 << 20)
-                written.append(out)
-    elif kind == "tar":
-        try:
-            tf = tarfile.open(archive, "r:*")
-        except tarfile.TarError as exc:
-            raise FetchError(f"{archive.name} is not a valid tar file: {exc}") from exc
-        with tf:
-            members = tf.getmembers()
-            for m in members:
-                _safe_member(m.name, archive.name)
-                if not (m.isfile() or m.isdir()):
-                    raise FetchError(f"link or special file {m.name!r} in {archive.name}: refusing to unpack it")
-            for m in members:
-                out = dest / _safe_member(m.name, archive.name)
-                if m.isdir():
-                    out.mkdir(parents=True, exist_ok=True)
-                    continue
-                out.parent.mkdir(parents=True, exist_ok=True)
-                src = tf.extractfile(m)
-                with src, out.open("wb") as dst:
+                with open_() as src, out.open("wb") as dst:
                     shutil.copyfileobj(src, dst, 1 << 20)
                 written.append(out)
     elif kind == "gz":

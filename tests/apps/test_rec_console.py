@@ -8,6 +8,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from apps.common.settings import REPO_ROOT
+from tests.apps.apptest import start_app
 
 APP = REPO_ROOT / "apps" / "recommender" / "ui" / "app.py"
 
@@ -26,10 +27,7 @@ def env(monkeypatch, rec_artifact):
 
 
 def start(page: str | None = None) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60).run()
-    if page:
-        at.switch_page(page).run()
-    assert not at.exception, [e.value for e in at.exception]
+    at = start_app(APP, page)
     return at
 
 

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import streamlit as st
 
+from apps.common.ui import guarded, require, service_or_reason
 from apps.customer_service.service import USER_ERRORS, CSService
 from apps.customer_service.settings import CSSettings
 
@@ -35,22 +36,12 @@ def get_service() -> CSService | str:
         The ``CSService`` built once per server process from ``CSSettings()`` (environment ``CS_*`` and
         ``TRIDENT_*``), or the message to show when building it failed.
     """
-    try:
-        return _build_service()
-    except USER_ERRORS as exc:
-        return f"The console cannot start: {sentence(exc)}"
-    except Exception as exc:  # a bad setting, an unreachable database, a broken artifact: still one sentence
-        log.exception("the support console could not start")
-        return f"The console cannot start: {type(exc).__name__}: {sentence(exc)}"
+    return service_or_reason(_build_service, USER_ERRORS, "The console cannot start:", log, "the support console")
 
 
 def require_service() -> CSService:
     """The shared service; when it cannot start, show why with ``st.error`` and stop the page."""
-    service = get_service()
-    if isinstance(service, str):
-        st.error(service)
-        st.stop()
-    return service
+    return require(get_service())
 
 
 def agent_name() -> str:
@@ -66,24 +57,10 @@ def agent_input() -> str:
     return agent_name()
 
 
-def sentence(exc: BaseException) -> str:
-    """An exception's message as a sentence: first line, capital first letter, final full stop."""
-    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0].strip()
-    text = text[:1].upper() + text[1:]
-    return text if text.endswith((".", "!", "?")) else text + "."
-
-
 def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
     """Run one service call; on failure show ``st.error`` with a sentence and return None.
 
     Errors the agent can act on (``USER_ERRORS``) are shown as they are; anything else is logged with its
     traceback and shown as a short sentence.
     """
-    try:
-        return fn(*args, **kwargs)
-    except USER_ERRORS as exc:
-        st.error(sentence(exc))
-    except Exception as exc:
-        log.exception("service call %s failed", getattr(fn, "__name__", fn))
-        st.error(f"That did not work ({type(exc).__name__}: {sentence(exc)}) The details are in the server log.")
-    return None
+    return guarded(fn, args, kwargs, USER_ERRORS, log)

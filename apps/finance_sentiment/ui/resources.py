@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 import streamlit as st
 
+from apps.common.ui import require, sentence, service_or_reason, show_failure
 from apps.finance_sentiment.service import USER_ERRORS, FinService
 from apps.finance_sentiment.settings import FinSettings
 
@@ -47,47 +48,32 @@ def get_service() -> FinService | str:
         The ``FinService`` built once per server process from ``FinSettings()`` (environment ``FIN_*`` and
         ``TRIDENT_*``), or the message to show when building it failed.
     """
-    try:
-        return _build_service()
-    except USER_ERRORS as exc:
-        return f"The dashboard cannot start: {sentence(exc)}"
-    except Exception as exc:  # a bad setting, a broken database file: still one sentence
-        log.exception("the finance dashboard could not start")
-        return f"The dashboard cannot start: {type(exc).__name__}: {sentence(exc)}"
+    return service_or_reason(_build_service, USER_ERRORS, "The dashboard cannot start:", log,
+                             "the finance dashboard")
 
 
 def require_service() -> FinService:
     """The shared service; when it cannot start, show why with ``st.error`` and stop the page."""
-    service = get_service()
-    if isinstance(service, str):
-        st.error(service)
-        st.stop()
-    return service
-
-
-def sentence(exc: BaseException) -> str:
-    """An exception's message as a sentence: first line, capital first letter, final full stop."""
-    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0].strip() or type(exc).__name__
-    text = text[:1].upper() + text[1:]
-    return text if text.endswith((".", "!", "?")) else text + "."
+    return require(get_service())
 
 
 def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
     """Run one service call; on failure show ``st.error`` with a sentence and return None.
 
     Errors the analyst can act on (``USER_ERRORS``: database unreachable, no model, unknown alert) are shown as
-    they are; anything else is logged with its traceback and shown as a short sentence.
+    they are; a database that went away after the start gets its own sentence (the next run retries); anything else
+    is logged with its traceback and shown as a short sentence.
     """
     try:
         return fn(*args, **kwargs)
-    except USER_ERRORS as exc:
-        st.error(sentence(exc))
-    except sa.exc.OperationalError as exc:  # the database went away after the start (the next run retries)
-        log.warning("service call %s: database unreachable: %s", getattr(fn, "__name__", fn), exc)
-        st.error(f"The database cannot be reached: {sentence(exc.orig or exc)}")
+    except sa.exc.OperationalError as exc:
+        if isinstance(exc, USER_ERRORS):
+            st.error(sentence(exc))
+        else:
+            log.warning("service call %s: database unreachable: %s", getattr(fn, "__name__", fn), exc)
+            st.error(f"The database cannot be reached: {sentence(exc.orig or exc)}")
     except Exception as exc:
-        log.exception("service call %s failed", getattr(fn, "__name__", fn))
-        st.error(f"That did not work ({type(exc).__name__}: {sentence(exc)}) The details are in the server log.")
+        show_failure(exc, USER_ERRORS, log, fn)
     return None
 
 

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 import streamlit as st
 
+from apps.common.ui import guarded, require, service_or_reason
 from apps.recommender.service import USER_ERRORS, RecService
 from apps.recommender.settings import RecSettings
 
@@ -22,40 +23,17 @@ def _build_service() -> RecService:
     return RecService.build(RecSettings())
 
 
-def sentence(exc: BaseException) -> str:
-    """An exception's message as a sentence: first line, capital first letter, final full stop."""
-    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0].strip()
-    text = text[:1].upper() + text[1:]
-    return text if text.endswith((".", "!", "?")) else text + "."
-
-
 def get_service() -> RecService | str:
     """The shared service, or a sentence saying why the dashboard cannot start."""
-    try:
-        return _build_service()
-    except USER_ERRORS as exc:
-        return f"The recommender cannot start: {sentence(exc)}"
-    except Exception as exc:
-        log.exception("the recommender dashboard could not start")
-        return f"The recommender cannot start: {type(exc).__name__}: {sentence(exc)}"
+    return service_or_reason(_build_service, USER_ERRORS, "The recommender cannot start:", log,
+                             "the recommender dashboard")
 
 
 def require_service() -> RecService:
     """The shared service; when it cannot start, show why with ``st.error`` and stop the page."""
-    service = get_service()
-    if isinstance(service, str):
-        st.error(service)
-        st.stop()
-    return service
+    return require(get_service())
 
 
 def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
     """Run one service call; on failure show ``st.error`` with a sentence and return None."""
-    try:
-        return fn(*args, **kwargs)
-    except USER_ERRORS as exc:
-        st.error(sentence(exc))
-    except Exception as exc:
-        log.exception("service call %s failed", getattr(fn, "__name__", fn))
-        st.error(f"That did not work ({type(exc).__name__}: {sentence(exc)}) The details are in the server log.")
-    return None
+    return guarded(fn, args, kwargs, USER_ERRORS, log)
