@@ -40,6 +40,7 @@ for spec in sys.argv[1:]:
     # "nobias" keeps the per-item bias at zero, "plain_nobias" both
     hack = kw.pop("hack", None)
     tkw = kw.pop("train", {})
+    fut = kw.pop("future", [0, 0.0])  # [window, weight] of the future-window loss (for either model)
     tcfg = TrainSettings(progress=False, **tkw)
     torch.manual_seed(tcfg.seed)
     if which == "sasrec":
@@ -51,6 +52,11 @@ for spec in sys.argv[1:]:
             m.head.transform = lambda h: h
         if hack in ("nobias", "plain_nobias"):
             m.head.bias.requires_grad_(False)
-    h = fit(m, split.train, split.val, tcfg, tempfile.mkdtemp(prefix="trident_rec_sweep_"), "x")
+        if hack in ("xavier", "xavier_all"):  # SASRec's initialisation of the matrices (the item table too: _all)
+            for name, p in m.named_parameters():
+                if p.ndim >= 2 and (hack == "xavier_all" or "items.emb" not in name):
+                    torch.nn.init.xavier_normal_(p)
+    h = fit(m, split.train, split.val, tcfg, tempfile.mkdtemp(prefix="trident_rec_sweep_"), "x",
+            future_window=fut[0], future_weight=fut[1])
     print(json.dumps({"spec": spec, "best": round(h["best_val_ndcg@10"], 4), "epoch": h["best_epoch"],
                       "epochs": h["epochs"], "s": h["train_seconds"], "curve": h["val_ndcg@10"]}), flush=True)

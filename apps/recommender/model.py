@@ -1,7 +1,8 @@
 """The generative recommender on the core, and the two baselines it is measured against.
 
-- ``GenerativeRecommender``: the core's ``Backbone`` in causal mode reads a user's items as ``ItemEncoder`` prefix
-  tokens (tagged with the item modality type); the ``NextItemHead``, tied to the item table, scores every item at every
+- ``GenerativeRecommender``: the core's ``Backbone`` in causal mode (pre-LayerNorm blocks by default) reads a user's
+  items as ``ItemEncoder`` prefix tokens (tagged with the item modality type); the last hidden state (``head="dot"``,
+  the default) or the core's ``NextItemHead`` (``"mlm"``), tied to the item table, scores every item at every
   position, so that position t predicts item t+1 and the last position decodes the user's next items. Optionally the
   items start from the MiniLM text embedding of their title and genres (the core's pretrained encoder, 384 wide, PCA
   to the model's width; ``text_mode="init"``), or are their id embedding plus a learned projection of that text all
@@ -81,7 +82,7 @@ class GenerativeRecommender(SequentialRecommender):
                                attn_dropout=cfg.attn_dropout, n_items=n_items, norm=cfg.norm)
         self.backbone = Backbone(self.cfg)
         self.items = ItemEncoder(self.cfg)
-        self.head = NextItemHead(self.cfg, self.items.emb)
+        self.head = NextItemHead(self.cfg, self.items.emb) if cfg.head == "mlm" else None
         if text is not None:
             if text.shape != (n_items, TEXT_DIM):
                 raise ValueError(f"text embeddings of shape {tuple(text.shape)}, expected ({n_items}, {TEXT_DIM})")
@@ -120,19 +121,19 @@ class GenerativeRecommender(SequentialRecommender):
             after = real.flip(1).cumsum(1).flip(1) - real  # real items after each position
             positions = (self.cfg.block_size - 1 - after).clamp(min=0)
         h = self.backbone(None, mode="causal", prefix=prefix, positions=positions)  # (B, T, C)
-        return self.head.transform(h)
+        return self.head.transform(h) if self.head is not None else h
 
     def item_table(self) -> torch.Tensor:
         w = self.items.emb.weight
         return w + self.text_proj(self.text) if self.text_proj is not None else w
 
-    def item_bias(self) -> torch.Tensor:
-        return self.head.bias
+    def item_bias(self) -> torch.Tensor | None:
+        return self.head.bias if self.head is not None else None
 
     @torch.no_grad()
     def cold_vectors(self, text: torch.Tensor, ridge: float = 1.0) -> torch.Tensor:
         """Output vectors of items that are not in the catalogue yet, from their text embeddings alone: (M, 384) ->
-        (M, C). Score them against ``hidden`` like any item (with the mean bias).
+        (M, C). Score them against ``hidden`` like any item (plus the mean item bias, where the head has one).
 
         ``add`` mode: the projection of the text (a new item's id part is zero). ``init`` mode: a ridge regression
         from the catalogue's text embeddings to its learned item vectors, applied to the new texts.

@@ -188,7 +188,10 @@ def load_artifact(path: str | Path) -> RecArtifact:
                    [np.asarray([index[i] for i in s], dtype=np.int64) for s in seqs["items"]],
                    [np.asarray(t, dtype=np.int64) for t in seqs["timestamps"]], config["data"])
     try:
-        mcfg, scfg = ModelSettings(**config["model"]), SASRecSettings(**config["sasrec"])
+        # artifacts older than a setting were trained as its earlier (then only) behaviour
+        legacy = {"norm": "post", "head": "mlm"}
+        mcfg = ModelSettings(**{**legacy, **config["model"]})
+        scfg = SASRecSettings(**config["sasrec"])
     except (ValidationError, KeyError, TypeError) as exc:
         raise RecArtifactError(f"{path}/config.json holds invalid settings: {exc}") from exc
     text = torch.zeros(len(item_ids), 384) if config.get("text_features") else None  # the real values load below

@@ -110,23 +110,30 @@ class LitRecommender(L.LightningModule):
     """Trains a ``SequentialRecommender``; validation logs HR@10, NDCG@10 and MRR over full rankings."""
 
     def __init__(self, model: SequentialRecommender, cfg: TrainSettings, sampled: bool = False,
-                 n_negatives: int = 512):
+                 n_negatives: int = 512, future_window: int = 0, future_weight: float = 0.0):
         super().__init__()
         self.model, self.cfg, self.sampled, self.n_negatives = model, cfg, sampled, n_negatives
+        self.future_window, self.future_weight = future_window, future_weight
         self._ranks: list[np.ndarray] = []
 
     def loss(self, seqs: torch.Tensor) -> torch.Tensor:
-        """Next-item cross-entropy over every position of (B, T + 1) windows."""
+        """Next-item cross-entropy over every position of (B, T + 1) windows; with a future window, plus
+        ``future_weight`` times the mean cross-entropy of the ``future_window`` items after the next one."""
         inp, tgt = seqs[:, :-1], seqs[:, 1:]
         h = self.model.hidden(inp)  # (B, T, C)
-        sel = tgt != 0
-        h, t = h[sel], tgt[sel]  # (M, C), (M,)
+        sel = (tgt != 0) & (inp != 0)  # a real item after a real item (a user's first item is never a target)
         table, bias = self.model.item_table(), self.model.item_bias()
         if not self.sampled:
-            logits = h @ table[1:].t()  # (M, N): the padding column is never a candidate
+            logits = h[sel] @ table[1:].t()  # (M, N): the padding column is never a candidate
             if bias is not None:
                 logits = logits + bias[1:]
-            return F.cross_entropy(logits, t - 1)
+            t = tgt[sel]
+            if not (self.future_window and self.future_weight):
+                return F.cross_entropy(logits, t - 1)
+            logp = logits.log_softmax(-1)  # (M, N)
+            loss = F.nll_loss(logp, t - 1)
+            return loss + self.future_weight * self._future_loss(logp, tgt, sel)
+        h, t = h[sel], tgt[sel]  # (M, C), (M,)
         neg = torch.randint(1, self.model.n_items + 1, (self.n_negatives,), device=h.device)  # shared negatives
         pos = (h * table[t]).sum(-1, keepdim=True)  # (M, 1)
         negs = h @ table[neg].t()  # (M, S)
@@ -134,6 +141,22 @@ class LitRecommender(L.LightningModule):
             pos, negs = pos + bias[t][:, None], negs + bias[neg][None]
         negs = negs.masked_fill(neg[None] == t[:, None], float("-inf"))  # an accidental hit is not a negative
         return F.cross_entropy(torch.cat([pos, negs], 1), torch.zeros_like(t))
+
+    def _future_loss(self, logp: torch.Tensor, tgt: torch.Tensor, sel: torch.Tensor) -> torch.Tensor:
+        """Mean negative log-likelihood, at each position, of the items 2..future_window+1 steps ahead (those inside
+        the window): (M, N) log-probabilities of the selected positions, (B, T) next-item targets, (B, T) selection."""
+        B, T = tgt.shape
+        parts, total = [], 0
+        for j in range(1, self.future_window + 1):
+            ahead = torch.zeros_like(tgt)
+            if j < T:
+                ahead[:, :T - j] = tgt[:, j:]  # the item j steps after the next one
+            ahead = ahead[sel]  # (M,)
+            ok = ahead != 0
+            if ok.any():
+                parts.append(-logp[ok].gather(1, (ahead[ok] - 1)[:, None]).sum())
+                total += int(ok.sum())
+        return torch.stack(parts).sum() / total if parts else logp.new_zeros(())
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
         loss = self.loss(batch)
@@ -197,7 +220,8 @@ def loaders(train_seqs: list[np.ndarray], val: Cases, max_len: int, batch_size: 
 
 
 def fit(model: SequentialRecommender, train_seqs: list[np.ndarray], val: Cases, cfg: TrainSettings,
-        out_dir: str | Path, name: str, sampled: bool = False, n_negatives: int = 512) -> dict:
+        out_dir: str | Path, name: str, sampled: bool = False, n_negatives: int = 512, future_window: int = 0,
+        future_weight: float = 0.0) -> dict:
     """Train ``model`` until validation NDCG@10 stops improving; load the best epoch's weights into it.
 
     Args:
@@ -209,6 +233,8 @@ def fit(model: SequentialRecommender, train_seqs: list[np.ndarray], val: Cases, 
         name: the model's name in the logs.
         sampled: sampled instead of full softmax.
         n_negatives: negatives of the sampled softmax.
+        future_window: with the full softmax, also predict this many items after the next one at each position.
+        future_weight: the weight of that future-window loss.
 
     Returns:
         The training history: best validation metrics, epochs, seconds in all and per training epoch.
@@ -216,7 +242,8 @@ def fit(model: SequentialRecommender, train_seqs: list[np.ndarray], val: Cases, 
     out_dir = Path(out_dir)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     train_dl, val_dl = loaders(train_seqs, val, model.max_len, cfg.batch_size, cfg.seed)
-    lit = LitRecommender(model, cfg, sampled=sampled, n_negatives=n_negatives)
+    lit = LitRecommender(model, cfg, sampled=sampled, n_negatives=n_negatives, future_window=future_window,
+                         future_weight=future_weight)
     ckpt = ModelCheckpoint(dirpath=out_dir / "checkpoints", filename=f"{name}-best", monitor=MONITOR, mode="max",
                            save_top_k=1, save_weights_only=True, enable_version_counter=False)
     hist = History()

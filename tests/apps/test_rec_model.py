@@ -9,7 +9,7 @@ from apps.recommender.model import GenerativeRecommender, Popularity, SASRec, pc
 from apps.recommender.settings import ModelSettings, SASRecSettings, TrainSettings
 from apps.recommender.train import LengthBuckets, LitRecommender, mask_seen
 
-CFG = ModelSettings(n_layer=2, n_head=2, n_embd=16, n_inner=32, max_len=12, dropout=0.0, text_init=False)
+CFG = ModelSettings(n_layer=2, n_head=2, n_embd=16, n_inner=32, max_len=12, dropout=0.0, text_init=False, head="mlm")
 
 
 def models(n_items: int = 20):
@@ -69,6 +69,18 @@ def test_generative_model_scores_with_its_tied_item_table():
     torch.testing.assert_close(gen.logits(h), h @ gen.items.emb.weight.t() + gen.head.bias)
 
 
+def test_dot_head_scores_the_last_hidden_state_against_the_item_table_without_bias():
+    torch.manual_seed(0)
+    gen = GenerativeRecommender(CFG.model_copy(update={"head": "dot"}), 20).eval()
+    assert gen.head is None and gen.item_bias() is None
+    assert not any(n.startswith("head.") for n, _ in gen.named_parameters())  # nothing unused (ddp needs that)
+    seqs = torch.tensor([[0, 3, 4, 5]])
+    with torch.no_grad():
+        h = gen.backbone(None, mode="causal", prefix=gen.items(seqs))
+        torch.testing.assert_close(gen.hidden(seqs), h)
+        torch.testing.assert_close(gen.score_last(seqs), h[:, -1] @ gen.items.emb.weight.t())
+
+
 def test_text_init_starts_the_items_from_their_text_directions():
     torch.manual_seed(0)
     text = torch.nn.functional.normalize(torch.randn(10, 384), dim=-1)
@@ -98,6 +110,25 @@ def test_the_loss_trains_both_ways(sampled):
         loss.backward()
         opt.step()
     assert float(loss) < first
+
+
+def test_future_window_loss_adds_the_items_after_the_next_one():
+    torch.manual_seed(0)
+    gen = models(n_items=6)[0].eval()  # no dropout: the two computations see the same states
+    batch = torch.tensor([[0, 1, 2, 3, 4], [1, 2, 3, 4, 5]])
+    plain = LitRecommender(gen, TrainSettings())
+    fut = LitRecommender(gen, TrainSettings(), future_window=2, future_weight=0.5)
+    h = gen.hidden(batch[:, :-1])  # (2, 4, C)
+    logp = (h @ gen.item_table()[1:].t() + gen.item_bias()[1:]).log_softmax(-1)  # (2, 4, 6): column j = item j+1
+    # by hand: row 0 positions 1..3 see items 1, 2, 3 next (position 0 is padding); row 1 positions 0..3 see 2..5
+    nxt = [(0, 1, 2), (0, 2, 3), (0, 3, 4), (1, 0, 2), (1, 1, 3), (1, 2, 4), (1, 3, 5)]
+    # items 1 and 2 steps after the next one, inside the window
+    ahead = [(0, 1, 3), (0, 1, 4), (0, 2, 4), (1, 0, 3), (1, 0, 4), (1, 1, 4), (1, 1, 5), (1, 2, 5)]
+    want_next = -torch.stack([logp[b, t, i - 1] for b, t, i in nxt]).mean()
+    want_ahead = -torch.stack([logp[b, t, i - 1] for b, t, i in ahead]).mean()
+    with torch.no_grad():
+        torch.testing.assert_close(plain.loss(batch), want_next.detach())
+        torch.testing.assert_close(fut.loss(batch), (want_next + 0.5 * want_ahead).detach())
 
 
 def test_mask_seen_hides_padding_and_history():

