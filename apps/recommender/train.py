@@ -124,9 +124,7 @@ class LitRecommender(L.LightningModule):
         sel = (tgt != 0) & (inp != 0)  # a real item after a real item (a user's first item is never a target)
         table, bias = self.model.item_table(), self.model.item_bias()
         if not self.sampled:
-            logits = h[sel] @ table[1:].t()  # (M, N): the padding column is never a candidate
-            if bias is not None:
-                logits = logits + bias[1:]
+            logits = self._item_logits(h[sel])
             t = tgt[sel]
             if not (self.future_window and self.future_weight):
                 return F.cross_entropy(logits, t - 1)
@@ -165,15 +163,15 @@ class LitRecommender(L.LightningModule):
         seqs = seqs[:, -self.model.max_len:]
         real = seqs != 0
         masked = (torch.rand(seqs.shape, device=seqs.device) < self.model.cloze_prob) & real
-        last = torch.zeros_like(masked)
-        last[:, -1] = True  # windows are left-padded: the last item is always real
-        masked = masked | (last & ~masked.any(1, keepdim=True))
+        masked[:, -1] |= ~masked.any(1)  # windows are left-padded: the last item is always real
         h = self.model.cloze_hidden(seqs, masked)[masked]  # (K, C)
-        table, bias = self.model.item_table(), self.model.item_bias()
-        logits = h @ table[1:].t()
-        if bias is not None:
-            logits = logits + bias[1:]
-        return F.cross_entropy(logits, seqs[masked] - 1)
+        return F.cross_entropy(self._item_logits(h), seqs[masked] - 1)
+
+    def _item_logits(self, h: torch.Tensor) -> torch.Tensor:
+        """(M, C) states -> (M, N) scores of the catalogue's items: the padding column is never a candidate."""
+        logits = h @ self.model.item_table()[1:].t()
+        bias = self.model.item_bias()
+        return logits if bias is None else logits + bias[1:]
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
         loss = self.loss(batch)
