@@ -40,7 +40,8 @@ def cs_train(args) -> None:
                  for q, g in read_queries(args.pairs_queries) if g in kb]
     intents = None if args.no_intents else Path(args.intents or s.intents_path)
     init = Path(args.continue_from) if args.continue_from else None
-    out = train_cs(Path(args.out) if args.out else s.artifact_dir, intents, pairs, init_from=init)
+    out = train_cs(Path(args.out) if args.out else s.artifact_dir, intents, pairs, init_from=init,
+                   members=args.members, full=args.full_intents)
     emit({"artifact": str(out), "retrieval_pairs": len(pairs), "intents": str(intents)}, args.json)
 
 
@@ -138,6 +139,12 @@ def register(sub, common) -> None:
     sp.add_argument("--out", help="artifact folder (default: <artifacts>/cs)")
     sp.add_argument("--continue-from", metavar="ARTIFACT",
                     help="continue training from this cs artifact (a warm restart; untrained parts are kept)")
+    sp.add_argument("--members", type=int, default=1, metavar="N",
+                    help="intents adapters trained with different seeds and averaged (each adds one backbone pass "
+                         "per message; default 1)")
+    sp.add_argument("--full-intents", action="store_true",
+                    help="also fine-tune a full copy of the backbone on the intents (sub-artifact intents-full/, "
+                         "about 90 MB; one more backbone pass per message), weighed into the same ensemble")
     sp = base("index", "ingest the KB and build the FAISS + BM25 index", cs_index)
     sp.add_argument("--kb", help="KB file or folder (CSV/JSONL/Markdown/text)")
     sp.add_argument("--calibrate", help="queries with gold ids to calibrate the answer confidence on")

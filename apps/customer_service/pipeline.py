@@ -3,6 +3,8 @@
 The artifact (default ``artifacts/cs``) is all-MiniLM-L6-v2 with two LoRA adapters: ``intents`` (with the intent
 classifier head) and ``retrieval`` (contrastive, for the FAISS embeddings). The base weights stay as they were, so
 retrieval never gets worse because the core learned intents, and each adapter is switched on for its own task.
+Optionally more intents adapters (``intents-2``, ...) and a fully fine-tuned intents model of its own
+(sub-artifact ``intents-full/``) join a validated ensemble with a linear head on the frozen base.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import csv
 import io
 import json
 import logging
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -30,6 +33,10 @@ INTENTS_TRAIN = TrainConfig(max_epochs=3, batch_size=32, lr=1e-3, head_lr=2e-3, 
                             patience=2, warmup_ratio=0.06, label_smoothing=0.1)
 # a warm restart of the intents adapter from an earlier artifact: a second, gentler cosine cycle (``--continue-from``)
 INTENTS_CONTINUE = INTENTS_TRAIN.model_copy(update={"head_lr": 1e-3, "lr": 5e-4})
+# the fully fine-tuned intents member (``--full-intents``): every weight of its own copy of the backbone trains
+INTENTS_FULL_TRAIN = TrainConfig(max_epochs=5, batch_size=32, lr=8e-5, head_lr=2e-3, max_length=64,
+                                 precision="32-true", patience=2, warmup_ratio=0.06, label_smoothing=0.1)
+FULL_INTENTS_DIR = "intents-full"  # the sub-artifact (inside the cs artifact) that holds it
 RETRIEVAL_TRAIN = TrainConfig(max_epochs=4, batch_size=32, lr=5e-4, head_lr=5e-4, max_length=96, precision="32-true",
                               patience=2, temperature=0.05)
 
@@ -70,7 +77,8 @@ def read_queries(path: str | Path) -> list[tuple[str, str]]:
 # ------------------------------------------------------------------------------------------------------ training
 def train_cs(out: Path, intents_csv: Path | None, pairs: Sequence[tuple[str, str]] = (),
              intents_cfg: TrainConfig = INTENTS_TRAIN, retrieval_cfg: TrainConfig = RETRIEVAL_TRAIN,
-             lora_r: int = 16, init_from: Path | None = None) -> Path:
+             lora_r: int = 16, init_from: Path | None = None, members: int = 1, full: bool = False,
+             full_cfg: TrainConfig = INTENTS_FULL_TRAIN) -> Path:
     """Train the intents adapter (+ classifier head) on ``intents_csv`` and the retrieval adapter on ``pairs``
     (query, entry text), one after the other on the frozen all-MiniLM-L6-v2 base.
 
@@ -78,6 +86,15 @@ def train_cs(out: Path, intents_csv: Path | None, pairs: Sequence[tuple[str, str
     from all-MiniLM-L6-v2 (a warm restart: a new cosine cycle, ``INTENTS_CONTINUE`` when ``intents_cfg`` is the
     default); whatever is not retrained (e.g. the retrieval adapter when no pairs are given) is kept as it was. The
     base weights stay frozen either way, so the retrieval embeddings do not move while the intents train.
+
+    ``members`` > 1 trains that many intents adapters (``intents``, ``intents-2``, ...), each with its own head and
+    seed, on the same split; their probabilities are averaged (and mixed with the base head's, see
+    :func:`_train_base_head`). Each member costs one more backbone pass per message. When continuing, an earlier
+    artifact's members are all retrained and ``members`` can only add new ones.
+
+    ``full`` also fine-tunes every weight of a separate copy of all-MiniLM-L6-v2 on the intents (``full_cfg``), kept
+    as the sub-artifact ``intents-full/`` (about 90 MB) and weighed into the same ensemble. The shared base, and so
+    retrieval, is untouched by it. When continuing without ``full``, an earlier artifact's full member is kept.
     """
     if intents_csv is None and not pairs:
         raise ValueError("nothing to train: give intents, retrieval pairs or both")
@@ -96,35 +113,61 @@ def train_cs(out: Path, intents_csv: Path | None, pairs: Sequence[tuple[str, str
         model, tok = new_text_model("minilm")
         meta = {"recipe": "cs", "lora_r": lora_r}
     if intents_csv is not None:
-        meta["intents"] = _train_intents(model, tok, intents_csv, intents_cfg, lora_r, out, meta)
+        full_dir = Path(out) / FULL_INTENTS_DIR
+        if init_from is not None and not full and (Path(init_from) / FULL_INTENTS_DIR / "config.json").is_file():
+            if Path(init_from).resolve() != Path(out).resolve():
+                shutil.rmtree(full_dir, ignore_errors=True)
+                shutil.copytree(Path(init_from) / FULL_INTENTS_DIR, full_dir)
+        elif full_dir.exists():
+            shutil.rmtree(full_dir)  # a stale member of an earlier run in the same folder
+        meta["intents"] = _train_intents(model, tok, intents_csv, intents_cfg, lora_r, out, meta, members,
+                                         full_cfg if full else None)
     if pairs:
         meta["retrieval_pairs"] = len(pairs)
         _train_retrieval(model, tok, pairs, retrieval_cfg, max(4, lora_r // 2), out, meta)
     return out
 
 
-def _train_intents(model, tok, intents_csv: Path, cfg: TrainConfig, lora_r: int, out: Path, meta: dict) -> dict:
+def intent_member_names(n: int) -> list[str]:
+    """The task (and adapter) names of ``n`` intents members: ``intents``, ``intents-2``, ..."""
+    return ["intents"] + [f"intents-{i}" for i in range(2, n + 1)]
+
+
+def _train_intents(model, tok, intents_csv: Path, cfg: TrainConfig, lora_r: int, out: Path, meta: dict,
+                   members: int = 1, full_cfg: TrainConfig | None = None) -> dict:
     from core.adapters import adapter_names, apply_lora, train_only_adapters
     from core.data import ListDataset, MultiTaskDataModule, TaskData
     from core.recipes import text_task
     from core.tasks import TaskSpec
     from core.train import fit
 
+    if members < 1:
+        raise ValueError("members must be at least 1")
     task = text_task("intents", intents_csv, "csv", val_fraction=0.1, test_fraction=0.0)
-    spec = TaskSpec(name="intents", kind="classify", labels=task.labels, adapter="intents")
-    if "intents" in adapter_names(model.backbone) and "intents" in model.tasks:  # continuing an earlier artifact
-        if list(model.tasks["intents"].labels) != list(task.labels):
-            raise ValueError(f"{intents_csv}: its intents differ from those of the artifact it continues")
-        spec = model.tasks["intents"]
-    else:
-        apply_lora(model.backbone, "intents", r=lora_r, alpha=2 * lora_r, dropout=0.1)
-        model.add_task(spec)
-    train_only_adapters(model, keep_trainable=("heads.intents.",))
-    _freeze_other_adapters(model, "intents")
-    dm = MultiTaskDataModule([TaskData(spec, ListDataset(*task.train), ListDataset(*task.val))], tok,
-                             batch_size=cfg.batch_size, max_length=cfg.max_length, seed=cfg.seed)
-    fit(model, dm, cfg, out, tok, meta={**meta, "intents": task.source})
-    meta["intent_ensemble"] = _train_base_head(model, tok, task, out, {**meta, "intents": task.source})
+    existing = [n for n in model.tasks if n == "intents" or (n.startswith("intents-") and n[8:].isdigit())]
+    names = intent_member_names(max(members, len(existing)))
+    for i, name in enumerate(names):
+        spec = TaskSpec(name=name, kind="classify", labels=task.labels, adapter=name)
+        if name in adapter_names(model.backbone) and name in model.tasks:  # continuing an earlier artifact
+            if list(model.tasks[name].labels) != list(task.labels):
+                raise ValueError(f"{intents_csv}: its intents differ from those of the artifact it continues")
+            spec = model.tasks[name]
+        else:
+            apply_lora(model.backbone, name, r=lora_r, alpha=2 * lora_r, dropout=0.1)
+            model.add_task(spec)
+        train_only_adapters(model, keep_trainable=(f"heads.{name}.",))
+        _freeze_other_adapters(model, name)
+        member_cfg = cfg if i == 0 else cfg.model_copy(update={"seed": cfg.seed + 1000 * i})
+        dm = MultiTaskDataModule([TaskData(spec, ListDataset(*task.train), ListDataset(*task.val))], tok,
+                                 batch_size=cfg.batch_size, max_length=cfg.max_length, seed=member_cfg.seed)
+        log.info("intents member %d/%d (%s, seed %d)", i + 1, len(names), name, member_cfg.seed)
+        fit(model, dm, member_cfg, out, tok, meta={**meta, "intents": task.source})
+    if full_cfg is not None:
+        from core.recipes import finetune_text
+
+        log.info("intents: fully fine-tuned member in %s", Path(out) / FULL_INTENTS_DIR)
+        finetune_text([task], Path(out) / FULL_INTENTS_DIR, full_cfg)
+    meta["intent_ensemble"] = _train_base_head(model, tok, task, out, {**meta, "intents": task.source}, names)
     return task.source
 
 
@@ -145,11 +188,12 @@ def _pooled(model, tok, texts: Sequence[str], batch: int = 64, max_length: int =
     return torch.cat(out)
 
 
-def _train_base_head(model, tok, task, out: Path, meta: dict) -> dict:
+def _train_base_head(model, tok, task, out: Path, meta: dict, members: Sequence[str] = ("intents",)) -> dict:
     """A second intent classifier on the *base* weights (every adapter off): a linear head on the frozen mean-pooled
     embeddings, fitted by L-BFGS with the L2 strength chosen on the validation split. Its probabilities are averaged
-    with the adapter's (weight chosen on validation), an ensemble of two different views of the text that the
-    validation split says is better (or the adapter alone when it is not). Saved as task ``intents-base``."""
+    with the adapters' (the ``members``, equally weighted among themselves; the base head's share chosen on
+    validation), an ensemble of different views of the text that the validation split says is better (or the
+    adapters alone when it is not). Saved as task ``intents-base``."""
     import torch
 
     from core.adapters import set_adapter
@@ -185,23 +229,37 @@ def _train_base_head(model, tok, task, out: Path, meta: dict) -> dict:
     with torch.no_grad():  # fold the standardisation into the linear layer: W (x - mu) / sd + b
         head.out.weight.copy_(lin.weight / sd)
         head.out.bias.copy_(lin.bias - (lin.weight * (mu / sd)).sum(-1))
-    # the ensemble weight, on validation
-    model.activate("intents")
+    # the ensemble weights, on validation; eval mode, or the new head's dropout would still be on
+    model.eval()
     with torch.inference_mode():
         from core.data import pad_ids
 
-        p_ad, p_base = [], []
+        probs: dict[str, list] = {name: [] for name in [*members, "intents-base"]}
         for start in range(0, len(xv), 64):
             ids, mask = pad_ids(tok.encode_batch(list(xv[start:start + 64]), 64), tok.pad_id)
-            p_ad.append(torch.softmax(model.classify("intents", ids, mask), -1))
-            p_base.append(torch.softmax(model.classify("intents-base", ids, mask), -1))
-        p_ad, p_base = torch.cat(p_ad).numpy(), torch.cat(p_base).numpy()
-    grid = [round(w, 2) for w in np.linspace(0.0, 1.0, 11)]
-    accs = {w: float(((w * p_ad + (1 - w) * p_base).argmax(-1) == yv_np).mean()) for w in grid}
-    w = max(grid, key=lambda g: (accs[g], g))
-    weights = {"intents": w, "intents-base": round(1.0 - w, 2)}
-    report = {"weights": weights, "val_accuracy": {"adapter": accs[1.0], "base_head": acc_base, "ensemble": accs[w]},
-              "base_head_l2": l2}
+            for name, acc in probs.items():
+                acc.append(torch.softmax(model.classify(name, ids, mask), -1))
+        probs = {name: torch.cat(acc).numpy() for name, acc in probs.items()}
+    p_base = probs.pop("intents-base")
+    views = {"adapter": np.mean([probs[m] for m in members], axis=0), "base_head": p_base}
+    full_dir = Path(out) / FULL_INTENTS_DIR
+    if (full_dir / "config.json").is_file():
+        from core.engine import InferenceEngine
+
+        views["full"] = InferenceEngine(full_dir, max_length=64).classify_proba(list(xv), "intents")
+    shares = _ensemble_shares(views, yv_np)
+    views["ensemble"] = sum(shares[k] * views[k] for k in shares)
+    accs = {name: float((p.argmax(-1) == yv_np).mean()) for name, p in views.items()}
+    rows = np.arange(len(yv_np))
+    log_loss = {name: round(float(-np.log(np.clip(p[rows, yv_np], 1e-12, None)).mean()), 5)
+                for name, p in views.items()}
+    weights = {m: round(shares["adapter"] / len(members), 6) for m in members}
+    weights["intents-base"] = shares["base_head"]
+    if "full" in views:
+        weights[FULL_INTENTS_DIR] = shares["full"]
+    report = {"weights": weights, "val_accuracy": accs, "val_log_loss": log_loss, "base_head_l2": l2}
+    if len(members) > 1:
+        report["val_accuracy"]["members"] = {m: float((probs[m].argmax(-1) == yv_np).mean()) for m in members}
     log.info("intent ensemble on validation: %s", report)
     from core.artifacts import save_artifact
 
@@ -209,15 +267,58 @@ def _train_base_head(model, tok, task, out: Path, meta: dict) -> dict:
     return report
 
 
+def _ensemble_shares(views: dict[str, np.ndarray], y: np.ndarray, step: float = 0.1) -> dict[str, float]:
+    """Weights (summing to 1, on a ``step`` grid) of the views' probabilities whose mix has the lowest log-loss on
+    ``y``. Log-loss, not accuracy: on a validation split of ~1,000 texts accuracy moves in steps of a few examples
+    and many weightings tie, while the log-loss of a mixture is smooth (and convex) in the weights."""
+    import itertools
+
+    names = list(views)
+    n = round(1 / step)
+    rows = np.arange(len(y))
+    best = None
+    for cut in itertools.product(range(n + 1), repeat=len(names) - 1):
+        if sum(cut) > n:
+            continue
+        w = [c / n for c in cut] + [(n - sum(cut)) / n]
+        p = sum(wi * views[k][rows, y] for wi, k in zip(w, names))
+        loss = float(-np.log(np.clip(p, 1e-12, None)).mean())
+        if best is None or loss < best[0] - 1e-12:
+            best = (loss, w)
+    return {k: round(wi, 2) for k, wi in zip(names, best[1])}
+
+
+def _full_intents_engine(engine):
+    """The engine of the fully fine-tuned intents member (sub-artifact ``intents-full/``), loaded once per engine
+    with the same quantisation."""
+    from core.artifacts import ArtifactError
+    from core.engine import InferenceEngine
+
+    with engine._lock:
+        comp = getattr(engine, "_intents_full", None)
+        if comp is None:
+            path = Path(engine.path) / FULL_INTENTS_DIR if engine.path is not None else None
+            if path is None or not (path / "config.json").is_file():
+                raise ArtifactError(f"the artifact's intent ensemble needs {path}, which is missing: retrain with "
+                                    "`trident cs train --full-intents`")
+            comp = InferenceEngine(path, quantize=engine.quantized, max_length=engine.max_length,
+                                   batch_size=engine.batch_size)
+            engine._intents_full = comp
+    return comp
+
+
 def intent_proba(engine, texts: Sequence[str]) -> np.ndarray:
-    """Intent probabilities (N, n_intents): the ``intents`` adapter's, averaged with the base head's with the
-    weights the artifact chose on validation (``meta.intent_ensemble``), when it has them."""
-    p = engine.classify_proba(texts, "intents")
+    """Intent probabilities (N, n_intents): the ``intents`` adapter's or, when the artifact has an ensemble
+    (``meta.intent_ensemble``), the weighted sum of its members' and the base head's with the weights it chose on
+    validation. A member with weight 0 is not run."""
     config = getattr(engine, "config", None) or {}
-    ens = (config.get("meta", {}).get("intent_ensemble") or {}).get("weights")
-    if ens and "intents-base" in engine.tasks and ens.get("intents-base", 0) > 0:
-        p = ens["intents"] * p + ens["intents-base"] * engine.classify_proba(texts, "intents-base")
-    return p
+    ens = (config.get("meta", {}).get("intent_ensemble") or {}).get("weights") or {}
+    parts = {name: w for name, w in ens.items() if w > 0 and (name in engine.tasks or name == FULL_INTENTS_DIR)}
+    if not parts:
+        return engine.classify_proba(texts, "intents")
+    total = sum(parts.values())
+    return sum((w / total) * (_full_intents_engine(engine).classify_proba(texts, "intents") if name == FULL_INTENTS_DIR
+                              else engine.classify_proba(texts, name)) for name, w in parts.items())
 
 
 def _train_retrieval(model, tok, pairs: Sequence[tuple[str, str]], cfg: TrainConfig, r: int, out: Path,
@@ -248,8 +349,6 @@ def learn(settings: CSSettings, store, queries: Sequence[tuple[str, str]], kb_pa
           cfg: TrainConfig = RETRIEVAL_TRAIN, out: Path | None = None) -> dict:
     """Fine-tune the retrieval adapter on the agents' accepted and edited answers; report retrieval on the fixed
     ``queries`` before and after. The new artifact replaces the old one only when it is not worse."""
-    import shutil
-
     from core.artifacts import load_artifact
     from core.engine import InferenceEngine
 
@@ -272,6 +371,8 @@ def learn(settings: CSSettings, store, queries: Sequence[tuple[str, str]], kb_pa
     shutil.rmtree(staging, ignore_errors=True)
     _train_retrieval(model, tok, pairs, cfg.model_copy(update={"batch_size": min(cfg.batch_size, len(pairs))}),
                      8, staging, {**config.get("meta", {}), "learned_from_feedback": len(pairs)})
+    if (settings.artifact_dir / FULL_INTENTS_DIR).is_dir():  # the intents' own full model goes along unchanged
+        shutil.copytree(settings.artifact_dir / FULL_INTENTS_DIR, staging / FULL_INTENTS_DIR, dirs_exist_ok=True)
     after = score(staging)
     kept = after["mrr"] >= before["mrr"]
     if kept and out is None:

@@ -131,3 +131,129 @@ def test_continuing_with_other_intents_is_refused(cs_artifact, tmp_path):
     quick = TrainConfig.quick(max_epochs=1, batch_size=8, max_length=16)
     with pytest.raises(ValueError, match="intents differ"):
         train_cs(tmp_path / "cs2", other, intents_cfg=quick, init_from=cs_artifact)
+
+
+def test_intent_members_train_their_own_adapters_and_are_averaged(cs_artifact, tmp_path):
+    """``trident cs train --members 2``: a second intents adapter with its own seed and head joins the ensemble. Both
+    members differ (different seeds), the retrieval adapter and base are untouched, and ``intent_proba`` is the
+    validated mix of the members (equal shares) and the base head."""
+    import torch
+
+    from apps.customer_service.pipeline import intent_member_names, intent_proba, train_cs
+    from core.adapters import adapter_state
+    from core.artifacts import load_artifact
+    from core.config import TrainConfig
+    from core.engine import InferenceEngine
+
+    assert intent_member_names(3) == ["intents", "intents-2", "intents-3"]
+    quick = TrainConfig.quick(max_epochs=1, batch_size=16, lr=1e-3, head_lr=3e-3, max_length=32)
+    out = train_cs(tmp_path / "cs2", SAMPLES / "intents.csv", intents_cfg=quick, init_from=cs_artifact, members=2)
+    before, _, _ = load_artifact(cs_artifact)
+    after, _, cfg = load_artifact(out)
+    assert {"intents", "intents-2", "retrieval"} <= set(cfg["adapters"])
+    a1, a2 = adapter_state(after.backbone, "intents"), adapter_state(after.backbone, "intents-2")
+    assert a1.keys() == a2.keys() and any(not torch.equal(a1[k], a2[k]) for k in a1 if k.endswith(".B"))
+    for k, v in adapter_state(before.backbone, "retrieval").items():
+        torch.testing.assert_close(adapter_state(after.backbone, "retrieval")[k], v, rtol=0, atol=0)
+    report = cfg["meta"]["intent_ensemble"]
+    w = report["weights"]
+    assert set(w) == {"intents", "intents-2", "intents-base"}
+    assert w["intents"] == w["intents-2"]
+    assert sum(w.values()) == pytest.approx(1.0, abs=1e-4)
+    assert set(report["val_accuracy"]["members"]) == {"intents", "intents-2"}
+    eng = InferenceEngine(out)
+    texts = ["I lost my card", "how do I reset my pin?", "my transfer has not arrived"]
+    expected = sum(w[n] * eng.classify_proba(texts, n) for n in w if w[n] > 0) / sum(v for v in w.values() if v > 0)
+    np.testing.assert_allclose(intent_proba(eng, texts), expected, atol=1e-6)
+    with pytest.raises(ValueError, match="at least 1"):
+        train_cs(tmp_path / "cs3", SAMPLES / "intents.csv", intents_cfg=quick, members=0)
+
+
+def test_full_intents_member_is_its_own_model_and_joins_the_ensemble(cs_artifact, tmp_path):
+    """``trident cs train --full-intents``: every weight of a separate copy of the backbone trains on the intents
+    (sub-artifact ``intents-full/``); the cs base and the retrieval adapter stay bit for bit as they were, the full
+    member's weights move, and ``intent_proba`` mixes it in with the shares chosen on validation. A warm restart
+    without ``--full-intents`` keeps it; an artifact whose ensemble needs it but lacks it fails with a clear error."""
+    import json
+    import shutil
+
+    import torch
+
+    from apps.customer_service.pipeline import FULL_INTENTS_DIR, intent_proba, train_cs
+    from core.adapters import adapter_state
+    from core.artifacts import ArtifactError, load_artifact
+    from core.config import TrainConfig
+    from core.engine import InferenceEngine
+
+    quick = TrainConfig.quick(max_epochs=1, batch_size=16, lr=1e-3, head_lr=3e-3, max_length=32)
+    full_quick = TrainConfig.quick(max_epochs=1, batch_size=16, lr=1e-4, head_lr=3e-3, max_length=32)
+    out = train_cs(tmp_path / "cs2", SAMPLES / "intents.csv", intents_cfg=quick, init_from=cs_artifact, full=True,
+                   full_cfg=full_quick)
+    assert (out / FULL_INTENTS_DIR / "config.json").is_file()
+    before, _, _ = load_artifact(cs_artifact)
+    after, _, cfg = load_artifact(out)
+    full_model, _, _ = load_artifact(out / FULL_INTENTS_DIR)
+    base0 = {k: v for k, v in before.backbone.state_dict().items() if ".lora_" not in k}
+    for k, v in after.backbone.state_dict().items():
+        if ".lora_" not in k:
+            torch.testing.assert_close(v, base0[k], rtol=0, atol=0)
+    for k, v in adapter_state(before.backbone, "retrieval").items():
+        torch.testing.assert_close(adapter_state(after.backbone, "retrieval")[k], v, rtol=0, atol=0)
+    full_state = full_model.backbone.state_dict()
+    assert any(not torch.equal(full_state[k], v) for k, v in base0.items() if k in full_state and v.is_floating_point())
+    report = cfg["meta"]["intent_ensemble"]
+    w = report["weights"]
+    assert set(w) == {"intents", "intents-base", FULL_INTENTS_DIR}
+    assert sum(w.values()) == pytest.approx(1.0, abs=1e-6)
+    assert {"adapter", "base_head", "full", "ensemble"} <= set(report["val_accuracy"])
+    eng = InferenceEngine(out)
+    full_eng = InferenceEngine(out / FULL_INTENTS_DIR)
+    texts = ["I lost my card", "how do I reset my pin?"]
+    parts = {"intents": eng.classify_proba(texts, "intents"), "intents-base": eng.classify_proba(texts, "intents-base"),
+             FULL_INTENTS_DIR: full_eng.classify_proba(texts, "intents")}
+    np.testing.assert_allclose(intent_proba(eng, texts), sum(w[k] * parts[k] for k in parts), atol=1e-5)
+    # the validation figures the shares were chosen on are those of the served model (eval mode, no dropout)
+    from core.recipes import text_task
+
+    (xv, yv) = text_task("intents", SAMPLES / "intents.csv", "csv", val_fraction=0.1, test_fraction=0.0).val
+    labels = list(eng.tasks["intents"].labels)
+    assert labels == list(full_eng.tasks["intents"].labels)
+    p_val = intent_proba(eng, xv)
+    served_loss = float(-np.log(np.clip(p_val[np.arange(len(yv)), yv], 1e-12, None)).mean())
+    assert report["val_log_loss"]["ensemble"] == pytest.approx(served_loss, abs=2e-4)
+    p_base = eng.classify_proba(xv, "intents-base")
+    base_loss = float(-np.log(np.clip(p_base[np.arange(len(yv)), yv], 1e-12, None)).mean())
+    assert report["val_log_loss"]["base_head"] == pytest.approx(base_loss, abs=2e-4)
+    # a warm restart without --full-intents carries the full member over unchanged
+    out3 = train_cs(tmp_path / "cs3", SAMPLES / "intents.csv", intents_cfg=quick, init_from=out)
+    assert (out3 / FULL_INTENTS_DIR / "model.safetensors").read_bytes() == \
+        (out / FULL_INTENTS_DIR / "model.safetensors").read_bytes()
+    assert FULL_INTENTS_DIR in load_artifact(out3)[2]["meta"]["intent_ensemble"]["weights"]
+    # an ensemble that needs the member but lacks it: one clear error, not a KeyError deep inside
+    shutil.rmtree(out3 / FULL_INTENTS_DIR)
+    config = json.loads((out3 / "config.json").read_text())
+    config["meta"]["intent_ensemble"]["weights"] = {"intents": 0.5, FULL_INTENTS_DIR: 0.5}
+    (out3 / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ArtifactError, match="--full-intents"):
+        intent_proba(InferenceEngine(out3), texts)
+
+
+def test_ensemble_shares_are_chosen_on_the_served_probabilities(tmp_path):
+    """A fresh ``trident cs train``: the validation log-loss the shares were chosen on is that of the model as served
+    (eval mode). The base head is created after the adapters trained; before it was switched to eval mode its
+    dropout stayed on while the shares were chosen, which made the base head look worse than it is."""
+    from apps.customer_service.pipeline import intent_proba, train_cs
+    from core.config import TrainConfig
+    from core.engine import InferenceEngine
+    from core.recipes import text_task
+
+    quick = TrainConfig.quick(max_epochs=1, batch_size=16, lr=1e-3, head_lr=3e-3, max_length=32)
+    out = train_cs(tmp_path / "cs", SAMPLES / "intents.csv", intents_cfg=quick, lora_r=4)
+    eng = InferenceEngine(out)
+    report = eng.config["meta"]["intent_ensemble"]
+    xv, yv = text_task("intents", SAMPLES / "intents.csv", "csv", val_fraction=0.1, test_fraction=0.0).val
+    rows = np.arange(len(yv))
+    served = {"base_head": eng.classify_proba(xv, "intents-base"), "adapter": eng.classify_proba(xv, "intents"),
+              "ensemble": intent_proba(eng, xv)}
+    for view, p in served.items():
+        assert report["val_log_loss"][view] == pytest.approx(float(-np.log(p[rows, yv]).mean()), abs=2e-4), view
