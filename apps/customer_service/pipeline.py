@@ -113,19 +113,26 @@ def train_cs(out: Path, intents_csv: Path | None, pairs: Sequence[tuple[str, str
         model, tok = new_text_model("minilm")
         meta = {"recipe": "cs", "lora_r": lora_r}
     if intents_csv is not None:
-        full_dir = Path(out) / FULL_INTENTS_DIR
-        if init_from is not None and not full and (Path(init_from) / FULL_INTENTS_DIR / "config.json").is_file():
-            if Path(init_from).resolve() != Path(out).resolve():
-                shutil.rmtree(full_dir, ignore_errors=True)
-                shutil.copytree(Path(init_from) / FULL_INTENTS_DIR, full_dir)
-        elif full_dir.exists():
-            shutil.rmtree(full_dir)  # a stale member of an earlier run in the same folder
+        if not (init_from is not None and not full and _carry_full_intents(Path(init_from), Path(out))):
+            shutil.rmtree(Path(out) / FULL_INTENTS_DIR, ignore_errors=True)  # stale, or about to be retrained
         meta["intents"] = _train_intents(model, tok, intents_csv, intents_cfg, lora_r, out, meta, members,
                                          full_cfg if full else None)
     if pairs:
         meta["retrieval_pairs"] = len(pairs)
         _train_retrieval(model, tok, pairs, retrieval_cfg, max(4, lora_r // 2), out, meta)
     return out
+
+
+def _carry_full_intents(src: Path, dst: Path) -> bool:
+    """Put the full intents member of artifact ``src`` (if it has one) into artifact ``dst`` unchanged; whether
+    ``dst`` now holds it."""
+    member = src / FULL_INTENTS_DIR
+    if not (member / "config.json").is_file():
+        return False
+    if src.resolve() != dst.resolve():
+        shutil.rmtree(dst / FULL_INTENTS_DIR, ignore_errors=True)
+        shutil.copytree(member, dst / FULL_INTENTS_DIR)
+    return True
 
 
 def intent_member_names(n: int) -> list[str]:
@@ -221,7 +228,7 @@ def _train_base_head(model, tok, task, out: Path, meta: dict, members: Sequence[
             acc = float((lin((fv - mu) / sd).argmax(-1).numpy() == yv_np).mean())
         if best is None or acc > best[0]:
             best = (acc, l2, lin)
-    acc_base, l2, lin = best
+    _, l2, lin = best
     spec = TaskSpec(name="intents-base", kind="classify", labels=task.labels, adapter=BASE)
     if "intents-base" not in model.heads:
         model.add_task(spec)
@@ -229,30 +236,21 @@ def _train_base_head(model, tok, task, out: Path, meta: dict, members: Sequence[
     with torch.no_grad():  # fold the standardisation into the linear layer: W (x - mu) / sd + b
         head.out.weight.copy_(lin.weight / sd)
         head.out.bias.copy_(lin.bias - (lin.weight * (mu / sd)).sum(-1))
-    # the ensemble weights, on validation; eval mode, or the new head's dropout would still be on
-    model.eval()
-    with torch.inference_mode():
-        from core.data import pad_ids
+    # the ensemble weights, on validation, from the probabilities as served (the engine runs in eval mode: no
+    # dropout in the head created above)
+    from core.engine import InferenceEngine
 
-        probs: dict[str, list] = {name: [] for name in [*members, "intents-base"]}
-        for start in range(0, len(xv), 64):
-            ids, mask = pad_ids(tok.encode_batch(list(xv[start:start + 64]), 64), tok.pad_id)
-            for name, acc in probs.items():
-                acc.append(torch.softmax(model.classify(name, ids, mask), -1))
-        probs = {name: torch.cat(acc).numpy() for name, acc in probs.items()}
-    p_base = probs.pop("intents-base")
-    views = {"adapter": np.mean([probs[m] for m in members], axis=0), "base_head": p_base}
+    engine = InferenceEngine.from_model(model, tok, max_length=64)
+    probs = {name: engine.classify_proba(list(xv), name) for name in members}
+    views = {"adapter": np.mean([probs[m] for m in members], axis=0),
+             "base_head": engine.classify_proba(list(xv), "intents-base")}
     full_dir = Path(out) / FULL_INTENTS_DIR
     if (full_dir / "config.json").is_file():
-        from core.engine import InferenceEngine
-
         views["full"] = InferenceEngine(full_dir, max_length=64).classify_proba(list(xv), "intents")
     shares = _ensemble_shares(views, yv_np)
     views["ensemble"] = sum(shares[k] * views[k] for k in shares)
     accs = {name: float((p.argmax(-1) == yv_np).mean()) for name, p in views.items()}
-    rows = np.arange(len(yv_np))
-    log_loss = {name: round(float(-np.log(np.clip(p[rows, yv_np], 1e-12, None)).mean()), 5)
-                for name, p in views.items()}
+    log_loss = {name: round(_log_loss(p, yv_np), 5) for name, p in views.items()}
     weights = {m: round(shares["adapter"] / len(members), 6) for m in members}
     weights["intents-base"] = shares["base_head"]
     if "full" in views:
@@ -275,17 +273,20 @@ def _ensemble_shares(views: dict[str, np.ndarray], y: np.ndarray, step: float = 
 
     names = list(views)
     n = round(1 / step)
-    rows = np.arange(len(y))
     best = None
     for cut in itertools.product(range(n + 1), repeat=len(names) - 1):
         if sum(cut) > n:
             continue
         w = [c / n for c in cut] + [(n - sum(cut)) / n]
-        p = sum(wi * views[k][rows, y] for wi, k in zip(w, names))
-        loss = float(-np.log(np.clip(p, 1e-12, None)).mean())
+        loss = _log_loss(sum(wi * views[k] for wi, k in zip(w, names)), y)
         if best is None or loss < best[0] - 1e-12:
             best = (loss, w)
     return {k: round(wi, 2) for k, wi in zip(names, best[1])}
+
+
+def _log_loss(p: np.ndarray, y: np.ndarray) -> float:
+    """Mean negative log-probability of the labels ``y`` under the rows of ``p``."""
+    return float(-np.log(np.clip(p[np.arange(len(y)), y], 1e-12, None)).mean())
 
 
 def _full_intents_engine(engine):
@@ -317,8 +318,14 @@ def intent_proba(engine, texts: Sequence[str]) -> np.ndarray:
     if not parts:
         return engine.classify_proba(texts, "intents")
     total = sum(parts.values())
-    return sum((w / total) * (_full_intents_engine(engine).classify_proba(texts, "intents") if name == FULL_INTENTS_DIR
-                              else engine.classify_proba(texts, name)) for name, w in parts.items())
+    return sum((w / total) * _view_proba(engine, name, texts) for name, w in parts.items())
+
+
+def _view_proba(engine, name: str, texts: Sequence[str]) -> np.ndarray:
+    """Intent probabilities of one ensemble member: a task of the artifact, or its full member."""
+    if name == FULL_INTENTS_DIR:
+        return _full_intents_engine(engine).classify_proba(texts, "intents")
+    return engine.classify_proba(texts, name)
 
 
 def _train_retrieval(model, tok, pairs: Sequence[tuple[str, str]], cfg: TrainConfig, r: int, out: Path,
@@ -371,8 +378,7 @@ def learn(settings: CSSettings, store, queries: Sequence[tuple[str, str]], kb_pa
     shutil.rmtree(staging, ignore_errors=True)
     _train_retrieval(model, tok, pairs, cfg.model_copy(update={"batch_size": min(cfg.batch_size, len(pairs))}),
                      8, staging, {**config.get("meta", {}), "learned_from_feedback": len(pairs)})
-    if (settings.artifact_dir / FULL_INTENTS_DIR).is_dir():  # the intents' own full model goes along unchanged
-        shutil.copytree(settings.artifact_dir / FULL_INTENTS_DIR, staging / FULL_INTENTS_DIR, dirs_exist_ok=True)
+    _carry_full_intents(settings.artifact_dir, staging)  # the intents' own full model goes along unchanged
     after = score(staging)
     kept = after["mrr"] >= before["mrr"]
     if kept and out is None:

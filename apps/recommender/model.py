@@ -131,9 +131,7 @@ class GenerativeRecommender(SequentialRecommender):
     def cloze_hidden(self, seqs: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
         if self.cloze_weight <= 0:
             raise ValueError("this model was built without the cloze loss (cloze_weight 0)")
-        prefix = self._prefix(seqs, masked)
-        h = self.backbone(None, mode="bidirectional", prefix=prefix, positions=self._positions(prefix))
-        return self.head.transform(h) if self.head is not None else h
+        return self._states(seqs, "bidirectional", masked)
 
     def _positions(self, prefix: Prefix) -> torch.Tensor | None:
         if self.settings.positions != "right":
@@ -143,8 +141,12 @@ class GenerativeRecommender(SequentialRecommender):
         return (self.cfg.block_size - 1 - after).clamp(min=0)
 
     def hidden(self, seqs: torch.Tensor) -> torch.Tensor:
-        prefix = self._prefix(seqs)
-        h = self.backbone(None, mode="causal", prefix=prefix, positions=self._positions(prefix))  # (B, T, C)
+        return self._states(seqs, "causal")
+
+    def _states(self, seqs: torch.Tensor, mode: str, masked: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T) items -> (B, T, C) output states of the backbone in ``mode`` (after the head's transform, if any)."""
+        prefix = self._prefix(seqs, masked)
+        h = self.backbone(None, mode=mode, prefix=prefix, positions=self._positions(prefix))
         return self.head.transform(h) if self.head is not None else h
 
     def item_table(self) -> torch.Tensor:
