@@ -41,7 +41,7 @@ def cs_train(args) -> None:
     intents = None if args.no_intents else Path(args.intents or s.intents_path)
     init = Path(args.continue_from) if args.continue_from else None
     out = train_cs(Path(args.out) if args.out else s.artifact_dir, intents, pairs, init_from=init,
-                   members=args.members, full=args.full_intents)
+                   members=args.members, full=max(0, args.full_intents))
     emit({"artifact": str(out), "retrieval_pairs": len(pairs), "intents": str(intents)}, args.json)
 
 
@@ -142,9 +142,10 @@ def register(sub, common) -> None:
     sp.add_argument("--members", type=int, default=1, metavar="N",
                     help="intents adapters trained with different seeds and averaged (each adds one backbone pass "
                          "per message; default 1)")
-    sp.add_argument("--full-intents", action="store_true",
-                    help="also fine-tune a full copy of the backbone on the intents (sub-artifact intents-full/, "
-                         "about 90 MB; one more backbone pass per message), weighed into the same ensemble")
+    sp.add_argument("--full-intents", type=int, nargs="?", const=1, default=0, metavar="N",
+                    help="also fine-tune N (default 1) full copies of the backbone on the intents with different "
+                         "seeds (sub-artifacts intents-full/, intents-full-2/, ...; about 90 MB and one more "
+                         "backbone pass per message each), averaged and weighed into the same ensemble")
     sp = base("index", "ingest the KB and build the FAISS + BM25 index", cs_index)
     sp.add_argument("--kb", help="KB file or folder (CSV/JSONL/Markdown/text)")
     sp.add_argument("--calibrate", help="queries with gold ids to calibrate the answer confidence on")

@@ -3,8 +3,9 @@
 The artifact (default ``artifacts/cs``) is all-MiniLM-L6-v2 with two LoRA adapters: ``intents`` (with the intent
 classifier head) and ``retrieval`` (contrastive, for the FAISS embeddings). The base weights stay as they were, so
 retrieval never gets worse because the core learned intents, and each adapter is switched on for its own task.
-Optionally more intents adapters (``intents-2``, ...) and a fully fine-tuned intents model of its own
-(sub-artifact ``intents-full/``) join a validated ensemble with a linear head on the frozen base.
+Optionally more intents adapters (``intents-2``, ...) and fully fine-tuned intents models of their own
+(sub-artifacts ``intents-full/``, ``intents-full-2/``, ...) join a validated ensemble with a linear head on the
+frozen base.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from apps.customer_service.retrieval import DenseIndex, HybridRetriever, IndexCo
 from apps.customer_service.schemas import KBBuild, KBEntry
 from apps.customer_service.settings import CSSettings, RetrievalSettings
 from core.config import TrainConfig
-from core.metrics import accuracy, hit_rate_at_k, precision_recall_f1, reciprocal_rank
+from core.metrics import accuracy, hit_rate_at_k, log_loss, mixture_weights, precision_recall_f1, reciprocal_rank
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ INTENTS_CONTINUE = INTENTS_TRAIN.model_copy(update={"head_lr": 1e-3, "lr": 5e-4}
 # the fully fine-tuned intents member (``--full-intents``): every weight of its own copy of the backbone trains
 INTENTS_FULL_TRAIN = TrainConfig(max_epochs=5, batch_size=32, lr=8e-5, head_lr=2e-3, max_length=64,
                                  precision="32-true", patience=2, warmup_ratio=0.06, label_smoothing=0.1)
-FULL_INTENTS_DIR = "intents-full"  # the sub-artifact (inside the cs artifact) that holds it
+FULL_INTENTS_DIR = "intents-full"  # the sub-artifact (inside the cs artifact) that holds it; more: intents-full-2, ...
 RETRIEVAL_TRAIN = TrainConfig(max_epochs=4, batch_size=32, lr=5e-4, head_lr=5e-4, max_length=96, precision="32-true",
                               patience=2, temperature=0.05)
 
@@ -77,7 +78,7 @@ def read_queries(path: str | Path) -> list[tuple[str, str]]:
 # ------------------------------------------------------------------------------------------------------ training
 def train_cs(out: Path, intents_csv: Path | None, pairs: Sequence[tuple[str, str]] = (),
              intents_cfg: TrainConfig = INTENTS_TRAIN, retrieval_cfg: TrainConfig = RETRIEVAL_TRAIN,
-             lora_r: int = 16, init_from: Path | None = None, members: int = 1, full: bool = False,
+             lora_r: int = 16, init_from: Path | None = None, members: int = 1, full: int = 0,
              full_cfg: TrainConfig = INTENTS_FULL_TRAIN) -> Path:
     """Train the intents adapter (+ classifier head) on ``intents_csv`` and the retrieval adapter on ``pairs``
     (query, entry text), one after the other on the frozen all-MiniLM-L6-v2 base.
@@ -92,9 +93,11 @@ def train_cs(out: Path, intents_csv: Path | None, pairs: Sequence[tuple[str, str
     :func:`_train_base_head`). Each member costs one more backbone pass per message. When continuing, an earlier
     artifact's members are all retrained and ``members`` can only add new ones.
 
-    ``full`` also fine-tunes every weight of a separate copy of all-MiniLM-L6-v2 on the intents (``full_cfg``), kept
-    as the sub-artifact ``intents-full/`` (about 90 MB) and weighed into the same ensemble. The shared base, and so
-    retrieval, is untouched by it. When continuing without ``full``, an earlier artifact's full member is kept.
+    ``full`` (a count) also fine-tunes every weight of that many separate copies of all-MiniLM-L6-v2 on the intents
+    (``full_cfg``, seeds 1000 apart), kept as the sub-artifacts ``intents-full/``, ``intents-full-2/``, ... (about
+    90 MB each); their probabilities are averaged and weighed into the same ensemble as one view. The shared base,
+    and so retrieval, is untouched by them. When continuing without ``full``, an earlier artifact's full members are
+    kept.
     """
     if intents_csv is None and not pairs:
         raise ValueError("nothing to train: give intents, retrieval pairs or both")
@@ -114,9 +117,10 @@ def train_cs(out: Path, intents_csv: Path | None, pairs: Sequence[tuple[str, str
         meta = {"recipe": "cs", "lora_r": lora_r}
     if intents_csv is not None:
         if not (init_from is not None and not full and _carry_full_intents(Path(init_from), Path(out))):
-            shutil.rmtree(Path(out) / FULL_INTENTS_DIR, ignore_errors=True)  # stale, or about to be retrained
+            for stale in full_intents_dirs(Path(out)):  # stale, or about to be retrained
+                shutil.rmtree(Path(out) / stale, ignore_errors=True)
         meta["intents"] = _train_intents(model, tok, intents_csv, intents_cfg, lora_r, out, meta, members,
-                                         full_cfg if full else None)
+                                         full_cfg if full else None, full_members=int(full))
     if pairs:
         meta["retrieval_pairs"] = len(pairs)
         _train_retrieval(model, tok, pairs, retrieval_cfg, max(4, lora_r // 2), out, meta)
@@ -124,14 +128,16 @@ def train_cs(out: Path, intents_csv: Path | None, pairs: Sequence[tuple[str, str
 
 
 def _carry_full_intents(src: Path, dst: Path) -> bool:
-    """Put the full intents member of artifact ``src`` (if it has one) into artifact ``dst`` unchanged; whether
-    ``dst`` now holds it."""
-    member = src / FULL_INTENTS_DIR
-    if not (member / "config.json").is_file():
+    """Put the full intents members of artifact ``src`` (if it has any) into artifact ``dst`` unchanged; whether
+    ``dst`` now holds them."""
+    names = [d for d in full_intents_dirs(src) if (src / d / "config.json").is_file()]
+    if not names:
         return False
     if src.resolve() != dst.resolve():
-        shutil.rmtree(dst / FULL_INTENTS_DIR, ignore_errors=True)
-        shutil.copytree(member, dst / FULL_INTENTS_DIR)
+        for stale in full_intents_dirs(dst):
+            shutil.rmtree(dst / stale, ignore_errors=True)
+        for d in names:
+            shutil.copytree(src / d, dst / d)
     return True
 
 
@@ -140,8 +146,26 @@ def intent_member_names(n: int) -> list[str]:
     return ["intents"] + [f"intents-{i}" for i in range(2, n + 1)]
 
 
+def full_member_dirs(n: int) -> list[str]:
+    """The sub-artifact names of ``n`` fully fine-tuned intents members: ``intents-full``, ``intents-full-2``, ..."""
+    return [FULL_INTENTS_DIR] + [f"{FULL_INTENTS_DIR}-{i}" for i in range(2, n + 1)]
+
+
+def _is_full_dir(name: str) -> bool:
+    return name == FULL_INTENTS_DIR or (name.startswith(FULL_INTENTS_DIR + "-") and
+                                        name[len(FULL_INTENTS_DIR) + 1:].isdigit())
+
+
+def full_intents_dirs(artifact: Path) -> list[str]:
+    """The full intents sub-artifacts that folder ``artifact`` holds, in member order."""
+    if not artifact.is_dir():
+        return []
+    found = [p.name for p in artifact.iterdir() if p.is_dir() and _is_full_dir(p.name)]
+    return sorted(found, key=lambda n: 1 if n == FULL_INTENTS_DIR else int(n.rsplit("-", 1)[1]))
+
+
 def _train_intents(model, tok, intents_csv: Path, cfg: TrainConfig, lora_r: int, out: Path, meta: dict,
-                   members: int = 1, full_cfg: TrainConfig | None = None) -> dict:
+                   members: int = 1, full_cfg: TrainConfig | None = None, full_members: int = 1) -> dict:
     from core.adapters import adapter_names, apply_lora, train_only_adapters
     from core.data import ListDataset, MultiTaskDataModule, TaskData
     from core.recipes import text_task
@@ -172,8 +196,9 @@ def _train_intents(model, tok, intents_csv: Path, cfg: TrainConfig, lora_r: int,
     if full_cfg is not None:
         from core.recipes import finetune_text
 
-        log.info("intents: fully fine-tuned member in %s", Path(out) / FULL_INTENTS_DIR)
-        finetune_text([task], Path(out) / FULL_INTENTS_DIR, full_cfg)
+        for i, sub in enumerate(full_member_dirs(max(1, full_members))):
+            log.info("intents: fully fine-tuned member %d/%d in %s", i + 1, full_members, Path(out) / sub)
+            finetune_text([task], Path(out) / sub, full_cfg.model_copy(update={"seed": full_cfg.seed + 1000 * i}))
     meta["intent_ensemble"] = _train_base_head(model, tok, task, out, {**meta, "intents": task.source}, names)
     return task.source
 
@@ -244,20 +269,23 @@ def _train_base_head(model, tok, task, out: Path, meta: dict, members: Sequence[
     probs = {name: engine.classify_proba(list(xv), name) for name in members}
     views = {"adapter": np.mean([probs[m] for m in members], axis=0),
              "base_head": engine.classify_proba(list(xv), "intents-base")}
-    full_dir = Path(out) / FULL_INTENTS_DIR
-    if (full_dir / "config.json").is_file():
-        views["full"] = InferenceEngine(full_dir, max_length=64).classify_proba(list(xv), "intents")
-    shares = _ensemble_shares(views, yv_np)
+    fulls = [d for d in full_intents_dirs(Path(out)) if (Path(out) / d / "config.json").is_file()]
+    for d in fulls:
+        probs[d] = InferenceEngine(Path(out) / d, max_length=64).classify_proba(list(xv), "intents")
+    if fulls:
+        views["full"] = np.mean([probs[d] for d in fulls], axis=0)
+    shares = mixture_weights(views, yv_np)
     views["ensemble"] = sum(shares[k] * views[k] for k in shares)
     accs = {name: float((p.argmax(-1) == yv_np).mean()) for name, p in views.items()}
-    log_loss = {name: round(_log_loss(p, yv_np), 5) for name, p in views.items()}
+    losses = {name: round(log_loss(p, yv_np), 5) for name, p in views.items()}
     weights = {m: round(shares["adapter"] / len(members), 6) for m in members}
     weights["intents-base"] = shares["base_head"]
-    if "full" in views:
-        weights[FULL_INTENTS_DIR] = shares["full"]
-    report = {"weights": weights, "val_accuracy": accs, "val_log_loss": log_loss, "base_head_l2": l2}
-    if len(members) > 1:
-        report["val_accuracy"]["members"] = {m: float((probs[m].argmax(-1) == yv_np).mean()) for m in members}
+    for d in fulls:
+        weights[d] = round(shares["full"] / len(fulls), 6)
+    report = {"weights": weights, "val_accuracy": accs, "val_log_loss": losses, "base_head_l2": l2}
+    if len(members) + len(fulls) > 1:
+        report["val_accuracy"]["members"] = {m: float((probs[m].argmax(-1) == yv_np).mean())
+                                             for m in [*members, *fulls]}
     log.info("intent ensemble on validation: %s", report)
     from core.artifacts import save_artifact
 
@@ -265,46 +293,23 @@ def _train_base_head(model, tok, task, out: Path, meta: dict, members: Sequence[
     return report
 
 
-def _ensemble_shares(views: dict[str, np.ndarray], y: np.ndarray, step: float = 0.1) -> dict[str, float]:
-    """Weights (summing to 1, on a ``step`` grid) of the views' probabilities whose mix has the lowest log-loss on
-    ``y``. Log-loss, not accuracy: on a validation split of ~1,000 texts accuracy moves in steps of a few examples
-    and many weightings tie, while the log-loss of a mixture is smooth (and convex) in the weights."""
-    import itertools
-
-    names = list(views)
-    n = round(1 / step)
-    best = None
-    for cut in itertools.product(range(n + 1), repeat=len(names) - 1):
-        if sum(cut) > n:
-            continue
-        w = [c / n for c in cut] + [(n - sum(cut)) / n]
-        loss = _log_loss(sum(wi * views[k] for wi, k in zip(w, names)), y)
-        if best is None or loss < best[0] - 1e-12:
-            best = (loss, w)
-    return {k: round(wi, 2) for k, wi in zip(names, best[1])}
-
-
-def _log_loss(p: np.ndarray, y: np.ndarray) -> float:
-    """Mean negative log-probability of the labels ``y`` under the rows of ``p``."""
-    return float(-np.log(np.clip(p[np.arange(len(y)), y], 1e-12, None)).mean())
-
-
-def _full_intents_engine(engine):
-    """The engine of the fully fine-tuned intents member (sub-artifact ``intents-full/``), loaded once per engine
-    with the same quantisation."""
+def _full_intents_engine(engine, name: str = FULL_INTENTS_DIR):
+    """The engine of a fully fine-tuned intents member (sub-artifact ``name``, e.g. ``intents-full/``), loaded once
+    per engine with the same quantisation."""
     from core.artifacts import ArtifactError
     from core.engine import InferenceEngine
 
     with engine._lock:
-        comp = getattr(engine, "_intents_full", None)
+        loaded = engine.__dict__.setdefault("_intents_full", {})
+        comp = loaded.get(name)
         if comp is None:
-            path = Path(engine.path) / FULL_INTENTS_DIR if engine.path is not None else None
+            path = Path(engine.path) / name if engine.path is not None else None
             if path is None or not (path / "config.json").is_file():
                 raise ArtifactError(f"the artifact's intent ensemble needs {path}, which is missing: retrain with "
                                     "`trident cs train --full-intents`")
             comp = InferenceEngine(path, quantize=engine.quantized, max_length=engine.max_length,
                                    batch_size=engine.batch_size)
-            engine._intents_full = comp
+            loaded[name] = comp
     return comp
 
 
@@ -314,7 +319,7 @@ def intent_proba(engine, texts: Sequence[str]) -> np.ndarray:
     validation. A member with weight 0 is not run."""
     config = getattr(engine, "config", None) or {}
     ens = (config.get("meta", {}).get("intent_ensemble") or {}).get("weights") or {}
-    parts = {name: w for name, w in ens.items() if w > 0 and (name in engine.tasks or name == FULL_INTENTS_DIR)}
+    parts = {name: w for name, w in ens.items() if w > 0 and (name in engine.tasks or _is_full_dir(name))}
     if not parts:
         return engine.classify_proba(texts, "intents")
     total = sum(parts.values())
@@ -323,8 +328,8 @@ def intent_proba(engine, texts: Sequence[str]) -> np.ndarray:
 
 def _view_proba(engine, name: str, texts: Sequence[str]) -> np.ndarray:
     """Intent probabilities of one ensemble member: a task of the artifact, or its full member."""
-    if name == FULL_INTENTS_DIR:
-        return _full_intents_engine(engine).classify_proba(texts, "intents")
+    if _is_full_dir(name):
+        return _full_intents_engine(engine, name).classify_proba(texts, "intents")
     return engine.classify_proba(texts, name)
 
 

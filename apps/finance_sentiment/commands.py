@@ -44,7 +44,8 @@ def fin_train(args) -> None:
     s = _settings(args)
     data = Path(args.data) if args.data else s.core.data_dir / "financial_phrasebank" / "Sentences_50Agree.txt"
     fmt = args.format or ("phrasebank" if data.suffix == ".txt" else "csv")
-    report = train_sentiment(data, Path(args.out) if args.out else s.artifact_dir, fmt=fmt, members=args.members)
+    report = train_sentiment(data, Path(args.out) if args.out else s.artifact_dir, fmt=fmt, members=args.members,
+                             lora_members=args.lora_members)
     emit(report, args.json)
 
 
@@ -135,7 +136,10 @@ def register(sub, common) -> None:
               artifact=False)
     sp.add_argument("--data", help="labelled sentences (default: <data>/financial_phrasebank/Sentences_50Agree.txt)")
     sp.add_argument("--format", choices=["phrasebank", "csv"], help="default: phrasebank for .txt, else csv")
-    sp.add_argument("--members", type=int, default=1, help="seed-ensemble size (probabilities averaged)")
+    sp.add_argument("--members", type=int, default=1, metavar="N",
+                    help="fully fine-tuned members, seeds 1 apart (default 1; 0 with --lora-members)")
+    sp.add_argument("--lora-members", type=int, default=0, metavar="N",
+                    help="LoRA members (frozen backbone, adapter + head); the kinds' shares are chosen on validation")
     sp.add_argument("--out", help="artifact folder (default: <artifacts>/fin)")
     sp = base("score", "score a text: sentences, article score, the words that moved it", fin_score)
     sp.add_argument("text", nargs="+")

@@ -2,9 +2,15 @@
 
 The model is the shared core (all-MiniLM-L6-v2 start) fine-tuned on Financial PhraseBank (50% agreement),
 deduplicated and split 70/10/20 with a fixed seed (``core.recipes.text_task``): the 20% test part is never trained on
-nor used for any choice. With ``members > 1`` several copies are trained on the same split with different training
-seeds (initialisation of the head, order of batches, dropout) and their class probabilities are averaged: a
-*seed ensemble*. The artifact folder then holds ``ensemble.json`` and one core artifact per member under
+nor used for any choice. Two kinds of member train on the same split:
+
+- *full* members fine-tune every weight of their own copy of the backbone (``members``, seeds 1 apart);
+- *LoRA* members keep the backbone frozen and train a low-rank adapter plus the classifier head
+  (``lora_members``): a model that stays close to the pretrained sentence encoder, so a different view of the text.
+
+With more than one member their class probabilities are mixed: equally within a kind, and between the kinds with
+shares chosen on the validation split by log-loss (:func:`core.metrics.mixture_weights`). The artifact folder then
+holds ``ensemble.json`` (members, kinds, weights, validation figures) and one core artifact per member under
 ``members/``; a single-member artifact is a plain core artifact.
 """
 
@@ -35,6 +41,11 @@ def default_train_config():
                        patience=2, warmup_ratio=0.1, label_smoothing=0.05)
 
 
+def default_lora_config():
+    """A LoRA member: the full members' schedule at the adapter's learning rate (1e-3)."""
+    return default_train_config().model_copy(update={"lr": 1e-3})
+
+
 def read_sentiment_data(path: str | Path, fmt: str) -> tuple[list[str], list[str]]:
     """Read labelled sentences: ``phrasebank`` (latin-1 ``sentence@label`` lines) or ``csv`` (``text,label``).
 
@@ -54,23 +65,30 @@ def read_sentiment_data(path: str | Path, fmt: str) -> tuple[list[str], list[str
 
 
 def train_sentiment(data_path: str | Path, out: str | Path, fmt: str = "phrasebank", members: int = 1,
-                    cfg=None, split_seed: int = 13) -> dict:
+                    cfg=None, split_seed: int = 13, lora_members: int = 0, lora_cfg=None, lora_r: int = 16) -> dict:
     """Fine-tune the sentiment model(s) and write the artifact.
 
     Args:
         data_path: Labelled sentences (PhraseBank's ``Sentences_50Agree.txt`` or a ``text,label`` CSV).
-        out: Artifact folder (replaced).
+        out: Artifact folder (replaced only once everything has trained).
         fmt: ``phrasebank`` or ``csv``.
-        members: Seed-ensemble size.
-        cfg: ``TrainConfig`` (default: 6 epochs, lr 8e-5, early stopping on validation).
+        members: Fully fine-tuned members (seeds ``cfg.seed``, ``cfg.seed + 1``, ...); may be 0 with LoRA members.
+        cfg: ``TrainConfig`` of the full members (default: 6 epochs, lr 8e-5, early stopping on validation).
         split_seed: Seed of the train/validation/test split (kept fixed, so every member sees the same test).
+        lora_members: LoRA members (frozen backbone, rank ``lora_r`` adapter and head; seeds 1000 apart).
+        lora_cfg: Their ``TrainConfig`` (default :func:`default_lora_config`).
+        lora_r: Rank of their adapters.
 
     Returns:
-        ``{"artifact", "members", "test": {...}}`` with each member's and the ensemble's test metrics.
+        ``{"artifact", "members", "weights", "validation", "test"}``: each member's and the mixture's test metrics,
+        the weights chosen on validation and the validation log-loss and accuracy of each view.
     """
     from core.recipes import finetune_text, text_task
 
+    if members < 0 or lora_members < 0 or members + lora_members < 1:
+        raise ValueError("train at least one member (members + lora_members >= 1)")
     cfg = cfg or default_train_config()
+    lora_cfg = lora_cfg or default_lora_config()
     out = Path(out)
     task = text_task("sentiment", data_path, fmt, seed=split_seed)
     unknown = sorted(set(task.labels) - set(LABELS))
@@ -78,27 +96,76 @@ def train_sentiment(data_path: str | Path, out: str | Path, fmt: str = "phraseba
         raise ValueError(f"{data_path}: labels must be positive, neutral or negative; found {unknown}")
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    report: dict = {"members": [], "split": task.source}
+    n = members + lora_members
+    kinds = ["full"] * members + ["lora"] * lora_members
     paths = []
-    for k in range(members):
-        member_out = tmp if members == 1 else tmp / "members" / str(k)
-        finetune_text([task], member_out, cfg.model_copy(update={"seed": cfg.seed + k}))
+    for k, kind in enumerate(kinds):
+        member_out = tmp if n == 1 else tmp / "members" / str(k)
+        if kind == "full":
+            log.info("sentiment member %d/%d: full fine-tuning (seed %d)", k + 1, n, cfg.seed + k)
+            finetune_text([task], member_out, cfg.model_copy(update={"seed": cfg.seed + k}))
+        else:
+            i = k - members
+            log.info("sentiment member %d/%d: LoRA r=%d (seed %d)", k + 1, n, lora_r, lora_cfg.seed + 1000 * i)
+            _train_lora_member(task, member_out, lora_cfg.model_copy(update={"seed": lora_cfg.seed + 1000 * i}), lora_r)
         paths.append(member_out)
-    if members > 1:
-        (tmp / "ensemble.json").write_text(json.dumps({"members": [f"members/{k}" for k in range(members)],
-                                                        "task": "sentiment", "split": task.source}, indent=2))
+    report: dict = {"members": [], "kinds": kinds, "split": task.source}
+    if n > 1:
+        spec = {"members": [f"members/{k}" for k in range(n)], "kinds": kinds, "task": "sentiment",
+                "split": task.source}
+        (tmp / "ensemble.json").write_text(json.dumps(spec, indent=2))
     model = load_sentiment_model(tmp)
+    yv = [LABELS.index(task.labels[i]) for i in task.val[1]]
+    val_p = [e.classify_proba(list(task.val[0]), "sentiment")[:, model.columns(e)] for e in model.engines]
+    weights, validation = _mixture(kinds, val_p, np.asarray(yv))
+    report["weights"], report["validation"] = weights, validation
+    if n > 1:
+        spec["weights"], spec["validation"] = weights, validation
+        (tmp / "ensemble.json").write_text(json.dumps(spec, indent=2))
     texts, ys = task.test
     y = [LABELS.index(task.labels[i]) for i in ys]
     per_member = [e.classify_proba(texts, "sentiment")[:, model.columns(e)] for e in model.engines]
     for p in per_member:
         report["members"].append(_metrics(y, p.argmax(-1)))
-    report["test"] = _metrics(y, np.mean(per_member, 0).argmax(-1))
+    report["test"] = _metrics(y, sum(w * p for w, p in zip(weights, per_member)).argmax(-1))
     (tmp / "fin_report.json").write_text(json.dumps(report, indent=2))
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     report["artifact"] = str(out)
     return report
+
+
+def _train_lora_member(task, out: Path, cfg, r: int) -> Path:
+    """A LoRA member: all-MiniLM-L6-v2 frozen, a rank-``r`` adapter (on by default for the task) and the head train."""
+    from core.adapters import apply_lora, train_only_adapters
+    from core.data import ListDataset, MultiTaskDataModule, TaskData
+    from core.recipes import new_text_model
+    from core.tasks import TaskSpec
+    from core.train import fit
+
+    model, tok = new_text_model("minilm")
+    apply_lora(model.backbone, task.name, r=r, alpha=2 * r, dropout=0.1)
+    spec = TaskSpec(name=task.name, kind="classify", labels=task.labels, adapter=task.name)
+    model.add_task(spec)
+    train_only_adapters(model, keep_trainable=(f"heads.{task.name}.",))
+    data = TaskData(spec, ListDataset(*task.train), ListDataset(*task.val), ListDataset(*task.test))
+    dm = MultiTaskDataModule([data], tok, batch_size=cfg.batch_size, max_length=cfg.max_length, seed=cfg.seed)
+    meta = {"recipe": "fin-lora", "lora_r": r, "data": {task.name: task.source}}
+    return fit(model, dm, cfg, out, tok, meta=meta)
+
+
+def _mixture(kinds: list[str], val_p: list[np.ndarray], yv: np.ndarray) -> tuple[list[float], dict]:
+    """Per-member weights: equal within a kind, the kinds' shares by validation log-loss; and the validation
+    accuracy and log-loss of each kind's mean and of the mixture."""
+    from core.metrics import log_loss, mixture_weights
+
+    views = {kind: np.mean([p for p, k in zip(val_p, kinds) if k == kind], axis=0) for kind in dict.fromkeys(kinds)}
+    shares = mixture_weights(views, yv) if len(views) > 1 else {next(iter(views)): 1.0}
+    weights = [round(shares[k] / kinds.count(k), 6) for k in kinds]
+    views["mixture"] = sum(w * p for w, p in zip(weights, val_p))
+    validation = {name: {"accuracy": float((p.argmax(-1) == yv).mean()), "log_loss": round(log_loss(p, yv), 5)}
+                  for name, p in views.items()}
+    return weights, validation
 
 
 def _metrics(y, pred) -> dict:
@@ -111,41 +178,53 @@ def _metrics(y, pred) -> dict:
 
 
 class SentimentModel:
-    """One artifact or a seed ensemble, with the engine interface the scorer needs (probabilities averaged).
+    """One artifact or an ensemble, with the engine interface the scorer needs (probabilities mixed).
 
     Args:
         engines: ``InferenceEngine`` per member.
         path: The artifact folder.
+        weights: Each member's weight (default: equal); they are normalised to sum to 1.
     """
 
-    def __init__(self, engines: list, path: Path):
+    def __init__(self, engines: list, path: Path, weights: list[float] | None = None):
         self.engines, self.path = engines, path
         self.tasks = engines[0].tasks
+        w = np.asarray(weights if weights is not None else [1.0] * len(engines), dtype=np.float64)
+        if len(w) != len(engines) or (w < 0).any() or w.sum() <= 0:
+            raise ValueError(f"{path}: need one non-negative weight per member, got {list(w)}")
+        self.weights = (w / w.sum()).tolist()
 
     def columns(self, engine) -> list[int]:
         """Column order of ``engine``'s sentiment task that gives positive, neutral, negative."""
         labels = tuple(engine.tasks["sentiment"].labels)
         return [labels.index(lab) for lab in LABELS]
 
+    def _active(self) -> list[tuple[float, object]]:
+        return [(w, e) for w, e in zip(self.weights, self.engines) if w > 0]
+
     def classify_proba(self, texts, task: str) -> np.ndarray:
-        """Mean class probabilities of the members (the first member's label order)."""
-        first = self.engines[0].classify_proba(texts, task)
+        """The members' class probabilities mixed by their weights (the first member's label order); a member of
+        weight 0 is not run."""
         if len(self.engines) == 1:
-            return first
+            return self.engines[0].classify_proba(texts, task)
         order = list(self.engines[0].tasks[task].labels)
-        acc = first.astype(np.float64)
-        for e in self.engines[1:]:
+        acc = None
+        for w, e in self._active():
             labels = list(e.tasks[task].labels)
-            acc += e.classify_proba(texts, task)[:, [labels.index(lab) for lab in order]]
-        return (acc / len(self.engines)).astype(np.float32)
+            p = w * e.classify_proba(texts, task)[:, [labels.index(lab) for lab in order]].astype(np.float64)
+            acc = p if acc is None else acc + p
+        return acc.astype(np.float32)
 
     def explain(self, texts, task: str, weights=None, max_words: int = 64):
-        """Word attributions averaged over the members (each member's own occlusion attributions)."""
-        runs = [e.explain(texts, task, weights=weights, max_words=max_words) for e in self.engines]
+        """Word attributions mixed over the members by their weights (each member's own occlusion attributions)."""
+        active = self._active()
+        runs = [e.explain(texts, task, weights=weights, max_words=max_words) for _, e in active]
+        ws = [w for w, _ in active]
         out = []
         for per_text in zip(*runs):
             words = per_text[0]
-            out.append([(w, float(np.mean([run[i][1] for run in per_text]))) for i, (w, _) in enumerate(words)])
+            out.append([(word, float(sum(wm * run[i][1] for wm, run in zip(ws, per_text))))
+                        for i, (word, _) in enumerate(words)])
         return out
 
 
@@ -159,14 +238,21 @@ def load_sentiment_model(path: str | Path, quantize: bool = False, batch_size: i
     from core.engine import InferenceEngine
 
     path = Path(path)
-    spec = path / "ensemble.json"
-    if spec.is_file():
-        members = [path / m for m in json.loads(spec.read_text())["members"]]
+    spec_path = path / "ensemble.json"
+    weights = None
+    if spec_path.is_file():
+        try:
+            spec = json.loads(spec_path.read_text())
+            members = [path / m for m in spec["members"]]
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise ArtifactError(f"{spec_path} is malformed ({exc}): retrain with `trident fin train`") from exc
+        weights = spec.get("weights")
     elif (path / "config.json").is_file():
         members = [path]
     else:
         raise ArtifactError(f"no sentiment model at {path}: train one with `trident fin train`")
-    return SentimentModel([InferenceEngine(m, quantize=quantize, batch_size=batch_size) for m in members], path)
+    return SentimentModel([InferenceEngine(m, quantize=quantize, batch_size=batch_size) for m in members], path,
+                          weights)
 
 
 def eval_sentiment(model: SentimentModel, path: str | Path, fmt: str) -> dict:

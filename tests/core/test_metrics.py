@@ -472,3 +472,38 @@ def test_property_accuracy_equals_confusion_trace_and_scores_are_bounded(pair):
     for average in ("macro", "weighted", "micro"):
         out = M.precision_recall_f1(y_true, y_pred, average=average)
         assert all(0.0 <= v <= 1.0 for v in out.values())
+
+
+def test_log_loss_and_its_errors():
+    from core.metrics import log_loss
+
+    assert log_loss(np.array([[0.5, 0.5], [0.9, 0.1]]), [0, 0]) == pytest.approx((np.log(2) - np.log(0.9)) / 2)
+    assert log_loss(np.array([[1.0, 0.0]]), [1]) == pytest.approx(-np.log(1e-12))  # clipped, not inf
+    with pytest.raises(ValueError, match="N labels"):
+        log_loss(np.array([[0.5, 0.5]]), [0, 1])
+
+
+def test_mixture_weights_find_the_log_loss_optimum_on_the_grid():
+    from core.metrics import log_loss, mixture_weights
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 400)
+    truth = np.eye(3)[y]
+    good = 0.7 * truth + 0.1  # right and confident
+    noisy = rng.dirichlet(np.ones(3), 400)  # uninformative
+    w = mixture_weights({"good": good, "noisy": noisy}, y)
+    assert w["good"] > w["noisy"] and sum(w.values()) == pytest.approx(1.0)
+    # the chosen point is no worse than every other point of the grid
+    chosen = log_loss(w["good"] * good + w["noisy"] * noisy, y)
+    for a in np.linspace(0, 1, 11):
+        assert chosen <= log_loss(a * good + (1 - a) * noisy, y) + 1e-12
+    # two complementary views: each is right where the other is not, so the mixture beats either
+    half = np.arange(400) < 200
+    a_view = np.where(half[:, None], 0.8 * truth + 0.0667, 1 / 3)
+    b_view = np.where(half[:, None], 1 / 3, 0.8 * truth + 0.0667)
+    w2 = mixture_weights({"a": a_view, "b": b_view}, y)
+    assert 0.3 <= w2["a"] <= 0.7
+    with pytest.raises(ValueError):
+        mixture_weights({}, y)
+    with pytest.raises(ValueError, match="divide"):
+        mixture_weights({"good": good}, y, step=0.3)
