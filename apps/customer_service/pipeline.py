@@ -146,7 +146,7 @@ def intent_member_names(n: int) -> list[str]:
     return ["intents"] + [f"intents-{i}" for i in range(2, n + 1)]
 
 
-def full_member_dirs(n: int) -> list[str]:
+def full_member_names(n: int) -> list[str]:
     """The sub-artifact names of ``n`` fully fine-tuned intents members: ``intents-full``, ``intents-full-2``, ..."""
     return [FULL_INTENTS_DIR] + [f"{FULL_INTENTS_DIR}-{i}" for i in range(2, n + 1)]
 
@@ -196,7 +196,7 @@ def _train_intents(model, tok, intents_csv: Path, cfg: TrainConfig, lora_r: int,
     if full_cfg is not None:
         from core.recipes import finetune_text
 
-        for i, sub in enumerate(full_member_dirs(max(1, full_members))):
+        for i, sub in enumerate(full_member_names(max(1, full_members))):
             log.info("intents: fully fine-tuned member %d/%d in %s", i + 1, full_members, Path(out) / sub)
             finetune_text([task], Path(out) / sub, full_cfg.model_copy(update={"seed": full_cfg.seed + 1000 * i}))
     meta["intent_ensemble"] = _train_base_head(model, tok, task, out, {**meta, "intents": task.source}, names)

@@ -98,7 +98,6 @@ def train_sentiment(data_path: str | Path, out: str | Path, fmt: str = "phraseba
     shutil.rmtree(tmp, ignore_errors=True)
     n = members + lora_members
     kinds = ["full"] * members + ["lora"] * lora_members
-    paths = []
     for k, kind in enumerate(kinds):
         member_out = tmp if n == 1 else tmp / "members" / str(k)
         if kind == "full":
@@ -108,7 +107,6 @@ def train_sentiment(data_path: str | Path, out: str | Path, fmt: str = "phraseba
             i = k - members
             log.info("sentiment member %d/%d: LoRA r=%d (seed %d)", k + 1, n, lora_r, lora_cfg.seed + 1000 * i)
             _train_lora_member(task, member_out, lora_cfg.model_copy(update={"seed": lora_cfg.seed + 1000 * i}), lora_r)
-        paths.append(member_out)
     report: dict = {"members": [], "kinds": kinds, "split": task.source}
     if n > 1:
         spec = {"members": [f"members/{k}" for k in range(n)], "kinds": kinds, "task": "sentiment",
