@@ -30,6 +30,7 @@ __all__ = [
     "intra_list_diversity",
     "log_loss",
     "macro_f1",
+    "member_weights",
     "mean_hit_rate_at_k",
     "mean_ndcg_at_k",
     "mean_recall_at_k",
@@ -609,6 +610,24 @@ def mixture_weights(
             best = (loss, w)
     assert best is not None
     return {k: round(wi, 2) for k, wi in zip(names, best[1])}
+
+
+def member_weights(
+    kinds: Sequence[str], probas: Sequence[np.ndarray], y: Sequence[int] | np.ndarray, step: float = 0.1
+) -> tuple[list[float], dict[str, np.ndarray]]:
+    """Per-member weights of an ensemble whose members come in kinds (e.g. full fine-tunes and adapters): the
+    members of one kind are averaged into one view, the views' shares are :func:`mixture_weights` on ``y``, and each
+    member gets its kind's share divided equally.
+
+    Returns:
+        The weights (one per member, in order) and the views (each kind's mean probabilities, first-seen order).
+    """
+    kinds = list(kinds)
+    if len(kinds) != len(probas) or not kinds:
+        raise ValueError(f"member_weights needs one kind per member, got {len(kinds)} kinds for {len(probas)}")
+    views = {kind: np.mean([p for p, k in zip(probas, kinds) if k == kind], axis=0) for kind in dict.fromkeys(kinds)}
+    shares = mixture_weights(views, y, step) if len(views) > 1 else {kinds[0]: 1.0}
+    return [round(shares[k] / kinds.count(k), 6) for k in kinds], views
 
 
 # ---------------------------------------------------------------------------

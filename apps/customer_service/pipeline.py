@@ -26,7 +26,7 @@ from apps.customer_service.retrieval import DenseIndex, HybridRetriever, IndexCo
 from apps.customer_service.schemas import KBBuild, KBEntry
 from apps.customer_service.settings import CSSettings, RetrievalSettings
 from core.config import TrainConfig
-from core.metrics import accuracy, hit_rate_at_k, log_loss, mixture_weights, precision_recall_f1, reciprocal_rank
+from core.metrics import accuracy, hit_rate_at_k, log_loss, member_weights, precision_recall_f1, reciprocal_rank
 
 log = logging.getLogger(__name__)
 
@@ -267,21 +267,17 @@ def _train_base_head(model, tok, task, out: Path, meta: dict, members: Sequence[
 
     engine = InferenceEngine.from_model(model, tok, max_length=64)
     probs = {name: engine.classify_proba(list(xv), name) for name in members}
-    views = {"adapter": np.mean([probs[m] for m in members], axis=0),
-             "base_head": engine.classify_proba(list(xv), "intents-base")}
+    probs["intents-base"] = engine.classify_proba(list(xv), "intents-base")
     fulls = [d for d in full_intents_dirs(Path(out)) if (Path(out) / d / "config.json").is_file()]
     for d in fulls:
         probs[d] = InferenceEngine(Path(out) / d, max_length=64).classify_proba(list(xv), "intents")
-    if fulls:
-        views["full"] = np.mean([probs[d] for d in fulls], axis=0)
-    shares = mixture_weights(views, yv_np)
-    views["ensemble"] = sum(shares[k] * views[k] for k in shares)
+    names = [*members, "intents-base", *fulls]
+    kinds = ["adapter"] * len(members) + ["base_head"] + ["full"] * len(fulls)
+    w, views = member_weights(kinds, [probs[n] for n in names], yv_np)
+    weights = dict(zip(names, w))
+    views["ensemble"] = sum(wi * probs[n] for n, wi in weights.items())
     accs = {name: float((p.argmax(-1) == yv_np).mean()) for name, p in views.items()}
     losses = {name: round(log_loss(p, yv_np), 5) for name, p in views.items()}
-    weights = {m: round(shares["adapter"] / len(members), 6) for m in members}
-    weights["intents-base"] = shares["base_head"]
-    for d in fulls:
-        weights[d] = round(shares["full"] / len(fulls), 6)
     report = {"weights": weights, "val_accuracy": accs, "val_log_loss": losses, "base_head_l2": l2}
     if len(members) + len(fulls) > 1:
         report["val_accuracy"]["members"] = {m: float((probs[m].argmax(-1) == yv_np).mean())

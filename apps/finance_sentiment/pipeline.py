@@ -155,11 +155,9 @@ def _train_lora_member(task, out: Path, cfg, r: int) -> Path:
 def _mixture(kinds: list[str], val_p: list[np.ndarray], yv: np.ndarray) -> tuple[list[float], dict]:
     """Per-member weights: equal within a kind, the kinds' shares by validation log-loss; and the validation
     accuracy and log-loss of each kind's mean and of the mixture."""
-    from core.metrics import log_loss, mixture_weights
+    from core.metrics import log_loss, member_weights
 
-    views = {kind: np.mean([p for p, k in zip(val_p, kinds) if k == kind], axis=0) for kind in dict.fromkeys(kinds)}
-    shares = mixture_weights(views, yv) if len(views) > 1 else {next(iter(views)): 1.0}
-    weights = [round(shares[k] / kinds.count(k), 6) for k in kinds]
+    weights, views = member_weights(kinds, val_p, yv)
     views["mixture"] = sum(w * p for w, p in zip(weights, val_p))
     validation = {name: {"accuracy": float((p.argmax(-1) == yv).mean()), "log_loss": round(log_loss(p, yv), 5)}
                   for name, p in views.items()}
