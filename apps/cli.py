@@ -239,7 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     def training(sp):
         sp.add_argument("--out", help="artifact folder to write")
-        sp.add_argument("--init-from", default="minilm", help="minilm (pretrained) or a preset: tiny, small, base")
+        sp.add_argument("--init-from", default="minilm",
+                        help="minilm (pretrained), a preset (tiny, small, base) or an artifact folder, e.g. one "
+                             "`trident core pretrain` wrote")
         sp.add_argument("--epochs", type=int)
         sp.add_argument("--max-steps", type=int)
         sp.add_argument("--batch-size", type=int)

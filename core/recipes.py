@@ -161,7 +161,7 @@ def text_task(name: str, path: str | Path, fmt: str, seed: int = 13, test_path: 
     return TextTask(name, labels, _subset(texts, ys, tr), _subset(texts, ys, va), test, source)
 
 
-def finetune_text(tasks: list[TextTask], out: str | Path, cfg: TrainConfig, init_from: str = "minilm",
+def finetune_text(tasks: list[TextTask], out: str | Path, cfg: TrainConfig, init_from: str | Path = "minilm",
                   pairs: dict[str, tuple[list[str], list[str]]] | None = None) -> Path:
     """Fine-tune one backbone on several text classification tasks (and optional contrastive pairs) at once."""
     from core.train import fit
@@ -182,13 +182,31 @@ def finetune_text(tasks: list[TextTask], out: str | Path, cfg: TrainConfig, init
         k = n_val[name]
         datas.append(TaskData(spec, ListDataset(a[k:], b[k:]), ListDataset(a[:k], b[:k])))
     dm = MultiTaskDataModule(datas, tok, batch_size=cfg.batch_size, max_length=cfg.max_length, seed=cfg.seed)
-    meta = {"recipe": "finetune_text", "init_from": init_from, "data": {t.name: t.source for t in tasks}}
+    meta = {"recipe": "finetune_text", "init_from": str(init_from), "data": {t.name: t.source for t in tasks}}
     return fit(model, dm, cfg, out, tok, meta=meta)
 
 
-def new_text_model(init_from: str, corpus: list[str] | None = None) -> tuple[CoreModel, Tokenizer]:
-    """A CoreModel without tasks: all-MiniLM-L6-v2's weights (``minilm``) or a random ``preset`` with a tokenizer
-    trained on ``corpus``."""
+def new_text_model(init_from: str | Path, corpus: list[str] | None = None) -> tuple[CoreModel, Tokenizer]:
+    """A CoreModel without tasks: all-MiniLM-L6-v2's weights (``minilm``), a random ``preset`` with a tokenizer
+    trained on ``corpus``, or the backbone and tokenizer of an artifact folder (e.g. one that :func:`pretrain` wrote:
+    continued pretraining, then fine-tuning). An artifact's heads and tasks are dropped; one with LoRA adapters is
+    refused, since which adapter the backbone should carry is ambiguous."""
+    if isinstance(init_from, Path) or init_from not in ("minilm", "tiny", "small", "base"):
+        path = Path(init_from)
+        if not (path / "config.json").is_file():
+            raise ValueError(f"unknown init_from {str(init_from)!r}: use minilm, tiny, small, base or an artifact "
+                             "folder (one with a config.json)")
+        from core.adapters import adapter_names
+        from core.artifacts import load_artifact
+
+        model, tok, _ = load_artifact(path)
+        if adapter_names(model.backbone):
+            raise ValueError(f"init_from {path}: the artifact has LoRA adapters "
+                             f"({', '.join(adapter_names(model.backbone))}); start from one without")
+        model.tasks.clear()
+        model.heads.clear()
+        model.train()
+        return model, tok
     if init_from == "minilm":
         from core.pretrained import load_minilm, minilm_config
 
@@ -200,7 +218,6 @@ def new_text_model(init_from: str, corpus: list[str] | None = None) -> tuple[Cor
             raise ValueError("a randomly initialised model needs a corpus to train its tokenizer on")
         tok = Tokenizer.train(corpus, vocab_size={"tiny": 1000, "small": 8000, "base": 16000}[init_from])
         return CoreModel(ModelConfig.preset(init_from, vocab_size=tok.vocab_size)), tok
-    raise ValueError(f"unknown init_from {init_from!r}; use minilm, tiny, small or base")
 
 
 def read_corpus(paths: list[str | Path]) -> list[str]:

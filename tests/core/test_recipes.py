@@ -91,3 +91,41 @@ def test_cli_finetune_from_a_random_preset_trains_its_tokenizer_on_the_training_
     assert report["artifact"] == str(out) and report["steps"] == 4  # 56 training rows of 80, batches of 16
     model, tok, _ = load_artifact(out)
     assert list(model.tasks) == ["intents"] and tok.vocab_size < 1000  # its own small vocabulary, not MiniLM's
+
+
+def test_finetune_starts_from_a_pretrained_artifact_and_refuses_what_it_cannot_start_from(tmp_path, capsys):
+    import torch
+
+    from apps.common.settings import REPO_ROOT
+    from core.adapters import apply_lora
+    from core.artifacts import load_artifact, save_artifact
+    from core.recipes import new_text_model
+
+    intents = REPO_ROOT / "samples" / "intents.csv"
+    pre = tmp_path / "pre"
+    assert main(["core", "pretrain", "--corpus", str(intents), "--init-from", "tiny", "--epochs", "1",
+                 "--batch-size", "16", "--out", str(pre), "--json"]) == 0
+    capsys.readouterr()
+    pre_model, pre_tok, _ = load_artifact(pre)
+    model, tok = new_text_model(pre)  # a Path
+    assert model.tasks == {} and len(model.heads) == 0 and tok.vocab_size == pre_tok.vocab_size
+    for (name, a), (_, b) in zip(pre_model.backbone.state_dict().items(), model.backbone.state_dict().items()):
+        assert torch.equal(a, b), name
+    assert model.training  # ready to train, unlike load_artifact's eval-mode model
+
+    out = tmp_path / "ft"
+    assert main(["core", "finetune", "--task", f"intents=csv:{intents}", "--init-from", str(pre), "--epochs", "1",
+                 "--batch-size", "16", "--out", str(out), "--json"]) == 0
+    ft_model, ft_tok, config = load_artifact(out)
+    assert list(ft_model.tasks) == ["intents"] and config["meta"]["init_from"] == str(pre)
+    assert ft_tok.vocab_size == pre_tok.vocab_size  # the pretrained tokenizer, not a new one
+    moved = [n for (n, a), (_, b) in zip(pre_model.backbone.state_dict().items(),
+                                         ft_model.backbone.state_dict().items()) if not torch.equal(a, b)]
+    assert moved  # it trained from there
+
+    with pytest.raises(ValueError, match="unknown init_from"):
+        new_text_model(str(tmp_path / "missing"))
+    apply_lora(pre_model.backbone, "extra", r=2)
+    save_artifact(tmp_path / "with-lora", pre_model, pre_tok)
+    with pytest.raises(ValueError, match="LoRA adapters"):
+        new_text_model(str(tmp_path / "with-lora"))
