@@ -44,8 +44,14 @@ def fin_train(args) -> None:
     s = _settings(args)
     data = Path(args.data) if args.data else s.core.data_dir / "financial_phrasebank" / "Sentences_50Agree.txt"
     fmt = args.format or ("phrasebank" if data.suffix == ".txt" else "csv")
+    tapt = None
+    if args.tapt:
+        from apps.finance_sentiment.pipeline import feed_sentences
+
+        feeds = Path(args.tapt_feeds) if args.tapt_feeds else s.core.data_dir / "finance_feeds"
+        tapt = feed_sentences(feeds) if args.tapt_feeds or feeds.is_dir() else []
     report = train_sentiment(data, Path(args.out) if args.out else s.artifact_dir, fmt=fmt, members=args.members,
-                             lora_members=args.lora_members)
+                             lora_members=args.lora_members, tapt_corpus=tapt)
     emit(report, args.json)
 
 
@@ -140,6 +146,11 @@ def register(sub, common) -> None:
                     help="fully fine-tuned members, seeds 1 apart (default 1; 0 with --lora-members)")
     sp.add_argument("--lora-members", type=int, default=0, metavar="N",
                     help="LoRA members (frozen backbone, adapter + head); the kinds' shares are chosen on validation")
+    sp.add_argument("--tapt", action="store_true",
+                    help="first pretrain the backbone (masked tokens) on the training sentences and the feeds' "
+                         "sentences, then fine-tune the full members from it")
+    sp.add_argument("--tapt-feeds", metavar="DIR",
+                    help="folder of RSS/Atom files for --tapt (default: <data>/finance_feeds when present)")
     sp.add_argument("--out", help="artifact folder (default: <artifacts>/fin)")
     sp = base("score", "score a text: sentences, article score, the words that moved it", fin_score)
     sp.add_argument("text", nargs="+")

@@ -25,8 +25,8 @@ import numpy as np
 
 from apps.finance_sentiment.scoring import LABELS
 
-__all__ = ["SentimentModel", "default_train_config", "eval_sentiment", "load_sentiment_model", "read_sentiment_data",
-           "train_sentiment"]
+__all__ = ["SentimentModel", "default_tapt_config", "default_train_config", "eval_sentiment", "feed_sentences",
+           "load_sentiment_model", "read_sentiment_data", "train_sentiment"]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,35 @@ def default_train_config():
 def default_lora_config():
     """A LoRA member: the full members' schedule at the adapter's learning rate (1e-3)."""
     return default_train_config().model_copy(update={"lr": 1e-3})
+
+
+def default_tapt_config():
+    """Task-adaptive pretraining before the full members: masked tokens only (no causal batches), lr 1e-4, 10 epochs
+    at most, early stopping on the held-out perplexity."""
+    from core.config import TrainConfig
+
+    return TrainConfig(max_epochs=10, batch_size=32, lr=1e-4, head_lr=5e-4, max_length=96, precision="32-true",
+                       patience=3, warmup_ratio=0.06, causal_fraction=0.0)
+
+
+def feed_sentences(folder: str | Path, min_words: int = 4) -> list[str]:
+    """Unlabelled in-domain text for adaptive pretraining: the sentences (``min_words`` words or more) of the titles
+    and summaries of every RSS/Atom file in ``folder``, HTML stripped, each once. Files feedparser finds no entries in
+    (a README, a broken feed) add nothing."""
+    import feedparser
+
+    from apps.finance_sentiment.feeds import _entry_summary, clean_text
+    from apps.finance_sentiment.scoring import split_sentences
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"feeds folder not found: {folder}")
+    seen: dict[str, None] = {}
+    for f in sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in (".rss", ".xml", ".atom")):
+        for entry in feedparser.parse(str(f)).entries:
+            for text in (clean_text(entry.get("title")), clean_text(_entry_summary(entry))):
+                seen.update((x, None) for x in split_sentences(text) if len(x.split()) >= min_words)
+    return list(seen)
 
 
 def read_sentiment_data(path: str | Path, fmt: str) -> tuple[list[str], list[str]]:
@@ -65,7 +94,8 @@ def read_sentiment_data(path: str | Path, fmt: str) -> tuple[list[str], list[str
 
 
 def train_sentiment(data_path: str | Path, out: str | Path, fmt: str = "phrasebank", members: int = 1,
-                    cfg=None, split_seed: int = 13, lora_members: int = 0, lora_cfg=None, lora_r: int = 16) -> dict:
+                    cfg=None, split_seed: int = 13, lora_members: int = 0, lora_cfg=None, lora_r: int = 16,
+                    tapt_corpus: list[str] | None = None, tapt_cfg=None) -> dict:
     """Fine-tune the sentiment model(s) and write the artifact.
 
     Args:
@@ -78,6 +108,11 @@ def train_sentiment(data_path: str | Path, out: str | Path, fmt: str = "phraseba
         lora_members: LoRA members (frozen backbone, rank ``lora_r`` adapter and head; seeds 1000 apart).
         lora_cfg: Their ``TrainConfig`` (default :func:`default_lora_config`).
         lora_r: Rank of their adapters.
+        tapt_corpus: With it, the full members start from a task-adaptive pretraining of all-MiniLM-L6-v2 (masked
+            tokens, :func:`default_tapt_config` or ``tapt_cfg``) on the training split's sentences plus these
+            unlabelled texts (e.g. :func:`feed_sentences`), never the validation or test sentences. ``[]``: the
+            training split alone. The pretrained backbone is not kept; its perplexities go into the report.
+        tapt_cfg: ``TrainConfig`` of that pretraining.
 
     Returns:
         ``{"artifact", "members", "weights", "validation", "test"}``: each member's and the mixture's test metrics,
@@ -98,16 +133,21 @@ def train_sentiment(data_path: str | Path, out: str | Path, fmt: str = "phraseba
     shutil.rmtree(tmp, ignore_errors=True)
     n = members + lora_members
     kinds = ["full"] * members + ["lora"] * lora_members
+    init, tapt = "minilm", None
+    if tapt_corpus is not None and members:
+        init, tapt = _tapt(task, list(tapt_corpus), out.with_name(out.name + ".tapt"), tapt_cfg)
     for k, kind in enumerate(kinds):
         member_out = tmp if n == 1 else tmp / "members" / str(k)
         if kind == "full":
             log.info("sentiment member %d/%d: full fine-tuning (seed %d)", k + 1, n, cfg.seed + k)
-            finetune_text([task], member_out, cfg.model_copy(update={"seed": cfg.seed + k}))
+            finetune_text([task], member_out, cfg.model_copy(update={"seed": cfg.seed + k}), init_from=init)
         else:
             i = k - members
             log.info("sentiment member %d/%d: LoRA r=%d (seed %d)", k + 1, n, lora_r, lora_cfg.seed + 1000 * i)
             _train_lora_member(task, member_out, lora_cfg.model_copy(update={"seed": lora_cfg.seed + 1000 * i}), lora_r)
-    report: dict = {"members": [], "kinds": kinds, "split": task.source}
+    if tapt is not None:
+        shutil.rmtree(init, ignore_errors=True)
+    report: dict = {"members": [], "kinds": kinds, "split": task.source, **({"tapt": tapt} if tapt else {})}
     if n > 1:
         spec = {"members": [f"members/{k}" for k in range(n)], "kinds": kinds, "task": "sentiment",
                 "split": task.source}
@@ -131,6 +171,22 @@ def train_sentiment(data_path: str | Path, out: str | Path, fmt: str = "phraseba
     tmp.rename(out)
     report["artifact"] = str(out)
     return report
+
+
+def _tapt(task, extra: list[str], out: Path, cfg=None) -> tuple[Path, dict]:
+    """Masked-token pretraining of all-MiniLM-L6-v2 on the training split's sentences and ``extra`` (any of them that
+    is a validation or test sentence is dropped); returns the artifact folder and its corpus size and perplexities."""
+    from core.recipes import pretrain
+
+    held_out = set(task.val[0]) | set(task.test[0])
+    corpus = [t for t in [*task.train[0], *extra] if t not in held_out]
+    cfg = cfg or default_tapt_config()
+    log.info("task-adaptive pretraining on %d texts (%d training sentences)", len(corpus), len(task.train[0]))
+    shutil.rmtree(out, ignore_errors=True)
+    pretrain(corpus, out, cfg)
+    training = json.loads((out / "config.json").read_text())["meta"].get("training", {})
+    ppl = {k: (training.get(k) or {}).get("val/lm/ppl") for k in ("initial", "final")}
+    return out, {"texts": len(set(corpus)), "extra": len(extra), "epochs": training.get("epochs"), "val_ppl": ppl}
 
 
 def _train_lora_member(task, out: Path, cfg, r: int) -> Path:

