@@ -8,6 +8,10 @@ nor used for any choice. Two kinds of member train on the same split:
 - *LoRA* members keep the backbone frozen and train a low-rank adapter plus the classifier head
   (``lora_members``): a model that stays close to the pretrained sentence encoder, so a different view of the text.
 
+With ``tapt_corpus`` (``trident fin train --tapt``) the full members start from a task-adaptive pretraining of
+all-MiniLM-L6-v2: masked-token training on the training split's sentences and unlabelled finance text (the sentences
+of the captured RSS/Atom feeds), so the backbone has read the domain's wording before it learns the labels.
+
 With more than one member their class probabilities are mixed: equally within a kind, and between the kinds with
 shares chosen on the validation split by log-loss (:func:`core.metrics.mixture_weights`). The artifact folder then
 holds ``ensemble.json`` (members, kinds, weights, validation figures) and one core artifact per member under

@@ -240,6 +240,16 @@ def test_feed_sentences_are_the_feeds_text_split_once_each(tmp_path):
         feed_sentences(tmp_path / "missing")
 
 
+def test_cli_train_with_tapt_from_a_missing_feeds_folder_is_one_line_and_writes_nothing(tmp_path, capsys):
+    from apps.cli import main
+
+    assert main(["fin", "train", "--data", str(SAMPLES / "fin_sentences.csv"), "--tapt", "--tapt-feeds",
+                 str(tmp_path / "missing"), "--out", str(tmp_path / "fin")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: feeds folder not found") and "\n" not in err
+    assert not (tmp_path / "fin").exists() and not (tmp_path / "fin.tapt").exists()
+
+
 def test_tapt_pretrains_on_training_text_only_then_the_full_member_starts_there(tmp_path):
     """--tapt: masked-token pretraining on the training sentences and the unlabelled extra text, with every validation
     or test sentence left out even when the extra text carries it; the pretrained backbone is not kept."""
