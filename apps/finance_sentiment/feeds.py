@@ -64,6 +64,7 @@ __all__ = [
     "backoff_delay",
     "clean_text",
     "content_hash",
+    "entry_text",
     "health_table",
     "load_feeds_file",
     "normalise_url",
@@ -541,6 +542,11 @@ def _entry_summary(entry: Mapping[str, Any]) -> str:
 # --------------------------------------------------------------------------------------------------------------------
 
 
+def entry_text(entry: Mapping[str, Any]) -> tuple[str, str]:
+    """An entry's title and summary as the app stores them: HTML stripped, whitespace normalised, PII redacted."""
+    return redact(clean_text(entry.get("title"))), redact(clean_text(_entry_summary(entry)))
+
+
 class FeedPoller:
     """Polls feeds with conditional GETs and turns their entries into :class:`Article` lists.
 
@@ -689,8 +695,7 @@ class FeedPoller:
 
     def _article(self, entry: Mapping[str, Any], feed: FeedConfig, seen_at: datetime) -> Article | None:
         """Build one Article; None for an entry with no title, summary or link."""
-        title = redact(clean_text(entry.get("title")))
-        summary = redact(clean_text(_entry_summary(entry)))
+        title, summary = entry_text(entry)
         url = str(entry.get("link") or "").strip()
         if not (title or summary or url):
             return None

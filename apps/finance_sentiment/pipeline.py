@@ -13,7 +13,7 @@ all-MiniLM-L6-v2: masked-token training on the training split's sentences and un
 of the captured RSS/Atom feeds), so the backbone has read the domain's wording before it learns the labels.
 
 With more than one member their class probabilities are mixed: equally within a kind, and between the kinds with
-shares chosen on the validation split by log-loss (:func:`core.metrics.mixture_weights`). The artifact folder then
+shares chosen on the validation split by log-loss (:func:`core.metrics.member_weights`). The artifact folder then
 holds ``ensemble.json`` (members, kinds, weights, validation figures) and one core artifact per member under
 ``members/``; a single-member artifact is a plain core artifact.
 """
@@ -61,11 +61,11 @@ def default_tapt_config():
 
 def feed_sentences(folder: str | Path, min_words: int = 4) -> list[str]:
     """Unlabelled in-domain text for adaptive pretraining: the sentences (``min_words`` words or more) of the titles
-    and summaries of every RSS/Atom file in ``folder``, HTML stripped, each once. Files feedparser finds no entries in
-    (a README, a broken feed) add nothing."""
+    and summaries of every RSS/Atom file in ``folder``, as the poller stores them (:func:`feeds.entry_text`: HTML
+    stripped, PII redacted), each once. Files feedparser finds no entries in (a README, a broken feed) add nothing."""
     import feedparser
 
-    from apps.finance_sentiment.feeds import _entry_summary, clean_text
+    from apps.finance_sentiment.feeds import entry_text
     from apps.finance_sentiment.scoring import split_sentences
 
     folder = Path(folder)
@@ -74,7 +74,7 @@ def feed_sentences(folder: str | Path, min_words: int = 4) -> list[str]:
     seen: dict[str, None] = {}
     for f in sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in (".rss", ".xml", ".atom")):
         for entry in feedparser.parse(str(f)).entries:
-            for text in (clean_text(entry.get("title")), clean_text(_entry_summary(entry))):
+            for text in entry_text(entry):
                 seen.update((x, None) for x in split_sentences(text) if len(x.split()) >= min_words)
     return list(seen)
 
