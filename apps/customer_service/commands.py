@@ -145,7 +145,8 @@ def register(sub, common) -> None:
     sp.add_argument("--full-intents", type=int, nargs="?", const=1, default=0, metavar="N",
                     help="also fine-tune N (default 1) full copies of the backbone on the intents with different "
                          "seeds (sub-artifacts intents-full/, intents-full-2/, ...; about 90 MB and one more "
-                         "backbone pass per message each), averaged and weighed into the same ensemble")
+                         "backbone pass per message each), averaged and weighed into the same ensemble; their "
+                         "average alone is served unless validation finds the mixture clearly more accurate")
     sp = base("index", "ingest the KB and build the FAISS + BM25 index", cs_index)
     sp.add_argument("--kb", help="KB file or folder (CSV/JSONL/Markdown/text)")
     sp.add_argument("--calibrate", help="queries with gold ids to calibrate the answer confidence on")

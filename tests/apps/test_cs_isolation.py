@@ -213,6 +213,10 @@ def test_full_intents_members_are_their_own_models_and_join_the_ensemble(cs_arti
     assert w[FULL_INTENTS_DIR] == w[second]
     assert sum(w.values()) == pytest.approx(1.0, abs=1e-4)
     assert set(report["val_accuracy"]["members"]) == {"intents", FULL_INTENTS_DIR, second}
+    # the full members are the primary view: the other views keep a share only if the bootstrap guard let them
+    guard = report["guard"]
+    assert guard["primary"] == "full" and isinstance(guard["kept"], bool)
+    assert guard["kept"] or w["intents"] == w["intents-base"] == 0.0
     assert {"adapter", "base_head", "full", "ensemble"} <= set(report["val_accuracy"])
     eng = InferenceEngine(out)
     full_eng = InferenceEngine(out / FULL_INTENTS_DIR)

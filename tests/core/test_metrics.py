@@ -507,3 +507,44 @@ def test_mixture_weights_find_the_log_loss_optimum_on_the_grid():
         mixture_weights({}, y)
     with pytest.raises(ValueError, match="divide"):
         mixture_weights({"good": good}, y, step=0.3)
+
+
+def test_guard_mixture_keeps_a_mixture_only_when_it_is_clearly_more_accurate():
+    from core.metrics import guard_mixture
+
+    rng = np.random.default_rng(1)
+    n = 1000
+    y = rng.integers(0, 4, n)
+    truth = np.eye(4)[y]
+    wrong = np.eye(4)[(y + 1) % 4]
+
+    def view(right_mask):
+        return np.where(right_mask[:, None], 0.7 * truth + 0.1, 0.7 * wrong + 0.1)
+
+    full = view(rng.random(n) < 0.90)
+    kinds = ["adapter", "base_head", "full", "full"]
+    # a mixture right on 60 more examples (6 points) than the primary view: kept
+    better = view((full.argmax(-1) == y) | (np.arange(n) < 60))
+    views = {"adapter": better, "base_head": better, "full": full}
+    w, info = guard_mixture(kinds, [0.3, 0.3, 0.2, 0.2], views, y, primary="full")
+    assert info["kept"] and info["win_rate"] > 0.99 and w == [0.3, 0.3, 0.2, 0.2]
+    assert info["mixture_accuracy"] > info["primary_accuracy"]
+    # right on 20 examples the primary view misses and wrong on 17 it gets: 3 better in a thousand is within noise,
+    # so the primary view alone is served
+    right = full.argmax(-1) == y
+    fixed, broken = np.flatnonzero(~right)[:20], np.flatnonzero(right)[:17]
+    slightly = view((right | np.isin(np.arange(n), fixed)) & ~np.isin(np.arange(n), broken))
+    views = {"adapter": slightly, "base_head": slightly, "full": full}
+    w, info = guard_mixture(kinds, [0.3, 0.3, 0.2, 0.2], views, y, primary="full")
+    assert not info["kept"] and 0.5 < info["win_rate"] < 0.95
+    assert w == [0.0, 0.0, 0.5, 0.5]
+    # a worse mixture is never kept; a mixture that already is the primary view is left alone
+    w, info = guard_mixture(kinds, [0.3, 0.3, 0.2, 0.2], {"adapter": full, "base_head": full, "full": better}, y,
+                            primary="full")
+    assert not info["kept"] and info["win_rate"] == 0.0 and w == [0.0, 0.0, 0.5, 0.5]
+    w, info = guard_mixture(kinds, [0.0, 0.0, 0.5, 0.5], views, y, primary="full")
+    assert info["kept"] and info["win_rate"] is None and w == [0.0, 0.0, 0.5, 0.5]
+    with pytest.raises(ValueError, match="primary"):
+        guard_mixture(kinds, [0.3, 0.3, 0.2, 0.2], views, y, primary="lora")
+    with pytest.raises(ValueError, match="one weight per member"):
+        guard_mixture(kinds, [1.0], views, y, primary="full")
