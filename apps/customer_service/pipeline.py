@@ -290,7 +290,9 @@ def _train_base_head(model, tok, task, out: Path, meta: dict, members: Sequence[
     w, views = member_weights(kinds, [probs[n] for n in names], yv_np)
     guard = None
     if fulls:  # the fully fine-tuned members are the primary view: the others must clearly earn their passes
+        validated = dict(zip(names, w))
         w, guard = guard_mixture(kinds, w, views, yv_np, primary="full")
+        guard["validated_weights"] = validated  # what the mixture would have been, kept for the record
     weights = dict(zip(names, w))
     views["ensemble"] = sum(wi * probs[n] for n, wi in weights.items())
     accs = {name: float((p.argmax(-1) == yv_np).mean()) for name, p in views.items()}

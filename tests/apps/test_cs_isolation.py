@@ -217,6 +217,8 @@ def test_full_intents_members_are_their_own_models_and_join_the_ensemble(cs_arti
     guard = report["guard"]
     assert guard["primary"] == "full" and isinstance(guard["kept"], bool)
     assert guard["kept"] or w["intents"] == w["intents-base"] == 0.0
+    assert set(guard["validated_weights"]) == set(w)
+    assert sum(guard["validated_weights"].values()) == pytest.approx(1.0, abs=1e-4)
     assert {"adapter", "base_head", "full", "ensemble"} <= set(report["val_accuracy"])
     eng = InferenceEngine(out)
     full_eng = InferenceEngine(out / FULL_INTENTS_DIR)
