@@ -17,11 +17,13 @@ epochs, pretraining 10 epochs ~1,100 / ~2,800). ``prepare`` writes the folder su
 at most 64 MiB: all-MiniLM-L6-v2 in fp16, the data files, the feeds' sentences), never into the repository::
 
     python bench/text_cv_sweep.py prepare --out .dev            # .dev/ is listed in .git/info/exclude
-    PYTHONPATH=.dev/site:. python bench/text_cv_sweep.py run --task fin --data .dev/data --configs base tapt10 \
-        --folds 3 --seeds 3 --workers 12 --out $OUT/fin.json
+    PYTHONPATH=.dev/site:. python bench/text_cv_sweep.py run --task fin --data .dev/data --configs hard tapt10 \
+        --folds 3 --seeds 3 --workers 14 --out $OUT/fin.json
 
-(``pydantic`` is not on that machine: carry its wheels, see the device tool's notes.) A config is a name below or a
-JSON object ``{"name": ..., "tapt": [epochs, patience] or null, ...TrainConfig changes}``.
+(``pydantic``, ``pydantic-settings`` and ``python-dotenv`` are not on that machine: carry their wheels, see the device
+tool's notes. Session 9: two PhraseBank runs of 45-54 fine-tunes took 357 s and 242 s with 14-15 workers.) A config is a name below or a
+JSON object ``{"name": ..., "tapt": [epochs, patience] or null, "soft": true (PhraseBank: soft targets from annotator
+agreement), ...TrainConfig changes}``.
 """
 
 from __future__ import annotations
@@ -41,13 +43,22 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # ahead of bench/ itself, whose core.py would shadow the core package
 
+# PhraseBank: "soft" picks the soft-target schedule (default_train_config(soft=True): agreement targets, batches of
+# 16, no label smoothing), otherwise the hard-label one (batches of 32, label smoothing 0.05); other keys override it
+_SOFT32 = {"soft": True, "batch_size": 32, "label_smoothing": 0.05}  # agreement targets on the hard-label schedule
 CONFIGS = {
     "fin": {
-        "base": {"tapt": None},
-        "tapt10": {"tapt": [10, 3]},  # the product's --tapt
+        "base": {"tapt": None, "soft": True},  # the product's recipe since session 9
+        "hard": {"tapt": None},  # the product's recipe until session 8 (majority labels)
+        "tapt10": {"tapt": [10, 3]},  # `fin train --tapt` on the hard-label schedule
+        "tapt25": {"tapt": [25, 4]},
         "tapt40": {"tapt": [40, 6]},
         "tapt40_lr5e-5_e10": {"tapt": [40, 6], "lr": 5e-5, "max_epochs": 10, "patience": 3},
         "e10_p3": {"tapt": None, "max_epochs": 10, "patience": 3},
+        "soft": {"tapt": None, **_SOFT32},
+        "soft_ls0": {"tapt": None, **_SOFT32, "label_smoothing": 0.0},
+        "tapt10_soft": {"tapt": [10, 3], **_SOFT32},
+        "base_tapt10": {"tapt": [10, 3], "soft": True},
     },
     "b77": {
         "base": {"tapt": None},
@@ -58,15 +69,23 @@ CONFIGS = {
 }
 
 
-def base_cfg(task: str):
-    """The product's own fine-tuning recipe for the task."""
+def base_cfg(task: str, soft: bool = False):
+    """The product's fine-tuning schedule for the task (PhraseBank: the soft-target or the hard-label one)."""
     if task == "fin":
         from apps.finance_sentiment.pipeline import default_train_config
 
-        return default_train_config()
+        return default_train_config(soft)
     from apps.customer_service.pipeline import INTENTS_FULL_TRAIN
 
     return INTENTS_FULL_TRAIN
+
+
+def job_cfg(task: str, config: dict, seed: int):
+    """The ``TrainConfig`` of a recipe's fine-tune: its schedule, its overrides, and the product's ``seed``-th member
+    seed (PhraseBank 13, 14, ...; Banking77 13, 1013, ...)."""
+    over = {k: v for k, v in config.items() if k not in ("tapt", "soft")}
+    step = 1 if task == "fin" else 1000
+    return base_cfg(task, bool(config.get("soft"))).model_copy(update={**over, "seed": 13 + step * seed})
 
 
 def tapt_cfg(epochs: int, patience: int):
@@ -152,10 +171,11 @@ def run_job(job: dict) -> dict:
             from core.engine import InferenceEngine
             from core.recipes import finetune_text
 
-            over = {k: v for k, v in job["config"].items() if k != "tapt"}
-            # the products' member seeds: PhraseBank 13, 14, ...; Banking77 13, 1013, ...
-            step = 1 if job["task"] == "fin" else 1000
-            cfg = base_cfg(job["task"]).model_copy(update={**over, "seed": 13 + step * job["seed"]})
+            if job["config"].get("soft"):
+                from apps.finance_sentiment.pipeline import agreement_targets, phrasebank_agreement
+
+                t = agreement_targets(t, phrasebank_agreement(data / "financial_phrasebank" / "Sentences_50Agree.txt"))
+            cfg = job_cfg(job["task"], job["config"], job["seed"])
             tapt = job["config"].get("tapt")
             init = work / f"tapt_{job['fold']}_{tapt[0]}_{tapt[1]}" if tapt else "minilm"
             out = work / f"ft_{job['fold']}_{job['name']}_{job['seed']}"
@@ -274,7 +294,11 @@ def prepare(out: Path, data: Path) -> None:
             shutil.copy(f, pkg / "model" / f.name)
     state = load_file(str(src / "model.safetensors"))
     save_file({k: v.half().contiguous() for k, v in state.items()}, str(pkg / "model" / "model.safetensors"))
-    for rel in ("financial_phrasebank/Sentences_50Agree.txt", "banking77/train.csv", "banking77/test_dev.csv"):
+    from apps.finance_sentiment.pipeline import AGREEMENT_FILES
+
+    rels = [f"financial_phrasebank/{name}" for name, _ in AGREEMENT_FILES] + ["banking77/train.csv",
+                                                                              "banking77/test_dev.csv"]
+    for rel in rels:
         (out / "data" / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(data / rel, out / "data" / rel)
     (out / "feed_sentences.json").write_text(json.dumps(feed_sentences(data / "finance_feeds")))

