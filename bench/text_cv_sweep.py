@@ -65,6 +65,11 @@ CONFIGS = {
         "e5": {"tapt": None, "max_epochs": 5, "patience": 2},
         "e8": {"tapt": None, "max_epochs": 8, "patience": 3},
         "tapt10": {"tapt": [10, 3]},
+        # PhraseBank's winning change (batches of 16) and the learning-rate and smoothing neighbours of the recipe
+        "bs16": {"tapt": None, "batch_size": 16},
+        "lr5e-5": {"tapt": None, "lr": 5e-5},
+        "lr1.2e-4": {"tapt": None, "lr": 1.2e-4},
+        "ls0": {"tapt": None, "label_smoothing": 0.0},
     },
 }
 

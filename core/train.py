@@ -8,8 +8,10 @@ global rank 0 writes the artifact; the others wait for it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -28,6 +30,29 @@ from core.tasks import CoreModel
 from core.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
+
+
+class StderrProgressBar(TQDMProgressBar):
+    """Lightning's tqdm bars on stderr, not stdout, so that a command's result on stdout (``--json``) stays clean."""
+
+    def _on_stderr(self, init):
+        with contextlib.redirect_stdout(sys.stderr):  # Lightning passes file=sys.stdout when it builds each bar
+            return init()
+
+    def init_sanity_tqdm(self):
+        return self._on_stderr(super().init_sanity_tqdm)
+
+    def init_train_tqdm(self):
+        return self._on_stderr(super().init_train_tqdm)
+
+    def init_validation_tqdm(self):
+        return self._on_stderr(super().init_validation_tqdm)
+
+    def init_predict_tqdm(self):
+        return self._on_stderr(super().init_predict_tqdm)
+
+    def init_test_tqdm(self):
+        return self._on_stderr(super().init_test_tqdm)
 
 
 def resolve_precision(precision: str) -> str:
@@ -76,7 +101,7 @@ def fit(model: CoreModel, data: MultiTaskDataModule, cfg: TrainConfig, out_dir: 
     callbacks = [ckpt, EarlyStopping(monitor=monitor, mode=mode, patience=cfg.patience),
                  LearningRateMonitor(logging_interval="step"), *(extra_callbacks or [])]
     if progress:
-        callbacks.append(TQDMProgressBar(refresh_rate=10))
+        callbacks.append(StderrProgressBar(refresh_rate=10))
     trainer = L.Trainer(
         max_epochs=cfg.max_epochs, max_steps=cfg.max_steps, precision=resolve_precision(cfg.precision),
         accelerator=cfg.accelerator, devices=cfg.devices, strategy=cfg.strategy, num_nodes=cfg.num_nodes,

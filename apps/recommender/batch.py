@@ -48,7 +48,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
-from lightning.pytorch.callbacks import BasePredictionWriter, TQDMProgressBar
+from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import DataLoader, Dataset
 
@@ -57,6 +57,7 @@ from apps.recommender.model import SequentialRecommender
 from apps.recommender.pipeline import RecArtifact, check_same_catalogue
 from apps.recommender.settings import BatchSettings
 from apps.recommender.train import mask_seen
+from core.train import StderrProgressBar
 
 log = logging.getLogger(__name__)
 SCHEMA = pa.schema([("user_id", pa.string()), ("rank", pa.int32()), ("item_id", pa.string()),
@@ -260,7 +261,7 @@ def run_batch(art: RecArtifact, out: str | Path, cfg: BatchSettings, k: int | No
     log.info("batch: %d chunks, %d done before, %d to run", n_chunks, len(before), len(pending))
     if pending:
         writer = PartWriter(parts, data.item_ids, fail_after_chunks)
-        callbacks = [writer] + ([TQDMProgressBar(refresh_rate=1)] if progress else [])
+        callbacks = [writer] + ([StderrProgressBar(refresh_rate=1)] if progress else [])
         trainer = L.Trainer(accelerator=cfg.accelerator, devices=cfg.devices, strategy=cfg.strategy,
                             num_nodes=cfg.num_nodes, logger=False, callbacks=callbacks, enable_progress_bar=progress,
                             enable_model_summary=False, enable_checkpointing=False, precision="32-true",

@@ -18,7 +18,7 @@ import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch.utils.data import DataLoader, Dataset, Sampler
 
@@ -26,6 +26,7 @@ from apps.recommender.data import Cases, pad_left, windows
 from apps.recommender.model import SequentialRecommender
 from apps.recommender.settings import TrainSettings
 from core import metrics
+from core.train import StderrProgressBar
 
 log = logging.getLogger(__name__)
 MONITOR = "val/ndcg@10"
@@ -266,7 +267,7 @@ def fit(model: SequentialRecommender, train_seqs: list[np.ndarray], val: Cases, 
     hist = History()
     callbacks = [ckpt, EarlyStopping(monitor=MONITOR, mode="max", patience=cfg.patience), hist]
     if cfg.progress:
-        callbacks.append(TQDMProgressBar(refresh_rate=5))
+        callbacks.append(StderrProgressBar(refresh_rate=5))
     trainer = L.Trainer(max_epochs=cfg.max_epochs, precision=cfg.precision, accelerator=cfg.accelerator,
                         devices=cfg.devices, strategy=cfg.strategy, num_nodes=cfg.num_nodes, callbacks=callbacks,
                         logger=TensorBoardLogger(out_dir, name="logs", version=name, default_hp_metric=False),

@@ -322,6 +322,17 @@ def test_fit_writes_tensorboard_logs_and_keeps_the_best_epoch(fitted):
     assert not (fitted / "checkpoints" / "best.ckpt").exists()
 
 
+def test_fit_shows_its_progress_on_stderr_and_keeps_stdout_for_results(tok, tmp_path, capfd):
+    spec = TaskSpec(name="sentiment", kind="classify", labels=("negative", "positive"))
+    model = CoreModel(ModelConfig.tiny(vocab_size=tok.vocab_size), [spec])
+    data = MultiTaskDataModule([TaskData(spec, ListDataset(*_toy(64, 1)), ListDataset(*_toy(16, 2)))], tok,
+                               batch_size=16, max_length=16, seed=13)
+    fit(model, data, TrainConfig.quick(max_epochs=1), tmp_path / "p", tok, progress=True)
+    out, err = capfd.readouterr()
+    assert "Epoch 0" in err and "Validation" in err
+    assert "Epoch" not in out and "it/s" not in out
+
+
 def test_fit_twice_with_the_same_seed_gives_identical_weights(tok, fitted, tmp_path):
     again = _fit(tok, tmp_path / "run2")
     for rel in ("model.safetensors", "heads/sentiment.safetensors"):
