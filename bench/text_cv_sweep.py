@@ -21,9 +21,12 @@ at most 64 MiB: all-MiniLM-L6-v2 in fp16, the data files, the feeds' sentences),
         --folds 3 --seeds 3 --workers 14 --out $OUT/fin.json
 
 (``pydantic``, ``pydantic-settings`` and ``python-dotenv`` are not on that machine: carry their wheels, see the device
-tool's notes. Session 9: two PhraseBank runs of 45-54 fine-tunes took 357 s and 242 s with 14-15 workers.) A config is a name below or a
-JSON object ``{"name": ..., "tapt": [epochs, patience] or null, "soft": true (PhraseBank: soft targets from annotator
-agreement), ...TrainConfig changes}``.
+tool's notes. Session 9: two PhraseBank runs of 45-54 fine-tunes took 357 s and 242 s with 14-15 workers.)
+
+A config is a name below or a JSON object ``{"name": ..., "tapt": [epochs, patience] or null, "soft": true
+(PhraseBank: soft targets from annotator agreement), "split": "inner" or "refit" (see :func:`fold_task`), ...
+TrainConfig changes}``; ``"keep": "last"`` trains a fixed ``max_epochs`` and keeps the last weights. Each fine-tune
+also reports its validation accuracy per epoch (``val_curve``; averaged per recipe in the summary).
 """
 
 from __future__ import annotations
@@ -59,6 +62,12 @@ CONFIGS = {
         "soft_ls0": {"tapt": None, **_SOFT32, "label_smoothing": 0.0},
         "tapt10_soft": {"tapt": [10, 3], **_SOFT32},
         "base_tapt10": {"tapt": [10, 3], "soft": True},
+        # early stopping on an inner split (as the product does) against a refit on all the non-test data for a fixed
+        # number of epochs, keeping the last
+        "base_inner": {"tapt": None, "soft": True, "split": "inner"},
+        "refit_e4": {"tapt": None, "soft": True, "split": "refit", "keep": "last", "max_epochs": 4},
+        "refit_e5": {"tapt": None, "soft": True, "split": "refit", "keep": "last", "max_epochs": 5},
+        "refit_e6": {"tapt": None, "soft": True, "split": "refit", "keep": "last", "max_epochs": 6},
     },
     "b77": {
         "base": {"tapt": None},
@@ -70,6 +79,9 @@ CONFIGS = {
         "lr5e-5": {"tapt": None, "lr": 5e-5},
         "lr1.2e-4": {"tapt": None, "lr": 1.2e-4},
         "ls0": {"tapt": None, "label_smoothing": 0.0},
+        "base_inner": {"tapt": None, "split": "inner"},
+        "refit_e6": {"tapt": None, "split": "refit", "keep": "last", "max_epochs": 6},
+        "refit_e8": {"tapt": None, "split": "refit", "keep": "last", "max_epochs": 8},
     },
 }
 
@@ -88,7 +100,7 @@ def base_cfg(task: str, soft: bool = False):
 def job_cfg(task: str, config: dict, seed: int):
     """The ``TrainConfig`` of a recipe's fine-tune: its schedule, its overrides, and the product's ``seed``-th member
     seed (PhraseBank 13, 14, ...; Banking77 13, 1013, ...)."""
-    over = {k: v for k, v in config.items() if k not in ("tapt", "soft")}
+    over = {k: v for k, v in config.items() if k not in ("tapt", "soft", "split")}
     step = 1 if task == "fin" else 1000
     return base_cfg(task, bool(config.get("soft"))).model_copy(update={**over, "seed": 13 + step * seed})
 
@@ -108,23 +120,42 @@ def product_task(task: str, data: Path):
                      test_path=data / "banking77" / "test_dev.csv")
 
 
-def fold_task(task: str, data: Path, fold):
+def fold_task(task: str, data: Path, fold, split: str | None = None):
     """The product split for ``fold == "test"``; otherwise its train + validation re-split (stratified, seed 100 +
-    fold) into train and a validation part of 15% (PhraseBank) or 10% (Banking77), which is also the fold's test."""
+    fold) into train and a validation part of 15% (PhraseBank) or 10% (Banking77), which is also the fold's test.
+
+    ``split`` changes what trains and what stops training, never the test part:
+
+    - ``"inner"``: a CV fold's training part is split again (90/10, seed 200 + fold) and early stopping watches that
+      inner 10%, as the product's own validation split does (the plain fold stops on its test part, which flatters
+      every recipe alike); on ``"test"`` this is the product split as it is.
+    - ``"refit"``: for recipes that keep the last epoch (``keep: "last"``): all the non-test data trains (a CV fold's
+      training part; on ``"test"`` the product's train + validation), and validation is only logged.
+    """
     from core.data import stratified_split
     from core.recipes import TextTask
 
     t = product_task(task, data)
+    if split not in (None, "inner", "refit"):
+        raise ValueError(f"unknown split {split!r}: inner or refit")
+
+    def sub(texts, ys, idx):
+        return [texts[i] for i in idx], [int(ys[i]) for i in idx]
+
     if fold == "test":
+        if split == "refit":
+            both = (t.train[0] + t.val[0], t.train[1] + t.val[1])
+            return TextTask(t.name, t.labels, both, t.val, t.test, {**t.source, "split": split})
         return t
     texts, ys = t.train[0] + t.val[0], t.train[1] + t.val[1]
     frac = 0.15 if task == "fin" else 0.1
     tr, va = stratified_split(ys, [1 - frac, frac], 100 + int(fold))
-
-    def sub(idx):
-        return [texts[i] for i in idx], [int(ys[i]) for i in idx]
-
-    return TextTask(t.name, t.labels, sub(tr), sub(va), sub(va), {**t.source, "fold": fold})
+    train, val = sub(texts, ys, tr), sub(texts, ys, va)
+    source = {**t.source, "fold": fold, **({"split": split} if split else {})}
+    if split == "inner":
+        itr, iva = stratified_split(train[1], [0.9, 0.1], 200 + int(fold))
+        return TextTask(t.name, t.labels, sub(*train, itr), sub(*train, iva), val, source)
+    return TextTask(t.name, t.labels, train, val, val, source)
 
 
 def tapt_corpus(task: str, data: Path, t, feed_sentences: list[str]) -> list[str]:
@@ -156,7 +187,7 @@ def run_job(job: dict) -> dict:
     logging.basicConfig(level=logging.WARNING)
     work, data, t0 = Path(job["work"]), Path(job["data"]), time.time()
     try:
-        t = fold_task(job["task"], data, job["fold"])
+        t = fold_task(job["task"], data, job["fold"], None if job["kind"] == "tapt" else job["config"].get("split"))
         if job["kind"] == "tapt":
             from core.recipes import pretrain
 
@@ -187,12 +218,30 @@ def run_job(job: dict) -> dict:
             finetune_text([t], out, cfg, init_from=init)
             p = InferenceEngine(out, max_length=cfg.max_length, batch_size=256).classify_proba(list(t.test[0]), t.name)
             epochs = json.loads((out / "config.json").read_text())["meta"]["training"]["epochs"]
+            curve = val_curve(out, t.name)
             shutil.rmtree(out, ignore_errors=True)
             np.save(work / f"probs_{job['fold']}_{job['name']}_{job['seed']}.npy", p)
-            res = {"accuracy": float((p.argmax(-1) == np.asarray(t.test[1])).mean()), "epochs": epochs}
+            (work / f"curve_{job['fold']}_{job['name']}_{job['seed']}.json").write_text(json.dumps(curve))
+            res = {"accuracy": float((p.argmax(-1) == np.asarray(t.test[1])).mean()), "epochs": epochs,
+                   "val_curve": curve}
         return {**job, **res, "ok": True, "seconds": round(time.time() - t0, 1)}
     except Exception as e:  # one failed job is reported, the sweep goes on
         return {**job, "ok": False, "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()[-1500:]}
+
+
+def val_curve(artifact: Path, task_name: str) -> list[float]:
+    """The validation accuracy after each epoch, from the fine-tune's TensorBoard log (``[]`` if there is none).
+    With ``split: "refit"`` that is the fold's test part, epoch by epoch: how many epochs a refit should run."""
+    try:
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    except ImportError:
+        return []
+    events = sorted((artifact / "logs").rglob("events.out.tfevents.*"))
+    if not events:
+        return []
+    acc = EventAccumulator(str(events[0].parent)).Reload()
+    tag = f"val/{task_name}/acc"
+    return [round(float(e.value), 4) for e in acc.Scalars(tag)] if tag in acc.Tags()["scalars"] else []
 
 
 def run_jobs(jobs: list[dict], workers: int, log_path: Path | None) -> list[dict]:
@@ -226,9 +275,11 @@ def summarise(task: str, data: Path, work: Path, names: list[str], seeds: int, f
 
     table = {}
     for name in names:
-        singles, ens, ll, f1 = [], [], [], []
+        singles, ens, ll, f1, curves = [], [], [], [], []
         for f in folds:
             y = np.asarray(fold_task(task, data, f).test[1])
+            curves += [json.loads(c.read_text()) for c in (work / f"curve_{f}_{name}_{s}.json" for s in range(seeds))
+                       if c.exists()]
             paths = [work / f"probs_{f}_{name}_{s}.npy" for s in range(seeds)]
             ps = [np.load(p) for p in paths if p.exists()]
             if not ps:
@@ -243,6 +294,9 @@ def summarise(task: str, data: Path, work: Path, names: list[str], seeds: int, f
                            "ensemble": round(float(np.mean(ens)), 4), "ensemble_folds": [round(e, 4) for e in ens],
                            "log_loss": round(float(np.mean(ll)), 4), "macro_f1": round(float(np.mean(f1)), 4),
                            "members": len(singles)}
+            n = min((len(c) for c in curves), default=0)
+            if n:  # mean validation accuracy per epoch, over the members that ran at least n epochs (all of them)
+                table[name]["val_curve"] = [round(float(np.mean([c[e] for c in curves])), 4) for e in range(n)]
     return table
 
 

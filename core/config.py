@@ -105,6 +105,10 @@ class TrainConfig(BaseModel):
     precision: str = Field("bf16-mixed", description="Lightning precision: bf16-mixed on CPU, 32-true, 16-mixed.")
     seed: int = Field(13, description="Seed for splits, initialisation, shuffling and masking.")
     patience: int = Field(2, ge=1, description="Validations without improvement before early stopping.")
+    keep: Literal["best", "last"] = Field(
+        "best", description="Weights the artifact keeps: the best validation epoch (with early stopping), or the last "
+                            "one (a fixed schedule of max_epochs, e.g. a refit on all the data; validation, if there "
+                            "is any, is only logged).")
     val_check_interval: float = Field(1.0, gt=0.0, description="Validate every this fraction of an epoch.")
     limit_train_batches: float = Field(1.0, gt=0.0, description="Fraction (or count, if > 1) of batches per epoch.")
     mlm_prob: float = Field(0.15, gt=0.0, lt=1.0, description="Masking rate of the masked-token objective.")

@@ -75,7 +75,8 @@ def monitor_for(model: CoreModel) -> tuple[str, str]:
 def fit(model: CoreModel, data: MultiTaskDataModule, cfg: TrainConfig, out_dir: str | Path, tok: Tokenizer,
         meta: dict | None = None, progress: bool = True, extra_callbacks: list | None = None,
         validate_first: bool = False) -> Path:
-    """Train ``model`` on ``data`` and save the best weights as an artifact in ``out_dir``.
+    """Train ``model`` on ``data`` and save the best weights (``cfg.keep == "last"``: the last) as an artifact in
+    ``out_dir``.
 
     Args:
         model: the CoreModel, already holding a head per task.
@@ -96,10 +97,12 @@ def fit(model: CoreModel, data: MultiTaskDataModule, cfg: TrainConfig, out_dir: 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     monitor, mode = monitor_for(model)
     lit = LitCore(model, cfg, data.val_task_names)
-    ckpt = ModelCheckpoint(dirpath=out_dir / "checkpoints", monitor=monitor, mode=mode, save_top_k=1,
-                           save_weights_only=True, filename="best")
-    callbacks = [ckpt, EarlyStopping(monitor=monitor, mode=mode, patience=cfg.patience),
-                 LearningRateMonitor(logging_interval="step"), *(extra_callbacks or [])]
+    callbacks = [LearningRateMonitor(logging_interval="step"), *(extra_callbacks or [])]
+    ckpt = None
+    if cfg.keep == "best":
+        ckpt = ModelCheckpoint(dirpath=out_dir / "checkpoints", monitor=monitor, mode=mode, save_top_k=1,
+                               save_weights_only=True, filename="best")
+        callbacks = [ckpt, EarlyStopping(monitor=monitor, mode=mode, patience=cfg.patience), *callbacks]
     if progress:
         callbacks.append(StderrProgressBar(refresh_rate=10))
     trainer = L.Trainer(
@@ -108,6 +111,7 @@ def fit(model: CoreModel, data: MultiTaskDataModule, cfg: TrainConfig, out_dir: 
         callbacks=callbacks, logger=TensorBoardLogger(out_dir, name="logs", default_hp_metric=False),
         val_check_interval=cfg.val_check_interval, limit_train_batches=cfg.limit_train_batches,
         deterministic=cfg.deterministic, enable_progress_bar=progress, enable_model_summary=False,
+        enable_checkpointing=ckpt is not None,  # keep "last": the weights in memory at the end are the artifact
         num_sanity_val_steps=0, log_every_n_steps=10,
     )
     initial = {}
@@ -122,7 +126,7 @@ def fit(model: CoreModel, data: MultiTaskDataModule, cfg: TrainConfig, out_dir: 
             initial = {k: float(v) for r in res for k, v in r.items() if k.startswith("val/")}
         trainer.fit(lit, datamodule=data)
     seconds = time.time() - t0
-    if ckpt.best_model_path:
+    if ckpt is not None and ckpt.best_model_path:
         # our own checkpoint, weights only: read it back with weights_only=True (no pickle of arbitrary objects)
         state = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
         lit.load_state_dict(state)
@@ -131,11 +135,11 @@ def fit(model: CoreModel, data: MultiTaskDataModule, cfg: TrainConfig, out_dir: 
     # are gathered across processes, see LitCore), and global rank 0 alone writes the artifact.
     trainer.strategy.barrier("fit-best-loaded")  # nobody still reads best.ckpt when rank 0 removes it
     if trainer.is_global_zero:
-        if ckpt.best_model_path:
+        if ckpt is not None and ckpt.best_model_path:
             # the artifact below holds the same weights: keep no second copy (and no stale best.ckpt for a later fit)
             Path(ckpt.best_model_path).unlink(missing_ok=True)
-        best = float(ckpt.best_model_score) if ckpt.best_model_score is not None else None
-        history = {"best_" + monitor.replace("/", "_"): best, "epochs": trainer.current_epoch,
+        best = float(ckpt.best_model_score) if ckpt is not None and ckpt.best_model_score is not None else None
+        history = {"best_" + monitor.replace("/", "_"): best, "kept": cfg.keep, "epochs": trainer.current_epoch,
                    "steps": trainer.global_step, "train_seconds": round(seconds, 1),
                    "final": {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")},
                    "initial": initial}

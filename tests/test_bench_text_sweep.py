@@ -112,3 +112,39 @@ def test_a_soft_target_job_trains_on_agreement_and_scores_majority_labels(sweep,
     (folder / "Sentences_AllAgree.txt").unlink()
     res = sweep.run_job({**job, "seed": 1})
     assert not res["ok"] and "Sentences_AllAgree.txt" in res["error"]
+
+
+def test_inner_and_refit_splits_change_what_trains_never_the_test_part(sweep, data):
+    plain = sweep.fold_task("fin", data, 1)
+    inner = sweep.fold_task("fin", data, 1, "inner")
+    refit = sweep.fold_task("fin", data, 1, "refit")
+    assert inner.test == refit.test == plain.test
+    # inner: early stopping watches 10% of the fold's training part, never its test part
+    assert set(inner.train[0]) | set(inner.val[0]) == set(plain.train[0])
+    assert not set(inner.train[0]) & set(inner.val[0]) and not set(inner.val[0]) & set(plain.test[0])
+    assert abs(len(inner.val[0]) / len(plain.train[0]) - 0.1) < 0.02
+    # refit: the whole training part trains
+    assert refit.train == plain.train
+    product = sweep.product_task("fin", data)
+    test_refit = sweep.fold_task("fin", data, "test", "refit")
+    assert set(test_refit.train[0]) == set(product.train[0]) | set(product.val[0])
+    assert test_refit.test == product.test and sweep.fold_task("fin", data, "test", "inner").train == product.train
+    with pytest.raises(ValueError, match="unknown split"):
+        sweep.fold_task("fin", data, 0, "outer")
+    _, cfg = sweep._config("fin", "refit_e5")
+    train_cfg = sweep.job_cfg("fin", cfg, seed=0)
+    assert (train_cfg.keep, train_cfg.max_epochs, train_cfg.batch_size) == ("last", 5, 16)
+
+
+def test_summary_averages_the_members_validation_curves(sweep, data, tmp_path):
+    import json
+
+    work = tmp_path / "work"
+    work.mkdir()
+    y = np.asarray(sweep.fold_task("fin", data, 0).test[1])
+    for s, curve in enumerate([[0.7, 0.8, 0.85], [0.6, 0.8, 0.75, 0.9]]):
+        np.save(work / f"probs_0_r_{s}.npy", np.eye(3)[y])
+        (work / f"curve_0_r_{s}.json").write_text(json.dumps(curve))
+    table = sweep.summarise("fin", data, work, ["r"], seeds=2, folds=[0])
+    assert table["r"]["val_curve"] == pytest.approx([0.65, 0.8, 0.8])  # the epochs every member ran
+    assert table["r"]["ensemble"] == 1.0

@@ -333,6 +333,27 @@ def test_fit_shows_its_progress_on_stderr_and_keeps_stdout_for_results(tok, tmp_
     assert "Epoch" not in out and "it/s" not in out
 
 
+def test_fit_keep_last_runs_the_whole_schedule_without_validation_and_keeps_the_final_weights(tok, tmp_path):
+    """``keep="last"``: no early stopping, no checkpoint; a refit without any validation data trains all epochs and
+    the artifact is the final model (it still learned the task)."""
+    spec = TaskSpec(name="sentiment", kind="classify", labels=("negative", "positive"))
+    torch.manual_seed(0)
+    model = CoreModel(ModelConfig.tiny(vocab_size=tok.vocab_size), [spec])
+    data = MultiTaskDataModule([TaskData(spec, ListDataset(*_toy(512, 1)))], tok, batch_size=16, max_length=16,
+                               seed=13)
+    cfg = TrainConfig.quick(max_epochs=3, lr=1e-3, patience=1, keep="last")
+    out = fit(model, data, cfg, tmp_path / "last", tok, progress=False)
+    training = json.loads((out / "config.json").read_text())["meta"]["training"]
+    assert training["kept"] == "last" and training["steps"] == 3 * 512 // 16 and training["best_val_score"] is None
+    assert not list(out.rglob("*.ckpt"))
+    texts, labels = _toy(40, 2)
+    engine = InferenceEngine(out)
+    assert (engine.classify_proba(texts, "sentiment").argmax(1) == np.array(labels)).mean() >= 0.9
+    # the artifact holds the weights the model had when training ended
+    for name, value in load_artifact(out)[0].state_dict().items():
+        assert torch.equal(value, model.state_dict()[name]), name
+
+
 def test_fit_twice_with_the_same_seed_gives_identical_weights(tok, fitted, tmp_path):
     again = _fit(tok, tmp_path / "run2")
     for rel in ("model.safetensors", "heads/sentiment.safetensors"):
