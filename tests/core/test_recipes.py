@@ -87,7 +87,7 @@ def test_cli_finetune_from_a_random_preset_trains_its_tokenizer_on_the_training_
     out = tmp_path / "tiny"
     assert main(["core", "finetune", "--task", f"intents=csv:{REPO_ROOT / 'samples' / 'intents.csv'}",
                  "--init-from", "tiny", "--epochs", "1", "--batch-size", "16", "--out", str(out), "--json"]) == 0
-    report = json.loads(capsys.readouterr().out.splitlines()[-1])  # after the progress bar, one report
+    report = json.loads(capsys.readouterr().out)  # stdout holds the report alone (the progress bar is on stderr)
     assert report["artifact"] == str(out) and report["steps"] == 4  # 56 training rows of 80, batches of 16
     model, tok, _ = load_artifact(out)
     assert list(model.tasks) == ["intents"] and tok.vocab_size < 1000  # its own small vocabulary, not MiniLM's
