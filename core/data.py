@@ -94,11 +94,16 @@ def stratified_split(labels: Sequence, fractions: Sequence[float], seed: int) ->
     return [np.sort(np.asarray(p, dtype=np.int64)) for p in parts]
 
 
+def text_key(text: str) -> str:
+    """The form under which two texts count as the same: lower-cased, whitespace collapsed."""
+    return " ".join(text.lower().split())
+
+
 def dedupe_texts(texts: Sequence[str], labels: Sequence[str]) -> tuple[list[str], list[str]]:
     """Drop exact duplicate texts (first label kept), so a sentence never lands in two splits."""
     seen, out_t, out_l = set(), [], []
     for t, lab in zip(texts, labels):
-        key = " ".join(t.lower().split())
+        key = text_key(t)
         if key not in seen:
             seen.add(key)
             out_t.append(t)

@@ -125,7 +125,7 @@ class TextTask:
 
     name: str
     labels: tuple[str, ...]
-    train: tuple[list[str], list[int]]
+    train: tuple[list[str], list]  # class indices, or soft targets (class probabilities, see TextCollator)
     val: tuple[list[str], list[int]]
     test: tuple[list[str], list[int]]
     source: dict

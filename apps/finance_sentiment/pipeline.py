@@ -119,17 +119,17 @@ def phrasebank_agreement(path: str | Path) -> dict[str, float]:
     """Annotator agreement per sentence of a PhraseBank file, from the agreement subsets beside it.
 
     Every sentence gets the share of the strictest subset (:data:`AGREEMENT_FILES`) that holds it; keys are the
-    sentences lower-cased with whitespace collapsed (as :func:`core.data.dedupe_texts` compares them).
+    sentences as :func:`core.data.text_key` writes them (as :func:`core.data.dedupe_texts` compares them).
 
     Raises:
         DataFormatError: a subset file is missing, or malformed.
     """
-    from core.data import read_labelled_texts
+    from core.data import read_labelled_texts, text_key
 
     folder, out = Path(path).parent, {}
     for name, share in reversed(AGREEMENT_FILES):  # loosest first, so the strictest subset's share wins
         for text in read_labelled_texts(folder / name, "phrasebank")[0]:
-            out[" ".join(text.lower().split())] = share
+            out[text_key(text)] = share
     return out
 
 
@@ -142,6 +142,8 @@ def agreement_targets(task, agreement: dict[str, float]):
     """
     from dataclasses import replace
 
+    from core.data import text_key
+
     names = list(task.labels)
     if sorted(names) != sorted(LABELS):
         raise ValueError(f"agreement targets need the labels {LABELS}, got {names}")
@@ -149,7 +151,7 @@ def agreement_targets(task, agreement: dict[str, float]):
     polar = [names.index("positive"), names.index("negative")]
     targets = []
     for text, y in zip(*task.train):
-        a = agreement.get(" ".join(text.lower().split()), 1.0)
+        a = agreement.get(text_key(text), 1.0)
         t = [0.0] * len(names)
         t[y] = a
         for j in ([neutral] if y != neutral else polar):

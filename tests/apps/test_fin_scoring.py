@@ -298,13 +298,14 @@ def _phrasebank_with_agreement(folder, n_strict: int = 20):
 
 def test_agreement_targets_follow_the_strictest_subset_holding_each_sentence(tmp_path):
     from apps.finance_sentiment.pipeline import agreement_targets, phrasebank_agreement
+    from core.data import text_key
     from core.recipes import text_task
 
     path, strict, mid = _phrasebank_with_agreement(tmp_path)
     agreement = phrasebank_agreement(path)
-    key = " ".join(next(iter(strict)).lower().split())
+    key = text_key(next(iter(strict)))
     assert agreement[key] == 1.0
-    assert agreement[" ".join(next(iter(mid)).lower().split())] == 0.70
+    assert agreement[text_key(next(iter(mid)))] == 0.70
     assert sorted(set(agreement.values())) == [0.58, 0.70, 1.0] and len(agreement) == 60
 
     task = text_task("sentiment", path, "phrasebank", seed=13)
@@ -313,7 +314,7 @@ def test_agreement_targets_follow_the_strictest_subset_holding_each_sentence(tmp
     neutral, pos, neg = (task.labels.index(x) for x in ("neutral", "positive", "negative"))
     seen = set()
     for text, y, t in zip(task.train[0], task.train[1], soft.train[1]):
-        a = agreement[" ".join(text.lower().split())]
+        a = agreement[text_key(text)]
         assert sum(t) == pytest.approx(1.0) and t[y] == pytest.approx(a) and int(np.argmax(t)) == y
         if y == neutral:  # the doubt of a neutral majority is split between the two polar labels
             assert t[pos] == pytest.approx(t[neg]) == pytest.approx((1 - a) / 2)
