@@ -210,7 +210,7 @@ def run_job(job: dict) -> dict:
             if job["config"].get("soft"):
                 from apps.finance_sentiment.pipeline import agreement_targets, phrasebank_agreement
 
-                t = agreement_targets(t, phrasebank_agreement(data / "financial_phrasebank" / "Sentences_50Agree.txt"))
+                t = agreement_targets(t, phrasebank_agreement(t.source["path"]))
             cfg = job_cfg(job["task"], job["config"], job["seed"])
             tapt = job["config"].get("tapt")
             init = work / f"tapt_{job['fold']}_{tapt[0]}_{tapt[1]}" if tapt else "minilm"

@@ -152,10 +152,11 @@ def agreement_targets(task, agreement: dict[str, float]):
     targets = []
     for text, y in zip(*task.train):
         a = agreement.get(text_key(text), 1.0)
+        doubt = polar if y == neutral else [neutral]  # where the rest of the annotators' votes went
         t = [0.0] * len(names)
         t[y] = a
-        for j in ([neutral] if y != neutral else polar):
-            t[j] += (1.0 - a) / (1 if y != neutral else len(polar))
+        for j in doubt:
+            t[j] = (1.0 - a) / len(doubt)
         targets.append(t)
     return replace(task, train=(list(task.train[0]), targets))
 
