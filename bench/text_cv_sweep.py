@@ -133,7 +133,7 @@ def fold_task(task: str, data: Path, fold, split: str | None = None):
       training part; on ``"test"`` the product's train + validation), and validation is only logged.
     """
     from core.data import stratified_split
-    from core.recipes import TextTask
+    from core.recipes import TextTask, refit_task
 
     t = product_task(task, data)
     if split not in (None, "inner", "refit"):
@@ -143,10 +143,7 @@ def fold_task(task: str, data: Path, fold, split: str | None = None):
         return [texts[i] for i in idx], [int(ys[i]) for i in idx]
 
     if fold == "test":
-        if split == "refit":
-            both = (t.train[0] + t.val[0], t.train[1] + t.val[1])
-            return TextTask(t.name, t.labels, both, t.val, t.test, {**t.source, "split": split})
-        return t
+        return refit_task(t, split=split) if split == "refit" else t
     texts, ys = t.train[0] + t.val[0], t.train[1] + t.val[1]
     frac = 0.15 if task == "fin" else 0.1
     tr, va = stratified_split(ys, [1 - frac, frac], 100 + int(fold))

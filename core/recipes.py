@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import gzip
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -133,6 +133,14 @@ class TextTask:
 
 def _subset(texts, ys, idx):
     return [texts[i] for i in idx], [int(ys[i]) for i in idx]
+
+
+def refit_task(task: TextTask, **source) -> TextTask:
+    """``task`` with its validation part added to training, for a fixed schedule that keeps the last epoch
+    (``TrainConfig.keep="last"``): validation stays, to be logged only, and the test part never trains. ``source``
+    adds keys to the task's source (its ``train`` count becomes the new one)."""
+    train = (task.train[0] + task.val[0], list(task.train[1]) + list(task.val[1]))
+    return replace(task, train=train, source={**task.source, "train": len(train[0]), **source})
 
 
 def text_task(name: str, path: str | Path, fmt: str, seed: int = 13, test_path: str | Path | None = None,
