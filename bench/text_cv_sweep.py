@@ -51,7 +51,11 @@ sys.path.insert(0, str(ROOT))  # ahead of bench/ itself, whose core.py would sha
 _SOFT32 = {"soft": True, "batch_size": 32, "label_smoothing": 0.05}  # agreement targets on the hard-label schedule
 CONFIGS = {
     "fin": {
-        "base": {"tapt": None, "soft": True},  # the product's recipe since session 9
+        # the product's recipe since session 10 (`fin train --refit-epochs 5`): soft targets, batches of 16, a fixed 5
+        # epochs on all the non-test data, last weights kept
+        "base": {"tapt": None, "soft": True, "split": "refit", "keep": "last", "max_epochs": 5},
+        # session 9's product recipe (its `base`): the same schedule, early-stopped on the part the fold is scored on
+        "soft16": {"tapt": None, "soft": True},
         "hard": {"tapt": None},  # the product's recipe until session 8 (majority labels)
         "tapt10": {"tapt": [10, 3]},  # `fin train --tapt` on the hard-label schedule
         "tapt25": {"tapt": [25, 4]},
@@ -68,6 +72,7 @@ CONFIGS = {
         "refit_e4": {"tapt": None, "soft": True, "split": "refit", "keep": "last", "max_epochs": 4},
         "refit_e5": {"tapt": None, "soft": True, "split": "refit", "keep": "last", "max_epochs": 5},
         "refit_e6": {"tapt": None, "soft": True, "split": "refit", "keep": "last", "max_epochs": 6},
+        "refit_e7": {"tapt": None, "soft": True, "split": "refit", "keep": "last", "max_epochs": 7},
     },
     "b77": {
         "base": {"tapt": None},
@@ -266,18 +271,20 @@ def run_jobs(jobs: list[dict], workers: int, log_path: Path | None) -> list[dict
     return results
 
 
-def summarise(task: str, data: Path, work: Path, names: list[str], seeds: int, folds: list) -> dict:
-    """Per recipe: mean fold accuracy of single members and of the seed ensemble, its log-loss and macro-F1."""
+def summarise(task: str, data: Path, work: Path, names: list[str], seeds, folds: list) -> dict:
+    """Per recipe: mean fold accuracy of single members and of the seed ensemble, its log-loss and macro-F1.
+    ``seeds``: the member indices (an int ``n`` is ``range(n)``)."""
     from core.metrics import log_loss, precision_recall_f1
 
+    seeds = range(seeds) if isinstance(seeds, int) else list(seeds)
     table = {}
     for name in names:
         singles, ens, ll, f1, curves = [], [], [], [], []
         for f in folds:
             y = np.asarray(fold_task(task, data, f).test[1])
-            curves += [json.loads(c.read_text()) for c in (work / f"curve_{f}_{name}_{s}.json" for s in range(seeds))
+            curves += [json.loads(c.read_text()) for c in (work / f"curve_{f}_{name}_{s}.json" for s in seeds)
                        if c.exists()]
-            paths = [work / f"probs_{f}_{name}_{s}.npy" for s in range(seeds)]
+            paths = [work / f"probs_{f}_{name}_{s}.npy" for s in seeds]
             ps = [np.load(p) for p in paths if p.exists()]
             if not ps:
                 continue
@@ -299,7 +306,10 @@ def summarise(task: str, data: Path, work: Path, names: list[str], seeds: int, f
 
 def sweep(task: str, data: Path, configs: list[str], folds: int, seeds: int, workers: int, work: Path,
           feeds: Path | None = None, test: bool = False, threads: int = 1, log_path: Path | None = None,
-          quick: bool = False) -> dict:
+          quick: bool = False, first_seed: int = 0) -> dict:
+    """Cross-validate ``base`` and ``configs`` with members ``first_seed .. first_seed + seeds - 1`` (member ``i``
+    trains with the product's ``i``-th seed, see :func:`job_cfg`), so a later run can add seeds to an earlier one."""
+    seed_ids = list(range(first_seed, first_seed + seeds))
     specs = dict(_config(task, c) for c in ["base", *configs])
     work.mkdir(parents=True, exist_ok=True)
     common = {"task": task, "data": str(data), "work": str(work), "threads": threads,
@@ -310,7 +320,7 @@ def sweep(task: str, data: Path, configs: list[str], folds: int, seeds: int, wor
         tapts = {tuple(specs[n]["tapt"]) for n in names if specs[n].get("tapt")}
         pre = [{**common, "kind": "tapt", "fold": f, "tapt": list(tp)} for tp in sorted(tapts) for f in fold_list]
         ft = [{**common, "kind": "ft", "fold": f, "name": n, "config": specs[n], "seed": s}
-              for n in names for f in fold_list for s in range(seeds)]
+              for n in names for f in fold_list for s in seed_ids]
         return pre, ft
 
     fold_list = list(range(folds))
@@ -318,8 +328,8 @@ def sweep(task: str, data: Path, configs: list[str], folds: int, seeds: int, wor
     # pretraining and the fine-tunes that need none first (longest first), then the fine-tunes that need it
     run_jobs(pre + [j for j in ft if not j["config"].get("tapt")], workers, log_path)
     run_jobs([j for j in ft if j["config"].get("tapt")], workers, log_path)
-    report = {"task": task, "folds": folds, "seeds": seeds, "configs": specs,
-              "cv": summarise(task, data, work, list(specs), seeds, fold_list)}
+    report = {"task": task, "folds": folds, "seeds": seeds, "first_seed": first_seed, "configs": specs,
+              "cv": summarise(task, data, work, list(specs), seed_ids, fold_list)}
     report["pick"] = max(report["cv"], key=lambda n: (report["cv"][n]["ensemble"], -report["cv"][n]["log_loss"]))
     report["baseline"] = "base"
     if test:  # the product split's test part, for the picked recipe and the baseline only
@@ -327,7 +337,7 @@ def sweep(task: str, data: Path, configs: list[str], folds: int, seeds: int, wor
         pre, ft = jobs_for(["test"], names)
         run_jobs(pre + [j for j in ft if not j["config"].get("tapt")], workers, log_path)
         run_jobs([j for j in ft if j["config"].get("tapt")], workers, log_path)
-        report["test"] = summarise(task, data, work, names, seeds, ["test"])
+        report["test"] = summarise(task, data, work, names, seed_ids, ["test"])
     report["seconds"] = round(time.time() - t0)
     return report
 
@@ -374,7 +384,9 @@ def main(argv=None) -> None:
     r.add_argument("--data", type=Path, default=None, help="datasets folder (default: TRIDENT_DATA_DIR)")
     r.add_argument("--configs", nargs="*", default=[], help="recipes besides base (names or JSON objects)")
     r.add_argument("--folds", type=int, default=3)
-    r.add_argument("--seeds", type=int, default=2)
+    r.add_argument("--seeds", type=int, default=2, help="members per recipe and fold")
+    r.add_argument("--first-seed", type=int, default=0,
+                   help="index of the first member's seed (1: start at the product's second seed, 14 / 1013)")
     r.add_argument("--workers", type=int, default=0, help="worker processes (0: in this process)")
     r.add_argument("--threads", type=int, default=1, help="torch threads per worker")
     r.add_argument("--feeds", type=Path, default=None, help="feed_sentences.json for PhraseBank's pretraining")
@@ -398,7 +410,7 @@ def main(argv=None) -> None:
     if a.out:
         a.out.parent.mkdir(parents=True, exist_ok=True)
     report = sweep(a.task, data, a.configs, a.folds, a.seeds, a.workers, work, a.feeds, a.test, a.threads, log_path,
-                   a.quick)
+                   a.quick, a.first_seed)
     text = json.dumps(report, indent=2)
     if a.out:
         a.out.parent.mkdir(parents=True, exist_ok=True)

@@ -81,9 +81,13 @@ def test_summary_averages_seeds_into_an_ensemble_and_picks_on_it(sweep, data, tm
 
 
 def test_recipes_resolve_to_their_schedules(sweep):
-    """``base`` is the product's soft-target recipe; ``hard`` the old one; the session-9 names keep their meaning."""
-    want = {"base": (True, 16, 0.0), "hard": (False, 32, 0.05), "soft": (True, 32, 0.05), "soft_ls0": (True, 32, 0.0),
-            "tapt10": (False, 32, 0.05), "tapt10_soft": (True, 32, 0.05), "base_tapt10": (True, 16, 0.0)}
+    """``base`` is the product's recipe (soft targets, refit for 5 epochs), ``soft16`` session 9's early-stopped one,
+    ``hard`` the one before; the session-9 names keep their meaning."""
+    assert sweep._config("fin", "base")[1] == sweep._config("fin", "refit_e5")[1]
+    assert sweep._config("fin", "soft16")[1] == {"tapt": None, "soft": True}
+    want = {"base": (True, 16, 0.0), "soft16": (True, 16, 0.0), "hard": (False, 32, 0.05), "soft": (True, 32, 0.05),
+            "soft_ls0": (True, 32, 0.0), "tapt10": (False, 32, 0.05), "tapt10_soft": (True, 32, 0.05),
+            "base_tapt10": (True, 16, 0.0)}
     for name, (soft, bs, ls) in want.items():
         _, config = sweep._config("fin", name)
         cfg = sweep.job_cfg("fin", config, seed=2)
@@ -148,3 +152,6 @@ def test_summary_averages_the_members_validation_curves(sweep, data, tmp_path):
     table = sweep.summarise("fin", data, work, ["r"], seeds=2, folds=[0])
     assert table["r"]["val_curve"] == pytest.approx([0.65, 0.8, 0.8])  # the epochs every member ran
     assert table["r"]["ensemble"] == 1.0
+    # a run that started at the second seed (--first-seed 1) reads that member alone
+    later = sweep.summarise("fin", data, work, ["r"], seeds=[1], folds=[0])["r"]
+    assert later["members"] == 1 and later["val_curve"] == pytest.approx([0.6, 0.8, 0.75, 0.9])

@@ -41,7 +41,7 @@ def cs_train(args) -> None:
     intents = None if args.no_intents else Path(args.intents or s.intents_path)
     init = Path(args.continue_from) if args.continue_from else None
     out = train_cs(Path(args.out) if args.out else s.artifact_dir, intents, pairs, init_from=init,
-                   members=args.members, full=max(0, args.full_intents))
+                   members=args.members, full=max(0, args.full_intents), refit_epochs=args.refit_epochs)
     emit({"artifact": str(out), "retrieval_pairs": len(pairs), "intents": str(intents)}, args.json)
 
 
@@ -147,6 +147,10 @@ def register(sub, common) -> None:
                          "seeds (sub-artifacts intents-full/, intents-full-2/, ...; about 90 MB and one more "
                          "backbone pass per message each), averaged and weighed into the same ensemble; their "
                          "average alone is served unless validation finds the mixture clearly more accurate")
+    sp.add_argument("--refit-epochs", type=int, default=None, metavar="N",
+                    help="with --full-intents: train the full members on the training and validation parts "
+                         "together for a fixed N epochs (last weights kept, no early stopping) and serve their "
+                         "average alone")
     sp = base("index", "ingest the KB and build the FAISS + BM25 index", cs_index)
     sp.add_argument("--kb", help="KB file or folder (CSV/JSONL/Markdown/text)")
     sp.add_argument("--calibrate", help="queries with gold ids to calibrate the answer confidence on")

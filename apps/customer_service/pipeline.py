@@ -88,7 +88,7 @@ def read_queries(path: str | Path) -> list[tuple[str, str]]:
 def train_cs(out: Path, intents_csv: Path | None, pairs: Sequence[tuple[str, str]] = (),
              intents_cfg: TrainConfig = INTENTS_TRAIN, retrieval_cfg: TrainConfig = RETRIEVAL_TRAIN,
              lora_r: int = 16, init_from: Path | None = None, members: int = 1, full: int = 0,
-             full_cfg: TrainConfig = INTENTS_FULL_TRAIN) -> Path:
+             full_cfg: TrainConfig = INTENTS_FULL_TRAIN, refit_epochs: int | None = None) -> Path:
     """Train the intents adapter (+ classifier head) on ``intents_csv`` and the retrieval adapter on ``pairs``
     (query, entry text), one after the other on the frozen all-MiniLM-L6-v2 base.
 
@@ -107,9 +107,17 @@ def train_cs(out: Path, intents_csv: Path | None, pairs: Sequence[tuple[str, str
     90 MB each); their probabilities are averaged and weighed into the same ensemble as one view. The shared base,
     and so retrieval, is untouched by them. When continuing without ``full``, an earlier artifact's full members are
     kept.
+
+    ``refit_epochs`` (with ``full``): the full members do not early-stop on the validation split; they train on the
+    training and validation parts together for a fixed ``refit_epochs`` epochs and keep their last weights (as
+    ``trident fin train --refit-epochs`` does). Validation can then no longer weigh them against the other views, so
+    their average alone is served (the view the bootstrap guard chose in every earlier run); the adapters and the base
+    head are still trained, on the training part, and kept with weight 0.
     """
     if intents_csv is None and not pairs:
         raise ValueError("nothing to train: give intents, retrieval pairs or both")
+    if refit_epochs is not None and (refit_epochs < 1 or not full or intents_csv is None):
+        raise ValueError("a refit needs refit_epochs >= 1, intents and at least one full member (--full-intents)")
     if init_from is not None:
         from core.artifacts import load_artifact
 
@@ -129,7 +137,8 @@ def train_cs(out: Path, intents_csv: Path | None, pairs: Sequence[tuple[str, str
             for stale in full_intents_dirs(Path(out)):  # stale, or about to be retrained
                 shutil.rmtree(Path(out) / stale, ignore_errors=True)
         meta["intents"] = _train_intents(model, tok, intents_csv, intents_cfg, lora_r, out, meta, members,
-                                         full_cfg if full else None, full_members=int(full))
+                                         full_cfg if full else None, full_members=int(full),
+                                         refit_epochs=refit_epochs)
     if pairs:
         meta["retrieval_pairs"] = len(pairs)
         _train_retrieval(model, tok, pairs, retrieval_cfg, max(4, lora_r // 2), out, meta)
@@ -174,7 +183,8 @@ def full_intents_dirs(artifact: Path) -> list[str]:
 
 
 def _train_intents(model, tok, intents_csv: Path, cfg: TrainConfig, lora_r: int, out: Path, meta: dict,
-                   members: int = 1, full_cfg: TrainConfig | None = None, full_members: int = 1) -> dict:
+                   members: int = 1, full_cfg: TrainConfig | None = None, full_members: int = 1,
+                   refit_epochs: int | None = None) -> dict:
     from core.adapters import adapter_names, apply_lora, train_only_adapters
     from core.data import ListDataset, MultiTaskDataModule, TaskData
     from core.recipes import text_task
@@ -203,12 +213,17 @@ def _train_intents(model, tok, intents_csv: Path, cfg: TrainConfig, lora_r: int,
         log.info("intents member %d/%d (%s, seed %d)", i + 1, len(names), name, member_cfg.seed)
         fit(model, dm, member_cfg, out, tok, meta={**meta, "intents": task.source})
     if full_cfg is not None:
-        from core.recipes import finetune_text
+        from core.recipes import finetune_text, refit_task
 
+        full_task = task
+        if refit_epochs is not None:  # validation trains too (still logged, never selected on)
+            full_task = refit_task(task, refit_epochs=refit_epochs)
+            full_cfg = full_cfg.model_copy(update={"keep": "last", "max_epochs": refit_epochs})
         for i, sub in enumerate(full_member_names(max(1, full_members))):
             log.info("intents: fully fine-tuned member %d/%d in %s", i + 1, full_members, Path(out) / sub)
-            finetune_text([task], Path(out) / sub, full_cfg.model_copy(update={"seed": full_cfg.seed + 1000 * i}))
-    meta["intent_ensemble"] = _train_base_head(model, tok, task, out, {**meta, "intents": task.source}, names)
+            finetune_text([full_task], Path(out) / sub, full_cfg.model_copy(update={"seed": full_cfg.seed + 1000 * i}))
+    meta["intent_ensemble"] = _train_base_head(model, tok, task, out, {**meta, "intents": task.source}, names,
+                                               refit_epochs=refit_epochs if full_cfg is not None else None)
     return task.source
 
 
@@ -229,7 +244,8 @@ def _pooled(model, tok, texts: Sequence[str], batch: int = 64, max_length: int =
     return torch.cat(out)
 
 
-def _train_base_head(model, tok, task, out: Path, meta: dict, members: Sequence[str] = ("intents",)) -> dict:
+def _train_base_head(model, tok, task, out: Path, meta: dict, members: Sequence[str] = ("intents",),
+                     refit_epochs: int | None = None) -> dict:
     """A second intent classifier on the *base* weights (every adapter off): a linear head on the frozen mean-pooled
     embeddings, fitted by L-BFGS with the L2 strength chosen on the validation split. Its probabilities are averaged
     with the adapters' (the ``members``, equally weighted among themselves; the base head's share chosen on
@@ -239,7 +255,11 @@ def _train_base_head(model, tok, task, out: Path, meta: dict, members: Sequence[
     With fully fine-tuned members (``intents-full/``, ...) their average is the primary view, and the validated
     mixture is served only when a paired bootstrap on validation says it is more accurate than that view alone with
     95% confidence (:func:`core.metrics.guard_mixture`); otherwise the adapters and the base head get weight 0 and are
-    not run. The decision is kept in the report (``guard``)."""
+    not run. The decision is kept in the report (``guard``).
+
+    Refitted full members (``refit_epochs``) have trained on the validation split, so it cannot weigh them: their
+    average is served alone, and the report's ``validation_seen_by`` says which views' validation figures are not
+    held-out ones."""
     import torch
 
     from core.adapters import set_adapter
@@ -289,7 +309,9 @@ def _train_base_head(model, tok, task, out: Path, meta: dict, members: Sequence[
     kinds = ["adapter"] * len(members) + ["base_head"] + ["full"] * len(fulls)
     w, views = member_weights(kinds, [probs[n] for n in names], yv_np)
     guard = None
-    if fulls:  # the fully fine-tuned members are the primary view: the others must clearly earn their passes
+    if fulls and refit_epochs is not None:  # validation is part of their training: it cannot weigh them
+        w = [1.0 / len(fulls) if k == "full" else 0.0 for k in kinds]
+    elif fulls:  # the fully fine-tuned members are the primary view: the others must clearly earn their passes
         validated = dict(zip(names, w))
         w, guard = guard_mixture(kinds, w, views, yv_np, primary="full")
         guard["validated_weights"] = validated  # what the mixture would have been, kept for the record
@@ -299,6 +321,8 @@ def _train_base_head(model, tok, task, out: Path, meta: dict, members: Sequence[
     losses = {name: round(log_loss(p, yv_np), 5) for name, p in views.items()}
     report = {"weights": weights, "val_accuracy": accs, "val_log_loss": losses, "base_head_l2": l2,
               **({"guard": guard} if guard else {})}
+    if fulls and refit_epochs is not None:
+        report.update(refit_epochs=refit_epochs, validation_seen_by=["full", "ensemble", *fulls])
     if len(members) + len(fulls) > 1:
         report["val_accuracy"]["members"] = {m: float((probs[m].argmax(-1) == yv_np).mean())
                                              for m in [*members, *fulls]}

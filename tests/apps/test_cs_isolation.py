@@ -253,6 +253,45 @@ def test_full_intents_members_are_their_own_models_and_join_the_ensemble(cs_arti
         intent_proba(InferenceEngine(out3), texts)
 
 
+def test_refit_full_intents_train_on_train_and_validation_and_are_served_alone(tmp_path):
+    """``trident cs train --full-intents --refit-epochs N``: the full member trains on the training and validation
+    parts together for exactly N epochs and keeps its last weights (no checkpoint); validation, which it has seen,
+    no longer weighs it against the other views, so its average alone is served and the report says whose
+    validation figures are not held out. A refit without full members, or of 0 epochs, is refused before anything
+    trains."""
+    from apps.customer_service.pipeline import FULL_INTENTS_DIR, intent_proba, train_cs
+    from core.artifacts import load_artifact
+    from core.config import TrainConfig
+    from core.engine import InferenceEngine
+    from core.recipes import text_task
+
+    quick = TrainConfig.quick(max_epochs=1, batch_size=16, lr=1e-3, head_lr=3e-3, max_length=32)
+    full_quick = TrainConfig.quick(max_epochs=6, batch_size=16, lr=1e-4, head_lr=3e-3, max_length=32)
+    split = text_task("intents", SAMPLES / "intents.csv", "csv", val_fraction=0.1, test_fraction=0.0).source
+    out = train_cs(tmp_path / "cs", SAMPLES / "intents.csv", intents_cfg=quick, full=1, full_cfg=full_quick,
+                   refit_epochs=2)
+    _, _, full_config = load_artifact(out / FULL_INTENTS_DIR)
+    training = full_config["meta"]["training"]
+    assert training["kept"] == "last" and training["epochs"] == 2
+    assert full_config["meta"]["train_config"]["max_epochs"] == 2
+    assert full_config["meta"]["data"]["intents"]["train"] == split["train"] + split["val"]
+    assert full_config["meta"]["data"]["intents"]["refit_epochs"] == 2
+    assert not list(out.rglob("*.ckpt"))
+    _, _, config = load_artifact(out)
+    assert config["meta"]["intents"]["train"] == split["train"]  # the adapter and base head: training part only
+    report = config["meta"]["intent_ensemble"]
+    assert report["weights"] == {"intents": 0.0, "intents-base": 0.0, FULL_INTENTS_DIR: 1.0}
+    assert report["refit_epochs"] == 2 and "guard" not in report
+    assert {"full", "ensemble", FULL_INTENTS_DIR} <= set(report["validation_seen_by"])
+    texts = ["I lost my card", "how do I reset my pin?"]
+    np.testing.assert_allclose(intent_proba(InferenceEngine(out), texts),
+                               InferenceEngine(out / FULL_INTENTS_DIR).classify_proba(texts, "intents"), atol=1e-6)
+    for bad in ({"refit_epochs": 0, "full": 1}, {"refit_epochs": 2, "full": 0}):
+        with pytest.raises(ValueError, match="a refit needs"):
+            train_cs(tmp_path / "bad", SAMPLES / "intents.csv", intents_cfg=quick, full_cfg=full_quick, **bad)
+    assert not (tmp_path / "bad").exists()
+
+
 def test_ensemble_shares_are_chosen_on_the_served_probabilities(tmp_path):
     """A fresh ``trident cs train``: the validation log-loss the shares were chosen on is that of the model as served
     (eval mode). The base head is created after the adapters trained; before it was switched to eval mode its
