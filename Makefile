@@ -31,7 +31,7 @@ lint: setup
 # Trains every benchmark artifact from TRIDENT_DATA_DIR into artifacts/, skipping those already there.
 artifacts: setup
 	$(BIN)/trident core artifacts
-	test -f artifacts/cs/config.json || $(BIN)/trident cs train --full-intents 2 --intents $(TRIDENT_DATA_DIR)/banking77/train.csv \
+	test -f artifacts/cs/config.json || $(BIN)/trident cs train --full-intents 2 --refit-epochs 8 --intents $(TRIDENT_DATA_DIR)/banking77/train.csv \
 		--pairs-queries $(TRIDENT_DATA_DIR)/stackfaq/queries_dev.jsonl \
 		--pairs-kb $(TRIDENT_DATA_DIR)/stackfaq/faq_threads.jsonl --out artifacts/cs
 	test -f artifacts/fin/config.json -o -f artifacts/fin/ensemble.json || $(BIN)/trident fin train --members 3 --refit-epochs 5 --out artifacts/fin

@@ -23,6 +23,11 @@ at most 64 MiB: all-MiniLM-L6-v2 in fp16, the data files, the feeds' sentences),
 (``pydantic``, ``pydantic-settings`` and ``python-dotenv`` are not on that machine: carry their wheels, see the device
 tool's notes. Session 9: two PhraseBank runs of 45-54 fine-tunes took 357 s and 242 s with 14-15 workers.)
 
+On the 2-core CPU a one-seed pilot still fits in a session (two workers of one thread, about 1.2 steps/s each), and
+``--first-seed`` lets a later run add seeds to it (member ``i`` always trains with the product's ``i``-th seed)::
+
+    python bench/text_cv_sweep.py run --task fin --configs refit_e7 --folds 3 --seeds 1 --first-seed 1 --workers 2
+
 A config is a name below or a JSON object ``{"name": ..., "tapt": [epochs, patience] or null, "soft": true
 (PhraseBank: soft targets from annotator agreement), "split": "inner" or "refit" (see :func:`fold_task`), ...
 TrainConfig changes}``; ``"keep": "last"`` trains a fixed ``max_epochs`` and keeps the last weights. Each fine-tune
