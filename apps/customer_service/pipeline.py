@@ -141,6 +141,8 @@ def train_cs(out: Path, intents_csv: Path | None, pairs: Sequence[tuple[str, str
         meta["intents"] = _train_intents(model, tok, intents_csv, intents_cfg, lora_r, out, meta, members,
                                          full_cfg if full else None, full_members=int(full),
                                          refit_epochs=refit_epochs)
+    elif init_from is not None:  # the intents are not retrained: their full members go along with the ensemble
+        _carry_full_intents(Path(init_from), Path(out))
     if pairs:
         meta["retrieval_pairs"] = len(pairs)
         _train_retrieval(model, tok, pairs, retrieval_cfg, max(4, lora_r // 2), out, meta)

@@ -258,7 +258,7 @@ def test_refit_full_intents_train_on_train_and_validation_and_are_served_alone(t
     parts together for exactly N epochs and keeps its last weights (no checkpoint); validation, which it has seen,
     no longer weighs it against the other views, so its average alone is served and the report says whose
     validation figures are not held out. A refit without full members, or of 0 epochs, is refused before anything
-    trains."""
+    trains. Retraining retrieval alone afterwards keeps the full member and the ensemble as they were."""
     from apps.customer_service.pipeline import FULL_INTENTS_DIR, intent_proba, train_cs
     from core.artifacts import load_artifact
     from core.config import TrainConfig
@@ -286,6 +286,16 @@ def test_refit_full_intents_train_on_train_and_validation_and_are_served_alone(t
     texts = ["I lost my card", "how do I reset my pin?"]
     np.testing.assert_allclose(intent_proba(InferenceEngine(out), texts),
                                InferenceEngine(out / FULL_INTENTS_DIR).classify_proba(texts, "intents"), atol=1e-6)
+    # retraining retrieval alone (``--continue-from ... --no-intents``) carries the full member and its ensemble over
+    from apps.customer_service.knowledge import load_kb
+
+    pairs = [(e.question, e.question) for e in load_kb(SAMPLES / "faq.csv").entries]
+    out2 = train_cs(tmp_path / "cs-retrieval", None, pairs, retrieval_cfg=quick, init_from=out)
+    assert (out2 / FULL_INTENTS_DIR / "model.safetensors").read_bytes() == \
+        (out / FULL_INTENTS_DIR / "model.safetensors").read_bytes()
+    assert load_artifact(out2)[2]["meta"]["intent_ensemble"]["weights"] == report["weights"]
+    np.testing.assert_allclose(intent_proba(InferenceEngine(out2), texts),
+                               intent_proba(InferenceEngine(out), texts), atol=1e-6)
     for bad in ({"refit_epochs": 0, "full": 1}, {"refit_epochs": 2, "full": 0}):
         with pytest.raises(ValueError, match="a refit needs"):
             train_cs(tmp_path / "bad", SAMPLES / "intents.csv", intents_cfg=quick, full_cfg=full_quick, **bad)
