@@ -100,6 +100,9 @@ class TrainConfig(BaseModel):
     lr: float = Field(5e-5, gt=0.0, description="Peak learning rate of the backbone.")
     head_lr: float = Field(1e-3, gt=0.0, description="Learning rate of freshly initialised heads and encoders.")
     weight_decay: float = Field(0.01, ge=0.0, description="AdamW weight decay (not on biases and LayerNorms).")
+    layer_decay: float = Field(1.0, gt=0.0, le=1.0,
+                               description="Layer-wise learning-rate decay of the pretrained backbone: block i of L "
+                                           "(embeddings: 0) trains at lr * layer_decay ** (L + 1 - i); 1: off.")
     warmup_ratio: float = Field(0.06, ge=0.0, lt=1.0, description="Linear warm-up, as a fraction of all steps.")
     max_length: int = Field(128, ge=8, description="Text tokens per example; longer texts are truncated.")
     precision: str = Field("bf16-mixed", description="Lightning precision: bf16-mixed on CPU, 32-true, 16-mixed.")

@@ -154,19 +154,33 @@ class LitCore(L.LightningModule):
         return min(n, len(range(sampler.rank, len(sampler.dataset), sampler.num_replicas)))
 
     # ------------------------------------------------------------------ optimiser
+    def _layer_scale(self, name: str) -> float:
+        """The learning-rate factor of a pretrained parameter under layer-wise decay: ``layer_decay ** (L + 1 - i)``
+        for backbone block ``i`` of ``L`` (``backbone.h.i.``), ``i = 0`` for the embeddings and their LayerNorm, and
+        1 for the final LayerNorm and everything outside the backbone."""
+        d = self.cfg.layer_decay
+        if d >= 1.0 or not name.startswith("backbone.") or name.startswith("backbone.ln_f."):
+            return 1.0
+        n_layers = len(self.model.backbone.h)
+        parts = name.split(".")
+        depth = int(parts[2]) + 1 if parts[1] == "h" and parts[2].isdigit() else 0
+        return float(d ** (n_layers + 1 - depth))
+
     def configure_optimizers(self):
         """AdamW with two learning rates (pretrained backbone vs new heads), no decay on biases and LayerNorms, and
-        linear warm-up then cosine decay per step."""
-        groups: dict[tuple[bool, bool], list] = {(n, d): [] for n in (True, False) for d in (True, False)}
+        linear warm-up then cosine decay per step. With ``layer_decay`` < 1 the pretrained backbone's blocks train at
+        rates that shrink towards the embeddings (:meth:`_layer_scale`)."""
+        groups: dict[tuple[bool, bool, float], list] = defaultdict(list)
         for name, p in self.model.named_parameters():
             if not p.requires_grad:
                 continue
             new = name.startswith(self.new_module_prefixes) or ".lora_" in name  # fresh weights: the higher rate
             decay = p.ndim >= 2 and "wpe" not in name and "wme" not in name
-            groups[(new, decay)].append(p)
-        params = [{"params": ps, "lr": self.cfg.head_lr if new else self.cfg.lr,
+            groups[(new, decay, 1.0 if new else self._layer_scale(name))].append(p)
+        params = [{"params": ps, "lr": self.cfg.head_lr if new else self.cfg.lr * scale,
                    "weight_decay": self.cfg.weight_decay if decay else 0.0}
-                  for (new, decay), ps in groups.items() if ps]
+                  for (new, decay, scale), ps in sorted(groups.items(),  # new before pretrained, decayed first
+                                                        key=lambda g: (not g[0][0], not g[0][1], -g[0][2]))]
         opt = torch.optim.AdamW(params, betas=(0.9, 0.98), eps=1e-6)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warm = max(1, int(total * self.cfg.warmup_ratio))

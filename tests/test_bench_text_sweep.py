@@ -155,3 +155,20 @@ def test_summary_averages_the_members_validation_curves(sweep, data, tmp_path):
     # a run that started at the second seed (--first-seed 1) reads that member alone
     later = sweep.summarise("fin", data, work, ["r"], seeds=[1], folds=[0])["r"]
     assert later["members"] == 1 and later["val_curve"] == pytest.approx([0.6, 0.8, 0.75, 0.9])
+
+
+def test_resume_reads_the_fine_tunes_an_earlier_run_left_and_trains_none_again(sweep, data, tmp_path):
+    """``--resume`` with ``--first-seed``: every fine-tune whose probabilities are already in the work folder is read,
+    not trained (here all of them, so nothing trains), and the report covers exactly those members."""
+    work = tmp_path / "work"
+    work.mkdir()
+    for f in range(2):
+        y = np.asarray(sweep.fold_task("fin", data, f).test[1])
+        np.save(work / f"probs_{f}_base_1.npy", np.eye(3)[y])
+        np.save(work / f"probs_{f}_soft16_1.npy", np.eye(3)[(y + 1) % 3])
+    report = sweep.sweep("fin", data, ["soft16"], folds=2, seeds=1, workers=0, work=work, first_seed=1, resume=True)
+    assert report["first_seed"] == 1 and report["pick"] == "base"
+    assert report["cv"]["base"]["ensemble"] == 1.0 and report["cv"]["soft16"]["ensemble"] == 0.0
+    assert report["cv"]["base"]["members"] == report["cv"]["soft16"]["members"] == 2
+    assert sorted(p.name for p in work.iterdir()) == sorted(
+        [f"probs_{f}_{n}_1.npy" for f in range(2) for n in ("base", "soft16")])  # nothing trained, nothing added

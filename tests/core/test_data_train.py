@@ -376,3 +376,48 @@ def test_tokenizer_training_is_deterministic_and_keeps_specials_first():
     assert a.hf.get_vocab() == b.hf.get_vocab()
     assert [a.hf.token_to_id(t) for t in SPECIAL_TOKENS] == list(range(len(SPECIAL_TOKENS)))
     assert a.decode(a.encode("the lost cards")) == "the lost cards"
+
+
+@pytest.mark.parametrize("layer_decay", [1.0, 0.5])
+def test_layer_decay_scales_the_pretrained_rates_by_depth(tok, tmp_path, layer_decay):
+    """``TrainConfig.layer_decay``: block i of the backbone's L trains at lr * decay ** (L + 1 - i), the embeddings
+    at lr * decay ** (L + 1), a final LayerNorm (pre-LN backbones) at lr, new heads at head_lr; 1.0 leaves every
+    pretrained weight at lr. Read from the optimiser Lightning really built."""
+    import lightning as L
+
+    spec = TaskSpec(name="sentiment", kind="classify", labels=("negative", "positive"))
+    model = CoreModel(ModelConfig.tiny(vocab_size=tok.vocab_size), [spec])
+    n_layers = len(model.backbone.h)
+    assert n_layers >= 2
+    seen: dict[int, float] = {}
+
+    class Grab(L.Callback):
+        def on_train_start(self, trainer, pl_module):
+            for group in trainer.optimizers[0].param_groups:
+                for p in group["params"]:
+                    seen[id(p)] = group["initial_lr"]
+
+    train, val = _toy(32, 1), _toy(16, 2)
+    data = MultiTaskDataModule([TaskData(spec, ListDataset(*train), ListDataset(*val))], tok, batch_size=16,
+                               max_length=16, seed=13)
+    cfg = TrainConfig.quick(lr=1e-3, head_lr=1e-2, layer_decay=layer_decay, limit_train_batches=1)
+    fit(model, data, cfg, tmp_path / "run", tok, progress=False, extra_callbacks=[Grab()])
+    named = dict(model.named_parameters())
+    assert len(seen) == len(named)
+    for name, p in named.items():
+        if name.startswith("heads."):
+            want = 1e-2
+        elif name.startswith("backbone.h."):
+            want = 1e-3 * layer_decay ** (n_layers - int(name.split(".")[2]))
+        elif name.startswith(("backbone.wte", "backbone.wpe", "backbone.ln_emb")):
+            want = 1e-3 * layer_decay ** (n_layers + 1)
+        else:
+            continue
+        assert seen[id(p)] == pytest.approx(want), name
+    has_ln_f = "backbone.ln_f.weight" in named  # pre-LN backbones only (all-MiniLM-L6-v2 is post-LN)
+    if has_ln_f:
+        assert seen[id(named["backbone.ln_f.weight"])] == pytest.approx(1e-3)
+    rates = {seen[id(p)] for n, p in named.items() if n.startswith("backbone.")}
+    assert len(rates) == (1 if layer_decay == 1.0 else n_layers + 1 + has_ln_f)
+    with pytest.raises(ValueError):
+        TrainConfig(layer_decay=0.0)
