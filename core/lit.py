@@ -179,8 +179,7 @@ class LitCore(L.LightningModule):
             groups[(new, decay, 1.0 if new else self._layer_scale(name))].append(p)
         params = [{"params": ps, "lr": self.cfg.head_lr if new else self.cfg.lr * scale,
                    "weight_decay": self.cfg.weight_decay if decay else 0.0}
-                  for (new, decay, scale), ps in sorted(groups.items(),  # new before pretrained, decayed first
-                                                        key=lambda g: (not g[0][0], not g[0][1], -g[0][2]))]
+                  for (new, decay, scale), ps in groups.items()]
         opt = torch.optim.AdamW(params, betas=(0.9, 0.98), eps=1e-6)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warm = max(1, int(total * self.cfg.warmup_ratio))

@@ -143,6 +143,12 @@ def refit_task(task: TextTask, **source) -> TextTask:
     return replace(task, train=train, source={**task.source, "train": len(train[0]), **source})
 
 
+def refit(task: TextTask, cfg: TrainConfig, epochs: int) -> tuple[TextTask, TrainConfig]:
+    """A refit of ``task`` for ``epochs``: training on its training and validation parts (:func:`refit_task`, the
+    source records ``refit_epochs``) with ``cfg`` changed to a fixed schedule that keeps the last weights."""
+    return refit_task(task, refit_epochs=epochs), cfg.model_copy(update={"keep": "last", "max_epochs": epochs})
+
+
 def text_task(name: str, path: str | Path, fmt: str, seed: int = 13, test_path: str | Path | None = None,
               val_fraction: float = 0.1, test_fraction: float = 0.2) -> TextTask:
     """Read a labelled-text file and split it, seeded and stratified, after removing duplicate sentences.

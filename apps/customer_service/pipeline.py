@@ -217,17 +217,16 @@ def _train_intents(model, tok, intents_csv: Path, cfg: TrainConfig, lora_r: int,
         log.info("intents member %d/%d (%s, seed %d)", i + 1, len(names), name, member_cfg.seed)
         fit(model, dm, member_cfg, out, tok, meta={**meta, "intents": task.source})
     if full_cfg is not None:
-        from core.recipes import finetune_text, refit_task
+        from core.recipes import finetune_text, refit
 
         full_task = task
         if refit_epochs is not None:  # validation trains too (still logged, never selected on)
-            full_task = refit_task(task, refit_epochs=refit_epochs)
-            full_cfg = full_cfg.model_copy(update={"keep": "last", "max_epochs": refit_epochs})
+            full_task, full_cfg = refit(task, full_cfg, refit_epochs)
         for i, sub in enumerate(full_member_names(max(1, full_members))):
             log.info("intents: fully fine-tuned member %d/%d in %s", i + 1, full_members, Path(out) / sub)
             finetune_text([full_task], Path(out) / sub, full_cfg.model_copy(update={"seed": full_cfg.seed + 1000 * i}))
     meta["intent_ensemble"] = _train_base_head(model, tok, task, out, {**meta, "intents": task.source}, names,
-                                               refit_epochs=refit_epochs if full_cfg is not None else None)
+                                               refit_epochs=refit_epochs)
     return task.source
 
 

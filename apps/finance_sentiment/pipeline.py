@@ -203,7 +203,7 @@ def train_sentiment(data_path: str | Path, out: str | Path, fmt: str = "phraseba
         ``{"artifact", "members", "weights", "validation", "test"}``: each member's and the mixture's test metrics,
         the weights chosen on validation and the validation log-loss and accuracy of each view.
     """
-    from core.recipes import finetune_text, refit_task, text_task
+    from core.recipes import finetune_text, refit, text_task
 
     if members < 0 or lora_members < 0 or members + lora_members < 1:
         raise ValueError("train at least one member (members + lora_members >= 1)")
@@ -224,8 +224,7 @@ def train_sentiment(data_path: str | Path, out: str | Path, fmt: str = "phraseba
     if unknown:
         raise ValueError(f"{data_path}: labels must be positive, neutral or negative; found {unknown}")
     if refit_epochs is not None:  # validation trains too (it is still logged, never selected on)
-        task = refit_task(task, refit_epochs=refit_epochs)
-        cfg = cfg.model_copy(update={"keep": "last", "max_epochs": refit_epochs})
+        task, cfg = refit(task, cfg, refit_epochs)
     if soft:  # training targets only: validation and test keep the majority labels
         task = agreement_targets(task, phrasebank_agreement(data_path))
     tmp = out.with_name(out.name + ".tmp")
