@@ -81,6 +81,8 @@ CONFIGS = {
         # the product's refit with layer-wise learning-rate decay 0.85 (embeddings at 0.85 ** 7 = 0.32 of the top rate)
         "refit_e5_ld85": {"tapt": None, "soft": True, "split": "refit", "keep": "last", "max_epochs": 5,
                           "layer_decay": 0.85},
+        # the product's refit with R-Drop (TrainConfig.rdrop: each batch twice, KL of the two predictions, weight 1)
+        "refit_e5_rd1": {"tapt": None, "soft": True, "split": "refit", "keep": "last", "max_epochs": 5, "rdrop": 1.0},
     },
     "b77": {
         "base": {"tapt": None},
@@ -214,8 +216,10 @@ def run_job(job: dict) -> dict:
                    "initial_ppl": (tr.get("initial") or {}).get("val/lm/ppl"),
                    "final_ppl": (tr.get("final") or {}).get("val/lm/ppl")}
         else:
+            from core.artifacts import load_artifact, save_artifact
             from core.engine import InferenceEngine
             from core.recipes import finetune_text
+            from core.train import EpochAverage
 
             if job["config"].get("soft"):
                 from apps.finance_sentiment.pipeline import agreement_targets, phrasebank_agreement
@@ -225,15 +229,26 @@ def run_job(job: dict) -> dict:
             tapt = job["config"].get("tapt")
             init = work / f"tapt_{job['fold']}_{tapt[0]}_{tapt[1]}" if tapt else "minilm"
             out = work / f"ft_{job['fold']}_{job['name']}_{job['seed']}"
-            finetune_text([t], out, cfg, init_from=init)
+            probe = sorted(k for k in job.get("probe_average") or [] if k > 1) if cfg.keep == "last" else []
+            averager = EpochAverage(max(probe), apply=False) if probe else None
+            finetune_text([t], out, cfg, init_from=init, callbacks=[averager] if averager else None)
             p = InferenceEngine(out, max_length=cfg.max_length, batch_size=256).classify_proba(list(t.test[0]), t.name)
+            variants = {}
+            for k in probe:  # the same run scored with the average of its last k epochs' weights (no new training)
+                model, tok, meta = load_artifact(out)
+                model.load_state_dict(averager.average(k))
+                save_artifact(out / f"avg{k}", model, tok, meta)
+                pk = InferenceEngine(out / f"avg{k}", max_length=cfg.max_length,
+                                     batch_size=256).classify_proba(list(t.test[0]), t.name)
+                np.save(work / f"probs_{job['fold']}_{job['name']}~avg{k}_{job['seed']}.npy", pk)
+                variants[f"avg{k}"] = float((pk.argmax(-1) == np.asarray(t.test[1])).mean())
             epochs = json.loads((out / "config.json").read_text())["meta"]["training"]["epochs"]
             curve = val_curve(out, t.name)
             shutil.rmtree(out, ignore_errors=True)
             np.save(work / f"probs_{job['fold']}_{job['name']}_{job['seed']}.npy", p)
             (work / f"curve_{job['fold']}_{job['name']}_{job['seed']}.json").write_text(json.dumps(curve))
             res = {"accuracy": float((p.argmax(-1) == np.asarray(t.test[1])).mean()), "epochs": epochs,
-                   "val_curve": curve}
+                   "val_curve": curve, **({"averaged": variants} if variants else {})}
         return {**job, **res, "ok": True, "seconds": round(time.time() - t0, 1)}
     except Exception as e:  # one failed job is reported, the sweep goes on
         return {**job, "ok": False, "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()[-1500:]}
@@ -261,7 +276,7 @@ def run_jobs(jobs: list[dict], workers: int, log_path: Path | None) -> list[dict
     def done(r):
         results.append(r)
         line = json.dumps({k: r.get(k) for k in ("kind", "fold", "name", "seed", "tapt", "accuracy", "final_ppl",
-                                                  "epochs", "seconds", "ok", "error")})
+                                                  "epochs", "averaged", "seconds", "ok", "error")})
         print(line, flush=True)
         if log_path:
             with open(log_path, "a") as fh:
@@ -314,15 +329,18 @@ def summarise(task: str, data: Path, work: Path, names: list[str], seeds, folds:
 
 def sweep(task: str, data: Path, configs: list[str], folds: int, seeds: int, workers: int, work: Path,
           feeds: Path | None = None, test: bool = False, threads: int = 1, log_path: Path | None = None,
-          quick: bool = False, first_seed: int = 0, resume: bool = False) -> dict:
+          quick: bool = False, first_seed: int = 0, resume: bool = False,
+          probe_average: list[int] | None = None) -> dict:
     """Cross-validate ``base`` and ``configs`` with members ``first_seed .. first_seed + seeds - 1`` (member ``i``
     trains with the product's ``i``-th seed, see :func:`job_cfg`), so a later run can add seeds to an earlier one;
-    ``resume`` skips the fine-tunes whose results are already in ``work`` (e.g. ``base`` when adding a recipe)."""
+    ``resume`` skips the fine-tunes whose results are already in ``work`` (e.g. ``base`` when adding a recipe).
+    ``probe_average``: every fine-tune that keeps its last weights is also scored with the uniform average of its last
+    ``k`` epochs' weights for each ``k`` (reported as recipe ``NAME~avgK``: the same runs, paired with ``NAME``)."""
     seed_ids = list(range(first_seed, first_seed + seeds))
     specs = dict(_config(task, c) for c in ["base", *configs])
     work.mkdir(parents=True, exist_ok=True)
     common = {"task": task, "data": str(data), "work": str(work), "threads": threads,
-              "feeds": str(feeds) if feeds else None, "quick": quick}
+              "feeds": str(feeds) if feeds else None, "quick": quick, "probe_average": list(probe_average or [])}
     t0 = time.time()
 
     def jobs_for(fold_list, names):
@@ -339,8 +357,10 @@ def sweep(task: str, data: Path, configs: list[str], folds: int, seeds: int, wor
     # pretraining and the fine-tunes that need none first (longest first), then the fine-tunes that need it
     run_jobs(pre + [j for j in ft if not j["config"].get("tapt")], workers, log_path)
     run_jobs([j for j in ft if j["config"].get("tapt")], workers, log_path)
+    names = [*specs, *(f"{n}~avg{k}" for n in specs if specs[n].get("keep") == "last"
+                       for k in sorted(set(probe_average or [])) if k > 1)]
     report = {"task": task, "folds": folds, "seeds": seeds, "first_seed": first_seed, "configs": specs,
-              "cv": summarise(task, data, work, list(specs), seed_ids, fold_list)}
+              "cv": summarise(task, data, work, names, seed_ids, fold_list)}
     report["pick"] = max(report["cv"], key=lambda n: (report["cv"][n]["ensemble"], -report["cv"][n]["log_loss"]))
     report["baseline"] = "base"
     if test:  # the product split's test part, for the picked recipe and the baseline only
@@ -405,6 +425,8 @@ def main(argv=None) -> None:
     r.add_argument("--quick", action="store_true", help="smoke run: 3 batches an epoch, one epoch")
     r.add_argument("--resume", action="store_true",
                    help="reuse the fine-tunes an earlier run left in --work instead of training them again")
+    r.add_argument("--probe-average", type=int, nargs="*", default=[], metavar="K",
+                   help="also score each fine-tune that keeps its last weights with the average of its last K epochs")
     r.add_argument("--work", type=Path, default=None)
     r.add_argument("--out", type=Path, default=None, help="also write the report here (and a .jsonl job log)")
     a = ap.parse_args(argv)
@@ -423,7 +445,7 @@ def main(argv=None) -> None:
     if a.out:
         a.out.parent.mkdir(parents=True, exist_ok=True)
     report = sweep(a.task, data, a.configs, a.folds, a.seeds, a.workers, work, a.feeds, a.test, a.threads, log_path,
-                   a.quick, a.first_seed, a.resume)
+                   a.quick, a.first_seed, a.resume, a.probe_average)
     text = json.dumps(report, indent=2)
     if a.out:
         a.out.parent.mkdir(parents=True, exist_ok=True)

