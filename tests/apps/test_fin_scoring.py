@@ -376,6 +376,9 @@ def test_refit_trains_on_train_and_validation_for_fixed_epochs_and_averages_the_
     assert report["validation"] is None and report["weights"] == [0.5, 0.5] and report["targets"] == "agreement"
     assert report["split"]["train"] == split["train"] + split["val"] and report["split"]["refit_epochs"] == 2
     assert report["test"]["n"] == split["test"] > 0
+    by_size = report["test_by_members"]
+    assert len(by_size) == 2 and by_size[0] == pytest.approx(report["members"][0]["accuracy"], abs=1e-4)
+    assert by_size[1] == pytest.approx(report["test"]["accuracy"], abs=1e-4)
     spec = json.loads((tmp_path / "refit" / "ensemble.json").read_text())
     assert spec["weights"] == [0.5, 0.5] and spec["validation"] is None
     for k in range(2):
