@@ -34,7 +34,7 @@ artifacts: setup
 	test -f artifacts/cs/config.json || $(BIN)/trident cs train --full-intents 2 --refit-epochs 8 --intents $(TRIDENT_DATA_DIR)/banking77/train.csv \
 		--pairs-queries $(TRIDENT_DATA_DIR)/stackfaq/queries_dev.jsonl \
 		--pairs-kb $(TRIDENT_DATA_DIR)/stackfaq/faq_threads.jsonl --out artifacts/cs
-	test -f artifacts/fin/config.json -o -f artifacts/fin/ensemble.json || $(BIN)/trident fin train --members 3 --refit-epochs 5 --out artifacts/fin
+	test -f artifacts/fin/config.json -o -f artifacts/fin/ensemble.json || $(BIN)/trident fin train --members 5 --refit-epochs 5 --out artifacts/fin
 	test -f artifacts/fin-risk/config.json || $(BIN)/trident fin risk --out artifacts/fin-risk
 	test -f artifacts/rec/config.json || $(BIN)/trident rec train --data $(TRIDENT_DATA_DIR)/movielens-100k --out artifacts/rec
 
