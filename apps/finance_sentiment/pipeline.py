@@ -268,10 +268,10 @@ def train_sentiment(data_path: str | Path, out: str | Path, fmt: str = "phraseba
     for p in per_member:
         report["members"].append(_metrics(y, p.argmax(-1)))
     report["test"] = _metrics(y, sum(w * p for w, p in zip(weights, per_member)).argmax(-1))
-    if n > 1:  # the test accuracy of the first k members together (their weights renormalised): what size buys
-        report["test_by_members"] = [
-            round(float((sum(w * p for w, p in zip(weights[:k], per_member[:k])).argmax(-1) == np.asarray(y)).mean()),
-                  4) for k in range(1, n + 1)]
+    if n > 1:  # the test accuracy of the first k members together, what the ensemble's size buys (the argmax of
+        # their weighted sum needs no renormalising)
+        mixes = [sum(w * p for w, p in zip(weights[:k], per_member[:k])) for k in range(1, n + 1)]
+        report["test_by_members"] = [round(float((m.argmax(-1) == np.asarray(y)).mean()), 4) for m in mixes]
     (tmp / "fin_report.json").write_text(json.dumps(report, indent=2))
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
