@@ -29,8 +29,9 @@ On the 2-core CPU a one-seed pilot still fits in a session (two workers of one t
     python bench/text_cv_sweep.py run --task fin --configs refit_e7 --folds 3 --seeds 1 --first-seed 1 --workers 2
 
 ``--probe-average 2 3`` also scores every refit member with the average of its last 2 and 3 epochs' weights, from
-the same run (recipes ``base~avg2``, ``base~avg3``). Still owed, for a GPU session (a CPU pilot of one doubles its
-cost): ``--configs refit_e5_rd1 --folds 3 --seeds 3`` (R-Drop), and Banking77's ``--configs base_inner refit_e8``.
+the same run (recipes ``base~avg2``, ``base~avg3``). Session 12's CPU pilots (seed 15) found no gain from it nor
+from R-Drop (``refit_e5_rd1``: 0.851 vs 0.856); still owed, for a GPU session: Banking77's ``--task b77 --configs
+base_inner refit_e8`` and the 3-seed confirmation of PhraseBank's ``base_inner`` vs ``base``.
 
 A config is a name below or a JSON object ``{"name": ..., "tapt": [epochs, patience] or null, "soft": true
 (PhraseBank: soft targets from annotator agreement), "split": "inner" or "refit" (see :func:`fold_task`), ...
