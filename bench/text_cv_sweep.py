@@ -239,8 +239,8 @@ def run_job(job: dict) -> dict:
             finetune_text([t], out, cfg, init_from=init, callbacks=[averager] if averager else None)
             p = InferenceEngine(out, max_length=cfg.max_length, batch_size=256).classify_proba(list(t.test[0]), t.name)
             variants = {}
+            model, tok, meta = load_artifact(out) if probe else (None, None, None)
             for k in probe:  # the same run scored with the average of its last k epochs' weights (no new training)
-                model, tok, meta = load_artifact(out)
                 model.load_state_dict(averager.average(k))
                 save_artifact(out / f"avg{k}", model, tok, meta)
                 pk = InferenceEngine(out / f"avg{k}", max_length=cfg.max_length,
@@ -362,8 +362,8 @@ def sweep(task: str, data: Path, configs: list[str], folds: int, seeds: int, wor
     # pretraining and the fine-tunes that need none first (longest first), then the fine-tunes that need it
     run_jobs(pre + [j for j in ft if not j["config"].get("tapt")], workers, log_path)
     run_jobs([j for j in ft if j["config"].get("tapt")], workers, log_path)
-    names = [*specs, *(f"{n}~avg{k}" for n in specs if specs[n].get("keep") == "last"
-                       for k in sorted(set(probe_average or [])) if k > 1)]
+    # run_job decides which fine-tunes are probed; summarise skips the variants that have no probabilities
+    names = [*specs, *(f"{n}~avg{k}" for n in specs for k in sorted(set(probe_average or [])))]
     report = {"task": task, "folds": folds, "seeds": seeds, "first_seed": first_seed, "configs": specs,
               "cv": summarise(task, data, work, names, seed_ids, fold_list)}
     report["pick"] = max(report["cv"], key=lambda n: (report["cv"][n]["ensemble"], -report["cv"][n]["log_loss"]))

@@ -55,9 +55,11 @@ class LitCore(L.LightningModule):
             return self.lm_loss(batch), None
         else:
             raise ValueError(f"no loss for task kind {spec.kind!r}")
-        # class indices, or (B, C) soft targets (probabilities): cross-entropy against that distribution
-        loss = F.cross_entropy(logits.float(), batch.labels, label_smoothing=self.cfg.label_smoothing)
-        return loss, logits
+        return self.class_loss(logits, batch.labels), logits
+
+    def class_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy against class indices, or (B, C) soft targets (probabilities), with the label smoothing."""
+        return F.cross_entropy(logits.float(), labels, label_smoothing=self.cfg.label_smoothing)
 
     def lm_loss(self, batch: Batch, reduction: str = "mean") -> torch.Tensor:
         """Masked-token loss (bidirectional batches) or next-token loss (causal batches)."""
@@ -75,7 +77,7 @@ class LitCore(L.LightningModule):
         two cross-entropies plus ``cfg.rdrop`` times the symmetric KL divergence between the two predictions."""
         logits = self.model.classify(batch.task, torch.cat([batch.ids, batch.ids]), torch.cat([batch.mask, batch.mask]))
         a, b = logits.float().chunk(2)
-        ce = sum(F.cross_entropy(x, batch.labels, label_smoothing=self.cfg.label_smoothing) for x in (a, b)) / 2
+        ce = (self.class_loss(a, batch.labels) + self.class_loss(b, batch.labels)) / 2
         la, lb = F.log_softmax(a, -1), F.log_softmax(b, -1)
         kl = (F.kl_div(la, lb, log_target=True, reduction="batchmean")
               + F.kl_div(lb, la, log_target=True, reduction="batchmean")) / 2
