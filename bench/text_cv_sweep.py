@@ -88,6 +88,10 @@ CONFIGS = {
                           "layer_decay": 0.85},
         # the product's refit with R-Drop (TrainConfig.rdrop: each batch twice, KL of the two predictions, weight 1)
         "refit_e5_rd1": {"tapt": None, "soft": True, "split": "refit", "keep": "last", "max_epochs": 5, "rdrop": 1.0},
+        # the product's refit on texts with numeric comparison hints (apps.finance_sentiment.numeracy): every split's
+        # sentences, as the product would score them
+        "refit_e5_hints": {"tapt": None, "soft": True, "split": "refit", "keep": "last", "max_epochs": 5,
+                           "hints": True},
     },
     "b77": {
         "base": {"tapt": None},
@@ -120,7 +124,7 @@ def base_cfg(task: str, soft: bool = False):
 def job_cfg(task: str, config: dict, seed: int):
     """The ``TrainConfig`` of a recipe's fine-tune: its schedule, its overrides, and the product's ``seed``-th member
     seed (PhraseBank 13, 14, ...; Banking77 13, 1013, ...)."""
-    over = {k: v for k, v in config.items() if k not in ("tapt", "soft", "split")}
+    over = {k: v for k, v in config.items() if k not in ("tapt", "soft", "split", "hints")}
     step = 1 if task == "fin" else 1000
     return base_cfg(task, bool(config.get("soft"))).model_copy(update={**over, "seed": 13 + step * seed})
 
@@ -230,6 +234,10 @@ def run_job(job: dict) -> dict:
                 from apps.finance_sentiment.pipeline import agreement_targets, phrasebank_agreement
 
                 t = agreement_targets(t, phrasebank_agreement(t.source["path"]))
+            if job["config"].get("hints"):  # after the agreement targets, which are keyed by the sentence as written
+                from apps.finance_sentiment.pipeline import hinted_task
+
+                t = hinted_task(t)
             cfg = job_cfg(job["task"], job["config"], job["seed"])
             tapt = job["config"].get("tapt")
             init = work / f"tapt_{job['fold']}_{tapt[0]}_{tapt[1]}" if tapt else "minilm"
@@ -335,14 +343,15 @@ def summarise(task: str, data: Path, work: Path, names: list[str], seeds, folds:
 def sweep(task: str, data: Path, configs: list[str], folds: int, seeds: int, workers: int, work: Path,
           feeds: Path | None = None, test: bool = False, threads: int = 1, log_path: Path | None = None,
           quick: bool = False, first_seed: int = 0, resume: bool = False,
-          probe_average: list[int] | None = None) -> dict:
+          probe_average: list[int] | None = None, skip_base: bool = False) -> dict:
     """Cross-validate ``base`` and ``configs`` with members ``first_seed .. first_seed + seeds - 1`` (member ``i``
     trains with the product's ``i``-th seed, see :func:`job_cfg`), so a later run can add seeds to an earlier one;
     ``resume`` skips the fine-tunes whose results are already in ``work`` (e.g. ``base`` when adding a recipe).
     ``probe_average``: every fine-tune that keeps its last weights is also scored with the uniform average of its last
-    ``k`` epochs' weights for each ``k`` (reported as recipe ``NAME~avgK``: the same runs, paired with ``NAME``)."""
+    ``k`` epochs' weights for each ``k`` (reported as recipe ``NAME~avgK``: the same runs, paired with ``NAME``).
+    ``skip_base``: train ``configs`` alone (a CPU pilot that compares with an earlier run's ``base`` figures)."""
     seed_ids = list(range(first_seed, first_seed + seeds))
-    specs = dict(_config(task, c) for c in ["base", *configs])
+    specs = dict(_config(task, c) for c in [*([] if skip_base else ["base"]), *configs])
     work.mkdir(parents=True, exist_ok=True)
     common = {"task": task, "data": str(data), "work": str(work), "threads": threads,
               "feeds": str(feeds) if feeds else None, "quick": quick, "probe_average": list(probe_average or [])}
@@ -367,7 +376,7 @@ def sweep(task: str, data: Path, configs: list[str], folds: int, seeds: int, wor
     report = {"task": task, "folds": folds, "seeds": seeds, "first_seed": first_seed, "configs": specs,
               "cv": summarise(task, data, work, names, seed_ids, fold_list)}
     report["pick"] = max(report["cv"], key=lambda n: (report["cv"][n]["ensemble"], -report["cv"][n]["log_loss"]))
-    report["baseline"] = "base"
+    report["baseline"] = None if skip_base else "base"
     if test:  # the product split's test part, for the picked recipe and the baseline only
         names = list(dict.fromkeys(["base", report["pick"]]))
         pre, ft = jobs_for(["test"], names)
@@ -432,6 +441,8 @@ def main(argv=None) -> None:
                    help="reuse the fine-tunes an earlier run left in --work instead of training them again")
     r.add_argument("--probe-average", type=int, nargs="*", default=[], metavar="K",
                    help="also score each fine-tune that keeps its last weights with the average of its last K epochs")
+    r.add_argument("--skip-base", action="store_true",
+                   help="train only --configs (compare with an earlier run's base on the same folds and seeds)")
     r.add_argument("--work", type=Path, default=None)
     r.add_argument("--out", type=Path, default=None, help="also write the report here (and a .jsonl job log)")
     a = ap.parse_args(argv)
@@ -450,7 +461,7 @@ def main(argv=None) -> None:
     if a.out:
         a.out.parent.mkdir(parents=True, exist_ok=True)
     report = sweep(a.task, data, a.configs, a.folds, a.seeds, a.workers, work, a.feeds, a.test, a.threads, log_path,
-                   a.quick, a.first_seed, a.resume, a.probe_average)
+                   a.quick, a.first_seed, a.resume, a.probe_average, a.skip_base)
     text = json.dumps(report, indent=2)
     if a.out:
         a.out.parent.mkdir(parents=True, exist_ok=True)

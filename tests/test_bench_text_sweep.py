@@ -194,3 +194,21 @@ def test_a_refit_job_is_also_scored_with_its_tail_averages(sweep, data, tmp_path
     assert table["r~avg2"]["single"] == pytest.approx(res["averaged"]["avg2"], abs=1e-4)
     best = sweep.run_job({**job, "name": "b", "config": {**cfg, "keep": "best", "split": None}})
     assert best["ok"] and "averaged" not in best and not (work / "probs_0_b~avg2_0.npy").exists()
+
+
+def test_skip_base_trains_and_reports_the_named_recipes_alone(sweep, data, tmp_path):
+    """``--skip-base``: a pilot of one recipe, compared with an earlier run's ``base``; the hints recipe is the
+    product's schedule (the hints change the text, not the TrainConfig)."""
+    _, hints = sweep._config("fin", "refit_e5_hints")
+    assert hints["hints"] is True
+    assert sweep.job_cfg("fin", hints, seed=2) == sweep.job_cfg("fin", sweep._config("fin", "base")[1], seed=2)
+    work = tmp_path / "work"
+    work.mkdir()
+    for f in range(2):
+        y = np.asarray(sweep.fold_task("fin", data, f).test[1])
+        np.save(work / f"probs_{f}_refit_e5_hints_2.npy", np.eye(3)[y])
+    report = sweep.sweep("fin", data, ["refit_e5_hints"], folds=2, seeds=1, workers=0, work=work, first_seed=2,
+                         resume=True, skip_base=True)
+    assert list(report["cv"]) == ["refit_e5_hints"] and list(report["configs"]) == ["refit_e5_hints"]
+    assert report["baseline"] is None and report["pick"] == "refit_e5_hints"
+    assert report["cv"]["refit_e5_hints"]["ensemble"] == 1.0

@@ -53,7 +53,7 @@ def fin_train(args) -> None:
         tapt = feed_sentences(feeds) if args.tapt_feeds or feeds.is_dir() else []
     report = train_sentiment(data, Path(args.out) if args.out else s.artifact_dir, fmt=fmt, members=args.members,
                              lora_members=args.lora_members, tapt_corpus=tapt, soft_labels=args.soft_labels,
-                             refit_epochs=args.refit_epochs)
+                             refit_epochs=args.refit_epochs, hints=args.hints)
     emit(report, args.json)
 
 
@@ -159,6 +159,10 @@ def register(sub, common) -> None:
     sp.add_argument("--refit-epochs", type=int, metavar="N",
                     help="train the full members on the training and validation splits for N epochs and keep the "
                          "last weights (no early stopping; members equally weighted)")
+    sp.add_argument("--hints", action=argparse.BooleanOptionalAction, default=False,
+                    help="append numeric comparison hints to every sentence the model reads, in training and when "
+                         "scoring (\"EUR 5.1 mn compared to EUR 4.2 mn\" gets \"[increase]\"); the artifact "
+                         "records it")
     sp.add_argument("--out", help="artifact folder (default: <artifacts>/fin)")
     sp = base("score", "score a text: sentences, article score, the words that moved it", fin_score)
     sp.add_argument("text", nargs="+")

