@@ -30,8 +30,10 @@ On the 2-core CPU a one-seed pilot still fits in a session (two workers of one t
 
 ``--probe-average 2 3`` also scores every refit member with the average of its last 2 and 3 epochs' weights, from
 the same run (recipes ``base~avg2``, ``base~avg3``). Session 12's CPU pilots (seed 15) found no gain from it nor
-from R-Drop (``refit_e5_rd1``: 0.851 vs 0.856); still owed, for a GPU session: Banking77's ``--task b77 --configs
-base_inner refit_e8`` and the 3-seed confirmation of PhraseBank's ``base_inner`` vs ``base``.
+from R-Drop (``refit_e5_rd1``: 0.851 vs 0.856); session 13's (seeds 13 and 15, ``--skip-base`` then ``--resume``)
+none from numeric comparison hints (``refit_e5_hints``: 0.8477 vs 0.8480 pooled). Still owed, for a GPU session:
+Banking77's ``--task b77 --configs base_inner refit_e8`` and the 3-seed confirmation of PhraseBank's ``base_inner``
+vs ``base``.
 
 A config is a name below or a JSON object ``{"name": ..., "tapt": [epochs, patience] or null, "soft": true
 (PhraseBank: soft targets from annotator agreement), "split": "inner" or "refit" (see :func:`fold_task`), ...

@@ -22,6 +22,10 @@ dropped. Financial PhraseBank's tokenised numbers ("EUR297 .3 m", "EUR416 ,000")
 
 The direction says how the figures moved, not whether that is good: a loss that grew is an increase. The model
 learns what an increase of a loss means from the words around it.
+
+Measured (README, Results; a CPU cross-validation of PhraseBank's training part, 2 seeds x 3 folds): with the hints
+the model is right on more of the sentences that get one (241 of 266 against 235), but no more accurate over all
+sentences (0.8477 against 0.8480), so ``make artifacts`` does not use them; ``trident fin train --hints`` does.
 """
 
 from __future__ import annotations
