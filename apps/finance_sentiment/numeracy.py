@@ -34,9 +34,7 @@ import math
 import re
 from dataclasses import dataclass, replace
 
-__all__ = ["Amount", "Comparison", "amounts", "comparisons", "with_hints", "HINT_WORDS"]
-
-HINT_WORDS = ("increase", "decrease", "unchanged")
+__all__ = ["Amount", "Comparison", "amounts", "comparisons", "with_hints"]
 
 _SCALES = {"k": 1e3, "thousand": 1e3, "m": 1e6, "mn": 1e6, "mln": 1e6, "million": 1e6, "mio": 1e6, "bn": 1e9,
            "bln": 1e9, "billion": 1e9}
