@@ -232,14 +232,11 @@ def run_job(job: dict) -> dict:
             from core.recipes import finetune_text
             from core.train import EpochAverage
 
-            if job["config"].get("soft"):
-                from apps.finance_sentiment.pipeline import agreement_targets, phrasebank_agreement
+            if job["config"].get("soft") or job["config"].get("hints"):
+                from apps.finance_sentiment.pipeline import training_view
 
-                t = agreement_targets(t, phrasebank_agreement(t.source["path"]))
-            if job["config"].get("hints"):  # after the agreement targets, which are keyed by the sentence as written
-                from apps.finance_sentiment.pipeline import hinted_task
-
-                t = hinted_task(t)
+                t = training_view(t, t.source["path"] if job["config"].get("soft") else None,
+                                  bool(job["config"].get("hints")))
             cfg = job_cfg(job["task"], job["config"], job["seed"])
             tapt = job["config"].get("tapt")
             init = work / f"tapt_{job['fold']}_{tapt[0]}_{tapt[1]}" if tapt else "minilm"

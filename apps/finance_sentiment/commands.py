@@ -159,7 +159,7 @@ def register(sub, common) -> None:
     sp.add_argument("--refit-epochs", type=int, metavar="N",
                     help="train the full members on the training and validation splits for N epochs and keep the "
                          "last weights (no early stopping; members equally weighted)")
-    sp.add_argument("--hints", action=argparse.BooleanOptionalAction, default=False,
+    sp.add_argument("--hints", action="store_true",
                     help="append numeric comparison hints to every sentence the model reads, in training and when "
                          "scoring (\"EUR 5.1 mn compared to EUR 4.2 mn\" gets \"[increase]\"); the artifact "
                          "records it")

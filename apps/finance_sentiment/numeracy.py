@@ -194,13 +194,12 @@ def _compare(text: str, new: Amount, old: Amount) -> Comparison:
     8.77 mn compared to EUR 7.04"), and as written if not ("EUR 4.8 m from EUR 416,000"). A swing between a loss and
     a profit ("a loss of EUR 3.2 mn, compared to a profit of EUR 7.2 mn") compares the results with their signs, a
     decrease; a loss set against a loss compares the amounts (a loss that grew is an increase)."""
-    first, second = (new, old) if new.start < old.start else (old, new)
-    signs = (_result_sign(text[max(0, first.start - 40):first.start]), _result_sign(text[first.end:second.start]))
-    if sorted(signs) == [-1, 1]:  # a swing: the loss counts below zero
-        s_first, s_second = signs
-        first, second = (replace(first, number=s_first * abs(first.number)),
-                         replace(second, number=s_second * abs(second.number)))
-        new, old = (first, second) if new.start < old.start else (second, first)
+    first, second = sorted((new, old), key=lambda a: a.start)
+    # the words that say what each figure is: before the first, and between the two for the second
+    sign = {first: _result_sign(text[max(0, first.start - 40):first.start]),
+            second: _result_sign(text[first.end:second.start])}
+    if sorted(sign.values()) == [-1, 1]:  # a swing: the loss counts below zero
+        new, old = (replace(a, number=sign[a] * abs(a.number)) for a in (new, old))
     nv, ov = new.value, old.value
     if (new.scale is None) != (old.scale is None) and new.kind != "%":
         scale = new.scale or old.scale

@@ -44,8 +44,8 @@ import numpy as np
 from apps.finance_sentiment.scoring import LABELS
 
 __all__ = ["AGREEMENT_FILES", "SentimentModel", "agreement_targets", "default_tapt_config", "default_train_config",
-           "eval_sentiment", "feed_sentences", "load_sentiment_model", "phrasebank_agreement", "read_sentiment_data",
-           "train_sentiment"]
+           "eval_sentiment", "feed_sentences", "hinted_task", "load_sentiment_model", "phrasebank_agreement",
+           "read_sentiment_data", "train_sentiment", "training_view"]
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +168,15 @@ def agreement_targets(task, agreement: dict[str, float]):
     return replace(task, train=(list(task.train[0]), targets))
 
 
+def training_view(task, agreement_from: str | Path | None = None, hints: bool = False):
+    """``task`` as the members train on it: soft targets from the PhraseBank agreement files beside
+    ``agreement_from`` (when given, :func:`agreement_targets`), then the numeric comparison hints (:func:`hinted_task`),
+    in that order, since the agreement is keyed by the sentences as written."""
+    if agreement_from is not None:
+        task = agreement_targets(task, phrasebank_agreement(agreement_from))
+    return hinted_task(task) if hints else task
+
+
 def hinted_task(task):
     """``task`` with every sentence of every split followed by its numeric comparison hints
     (:func:`apps.finance_sentiment.numeracy.with_hints`), as a model trained with hints reads text."""
@@ -240,10 +249,8 @@ def train_sentiment(data_path: str | Path, out: str | Path, fmt: str = "phraseba
         raise ValueError(f"{data_path}: labels must be positive, neutral or negative; found {unknown}")
     if refit_epochs is not None:  # validation trains too (it is still logged, never selected on)
         task, cfg = refit(task, cfg, refit_epochs)
-    if soft:  # training targets only: validation and test keep the majority labels
-        task = agreement_targets(task, phrasebank_agreement(data_path))
-    if hints:  # after the agreement targets, which are keyed by the sentences as written
-        task = hinted_task(task)
+    # soft targets touch training only: validation and test keep the majority labels
+    task = training_view(task, data_path if soft else None, hints)
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     n = members + lora_members
