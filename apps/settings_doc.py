@@ -1,7 +1,7 @@
-"""Every setting as an environment variable: ``.env.example`` and the README's settings table are generated here.
+"""Every setting as an environment variable: ``.env.example`` and docs/settings.md are generated here.
 
-``trident settings --format env`` writes ``.env.example``; ``--format markdown`` writes the README's table. Both walk
-the settings classes below (nested models become ``PREFIX_FIELD__SUB``) and then list the variables that only
+``trident settings --format env`` writes ``.env.example``; ``--format markdown`` writes docs/settings.md's table.
+Both walk the settings classes below (nested models become ``PREFIX_FIELD__SUB``) and then list the variables that only
 ``docker-compose.yml`` reads. A test compares the committed files with this output, so they cannot drift.
 
 A default that is a path of this checkout is written empty (the built-in default, shown symbolically in the comment),
@@ -175,7 +175,7 @@ def render_env() -> str:
 
 
 def render_markdown() -> str:
-    """The README's settings table: variable, default, meaning."""
+    """The settings reference table (docs/settings.md): variable, default, meaning."""
     def cell(text: str) -> str:
         return text.replace("|", "\\|")
 
@@ -196,7 +196,7 @@ RENDERERS = {"env": render_env, "markdown": render_markdown}
 
 
 def settings_command(args) -> None:
-    """``trident settings``: print ``.env.example`` or the README's settings table."""
+    """``trident settings``: print ``.env.example`` or the settings reference (docs/settings.md)."""
     import sys
 
     sys.stdout.write(RENDERERS[args.format]())
@@ -204,7 +204,7 @@ def settings_command(args) -> None:
 
 def register(sub) -> None:
     """Add ``trident settings`` to the CLI."""
-    sp = sub.add_parser("settings", help="every setting as an environment variable (.env.example, README table)")
+    sp = sub.add_parser("settings", help="every setting as an environment variable (.env.example, docs/settings.md)")
     sp.add_argument("--format", choices=sorted(RENDERERS), default="env",
-                    help="env: the text of .env.example; markdown: the README's table")
+                    help="env: the text of .env.example; markdown: the table of docs/settings.md")
     sp.set_defaults(fn=settings_command)

@@ -33,9 +33,9 @@ def test_env_example_is_the_generators_output():
         "regenerate it: trident settings --format env > .env.example"
 
 
-def test_readme_holds_the_generated_settings_table():
-    assert render_markdown() in (ROOT / "README.md").read_text(encoding="utf-8"), \
-        "paste `trident settings --format markdown` into the README's Settings section"
+def test_settings_reference_holds_the_generated_settings_table():
+    assert render_markdown() in (ROOT / "docs" / "settings.md").read_text(encoding="utf-8"), \
+        "paste `trident settings --format markdown` into docs/settings.md"
 
 
 def test_env_example_lists_every_variable_once_and_nothing_else():
