@@ -429,8 +429,8 @@ def fin_cycle(plan: Plan, state: dict) -> Step:
                                                   "database")
         from http.server import ThreadingHTTPServer
 
+        from apps.finance_sentiment.model import load_sentiment_model
         from apps.finance_sentiment.monitor import Monitor
-        from apps.finance_sentiment.pipeline import load_sentiment_model
         from apps.finance_sentiment.scoring import SentimentScorer
 
         scorer = SentimentScorer(load_sentiment_model(s.artifact_dir), s.scoring)

@@ -460,6 +460,8 @@ class Ensemble:
             raise ArtifactError(f"{spec_path} answers task {name!r}, not {task!r}")
         if not (len(members) == len(weights) == len(tasks)):
             raise ArtifactError(f"{spec_path}: {len(members)} members, {len(weights)} weights, {len(tasks)} tasks")
+        if any(w < 0 for w in weights) or sum(weights) <= 0:
+            raise ArtifactError(f"{spec_path}: need one non-negative weight per member, not all 0, got {weights}")
         kept = [(m, t, w) for m, t, w in zip(members, tasks, weights) if w > 0]
         return cls([(member_engine(m), t) for m, t, _ in kept], [w for *_, w in kept], task=name, path=folder)
 
