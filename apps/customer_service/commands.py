@@ -131,7 +131,7 @@ def register(sub, common) -> None:
                     help="continue training from this cs artifact (a warm restart; untrained parts are kept)")
     sp.add_argument("--full-intents", type=int, nargs="?", const=1, default=0, metavar="N",
                     help="also fine-tune N (default 1) full copies of the backbone on the intents with different "
-                         "seeds (sub-artifacts intents-full/, intents-full-2/, ...; about 90 MB and one more "
+                         "seeds (sub-artifacts intents-full/, intents-full-2/, ...; one more "
                          "backbone pass per message each), averaged and weighed into the same ensemble; their "
                          "average alone is served unless validation finds the mixture clearly more accurate")
     sp.add_argument("--refit-epochs", type=int, default=None, metavar="N",

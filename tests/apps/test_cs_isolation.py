@@ -64,8 +64,7 @@ def _learn_sentiment(model, tok, tmp_path, base_too: bool):
 
 @pytest.mark.parametrize("base_too", [False, True], ids=["own-adapter", "control-shared-base"])
 def test_retrieval_is_unchanged_when_the_core_learns_another_task(cs_artifact, tmp_path, base_too):
-    from apps.customer_service.knowledge import load_kb
-    from apps.customer_service.knowledge import read_queries
+    from apps.customer_service.knowledge import load_kb, read_queries
     from core.artifacts import load_artifact
 
     entries = load_kb(SAMPLES / "faq.csv").entries
