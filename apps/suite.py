@@ -343,8 +343,8 @@ def cs_model(plan: Plan, state: dict) -> Step:
     if present:
         return present
     out = plan.quick_artifact("cs")
-    from apps.customer_service.knowledge import entry_text, load_kb
-    from apps.customer_service.pipeline import read_queries, train_cs
+    from apps.customer_service.knowledge import entry_text, load_kb, read_queries
+    from apps.customer_service.pipeline import train_cs
     from core.config import TrainConfig
 
     if plan.real("cs"):
@@ -373,7 +373,7 @@ def cs_index(plan: Plan, state: dict) -> Step:
     done = state.get("cs_index", {})
     if done.get("key") == key and (s.index_folder / "kb" / "CURRENT").is_file():
         return Step("cs", "index", "reused", f"{done['entries']} entries in {s.index_folder}")
-    from apps.customer_service.pipeline import build_index
+    from apps.customer_service.index import build_index
     from core.engine import InferenceEngine
 
     build, retriever = build_index(s, InferenceEngine(art))
@@ -429,8 +429,8 @@ def fin_cycle(plan: Plan, state: dict) -> Step:
                                                   "database")
         from http.server import ThreadingHTTPServer
 
+        from apps.finance_sentiment.model import load_sentiment_model
         from apps.finance_sentiment.monitor import Monitor
-        from apps.finance_sentiment.pipeline import load_sentiment_model
         from apps.finance_sentiment.scoring import SentimentScorer
 
         scorer = SentimentScorer(load_sentiment_model(s.artifact_dir), s.scoring)

@@ -21,15 +21,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from apps.customer_service.knowledge import entry_text, load_kb  # noqa: E402
-from apps.customer_service.pipeline import (  # noqa: E402
-    RETRIEVAL_TRAIN,
-    index_entries,
-    make_retriever,
-    read_queries,
-    retrieval_metrics,
-    train_cs,
-)
+from apps.customer_service.index import index_entries, make_retriever  # noqa: E402
+from apps.customer_service.knowledge import entry_text, load_kb, read_queries  # noqa: E402
+from apps.customer_service.pipeline import RETRIEVAL_TRAIN, retrieval_metrics, train_cs  # noqa: E402
 from apps.customer_service.settings import CSSettings, RetrievalSettings  # noqa: E402
 
 

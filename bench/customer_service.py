@@ -64,7 +64,7 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--out", default="bench/results/customer_service.json")
     args = ap.parse_args()
-    from apps.customer_service.pipeline import embed_fn
+    from apps.customer_service.index import embed_fn
     from core.engine import InferenceEngine
 
     settings = CSSettings()
@@ -121,10 +121,12 @@ def main() -> None:
         retriever.sparse.upsert([e.id for e in kb], [e.question + " " + e.answer for e in kb])
         retriever.sparse.search(["warm up"], 1)
         from apps.customer_service.bot import intent_from_probs
-        from apps.customer_service.pipeline import intent_proba
+        from apps.customer_service.intents import load_intents
 
-        def intent_fn(text):
-            return intent_from_probs(intents.tasks["intents"].labels, intent_proba(intents, [text])[0])
+        ensemble = load_intents(intents)
+
+        def intent_fn(text, ensemble=ensemble):
+            return intent_from_probs(ensemble.labels, ensemble.classify_proba([text])[0])
 
         bot = Bot(retriever, {e.id: e for e in kb}, settings.dialog,
                   intent_fn=intent_fn if "intents" in intents.tasks else None)

@@ -34,7 +34,8 @@ sys.path.insert(0, str(ROOT))
 from apps.common.settings import CoreSettings  # noqa: E402
 from apps.finance_sentiment.feeds import Article, Deduper, FeedPoller, FeedState, load_feeds_file  # noqa: E402
 from apps.finance_sentiment.indicators import read_prices  # noqa: E402
-from apps.finance_sentiment.pipeline import load_sentiment_model, read_sentiment_data  # noqa: E402
+from apps.finance_sentiment.model import load_sentiment_model  # noqa: E402
+from apps.finance_sentiment.pipeline import read_sentiment_data  # noqa: E402
 from apps.finance_sentiment.scoring import SentimentScorer  # noqa: E402
 from apps.finance_sentiment.settings import FinSettings, ScoringSettings  # noqa: E402
 from apps.finance_sentiment.store import FinanceStore  # noqa: E402

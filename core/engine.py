@@ -1,12 +1,22 @@
-"""InferenceEngine: load an artifact once, then batched embed / classify / generate / classify_images.
+"""InferenceEngine: load an artifact once, then batched embed / classify / generate / classify_images; and
+Ensemble: several engines of one classification task, their class probabilities mixed by weights.
 
 Everything runs under ``torch.inference_mode``. Texts are sorted by length before batching (less padding) and the
 results put back in input order. ``quantize=True`` swaps every Linear layer for a dynamically quantised int8 one.
+
+An ensemble folder holds ``ensemble.json`` (:func:`write_ensemble`)::
+
+    {"task": "sentiment", "members": ["members/0", "members/1"], "weights": [0.5, 0.5], ...}
+
+``members`` are artifact folders relative to the ensemble folder (``"."``: the folder's own artifact), ``weights`` one
+per member (default: equal), ``tasks`` (optional) the task each member answers when it is not ``task`` (members that
+are tasks of one artifact share its engine); any other key is a record of how the ensemble was made.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import threading
 import warnings
@@ -18,15 +28,16 @@ import numpy as np
 import torch
 
 from core.adapters import adapter_names, set_adapter
-from core.artifacts import load_artifact
+from core.artifacts import ArtifactError, load_artifact
 from core.data import pad_ids
 from core.generation import GenerationConfig, generate
 from core.modalities import InputError, prepare_images
-from core.tasks import CoreModel, TaskSpec
+from core.tasks import CoreModel, TaskSpec, UnknownTaskError
 
 log = logging.getLogger(__name__)
 
 MAX_CHARS = 20_000  # longer texts are cut before tokenising (the model reads at most block_size tokens anyway)
+ENSEMBLE_FILE = "ensemble.json"
 
 
 def _locked(fn):
@@ -57,8 +68,8 @@ class Prediction:
 def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
     """Dynamic int8 quantisation of every ``nn.Linear`` (weights int8, activations quantised per batch)."""
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from torch.ao.quantization import quantize_dynamic
+        warnings.simplefilter("ignore")  # torch.ao.quantization warns of its own deprecation when imported and used
+        from torch.ao.quantization import quantize_dynamic  # why: here only, so that its warnings can be silenced
 
         return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
 
@@ -139,10 +150,13 @@ class InferenceEngine:
     # ------------------------------------------------------------------ API
     @_locked
     @torch.inference_mode()
-    def embed(self, texts: Sequence[str], task: str | None = None) -> np.ndarray:
-        """L2-normalised sentence embeddings, (N, C) float32; ``task`` picks the adapter of that (pairs) task."""
+    def embed(self, texts: Sequence[str], task: str | None = None, base: bool = False) -> np.ndarray:
+        """L2-normalised sentence embeddings, (N, C) float32; ``task`` picks the adapter of that (pairs) task,
+        ``base`` switches every adapter off (the base weights alone)."""
         if task is not None:
             self.model.activate(task)
+        elif base:
+            set_adapter(self.model, None)
         out = np.zeros((len(texts), self.model.cfg.n_embd), dtype=np.float32)
         for pos, x, m in self._batches(texts):
             out[pos] = self.model.embed(x, m).float().numpy()
@@ -328,3 +342,161 @@ class InferenceEngine:
         if len(names) != 1:
             raise InputError(f"name the task: this model has {len(names)} {kind} tasks ({names})")
         return names[0]
+
+
+def write_ensemble(folder: str | Path, members: Sequence[str], weights: Sequence[float], task: str,
+                   tasks: Sequence[str] | None = None, **record) -> Path:
+    """Write ``folder/ensemble.json`` (the format in the module docstring).
+
+    Args:
+        folder: The ensemble folder; member paths are relative to it.
+        members: Each member's artifact folder, relative to ``folder`` (``"."``: the folder's own artifact).
+        weights: One non-negative weight per member.
+        task: The task the ensemble answers (and each member, unless ``tasks`` says otherwise).
+        tasks: Per member, the task of its artifact that votes.
+        record: Anything else to keep with it (how the members were trained, validation figures).
+
+    Returns:
+        The file written.
+    """
+    if len(weights) != len(members) or (tasks is not None and len(tasks) != len(members)):
+        raise ValueError(f"{len(members)} members need as many weights (and tasks); got {len(weights)}")
+    spec = {"task": task, "members": list(members), "weights": [float(w) for w in weights],
+            **({"tasks": list(tasks)} if tasks is not None and list(tasks) != [task] * len(members) else {}), **record}
+    path = Path(folder) / ENSEMBLE_FILE
+    path.write_text(json.dumps(spec, indent=2))
+    return path
+
+
+@dataclass(frozen=True)
+class Member:
+    """One voice of an ensemble: an engine, the task of it that votes, and its share (the shares sum to 1)."""
+
+    engine: InferenceEngine
+    task: str
+    weight: float
+
+
+class Ensemble:
+    """Engines that classify into the same labels, their class probabilities mixed by weights.
+
+    It answers like an ``InferenceEngine`` with one classification task (``tasks``, ``classify_proba``,
+    ``classify``, ``explain``), so whatever serves one engine serves an ensemble. Probabilities come in the first
+    member's label order; a member of weight 0 is not run.
+
+    Args:
+        members: (engine, task) pairs.
+        weights: One non-negative weight per member (default: equal); normalised to sum to 1.
+        task: The ensemble's task name (default: the first member's task).
+        path: The folder it was loaded from, if any.
+
+    Raises:
+        ArtifactError: The weights do not fit the members, or the members classify into different labels.
+    """
+
+    def __init__(self, members: Sequence[tuple[InferenceEngine, str]], weights: Sequence[float] | None = None,
+                 task: str | None = None, path: Path | None = None):
+        where = path or "the ensemble"
+        if not members:
+            raise ArtifactError(f"{where} has no members")
+        w = np.asarray([1.0] * len(members) if weights is None else weights, dtype=np.float64)
+        if w.shape != (len(members),) or (w < 0).any() or w.sum() <= 0:
+            raise ArtifactError(f"{where}: need one non-negative weight per member ({len(members)}), got {list(w)}")
+        specs = []
+        for engine, name in members:
+            if name not in engine.tasks or engine.tasks[name].kind != "classify":
+                raise ArtifactError(f"{where}: member {engine.path} has no text classification task {name!r}")
+            specs.append(engine.tasks[name])
+        self.labels: tuple[str, ...] = tuple(specs[0].labels)
+        odd = [str(e.path) for (e, _), s in zip(members, specs) if set(s.labels) != set(self.labels)]
+        if odd:
+            raise ArtifactError(f"{where}: members {odd} classify into other labels than {list(self.labels)}")
+        self.task = task or members[0][1]
+        self.path = path
+        self.members = [Member(e, name, float(wi / w.sum())) for (e, name), wi in zip(members, w)]
+
+    @classmethod
+    def load(cls, folder: str | Path, task: str | None = None, quantize: bool = False, max_length: int = 256,
+             batch_size: int = 64, engine: InferenceEngine | None = None) -> Ensemble:
+        """Load ``folder``: its ``ensemble.json`` (members of weight 0 are not loaded), or else the single artifact
+        in it as a one-member ensemble.
+
+        Args:
+            folder: An ensemble folder, or an artifact folder.
+            task: The task to answer; required for a single artifact, checked against an ``ensemble.json``.
+            quantize, max_length, batch_size: How each member's ``InferenceEngine`` is built.
+            engine: The engine of ``folder``'s own artifact when already loaded (it serves the ``"."`` members).
+
+        Raises:
+            ArtifactError: in one line, naming the file or member that is missing, malformed or does not fit.
+        """
+        folder = Path(folder)
+        spec_path = folder / ENSEMBLE_FILE
+        engines: dict[Path, InferenceEngine] = {folder.resolve(): engine} if engine is not None else {}
+
+        def member_engine(rel: str) -> InferenceEngine:
+            path = (folder / rel).resolve()
+            if path not in engines:
+                try:
+                    engines[path] = InferenceEngine(path, quantize=quantize, max_length=max_length,
+                                                    batch_size=batch_size)
+                except ArtifactError as exc:
+                    raise ArtifactError(f"member {rel!r} of the ensemble in {folder}: {exc}") from exc
+            return engines[path]
+
+        if not spec_path.is_file():
+            if task is None:
+                raise ArtifactError(f"name the task of the single artifact in {folder}")
+            single = engine or InferenceEngine(folder, quantize=quantize, max_length=max_length, batch_size=batch_size)
+            return cls([(single, task)], task=task, path=folder)
+        try:
+            spec = json.loads(spec_path.read_text())
+            members, name = [str(m) for m in spec["members"]], str(spec["task"])
+            weights = [float(w) for w in spec.get("weights") or [1.0] * len(members)]
+            tasks = [str(t) for t in spec.get("tasks") or [name] * len(members)]
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ArtifactError(f"{spec_path} is malformed ({type(exc).__name__}: {exc})") from exc
+        if task is not None and task != name:
+            raise ArtifactError(f"{spec_path} answers task {name!r}, not {task!r}")
+        if not (len(members) == len(weights) == len(tasks)):
+            raise ArtifactError(f"{spec_path}: {len(members)} members, {len(weights)} weights, {len(tasks)} tasks")
+        if any(w < 0 for w in weights) or sum(weights) <= 0:
+            raise ArtifactError(f"{spec_path}: need one non-negative weight per member, not all 0, got {weights}")
+        kept = [(m, t, w) for m, t, w in zip(members, tasks, weights) if w > 0]
+        return cls([(member_engine(m), t) for m, t, _ in kept], [w for *_, w in kept], task=name, path=folder)
+
+    @property
+    def tasks(self) -> dict[str, TaskSpec]:
+        """The ensemble's one task, as an engine lists its tasks."""
+        return {self.task: TaskSpec(name=self.task, kind="classify", labels=self.labels)}
+
+    def _check(self, task: str | None) -> None:
+        if task not in (None, self.task):
+            raise UnknownTaskError(f"unknown task {task!r}; this ensemble answers {self.task!r}")
+
+    def _active(self) -> list[Member]:
+        return [m for m in self.members if m.weight > 0]
+
+    def classify_proba(self, texts: Sequence[str], task: str | None = None) -> np.ndarray:
+        """The members' class probabilities (N, n_classes) mixed by their weights, in ``labels`` order."""
+        self._check(task)
+        out = None
+        for m in self._active():
+            member_labels = list(m.engine.tasks[m.task].labels)
+            cols = [member_labels.index(lab) for lab in self.labels]
+            p = m.weight * m.engine.classify_proba(texts, m.task)[:, cols].astype(np.float64)
+            out = p if out is None else out + p
+        return out.astype(np.float32)
+
+    def classify(self, texts: Sequence[str], task: str | None = None) -> list[Prediction]:
+        """Label, probability and class probabilities of each text."""
+        return _predictions(self.classify_proba(texts, task), self.labels)
+
+    def explain(self, texts: Sequence[str], task: str | None = None, weights: dict[str, float] | None = None,
+                max_words: int = 64, method: str = "occlusion") -> list[list[tuple[str, float]]]:
+        """Word attributions (``InferenceEngine.explain``) of each member, mixed by the members' weights."""
+        self._check(task)
+        active = self._active()
+        runs = [m.engine.explain(texts, m.task, weights=weights, max_words=max_words, method=method) for m in active]
+        return [[(word, float(sum(m.weight * run[i][1] for m, run in zip(active, per_text))))
+                 for i, (word, _) in enumerate(per_text[0])] for per_text in zip(*runs)]

@@ -1,18 +1,24 @@
-"""``trident cs ...``: the customer-service commands of the one CLI."""
+"""``trident cs ...``: the customer-service commands of the one CLI.
+
+The modules that load torch and the model are imported inside the command that needs them, so that building the CLI
+(``trident --help``, any other app's command) does not pay for them.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from rich.console import Console
+
 from apps.common.commands import command_adder, run_dashboard
 from apps.common.output import emit
-from apps.common.settings import REPO_ROOT
+from apps.common.settings import REPO_ROOT, CoreSettings
+from apps.customer_service.knowledge import entry_text, load_kb, read_queries
+from apps.customer_service.settings import CSSettings
+from apps.customer_service.store import Store
 
 
-def _settings(args):
-    from apps.common.settings import CoreSettings
-    from apps.customer_service.settings import CSSettings
-
+def _settings(args) -> CSSettings:
     core = {k: v for k, v in (("data_dir", args.data_dir), ("artifacts_dir", args.artifacts_dir)) if v}
     over = {"core": CoreSettings(**core)} if core else {}
     if getattr(args, "artifact", None):
@@ -23,14 +29,13 @@ def _settings(args):
 
 
 def _engine(settings):
-    from core.engine import InferenceEngine
+    from core.engine import InferenceEngine  # heavy: torch
 
     return InferenceEngine(settings.artifact_dir)
 
 
 def cs_train(args) -> None:
-    from apps.customer_service.knowledge import entry_text, load_kb
-    from apps.customer_service.pipeline import read_queries, train_cs
+    from apps.customer_service.pipeline import train_cs  # heavy: torch, Lightning
 
     s = _settings(args)
     pairs = []
@@ -41,12 +46,12 @@ def cs_train(args) -> None:
     intents = None if args.no_intents else Path(args.intents or s.intents_path)
     init = Path(args.continue_from) if args.continue_from else None
     out = train_cs(Path(args.out) if args.out else s.artifact_dir, intents, pairs, init_from=init,
-                   members=args.members, full=max(0, args.full_intents), refit_epochs=args.refit_epochs)
+                   full=max(0, args.full_intents), refit_epochs=args.refit_epochs)
     emit({"artifact": str(out), "retrieval_pairs": len(pairs), "intents": str(intents)}, args.json)
 
 
 def cs_index(args) -> None:
-    from apps.customer_service.pipeline import build_index, read_queries
+    from apps.customer_service.index import build_index  # heavy: torch, faiss
 
     s = _settings(args)
     calib = read_queries(args.calibrate) if args.calibrate else ()
@@ -58,44 +63,29 @@ def cs_index(args) -> None:
 
 
 def cs_eval_intents(args) -> None:
-    from apps.customer_service.pipeline import eval_intents
+    from apps.customer_service.pipeline import eval_intents  # heavy: torch, Lightning
 
     s = _settings(args)
     emit(eval_intents(_engine(s), Path(args.data)), args.json)
 
 
 def cs_eval_retrieval(args) -> None:
-    from apps.customer_service.pipeline import eval_retrieval
+    from apps.customer_service.pipeline import eval_retrieval  # heavy: torch, Lightning
 
     s = _settings(args)
     emit(eval_retrieval(s, _engine(s), Path(args.kb), Path(args.queries)), args.json)
 
 
 def cs_learn(args) -> None:
-    from apps.customer_service.pipeline import learn, read_queries
-    from apps.customer_service.store import Store
+    from apps.customer_service.pipeline import learn  # heavy: torch, Lightning
 
     s = _settings(args)
     store = Store(s.core.effective_database_url).create()
     emit(learn(s, store, read_queries(args.queries), Path(args.kb) if args.kb else None), args.json)
 
 
-def cs_doc2query(args) -> None:
-    from apps.customer_service.doc2query import doc2query_experiment
-    from apps.customer_service.knowledge import load_kb
-    from apps.customer_service.pipeline import read_queries
-
-    s = _settings(args)
-    work = Path(args.work) if args.work else s.core.var_dir / "cs" / "doc2query"
-    report = doc2query_experiment(load_kb(Path(args.kb)).entries, read_queries(args.queries), work,
-                                  n_train_per_entry=args.train_per_entry, n_paraphrases=args.paraphrases, settings=s)
-    emit(report, args.json)
-
-
 def cs_chat(args) -> None:
-    from rich.console import Console
-
-    from apps.customer_service.service import USER_ERRORS, CSService
+    from apps.customer_service.service import USER_ERRORS, CSService  # heavy: torch, faiss
 
     console = Console()
     svc = CSService.build(_settings(args))
@@ -139,12 +129,9 @@ def register(sub, common) -> None:
     sp.add_argument("--out", help="artifact folder (default: <artifacts>/cs)")
     sp.add_argument("--continue-from", metavar="ARTIFACT",
                     help="continue training from this cs artifact (a warm restart; untrained parts are kept)")
-    sp.add_argument("--members", type=int, default=1, metavar="N",
-                    help="intents adapters trained with different seeds and averaged (each adds one backbone pass "
-                         "per message; default 1)")
     sp.add_argument("--full-intents", type=int, nargs="?", const=1, default=0, metavar="N",
                     help="also fine-tune N (default 1) full copies of the backbone on the intents with different "
-                         "seeds (sub-artifacts intents-full/, intents-full-2/, ...; about 90 MB and one more "
+                         "seeds (sub-artifacts intents-full/, intents-full-2/, ...; one more "
                          "backbone pass per message each), averaged and weighed into the same ensemble; their "
                          "average alone is served unless validation finds the mixture clearly more accurate")
     sp.add_argument("--refit-epochs", type=int, default=None, metavar="N",
@@ -162,13 +149,6 @@ def register(sub, common) -> None:
     sp = base("learn", "fine-tune retrieval on the agents' feedback; before/after on fixed queries", cs_learn)
     sp.add_argument("--queries", required=True, help="the fixed query set (query, faq_id)")
     sp.add_argument("--kb", help="KB file (default: CS_KB_PATH)")
-    sp = base("doc2query", "measure doc2query enrichment on held-out queries (trains its own two models)",
-              cs_doc2query, artifact=False)
-    sp.add_argument("--kb", required=True)
-    sp.add_argument("--queries", required=True, help="JSONL/CSV with query and faq_id; per entry the first ones train")
-    sp.add_argument("--train-per-entry", type=int, default=3)
-    sp.add_argument("--paraphrases", type=int, default=4)
-    sp.add_argument("--work", help="folder for the experiment's artifacts (default: <var>/cs/doc2query)")
     sp = base("chat", "chat with the bot in the terminal", cs_chat)
     sp.add_argument("--kb", help="KB file (default: CS_KB_PATH)")
     sp = base("console", "start the agents' console (Streamlit)", cs_console)

@@ -19,6 +19,9 @@ redacted with :mod:`core.privacy`, and rows whose normalised question was alread
 
 Numbering in ``KBEntry.source`` (``"<file name>:<n>"``): the data row for CSV (1 = first row after the header), the
 line for JSONL, and the passage for Markdown and text (which is also the ``<file stem>#<n>`` id).
+
+Labelled queries (a query and the id of the entry that answers it, for calibration, training and evaluation) are read
+by :func:`read_queries`.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ __all__ = [
     "load_kb",
     "normalise_question",
     "read_kb",
+    "read_queries",
     "save_kb",
 ]
 
@@ -676,3 +680,39 @@ def entry_text(entry: KBEntry, with_answer: bool = True) -> str:
     if with_answer and entry.answer:
         lines.append(_cut_words(" ".join(entry.answer.split()), ANSWER_PREVIEW_CHARS))
     return "\n".join(lines)
+
+
+def read_queries(path: str | os.PathLike[str]) -> list[tuple[str, str]]:
+    """(query, gold KB id) pairs from JSONL or CSV with a ``query`` field and ``faq_id`` (or ``entry_id`` / ``id``).
+
+    Raises:
+        KBFormatError: The file is missing, not UTF-8, malformed, of another kind, or empty.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise KBFormatError(f"query file not found: {path}")
+    try:
+        raw = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise KBFormatError(f"{path} is not UTF-8 (byte offset {exc.start})") from exc
+    if path.suffix == ".jsonl":
+        rows = []
+        for n, line in enumerate(raw.splitlines(), 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise KBFormatError(f"{path} line {n}: malformed JSON ({exc.msg})") from exc
+    elif path.suffix == ".csv":
+        rows = list(csv.DictReader(io.StringIO(raw)))
+    else:
+        raise KBFormatError(f"{path}: queries must be .jsonl or .csv")
+    out = []
+    for n, row in enumerate(rows, 1):
+        gold = next((row[k] for k in ("faq_id", "entry_id", "id") if k in row and row[k] not in (None, "")), None)
+        if not isinstance(row, dict) or "query" not in row or gold is None:
+            raise KBFormatError(f"{path} row {n}: needs 'query' and 'faq_id' (or 'entry_id'/'id')")
+        out.append((str(row["query"]), str(gold)))
+    if not out:
+        raise KBFormatError(f"{path}: no queries")
+    return out

@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import bm25s
 import faiss
 import numpy as np
+import Stemmer
 
 log = logging.getLogger(__name__)
 
@@ -189,8 +191,6 @@ class SparseIndex:
     """BM25 over entry texts (English stop words, Snowball stemming), rebuilt lazily after changes."""
 
     def __init__(self, k1: float = 1.2, b: float = 0.75):
-        import Stemmer
-
         self.k1, self.b = k1, b
         self.stemmer = Stemmer.Stemmer("english")
         self.texts: dict[str, str] = {}
@@ -212,13 +212,9 @@ class SparseIndex:
         self._model = None
 
     def _tok(self, texts: list[str]):
-        import bm25s
-
         return bm25s.tokenize(texts, stopwords="en", stemmer=self.stemmer, show_progress=False)
 
     def _ensure(self) -> None:
-        import bm25s
-
         if self._model is None and self.texts:
             self._order = list(self.texts)
             self._model = bm25s.BM25(k1=self.k1, b=self.b)

@@ -1,7 +1,8 @@
 """CSService: what the console and the terminal chat call. Built once (``CSService.build``), then shared.
 
 It ties the store (conversations, feedback, KB entries added by agents), the engine (intents + retrieval adapters),
-the retriever and the bot together. Every method returns a schema; errors a user can fix are ``CSError``.
+the intent ensemble, the retriever and the bot together.
+Every method returns a schema; errors a user can fix are ``CSError``.
 """
 
 from __future__ import annotations
@@ -11,12 +12,15 @@ import threading
 from pathlib import Path
 
 from apps.customer_service.bot import Bot, Calibrator, EmptyMessage, intent_from_probs
+from apps.customer_service.index import build_index, index_entries, load_index
+from apps.customer_service.intents import TASK, evaluation_report, load_intents
 from apps.customer_service.knowledge import KBFormatError, clean_text
-from apps.customer_service.pipeline import build_index, evaluation_report, index_entries, load_index
 from apps.customer_service.retrieval import HybridRetriever, IndexMissingError
 from apps.customer_service.schemas import Conversation, Feedback, Hit, KBEntry, Reply, Turn
 from apps.customer_service.settings import CSSettings
 from apps.customer_service.store import ClaimConflict, StaleWrite, Store, UnknownConversation
+from core.artifacts import ArtifactError
+from core.engine import Ensemble, InferenceEngine
 from core.privacy import redact
 
 log = logging.getLogger(__name__)
@@ -33,25 +37,27 @@ USER_ERRORS = (EmptyMessage, KBFormatError, UnknownConversation, ClaimConflict, 
 class CSService:
     """The customer-service back end."""
 
-    def __init__(self, settings: CSSettings, store: Store, engine, retriever: HybridRetriever,
-                 kb: dict[str, KBEntry], calibrator: Calibrator):
-        self.settings, self.store, self.engine, self.retriever = settings, store, engine, retriever
-        self.kb = kb
+    def __init__(self, settings: CSSettings, store: Store, engine: InferenceEngine, intents: Ensemble | None,
+                 retriever: HybridRetriever, kb: dict[str, KBEntry], calibrator: Calibrator):
+        self.settings, self.store, self.engine, self.intents = settings, store, engine, intents
+        self.retriever, self.kb = retriever, kb
         self._lock = threading.RLock()
         self._evaluations: dict[Path, dict] = {}
-        intent_fn = self._intent if "intents" in engine.tasks else None
+        intent_fn = self._intent if intents is not None else None
         self.bot = Bot(retriever, kb, settings.dialog, calibrator, intent_fn, settings.retrieval.top_k)
 
     @classmethod
     def build(cls, settings: CSSettings, store: Store | None = None) -> CSService:
-        """Load the artifact and the index (building the index from the KB file if there is none yet)."""
-        from core.artifacts import ArtifactError
-        from core.engine import InferenceEngine
-
+        """Load the artifact, its intent ensemble and the index (building the index from the KB file if there is
+        none yet)."""
         try:
             engine = InferenceEngine(settings.artifact_dir)
         except ArtifactError as exc:
             raise CSError(f"{exc} (train it with `trident cs train`)") from exc
+        try:
+            intents = load_intents(engine)
+        except ArtifactError as exc:  # the message says what to retrain
+            raise CSError(str(exc)) from exc
         store = store or Store(settings.core.effective_database_url).create()
         try:
             build, retriever, calibrator = load_index(settings, engine)
@@ -64,13 +70,11 @@ class CSService:
         if extra:
             index_entries(retriever, extra, settings.retrieval, rebuild=False)
             kb.update({e.id: e for e in extra})
-        return cls(settings, store, engine, retriever, kb, calibrator)
+        return cls(settings, store, engine, intents, retriever, kb, calibrator)
 
     def _intent(self, text: str):
-        from apps.customer_service.pipeline import intent_proba
-
-        probs = intent_proba(self.engine, [text])[0]
-        return intent_from_probs(self.engine.tasks["intents"].labels, probs)
+        probs = self.intents.classify_proba([text])[0]
+        return intent_from_probs(self.intents.labels, probs)
 
     # ------------------------------------------------------------------ conversations
     def start_conversation(self, customer: str = "") -> Conversation:
@@ -185,10 +189,12 @@ class CSService:
         path = Path(intents_csv or self.settings.intents_path).resolve()
         with self._lock:
             if path not in self._evaluations:
+                if self.intents is None:
+                    raise CSError(f"the artifact has no {TASK} task: train it with `trident cs train`")
                 try:
-                    self._evaluations[path] = evaluation_report(self.engine, path)
+                    self._evaluations[path] = evaluation_report(self.intents, path)
                 except KBFormatError:
                     raise
-                except ValueError as exc:  # no intents task, or a missing / malformed file
+                except ValueError as exc:  # a missing / malformed file
                     raise CSError(str(exc)) from exc
             return self._evaluations[path]

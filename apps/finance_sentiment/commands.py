@@ -1,23 +1,29 @@
-"""``trident fin ...``: the finance-sentiment commands of the one CLI."""
+"""``trident fin ...``: the finance-sentiment commands of the one CLI.
+
+The modules that load torch and the model are imported inside the command that needs them, so that building the CLI
+(``trident --help``, any other app's command) does not pay for them.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
 
 from apps.common.commands import command_adder, run_dashboard
 from apps.common.output import emit
-from apps.common.settings import REPO_ROOT
+from apps.common.settings import REPO_ROOT, CoreSettings
+from apps.finance_sentiment.settings import FinSettings
+from apps.finance_sentiment.store import FinanceStore
 
 log = logging.getLogger(__name__)
 
 
-def _settings(args):
-    from apps.common.settings import CoreSettings
-    from apps.finance_sentiment.settings import FinSettings
-
+def _settings(args) -> FinSettings:
     core = {k: v for k, v in (("data_dir", args.data_dir), ("artifacts_dir", args.artifacts_dir)) if v}
     over: dict = {"core": CoreSettings(**core)} if core else {}
     for flag, field in (("artifact", "artifact"), ("feeds", "feeds_path"), ("rules", "rules_path"),
@@ -30,8 +36,6 @@ def _settings(args):
 def _as_of(value: str | None) -> datetime | None:
     if not value:
         return None
-    from datetime import UTC
-
     try:
         t = datetime.fromisoformat(value)
     except ValueError as exc:
@@ -40,26 +44,18 @@ def _as_of(value: str | None) -> datetime | None:
 
 
 def fin_train(args) -> None:
-    from apps.finance_sentiment.pipeline import train_sentiment
+    from apps.finance_sentiment.pipeline import train_sentiment  # heavy: torch, Lightning
 
     s = _settings(args)
     data = Path(args.data) if args.data else s.core.data_dir / "financial_phrasebank" / "Sentences_50Agree.txt"
     fmt = args.format or ("phrasebank" if data.suffix == ".txt" else "csv")
-    tapt = None
-    if args.tapt:
-        from apps.finance_sentiment.pipeline import feed_sentences
-
-        feeds = Path(args.tapt_feeds) if args.tapt_feeds else s.core.data_dir / "finance_feeds"
-        tapt = feed_sentences(feeds) if args.tapt_feeds or feeds.is_dir() else []
     report = train_sentiment(data, Path(args.out) if args.out else s.artifact_dir, fmt=fmt, members=args.members,
-                             lora_members=args.lora_members, tapt_corpus=tapt, soft_labels=args.soft_labels,
-                             refit_epochs=args.refit_epochs, hints=args.hints)
+                             soft_labels=args.soft_labels, refit_epochs=args.refit_epochs)
     emit(report, args.json)
 
 
 def fin_score(args) -> None:
-    from apps.finance_sentiment.service import FinService
-    from apps.finance_sentiment.store import FinanceStore
+    from apps.finance_sentiment.service import FinService  # heavy: torch
 
     s = _settings(args)
     svc = FinService(s, FinanceStore("sqlite://"), feeds=[], entities={})  # scoring only: an in-memory store
@@ -67,9 +63,6 @@ def fin_score(args) -> None:
     if args.json:
         emit(result.model_dump(mode="json"), True)
         return
-    from rich.console import Console
-    from rich.table import Table
-
     console = Console()
     console.print(f"[bold]{result.label}[/bold]  score {result.score:+.3f}  "
                   + "  ".join(f"{k} {v:.3f}" for k, v in result.probs.items())
@@ -84,7 +77,7 @@ def fin_score(args) -> None:
 
 
 def fin_monitor(args) -> None:
-    from apps.finance_sentiment.monitor import Monitor, StopFlag
+    from apps.finance_sentiment.monitor import Monitor, StopFlag  # heavy: torch
     from apps.finance_sentiment.service import FinService
 
     s = _settings(args)
@@ -109,7 +102,7 @@ def fin_monitor(args) -> None:
 
 
 def fin_risk(args) -> None:
-    from apps.finance_sentiment.risk import build_risk_data, captured_articles, train_risk_model
+    from apps.finance_sentiment.risk import build_risk_data, captured_articles, train_risk_model  # heavy: torch
 
     s = _settings(args)
     data = s.core.data_dir
@@ -122,7 +115,8 @@ def fin_risk(args) -> None:
 
 
 def fin_eval(args) -> None:
-    from apps.finance_sentiment.pipeline import eval_sentiment, load_sentiment_model
+    from apps.finance_sentiment.model import load_sentiment_model  # heavy: torch, Lightning
+    from apps.finance_sentiment.pipeline import eval_sentiment
 
     s = _settings(args)
     emit(eval_sentiment(load_sentiment_model(s.artifact_dir, quantize=args.int8), Path(args.data), args.format),
@@ -145,24 +139,13 @@ def register(sub, common) -> None:
     sp.add_argument("--data", help="labelled sentences (default: <data>/financial_phrasebank/Sentences_50Agree.txt)")
     sp.add_argument("--format", choices=["phrasebank", "csv"], help="default: phrasebank for .txt, else csv")
     sp.add_argument("--members", type=int, default=1, metavar="N",
-                    help="fully fine-tuned members, seeds 1 apart (default 1; 0 with --lora-members)")
-    sp.add_argument("--lora-members", type=int, default=0, metavar="N",
-                    help="LoRA members (frozen backbone, adapter + head); the kinds' shares are chosen on validation")
-    sp.add_argument("--tapt", action="store_true",
-                    help="first pretrain the backbone (masked tokens) on the training sentences and the feeds' "
-                         "sentences, then fine-tune the full members from it")
-    sp.add_argument("--tapt-feeds", metavar="DIR",
-                    help="folder of RSS/Atom files for --tapt (default: <data>/finance_feeds when present)")
+                    help="fully fine-tuned members, seeds 1 apart, averaged (default 1)")
     sp.add_argument("--soft-labels", action=argparse.BooleanOptionalAction, default=None,
                     help="train on soft targets from PhraseBank's annotator agreement (default: when the agreement "
                          "files are beside --data); --no-soft-labels: the majority labels")
     sp.add_argument("--refit-epochs", type=int, metavar="N",
-                    help="train the full members on the training and validation splits for N epochs and keep the "
-                         "last weights (no early stopping; members equally weighted)")
-    sp.add_argument("--hints", action="store_true",
-                    help="append numeric comparison hints to every sentence the model reads, in training and when "
-                         "scoring (\"EUR 5.1 mn compared to EUR 4.2 mn\" gets \"[increase]\"); the artifact "
-                         "records it")
+                    help="train the members on the training and validation splits for N epochs and keep the "
+                         "last weights (no early stopping)")
     sp.add_argument("--out", help="artifact folder (default: <artifacts>/fin)")
     sp = base("score", "score a text: sentences, article score, the words that moved it", fin_score)
     sp.add_argument("text", nargs="+")

@@ -115,6 +115,7 @@ class Monitor:
         if not (path / "config.json").is_file():
             log.warning("risk_model rules need the fusion model at %s (`trident fin risk`); they will not fire", path)
             return None
+        # heavy (torch, Lightning) and optional: loaded only when a risk rule and its model exist
         from apps.finance_sentiment.risk import RiskScorer
         from core.engine import InferenceEngine
 

@@ -31,7 +31,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from apps.finance_sentiment.feeds import Deduper, FeedPoller, load_feeds_file
 from apps.finance_sentiment.indicators import indicator_frame, read_prices
+from apps.finance_sentiment.model import load_sentiment_model
+from apps.finance_sentiment.scoring import SentimentScorer
+from apps.finance_sentiment.settings import ScoringSettings
+from core.adapters import apply_lora, train_only_adapters
+from core.artifacts import load_artifact
+from core.config import TrainConfig
+from core.data import ListDataset, MultiTaskDataModule, TaskData
+from core.engine import InferenceEngine
+from core.tasks import TaskSpec
+from core.train import fit
 
 __all__ = ["RISK_FEATURES", "RiskData", "RiskScorer", "average_precision", "build_risk_data", "captured_articles",
            "risk_metrics", "risk_window", "roc_auc", "train_risk_model"]
@@ -240,21 +251,10 @@ def train_risk_model(splits: dict[str, RiskData], sentiment_artifact: Path, out:
         The report: test metrics of ``fusion``, ``fusion_without_text`` (the same model reading "no news"),
         ``text_only``, each overall and on sessions with news; also written to ``out/risk_report.json``.
     """
-    from apps.finance_sentiment.pipeline import load_sentiment_model
-    from apps.finance_sentiment.scoring import SentimentScorer
-    from apps.finance_sentiment.settings import ScoringSettings
-    from core.adapters import apply_lora, train_only_adapters
-    from core.artifacts import load_artifact
-    from core.config import TrainConfig
-    from core.data import ListDataset, MultiTaskDataModule, TaskData
-    from core.engine import InferenceEngine
-    from core.tasks import TaskSpec
-    from core.train import fit
-
     cfg = cfg or TrainConfig(max_epochs=3, batch_size=64, lr=5e-4, head_lr=1e-3, max_length=48, precision="32-true",
                              patience=2, warmup_ratio=0.05)
     sent_model = load_sentiment_model(sentiment_artifact)
-    first = sent_model.engines[0].path
+    first = sent_model.members[0].engine.path
     model, tok, _ = load_artifact(first)
     apply_lora(model.backbone, "risk", r=lora_r, alpha=2 * lora_r, dropout=0.1)
     spec = TaskSpec(name="risk", kind="series_classify", labels=LABELS, adapter="risk")
@@ -295,8 +295,6 @@ def train_risk_model(splits: dict[str, RiskData], sentiment_artifact: Path, out:
 def captured_articles(feeds_dir: Path, feeds_file: Path) -> pd.DataFrame:
     """The articles of the captured feed files (named as in the feeds file's URLs), parsed and tagged like the worker
     does, without HTTP: columns ``ts`` (published, else seen), ``title``, ``tickers``."""
-    from apps.finance_sentiment.feeds import Deduper, FeedPoller, load_feeds_file
-
     feeds, entities = load_feeds_file(feeds_file)
     rows = []
     with FeedPoller(feeds, entities) as poller:

@@ -106,8 +106,9 @@ class SentimentScorer:
     """Scores sentences and articles with a sentiment classifier of the core.
 
     Args:
-        engine: An ``InferenceEngine`` whose artifact has a ``classify`` task with the labels positive, neutral and
-            negative (e.g. the one ``trident fin train`` writes).
+        engine: The sentiment model (:func:`apps.finance_sentiment.model.load_sentiment_model`: one artifact or an
+            ``Ensemble``), or any ``InferenceEngine`` with a ``classify`` task with the labels positive, neutral and
+            negative.
         settings: Batch size, limits, weights and explanations.
 
     Raises:

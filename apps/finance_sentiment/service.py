@@ -15,11 +15,15 @@ from typing import Any
 
 import pandas as pd
 
+from apps.common.db import DatabaseError, redact_url
 from apps.finance_sentiment.alerts import AlertConfigError
-from apps.finance_sentiment.feeds import FeedConfig, FeedConfigError, health_table, load_feeds_file
+from apps.finance_sentiment.feeds import FeedConfig, FeedConfigError, FeedState, health_table, load_feeds_file
 from apps.finance_sentiment.indicators import PriceFileError, indicator_frame, join_sentiment
+from apps.finance_sentiment.scoring import ScoringError, SentimentScorer
 from apps.finance_sentiment.settings import FinSettings
 from apps.finance_sentiment.store import FinanceStore, UnknownArticle
+from core.artifacts import ArtifactError
+from core.modalities import InputError  # = core.engine.InputError, without importing Lightning
 
 __all__ = ["USER_ERRORS", "FinService", "UnknownAlert"]
 
@@ -33,24 +37,9 @@ class UnknownAlert(KeyError):
         return f"unknown alert {self.args[0]}"
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from apps.common.db import DatabaseError
-    from apps.finance_sentiment.scoring import ScoringError
-
-    errors: list[type[BaseException]] = [DatabaseError, ScoringError, FeedConfigError, AlertConfigError,
-                                         PriceFileError, UnknownArticle, UnknownAlert, FileNotFoundError]
-    try:
-        from core.artifacts import ArtifactError
-        from core.modalities import InputError  # = core.engine.InputError, without importing Lightning (~4 s)
-
-        errors += [ArtifactError, InputError]
-    except ImportError:  # pragma: no cover - core is part of the distribution
-        pass
-    return tuple(errors)
-
-
 # Errors whose message is meant for the user (one sentence); anything else is a bug.
-USER_ERRORS = _user_errors()
+USER_ERRORS = (DatabaseError, ScoringError, FeedConfigError, AlertConfigError, PriceFileError, UnknownArticle,
+               UnknownAlert, FileNotFoundError, ArtifactError, InputError)
 
 
 class FinService:
@@ -92,11 +81,11 @@ class FinService:
         """
         with self._lock:
             if self._scorer is None:
-                from apps.finance_sentiment.pipeline import load_sentiment_model
-                from apps.finance_sentiment.scoring import SentimentScorer
+                # heavy (Lightning, the weights) and optional: a dashboard over stored data starts without the model
+                from apps.finance_sentiment.model import load_sentiment_model
 
                 s = self.settings.scoring
-                model = load_sentiment_model(self.settings.artifact_dir, quantize=s.quantize)
+                model = load_sentiment_model(self.settings.artifact_dir, quantize=s.quantize, task=s.task)
                 self._scorer = SentimentScorer(model, s)
             return self._scorer
 
@@ -107,13 +96,9 @@ class FinService:
             InputError: The text is empty.
         """
         if not (text or "").strip() and not (title or "").strip():
-            from core.engine import InputError
-
             raise InputError("the text is empty")
         result = self.scorer.score_articles([{"title": title, "summary": text}])[0]
         if result is None:
-            from core.engine import InputError
-
             raise InputError("the text has no sentence to score")
         return result
 
@@ -191,8 +176,6 @@ class FinService:
 
     def feed_health(self) -> list[dict[str, Any]]:
         """One row per feed (configured or stored): health, last status, failures, last error, times."""
-        from apps.finance_sentiment.feeds import FeedState
-
         states = self.store.feed_states()
         for f in self.feeds:
             states.setdefault(f.name, FeedState())
@@ -205,8 +188,6 @@ class FinService:
     @property
     def database(self) -> str:
         """The database URL without its password."""
-        from apps.common.db import redact_url
-
         return redact_url(self.settings.core.effective_database_url)
 
     @property

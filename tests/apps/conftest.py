@@ -119,8 +119,8 @@ def fin_demo_db(fin_artifact, tmp_path_factory):
     from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
     from apps.common.settings import REPO_ROOT, CoreSettings
+    from apps.finance_sentiment.model import load_sentiment_model
     from apps.finance_sentiment.monitor import Monitor
-    from apps.finance_sentiment.pipeline import load_sentiment_model
     from apps.finance_sentiment.scoring import SentimentScorer
     from apps.finance_sentiment.settings import FinSettings
     from apps.finance_sentiment.store import FinanceStore

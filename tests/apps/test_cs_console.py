@@ -12,7 +12,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from apps.common.settings import REPO_ROOT
-from apps.customer_service.pipeline import evaluation_report
+from apps.customer_service.intents import evaluation_report, load_intents
 from apps.customer_service.store import Store
 from tests.apps.apptest import start_app
 
@@ -153,7 +153,7 @@ def test_evaluation_page_shows_the_report_of_the_service(db_url, artifact):
     from core.engine import InferenceEngine
 
     at = start("views/evaluation.py")
-    want = evaluation_report(InferenceEngine(artifact), SAMPLES / "intents.csv")
+    want = evaluation_report(load_intents(InferenceEngine(artifact)), SAMPLES / "intents.csv")
     shown = {m.label: m.value for m in at.metric}
     assert shown == {"Accuracy": f"{want['accuracy']:.1%}", "Macro-F1": f"{want['macro_f1']:.3f}", "Messages": "80"}
     assert sum(map(sum, want["confusion"])) == 80 and len(want["labels"]) == 8

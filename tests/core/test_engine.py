@@ -1,16 +1,19 @@
-"""Tests for core.engine: the InferenceEngine served from an artifact folder of a tiny model."""
+"""Tests for core.engine: the InferenceEngine served from an artifact folder of a tiny model, and the Ensemble that
+mixes several of them."""
 
 from __future__ import annotations
 
+import json
 import logging
 
 import numpy as np
 import pytest
 import torch
 
-from core.artifacts import save_artifact
+from core.adapters import apply_lora
+from core.artifacts import ArtifactError, save_artifact
 from core.config import ModelConfig
-from core.engine import MAX_CHARS, InferenceEngine, Prediction
+from core.engine import ENSEMBLE_FILE, MAX_CHARS, Ensemble, InferenceEngine, Prediction, write_ensemble
 from core.generation import GenerationConfig
 from core.modalities import InputError
 from core.tasks import CoreModel, TaskSpec, UnknownTaskError
@@ -179,3 +182,121 @@ def test_explain_rejects_unknown_classes_and_methods(engine):
         engine.explain(["hello"], "intent", weights={"nope": 1.0})
     with pytest.raises(InputError, match="unknown attribution method"):
         engine.explain(["hello"], "intent", method="magic")
+
+
+def test_embed_base_switches_every_adapter_off(tok):
+    torch.manual_seed(0)
+    model = CoreModel(ModelConfig.tiny(vocab_size=tok.vocab_size))
+    plain = InferenceEngine.from_model(model, tok).embed(TEXTS)
+    apply_lora(model.backbone, "other", r=2)
+    for name, p in model.named_parameters():
+        if name.endswith("lora_B.other"):
+            torch.nn.init.normal_(p, std=0.5)  # an adapter that changes the output
+    eng = InferenceEngine.from_model(model, tok)
+    eng.use_adapter("other")
+    assert np.abs(eng.embed(TEXTS) - plain).max() > 1e-3
+    np.testing.assert_allclose(eng.embed(TEXTS, base=True), plain, atol=1e-6)
+
+
+def _fixed_member(tok, folder, labels, probs, task="intent"):
+    """An artifact whose ``task`` gives the probabilities ``probs`` (in ``labels`` order) for every text: a zero weight
+    matrix and the log-probabilities as bias."""
+    torch.manual_seed(0)
+    spec = TaskSpec(name=task, kind="classify", labels=labels)
+    model = CoreModel(ModelConfig.tiny(vocab_size=tok.vocab_size), [spec])
+    with torch.no_grad():
+        model.heads[task].out.weight.zero_()
+        model.heads[task].out.bias.copy_(torch.log(torch.tensor(probs)))
+    return save_artifact(folder, model.eval(), tok)
+
+
+@pytest.fixture(scope="module")
+def ensemble_dir(tok, tmp_path_factory):
+    """An ensemble folder: member ``a`` gives refund / card / transfer 0.5 / 0.3 / 0.2; member ``b``, whose labels come
+    in another order, gives transfer / refund / card 0.6 / 0.1 / 0.3; weights 3 and 1."""
+    folder = tmp_path_factory.mktemp("ensemble")
+    _fixed_member(tok, folder / "members" / "a", LABELS, [0.5, 0.3, 0.2])
+    _fixed_member(tok, folder / "members" / "b", ("transfer", "refund", "card"), [0.6, 0.1, 0.3], task="intent-b")
+    write_ensemble(folder, ["members/a", "members/b"], [3.0, 1.0], "intent", tasks=["intent", "intent-b"],
+                   kinds=["full", "full"], validation={"accuracy": 0.5})
+    return folder
+
+
+def test_ensemble_mixes_member_probabilities_by_their_weights(ensemble_dir):
+    ens = Ensemble.load(ensemble_dir)
+    assert ens.task == "intent" and ens.labels == LABELS
+    assert [m.weight for m in ens.members] == pytest.approx([0.75, 0.25])
+    # by hand, in the first member's label order: 0.75 * (0.5, 0.3, 0.2) + 0.25 * (0.1, 0.3, 0.6)
+    want = np.array([0.4, 0.3, 0.3])
+    probs = ens.classify_proba(TEXTS)
+    np.testing.assert_allclose(probs, np.tile(want, (len(TEXTS), 1)), atol=1e-5)
+    np.testing.assert_allclose(ens.classify_proba(TEXTS, "intent"), probs)
+    pred = ens.classify(["my card was declined"])[0]
+    assert pred.label == "refund" and pred.score == pytest.approx(0.4, abs=1e-5)
+    assert pred.probs == pytest.approx(dict(zip(LABELS, want)), abs=1e-5)
+    assert ens.tasks["intent"].labels == LABELS and ens.tasks["intent"].kind == "classify"
+    with pytest.raises(UnknownTaskError, match="answers 'intent'"):
+        ens.classify_proba(TEXTS, "sentiment")
+
+
+def test_ensemble_json_round_trips_and_keeps_its_record(ensemble_dir, tmp_path, tok):
+    spec = json.loads((ensemble_dir / ENSEMBLE_FILE).read_text())
+    assert spec == {"task": "intent", "members": ["members/a", "members/b"], "weights": [3.0, 1.0],
+                    "tasks": ["intent", "intent-b"], "kinds": ["full", "full"], "validation": {"accuracy": 0.5}}
+    # members given as engines mix exactly as the loaded folder does
+    a, b = (InferenceEngine(ensemble_dir / "members" / m) for m in ("a", "b"))
+    made = Ensemble([(a, "intent"), (b, "intent-b")], [3.0, 1.0])
+    np.testing.assert_allclose(made.classify_proba(TEXTS), Ensemble.load(ensemble_dir).classify_proba(TEXTS))
+    # one task for every member: no ``tasks`` written; "." is the folder's own artifact, served by the engine given
+    own = _fixed_member(tok, tmp_path / "own", LABELS, [0.2, 0.2, 0.6])
+    write_ensemble(own, [".", str(ensemble_dir / "members" / "a")], [1.0, 1.0], "intent")
+    assert "tasks" not in json.loads((own / ENSEMBLE_FILE).read_text())
+    engine = InferenceEngine(own)
+    ens = Ensemble.load(own, "intent", engine=engine)
+    assert ens.members[0].engine is engine
+    np.testing.assert_allclose(ens.classify_proba(["hello"])[0], [0.35, 0.25, 0.4], atol=1e-5)
+    # a folder without ensemble.json is its own single member
+    single = Ensemble.load(ensemble_dir / "members" / "a", "intent")
+    np.testing.assert_allclose(single.classify_proba(["hello"])[0], [0.5, 0.3, 0.2], atol=1e-5)
+
+
+def test_member_of_weight_zero_is_neither_loaded_nor_run(ensemble_dir, tmp_path):
+    write_ensemble(tmp_path, [str(ensemble_dir / "members" / "a"), "missing"], [1.0, 0.0], "intent")
+    ens = Ensemble.load(tmp_path)
+    assert len(ens.members) == 1
+    np.testing.assert_allclose(ens.classify_proba(["hello"])[0], [0.5, 0.3, 0.2], atol=1e-5)
+
+
+@pytest.mark.parametrize("case, match", [
+    ("missing member", "member 'members/c' of the ensemble in .*artifact folder not found"),
+    ("malformed json", "ensemble.json is malformed"),
+    ("no members key", "ensemble.json is malformed"),
+    ("weights do not fit", "3 members, 2 weights"),
+    ("other labels", "classify into other labels"),
+    ("unknown task", "no text classification task 'nope'"),
+    ("negative weight", "non-negative weight"),
+])
+def test_bad_ensemble_gives_a_one_line_error(ensemble_dir, tmp_path, tok, case, match):
+    a, b = str(ensemble_dir / "members" / "a"), str(ensemble_dir / "members" / "b")
+    spec = {"task": "intent", "members": [a, b], "weights": [1, 1], "tasks": ["intent", "intent-b"]}
+    if case == "missing member":
+        spec["members"][1] = "members/c"
+    elif case == "no members key":
+        del spec["members"]
+    elif case == "weights do not fit":
+        spec.update(members=[a, a, a], tasks=["intent"] * 3)
+    elif case == "other labels":
+        _fixed_member(tok, tmp_path / "odd", ("up", "down", "flat"), [0.2, 0.3, 0.5])
+        spec.update(members=[a, str(tmp_path / "odd")], tasks=["intent", "intent"])
+    elif case == "unknown task":
+        spec["tasks"][1] = "nope"
+    elif case == "negative weight":
+        spec["weights"] = [1, -1]
+    text = "{not json" if case == "malformed json" else json.dumps(spec)
+    (tmp_path / ENSEMBLE_FILE).write_text(text)
+    with pytest.raises(ArtifactError, match=match) as err:
+        Ensemble.load(tmp_path)
+    assert "\n" not in str(err.value)
+    with pytest.raises(ArtifactError, match="answers task 'intent', not 'sentiment'"):
+        write_ensemble(tmp_path, [a], [1.0], "intent")
+        Ensemble.load(tmp_path, "sentiment")
