@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from apps.common.output import emit as _emit
+from apps.common.output import setup_logging
 from apps.common.settings import CoreSettings
 
 log = logging.getLogger("trident")
@@ -340,8 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    setup_logging(args.verbose)
     try:
         args.fn(args)
     except KeyboardInterrupt:

@@ -55,6 +55,22 @@ class StderrProgressBar(TQDMProgressBar):
         return self._on_stderr(super().init_test_tqdm)
 
 
+def route_lightning_logs() -> None:
+    """Send Lightning's log records through the application's handlers: once, and at the application's level.
+
+    When it is imported, Lightning gives its ``lightning`` logger a console handler of its own at level INFO, so that
+    under a configured root logger every record prints twice, and its INFO notes (the accelerators found, tips, the
+    share of batches an epoch uses) print at all. Without those handlers and levels its records propagate to the root
+    logger: shown once, at WARNING and above unless the application asks for more.
+    """
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+        logger.setLevel(logging.NOTSET)
+        logger.propagate = True
+
+
 def resolve_precision(precision: str) -> str:
     """Fall back to fp32 where bf16 is asked for but the CPU or GPU cannot do it."""
     if precision.startswith("bf16"):
@@ -94,6 +110,7 @@ def fit(model: CoreModel, data: MultiTaskDataModule, cfg: TrainConfig, out_dir: 
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    route_lightning_logs()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     monitor, mode = monitor_for(model)
     lit = LitCore(model, cfg, data.val_task_names)
