@@ -272,7 +272,8 @@ STEPS: tuple[tuple[str, Callable[[Plan, dict], Step]], ...] = (
 
 
 def prepare(plan: Plan, console: Console | None = None) -> list[Step]:
-    """Build what is missing, reuse what is there, and say which: one heading and one result line per step.
+    """Build what is missing, reuse what is there, and say which: one line per step as it starts (the progress bars of
+    a training follow it); what each step did is returned, for the table of ``trident suite prepare``.
 
     Args:
         plan: The suite's plan.
@@ -295,6 +296,5 @@ def prepare(plan: Plan, console: Console | None = None) -> list[Step]:
         step.seconds = round(time.perf_counter() - t0, 1)
         if json.dumps(state, sort_keys=True) != before:  # a run that reuses everything writes nothing
             write_state(plan.state_path, state)
-        console.print(f"[green]{step.status}[/green] {step.detail} [dim]({step.seconds:.1f} s)[/dim]", soft_wrap=True)
         steps.append(step)
     return steps
