@@ -4,7 +4,7 @@
 - ``cs``, ``fin``, ``rec``: the three apps (``apps/<app>/commands.py``);
 - ``data``: list the public data sets, fetch one into ``TRIDENT_DATA_DIR`` (``apps/common/data_commands.py``);
 - ``settings``: every setting as an environment variable, for ``.env.example`` and the README (``settings_doc.py``);
-- ``suite``: ``prepare`` what the dashboards need, or bring the whole suite ``up`` (``apps/suite.py``, ``make demo``);
+- ``suite``: ``prepare`` what the dashboards need, or bring the whole suite ``up`` (``apps/suite/``, ``make demo``);
 - ``demo``: the core's terminal tour.
 
 Settings come from flags, then from the environment (prefix ``TRIDENT_``), then from defaults. Errors a user can fix
@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from apps.common.output import emit as _emit
+from apps.common.output import setup_logging
 from apps.common.settings import CoreSettings
 
 log = logging.getLogger("trident")
@@ -33,7 +34,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from apps.customer_service.service import USER_ERRORS as CS_ERRORS
     from apps.finance_sentiment.service import USER_ERRORS as FIN_ERRORS
     from apps.recommender.commands import user_errors as rec_errors
-    from apps.suite import SuiteError
+    from apps.suite.plan import SuiteError
     from core.artifacts import ArtifactError
     from core.data import DataFormatError
     from core.modalities import InputError
@@ -326,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_data(sub)
 
-    from apps.suite import register as register_suite
+    from apps.suite.commands import register as register_suite
 
     register_suite(sub, common)
 
@@ -340,8 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    setup_logging(args.verbose)
     try:
         args.fn(args)
     except KeyboardInterrupt:

@@ -72,7 +72,7 @@ class ModelConfig(BaseModel):
 
     @classmethod
     def small(cls, vocab_size: int = 8000, **kw) -> ModelConfig:
-        """A model that trains in minutes on two CPU cores (the image artifact uses this shape)."""
+        """A model small enough to train on a CPU (the image artifact uses this shape)."""
         return cls(vocab_size=vocab_size, n_layer=4, n_head=4, n_embd=128, n_inner=512, block_size=256, **kw)
 
     @classmethod
@@ -100,9 +100,6 @@ class TrainConfig(BaseModel):
     lr: float = Field(5e-5, gt=0.0, description="Peak learning rate of the backbone.")
     head_lr: float = Field(1e-3, gt=0.0, description="Learning rate of freshly initialised heads and encoders.")
     weight_decay: float = Field(0.01, ge=0.0, description="AdamW weight decay (not on biases and LayerNorms).")
-    layer_decay: float = Field(1.0, gt=0.0, le=1.0,
-                               description="Layer-wise learning-rate decay of the pretrained backbone: block i of L "
-                                           "(embeddings: 0) trains at lr * layer_decay ** (L + 1 - i); 1: off.")
     warmup_ratio: float = Field(0.06, ge=0.0, lt=1.0, description="Linear warm-up, as a fraction of all steps.")
     max_length: int = Field(128, ge=8, description="Text tokens per example; longer texts are truncated.")
     precision: str = Field("bf16-mixed", description="Lightning precision: bf16-mixed on CPU, 32-true, 16-mixed.")
@@ -112,18 +109,11 @@ class TrainConfig(BaseModel):
         "best", description="Weights the artifact keeps: the best validation epoch (with early stopping), or the last "
                             "one (a fixed schedule of max_epochs, e.g. a refit on all the data; validation, if there "
                             "is any, is only logged).")
-    average_epochs: int = Field(
-        1, ge=1, description="With keep='last': the artifact holds the uniform average of the weights at the end of "
-                             "the last N epochs (tail checkpoint averaging, core.train.EpochAverage); 1: the last "
-                             "weights.")
     val_check_interval: float = Field(1.0, gt=0.0, description="Validate every this fraction of an epoch.")
     limit_train_batches: float = Field(1.0, gt=0.0, description="Fraction (or count, if > 1) of batches per epoch.")
     mlm_prob: float = Field(0.15, gt=0.0, lt=1.0, description="Masking rate of the masked-token objective.")
     causal_fraction: float = Field(0.5, ge=0.0, le=1.0, description="Share of pretraining batches that are causal.")
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="Label smoothing of classification losses.")
-    rdrop: float = Field(0.0, ge=0.0, description="R-Drop weight (Liang et al. 2021): text classifiers see each batch "
-                                                   "twice under different dropout and add rdrop x the symmetric KL "
-                                                   "divergence of the two predictions to the loss; 0: off.")
     temperature: float = Field(0.05, gt=0.0, description="Softmax temperature of the contrastive loss.")
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
     accelerator: str = Field("auto", description="Lightning accelerator (cpu, gpu, auto).")
@@ -131,13 +121,6 @@ class TrainConfig(BaseModel):
     strategy: str = Field("auto", description="Lightning strategy (auto, ddp, fsdp, ...).")
     num_nodes: int = Field(1, ge=1, description="Nodes for multi-node training.")
     deterministic: bool = Field(False, description="Ask torch for deterministic kernels (slower).")
-
-    @model_validator(mode="after")
-    def _average_needs_last(self) -> TrainConfig:
-        if self.average_epochs > 1 and self.keep != "last":
-            raise ValueError("average_epochs > 1 averages the last epochs of a fixed schedule: it needs keep='last' "
-                             "(keep='best' restores one checkpoint)")
-        return self
 
     @classmethod
     def quick(cls, **kw) -> TrainConfig:

@@ -72,22 +72,8 @@ class LitCore(L.LightningModule):
         return F.cross_entropy(logits.float(), labels[sel], reduction=reduction)
 
     # ------------------------------------------------------------------ steps
-    def rdrop_loss(self, batch: Batch) -> torch.Tensor:
-        """R-Drop: the batch goes through the model twice in one pass (two dropout masks); the loss is the mean of the
-        two cross-entropies plus ``cfg.rdrop`` times the symmetric KL divergence between the two predictions."""
-        logits = self.model.classify(batch.task, torch.cat([batch.ids, batch.ids]), torch.cat([batch.mask, batch.mask]))
-        a, b = logits.float().chunk(2)
-        ce = (self.class_loss(a, batch.labels) + self.class_loss(b, batch.labels)) / 2
-        la, lb = F.log_softmax(a, -1), F.log_softmax(b, -1)
-        kl = (F.kl_div(la, lb, log_target=True, reduction="batchmean")
-              + F.kl_div(lb, la, log_target=True, reduction="batchmean")) / 2
-        return ce + self.cfg.rdrop * kl
-
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        if self.cfg.rdrop > 0 and self.model.task(batch.task).kind == "classify":
-            loss = self.rdrop_loss(batch)
-        else:
-            loss, _ = self.task_loss(batch)
+        loss, _ = self.task_loss(batch)
         weight = self.model.task(batch.task).weight
         self.log(f"train/{batch.task}/loss", loss, batch_size=len(batch), prog_bar=len(self.model.tasks) == 1)
         return loss * weight
@@ -170,32 +156,19 @@ class LitCore(L.LightningModule):
         return min(n, len(range(sampler.rank, len(sampler.dataset), sampler.num_replicas)))
 
     # ------------------------------------------------------------------ optimiser
-    def _layer_scale(self, name: str) -> float:
-        """The learning-rate factor of a pretrained parameter under layer-wise decay: ``layer_decay ** (L + 1 - i)``
-        for backbone block ``i`` of ``L`` (``backbone.h.i.``), ``i = 0`` for the embeddings and their LayerNorm, and
-        1 for the final LayerNorm and everything outside the backbone."""
-        d = self.cfg.layer_decay
-        if d >= 1.0 or not name.startswith("backbone.") or name.startswith("backbone.ln_f."):
-            return 1.0
-        n_layers = len(self.model.backbone.h)
-        parts = name.split(".")
-        depth = int(parts[2]) + 1 if parts[1] == "h" and parts[2].isdigit() else 0
-        return float(d ** (n_layers + 1 - depth))
-
     def configure_optimizers(self):
         """AdamW with two learning rates (pretrained backbone vs new heads), no decay on biases and LayerNorms, and
-        linear warm-up then cosine decay per step. With ``layer_decay`` < 1 the pretrained backbone's blocks train at
-        rates that shrink towards the embeddings (:meth:`_layer_scale`)."""
-        groups: dict[tuple[bool, bool, float], list] = defaultdict(list)
+        linear warm-up then cosine decay per step."""
+        groups: dict[tuple[bool, bool], list] = defaultdict(list)
         for name, p in self.model.named_parameters():
             if not p.requires_grad:
                 continue
             new = name.startswith(self.new_module_prefixes) or ".lora_" in name  # fresh weights: the higher rate
             decay = p.ndim >= 2 and "wpe" not in name and "wme" not in name
-            groups[(new, decay, 1.0 if new else self._layer_scale(name))].append(p)
-        params = [{"params": ps, "lr": self.cfg.head_lr if new else self.cfg.lr * scale,
+            groups[(new, decay)].append(p)
+        params = [{"params": ps, "lr": self.cfg.head_lr if new else self.cfg.lr,
                    "weight_decay": self.cfg.weight_decay if decay else 0.0}
-                  for (new, decay, scale), ps in groups.items()]
+                  for (new, decay), ps in groups.items()]
         opt = torch.optim.AdamW(params, betas=(0.9, 0.98), eps=1e-6)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warm = max(1, int(total * self.cfg.warmup_ratio))

@@ -295,8 +295,8 @@ def pretrain_corpus(data_dir: Path, seed: int = 13) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------------ benchmark artifacts
-# The settings each benchmark artifact is trained with. fp32: on the 2-core CPU this project is measured on, bf16
-# autocast was slower for these model sizes (see bench/results/core.json).
+# The settings each benchmark artifact is trained with. fp32: on a CPU, bf16 autocast is slower for these model sizes
+# (bench/results/core.json).
 TEXT_TRAIN = TrainConfig(max_epochs=5, batch_size=32, lr=8e-5, head_lr=2e-3, max_length=96, precision="32-true",
                          patience=2, warmup_ratio=0.06)
 IMAGE_TRAIN = TrainConfig(max_epochs=8, batch_size=128, lr=2e-3, head_lr=2e-3, precision="32-true",

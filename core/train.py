@@ -14,12 +14,11 @@ import logging
 import sys
 import time
 import warnings
-from collections import deque
 from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
@@ -56,6 +55,22 @@ class StderrProgressBar(TQDMProgressBar):
         return self._on_stderr(super().init_test_tqdm)
 
 
+def route_lightning_logs() -> None:
+    """Send Lightning's log records through the application's handlers: once, and at the application's level.
+
+    When it is imported, Lightning gives its ``lightning`` logger a console handler of its own at level INFO, so that
+    under a configured root logger every record prints twice, and its INFO notes (the accelerators found, tips, the
+    share of batches an epoch uses) print at all. Without those handlers and levels its records propagate to the root
+    logger: shown once, at WARNING and above unless the application asks for more.
+    """
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+        logger.setLevel(logging.NOTSET)
+        logger.propagate = True
+
+
 def resolve_precision(precision: str) -> str:
     """Fall back to fp32 where bf16 is asked for but the CPU or GPU cannot do it."""
     if precision.startswith("bf16"):
@@ -73,52 +88,10 @@ def monitor_for(model: CoreModel) -> tuple[str, str]:
     return "val/loss", "min"
 
 
-class EpochAverage(Callback):
-    """Tail checkpoint averaging: keeps the weights of the CoreModel at the end of each of the last ``n`` training
-    epochs and, with ``apply``, puts their uniform average into the model when training ends (``TrainConfig
-    .average_epochs``). Floating-point tensors are averaged in fp32; integer buffers keep their last value.
-
-    With ``apply=False`` it only records, so one training run can also be scored with the averages of its last ``k``
-    epochs (:meth:`average`), e.g. by the recipe sweep, next to its last weights.
-    """
-
-    def __init__(self, n: int, apply: bool = True):
-        if n < 1:
-            raise ValueError(f"average at least one epoch, not {n}")
-        self.n, self.apply = n, apply
-        self.snapshots: deque[dict[str, torch.Tensor]] = deque(maxlen=n)
-
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: LitCore) -> None:
-        self.snapshots.append({k: v.detach().to("cpu", copy=True) for k, v in pl_module.model.state_dict().items()})
-
-    def average(self, k: int | None = None) -> dict[str, torch.Tensor]:
-        """The uniform average of the last ``k`` (default ``n``) recorded epochs, as a state dict of the model."""
-        snaps = list(self.snapshots)[-(k or self.n):]
-        if not snaps:
-            raise RuntimeError("no epoch has ended: nothing to average")
-        out = {}
-        for name, last in snaps[-1].items():
-            if last.is_floating_point():
-                out[name] = (torch.stack([s[name].float() for s in snaps]).mean(0)).to(last.dtype)
-            else:
-                out[name] = last.clone()
-        return out
-
-    @property
-    def averaged(self) -> int:
-        """How many epochs the average at the end holds (fewer than ``n`` if training ran fewer)."""
-        return len(self.snapshots)
-
-    def on_train_end(self, trainer: L.Trainer, pl_module: LitCore) -> None:
-        if self.apply and len(self.snapshots) > 1:
-            pl_module.model.load_state_dict(self.average())
-
-
 def fit(model: CoreModel, data: MultiTaskDataModule, cfg: TrainConfig, out_dir: str | Path, tok: Tokenizer,
         meta: dict | None = None, progress: bool = True, extra_callbacks: list | None = None,
         validate_first: bool = False) -> Path:
-    """Train ``model`` on ``data`` and save the best weights (``cfg.keep == "last"``: the last, or with
-    ``cfg.average_epochs`` > 1 the average of the last epochs' weights) as an artifact in
+    """Train ``model`` on ``data`` and save the best weights (``cfg.keep == "last"``: the last) as an artifact in
     ``out_dir``.
 
     Args:
@@ -137,13 +110,11 @@ def fit(model: CoreModel, data: MultiTaskDataModule, cfg: TrainConfig, out_dir: 
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    route_lightning_logs()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     monitor, mode = monitor_for(model)
     lit = LitCore(model, cfg, data.val_task_names)
     callbacks = [LearningRateMonitor(logging_interval="step"), *(extra_callbacks or [])]
-    averager = EpochAverage(cfg.average_epochs) if cfg.average_epochs > 1 else None
-    if averager is not None:
-        callbacks.append(averager)
     ckpt = None
     if cfg.keep == "best":
         ckpt = ModelCheckpoint(dirpath=out_dir / "checkpoints", monitor=monitor, mode=mode, save_top_k=1,
@@ -189,8 +160,6 @@ def fit(model: CoreModel, data: MultiTaskDataModule, cfg: TrainConfig, out_dir: 
                    "steps": trainer.global_step, "train_seconds": round(seconds, 1),
                    "final": {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")},
                    "initial": initial}
-        if averager is not None:  # the final metrics above are the last epoch's; the artifact holds the average
-            history["averaged_epochs"] = averager.averaged
         log.info("trained %s in %.0fs: %s", out_dir, seconds, json.dumps(history))
         save_artifact(out_dir, model, tok, meta={**(meta or {}), "training": history,
                                                  "train_config": cfg.model_dump()})

@@ -13,7 +13,7 @@ from rich.console import Console
 from apps.common.commands import command_adder, run_dashboard
 from apps.common.output import emit
 from apps.common.settings import REPO_ROOT, CoreSettings
-from apps.customer_service.knowledge import entry_text, load_kb, read_queries
+from apps.customer_service.knowledge import read_queries
 from apps.customer_service.settings import CSSettings
 from apps.customer_service.store import Store
 
@@ -35,14 +35,12 @@ def _engine(settings):
 
 
 def cs_train(args) -> None:
-    from apps.customer_service.pipeline import train_cs  # heavy: torch, Lightning
+    from apps.customer_service.pipeline import retrieval_pairs, train_cs  # heavy: torch, Lightning
 
     s = _settings(args)
     pairs = []
     if args.pairs_queries:
-        kb = {e.id: e for e in load_kb(args.pairs_kb or s.kb_path).entries}
-        pairs = [(q, entry_text(kb[g], with_answer=s.retrieval.index_answers))
-                 for q, g in read_queries(args.pairs_queries) if g in kb]
+        pairs = retrieval_pairs(args.pairs_queries, args.pairs_kb or s.kb_path, s.retrieval.index_answers)
     intents = None if args.no_intents else Path(args.intents or s.intents_path)
     init = Path(args.continue_from) if args.continue_from else None
     out = train_cs(Path(args.out) if args.out else s.artifact_dir, intents, pairs, init_from=init,

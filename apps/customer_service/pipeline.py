@@ -50,6 +50,14 @@ RETRIEVAL_TRAIN = TrainConfig(max_epochs=4, batch_size=32, lr=5e-4, head_lr=5e-4
                               patience=2, temperature=0.05)
 
 
+# ------------------------------------------------------------------------------------------------------ readers
+def retrieval_pairs(queries_path: str | Path, kb_path: str | Path, with_answer: bool) -> list[tuple[str, str]]:
+    """(query, entry text) pairs to train retrieval on: every query of ``queries_path`` with the text of its gold
+    entry in the knowledge base ``kb_path``; queries whose entry is not in it are left out."""
+    kb = {e.id: e for e in load_kb(kb_path).entries}
+    return [(q, entry_text(kb[g], with_answer=with_answer)) for q, g in read_queries(queries_path) if g in kb]
+
+
 # ------------------------------------------------------------------------------------------------------ training
 def train_cs(out: Path, intents_csv: Path | None, pairs: Sequence[tuple[str, str]] = (),
              intents_cfg: TrainConfig = INTENTS_TRAIN, retrieval_cfg: TrainConfig = RETRIEVAL_TRAIN,

@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 
 from apps.common.settings import REPO_ROOT, CoreSettings
-from apps.suite import Plan, SuiteError, SuiteSettings, prepare, up
+from apps.suite.plan import Plan, SuiteError, SuiteSettings
+from apps.suite.steps import banking77_subset, phrasebank_subset, prepare
+from apps.suite.supervisor import up
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="process groups and signals as on Linux")
 
@@ -152,8 +154,6 @@ def test_real_data_sets_are_used_capped_where_present(tmp_path):
     import csv
     from collections import Counter
 
-    from apps.suite import _banking77_subset, _phrasebank_subset
-
     data = tmp_path / "data"
     (data / "banking77").mkdir(parents=True)
     (data / "stackfaq").mkdir()
@@ -174,9 +174,9 @@ def test_real_data_sets_are_used_capped_where_present(tmp_path):
     assert plan.quick_artifact("cs") == plan.demo_dir / "artifacts" / "real" / "cs"
     assert plan.quick_artifact("rec") == plan.demo_dir / "artifacts" / "samples" / "rec"
     assert plan.rec_data == (REPO_ROOT / "samples" / "rec_interactions.csv", REPO_ROOT / "samples" / "rec_items.csv")
-    with _banking77_subset(plan).open() as f:
+    with banking77_subset(plan).open() as f:
         assert Counter(r["category"] for r in csv.DictReader(f)) == {"a": 16, "b": 16, "c": 5}  # 16 per intent at most
-    with _phrasebank_subset(plan).open() as f:  # 1,500 of 3,000, in the labels' proportions
+    with phrasebank_subset(plan).open() as f:  # 1,500 of 3,000, in the labels' proportions
         assert Counter(r["label"] for r in csv.DictReader(f)) == {"positive": 500, "neutral": 750, "negative": 250}
 
 

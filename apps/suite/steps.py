@@ -1,0 +1,301 @@
+"""``prepare``: build what the dashboards and the finance worker need, reuse what is there, and say which.
+
+Each step calls the public entry points of one app, the functions its ``commands.py`` calls (``trident cs train``,
+``cs index``, ``fin train``, ``fin monitor --once``, ``rec train``, ``rec batch``), with the suite's plan:
+
+1. a model per app (the full artifact of ``make artifacts`` when it is there, else a quick one trained now);
+2. the customer-service index of the knowledge base;
+3. one finance-worker cycle over the sample feeds, served on 127.0.0.1 for the cycle, with the alert rules replayed
+   at the closes of 12 and 13 March 2026, when the sample feeds were written;
+4. the recommender's batch job: every user's top-K in Parquet and the database.
+
+With the real data sets the quick artifacts train on a capped part of them, so that the whole of ``prepare`` stays
+short on a laptop's CPU: Banking77, :data:`INTENTS_PER_CLASS` sentences per intent, and StackFAQ's dev queries for
+retrieval, with its threads as the knowledge base; :data:`FIN_SENTENCES` PhraseBank sentences; MovieLens-100k with
+the recommender's tiny preset.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import json
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+
+from apps.customer_service.index import build_index
+from apps.customer_service.pipeline import retrieval_pairs, train_cs
+from apps.finance_sentiment.monitor import Monitor
+from apps.finance_sentiment.pipeline import read_sentiment_data, train_sentiment
+from apps.finance_sentiment.service import FinService
+from apps.recommender.batch import run_batch
+from apps.recommender.data import load_data
+from apps.recommender.pipeline import load_artifact, train_all
+from apps.recommender.store import RecStore
+from apps.suite.plan import SAMPLES, Plan, SuiteError, complete, read_state, stamp, write_feeds_file, write_state
+from core.config import TrainConfig
+from core.engine import InferenceEngine
+from core.train import route_lightning_logs
+
+# The sample feeds were written as of these two closes (16:00 New York = 20:00 UTC): the prepare cycle evaluates the
+# alert rules at both, as `trident fin monitor --as-of` would, so the dashboard shows the alerts of that week.
+REPLAY_CLOSES = (datetime(2026, 3, 12, 20, tzinfo=UTC), datetime(2026, 3, 13, 20, tzinfo=UTC))
+INTENTS_PER_CLASS = 16  # Banking77 sentences per intent for the quick artifact
+FIN_SENTENCES = 1500  # PhraseBank sentences for the quick artifact (70% train, 10% validation, 20% test)
+
+
+@dataclass
+class Step:
+    """What one step of ``prepare`` did."""
+
+    app: str
+    name: str
+    status: str  # full (the benchmark artifact), reused, trained, built, ran
+    detail: str
+    seconds: float = 0.0
+
+
+def _train_into(out: Path, train: Callable[[Path], object]) -> None:
+    """Train into ``OUT.tmp`` and rename it to ``out``: an interrupted run never leaves half an artifact."""
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    train(tmp)
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+
+
+def _present_model(plan: Plan, app: str) -> Step | None:
+    """The model step of ``app`` when its artifact is there already (the full one of `make artifacts`, else a quick
+    one from an earlier run); None when it has to be trained, which ``--no-train`` refuses."""
+    full = plan.full_artifact(app)
+    if full:
+        return Step(app, "model", "full", str(full))
+    out = plan.quick_artifact(app)
+    if complete(app, out):
+        return Step(app, "model", "reused", str(out))
+    if not plan.suite.train:
+        raise SuiteError(f"no {app} artifact in {plan.core.artifacts_dir / app} or {out}; "
+                         "run without --no-train, or `make artifacts`")
+    return None
+
+
+def _subset_csv(path: Path, rows: list[tuple[str, str]], header: tuple[str, str]) -> Path:
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        with tmp.open("w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(header)
+            w.writerows(rows)
+        tmp.replace(path)
+    return path
+
+
+def banking77_subset(plan: Plan) -> Path:
+    """The first ``INTENTS_PER_CLASS`` sentences of every Banking77 intent, after a seeded shuffle."""
+    with (plan.core.data_dir / "banking77" / "train.csv").open(encoding="utf-8") as f:
+        rows = [(r["text"], r["category"]) for r in csv.DictReader(f)]
+    order = np.random.default_rng(13).permutation(len(rows))
+    taken: dict[str, int] = {}
+    keep = []
+    for i in order:
+        text, label = rows[i]
+        if taken.get(label, 0) < INTENTS_PER_CLASS:
+            taken[label] = taken.get(label, 0) + 1
+            keep.append((text, label))
+    return _subset_csv(plan.demo_dir / "data" / f"banking77_{INTENTS_PER_CLASS}_per_intent.csv", keep,
+                       ("text", "category"))
+
+
+def phrasebank_subset(plan: Plan) -> Path:
+    """``FIN_SENTENCES`` PhraseBank sentences (50% agreement), stratified by label, seeded."""
+    texts, labels = read_sentiment_data(plan.core.data_dir / "financial_phrasebank" / "Sentences_50Agree.txt",
+                                        "phrasebank")
+    rng = np.random.default_rng(13)
+    share = min(1.0, FIN_SENTENCES / len(texts))
+    keep = []
+    for label in sorted(set(labels)):
+        idx = [i for i, y in enumerate(labels) if y == label]
+        keep += rng.choice(idx, size=max(1, round(share * len(idx))), replace=False).tolist()
+    return _subset_csv(plan.demo_dir / "data" / f"phrasebank_{FIN_SENTENCES}.csv",
+                       [(texts[i], labels[i]) for i in sorted(keep)], ("text", "label"))
+
+
+# ---------------------------------------------------------------------------------------------------------- steps
+def cs_model(plan: Plan, state: dict) -> Step:
+    """The customer-service artifact (``trident cs train``): intents and retrieval adapters on all-MiniLM-L6-v2."""
+    present = _present_model(plan, "cs")
+    if present:
+        return present
+    out = plan.quick_artifact("cs")
+    if plan.real("cs"):
+        intents = banking77_subset(plan)
+        icfg = TrainConfig.quick(max_epochs=2, batch_size=32, lr=1e-3, head_lr=3e-3, max_length=32, patience=2)
+        rcfg = TrainConfig.quick(max_epochs=1, batch_size=32, lr=5e-4, head_lr=5e-4, max_length=64)
+        what = f"Banking77, {INTENTS_PER_CLASS} per intent, 2 epochs; StackFAQ dev queries, 1 epoch"
+    else:
+        intents = SAMPLES / "intents.csv"
+        icfg = TrainConfig.quick(max_epochs=4, batch_size=16, lr=1e-3, head_lr=3e-3, max_length=32, patience=4)
+        rcfg = TrainConfig.quick(max_epochs=2, batch_size=16, lr=5e-4, head_lr=5e-4, max_length=64)
+        what = "the sample intents and FAQ queries"
+    pairs = retrieval_pairs(plan.calibration, plan.kb, plan.cs_settings().retrieval.index_answers)
+    _train_into(out, lambda tmp: train_cs(tmp, intents, pairs, intents_cfg=icfg, retrieval_cfg=rcfg, lora_r=8))
+    return Step("cs", "model", "trained", f"{out} ({what}; {len(pairs)} retrieval pairs)")
+
+
+def cs_index(plan: Plan, state: dict) -> Step:
+    """The knowledge base's index (``trident cs index``), rebuilt when the artifact or the KB file changed."""
+    s = plan.cs_settings()
+    art = s.artifact_dir
+    key = {"artifact": str(art), "stamp": stamp(art), "kb": str(s.kb_path),
+           "kb_mtime": s.kb_path.stat().st_mtime_ns if s.kb_path.exists() else 0}
+    done = state.get("cs_index", {})
+    if done.get("key") == key and (s.index_folder / "kb" / "CURRENT").is_file():
+        return Step("cs", "index", "reused", f"{done['entries']} entries in {s.index_folder}")
+    build, retriever = build_index(s, InferenceEngine(art))
+    state["cs_index"] = {"key": key, "entries": len(build.entries), "version": build.version}
+    kind = retriever.dense.kind if retriever.mode != "sparse" else "bm25"
+    return Step("cs", "index", "built", f"{len(build.entries)} entries of {s.kb_path.name} ({kind} + BM25) in "
+                                        f"{s.index_folder}")
+
+
+def fin_model(plan: Plan, state: dict) -> Step:
+    """The sentiment artifact (``trident fin train``): all-MiniLM-L6-v2 fine-tuned on labelled financial sentences."""
+    present = _present_model(plan, "fin")
+    if present:
+        return present
+    out = plan.quick_artifact("fin")
+    if plan.real("fin"):
+        data, what = phrasebank_subset(plan), f"{FIN_SENTENCES} PhraseBank sentences, 1 epoch"
+        cfg = TrainConfig.quick(max_epochs=1, batch_size=32, lr=8e-5, head_lr=2e-3, max_length=64, warmup_ratio=0.1)
+    else:
+        data, what = SAMPLES / "fin_sentences.csv", "the sample sentences"
+        cfg = TrainConfig.quick(max_epochs=4, batch_size=16, lr=1e-4, head_lr=3e-3, max_length=48, patience=4)
+    report = train_sentiment(data, out, fmt="csv", cfg=cfg)  # writes OUT.tmp, then renames it
+    return Step("fin", "model", "trained", f"{out} ({what}; test accuracy {report['test']['accuracy']:.2f})")
+
+
+class _QuietFiles(SimpleHTTPRequestHandler):
+    """Serves files without writing a request line to stderr per request."""
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def fin_cycle(plan: Plan, state: dict) -> Step:
+    """One worker cycle (``trident fin monitor --once``) over the sample feeds, served here for the cycle, once."""
+    write_feeds_file(plan)
+    svc = FinService.build(plan.fin_settings())
+    try:
+        counts = svc.counts()
+        if {f.name for f in svc.feeds} <= set(svc.store.feed_states()) and counts["articles"] > 0:
+            return Step("fin", "feeds", "reused", f"{counts['articles']} articles, {counts['alerts']} alerts in the "
+                                                  "database")
+        try:
+            httpd = ThreadingHTTPServer(("127.0.0.1", plan.suite.feeds_port),
+                                        functools.partial(_QuietFiles, directory=str(SAMPLES / "feeds")))
+        except OSError as exc:
+            raise SuiteError(f"cannot serve the sample feeds on 127.0.0.1:{plan.suite.feeds_port} ({exc.strerror}); "
+                             "choose another port with --feeds-port") from exc
+        httpd.daemon_threads = True
+        thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        thread.start()
+        try:
+            monitor = Monitor(svc.settings, svc.store, svc.scorer)
+            try:
+                report = monitor.run(once=True, as_of=REPLAY_CLOSES[0])[-1]
+                monitor.cycle(as_of=REPLAY_CLOSES[1])  # the feeds are not due again: the rules at the next close
+            finally:
+                monitor.close()
+        finally:
+            httpd.shutdown()
+            httpd.server_close()
+            thread.join(timeout=5)
+        if report.errors:
+            raise SuiteError(f"the sample feeds could not be read: {report.errors}")
+        counts = svc.counts()
+    finally:
+        svc.store.close()
+    return Step("fin", "feeds", "ran", f"{report.new_articles} new articles scored; {counts['articles']} articles, "
+                                       f"{counts['alerts']} alerts, {counts['prices']} price rows in the database")
+
+
+def rec_model(plan: Plan, state: dict) -> Step:
+    """The recommender artifact (``trident rec train``): the generative model, SASRec and popularity, with their test
+    report."""
+    present = _present_model(plan, "rec")
+    if present:
+        return present
+    out = plan.quick_artifact("rec")
+    s = plan.rec_settings()
+    data = load_data(s.data, s.items)
+    _train_into(out, lambda tmp: train_all(s, data, tmp))
+    report = json.loads((out / "report.json").read_text())
+    return Step("rec", "model", "trained", f"{out} ({data.n_users} users, {data.n_items} items, tiny preset; test "
+                                           f"NDCG@10 {report['ndcg@10']:.3f})")
+
+
+def rec_batch(plan: Plan, state: dict) -> Step:
+    """Every user's top-K (``trident rec batch``), into Parquet and the database; again only when the artifact
+    changed."""
+    s = plan.rec_settings()
+    art = s.artifact_dir
+    key = {"artifact": str(art), "stamp": stamp(art), "out": str(plan.rec_out)}
+    store = RecStore(plan.database_url).create()
+    try:
+        rows = store.count()
+        if state.get("rec_batch", {}).get("key") == key and plan.rec_out.is_file() and rows > 0:
+            return Step("rec", "batch", "reused", f"{state['rec_batch']['users']} users' top-{s.batch.k}; {rows} "
+                                                  "rows in the database")
+        res = run_batch(load_artifact(art), plan.rec_out, s.batch, store=store, restart=True, progress=True)
+        rows = store.count()
+    finally:
+        store.close()
+    state["rec_batch"] = {"key": key, "users": res.users}
+    return Step("rec", "batch", "ran", f"{res.users} users' top-{s.batch.k} in {plan.rec_out}; {rows} rows in the "
+                                       "database")
+
+
+STEPS: tuple[tuple[str, Callable[[Plan, dict], Step]], ...] = (
+    ("customer service: model", cs_model), ("customer service: knowledge-base index", cs_index),
+    ("finance: sentiment model", fin_model), ("finance: one worker cycle over the sample feeds", fin_cycle),
+    ("recommender: model", rec_model), ("recommender: batch job", rec_batch))
+
+
+def prepare(plan: Plan, console: Console | None = None) -> list[Step]:
+    """Build what is missing, reuse what is there, and say which: one line per step as it starts (the progress bars of
+    a training follow it); what each step did is returned, for the table of ``trident suite prepare``.
+
+    Args:
+        plan: The suite's plan.
+        console: A ``rich`` console for the step lines (default: one on stderr).
+
+    Returns:
+        One ``Step`` per step, in order.
+    """
+    console = console or Console(stderr=True)
+    route_lightning_logs()
+    plan.demo_dir.mkdir(parents=True, exist_ok=True)
+    write_feeds_file(plan)
+    state = read_state(plan.state_path)
+    steps = []
+    for n, (title, fn) in enumerate(STEPS, 1):
+        console.rule(f"[bold]{n}/{len(STEPS)} {title}", align="left")
+        t0 = time.perf_counter()
+        before = json.dumps(state, sort_keys=True)
+        step = fn(plan, state)
+        step.seconds = round(time.perf_counter() - t0, 1)
+        if json.dumps(state, sort_keys=True) != before:  # a run that reuses everything writes nothing
+            write_state(plan.state_path, state)
+        steps.append(step)
+    return steps

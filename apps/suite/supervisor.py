@@ -1,0 +1,228 @@
+"""``up``: run ``prepare``, then the suite's processes, until Ctrl-C, SIGTERM or the death of one of them.
+
+``prepare`` runs as a child process; then the sample feed server, the finance worker and the three dashboards start,
+each in its own process group with its own log file, and every dashboard's health endpoint is polled until it answers
+``ok``. The URLs are printed once all answer. Ctrl-C or SIGTERM stops them all (SIGTERM to each group, then SIGKILL
+after a grace period); a child that dies stops the rest, and the suite says which one died and where its log is.
+Every child reads the same artifacts, index and database through the environment that ``Plan.env`` writes.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from apps.common.settings import REPO_ROOT
+from apps.suite.plan import SAMPLES, Plan, SuiteError, SuiteSettings, write_state
+
+
+@dataclass
+class Child:
+    """One process of the running suite."""
+
+    name: str
+    label: str
+    cmd: list[str]
+    port: int | None = None
+    url: str = ""
+    log: Path | None = None
+    proc: subprocess.Popen | None = field(default=None, repr=False)
+
+
+def _die_with_parent() -> None:
+    # Linux: the child gets SIGTERM if the suite itself dies (even by SIGKILL), so no dashboard outlives it
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _port_free(address: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((address, port))
+        except OSError:
+            return False
+    return True
+
+
+def _answers(url: str, expect: bytes | None = None) -> bool:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # local: never through a proxy
+    try:
+        with opener.open(url, timeout=2) as r:
+            return r.status == 200 and (expect is None or r.read().strip() == expect)
+    except OSError:
+        return False
+
+
+def children(plan: Plan) -> list[Child]:
+    """The processes of the running suite, in start order: feed server, worker, three dashboards."""
+    py, s = sys.executable, plan.suite
+    host = "127.0.0.1" if s.address in ("0.0.0.0", "") else s.address
+    cli = [py, "-m", "apps.cli"]
+    out = [Child("feeds", "sample feed server", [py, "-m", "http.server", str(s.feeds_port), "--bind", "127.0.0.1",
+                                                 "--directory", str(SAMPLES / "feeds")], s.feeds_port,
+                 f"http://127.0.0.1:{s.feeds_port}/"),
+           Child("worker", "finance worker", [*cli, "fin", "monitor", "--json"])]
+    for name, label, group, command, port in (
+            ("cs", "support console", "cs", "console", s.cs_port),
+            ("fin", "finance dashboard", "fin", "dashboard", s.fin_port),
+            ("rec", "recommender dashboard", "rec", "dashboard", s.rec_port)):
+        out.append(Child(name, label, [*cli, group, command, "--port", str(port), "--address", s.address], port,
+                         f"http://{host}:{port}"))
+    for c in out:
+        c.log = plan.logs_dir / f"{c.name}.log"
+    return out
+
+
+def _start(child: Child, env: dict[str, str]) -> None:
+    child.log.parent.mkdir(parents=True, exist_ok=True)
+    with child.log.open("w", encoding="utf-8") as log:
+        child.proc = subprocess.Popen(child.cmd, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                      stderr=subprocess.STDOUT, start_new_session=True,
+                                      preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+
+
+def _dead(kids: list[Child]) -> Child | None:
+    return next((c for c in kids if c.proc is not None and c.proc.poll() is not None), None)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def stop_all(kids: list[Child], timeout: float) -> list[str]:
+    """SIGTERM every child's process group (the worker finishes its cycle), wait, then SIGKILL what is left.
+
+    Returns:
+        The names of the children that had to be killed.
+    """
+    started = [c for c in kids if c.proc is not None]
+    for c in reversed(started):
+        if _group_alive(c.proc.pid):
+            try:
+                os.killpg(c.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    deadline = time.monotonic() + timeout
+    killed = []
+    for c in reversed(started):
+        try:
+            c.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            killed.append(c.name)
+        while _group_alive(c.proc.pid) and time.monotonic() < deadline:  # the group's other members, if any
+            time.sleep(0.1)
+        if _group_alive(c.proc.pid):
+            os.killpg(c.proc.pid, signal.SIGKILL)
+            if c.name not in killed:
+                killed.append(c.name)
+        c.proc.wait()
+    return killed
+
+
+def up(plan: Plan, console: Console | None = None) -> int:
+    """Prepare, start the suite, wait for Ctrl-C or SIGTERM (or a child's death), stop everything.
+
+    Returns:
+        The exit status: 0 after a requested stop, 1 when a child died or a dashboard never answered, ``prepare``'s
+        status when it failed.
+    """
+    console = console or Console()
+    s = plan.suite
+    ports = {"support console": s.cs_port, "finance dashboard": s.fin_port, "recommender dashboard": s.rec_port}
+    busy = [f"{name} ({port})" for name, port in ports.items() if not _port_free(s.address, port)]
+    if len(set(ports.values())) < len(ports):
+        raise SuiteError(f"the dashboards need three different ports, not {sorted(ports.values())}")
+    if busy:
+        raise SuiteError(f"port in use: {', '.join(busy)}; stop what uses it or choose other ports "
+                         "(--cs-port, --fin-port, --rec-port)")
+    env = {**os.environ, **plan.env(), "PYTHONUNBUFFERED": "1"}
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    kids = children(plan)
+    try:
+        t0 = time.perf_counter()
+        prep = subprocess.Popen([sys.executable, "-m", "apps.cli", "suite", "prepare"], cwd=REPO_ROOT, env=env,
+                                preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+        while prep.poll() is None:
+            if stop.wait(0.2):
+                prep.terminate()  # an artifact in training is left as OUT.tmp, which the next run replaces
+                prep.wait()
+                console.print("interrupted while preparing")
+                return 130
+        if prep.returncode != 0:
+            return prep.returncode
+        console.rule("[bold]starting the suite", align="left")
+        feeds, rest = kids[0], kids[1:]
+        _start(feeds, env)
+        deadline = time.monotonic() + 15
+        while not _answers(feeds.url + "larkspur_wire.rss") and not stop.is_set():
+            if feeds.proc.poll() is not None or time.monotonic() > deadline:
+                return _failed(console, kids, s, f"the {feeds.label} did not start (log: {feeds.log})")
+            time.sleep(0.1)
+        for c in rest:
+            _start(c, env)
+        waiting = [c for c in rest if c.port is not None]
+        deadline = time.monotonic() + s.health_timeout
+        while waiting and not stop.is_set():
+            dead = _dead(kids)
+            if dead:
+                return _failed(console, kids, s, _death(dead))
+            for c in [c for c in waiting if _answers(f"http://127.0.0.1:{c.port}/_stcore/health", b"ok")]:
+                waiting.remove(c)
+                console.print(f"[green]up[/green] {c.label} [dim]({time.perf_counter() - t0:.0f} s)[/dim]")
+            if waiting and time.monotonic() > deadline:
+                names = ", ".join(f"{c.label} (log: {c.log})" for c in waiting)
+                return _failed(console, kids, s, f"no answer within {s.health_timeout:.0f} s from {names}")
+            stop.wait(0.5)
+        if not stop.is_set():
+            table = Table("", "URL", title=f"Trident is up ({time.perf_counter() - t0:.0f} s)")
+            for c in kids:
+                table.add_row(c.label, c.url or f"polls {plan.feeds_file} every {s.worker_interval:g} s")
+            console.print(table)
+            console.print(f"database: {plan.database_url}\nlogs: {plan.logs_dir}\nCtrl-C stops everything.",
+                          soft_wrap=True)
+            write_state(plan.demo_dir / "up.json", {"pid": os.getpid(), "database_url": plan.database_url,
+                                                     "children": {c.name: {"pid": c.proc.pid, "url": c.url,
+                                                                           "log": str(c.log)} for c in kids}})
+        while not stop.wait(0.5):
+            dead = _dead(kids)
+            if dead:
+                return _failed(console, kids, s, _death(dead))
+        console.print("stopping...")
+        killed = stop_all(kids, s.stop_timeout)
+        console.print("stopped" + (f" (killed after {s.stop_timeout:g} s: {', '.join(killed)})" if killed else ""))
+        return 0
+    finally:
+        stop_all(kids, s.stop_timeout)  # a no-op when they are stopped already; an exception on the way: stop them
+        (plan.demo_dir / "up.json").unlink(missing_ok=True)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _death(child: Child) -> str:
+    return f"the {child.label} exited with status {child.proc.returncode} (log: {child.log})"
+
+
+def _failed(console, kids: list[Child], s: SuiteSettings, message: str) -> int:
+    console.print(f"[red]error:[/red] {message}; stopping the rest", soft_wrap=True)
+    stop_all(kids, s.stop_timeout)
+    return 1
