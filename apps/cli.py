@@ -3,7 +3,7 @@
 - ``core``: the shared model: pretrain, finetune, train-images, eval-*, classify, embed, generate, artifacts, info;
 - ``cs``, ``fin``, ``rec``: the three apps (``apps/<app>/commands.py``);
 - ``data``: list the public data sets, fetch one into ``TRIDENT_DATA_DIR`` (``apps/common/data_commands.py``);
-- ``settings``: every setting as an environment variable, for ``.env.example`` and the README (``settings_doc.py``);
+- ``settings``: every setting as an environment variable (``.env.example``, docs/settings.md; ``settings_doc.py``);
 - ``suite``: ``prepare`` what the dashboards need, or bring the whole suite ``up`` (``apps/suite/``, ``make demo``);
 - ``demo``: the core's terminal tour.
 

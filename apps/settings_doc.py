@@ -34,7 +34,7 @@ SETTINGS: tuple[tuple[type[BaseSettings], str], ...] = (
     (CSSettings, "Customer service (`apps/customer_service/settings.py`)"),
     (FinSettings, "Finance sentiment (`apps/finance_sentiment/settings.py`)"),
     (RecSettings, "Recommender (`apps/recommender/settings.py`)"),
-    (SuiteSettings, "The suite on one machine: `trident suite up` / `make demo` (`apps/suite.py`)"),
+    (SuiteSettings, "The suite on one machine: `trident suite up` / `make demo` (`apps/suite/`)"),
 )
 
 # Variables that only docker-compose.yml reads (interpolated there), with their defaults.

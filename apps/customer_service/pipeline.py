@@ -42,7 +42,7 @@ INTENTS_TRAIN = TrainConfig(max_epochs=3, batch_size=32, lr=1e-3, head_lr=2e-3, 
 # a warm restart of the intents adapter from an earlier artifact: a second, gentler cosine cycle (``--continue-from``)
 INTENTS_CONTINUE = INTENTS_TRAIN.model_copy(update={"head_lr": 1e-3, "lr": 5e-4})
 # the fully fine-tuned intents members (``--full-intents``): every weight of their own copy of the backbone trains;
-# the epoch count was chosen by cross-validation inside train.csv (README, Results)
+# the epoch count was chosen by cross-validation inside train.csv (docs/experiments.md)
 INTENTS_FULL_TRAIN = TrainConfig(max_epochs=8, batch_size=32, lr=8e-5, head_lr=2e-3, max_length=64,
                                  precision="32-true", patience=3, warmup_ratio=0.06, label_smoothing=0.1)
 FULL_INTENTS_DIR = "intents-full"  # the sub-artifact (inside the cs artifact) that holds it; more: intents-full-2, ...

@@ -23,7 +23,7 @@ class KBEntry(BaseModel):
     answer: str
     category: str = ""
     source: str = Field("", description="Where the entry came from: file name and row, or 'feedback'.")
-    paraphrases: tuple[str, ...] = Field((), description="Extra phrasings indexed with the entry (doc2query).")
+    paraphrases: tuple[str, ...] = Field((), description="Extra phrasings of the question, indexed with the entry.")
 
 
 class KBBuild(BaseModel):

@@ -13,7 +13,7 @@ and every reported figure use the majority labels.
 With ``refit_epochs`` (``trident fin train --refit-epochs N``, what ``make artifacts`` builds) the members do not
 early-stop on the validation split: they train on the training and validation splits together for a fixed N epochs
 and keep their last weights, so they also learn from those sentences, and a noisy early stop on a small validation
-split cannot keep an early epoch (README, Results, for the comparison).
+split cannot keep an early epoch (docs/experiments.md has the comparison).
 
 With more than one member their class probabilities are averaged: the artifact folder then holds ``ensemble.json``
 (``core.engine``: members, weights, the split and validation figures) and one core artifact per member under
@@ -49,7 +49,7 @@ _SYNONYMS = {"pos": "positive", "neg": "negative", "neu": "neutral", "bullish": 
 def default_train_config(soft: bool = True) -> TrainConfig:
     """6 epochs at most, lr 8e-5, 10% warm-up, early stopping on validation accuracy; with soft (agreement) targets
     batches of 16 and no label smoothing (the targets carry the annotators' doubt), with hard labels batches of 32
-    and label smoothing 0.05. The soft setting was chosen by a cross-validated sweep (README, Results)."""
+    and label smoothing 0.05. The soft setting was chosen by a cross-validated sweep (docs/experiments.md)."""
     return TrainConfig(max_epochs=6, batch_size=16 if soft else 32, lr=8e-5, head_lr=2e-3, max_length=96,
                        precision="32-true", patience=2, warmup_ratio=0.1, label_smoothing=0.0 if soft else 0.05)
 
