@@ -50,6 +50,16 @@ class ModelConfig(BaseModel):
     series_features: int = Field(8, ge=1, description="Features per step of a numeric indicator window.")
     # items (recommender)
     n_items: int = Field(0, ge=0, description="Item vocabulary for item-mode sequences (0: no item embeddings).")
+    item_text_dim: int = Field(0, ge=0, description="Width of the frozen text features of each item (0: ids only).")
+    item_text_mode: Literal["init", "add"] = Field(
+        "init", description="init: the item embeddings start from the text features (PCA to n_embd); add: each item "
+                            "is its id embedding plus a learned projection of its text features, all along.")
+    item_positions: Literal["left", "right"] = Field(
+        "left", description="Positions of an item sequence: counted from its oldest item (left), or from its most "
+                            "recent one, which then always sits at the last position (right, as in SASRec).")
+    item_scale: bool = Field(False, description="Multiply the item vectors by sqrt(n_embd) on the way in (as SASRec).")
+    encoders: tuple[Literal["image", "series"], ...] = Field(
+        ("image", "series"), description="Non-text encoders the model builds (items have theirs when n_items > 0).")
 
     @model_validator(mode="after")
     def _check_heads(self) -> ModelConfig:
@@ -118,7 +128,11 @@ class TrainConfig(BaseModel):
                              "weights.")
     val_check_interval: float = Field(1.0, gt=0.0, description="Validate every this fraction of an epoch.")
     limit_train_batches: float = Field(1.0, gt=0.0, description="Fraction (or count, if > 1) of batches per epoch.")
-    mlm_prob: float = Field(0.15, gt=0.0, lt=1.0, description="Masking rate of the masked-token objective.")
+    mlm_prob: float = Field(0.15, gt=0.0, lt=1.0, description="Masking rate of the masked-token objective (and share "
+                                                                "of the items hidden by the cloze task).")
+    n_negatives: int = Field(512, ge=1, description="Shared uniform negatives of the next-item sampled softmax.")
+    sampled_above: int = Field(50_000, ge=1, description="Catalogue size from which the next-item loss is a sampled "
+                                                         "softmax instead of a full one over every item.")
     causal_fraction: float = Field(0.5, ge=0.0, le=1.0, description="Share of pretraining batches that are causal.")
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="Label smoothing of classification losses.")
     rdrop: float = Field(0.0, ge=0.0, description="R-Drop weight (Liang et al. 2021): text classifiers see each batch "

@@ -17,7 +17,7 @@ import pytest
 
 from apps.common.settings import REPO_ROOT
 from apps.recommender.batch import BatchError, SimulatedCrash, run_batch
-from apps.recommender.pipeline import load_artifact
+from apps.recommender.model import load_artifact
 from apps.recommender.settings import BatchSettings
 from apps.recommender.store import RecStore
 
