@@ -6,9 +6,10 @@ as one built in code, and nothing can change it after the model is built from it
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic.fields import FieldInfo
 
 AttnMode = Literal["bidirectional", "causal", "prefix"]
 
@@ -141,7 +142,8 @@ class TrainConfig(BaseModel):
     temperature: float = Field(0.05, gt=0.0, description="Softmax temperature of the contrastive loss.")
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
     accelerator: str = Field("auto", description="Lightning accelerator (cpu, gpu, auto).")
-    devices: int | str = Field("auto", description="Lightning devices (a count, or auto).")
+    devices: int | str = Field("auto", union_mode="left_to_right",  # "4" from the environment is the count 4
+                               description="Lightning devices (a count, or auto).")
     strategy: str = Field("auto", description="Lightning strategy (auto, ddp, fsdp, ...).")
     num_nodes: int = Field(1, ge=1, description="Nodes for multi-node training.")
     deterministic: bool = Field(False, description="Ask torch for deterministic kernels (slower).")
@@ -157,3 +159,14 @@ class TrainConfig(BaseModel):
     def quick(cls, **kw) -> TrainConfig:
         """Settings for tests and the demo: one short epoch."""
         return cls(**{"max_epochs": 1, "batch_size": 16, "precision": "32-true", **kw})
+
+
+def config_part(cls: type[BaseModel], name: str, fields: tuple[str, ...], defaults: dict[str, Any]) -> type[BaseModel]:
+    """A frozen config class holding only ``fields`` of ``cls`` (the same types, constraints and descriptions), with
+    ``defaults`` replacing their defaults: what an app's settings nest when only part of a core config is theirs to
+    set. ``cls(**part.model_dump(), **rest)`` builds the whole config, and checks it."""
+    out = {f: (cls.model_fields[f].annotation,
+               FieldInfo.merge_field_infos(cls.model_fields[f], **({"default": defaults[f]} if f in defaults else {})))
+           for f in fields}
+    return create_model(name, __config__=ConfigDict(frozen=True, extra="forbid"),
+                        __doc__=f"The part of {cls.__name__} that {name} sets.", **out)

