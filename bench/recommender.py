@@ -35,6 +35,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from apps.common.settings import CoreSettings  # noqa: E402
+from apps.recommender.batch import run_batch  # noqa: E402
+from apps.recommender.data import load_data  # noqa: E402
+from apps.recommender.evaluate import paired_bootstrap  # noqa: E402
+from apps.recommender.model import load_artifact  # noqa: E402
+from apps.recommender.pipeline import evaluate_artifact, train_all  # noqa: E402
+from apps.recommender.settings import RecSettings  # noqa: E402
 
 SETS = {"ml-100k": "movielens-100k", "ml-1m": "movielens-1m-subset"}
 KEYS = ("hr@10", "ndcg@10", "mrr", "coverage", "diversity", "novelty", "n_users")
@@ -50,15 +56,8 @@ def _pick(m: dict) -> dict:
 
 
 def bench_set(name: str, folder: Path, out_dir: Path, max_epochs: int | None, seed: int | None = None) -> dict:
-    from apps.recommender.batch import run_batch
-    from apps.recommender.data import load_data
-    from apps.recommender.evaluate import paired_bootstrap
-    from apps.recommender.pipeline import evaluate_artifact, load_artifact, train_all
-    from apps.recommender.settings import RecSettings
-
-    settings = RecSettings(data=folder, items=None)
     train = {**({"max_epochs": max_epochs} if max_epochs else {}), **({"seed": seed} if seed is not None else {})}
-    settings = settings.model_copy(update={"train": settings.train.model_copy(update=train)})
+    settings = RecSettings(data=folder, items=None, train=train)
     t0 = time.perf_counter()
     data = load_data(folder)
     load_s = time.perf_counter() - t0
@@ -93,8 +92,7 @@ def bench_set(name: str, folder: Path, out_dir: Path, max_epochs: int | None, se
         "training": {n: {k: h.get(k) for k in ("best_val_ndcg@10", "best_epoch", "epochs", "stopped_early",
                                               "seconds_per_epoch", "train_seconds", "n_params", "val_ndcg@10")}
                      for n, h in training.items()},
-        "settings": {"model": settings.model.model_dump(), "sasrec": settings.sasrec.model_dump(),
-                     "train": settings.train.model_dump(), "text_features": art.config["text_features"]},
+        "settings": {**art.config["settings"], "text_features": art.config["text_features"]},
         "seconds": {"load": round(load_s, 2), "train_total": round(train_s, 1), "evaluate": round(eval_s, 2),
                     "batch": res.seconds},
         "batch": {"users": res.users, "k": 20, "rows": res.rows, "users_per_second": res.users_per_second,

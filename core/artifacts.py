@@ -6,9 +6,11 @@ ARTIFACT/
   model.safetensors    backbone, encoders and LM head (base weights, LoRA folded out)
   heads/TASK.safetensors   one classifier head per task
   adapters/NAME.safetensors  LoRA adapters, if any
-  tokenizer.json
+  tokenizer.json       (absent for a model that reads no text, e.g. item sequences)
 ```
-Loading checks every file and reports what is wrong in one sentence (``ArtifactError``).
+Loading checks every file and reports what is wrong in one sentence (``ArtifactError``). ``version`` is the format
+version: this code writes ``VERSION`` and reads the versions in ``READABLE``; any other one is refused with a sentence
+that says how to get a current artifact (``check_version``, shared with the apps' own artifact folders).
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from core.tasks import CoreModel, TaskSpec
 from core.tokenizer import Tokenizer, TokenizerError
 
 log = logging.getLogger(__name__)
-FORMAT, VERSION = "trident-core", 1
+FORMAT, VERSION = "trident-core", 2
+READABLE = (1, 2)  # 1: before item models and artifacts without a tokenizer
 
 
 class ArtifactError(RuntimeError):
@@ -45,7 +48,7 @@ def _base_state(model: CoreModel) -> dict[str, torch.Tensor]:
     return out
 
 
-def save_artifact(path: str | Path, model: CoreModel, tok: Tokenizer, meta: dict | None = None) -> Path:
+def save_artifact(path: str | Path, model: CoreModel, tok: Tokenizer | None, meta: dict | None = None) -> Path:
     """Write ``model`` and ``tok`` to the folder ``path`` (created if needed); return the folder."""
     path = Path(path)
     (path / "heads").mkdir(parents=True, exist_ok=True)
@@ -58,16 +61,37 @@ def save_artifact(path: str | Path, model: CoreModel, tok: Tokenizer, meta: dict
         (path / "adapters").mkdir(exist_ok=True)
         for name in names:
             save_adapter(model, name, path / "adapters" / f"{name}.safetensors")
-    tok.save(path / "tokenizer.json")
-    config = {"format": FORMAT, "version": VERSION, "model": model.cfg.model_dump(),
+    if tok is not None:
+        tok.save(path / "tokenizer.json")
+    config = {"format": FORMAT, "version": VERSION, "model": model.cfg.model_dump(mode="json"),
               "tasks": [t.model_dump(mode="json") for t in model.tasks.values()], "adapters": names,
-              "meta": meta or {}}
+              "tokenizer": tok is not None, "meta": meta or {}}
     (path / "config.json").write_text(json.dumps(config, indent=2))
     return path
 
 
-def read_config(path: str | Path) -> dict:
-    """The parsed ``config.json`` of an artifact folder."""
+def check_version(config: dict, path: Path, fmt: str, readable: tuple[int, ...], retrain: str) -> None:
+    """Refuse a ``config.json`` of another format, or of a format version this code cannot read, in one sentence.
+
+    Args:
+        config: the parsed ``config.json``.
+        path: the artifact folder (for the message).
+        fmt: the format name it must hold.
+        readable: the format versions this code reads; the last one is the one it writes.
+        retrain: the command that writes a current artifact at ``path``.
+    """
+    if not isinstance(config, dict) or config.get("format") != fmt:
+        raise ArtifactError(f"{path}/config.json is not a {fmt} config")
+    version = config.get("version")
+    if version in readable:
+        return
+    older = isinstance(version, int) and version < readable[-1]
+    raise ArtifactError(f"{path} was written by {'an older' if older else 'another'} Trident (format version "
+                        f"{version}, this one reads {', '.join(map(str, readable))}); retrain it with `{retrain}`")
+
+
+def read_config(path: str | Path, retrain: str = "make artifacts") -> dict:
+    """The parsed ``config.json`` of an artifact folder (``retrain``: the command that writes a current one)."""
     path = Path(path)
     if not path.is_dir():
         raise ArtifactError(f"artifact folder not found: {path} (train one first, e.g. `make artifacts`)")
@@ -78,10 +102,7 @@ def read_config(path: str | Path) -> dict:
         config = json.loads(cfg_file.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ArtifactError(f"{cfg_file} is corrupt: {exc}") from exc
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise ArtifactError(f"{cfg_file} is not a {FORMAT} config")
-    if config.get("version") != VERSION:
-        raise ArtifactError(f"{cfg_file} has format version {config.get('version')}; this code reads {VERSION}")
+    check_version(config, path, FORMAT, READABLE, retrain)
     return config
 
 
@@ -94,24 +115,27 @@ def _load_tensors(file: Path) -> dict[str, torch.Tensor]:
         raise ArtifactError(f"{file} is corrupt or not a safetensors file: {exc}") from exc
 
 
-def load_artifact(path: str | Path) -> tuple[CoreModel, Tokenizer, dict]:
-    """Rebuild the model from the folder's own config and weights; return ``(model, tokenizer, config)``.
+def load_artifact(path: str | Path, retrain: str = "make artifacts") -> tuple[CoreModel, Tokenizer | None, dict]:
+    """Rebuild the model from the folder's own config and weights; return ``(model, tokenizer, config)`` (the
+    tokenizer is None for a model saved without one). ``retrain``: the command that writes a current artifact.
 
     Raises:
         ArtifactError: on a missing folder or file, a corrupt file, or weights that do not fit the config.
     """
     path = Path(path)
-    config = read_config(path)
+    config = read_config(path, retrain)
     try:
         cfg = ModelConfig(**config["model"])
         tasks = [TaskSpec(**t) for t in config.get("tasks", [])]
     except (ValidationError, KeyError, TypeError) as exc:
         raise ArtifactError(f"{path}/config.json does not describe a valid model: {exc}") from exc
-    try:
-        tok = Tokenizer.load(path / "tokenizer.json")
-    except TokenizerError as exc:
-        raise ArtifactError(str(exc)) from exc
-    if tok.vocab_size != cfg.vocab_size:
+    tok = None
+    if config.get("tokenizer", True):  # format 1 always has one
+        try:
+            tok = Tokenizer.load(path / "tokenizer.json")
+        except TokenizerError as exc:
+            raise ArtifactError(str(exc)) from exc
+    if tok is not None and tok.vocab_size != cfg.vocab_size:
         raise ArtifactError(f"tokenizer has {tok.vocab_size} tokens but the model expects {cfg.vocab_size}")
     model = CoreModel(cfg, tasks)
     state = _load_tensors(path / "model.safetensors")

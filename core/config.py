@@ -6,9 +6,10 @@ as one built in code, and nothing can change it after the model is built from it
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic.fields import FieldInfo
 
 AttnMode = Literal["bidirectional", "causal", "prefix"]
 
@@ -50,6 +51,16 @@ class ModelConfig(BaseModel):
     series_features: int = Field(8, ge=1, description="Features per step of a numeric indicator window.")
     # items (recommender)
     n_items: int = Field(0, ge=0, description="Item vocabulary for item-mode sequences (0: no item embeddings).")
+    item_text_dim: int = Field(0, ge=0, description="Width of the frozen text features of each item (0: ids only).")
+    item_text_mode: Literal["init", "add"] = Field(
+        "init", description="init: the item embeddings start from the text features (PCA to n_embd); add: each item "
+                            "is its id embedding plus a learned projection of its text features, all along.")
+    item_positions: Literal["left", "right"] = Field(
+        "left", description="Positions of an item sequence: counted from its oldest item (left), or from its most "
+                            "recent one, which then always sits at the last position (right, as in SASRec).")
+    item_scale: bool = Field(False, description="Multiply the item vectors by sqrt(n_embd) on the way in (as SASRec).")
+    encoders: tuple[Literal["image", "series"], ...] = Field(
+        ("image", "series"), description="Non-text encoders the model builds (items have theirs when n_items > 0).")
 
     @model_validator(mode="after")
     def _check_heads(self) -> ModelConfig:
@@ -111,13 +122,18 @@ class TrainConfig(BaseModel):
                             "is any, is only logged).")
     val_check_interval: float = Field(1.0, gt=0.0, description="Validate every this fraction of an epoch.")
     limit_train_batches: float = Field(1.0, gt=0.0, description="Fraction (or count, if > 1) of batches per epoch.")
-    mlm_prob: float = Field(0.15, gt=0.0, lt=1.0, description="Masking rate of the masked-token objective.")
+    mlm_prob: float = Field(0.15, gt=0.0, lt=1.0, description="Masking rate of the masked-token objective (and share "
+                                                                "of the items hidden by the cloze task).")
+    n_negatives: int = Field(512, ge=1, description="Shared uniform negatives of the next-item sampled softmax.")
+    sampled_above: int = Field(50_000, ge=1, description="Catalogue size from which the next-item loss is a sampled "
+                                                         "softmax instead of a full one over every item.")
     causal_fraction: float = Field(0.5, ge=0.0, le=1.0, description="Share of pretraining batches that are causal.")
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="Label smoothing of classification losses.")
     temperature: float = Field(0.05, gt=0.0, description="Softmax temperature of the contrastive loss.")
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
     accelerator: str = Field("auto", description="Lightning accelerator (cpu, gpu, auto).")
-    devices: int | str = Field("auto", description="Lightning devices (a count, or auto).")
+    devices: int | str = Field("auto", union_mode="left_to_right",  # "4" from the environment is the count 4
+                               description="Lightning devices (a count, or auto).")
     strategy: str = Field("auto", description="Lightning strategy (auto, ddp, fsdp, ...).")
     num_nodes: int = Field(1, ge=1, description="Nodes for multi-node training.")
     deterministic: bool = Field(False, description="Ask torch for deterministic kernels (slower).")
@@ -126,3 +142,14 @@ class TrainConfig(BaseModel):
     def quick(cls, **kw) -> TrainConfig:
         """Settings for tests and the demo: one short epoch."""
         return cls(**{"max_epochs": 1, "batch_size": 16, "precision": "32-true", **kw})
+
+
+def config_part(cls: type[BaseModel], name: str, fields: tuple[str, ...], defaults: dict[str, Any]) -> type[BaseModel]:
+    """A frozen config class holding only ``fields`` of ``cls`` (the same types, constraints and descriptions), with
+    ``defaults`` replacing their defaults: what an app's settings nest when only part of a core config is theirs to
+    set. ``cls(**part.model_dump(), **rest)`` builds the whole config, and checks it."""
+    out = {f: (cls.model_fields[f].annotation,
+               FieldInfo.merge_field_infos(cls.model_fields[f], **({"default": defaults[f]} if f in defaults else {})))
+           for f in fields}
+    return create_model(name, __config__=ConfigDict(frozen=True, extra="forbid"),
+                        __doc__=f"The part of {cls.__name__} that {name} sets.", **out)

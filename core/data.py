@@ -1,4 +1,5 @@
-"""Data for the core: readers, seeded stratified splits, datasets, collators, and the multi-task DataModule.
+"""Data for the core: readers, seeded stratified splits, datasets, collators (text, images, series, item
+sequences), and the multi-task DataModule.
 
 Lightning appears here (the DataModule), in ``lit.py`` and in ``train.py`` only.
 """
@@ -16,7 +17,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from core.tasks import TaskSpec
 from core.tokenizer import Tokenizer
@@ -124,11 +125,13 @@ class Batch:
     mask_b: torch.Tensor | None = None
     images: torch.Tensor | None = None  # (B, C, H, W) floats in [0, 1]
     series: torch.Tensor | None = None  # (B, W, F)
+    items: torch.Tensor | None = None  # (B, T) item ids, left-padded with 0
+    seen: torch.Tensor | None = None  # (B, H) items never to recommend (a user's history), left-padded with 0
     mode: str = "bidirectional"
     extra: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
-        for t in (self.ids, self.images, self.series):
+        for t in (self.ids, self.images, self.series, self.items):
             if t is not None:
                 return t.size(0)
         return 0
@@ -271,6 +274,86 @@ class LMCollator:
         return Batch(self.task, masked, mask, labels, mode="bidirectional")
 
 
+# ---------------------------------------------------------------------------------------------------- item sequences
+def pad_left(seqs: Sequence[np.ndarray], max_len: int | None = None) -> np.ndarray:
+    """Left-pad (and cut to the last ``max_len``) item sequences into one (B, T) int64 array; 0 pads."""
+    cut = [s[-max_len:] if max_len else s for s in seqs]
+    T = max(1, max((len(s) for s in cut), default=1))
+    out = np.zeros((len(cut), T), dtype=np.int64)
+    for i, s in enumerate(cut):
+        if len(s):
+            out[i, T - len(s):] = s
+    return out
+
+
+def windows(seqs: Sequence[np.ndarray], max_len: int) -> list[np.ndarray]:
+    """Cut training sequences into windows of at most ``max_len + 1`` items (input = all but the last, target = all but
+    the first), from the end backwards, overlapping by one item, so that every item but a sequence's first is a target
+    exactly once. Sequences of one item give no window."""
+    out = []
+    for s in seqs:
+        end = len(s)
+        while end > 1:
+            start = max(0, end - max_len - 1)
+            out.append(s[start:end])
+            end = start + 1
+    return out
+
+
+class ItemWindows(Dataset):
+    """The training windows of item sequences (see ``windows``) of a next-item task."""
+
+    def __init__(self, seqs: Sequence[np.ndarray], max_len: int):
+        self.windows = windows(seqs, max_len)
+        self.lengths = [len(w) for w in self.windows]
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self.windows[i]
+
+
+class LengthBuckets(Sampler[list[int]]):
+    """Seeded batches of windows of similar length (less padding): each epoch the windows are shuffled, cut into pools
+    of ``pool`` batches, sorted by length inside each pool and batched, and the batches are shuffled."""
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int, pool: int = 50):
+        self.lengths, self.batch_size, self.seed, self.pool = np.asarray(lengths), batch_size, seed, pool
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return -(-len(self.lengths) // self.batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        rng = np.random.default_rng(self.seed + self.epoch)
+        self.epoch += 1
+        perm = rng.permutation(len(self.lengths))
+        size = self.batch_size * self.pool
+        batches = []
+        for start in range(0, len(perm), size):
+            chunk = perm[start: start + size]
+            chunk = chunk[np.argsort(self.lengths[chunk], kind="stable")]
+            batches += [chunk[i: i + self.batch_size].tolist() for i in range(0, len(chunk), self.batch_size)]
+        for i in rng.permutation(len(batches)):
+            yield batches[i]
+
+
+class ItemCollator:
+    """Item sequences into a Batch. Training: windows (``ItemWindows``), left-padded. Evaluation: (history, target)
+    pairs: the history's last ``max_len`` items as input, the target as label, the whole history as ``seen``."""
+
+    def __init__(self, task: str, max_len: int, train: bool):
+        self.task, self.max_len, self.train = task, max_len, train
+
+    def __call__(self, items) -> Batch:
+        if self.train:
+            return Batch(self.task, items=torch.from_numpy(pad_left(items)))  # (B, T + 1)
+        hist, targets = zip(*items)
+        return Batch(self.task, items=torch.from_numpy(pad_left(hist, self.max_len)),
+                     labels=torch.tensor(targets, dtype=torch.long), seen=torch.from_numpy(pad_left(hist)))
+
+
 # ---------------------------------------------------------------------------------------------------- multi-task
 @dataclass
 class TaskData:
@@ -340,11 +423,16 @@ class MultiTaskDataModule(L.LightningDataModule):
             return ImageCollator(spec.name, augment=train, seed=self.seed)
         if spec.kind == "series_classify":
             return SeriesTextCollator(spec.name, self.tok, self.max_length)
+        if spec.kind in ("next_item", "cloze"):
+            return ItemCollator(spec.name, self.max_length, train)
         raise ValueError(f"no collator for task kind {spec.kind!r}")
 
     def _loader(self, td: TaskData, ds: Dataset, train: bool, world: int = 1, rank: int = 0) -> DataLoader:
         g = torch.Generator().manual_seed(self.seed)
         sampler = None
+        if train and world == 1 and isinstance(ds, ItemWindows):  # batches of similar lengths: less padding
+            return DataLoader(ds, batch_sampler=LengthBuckets(ds.lengths, self.batch_size, self.seed),
+                              collate_fn=self.collator(td.spec, train), num_workers=self.num_workers)
         if train and world > 1:  # this process's share of each epoch's shuffle, padded to the same length everywhere
             sampler = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=True, seed=self.seed)
         # contrastive batches must not be cut short: in-batch negatives need the whole batch

@@ -51,24 +51,15 @@ class EmbeddingHead(nn.Module):
 
 
 class NextItemHead(nn.Module):
-    """Hidden state at each position -> scores of every item, tied to the item embedding table."""
+    """Hidden states -> scores of every item: the dot product with the item table of the ``ItemEncoder`` it is tied to
+    (as in SASRec); it has no weights of its own."""
 
-    def __init__(self, cfg: ModelConfig, item_emb: nn.Embedding):
+    def __init__(self, items: nn.Module):
         super().__init__()
-        self.dense = nn.Linear(cfg.n_embd, cfg.n_embd)
-        self.ln = nn.LayerNorm(cfg.n_embd, eps=cfg.layer_norm_eps)
-        self.bias = nn.Parameter(torch.zeros(item_emb.num_embeddings))
-        self.item_emb = [item_emb]
+        self.items = [items]  # a list, so the tied encoder is not registered (and saved) twice
 
-    def transform(self, hidden: torch.Tensor) -> torch.Tensor:
-        """The hidden state in item-embedding space, before the dot product with the item table: (..., C)."""
-        return self.ln(F.gelu(self.dense(hidden)))
-
-    def forward(self, hidden: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
-        """Scores of every item; ``table`` (n_items + 1, C) replaces the tied table, e.g. when the items are their id
-        embeddings plus projected text features."""
-        table = self.item_emb[0].weight if table is None else table
-        return self.transform(hidden) @ table.t() + self.bias  # (..., n_items + 1), column 0 is padding
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return hidden @ self.items[0].table().t()  # (..., n_items + 1), column 0 is padding
 
 
 def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tensor:

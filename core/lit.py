@@ -53,6 +53,14 @@ class LitCore(L.LightningModule):
         elif spec.kind == "lm":
             self.model.activate(batch.task)
             return self.lm_loss(batch), None
+        elif spec.kind == "next_item":
+            loss = self.next_item_loss(batch)
+            for t in self.model.tasks.values():  # a cloze task trains on the same windows
+                if t.kind == "cloze":
+                    loss = loss + t.weight * self.cloze_loss(batch, t.name)
+            return loss, None
+        elif spec.kind == "cloze":
+            return self.cloze_loss(batch, batch.task), None
         else:
             raise ValueError(f"no loss for task kind {spec.kind!r}")
         return self.class_loss(logits, batch.labels), logits
@@ -71,6 +79,36 @@ class LitCore(L.LightningModule):
         logits = self.model.lm_head(hidden[sel])  # only where there is a target: (N, vocab)
         return F.cross_entropy(logits.float(), labels[sel], reduction=reduction)
 
+    def item_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """(M, C) states -> (M, n_items) scores of the catalogue's items (the padding column is never a candidate)."""
+        return self.model.item_head(hidden)[:, 1:]
+
+    def next_item_loss(self, batch: Batch) -> torch.Tensor:
+        """Every position of (B, T + 1) windows predicts the item after it: the cross-entropy of a full softmax over
+        the catalogue, or from ``cfg.sampled_above`` items a sampled softmax (``cfg.n_negatives`` shared uniform
+        negatives, an accidental hit of the target not counted as a negative)."""
+        inp, tgt = batch.items[:, :-1], batch.items[:, 1:]
+        h = self.model.item_states(inp)  # (B, T, C)
+        sel = (tgt != 0) & (inp != 0)  # a real item after a real item (a sequence's first item is never a target)
+        h, t = h[sel], tgt[sel]  # (M, C), (M,)
+        n_items = self.model.cfg.n_items
+        if n_items < self.cfg.sampled_above:
+            return F.cross_entropy(self.item_logits(h).float(), t - 1)
+        table = self.model.item_encoder.table()
+        neg = torch.randint(1, n_items + 1, (self.cfg.n_negatives,), device=h.device)  # shared negatives
+        pos = (h * table[t]).sum(-1, keepdim=True)  # (M, 1)
+        negs = (h @ table[neg].t()).masked_fill(neg[None] == t[:, None], float("-inf"))  # (M, S)
+        return F.cross_entropy(torch.cat([pos, negs], 1).float(), torch.zeros_like(t))
+
+    def cloze_loss(self, batch: Batch, task: str) -> torch.Tensor:
+        """Cross-entropy of the items hidden at random (``cfg.mlm_prob`` of each sequence's items, at least one per
+        sequence) given the rest, read bidirectionally: the last ``block_size`` items of (B, T) left-padded rows."""
+        seqs = batch.items[:, -self.model.cfg.block_size:]
+        hidden = (torch.rand(seqs.shape, device=seqs.device) < self.cfg.mlm_prob) & (seqs != 0)
+        hidden[:, -1] |= ~hidden.any(1)  # rows are left-padded: the last item is always real
+        h = self.model.item_states(seqs, "bidirectional", hidden, task)[hidden]  # (K, C)
+        return F.cross_entropy(self.item_logits(h).float(), seqs[hidden] - 1)
+
     # ------------------------------------------------------------------ steps
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         loss, _ = self.task_loss(batch)
@@ -82,6 +120,10 @@ class LitCore(L.LightningModule):
         spec = self.model.task(batch.task)
         acc = self._val[batch.task]
         self._val_loader[batch.task] = dataloader_idx
+        if spec.kind == "next_item":  # the rank of the target among every item the user has not seen
+            scores = mask_seen(self.model.score_next(batch.items), batch.seen)
+            acc["rank"].extend((1 + (scores > scores.gather(1, batch.labels[:, None])).sum(1)).tolist())
+            return
         if spec.kind == "lm":
             nll = self.lm_loss(batch, reduction="sum")
             n = batch.labels[:, 1:].ne(-100).sum() if batch.mode == "causal" else batch.labels.ne(-100).sum()
@@ -101,6 +143,12 @@ class LitCore(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         scores, losses = [], []
         for task, acc in self._gathered().items():
+            if "rank" in acc:
+                m = metrics.hr_ndcg_mrr_from_ranks(np.asarray(acc["rank"]), 10)
+                for name, value in m.items():
+                    self.log(f"val/{task}/{name}", value, prog_bar=name == "ndcg@10")
+                scores.append(m["ndcg@10"])
+                continue
             if "nll" in acc:
                 loss = sum(acc["nll"]) / max(1, sum(acc["n"]))
                 self.log(f"val/{task}/ppl", metrics.perplexity(sum(acc["nll"]), max(1, sum(acc["n"]))))
@@ -133,8 +181,9 @@ class LitCore(L.LightningModule):
         """
         local = {}
         for task, acc in self._val.items():
-            keep = self._unpadded(task, len(acc.get("true", [])))
-            local[task] = {k: list(v[:keep]) if k in ("pred", "true", "loss") else list(v) for k, v in acc.items()}
+            keep = self._unpadded(task, len(acc.get("true", acc.get("rank", []))))
+            local[task] = {k: list(v[:keep]) if k in ("pred", "true", "loss", "rank") else list(v)
+                           for k, v in acc.items()}
         if self.trainer.world_size == 1 or not torch.distributed.is_initialized():
             return local
         parts: list[dict | None] = [None] * self.trainer.world_size
@@ -180,3 +229,11 @@ class LitCore(L.LightningModule):
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def mask_seen(scores: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
+    """Set the padding column and every item of the user's history to -inf: (B, N+1), (B, H) -> (B, N+1)."""
+    scores = scores.clone()
+    scores.scatter_(1, seen, float("-inf"))  # padding (0) in ``seen`` lands on column 0, which is masked anyway
+    scores[:, 0] = float("-inf")
+    return scores

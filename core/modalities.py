@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn as nn
@@ -67,10 +69,9 @@ class ImagePatchEncoder(nn.Module):
     """A small convolutional network, then one token per patch position, with 2-D positions.
 
     The stem (3x3 conv + BatchNorm + ReLU blocks, halving the resolution and doubling the channels up to twice) does
-    the local work a CNN is good at, so the Transformer mixes features instead of raw pixels: with a two-layer stem
-    the from-scratch backbone learned Fashion-MNIST far more slowly (0.75 vs 0.87 validation accuracy after the same
-    short run). Images of another size than ``image_size`` are padded to a multiple of the patch and the position
-    grid is interpolated, so any H x W works.
+    the local work a CNN is good at, so the Transformer mixes features instead of raw pixels (a from-scratch backbone
+    learns far more slowly from raw patches). Images of another size than ``image_size`` are padded to a multiple of
+    the patch and the position grid is interpolated, so any H x W works.
     """
 
     def __init__(self, cfg: ModelConfig):
@@ -137,17 +138,29 @@ class SeriesEncoder(nn.Module):
 
 
 class ItemEncoder(nn.Module):
-    """Item ids (N, T) -> item tokens; id 0 is padding. The table may be started from text embeddings of titles."""
+    """Item ids (N, T) -> item tokens; id 0 is padding.
+
+    With ``cfg.item_text_dim`` each item also carries frozen text features (a buffer saved with the weights), which
+    either start its embedding (``item_text_mode="init"``, see :meth:`set_text`) or are projected and added to it all
+    along (``"add"``); either way an item without interactions can be placed from its text (:meth:`cold_vectors`).
+    """
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         if cfg.n_items <= 0:
             raise ValueError("ItemEncoder needs ModelConfig.n_items > 0")
-        self.n_items = cfg.n_items
+        self.n_items, self.scale = cfg.n_items, math.sqrt(cfg.n_embd) if cfg.item_scale else 1.0
         self.emb = nn.Embedding(cfg.n_items + 1, cfg.n_embd, padding_idx=0)
         nn.init.normal_(self.emb.weight, std=0.02)
         with torch.no_grad():
             self.emb.weight[0].zero_()
+        self.text_proj = None
+        # row 0 (padding) stays zero; a loaded model reads the values from its weights
+        self.register_buffer("text", torch.zeros(cfg.n_items + 1, cfg.item_text_dim) if cfg.item_text_dim else None)
+        if cfg.item_text_dim:
+            if cfg.item_text_mode == "add":
+                self.text_proj = nn.Linear(cfg.item_text_dim, cfg.n_embd, bias=False)
+                nn.init.normal_(self.text_proj.weight, std=0.02)
 
     def init_from_vectors(self, vectors: torch.Tensor) -> None:
         """Start item ``i`` (1-based) at ``vectors[i-1]``, rescaled to the table's typical norm."""
@@ -158,9 +171,65 @@ class ItemEncoder(nn.Module):
             v = F.normalize(vectors.float(), dim=-1) * self.emb.weight[1:].norm(dim=-1).mean()
             self.emb.weight[1:] = v
 
-    def forward(self, items: torch.Tensor) -> Prefix:
+    def set_text(self, text: torch.Tensor) -> None:
+        """Give the items their text features (n_items, item_text_dim); in ``init`` mode the embeddings start from
+        their principal components."""
+        if self.text is None or text.shape != (self.n_items, self.text.size(1)):
+            want = (self.n_items, self.text.size(1)) if self.text is not None else "none (item_text_dim is 0)"
+            raise ValueError(f"text features of shape {tuple(text.shape)}, expected {want}")
+        with torch.no_grad():
+            self.text[1:] = text.float()
+        if self.text_proj is None:
+            self.init_from_vectors(pca(text.float(), self.emb.embedding_dim))
+
+    def table(self) -> torch.Tensor:
+        """(n_items + 1, C) the vector of every item (row 0 is padding): what a next-item head scores against."""
+        w = self.emb.weight
+        return w + self.text_proj(self.text) if self.text_proj is not None else w
+
+    def forward(self, items: torch.Tensor, hidden: torch.Tensor | None = None,
+                mask_vector: torch.Tensor | None = None) -> Prefix:
+        """Item tokens of (N, T) ids; where ``hidden`` (N, T) is True the item is replaced by ``mask_vector``."""
         if items.min() < 0 or items.max() > self.n_items:
             raise InputError(f"item ids must lie in 0..{self.n_items}")
         x = self.emb(items)  # (N, T, C)
+        if self.text_proj is not None:
+            x = x + self.text_proj(self.text[items])
+        if hidden is not None:
+            x = torch.where(hidden[..., None], mask_vector.to(x.dtype), x)
         types = torch.full_like(items, MODALITY_TYPES["item"])
-        return Prefix(x, items != 0, types)
+        return Prefix(x * self.scale, items != 0, types)
+
+    @torch.no_grad()
+    def cold_vectors(self, text: torch.Tensor, ridge: float = 1.0) -> torch.Tensor:
+        """Vectors of items that are not in the catalogue yet, from their text features alone: (M, D) -> (M, C),
+        to score like any row of :meth:`table`.
+
+        ``add`` mode: the projection of the text (a new item's id part is zero). ``init`` mode: a ridge regression
+        from the catalogue's text features to its learned item vectors, applied to the new texts.
+        """
+        if self.text is None:
+            raise ValueError("this model was trained without text features: it cannot place unseen items")
+        if self.text_proj is not None:
+            return self.text_proj(text.float())
+        X, Y = self.text[1:], self.emb.weight[1:]  # (N, D), (N, C)
+        W = torch.linalg.solve(X.t() @ X + ridge * torch.eye(X.size(1)), X.t() @ Y)  # (D, C)
+        return text.float() @ W
+
+
+class ItemMask(nn.Module):
+    """The learned vector that stands in for a hidden item: the only weights of a cloze (masked-item) task."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.vector = nn.Parameter(torch.randn(cfg.n_embd) * 0.02)
+
+
+def pca(x: torch.Tensor, k: int) -> torch.Tensor:
+    """The first ``k`` principal components of the rows of ``x`` (N, D) -> (N, k) (zero-padded when k > D or N)."""
+    xc = x - x.mean(0, keepdim=True)
+    U, S, _ = torch.linalg.svd(xc, full_matrices=False)
+    out = torch.zeros(x.size(0), k)
+    m = min(k, S.numel())
+    out[:, :m] = U[:, :m] * S[:m]
+    return out

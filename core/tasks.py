@@ -14,13 +14,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from core.adapters import adapter_names, set_adapter
 from core.config import ModelConfig
-from core.heads import ClassifierHead, EmbeddingHead, LMHead
-from core.modalities import ImagePatchEncoder, SeriesEncoder
+from core.heads import ClassifierHead, EmbeddingHead, LMHead, NextItemHead
+from core.modalities import ImagePatchEncoder, ItemEncoder, ItemMask, SeriesEncoder
 from core.model import Backbone, Prefix, mean_pool
 
 # The adapter name of a task that runs on the base weights alone, whatever adapter was active.
 BASE = "-"
-TaskKind = Literal["lm", "classify", "pairs", "image_classify", "series_classify"]
+TaskKind = Literal["lm", "classify", "pairs", "image_classify", "series_classify", "next_item", "cloze"]
 
 
 class UnknownTaskError(KeyError):
@@ -35,7 +35,8 @@ class TaskSpec(BaseModel):
 
     kinds: ``lm`` (masked + next-token pretraining, LM head), ``classify`` (text -> label), ``pairs`` (contrastive
     text pairs, embedding head), ``image_classify`` (image -> label), ``series_classify`` (numeric window + text ->
-    label).
+    label), ``next_item`` (each position of an item sequence predicts the next item, causal), ``cloze`` (hidden items
+    of a sequence are filled in from both sides; it trains on the batches of the model's next-item task).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -54,7 +55,8 @@ class TaskSpec(BaseModel):
 
 
 class CoreModel(nn.Module):
-    """Backbone + LM head (tied) + embedding head + image and series encoders + one classifier per task."""
+    """Backbone + LM head (tied) + embedding head + the encoders of ``cfg.encoders`` (and the item encoder and its
+    tied next-item head when ``cfg.n_items``) + one head per task that has weights of its own."""
 
     def __init__(self, cfg: ModelConfig, tasks: list[TaskSpec] | tuple[TaskSpec, ...] = ()):
         super().__init__()
@@ -62,8 +64,10 @@ class CoreModel(nn.Module):
         self.backbone = Backbone(cfg)
         self.lm_head = LMHead(cfg, self.backbone.wte)
         self.embed_head = EmbeddingHead(cfg)
-        self.image_encoder = ImagePatchEncoder(cfg)
-        self.series_encoder = SeriesEncoder(cfg)
+        self.image_encoder = ImagePatchEncoder(cfg) if "image" in cfg.encoders else None
+        self.series_encoder = SeriesEncoder(cfg) if "series" in cfg.encoders else None
+        self.item_encoder = ItemEncoder(cfg) if cfg.n_items else None
+        self.item_head = NextItemHead(self.item_encoder) if cfg.n_items else None
         self.heads = nn.ModuleDict()
         self.tasks: dict[str, TaskSpec] = {}
         for t in tasks:
@@ -75,6 +79,10 @@ class CoreModel(nn.Module):
             if task.n_classes < 2:
                 raise ValueError(f"task {task.name!r} needs at least two labels")
             self.heads[task.name] = ClassifierHead(self.cfg, task.n_classes)
+        if task.kind in ("next_item", "cloze") and self.item_encoder is None:
+            raise ValueError(f"task {task.name!r} reads item sequences: the model needs n_items > 0")
+        if task.kind == "cloze":
+            self.heads[task.name] = ItemMask(self.cfg)
         self.tasks[task.name] = task
 
     def activate(self, name: str) -> TaskSpec:
@@ -137,3 +145,21 @@ class CoreModel(nn.Module):
     def pooled(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Mean-pooled hidden state (B, C)."""
         return mean_pool(hidden, mask)
+
+    def item_states(self, items: torch.Tensor, mode: str = "causal", hidden: torch.Tensor | None = None,
+                    mask_task: str | None = None) -> torch.Tensor:
+        """(B, T) item ids, left-padded with 0 -> (B, T, C) states of the backbone in ``mode``; where ``hidden`` is
+        True the item is replaced by the learned vector of cloze task ``mask_task``."""
+        vector = self.heads[mask_task].vector if hidden is not None else None
+        prefix = self.item_encoder(items, hidden, vector)
+        positions = None
+        if self.cfg.item_positions == "right":  # the most recent item at the last position, whatever the length
+            real = prefix.mask.long()
+            after = real.flip(1).cumsum(1).flip(1) - real  # real items after each position
+            positions = (self.cfg.block_size - 1 - after).clamp(min=0)
+        return self.backbone(None, mode=mode, prefix=prefix, positions=positions)
+
+    def score_next(self, items: torch.Tensor) -> torch.Tensor:
+        """Scores of the next item after each left-padded sequence (its last ``block_size`` items): (B, T) ->
+        (B, n_items + 1); column 0 is padding."""
+        return self.item_head(self.item_states(items[:, -self.cfg.block_size:])[:, -1])

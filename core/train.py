@@ -88,7 +88,7 @@ def monitor_for(model: CoreModel) -> tuple[str, str]:
     return "val/loss", "min"
 
 
-def fit(model: CoreModel, data: MultiTaskDataModule, cfg: TrainConfig, out_dir: str | Path, tok: Tokenizer,
+def fit(model: CoreModel, data: MultiTaskDataModule, cfg: TrainConfig, out_dir: str | Path, tok: Tokenizer | None,
         meta: dict | None = None, progress: bool = True, extra_callbacks: list | None = None,
         validate_first: bool = False) -> Path:
     """Train ``model`` on ``data`` and save the best weights (``cfg.keep == "last"``: the last) as an artifact in
@@ -99,7 +99,7 @@ def fit(model: CoreModel, data: MultiTaskDataModule, cfg: TrainConfig, out_dir: 
         data: the multi-task DataModule (its validation loaders drive checkpointing and early stopping).
         cfg: the training knobs.
         out_dir: artifact folder; ``logs/`` (TensorBoard) and ``checkpoints/`` go inside it.
-        tok: the tokenizer to save with the model.
+        tok: the tokenizer to save with the model (None for a model that reads no text, e.g. item sequences).
         meta: extra facts to keep in ``config.json`` (data set, splits, ...).
         progress: show a progress bar.
         extra_callbacks: more Lightning callbacks.

@@ -52,11 +52,12 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import DataLoader, Dataset
 
-from apps.recommender.data import RecData, pad_left
-from apps.recommender.model import SequentialRecommender
-from apps.recommender.pipeline import RecArtifact, check_same_catalogue
+from apps.recommender.data import RecData
+from apps.recommender.model import RecArtifact, check_same_catalogue
 from apps.recommender.settings import BatchSettings
-from apps.recommender.train import mask_seen
+from core.data import pad_left
+from core.lit import mask_seen
+from core.tasks import CoreModel
 from core.train import StderrProgressBar
 
 log = logging.getLogger(__name__)
@@ -148,13 +149,13 @@ class ChunkDataModule(L.LightningDataModule):
 class LitPredictor(L.LightningModule):
     """``predict_step``: the top-k unseen items of each user of a chunk."""
 
-    def __init__(self, model: SequentialRecommender, k: int):
+    def __init__(self, model: CoreModel, k: int):
         super().__init__()
         self.model, self.k = model, k
 
     def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict:
-        scores = mask_seen(self.model.score_last(batch["inputs"]).float(), batch["seen"])
-        k = min(self.k, self.model.n_items)
+        scores = mask_seen(self.model.score_next(batch["inputs"]).float(), batch["seen"])
+        k = min(self.k, self.model.cfg.n_items)
         vals, idx = torch.topk(scores, k, dim=1)  # sorted, best first
         return {"chunk": batch["chunk"], "users": batch["users"], "items": idx.cpu().numpy(),
                 "scores": vals.cpu().numpy()}
@@ -266,7 +267,7 @@ def run_batch(art: RecArtifact, out: str | Path, cfg: BatchSettings, k: int | No
                             num_nodes=cfg.num_nodes, logger=False, callbacks=callbacks, enable_progress_bar=progress,
                             enable_model_summary=False, enable_checkpointing=False, precision="32-true",
                             use_distributed_sampler=False)  # ChunkDataModule shares the chunks out
-        chunks = ChunkDataModule(data, pending, cfg.chunk_size, art.model.max_len)
+        chunks = ChunkDataModule(data, pending, cfg.chunk_size, art.model.cfg.block_size)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")
             warnings.filterwarnings("ignore", message=".*infer the batch indices.*")  # one chunk = one batch

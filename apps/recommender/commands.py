@@ -1,35 +1,39 @@
 """``trident rec ...``: the recommender's commands of the one CLI.
 
 Errors the user can fix (a missing or malformed data file, no artifact yet, a batch job that cannot resume) print one
-line ``error: ...`` and exit with status 2 (``apps/cli.py``).
+line ``error: ...`` and exit with status 2 (``apps/cli.py``). The app's modules are imported inside each command:
+``trident --help`` must not pay for torch.
 """
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
 
 from apps.common.commands import run_dashboard
 from apps.common.output import emit
-from apps.common.settings import REPO_ROOT
+from apps.common.settings import REPO_ROOT, CoreSettings
+from apps.recommender.settings import RecSettings
 
 METRIC_KEYS = ("hr@10", "ndcg@10", "mrr", "coverage", "diversity", "novelty", "n_users")
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
     """The recommender's exceptions that mean "fix your input", imported only when an error happens."""
-    from apps.common.db import DatabaseError
+    from apps.common.db import DatabaseError  # why: sqlalchemy and torch, see the module docstring
     from apps.recommender.batch import BatchError
     from apps.recommender.data import DataError
-    from apps.recommender.pipeline import RecArtifactError
+    from apps.recommender.model import RecArtifactError
     from apps.recommender.service import UnknownItem
 
     return DataError, RecArtifactError, BatchError, UnknownItem, DatabaseError
 
 
 def _settings(args):
-    from apps.common.settings import CoreSettings
-    from apps.recommender.settings import PRESETS, RecSettings
-
     core = {k: v for k, v in (("data_dir", args.data_dir), ("artifacts_dir", args.artifacts_dir)) if v}
     over: dict = {"core": CoreSettings(**core)} if core else {}
     if getattr(args, "artifact", None):
@@ -37,19 +41,19 @@ def _settings(args):
     if getattr(args, "data", None):
         over["data"] = Path(args.data)
         over["items"] = Path(args.items) if getattr(args, "items", None) else None
-    preset = getattr(args, "preset", None)
-    s = PRESETS[preset](**over) if preset else RecSettings(**over)
+    if getattr(args, "preset", None):
+        over["preset"] = args.preset
     train = {k: v for k, v in (("max_epochs", getattr(args, "epochs", None)),
                                ("seed", getattr(args, "seed", None))) if v is not None}
     if train:
-        s = s.model_copy(update={"train": s.train.model_copy(update=train)})
+        over["train"] = train
     if getattr(args, "no_text", False):
-        s = s.model_copy(update={"model": s.model.model_copy(update={"text_init": False})})
-    return s
+        over["text_init"] = False
+    return RecSettings(**over)
 
 
 def _data(s, args):
-    from apps.recommender.data import load_data
+    from apps.recommender.data import load_data  # why: pandas
 
     return load_data(s.data, s.items)
 
@@ -59,14 +63,13 @@ def _metrics(m: dict) -> dict:
 
 
 def rec_train(args) -> None:
+    from apps.recommender.model import read_config  # why: torch and Lightning
     from apps.recommender.pipeline import train_all
 
     s = _settings(args)
     data = _data(s, args)
     out = Path(args.out) if args.out else s.artifact_dir
     train_all(s, data, out)
-    from apps.recommender.pipeline import read_config
-
     cfg = read_config(out)
     report_path = out / "report.json"
     summary = {"artifact": str(out), "data": cfg["data"].get("path"), "users": data.n_users, "items": data.n_items,
@@ -74,15 +77,14 @@ def rec_train(args) -> None:
                                                          "seconds_per_epoch", "train_seconds")}
                             for name, h in cfg["training"].items()}}
     if report_path.is_file():
-        import json
-
         r = json.loads(report_path.read_text())
         summary["test"] = {"model": _metrics(r), **{n: _metrics(b) for n, b in r["baselines"].items()}}
     emit(summary, args.json)
 
 
 def rec_eval(args) -> None:
-    from apps.recommender.pipeline import evaluate_artifact, load_artifact
+    from apps.recommender.model import load_artifact  # why: torch and Lightning
+    from apps.recommender.pipeline import evaluate_artifact
 
     s = _settings(args)
     art = load_artifact(s.artifact_dir)
@@ -95,16 +97,13 @@ def rec_eval(args) -> None:
 
 
 def rec_recommend(args) -> None:
-    from apps.recommender.service import RecService
+    from apps.recommender.service import RecService  # why: torch
 
     s = _settings(args)
     recs = RecService.build(s).recommend(args.user, k=args.k, mmr_lambda=args.mmr_lambda)
     if args.json:
         emit(recs.model_dump(mode="json"), True)
         return
-    from rich.console import Console
-    from rich.table import Table
-
     table = Table(title=f"user {recs.user_id}: {recs.source} ({recs.note})")
     for col in ("rank", "item", "title", "score", "why"):
         table.add_column(col)
@@ -114,15 +113,15 @@ def rec_recommend(args) -> None:
 
 
 def rec_similar(args) -> None:
-    from apps.recommender.service import RecService
+    from apps.recommender.service import RecService  # why: torch
 
     sims = RecService.build(_settings(args)).similar_items(args.item, k=args.k)
     emit([{"item_id": x.item.item_id, "title": x.item.title, "similarity": x.similarity} for x in sims], args.json)
 
 
 def rec_batch(args) -> None:
-    from apps.recommender.batch import run_batch
-    from apps.recommender.pipeline import load_artifact
+    from apps.recommender.batch import run_batch  # why: torch and Lightning
+    from apps.recommender.model import load_artifact
 
     s = _settings(args)
     over = {k: v for k, v in (("chunk_size", args.chunk_size), ("accelerator", args.accelerator),
@@ -133,7 +132,7 @@ def rec_batch(args) -> None:
     data = _data(s, args) if args.data else None
     store = None
     if not args.no_db:
-        from apps.recommender.store import RecStore
+        from apps.recommender.store import RecStore  # why: sqlalchemy
 
         store = RecStore(args.database_url or s.core.effective_database_url).create()
     out = Path(args.out) if args.out else s.core.var_dir / "rec" / "recommendations.parquet"
@@ -147,8 +146,6 @@ def rec_batch(args) -> None:
 
 
 def rec_dashboard(args) -> None:
-    import os
-
     env = dict(os.environ)  # the dashboard reads its settings from the environment: pass the flags on
     for flag, var in (("artifact", "REC_ARTIFACT"), ("artifacts_dir", "TRIDENT_ARTIFACTS_DIR"),
                       ("data_dir", "TRIDENT_DATA_DIR")):
@@ -174,7 +171,8 @@ def register(sub, common) -> None:
     sp = base("train", "train the generative model and the SASRec baseline, count popularity, evaluate",
               rec_train, artifact=True, data=True)
     sp.add_argument("--out", help="artifact folder (default: <artifacts>/rec)")
-    sp.add_argument("--preset", choices=["tiny", "default"], help="model and training preset (tiny: seconds)")
+    sp.add_argument("--preset", choices=["tiny", "default"], help="model and training preset (tiny: seconds; "
+                                                                  "default: REC_PRESET)")
     sp.add_argument("--epochs", type=int, help="most epochs (early stopping on validation NDCG@10 may end sooner)")
     sp.add_argument("--seed", type=int)
     sp.add_argument("--no-text", action="store_true", help="no MiniLM text features for the items")

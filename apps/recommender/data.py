@@ -443,28 +443,3 @@ def leave_one_out(data: RecData) -> Split:
         else:
             train.append(s)
     return Split(train, Cases(vu, vi, np.asarray(vt, dtype=np.int64)), Cases(tu, ti, np.asarray(tt, dtype=np.int64)))
-
-
-def windows(seqs: list[np.ndarray], max_len: int) -> list[np.ndarray]:
-    """Cut training sequences into windows of at most ``max_len + 1`` items (input = all but the last, target = all but
-    the first), from the end backwards, overlapping by one item, so that every item but a user's first is a target
-    exactly once. Sequences of one item give no window."""
-    out = []
-    for s in seqs:
-        end = len(s)
-        while end > 1:
-            start = max(0, end - max_len - 1)
-            out.append(s[start:end])
-            end = start + 1
-    return out
-
-
-def pad_left(seqs: list[np.ndarray], max_len: int | None = None) -> np.ndarray:
-    """Left-pad (and cut to the last ``max_len``) item sequences into one (B, T) int64 array; 0 pads."""
-    cut = [s[-max_len:] if max_len else s for s in seqs]
-    T = max(1, max((len(s) for s in cut), default=1))
-    out = np.zeros((len(cut), T), dtype=np.int64)
-    for i, s in enumerate(cut):
-        if len(s):
-            out[i, T - len(s):] = s
-    return out

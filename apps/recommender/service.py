@@ -18,11 +18,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from apps.recommender.data import DataError, natural_key, pad_left
+from apps.recommender.data import DataError, natural_key
 from apps.recommender.evaluate import mmr, unit_rows
-from apps.recommender.pipeline import RecArtifact, RecArtifactError, load_artifact
+from apps.recommender.model import RecArtifact, RecArtifactError, load_artifact
 from apps.recommender.schemas import HistoryEntry, Item, Recommendation, Recommendations, SimilarItem
 from apps.recommender.settings import RecSettings
+from core.data import pad_left
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ class RecService:
         self.data = art.data
         self.reasons_from_last = reasons_from_last
         with torch.inference_mode():
-            self.table = art.model.item_table().float().numpy()  # (N + 1, C)
+            self.table = art.model.item_encoder.table().float().numpy()  # (N + 1, C)
         self.unit = unit_rows(self.table)
         self.unit[0] = 0.0
 
@@ -92,9 +93,9 @@ class RecService:
     # ------------------------------------------------------------------ recommendations
     def scores(self, history: np.ndarray) -> np.ndarray:
         """The model's score of every item after ``history`` (N + 1,), float64."""
-        x = torch.from_numpy(pad_left([history], self.art.model.max_len))
+        x = torch.from_numpy(pad_left([history], self.art.model.cfg.block_size))
         with torch.inference_mode():
-            return self.art.model.score_last(x)[0].double().numpy()
+            return self.art.model.score_next(x)[0].double().numpy()
 
     def recommend(self, user_id: str, k: int | None = None, mmr_lambda: float = 1.0) -> Recommendations:
         """The next items for ``user_id``: decoded from the history, or the most popular ones for an unknown user.
@@ -124,7 +125,7 @@ class RecService:
             reason = "close to " + " and ".join(f"“{b.title}”" for b in because) + " in your history"
             recs.append(Recommendation(rank=rank, item=self.item(int(i)), score=round(float(scores[i]), 4),
                                        because=because, reason=reason))
-        note = f"decoded from the last {min(len(hist), self.art.model.max_len)} of {len(hist)} items"
+        note = f"decoded from the last {min(len(hist), self.art.model.cfg.block_size)} of {len(hist)} items"
         return Recommendations(user_id=user_id, source="model", note=note, history_length=len(hist),
                                mmr_lambda=mmr_lambda, items=tuple(recs))
 

@@ -1,98 +1,49 @@
 """Settings of the recommender app (env prefix ``REC_``, nested with ``__``, e.g. ``REC_TRAIN__MAX_EPOCHS=50``).
 
-Built at the edge (the CLI, ``ui/resources.py``, a test) and passed down; functions take the narrowest part they need
-(``ModelSettings``, ``TrainSettings``, ``BatchSettings``).
+The generative model and the SASRec baseline are both the core's item model and train with the core's loop: ``model``
+and ``sasrec`` hold the part of ``core.config.ModelConfig`` an item model sets, ``train`` the part of
+``core.config.TrainConfig`` this training reads (``core.config.config_part``: the core's fields, with this app's
+defaults). ``preset`` picks other defaults by name (``PRESETS``); a field set explicitly (``REC_MODEL__N_LAYER=3``)
+overrides the preset. Built at the edge (the CLI, ``ui/resources.py``, a test) and passed down; functions take the
+narrowest part they need.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from apps.common.settings import REPO_ROOT, CoreSettings
+from core.config import ModelConfig, TrainConfig, config_part
 
 SAMPLES = REPO_ROOT / "samples"
 
-
-class ModelSettings(BaseModel):
-    """Shape of the generative recommender (the core's Backbone in causal item mode)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    n_layer: int = Field(2, ge=1, description="Transformer blocks.")
-    n_head: int = Field(2, ge=1, description="Attention heads per block.")
-    n_embd: int = Field(64, ge=8, description="Hidden size (and item embedding size).")
-    n_inner: int = Field(256, ge=8, description="MLP hidden size inside each block.")
-    max_len: int = Field(200, ge=2, description="Most recent items the model reads per user.")
-    dropout: float = Field(0.2, ge=0.0, lt=1.0, description="Dropout on embeddings, attention output and MLP.")
-    attn_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on attention probabilities (0 lets the CPU "
-                                                                   "use its fused attention kernel: 2x faster).")
-    scale_inputs: bool = Field(False, description="Multiply the item vectors by sqrt(n_embd) on the way in (as the "
-                                                  "Transformer and SASRec do). Off: on ML-100k validation NDCG@10 it "
-                                                  "scored 0.096 against 0.103 without.")
-    norm: Literal["post", "pre"] = Field("pre", description="The core's block: BERT's post-LayerNorm (post) or "
-                                                             "pre-LayerNorm with a final LayerNorm (pre). On ML-100k "
-                                                             "validation NDCG@10 pre scored 0.105 against 0.102.")
-    positions: Literal["left", "right"] = Field(
-        "left", description="left: positions count the user's items from the oldest (the core's default); right: "
-                            "from the most recent, which always sits at the last position (as in SASRec). On "
-                            "ML-100k validation NDCG@10 (ids only) right scored 0.0936 against 0.1032 for left.")
-    head: Literal["mlm", "dot"] = Field(
-        "dot", description="mlm: the core's NextItemHead (BERT's prediction head: dense + GELU + LayerNorm, and a "
-                           "per-item bias) before the dot product with the tied item table; dot: the backbone's last "
-                           "hidden state dotted with the item table, no bias (as in SASRec). "
-                           "With pre-LN, on ML-100k validation NDCG@10 dot scored 0.107 against 0.105 for mlm.")
-    text_init: bool = Field(True, description="Use the items' MiniLM text embeddings (title + genres), as text_mode "
-                                              "says; without the pretrained package the model uses ids only.")
-    text_mode: Literal["init", "add"] = Field(
-        "init", description="init: the id embeddings start from the text embeddings (PCA to n_embd), and an item "
-                            "without interactions is placed by a ridge map fitted from text to the learned table; "
-                            "add: each item is its id embedding plus a learned projection of its text, all along.")
-    cloze_weight: float = Field(0.5, ge=0.0, description="Weight of an auxiliary masked-item loss that trains the same "
-                                                         "weights in the core's bidirectional mode (BERT4Rec-style "
-                                                         "cloze); 0 turns it off. Recommendation stays causal. On "
-                                                         "ML-100k validation NDCG@10 0.5 scored 0.117 against 0.107 "
-                                                         "without (SASRec 0.114).")
-    cloze_prob: float = Field(0.2, gt=0.0, lt=1.0, description="Share of a window's items masked for the cloze loss.")
-    loss: Literal["full", "sampled", "auto"] = Field(
-        "auto", description="Full softmax over all items, sampled softmax, or auto (sampled above sampled_above).")
-    n_negatives: int = Field(512, ge=1, description="Shared uniform negatives per batch for the sampled softmax.")
-    sampled_above: int = Field(50_000, ge=1, description="Catalogue size from which `auto` uses the sampled softmax.")
-
-
-class SASRecSettings(BaseModel):
-    """The SASRec baseline (Kang and McAuley, 2018): two self-attention blocks, its own implementation."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    n_layer: int = Field(2, ge=1, description="Self-attention blocks (the paper's 2).")
-    n_head: int = Field(1, ge=1, description="Attention heads (the paper's 1).")
-    n_embd: int = Field(64, ge=8, description="Hidden size.")
-    dropout: float = Field(0.2, ge=0.0, lt=1.0, description="Dropout (the paper: 0.2 on ML-1M, 0.5 on sparse data).")
-
-
-class TrainSettings(BaseModel):
-    """How both sequential models are trained: the same loop, loss, optimiser, data and early stopping."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    max_epochs: int = Field(200, ge=1, description="Upper bound on epochs; early stopping usually ends sooner.")
-    batch_size: int = Field(64, ge=1, description="Training windows per batch.")
-    lr: float = Field(1e-3, gt=0.0, description="Adam learning rate (constant after a short warm-up).")
-    weight_decay: float = Field(0.0, ge=0.0, description="AdamW weight decay on matrices.")
-    warmup_steps: int = Field(100, ge=0, description="Linear learning-rate warm-up, in optimiser steps.")
-    patience: int = Field(10, ge=1, description="Validations without a better validation NDCG@10 before stopping.")
-    seed: int = Field(13, description="Seed of initialisation, shuffling and dropout.")
-    precision: str = Field("32-true", description="Lightning precision (fp32: bf16 is slower on this CPU).")
-    accelerator: str = Field("auto", description="Lightning accelerator (cpu, gpu, auto).")
-    devices: int | str = Field("auto", union_mode="left_to_right",  # "4" from the environment is the count 4
-                               description="Lightning devices.")
-    strategy: str = Field("auto", description="Lightning strategy (auto, ddp, ...).")
-    num_nodes: int = Field(1, ge=1, description="Nodes for multi-node training.")
-    progress: bool = Field(True, description="Show Lightning's progress bar.")
+MODEL_FIELDS = ("n_layer", "n_head", "n_embd", "n_inner", "block_size", "dropout", "attn_dropout", "norm",
+                "item_text_mode", "item_positions", "item_scale")
+TRAIN_FIELDS = ("max_epochs", "batch_size", "lr", "head_lr", "weight_decay", "warmup_ratio", "precision", "seed",
+                "patience", "mlm_prob", "n_negatives", "sampled_above", "num_workers", "accelerator", "devices",
+                "strategy", "num_nodes", "deterministic")
+# The core's model in causal item mode with pre-LayerNorm blocks; block_size is the most recent items read per user.
+MODEL = dict(n_layer=2, n_head=2, n_embd=64, n_inner=256, block_size=200, dropout=0.2, attn_dropout=0.0, norm="pre")
+# SASRec (Kang and McAuley, 2018) as a configuration of the same model: two one-head blocks as wide as its item
+# vectors, positions counted from the most recent item, item vectors scaled by sqrt(n_embd) on the way in.
+SASREC = dict(MODEL, n_head=1, n_inner=64, item_positions="right", item_scale=True)
+TRAIN = dict(max_epochs=200, batch_size=64, lr=1e-3, head_lr=1e-3, weight_decay=0.0, warmup_ratio=0.03,
+             precision="32-true", patience=10, mlm_prob=0.2)
+RecModelConfig = config_part(ModelConfig, "RecModelConfig", MODEL_FIELDS, MODEL)
+SASRecConfig = config_part(ModelConfig, "SASRecConfig", MODEL_FIELDS, SASREC)
+RecTrainConfig = config_part(TrainConfig, "RecTrainConfig", TRAIN_FIELDS, TRAIN)
+PRESETS: dict[str, dict[str, Any]] = {
+    "default": {},  # the fields' defaults
+    # a 1-layer, 16-wide model that trains on the sample data in seconds (tests and the demo)
+    "tiny": {"model": dict(n_layer=1, n_embd=16, n_inner=32, block_size=20, dropout=0.1, attn_dropout=0.1),
+             "sasrec": dict(n_embd=16, n_inner=16, block_size=20, dropout=0.1),
+             "train": dict(max_epochs=6, lr=5e-3, head_lr=5e-3, warmup_ratio=0.0, patience=3),
+             "text_init": False, "cloze_weight": 0.0},
+}
 
 
 class BatchSettings(BaseModel):
@@ -120,13 +71,44 @@ class RecSettings(BaseSettings):
                        description="Interactions: a file (CSV/Parquet) or a MovieLens 100k / 1M folder.")
     items: Path | None = Field(SAMPLES / "rec_items.csv", description="Item catalogue file (ignored for MovieLens).")
     artifact: Path | None = Field(None, description="Artifact folder; default: <artifacts>/rec.")
-    model: ModelSettings = Field(default_factory=ModelSettings)
-    sasrec: SASRecSettings = Field(default_factory=SASRecSettings)
-    train: TrainSettings = Field(default_factory=TrainSettings)
+    preset: Literal["default", "tiny"] = Field("default", description="Defaults of model, sasrec, train, text_init "
+                                                                       "and cloze_weight (tiny: trains in seconds).")
+    model: RecModelConfig = Field(default_factory=RecModelConfig)  # the generative recommender
+    sasrec: SASRecConfig = Field(default_factory=SASRecConfig)  # the SASRec baseline
+    train: RecTrainConfig = Field(default_factory=RecTrainConfig)  # both, with early stopping on validation NDCG@10
+    text_init: bool = Field(True, description="Give the generative model's items the MiniLM text features of their "
+                                              "title and genres (model.item_text_mode says how); without the "
+                                              "pretrained package it uses ids only.")
+    cloze_weight: float = Field(0.5, ge=0.0, description="Weight of the cloze task (hidden items filled in from both "
+                                                         "sides, BERT4Rec-style) that trains the generative model "
+                                                         "beside next-item prediction, on the same windows; 0: off. "
+                                                         "Recommendation stays causal.")
+    progress: bool = Field(True, description="Show Lightning's progress bars while training.")
     batch: BatchSettings = Field(default_factory=BatchSettings)
     top_k: int = Field(10, ge=1, le=100, description="Items shown per user in the dashboard and `recommend`.")
     mmr_lambdas: tuple[float, ...] = Field((1.0, 0.9, 0.7, 0.5, 0.3),
                                            description="MMR lambdas whose accuracy / diversity trade-off is measured.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset(cls, values: Any) -> Any:
+        """Fill what is not set from the preset; a nested config given as a dict (the environment's way) is merged
+        field by field, one given as an object is taken whole."""
+        if not isinstance(values, dict):
+            return values
+        name = values.get("preset", "default")
+        if name not in PRESETS:
+            return values  # the field's own validation names the choices
+        out = dict(values)
+        for key, default in PRESETS[name].items():
+            given = out.get(key)
+            if isinstance(given, BaseModel):  # an object is taken whole
+                continue
+            if isinstance(default, dict):
+                out[key] = {**default, **(given or {})}
+            elif given is None:
+                out[key] = default
+        return out
 
     @property
     def artifact_dir(self) -> Path:
@@ -135,12 +117,5 @@ class RecSettings(BaseSettings):
 
 
 def tiny_settings(**kw) -> RecSettings:
-    """Settings for tests and the quick demo: a 1-layer, 16-wide model that trains on the sample data in seconds."""
-    model = ModelSettings(n_layer=1, n_head=2, n_embd=16, n_inner=32, max_len=20, dropout=0.1, attn_dropout=0.1,
-                          text_init=False, cloze_weight=0.0)
-    sasrec = SASRecSettings(n_embd=16, dropout=0.1)
-    train = TrainSettings(max_epochs=6, batch_size=64, lr=5e-3, warmup_steps=0, patience=3, progress=False)
-    return RecSettings(**{"model": model, "sasrec": sasrec, "train": train, **kw})
-
-
-PRESETS = {"tiny": tiny_settings, "default": RecSettings}
+    """The tiny preset (tests and the quick demo), with ``kw`` on top."""
+    return RecSettings(**{"preset": "tiny", **kw})

@@ -17,7 +17,8 @@ import pytest
 
 from apps.common.settings import REPO_ROOT
 from apps.recommender.batch import BatchError, SimulatedCrash, run_batch
-from apps.recommender.pipeline import load_artifact
+from apps.recommender.data import load_data
+from apps.recommender.model import load_artifact
 from apps.recommender.settings import BatchSettings
 from apps.recommender.store import RecStore
 
@@ -108,8 +109,6 @@ def test_batch_survives_a_real_kill(art, rec_artifact, tmp_path):
     assert proc.returncode == -signal.SIGKILL
     n_before = len(list(parts.glob("part-*.parquet")))
     assert 3 <= n_before < 300 and not out.exists()
-
-    from apps.recommender.data import load_data
 
     many = load_data(data, SAMPLES / "rec_items.csv")
     res = run_batch(art, out, BatchSettings(chunk_size=10), k=5, data=many, progress=False)

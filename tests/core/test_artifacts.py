@@ -181,3 +181,28 @@ def test_tokenizer_roundtrip_keeps_placeholder_map(tok, tmp_path):
     assert (back.img_id, back.series_id, back.item_id) == (5, 6, 7)
     with pytest.raises(ValueError, match="lacks the special token"):
         Tokenizer.load(tmp_path / "src.json")  # without the map, [IMG] is missing
+
+
+def test_an_artifact_of_format_1_still_loads(saved, tok):
+    path, model = saved
+    config = json.loads((path / "config.json").read_text())
+    config["version"] = 1
+    del config["tokenizer"]  # format 1 always had a tokenizer and did not say so
+    (path / "config.json").write_text(json.dumps(config))
+    loaded, tok2, _ = load_artifact(path)
+    ids, mask = _inputs(tok)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.classify("intent", ids, mask), model.classify("intent", ids, mask))
+    assert tok2 is not None and read_config(path)["version"] == 1
+
+
+def test_an_artifact_of_an_unreadable_format_is_a_one_line_error_that_says_what_to_run(saved):
+    path, _ = saved
+    assert read_config(path)["version"] == 2  # what this code writes
+    config = json.loads((path / "config.json").read_text())
+    config["version"] = 0
+    (path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ArtifactError) as err:
+        load_artifact(path, retrain="trident cs train")
+    assert str(err.value) == (f"{path} was written by an older Trident (format version 0, this one reads 1, 2); "
+                              "retrain it with `trident cs train`")

@@ -209,14 +209,42 @@ def test_next_item_head_scores_every_item_from_the_tied_table():
 
     cfg = ModelConfig.tiny(vocab_size=50, n_items=7)
     enc = ItemEncoder(cfg)
-    head = NextItemHead(cfg, enc.emb)
+    head = NextItemHead(enc)
     items = torch.tensor([[1, 2, 3, 0], [7, 6, 0, 0]])
-    prefix = enc(items)
-    hidden = Backbone(cfg)(None, mode="causal", prefix=prefix)
+    hidden = Backbone(cfg)(None, mode="causal", prefix=enc(items))
     scores = head(hidden)
     assert scores.shape == (2, 4, 8)  # column 0 is padding
-    assert sum(p.numel() for p in head.parameters()) == 32 * 32 + 32 + 2 * 32 + 8  # the item table is not copied
+    assert not list(head.parameters())  # the item table is not copied
+    torch.testing.assert_close(scores, hidden @ enc.emb.weight.t())
     with torch.no_grad():
-        enc.emb.weight[3] += torch.linspace(-1, 1, 32)  # the head reads the same table (a constant shift would vanish
-        # against the LayerNormed hidden state, whose components sum to zero)
+        enc.emb.weight[3] += 1.0  # the head reads the same table
     assert not torch.allclose(head(hidden)[..., 3], scores[..., 3])
+
+
+def test_item_text_features_start_the_table_or_add_to_it_and_place_cold_items():
+    from core.config import ModelConfig
+    from core.modalities import pca
+
+    torch.manual_seed(0)
+    text = torch.nn.functional.normalize(torch.randn(10, 24), dim=-1)
+    enc = ItemEncoder(_cfg(n_items=10, item_text_dim=24))
+    enc.set_text(text)
+    want = torch.nn.functional.normalize(pca(text, 32), dim=-1)
+    got = torch.nn.functional.normalize(enc.emb.weight[1:].detach(), dim=-1)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    assert enc.table() is enc.emb.weight and enc.cold_vectors(text).shape == (10, 32)
+    with pytest.raises(ValueError, match="expected"):
+        enc.set_text(torch.randn(9, 24))
+    add = ItemEncoder(ModelConfig.tiny(vocab_size=50, n_items=10, item_text_dim=24, item_text_mode="add"))
+    add.set_text(text)
+    torch.testing.assert_close(add.table()[1:] - add.emb.weight[1:], add.cold_vectors(text))
+
+
+def test_item_scale_and_hidden_items():
+    enc = ItemEncoder(_cfg(n_items=5, item_scale=True))
+    items = torch.tensor([[0, 1, 2]])
+    hidden = torch.tensor([[False, True, False]])
+    vec = torch.full((32,), 0.5)
+    x = enc(items, hidden, vec).embeds
+    torch.testing.assert_close(x[0, 2], enc.emb.weight[2] * 32 ** 0.5)
+    torch.testing.assert_close(x[0, 1], vec * 32 ** 0.5)
