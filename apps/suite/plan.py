@@ -157,8 +157,7 @@ class Plan:
     def rec_settings(self) -> RecSettings:
         """The recommender settings of the suite (the tiny preset, which only matters for training)."""
         data, items = self.rec_data
-        s = tiny_settings(core=self.core, data=data, items=items, artifact=self.artifact("rec"))
-        return s.model_copy(update={"train": s.train.model_copy(update={"progress": True})})
+        return tiny_settings(core=self.core, data=data, items=items, artifact=self.artifact("rec"), progress=True)
 
     def env(self) -> dict[str, str]:
         """The environment variables that give every child (dashboards, worker, ``prepare``) this plan."""
