@@ -185,7 +185,8 @@ def complete(app: str, path: Path) -> bool:
         return (path / "config.json").is_file() and (path / "adapters" / "retrieval.safetensors").is_file()
     if app == "fin":
         return (path / "config.json").is_file() or (path / "ensemble.json").is_file()
-    return (path / "config.json").is_file() and (path / "model.safetensors").is_file()
+    # the recommender's config.json is written last, beside the model's and SASRec's own artifact folders
+    return (path / "config.json").is_file() and (path / "model" / "model.safetensors").is_file()
 
 
 def stamp(artifact: Path) -> str:
