@@ -32,6 +32,7 @@ from apps.finance_sentiment.commands import register as register_fin
 from apps.recommender.commands import register as register_rec
 from apps.settings_doc import register as register_settings
 from apps.suite.commands import register as register_suite
+from core.metrics import accuracy, precision_recall_f1
 
 log = logging.getLogger("trident")
 
@@ -138,7 +139,6 @@ def core_train_images(args) -> None:
 
 def core_eval_images(args) -> None:
     from core.engine import InferenceEngine  # heavy: torch
-    from core.metrics import accuracy
     from core.recipes import load_image_npz
 
     s = _settings(args)
@@ -151,7 +151,6 @@ def core_eval_images(args) -> None:
 def core_eval_text(args) -> None:
     from core.data import read_labelled_texts  # heavy: torch, Lightning
     from core.engine import InferenceEngine
-    from core.metrics import accuracy, precision_recall_f1
 
     s = _settings(args)
     eng = InferenceEngine(_artifact(args, s, "text-multitask"), quantize=args.int8)

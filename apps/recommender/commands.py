@@ -23,7 +23,7 @@ METRIC_KEYS = ("hr@10", "ndcg@10", "mrr", "coverage", "diversity", "novelty", "n
 
 def user_errors() -> tuple[type[BaseException], ...]:
     """The recommender's exceptions that mean "fix your input", imported only when an error happens."""
-    from apps.common.db import DatabaseError  # why: sqlalchemy and torch, see the module docstring
+    from apps.common.db import DatabaseError  # heavy: sqlalchemy and torch, only when an error is raised
     from apps.recommender.batch import BatchError
     from apps.recommender.data import DataError
     from apps.recommender.model import RecArtifactError
@@ -50,7 +50,7 @@ def _metrics(m: dict) -> dict:
 
 
 def rec_train(args) -> None:
-    from apps.recommender.model import read_config  # why: torch and Lightning
+    from apps.recommender.model import read_config  # heavy: torch, Lightning
     from apps.recommender.pipeline import train_all
 
     s = _settings(args)
@@ -70,7 +70,7 @@ def rec_train(args) -> None:
 
 
 def rec_eval(args) -> None:
-    from apps.recommender.model import load_artifact  # why: torch and Lightning
+    from apps.recommender.model import load_artifact  # heavy: torch, Lightning
     from apps.recommender.pipeline import evaluate_artifact
 
     s = _settings(args)
@@ -84,7 +84,7 @@ def rec_eval(args) -> None:
 
 
 def rec_recommend(args) -> None:
-    from apps.recommender.service import RecService  # why: torch
+    from apps.recommender.service import RecService  # heavy: torch
 
     s = _settings(args)
     recs = RecService.build(s).recommend(args.user, k=s.top_k, mmr_lambda=args.mmr_lambda)
@@ -100,7 +100,7 @@ def rec_recommend(args) -> None:
 
 
 def rec_similar(args) -> None:
-    from apps.recommender.service import RecService  # why: torch
+    from apps.recommender.service import RecService  # heavy: torch
 
     s = _settings(args)
     sims = RecService.build(s).similar_items(args.item, k=s.top_k)
@@ -108,7 +108,7 @@ def rec_similar(args) -> None:
 
 
 def rec_batch(args) -> None:
-    from apps.recommender.batch import run_batch  # why: torch and Lightning
+    from apps.recommender.batch import run_batch  # heavy: torch, Lightning
     from apps.recommender.model import load_artifact
 
     s = _settings(args)
