@@ -7,8 +7,9 @@
 - ``suite``: ``prepare`` what the dashboards need, or bring the whole suite ``up`` (``apps/suite/``, ``make demo``);
 - ``demo``: the core's terminal tour.
 
-Settings come from flags, then from the environment (prefix ``TRIDENT_``), then from defaults. Errors a user can fix
-(a missing file, a bad format, an unknown task) are printed as one line, ``error: ...``, with exit status 2.
+A command's flags are fields of its settings (``apps/common/commands.py``): a flag beats the environment (prefix
+``TRIDENT_``, ``CS_``, ``FIN_``, ``REC_``), which beats the default. Errors a user can fix (a missing file, a bad
+format, a value out of range, an unknown task) are printed as one line, ``error: ...``, with exit status 2.
 """
 
 from __future__ import annotations
@@ -18,19 +19,26 @@ import logging
 import sys
 from pathlib import Path
 
+import numpy as np
+
+from apps.common.commands import CLIError, flag, given, settings_flags, settings_from_args
+from apps.common.data_commands import register as register_data
 from apps.common.output import emit as _emit
 from apps.common.output import setup_logging
-from apps.common.settings import CoreSettings
+from apps.common.settings import CoreSettings, CoreTrainSettings, train_config
+from apps.customer_service.commands import register as register_cs
+from apps.demo import run_core_demo
+from apps.finance_sentiment.commands import register as register_fin
+from apps.recommender.commands import register as register_rec
+from apps.settings_doc import register as register_settings
+from apps.suite.commands import register as register_suite
+from core.metrics import accuracy, precision_recall_f1
 
 log = logging.getLogger("trident")
 
 
-class CLIError(Exception):
-    """An error to show the user as one line."""
-
-
 def _user_errors() -> tuple[type[BaseException], ...]:
-    # imported lazily: `trident --help` must not pay for torch
+    # heavy: torch (the services and core); only when an error is raised
     from apps.customer_service.service import USER_ERRORS as CS_ERRORS
     from apps.finance_sentiment.service import USER_ERRORS as FIN_ERRORS
     from apps.recommender.commands import user_errors as rec_errors
@@ -47,9 +55,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 
 def _settings(args: argparse.Namespace) -> CoreSettings:
-    flags = {k: v for k, v in (("data_dir", getattr(args, "data_dir", None)),
-                               ("artifacts_dir", getattr(args, "artifacts_dir", None))) if v is not None}
-    return CoreSettings(**flags)
+    return settings_from_args(CoreSettings, args)
 
 
 def _artifact(args, s: CoreSettings, default: str) -> Path:
@@ -60,14 +66,14 @@ def _artifact(args, s: CoreSettings, default: str) -> Path:
 def core_info(args) -> None:
     s = _settings(args)
     if args.artifact:
-        from core.artifacts import read_config
+        from core.artifacts import read_config  # heavy: torch
 
         cfg = read_config(args.artifact)
         info = {"artifact": str(args.artifact), "model": cfg["model"], "tasks": cfg["tasks"],
                 "adapters": cfg.get("adapters", []), "meta": cfg.get("meta", {})}
         _emit(info, args.json)
         return
-    import torch
+    import torch  # heavy
 
     arts = sorted(p.name for p in s.artifacts_dir.glob("*") if (p / "config.json").is_file()) \
         if s.artifacts_dir.is_dir() else []
@@ -76,30 +82,27 @@ def core_info(args) -> None:
            "artifacts_dir": str(s.artifacts_dir), "artifacts": ", ".join(arts) or "none"}, args.json)
 
 
-def _train_config(args, base):
-    over = {k: v for k, v in (("max_epochs", args.epochs), ("batch_size", args.batch_size), ("lr", args.lr),
-                              ("precision", args.precision), ("seed", args.seed),
-                              ("max_steps", args.max_steps), ("accelerator", args.accelerator),
-                              ("devices", args.devices), ("strategy", args.strategy),
-                              ("num_nodes", args.num_nodes)) if v is not None}
-    return base.model_copy(update=over)
+def _train_config(args, training: str):
+    """The config of the core's ``training`` (text, images, pretrain): its flags, then ``TRIDENT_TRAIN__...``."""
+    return train_config(getattr(settings_from_args(CoreTrainSettings, args), training))
 
 
 def core_pretrain(args) -> None:
-    from core.recipes import PRETRAIN, pretrain, pretrain_corpus, read_corpus
+    from core.recipes import pretrain, pretrain_corpus, read_corpus  # heavy: torch, Lightning
 
     s = _settings(args)
+    cfg = _train_config(args, "pretrain")
     corpus = read_corpus(args.corpus) if args.corpus else pretrain_corpus(s.data_dir)
-    out = pretrain(corpus, args.out or s.artifacts_dir / "text-pretrain", _train_config(args, PRETRAIN),
-                   init_from=args.init_from)
+    out = pretrain(corpus, args.out or s.artifacts_dir / "text-pretrain", cfg, init_from=args.init_from)
     _emit_training_summary(out, args.json)
 
 
 def core_finetune(args) -> None:
-    from core.recipes import TEXT_TRAIN, finetune_text, text_task
+    from core.recipes import finetune_text, text_task  # heavy: torch, Lightning
 
     if not args.task:
         raise CLIError("give at least one --task NAME=FORMAT:PATH[:TEST_PATH]")
+    cfg = _train_config(args, "text")
     tasks = []
     for spec in args.task:
         name, _, rest = spec.partition("=")
@@ -108,13 +111,12 @@ def core_finetune(args) -> None:
         if not name or fmt not in ("csv", "phrasebank") or not path:
             raise CLIError(f"--task {spec!r}: expected NAME=csv:PATH[:TEST_PATH] or NAME=phrasebank:PATH")
         tasks.append(text_task(name, path, fmt, test_path=test_path or None))
-    cfg = _train_config(args, TEXT_TRAIN)
     out = finetune_text(tasks, args.out or _settings(args).artifacts_dir / "text-custom", cfg, init_from=args.init_from)
     _emit_training_summary(out, args.json)
 
 
 def _emit_training_summary(out: Path, as_json: bool) -> None:
-    from core.artifacts import read_config
+    from core.artifacts import read_config  # heavy: torch, Lightning
     from core.train import is_global_zero
 
     if not is_global_zero():  # under ddp every process gets here: global rank 0 reports
@@ -124,20 +126,19 @@ def _emit_training_summary(out: Path, as_json: bool) -> None:
 
 
 def core_train_images(args) -> None:
-    from core.recipes import IMAGE_TRAIN, train_image_classifier
+    from core.recipes import train_image_classifier  # heavy: torch, Lightning
 
     s = _settings(args)
-    cfg = _train_config(args, IMAGE_TRAIN)
-    if args.lr is not None:
-        cfg = cfg.model_copy(update={"head_lr": args.lr})  # one model trained from scratch: one learning rate
+    cfg = _train_config(args, "images")
+    if "images.lr" in given(CoreTrainSettings, args):  # one model trained from scratch: one learning rate
+        cfg = cfg.model_copy(update={"head_lr": cfg.lr})
     out = train_image_classifier(s.data_dir, args.out or s.artifacts_dir / "images-fashion", cfg,
                                  init_artifact=args.init_artifact)
     _emit_training_summary(out, args.json)
 
 
 def core_eval_images(args) -> None:
-    from core.engine import InferenceEngine
-    from core.metrics import accuracy
+    from core.engine import InferenceEngine  # heavy: torch
     from core.recipes import load_image_npz
 
     s = _settings(args)
@@ -148,9 +149,8 @@ def core_eval_images(args) -> None:
 
 
 def core_eval_text(args) -> None:
-    from core.data import read_labelled_texts
+    from core.data import read_labelled_texts  # heavy: torch, Lightning
     from core.engine import InferenceEngine
-    from core.metrics import accuracy, precision_recall_f1
 
     s = _settings(args)
     eng = InferenceEngine(_artifact(args, s, "text-multitask"), quantize=args.int8)
@@ -166,7 +166,7 @@ def core_eval_text(args) -> None:
 
 
 def core_classify(args) -> None:
-    from core.engine import InferenceEngine
+    from core.engine import InferenceEngine  # heavy: torch
 
     eng = InferenceEngine(_artifact(args, _settings(args), "text-multitask"))
     task = args.task or next((n for n, t in eng.tasks.items() if t.kind == "classify"), None)
@@ -179,9 +179,7 @@ def core_classify(args) -> None:
 
 
 def core_embed(args) -> None:
-    import numpy as np
-
-    from core.engine import InferenceEngine
+    from core.engine import InferenceEngine  # heavy: torch
 
     eng = InferenceEngine(_artifact(args, _settings(args), "text-multitask"))
     vecs = eng.embed(args.text)
@@ -193,7 +191,7 @@ def core_embed(args) -> None:
 
 
 def core_generate(args) -> None:
-    from core.engine import InferenceEngine
+    from core.engine import InferenceEngine  # heavy: torch
     from core.generation import GenerationConfig
 
     eng = InferenceEngine(_artifact(args, _settings(args), "text-pretrain"))
@@ -204,30 +202,39 @@ def core_generate(args) -> None:
 
 
 def core_artifacts(args) -> None:
-    from core.recipes import build_artifacts
+    from core.recipes import build_artifacts  # heavy: torch, Lightning
 
     s = _settings(args)
     if not s.data_dir.is_dir():
         raise CLIError(f"data folder not found: {s.data_dir} (set TRIDENT_DATA_DIR)")
-    done = build_artifacts(s.data_dir, s.artifacts_dir, args.only or None, force=args.force)
+    configs = settings_from_args(CoreTrainSettings, args).configs()
+    done = build_artifacts(s.data_dir, s.artifacts_dir, configs, args.only or None, force=args.force)
     _emit({k: str(v) for k, v in done.items()}, args.json)
 
 
 def demo(args) -> None:
-    from apps.demo import run_core_demo
-
     run_core_demo(_settings(args))
 
 
 # ------------------------------------------------------------------------------------------------------ parser
 def common(sp: argparse.ArgumentParser, artifact: bool = True) -> argparse.ArgumentParser:
-    """The flags every command takes."""
+    """The flags every core command takes: ``--json``, the folders (``CoreSettings``) and ``--artifact``."""
     sp.add_argument("--json", action="store_true", help="print JSON")
-    sp.add_argument("--data-dir", help="data sets folder (env TRIDENT_DATA_DIR)")
-    sp.add_argument("--artifacts-dir", help="artifacts folder (env TRIDENT_ARTIFACTS_DIR)")
+    settings_flags(sp, CoreSettings, ("data_dir", "artifacts_dir"))
     if artifact:
         sp.add_argument("--artifact", help="artifact folder (default: the one under --artifacts-dir)")
     return sp
+
+
+def training(sp: argparse.ArgumentParser, name: str) -> None:
+    """The flags of a core training: ``--out``, ``--init-from`` and the fields of ``CoreTrainSettings.<name>``."""
+    sp.add_argument("--out", help="artifact folder to write")
+    sp.add_argument("--init-from", default="minilm",
+                    help="minilm (pretrained), a preset (tiny, small, base) or an artifact folder, e.g. one "
+                         "`trident core pretrain` wrote")
+    fields = CoreTrainSettings.model_fields[name].annotation.model_fields
+    settings_flags(sp, CoreTrainSettings, [flag(f"{name}.max_epochs", "--epochs", "--max-epochs"),
+                                           *(f"{name}.{f}" for f in fields if f != "max_epochs")])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -238,41 +245,27 @@ def build_parser() -> argparse.ArgumentParser:
     core = sub.add_parser("core", help="the shared model: train, evaluate, inspect, generate")
     cs = core.add_subparsers(dest="command", required=True)
 
-    def training(sp):
-        sp.add_argument("--out", help="artifact folder to write")
-        sp.add_argument("--init-from", default="minilm",
-                        help="minilm (pretrained), a preset (tiny, small, base) or an artifact folder, e.g. one "
-                             "`trident core pretrain` wrote")
-        sp.add_argument("--epochs", type=int)
-        sp.add_argument("--max-steps", type=int)
-        sp.add_argument("--batch-size", type=int)
-        sp.add_argument("--lr", type=float)
-        sp.add_argument("--precision", help="32-true, bf16-mixed, 16-mixed")
-        sp.add_argument("--seed", type=int)
-        sp.add_argument("--accelerator", help="Lightning accelerator: cpu, gpu, auto")
-        sp.add_argument("--devices", type=lambda v: int(v) if v.isdigit() else v, help="devices per node (a count)")
-        sp.add_argument("--strategy", help="Lightning strategy: auto, ddp, fsdp, ...")
-        sp.add_argument("--num-nodes", type=int, help="nodes (multi-node training)")
-
     sp = common(cs.add_parser("info", help="environment, or one artifact's config and training history"))
     sp.set_defaults(fn=core_info)
 
-    sp = common(cs.add_parser("pretrain", help="continued pretraining (masked + next-token) on a text corpus"), False)
-    training(sp)
+    sp = common(cs.add_parser("pretrain", help="continued pretraining (masked + next-token) on a text corpus "
+                                               "(TRIDENT_TRAIN__PRETRAIN__...)"), False)
+    training(sp, "pretrain")
     sp.add_argument("--corpus", nargs="*", help="text files (a text per line), CSV or PhraseBank files; default: "
                                                 "the training parts of the data sets")
     sp.set_defaults(fn=core_pretrain)
 
-    sp = common(cs.add_parser("finetune", help="multi-task fine-tuning on labelled text files"), False)
-    training(sp)
+    sp = common(cs.add_parser("finetune", help="multi-task fine-tuning on labelled text files "
+                                               "(TRIDENT_TRAIN__TEXT__...)"), False)
+    training(sp, "text")
     sp.add_argument("--task", action="append", help="NAME=csv:PATH[:TEST_PATH] or NAME=phrasebank:PATH (repeat)")
     sp.set_defaults(fn=core_finetune)
 
-    sp = common(cs.add_parser("train-images", help="train the Fashion-MNIST image artifact (or continue one)"), False)
-    training(sp)
+    sp = common(cs.add_parser("train-images", help="train the Fashion-MNIST image artifact (or continue one) "
+                                                   "(TRIDENT_TRAIN__IMAGES__...)"), False)
+    training(sp, "images")
     sp.add_argument("--from", dest="init_artifact", help="continue from this image artifact (a warm restart)")
     sp.set_defaults(fn=core_train_images)
-
     sp = common(cs.add_parser("eval-images", help="accuracy of the image artifact on an npz (images, labels)"))
     sp.add_argument("--data", required=True, help="npz with images (N, H, W) uint8 and labels (N,)")
     sp.add_argument("--int8", action="store_true", help="int8 dynamic quantisation")
@@ -310,31 +303,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--force", action="store_true", help="retrain even if present")
     sp.set_defaults(fn=core_artifacts)
 
-    from apps.customer_service.commands import register as register_cs
-
-    register_cs(sub, common)
-
-    from apps.recommender.commands import register as register_rec
-
-    register_rec(sub, common)
-    from apps.finance_sentiment.commands import register as register_fin
-
-    register_fin(sub, common)
-    from apps.settings_doc import register as register_settings
-
+    register_cs(sub)
+    register_rec(sub)
+    register_fin(sub)
     register_settings(sub)
-    from apps.common.data_commands import register as register_data
-
     register_data(sub)
-
-    from apps.suite.commands import register as register_suite
-
-    register_suite(sub, common)
+    register_suite(sub)
 
     sp = sub.add_parser("demo", help="the core end to end in the terminal: train what is missing, then classify, "
                                      "embed and generate")
-    sp.add_argument("--data-dir")
-    sp.add_argument("--artifacts-dir")
+    settings_flags(sp, CoreSettings, ("data_dir", "artifacts_dir"))
     sp.set_defaults(fn=demo)
     return p
 

@@ -7,10 +7,15 @@ artifacts from ``make artifacts`` instead when they are there.
 
 from __future__ import annotations
 
+import csv
 import logging
 from pathlib import Path
 
+from rich.console import Console
+from rich.table import Table
+
 from apps.common.settings import REPO_ROOT, CoreSettings
+from core.config import TrainConfig
 
 log = logging.getLogger(__name__)
 SAMPLES = REPO_ROOT / "samples"
@@ -18,13 +23,13 @@ SAMPLES = REPO_ROOT / "samples"
 QUERIES = ["I think someone took my card on the train", "why is the money I sent still not there?",
            "what rate do you use to convert dollars to euros"]
 PROMPTS = ["how do i", "my card"]
+# the demo's quick training: short runs on the sample data
+QUICK = TrainConfig(max_epochs=4, batch_size=16, lr=1e-4, head_lr=3e-3, precision="32-true", max_length=32, patience=4)
 
 
 def _demo_corpus() -> list[str]:
     """The sample intents plus the sample FAQ's questions and answers (a fictional bank)."""
-    import csv
-
-    from core.recipes import read_corpus
+    from core.recipes import read_corpus  # heavy: torch, Lightning
 
     texts = read_corpus([SAMPLES / "intents.csv"])
     with (SAMPLES / "faq.csv").open(encoding="utf-8") as f:
@@ -42,21 +47,15 @@ def _ensure(path: Path, build) -> Path:
 
 def run_core_demo(settings: CoreSettings) -> None:
     """Classify, embed and generate with the core, training quick artifacts first where none exist."""
-    from rich.console import Console
-    from rich.table import Table
-
-    from core.config import TrainConfig
-    from core.engine import InferenceEngine
+    from core.engine import InferenceEngine  # heavy: torch, Lightning
     from core.generation import GenerationConfig
     from core.recipes import finetune_text, pretrain, text_task
 
     console = Console()
     demo_dir = settings.var_dir / "demo"
-    quick = TrainConfig(max_epochs=4, batch_size=16, lr=1e-4, head_lr=3e-3, precision="32-true", max_length=32,
-                        patience=4)
     console.rule("[bold]1. intents: fine-tune all-MiniLM-L6-v2 on the sample intents (Larkspur Bank)")
     art = _ensure(demo_dir / "intents", lambda p: finetune_text(
-        [text_task("intents", SAMPLES / "intents.csv", "csv", val_fraction=0.2, test_fraction=0.0)], p, quick))
+        [text_task("intents", SAMPLES / "intents.csv", "csv", val_fraction=0.2, test_fraction=0.0)], p, QUICK))
     eng = InferenceEngine(art)
     table = Table("customer message", "intent", "confidence")
     for q, p in zip(QUERIES, eng.classify(QUERIES, "intents")):
@@ -74,7 +73,7 @@ def run_core_demo(settings: CoreSettings) -> None:
     console.rule("[bold]3. generation: continued pretraining (masked + next-token), then greedy and beam decoding")
     bench = settings.artifacts_dir / "text-pretrain"
     gen_art = bench if (bench / "config.json").is_file() else _ensure(demo_dir / "pretrain", lambda p: pretrain(
-        _demo_corpus() * 3, p, quick.model_copy(update={"max_epochs": 5, "lr": 3e-4, "head_lr": 3e-3,
+        _demo_corpus() * 3, p, QUICK.model_copy(update={"max_epochs": 5, "lr": 3e-4, "head_lr": 3e-3,
                                                          "causal_fraction": 0.8}), val_fraction=0.1))
     geng = InferenceEngine(gen_art)
     for strategy in ("greedy", "beam"):

@@ -12,6 +12,7 @@ empty variables, so an empty value always means "the default".
 from __future__ import annotations
 
 import json
+import sys
 import textwrap
 import typing
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from pydantic_settings import BaseSettings
 
-from apps.common.settings import REPO_ROOT, CoreSettings
+from apps.common.settings import REPO_ROOT, CoreSettings, CoreTrainSettings
 from apps.customer_service.settings import CSSettings
 from apps.finance_sentiment.settings import FinSettings
 from apps.recommender.settings import RecSettings
@@ -31,6 +32,7 @@ from apps.suite import SuiteSettings
 # (class, heading) in the order they are documented; the class's own env_prefix names its variables
 SETTINGS: tuple[tuple[type[BaseSettings], str], ...] = (
     (CoreSettings, "Shared by every app (paths and the database)"),
+    (CoreTrainSettings, "The core's trainings: `trident core finetune / train-images / pretrain / artifacts`"),
     (CSSettings, "Customer service (`apps/customer_service/settings.py`)"),
     (FinSettings, "Finance sentiment (`apps/finance_sentiment/settings.py`)"),
     (RecSettings, "Recommender (`apps/recommender/settings.py`)"),
@@ -197,8 +199,6 @@ RENDERERS = {"env": render_env, "markdown": render_markdown}
 
 def settings_command(args) -> None:
     """``trident settings``: print ``.env.example`` or the settings reference (docs/settings.md)."""
-    import sys
-
     sys.stdout.write(RENDERERS[args.format]())
 
 

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from apps.customer_service.index import index_entries, make_retriever  # noqa: E402
 from apps.customer_service.knowledge import entry_text, load_kb, read_queries  # noqa: E402
-from apps.customer_service.pipeline import RETRIEVAL_TRAIN, retrieval_metrics, train_cs  # noqa: E402
+from apps.customer_service.pipeline import retrieval_metrics, train_cs  # noqa: E402
 from apps.customer_service.settings import CSSettings, RetrievalSettings  # noqa: E402
 
 
@@ -60,7 +60,7 @@ def main() -> None:
             per_fold[name].append(retrieval_metrics(r, test))
         with tempfile.TemporaryDirectory() as tmp:
             pairs = [(q, entry_text(by_id[g], with_answer=False)) for q, g in train]
-            art = train_cs(Path(tmp) / "cs", None, pairs, retrieval_cfg=RETRIEVAL_TRAIN)
+            art = train_cs(Path(tmp) / "cs", None, pairs)  # the settings' retrieval training
             eng = InferenceEngine(art)
             for name, rs in (("trident", RetrievalSettings(mode="dense")),
                              ("trident+bm25", RetrievalSettings(mode="hybrid"))):

@@ -295,16 +295,6 @@ def pretrain_corpus(data_dir: Path, seed: int = 13) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------------ benchmark artifacts
-# The settings each benchmark artifact is trained with. fp32: on a CPU, bf16 autocast is slower for these model sizes
-# (bench/results/core.json).
-TEXT_TRAIN = TrainConfig(max_epochs=5, batch_size=32, lr=8e-5, head_lr=2e-3, max_length=96, precision="32-true",
-                         patience=2, warmup_ratio=0.06)
-IMAGE_TRAIN = TrainConfig(max_epochs=8, batch_size=128, lr=2e-3, head_lr=2e-3, precision="32-true",
-                          weight_decay=0.05, label_smoothing=0.1, patience=3, warmup_ratio=0.03)
-PRETRAIN = TrainConfig(max_epochs=2, batch_size=32, lr=5e-5, head_lr=5e-4, max_length=64, precision="32-true",
-                       patience=1, causal_fraction=0.5)
-
-
 def banking77_task(data_dir: Path, seed: int = 13) -> TextTask:
     """Banking77: train.csv split 90/10 into train/validation; test_dev.csv is the test set."""
     d = Path(data_dir) / "banking77"
@@ -318,28 +308,25 @@ def phrasebank_task(data_dir: Path, seed: int = 13) -> TextTask:
 
 
 def _text_recipe(*task_fns):
-    def run(data_dir: Path, out: Path, cfg: TrainConfig | None = None) -> Path:
-        return finetune_text([fn(data_dir) for fn in task_fns], out, cfg or TEXT_TRAIN)
+    def run(data_dir: Path, out: Path, cfg: TrainConfig) -> Path:
+        return finetune_text([fn(data_dir) for fn in task_fns], out, cfg)
     return run
 
 
-def _image_recipe(data_dir: Path, out: Path, cfg: TrainConfig | None = None) -> Path:
-    return train_image_classifier(data_dir, out, cfg or IMAGE_TRAIN)
-
-
-# name -> recipe(data_dir, out_dir): what `make artifacts` trains, in this order
+# name -> (recipe(data_dir, out_dir, cfg), the training whose config it takes): what `make artifacts` trains, in order
 ARTIFACT_RECIPES = {
-    "text-multitask": _text_recipe(phrasebank_task, banking77_task),
-    "text-banking77": _text_recipe(banking77_task),
-    "text-phrasebank": _text_recipe(phrasebank_task),
-    "images-fashion": _image_recipe,
-    "text-pretrain": lambda data_dir, out, cfg=None: pretrain(pretrain_corpus(data_dir), out, cfg or PRETRAIN),
+    "text-multitask": (_text_recipe(phrasebank_task, banking77_task), "text"),
+    "text-banking77": (_text_recipe(banking77_task), "text"),
+    "text-phrasebank": (_text_recipe(phrasebank_task), "text"),
+    "images-fashion": (train_image_classifier, "images"),
+    "text-pretrain": (lambda data_dir, out, cfg: pretrain(pretrain_corpus(data_dir), out, cfg), "pretrain"),
 }
 
 
-def build_artifacts(data_dir: str | Path, out_root: str | Path, names: list[str] | None = None,
-                    force: bool = False) -> dict[str, Path]:
-    """Train every artifact of ``ARTIFACT_RECIPES`` (or ``names``) that ``out_root`` lacks."""
+def build_artifacts(data_dir: str | Path, out_root: str | Path, configs: dict[str, TrainConfig],
+                    names: list[str] | None = None, force: bool = False) -> dict[str, Path]:
+    """Train every artifact of ``ARTIFACT_RECIPES`` (or ``names``) that ``out_root`` lacks, each with the config of
+    its training in ``configs`` (``text``, ``images``, ``pretrain``: the settings' ``CoreTrainSettings.configs()``)."""
     out_root, done = Path(out_root), {}
     for name in names or list(ARTIFACT_RECIPES):
         if name not in ARTIFACT_RECIPES:
@@ -349,6 +336,7 @@ def build_artifacts(data_dir: str | Path, out_root: str | Path, names: list[str]
             log.info("artifact %s exists; skipping", out)
         else:
             log.info("training artifact %s", name)
-            ARTIFACT_RECIPES[name](Path(data_dir), out)
+            recipe, training = ARTIFACT_RECIPES[name]
+            recipe(Path(data_dir), out, configs[training])
         done[name] = out
     return done

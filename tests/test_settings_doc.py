@@ -73,6 +73,8 @@ def _other_value(v: Variable) -> tuple[str, Any]:
         return str(path), path
     if isinstance(v.default, bool):
         return str(not v.default).lower(), not v.default
+    if bool in args:  # bool | None, unset by default
+        return "true", True
     if v.annotation is int or int in args:  # also `int | str` (devices): a digit string is a count
         value = (v.default if isinstance(v.default, int) else 1) + 1
         return str(value), value

@@ -1,19 +1,201 @@
-"""What the apps' CLI modules share: adding subcommands and starting a Streamlit dashboard."""
+"""What the CLI modules share: flags derived from the settings, subcommands, starting a Streamlit dashboard.
+
+A command's flags are its settings' fields (:func:`settings_flags`): the type, the choices, the help and the
+environment variable come from the field. :func:`settings_from_args` builds the settings from the flags that were
+given, so a flag beats the environment, which beats the default; a value the settings refuse is one line naming the
+flag and the variable (``error: --k: must be >= 1 (REC_BATCH__K)``).
+"""
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
-from collections.abc import Callable
+import types
+import typing
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, Literal, NoReturn, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from pydantic_settings import BaseSettings
+
+S = TypeVar("S", bound=BaseSettings)
+
+# a field's value in the argparse namespace is kept under "<class name>:<path>" (e.g. "RecSettings:batch.k")
+_NAMES = "_settings_flag_names"  # namespace default: {"<class name>:<path>": "--flag"}, for error messages
 
 
-def command_adder(subparsers, common) -> Callable:
-    """A function ``add(name, help, fn, artifact=True)`` that adds one subcommand with the common flags."""
+class CLIError(Exception):
+    """An error to show the user as one line."""
 
-    def add(name: str, help_: str, fn: Callable, artifact: bool = True):
-        sp = common(subparsers.add_parser(name, help=help_), artifact)
+
+@dataclass(frozen=True)
+class Flag:
+    """A settings field as a flag: ``path`` (dotted, e.g. ``train.max_epochs``), its option strings (default:
+    ``--`` and the path's last part with dashes) and argparse keywords that replace the derived ones."""
+
+    path: str
+    names: tuple[str, ...] = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+
+def flag(path: str, *names: str, **kwargs: Any) -> Flag:
+    """A :class:`Flag`, e.g. ``flag("train.max_epochs", "--epochs")``."""
+    return Flag(path, names, kwargs)
+
+
+def _resolve(cls: type[BaseSettings], path: str) -> tuple[Any, str]:
+    """The field at ``path`` of ``cls`` and its environment variable (a nested ``BaseSettings`` reads its own
+    prefix, as ``core`` reads ``TRIDENT_``)."""
+    prefix, parts, model, info = cls.model_config.get("env_prefix", ""), [], cls, None
+    for name in path.split("."):
+        info = model.model_fields[name]
+        sub = info.annotation
+        if isinstance(sub, type) and issubclass(sub, BaseSettings):
+            prefix, parts, model = sub.model_config.get("env_prefix", ""), [], sub
+            continue
+        parts.append(name)
+        if isinstance(sub, type) and issubclass(sub, BaseModel):
+            model = sub
+    return info, (prefix + "__".join(parts)).upper()
+
+
+def _plain(annotation: Any) -> Any:
+    """``X`` of ``X | None``."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    return args[0] if union and len(args) == 1 else annotation
+
+
+def settings_flags(parser: argparse.ArgumentParser, cls: type[BaseSettings],
+                   fields: Iterable[str | Flag]) -> argparse.ArgumentParser:
+    """Add one flag per field of ``cls`` in ``fields`` (paths or :class:`Flag`); every flag defaults to "not given".
+
+    A bool becomes ``--x / --no-x``, a ``Literal`` a choice, a tuple a list of values; anything else is passed to the
+    settings as text, which they parse and check (:func:`settings_from_args`).
+    """
+    names = dict(parser.get_default(_NAMES) or {})
+    for f in fields:
+        f = f if isinstance(f, Flag) else Flag(f)
+        info, env = _resolve(cls, f.path)
+        kind = _plain(info.annotation)
+        options = f.names or ("--" + f.path.rsplit(".", 1)[-1].replace("_", "-"),)
+        default = info.get_default(call_default_factory=True)
+        shown = "" if default in (None, "") or isinstance(default, Path) else f"; default {default}"
+        kw: dict[str, Any] = {"dest": f"{cls.__name__}:{f.path}", "default": None,
+                              "help": f"{info.description or ''} (env {env}{shown})".replace("%", "%%")}
+        if kind is bool:
+            kw["action"] = argparse.BooleanOptionalAction
+        else:
+            kw["metavar"] = f.path.rsplit(".", 1)[-1].upper()
+            if typing.get_origin(kind) is Literal:
+                kw["choices"] = [str(a) for a in typing.get_args(kind)]
+                kw.pop("metavar")
+            elif typing.get_origin(kind) is tuple:
+                kw["nargs"] = "+"
+        kw.update(f.kwargs)
+        parser.add_argument(*options, **kw)
+        names[kw["dest"]] = options[0]
+    parser.set_defaults(**{_NAMES: names})
+    return parser
+
+
+def given(cls: type[BaseSettings], args: argparse.Namespace) -> dict[str, Any]:
+    """The flags of ``cls`` that were given: ``{path: value}``."""
+    head = cls.__name__ + ":"
+    return {k[len(head):]: v for k, v in vars(args).items() if k.startswith(head) and v is not None}
+
+
+def _nest(flat: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for path, value in flat.items():
+        *parents, last = path.split(".")
+        node = out
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[last] = value
+    return out
+
+
+def _message(err: Mapping[str, Any]) -> str:
+    ctx, kind = err.get("ctx") or {}, err["type"]
+    bounds = {"greater_than_equal": (">=", "ge"), "greater_than": (">", "gt"), "less_than_equal": ("<=", "le"),
+              "less_than": ("<", "lt")}
+    if kind in bounds:
+        op, key = bounds[kind]
+        return f"must be {op} {ctx[key]}"
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    msg = msg[:1].lower() + msg[1:]
+    return f"{msg}, not {err['input']!r}" if isinstance(err.get("input"), str) else msg
+
+
+def _build(cls: type[S], values: dict[str, Any], args: argparse.Namespace, root: type[BaseSettings],
+           base: str = "") -> S:
+    values = dict(values)
+    for name, info in cls.model_fields.items():  # a nested BaseSettings is built by its own class (its own prefix)
+        sub = info.annotation
+        if isinstance(sub, type) and issubclass(sub, BaseSettings) and isinstance(values.get(name, {}), dict):
+            values[name] = _build(sub, values.get(name, {}), args, root, f"{base}{name}.")
+    try:
+        return cls(**values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        path = base + ".".join(str(p) for p in err["loc"])
+        if not err["loc"]:
+            raise CLIError(_message(err)) from None
+        dest = f"{root.__name__}:{path}"
+        try:
+            env = _resolve(root, path)[1]
+        except (KeyError, AttributeError):  # not a field path (a model's own check): name what pydantic names
+            env = path
+        option = (getattr(args, _NAMES, None) or {}).get(dest)
+        if option and getattr(args, dest, None) is not None:
+            raise CLIError(f"{option}: {_message(err)} ({env})") from None
+        raise CLIError(f"{env}: {_message(err)}") from None
+
+
+def settings_from_args(cls: type[S], args: argparse.Namespace, **defaults: Any) -> S:
+    """``cls`` from the flags of ``cls`` that were given (:func:`settings_flags`), then the environment, then the
+    defaults; ``defaults`` (nested dicts) sit between the environment and the flags.
+
+    Raises:
+        CLIError: A value the settings refuse, as one line: ``--k: must be >= 1 (REC_BATCH__K)``.
+    """
+    values = _merge(defaults, _nest(given(cls, args)))
+    return _build(cls, values, args, cls)
+
+
+def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def settings_env(cls: type[BaseSettings], args: argparse.Namespace) -> dict[str, str]:
+    """The given flags of ``cls`` as the environment variables that carry them (a child process, e.g. a dashboard,
+    reads its settings from its environment); paths absolute."""
+    out = {}
+    for path, value in given(cls, args).items():
+        info, env = _resolve(cls, path)
+        if _plain(info.annotation) is Path:
+            value = Path(value).resolve()
+        out[env] = str(value).lower() if isinstance(value, bool) else str(value)
+    return out
+
+
+def command_adder(subparsers, cls: type[BaseSettings], shared: Iterable[str | Flag] = ("core.data_dir",
+                                                                                        "core.artifacts_dir")):
+    """A function ``add(name, help, fn, *fields)`` that adds one subcommand with ``--json``, the ``shared`` flags of
+    settings ``cls`` and the flags of its own ``fields``."""
+    shared = tuple(shared)
+
+    def add(name: str, help_: str, fn: Callable, *fields: str | Flag) -> argparse.ArgumentParser:
+        sp = subparsers.add_parser(name, help=help_)
+        sp.add_argument("--json", action="store_true", help="print JSON")
+        settings_flags(sp, cls, (*shared, *fields))
         sp.set_defaults(fn=fn)
         return sp
 
@@ -30,10 +212,10 @@ def run_dashboard(app: Path, port: int, address: str = "0.0.0.0", env: dict[str,
         app: The Streamlit script.
         port: Port to listen on.
         address: Interface to listen on (``0.0.0.0`` in a container).
-        env: The environment to run with (default: this process's).
+        env: Variables to set on top of this process's environment (the settings given as flags).
     """
     cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port), "--server.address", address,
            "--server.headless", "true", "--browser.gatherUsageStats", "false"]
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(sys.executable, cmd, dict(os.environ) if env is None else env)
+    os.execve(sys.executable, cmd, {**os.environ, **(env or {})})

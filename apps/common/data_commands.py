@@ -12,13 +12,18 @@ import re
 import sys
 from pathlib import Path
 
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+from rich.table import Table
+
+from apps.common.commands import flag, settings_flags, settings_from_args
+from apps.common.data_fetch import MIRROR_ENV, REGISTRY, FetchError, fetch, is_fetched, source_url
 from apps.common.output import emit
+from apps.common.settings import CoreSettings
 
 
 def _dest(args) -> Path:
-    from apps.common.settings import CoreSettings
-
-    return Path(args.dest) if args.dest else CoreSettings().data_dir
+    return settings_from_args(CoreSettings, args).data_dir
 
 
 def _short_licence(text: str) -> str:
@@ -27,8 +32,6 @@ def _short_licence(text: str) -> str:
 
 def data_list(args) -> None:
     """One row per registry entry: whether it is present under the data folder, what is pinned, the licence."""
-    from apps.common.data_fetch import REGISTRY, is_fetched
-
     dest = _dest(args)
     rows = []
     for ds in REGISTRY.values():
@@ -40,9 +43,6 @@ def data_list(args) -> None:
     if args.json:
         emit({"dest": str(dest), "datasets": rows}, True)
         return
-    from rich.console import Console
-    from rich.table import Table
-
     table = Table(title=f"data sets (folder: {dest})")
     for col in ("name", "present", "pinned downloads", "pinned files", "licence"):
         table.add_column(col, no_wrap=col == "name")
@@ -52,8 +52,6 @@ def data_list(args) -> None:
 
 
 def _overrides(values: list[str] | None, ds) -> dict[str, str]:
-    from apps.common.data_fetch import FetchError
-
     out: dict[str, str] = {}
     for v in values or []:
         name, sep, digest = v.rpartition("=")
@@ -69,8 +67,6 @@ def _overrides(values: list[str] | None, ds) -> dict[str, str]:
 
 def data_fetch(args) -> None:
     """Print the licence, download with a progress bar, and report what was checked."""
-    from apps.common.data_fetch import MIRROR_ENV, REGISTRY, FetchError, fetch, source_url
-
     ds = REGISTRY[args.name]
     mirror = args.mirror or os.environ.get(MIRROR_ENV) or None
     try:
@@ -108,22 +104,17 @@ def data_fetch(args) -> None:
 
 def _progress_bar():
     # a rich bar per file on stderr (stdout stays the result, e.g. for --json); transient: gone when done
-    from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
-
     return Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                     console=Console(stderr=True), transient=True)
 
 
 def register(sub) -> None:
     """Add ``trident data {list,fetch}`` to the CLI's subcommands."""
-    from apps.common.data_fetch import MIRROR_ENV, REGISTRY
-
     data = sub.add_parser("data", help="public data sets: list them, fetch one into TRIDENT_DATA_DIR")
     ds = data.add_subparsers(dest="command", required=True)
 
     def common(sp):
-        sp.add_argument("--dest", "--data-dir", dest="dest", help="data sets folder (default: TRIDENT_DATA_DIR)")
+        settings_flags(sp, CoreSettings, [flag("data_dir", "--dest", "--data-dir")])
         sp.add_argument("--json", action="store_true", help="print JSON")
         return sp
 

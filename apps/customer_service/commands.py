@@ -1,4 +1,4 @@
-"""``trident cs ...``: the customer-service commands of the one CLI.
+"""``trident cs ...``: the customer-service commands of the one CLI; their flags are ``CSSettings`` fields.
 
 The modules that load torch and the model are imported inside the command that needs them, so that building the CLI
 (``trident --help``, any other app's command) does not pay for them.
@@ -10,22 +10,18 @@ from pathlib import Path
 
 from rich.console import Console
 
-from apps.common.commands import command_adder, run_dashboard
+from apps.common.commands import command_adder, flag, run_dashboard, settings_env, settings_from_args
 from apps.common.output import emit
-from apps.common.settings import REPO_ROOT, CoreSettings
+from apps.common.settings import REPO_ROOT
 from apps.customer_service.knowledge import read_queries
 from apps.customer_service.settings import CSSettings
 from apps.customer_service.store import Store
 
+KB = flag("kb_path", "--kb")
+
 
 def _settings(args) -> CSSettings:
-    core = {k: v for k, v in (("data_dir", args.data_dir), ("artifacts_dir", args.artifacts_dir)) if v}
-    over = {"core": CoreSettings(**core)} if core else {}
-    if getattr(args, "artifact", None):
-        over["artifact"] = Path(args.artifact)
-    if getattr(args, "kb", None):
-        over["kb_path"] = Path(args.kb)
-    return CSSettings(**over)
+    return settings_from_args(CSSettings, args)
 
 
 def _engine(settings):
@@ -38,13 +34,16 @@ def cs_train(args) -> None:
     from apps.customer_service.pipeline import retrieval_pairs, train_cs  # heavy: torch, Lightning
 
     s = _settings(args)
+    t = s.train
     pairs = []
     if args.pairs_queries:
         pairs = retrieval_pairs(args.pairs_queries, args.pairs_kb or s.kb_path, s.retrieval.index_answers)
-    intents = None if args.no_intents else Path(args.intents or s.intents_path)
+    intents = None if args.no_intents else s.intents_path
     init = Path(args.continue_from) if args.continue_from else None
-    out = train_cs(Path(args.out) if args.out else s.artifact_dir, intents, pairs, init_from=init,
-                   full=max(0, args.full_intents), refit_epochs=args.refit_epochs)
+    out = train_cs(Path(args.out) if args.out else s.artifact_dir, intents, pairs,
+                   intents_cfg=t.intents_config(continuing=init is not None), retrieval_cfg=t.retrieval_config(),
+                   lora_r=t.lora_r, init_from=init, full=t.full_intents, full_cfg=t.full_config(),
+                   refit_epochs=t.refit_epochs)
     emit({"artifact": str(out), "retrieval_pairs": len(pairs), "intents": str(intents)}, args.json)
 
 
@@ -53,7 +52,7 @@ def cs_index(args) -> None:
 
     s = _settings(args)
     calib = read_queries(args.calibrate) if args.calibrate else ()
-    build, retriever = build_index(s, _engine(s), Path(args.kb) if args.kb else None, calib)
+    build, retriever = build_index(s, _engine(s), calibration=calib)
     emit({"version": build.version, "entries": len(build.entries), "read": build.n_read,
           "duplicates": build.n_duplicates, "empty": build.n_empty, "redacted": build.n_redacted,
           "index": retriever.dense.kind if retriever.mode != "sparse" else "bm25", "folder": str(s.index_folder)},
@@ -79,7 +78,7 @@ def cs_learn(args) -> None:
 
     s = _settings(args)
     store = Store(s.core.effective_database_url).create()
-    emit(learn(s, store, read_queries(args.queries), Path(args.kb) if args.kb else None), args.json)
+    emit(learn(s, store, read_queries(args.queries)), args.json)
 
 
 def cs_chat(args) -> None:
@@ -109,47 +108,36 @@ def cs_chat(args) -> None:
 
 
 def cs_console(args) -> None:
-    run_dashboard(REPO_ROOT / "apps" / "customer_service" / "ui" / "app.py", args.port, args.address)
+    run_dashboard(REPO_ROOT / "apps" / "customer_service" / "ui" / "app.py", args.port, args.address,
+                  settings_env(CSSettings, args))
 
 
-def register(sub, common) -> None:
+def register(sub) -> None:
     """Add ``trident cs`` and its commands to the CLI."""
     cs = sub.add_parser("cs", help="customer service: knowledge base, bot, console")
     c = cs.add_subparsers(dest="command", required=True)
 
-    base = command_adder(c, common)
+    base = command_adder(c, CSSettings)
 
-    sp = base("train", "train the intents and retrieval adapters", cs_train, artifact=False)
-    sp.add_argument("--intents", help="text,category CSV (default: CS_INTENTS_PATH)")
+    sp = base("train", "train the intents and retrieval adapters (CS_TRAIN__...)", cs_train,
+              flag("intents_path", "--intents"), flag("train.full_intents", "--full-intents", nargs="?", const="1"),
+              "train.refit_epochs")
     sp.add_argument("--no-intents", action="store_true", help="train retrieval only")
     sp.add_argument("--pairs-queries", help="queries (JSONL/CSV with query, faq_id) to train retrieval on")
     sp.add_argument("--pairs-kb", help="the KB those queries point into (default: CS_KB_PATH)")
     sp.add_argument("--out", help="artifact folder (default: <artifacts>/cs)")
     sp.add_argument("--continue-from", metavar="ARTIFACT",
                     help="continue training from this cs artifact (a warm restart; untrained parts are kept)")
-    sp.add_argument("--full-intents", type=int, nargs="?", const=1, default=0, metavar="N",
-                    help="also fine-tune N (default 1) full copies of the backbone on the intents with different "
-                         "seeds (sub-artifacts intents-full/, intents-full-2/, ...; one more "
-                         "backbone pass per message each), averaged and weighed into the same ensemble; their "
-                         "average alone is served unless validation finds the mixture clearly more accurate")
-    sp.add_argument("--refit-epochs", type=int, default=None, metavar="N",
-                    help="with --full-intents: train the full members on the training and validation parts "
-                         "together for a fixed N epochs (last weights kept, no early stopping) and serve their "
-                         "average alone")
-    sp = base("index", "ingest the KB and build the FAISS + BM25 index", cs_index)
-    sp.add_argument("--kb", help="KB file or folder (CSV/JSONL/Markdown/text)")
+    sp = base("index", "ingest the KB and build the FAISS + BM25 index", cs_index, "artifact", KB)
     sp.add_argument("--calibrate", help="queries with gold ids to calibrate the answer confidence on")
-    sp = base("eval-intents", "accuracy and macro-F1 of intent detection", cs_eval_intents)
+    sp = base("eval-intents", "accuracy and macro-F1 of intent detection", cs_eval_intents, "artifact")
     sp.add_argument("--data", required=True, help="text,category CSV")
-    sp = base("eval-retrieval", "hit@1, hit@5 and MRR of retrieval", cs_eval_retrieval)
+    sp = base("eval-retrieval", "hit@1, hit@5 and MRR of retrieval", cs_eval_retrieval, "artifact")
     sp.add_argument("--kb", required=True)
     sp.add_argument("--queries", required=True, help="JSONL/CSV with query and faq_id")
-    sp = base("learn", "fine-tune retrieval on the agents' feedback; before/after on fixed queries", cs_learn)
-    sp.add_argument("--queries", required=True, help="the fixed query set (query, faq_id)")
-    sp.add_argument("--kb", help="KB file (default: CS_KB_PATH)")
-    sp = base("chat", "chat with the bot in the terminal", cs_chat)
-    sp.add_argument("--kb", help="KB file (default: CS_KB_PATH)")
-    sp = base("console", "start the agents' console (Streamlit)", cs_console)
+    base("learn", "fine-tune retrieval on the agents' feedback; before/after on fixed queries", cs_learn, "artifact",
+         KB).add_argument("--queries", required=True, help="the fixed query set (query, faq_id)")
+    base("chat", "chat with the bot in the terminal", cs_chat, "artifact", KB)
+    sp = base("console", "start the agents' console (Streamlit)", cs_console, "artifact", KB)
     sp.add_argument("--port", type=int, default=8501)
     sp.add_argument("--address", default="0.0.0.0", help="interface to listen on")
-

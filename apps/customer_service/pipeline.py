@@ -22,7 +22,7 @@ from apps.customer_service.index import index_entries, make_retriever
 from apps.customer_service.intents import TASK, evaluation_report, load_intents
 from apps.customer_service.knowledge import KBFormatError, entry_text, load_kb, read_queries
 from apps.customer_service.retrieval import HybridRetriever
-from apps.customer_service.settings import CSSettings
+from apps.customer_service.settings import CSSettings, CSTrainSettings
 from core.adapters import adapter_names, apply_lora, set_adapter, train_only_adapters
 from core.artifacts import load_artifact, save_artifact
 from core.config import TrainConfig
@@ -37,17 +37,7 @@ from core.train import fit
 
 log = logging.getLogger(__name__)
 
-INTENTS_TRAIN = TrainConfig(max_epochs=3, batch_size=32, lr=1e-3, head_lr=2e-3, max_length=64, precision="32-true",
-                            patience=2, warmup_ratio=0.06, label_smoothing=0.1)
-# a warm restart of the intents adapter from an earlier artifact: a second, gentler cosine cycle (``--continue-from``)
-INTENTS_CONTINUE = INTENTS_TRAIN.model_copy(update={"head_lr": 1e-3, "lr": 5e-4})
-# the fully fine-tuned intents members (``--full-intents``): every weight of their own copy of the backbone trains;
-# the epoch count was chosen by cross-validation inside train.csv (docs/experiments.md)
-INTENTS_FULL_TRAIN = TrainConfig(max_epochs=8, batch_size=32, lr=8e-5, head_lr=2e-3, max_length=64,
-                                 precision="32-true", patience=3, warmup_ratio=0.06, label_smoothing=0.1)
-FULL_INTENTS_DIR = "intents-full"  # the sub-artifact (inside the cs artifact) that holds it; more: intents-full-2, ...
-RETRIEVAL_TRAIN = TrainConfig(max_epochs=4, batch_size=32, lr=5e-4, head_lr=5e-4, max_length=96, precision="32-true",
-                              patience=2, temperature=0.05)
+FULL_INTENTS_DIR = "intents-full"  # the first fully fine-tuned member's sub-artifact; more: intents-full-2, ...
 
 
 # ------------------------------------------------------------------------------------------------------ readers
@@ -60,16 +50,18 @@ def retrieval_pairs(queries_path: str | Path, kb_path: str | Path, with_answer: 
 
 # ------------------------------------------------------------------------------------------------------ training
 def train_cs(out: Path, intents_csv: Path | None, pairs: Sequence[tuple[str, str]] = (),
-             intents_cfg: TrainConfig = INTENTS_TRAIN, retrieval_cfg: TrainConfig = RETRIEVAL_TRAIN,
-             lora_r: int = 16, init_from: Path | None = None, full: int = 0,
-             full_cfg: TrainConfig = INTENTS_FULL_TRAIN, refit_epochs: int | None = None) -> Path:
+             intents_cfg: TrainConfig | None = None, retrieval_cfg: TrainConfig | None = None,
+             lora_r: int | None = None, init_from: Path | None = None, full: int = 0,
+             full_cfg: TrainConfig | None = None, refit_epochs: int | None = None) -> Path:
     """Train the intents adapter (+ classifier head) on ``intents_csv`` and the retrieval adapter on ``pairs``
     (query, entry text), one after the other on the frozen all-MiniLM-L6-v2 base.
 
-    With ``init_from`` (an earlier cs artifact), training continues from its adapters and heads instead of starting
-    from all-MiniLM-L6-v2 (a warm restart: a new cosine cycle, ``INTENTS_CONTINUE`` when ``intents_cfg`` is the
-    default); whatever is not retrained (e.g. the retrieval adapter when no pairs are given) is kept as it was. The
-    base weights stay frozen either way, so the retrieval embeddings do not move while the intents train.
+    A config or ``lora_r`` not given is the settings' default (:class:`CSTrainSettings`; the CLI passes those of
+    ``CS_TRAIN__...``). With ``init_from`` (an earlier cs artifact), training continues from its adapters and heads
+    instead of starting from all-MiniLM-L6-v2 (a warm restart: a new cosine cycle, with the settings' ``continue_lr``
+    and ``continue_head_lr`` when ``intents_cfg`` is not given); whatever is not retrained (e.g. the retrieval
+    adapter when no pairs are given) is kept as it was. The base weights stay frozen either way, so the retrieval
+    embeddings do not move while the intents train.
 
     ``full`` (a count) also fine-tunes every weight of that many separate copies of all-MiniLM-L6-v2 on the intents
     (``full_cfg``, seeds 1000 apart), kept as the sub-artifacts ``intents-full/``, ``intents-full-2/``, ...; their
@@ -84,6 +76,11 @@ def train_cs(out: Path, intents_csv: Path | None, pairs: Sequence[tuple[str, str
     """
     if intents_csv is None and not pairs:
         raise ValueError("nothing to train: give intents, retrieval pairs or both")
+    defaults = CSTrainSettings()
+    intents_cfg = intents_cfg or defaults.intents_config(continuing=init_from is not None)
+    retrieval_cfg = retrieval_cfg or defaults.retrieval_config()
+    full_cfg = full_cfg or defaults.full_config()
+    lora_r = defaults.lora_r if lora_r is None else lora_r
     if refit_epochs is not None and (refit_epochs < 1 or not full or intents_csv is None):
         raise ValueError("a refit needs refit_epochs >= 1, intents and at least one full member (--full-intents)")
     if init_from is not None:
@@ -91,8 +88,6 @@ def train_cs(out: Path, intents_csv: Path | None, pairs: Sequence[tuple[str, str
         model.train()  # load_artifact returns it in eval mode; dropout is part of training
         meta = {**config.get("meta", {}), "recipe": "cs", "continued_from": str(init_from)}
         lora_r = int(meta.get("lora_r", lora_r))
-        if intents_cfg is INTENTS_TRAIN:
-            intents_cfg = INTENTS_CONTINUE
     else:
         model, tok = new_text_model("minilm")
         meta = {"recipe": "cs", "lora_r": lora_r}
@@ -286,9 +281,11 @@ def _train_retrieval(model, tok, pairs: Sequence[tuple[str, str]], cfg: TrainCon
 
 
 def learn(settings: CSSettings, store, queries: Sequence[tuple[str, str]], kb_path: Path | None = None,
-          cfg: TrainConfig = RETRIEVAL_TRAIN, out: Path | None = None) -> dict:
-    """Fine-tune the retrieval adapter on the agents' accepted and edited answers; report retrieval on the fixed
-    ``queries`` before and after. The new artifact replaces the old one only when it is not worse."""
+          out: Path | None = None) -> dict:
+    """Fine-tune the retrieval adapter on the agents' accepted and edited answers (``settings.train.retrieval``);
+    report retrieval on the fixed ``queries`` before and after. The new artifact replaces the old one only when it is
+    not worse."""
+    cfg = settings.train.retrieval_config()
     kb = {e.id: e for e in load_kb(kb_path or settings.kb_path).entries}
     kb.update({e.id: e for e in store.kb_entries(origin="feedback")})
     pairs = [(q, entry_text(kb[i], with_answer=settings.retrieval.index_answers))

@@ -1,4 +1,9 @@
-"""Settings of the customer-service app (env prefix ``CS_``, nested with ``__``)."""
+"""Settings of the customer-service app (env prefix ``CS_``, nested with ``__``, e.g. ``CS_TRAIN__INTENTS__LR``).
+
+``train`` holds its three trainings, each the part of ``core.config.TrainConfig`` it sets
+(``apps.common.settings.train_config`` makes the whole config): the intents adapter, the fully fine-tuned intents
+members and the retrieval adapter.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,21 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from apps.common.settings import REPO_ROOT, CoreSettings
+from apps.common.settings import HYPER_FIELDS, REPO_ROOT, CoreSettings, train_config
+from core.config import TrainConfig, config_part
+
+RETRIEVAL_FIELDS = tuple(f for f in HYPER_FIELDS if f != "label_smoothing") + ("temperature",)
+IntentsTrainConfig = config_part(TrainConfig, "IntentsTrainConfig", HYPER_FIELDS, dict(
+    max_epochs=3, batch_size=32, lr=1e-3, head_lr=2e-3, max_length=64, precision="32-true", patience=2,
+    warmup_ratio=0.06, label_smoothing=0.1))
+# every weight of their own copy of the backbone trains; the epoch count was chosen by cross-validation inside
+# train.csv (docs/experiments.md)
+IntentsFullTrainConfig = config_part(TrainConfig, "IntentsFullTrainConfig", HYPER_FIELDS, dict(
+    max_epochs=8, batch_size=32, lr=8e-5, head_lr=2e-3, max_length=64, precision="32-true", patience=3,
+    warmup_ratio=0.06, label_smoothing=0.1))
+RetrievalTrainConfig = config_part(TrainConfig, "RetrievalTrainConfig", RETRIEVAL_FIELDS, dict(
+    max_epochs=4, batch_size=32, lr=5e-4, head_lr=5e-4, max_length=96, precision="32-true", patience=2,
+    temperature=0.05))
 
 
 class RetrievalSettings(BaseModel):
@@ -40,6 +59,45 @@ class DialogSettings(BaseModel):
     context_weight: float = Field(0.6, ge=0.0, description="Share of the context in a follow-up's query vector.")
 
 
+class CSTrainSettings(BaseModel):
+    """How `trident cs train` (and `cs learn`, retrieval only) trains."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    intents: IntentsTrainConfig = Field(default_factory=IntentsTrainConfig)  # the intents LoRA adapter and head
+    intents_full: IntentsFullTrainConfig = Field(default_factory=IntentsFullTrainConfig)  # the full members
+    retrieval: RetrievalTrainConfig = Field(default_factory=RetrievalTrainConfig)  # the retrieval LoRA adapter
+    lora_r: int = Field(16, ge=1, description="Rank of the intents LoRA adapter (the retrieval adapter's: half of "
+                                              "it, at least 4).")
+    continue_lr: float = Field(5e-4, gt=0.0, description="Learning rate of the intents adapter when training "
+                                                          "continues from an earlier artifact: a second, gentler "
+                                                          "cosine cycle.")
+    continue_head_lr: float = Field(1e-3, gt=0.0, description="Learning rate of the intents head when training "
+                                                              "continues from an earlier artifact.")
+    full_intents: int = Field(0, ge=0, description="Full copies of the backbone also fine-tuned on the intents, "
+                                                   "seeds 1000 apart (sub-artifacts intents-full/, intents-full-2/, "
+                                                   "...; one more backbone pass per message each), averaged and "
+                                                   "weighed into the intent ensemble; their average alone is served "
+                                                   "unless validation finds the mixture clearly more accurate.")
+    refit_epochs: int | None = Field(None, ge=1, description="With full_intents: train the full members on the "
+                                                             "training and validation parts together for a fixed "
+                                                             "number of epochs (last weights kept, no early "
+                                                             "stopping) and serve their average alone.")
+
+    def intents_config(self, continuing: bool = False) -> TrainConfig:
+        """The intents adapter's config; ``continuing`` an earlier artifact: with the warm restart's rates."""
+        return train_config(self.intents, **({"lr": self.continue_lr, "head_lr": self.continue_head_lr}
+                                             if continuing else {}))
+
+    def full_config(self) -> TrainConfig:
+        """The fully fine-tuned intents members' config."""
+        return train_config(self.intents_full)
+
+    def retrieval_config(self) -> TrainConfig:
+        """The retrieval adapter's config."""
+        return train_config(self.retrieval)
+
+
 class CSSettings(BaseSettings):
     """Everything the customer-service app reads from its environment."""
 
@@ -57,6 +115,7 @@ class CSSettings(BaseSettings):
     index_dir: Path | None = Field(None, description="Index folder; default: <var>/cs/index.")
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     dialog: DialogSettings = Field(default_factory=DialogSettings)
+    train: CSTrainSettings = Field(default_factory=CSTrainSettings)
 
     @property
     def artifact_dir(self) -> Path:

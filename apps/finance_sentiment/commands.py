@@ -1,4 +1,4 @@
-"""``trident fin ...``: the finance-sentiment commands of the one CLI.
+"""``trident fin ...``: the finance-sentiment commands of the one CLI; their flags are ``FinSettings`` fields.
 
 The modules that load torch and the model are imported inside the command that needs them, so that building the CLI
 (``trident --help``, any other app's command) does not pay for them.
@@ -6,7 +6,6 @@ The modules that load torch and the model are imported inside the command that n
 
 from __future__ import annotations
 
-import argparse
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,9 +13,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from apps.common.commands import command_adder, run_dashboard
+from apps.common.commands import command_adder, flag, run_dashboard, settings_env, settings_from_args
 from apps.common.output import emit
-from apps.common.settings import REPO_ROOT, CoreSettings
+from apps.common.settings import REPO_ROOT
 from apps.finance_sentiment.settings import FinSettings
 from apps.finance_sentiment.store import FinanceStore
 
@@ -24,13 +23,7 @@ log = logging.getLogger(__name__)
 
 
 def _settings(args) -> FinSettings:
-    core = {k: v for k, v in (("data_dir", args.data_dir), ("artifacts_dir", args.artifacts_dir)) if v}
-    over: dict = {"core": CoreSettings(**core)} if core else {}
-    for flag, field in (("artifact", "artifact"), ("feeds", "feeds_path"), ("rules", "rules_path"),
-                        ("prices", "prices_dir")):
-        if getattr(args, flag, None):
-            over[field] = Path(getattr(args, flag))
-    return FinSettings(**over)
+    return settings_from_args(FinSettings, args)
 
 
 def _as_of(value: str | None) -> datetime | None:
@@ -44,13 +37,15 @@ def _as_of(value: str | None) -> datetime | None:
 
 
 def fin_train(args) -> None:
-    from apps.finance_sentiment.pipeline import train_sentiment  # heavy: torch, Lightning
+    from apps.finance_sentiment.pipeline import soft_targets, train_sentiment  # heavy: torch, Lightning
 
     s = _settings(args)
+    t = s.train
     data = Path(args.data) if args.data else s.core.data_dir / "financial_phrasebank" / "Sentences_50Agree.txt"
     fmt = args.format or ("phrasebank" if data.suffix == ".txt" else "csv")
-    report = train_sentiment(data, Path(args.out) if args.out else s.artifact_dir, fmt=fmt, members=args.members,
-                             soft_labels=args.soft_labels, refit_epochs=args.refit_epochs)
+    soft = soft_targets(data, fmt, t.soft_labels)
+    report = train_sentiment(data, Path(args.out) if args.out else s.artifact_dir, fmt=fmt, members=t.members,
+                             cfg=t.config(soft), soft_labels=soft, refit_epochs=t.refit_epochs)
     emit(report, args.json)
 
 
@@ -119,52 +114,44 @@ def fin_eval(args) -> None:
     from apps.finance_sentiment.pipeline import eval_sentiment
 
     s = _settings(args)
-    emit(eval_sentiment(load_sentiment_model(s.artifact_dir, quantize=args.int8), Path(args.data), args.format),
-         args.json)
+    emit(eval_sentiment(load_sentiment_model(s.artifact_dir, quantize=s.scoring.quantize), Path(args.data),
+                        args.format), args.json)
 
 
 def fin_dashboard(args) -> None:
-    run_dashboard(REPO_ROOT / "apps" / "finance_sentiment" / "ui" / "app.py", args.port, args.address)
+    run_dashboard(REPO_ROOT / "apps" / "finance_sentiment" / "ui" / "app.py", args.port, args.address,
+                  settings_env(FinSettings, args))
 
 
-def register(sub, common) -> None:
+def register(sub) -> None:
     """Add ``trident fin`` and its commands to the CLI."""
     fin = sub.add_parser("fin", help="finance sentiment: feeds, scoring, alerts, dashboard")
     c = fin.add_subparsers(dest="command", required=True)
 
-    base = command_adder(c, common)
+    base = command_adder(c, FinSettings)
+    files = (flag("feeds_path", "--feeds"), flag("rules_path", "--rules"), flag("prices_dir", "--prices"))
 
-    sp = base("train", "fine-tune the sentiment model (default: Financial PhraseBank, 50%% agreement)", fin_train,
-              artifact=False)
+    sp = base("train", "fine-tune the sentiment model (default: Financial PhraseBank, 50%% agreement; FIN_TRAIN__...)",
+              fin_train, "train.members", "train.soft_labels", "train.refit_epochs")
     sp.add_argument("--data", help="labelled sentences (default: <data>/financial_phrasebank/Sentences_50Agree.txt)")
     sp.add_argument("--format", choices=["phrasebank", "csv"], help="default: phrasebank for .txt, else csv")
-    sp.add_argument("--members", type=int, default=1, metavar="N",
-                    help="fully fine-tuned members, seeds 1 apart, averaged (default 1)")
-    sp.add_argument("--soft-labels", action=argparse.BooleanOptionalAction, default=None,
-                    help="train on soft targets from PhraseBank's annotator agreement (default: when the agreement "
-                         "files are beside --data); --no-soft-labels: the majority labels")
-    sp.add_argument("--refit-epochs", type=int, metavar="N",
-                    help="train the members on the training and validation splits for N epochs and keep the "
-                         "last weights (no early stopping)")
     sp.add_argument("--out", help="artifact folder (default: <artifacts>/fin)")
-    sp = base("score", "score a text: sentences, article score, the words that moved it", fin_score)
-    sp.add_argument("text", nargs="+")
-    sp = base("monitor", "poll, score, store and alert in a loop (SIGTERM: finish the cycle, then stop)", fin_monitor)
+    base("score", "score a text: sentences, article score, the words that moved it", fin_score,
+         "artifact").add_argument("text", nargs="+")
+    sp = base("monitor", "poll, score, store and alert in a loop (SIGTERM: finish the cycle, then stop)", fin_monitor,
+              "artifact", *files)
     sp.add_argument("--once", action="store_true", help="run one cycle and exit")
-    sp.add_argument("--feeds", help="feeds file (default: FIN_FEEDS_PATH)")
-    sp.add_argument("--rules", help="alert rules file (default: FIN_RULES_PATH)")
-    sp.add_argument("--prices", help="folder of <TICKER>.csv price files (default: FIN_PRICES_DIR)")
     sp.add_argument("--as-of", help="evaluate the alert rules at this UTC time (replaying captured feeds)")
     sp.add_argument("--allow-unscored", action="store_true", help="store articles unscored when no model exists")
     sp = base("risk", "train the fusion risk model (indicator window + news) and compare it with text-only scoring",
-              fin_risk)
+              fin_risk, "artifact", files[0])
     sp.add_argument("--tickers", nargs="+", default=["AAPL", "AMZN", "GOOGL", "MSFT", "NVDA", "TSLA", "JPM", "META"])
     sp.add_argument("--stride", type=int, default=2, help="keep every n-th training session")
     sp.add_argument("--out", help="artifact folder (default: <artifacts>/fin-risk)")
-    sp = base("eval", "accuracy, macro-F1 and weighted F1 on labelled sentences", fin_eval)
+    sp = base("eval", "accuracy, macro-F1 and weighted F1 on labelled sentences", fin_eval, "artifact",
+              flag("scoring.quantize", "--int8"))
     sp.add_argument("--data", required=True)
     sp.add_argument("--format", default="phrasebank", choices=["phrasebank", "csv"])
-    sp.add_argument("--int8", action="store_true", help="int8 dynamic quantisation")
-    sp = base("dashboard", "start the analysts' dashboard (Streamlit)", fin_dashboard)
+    sp = base("dashboard", "start the analysts' dashboard (Streamlit)", fin_dashboard, "artifact", *files)
     sp.add_argument("--port", type=int, default=8502)
     sp.add_argument("--address", default="0.0.0.0", help="interface to listen on")

@@ -32,26 +32,19 @@ import numpy as np
 
 from apps.finance_sentiment.model import TASK, load_sentiment_model
 from apps.finance_sentiment.scoring import LABELS
+from apps.finance_sentiment.settings import FinTrainSettings
 from core.config import TrainConfig
 from core.data import DataFormatError, read_labelled_texts, text_key
 from core.engine import Ensemble, InferenceEngine, write_ensemble
 from core.metrics import accuracy, log_loss, precision_recall_f1
 from core.recipes import finetune_text, refit, text_task
 
-__all__ = ["AGREEMENT_FILES", "agreement_targets", "default_train_config", "eval_sentiment", "phrasebank_agreement",
-           "read_sentiment_data", "train_sentiment", "training_view"]
+__all__ = ["AGREEMENT_FILES", "agreement_targets", "eval_sentiment", "phrasebank_agreement", "read_sentiment_data",
+           "soft_targets", "train_sentiment", "training_view"]
 
 log = logging.getLogger(__name__)
 
 _SYNONYMS = {"pos": "positive", "neg": "negative", "neu": "neutral", "bullish": "positive", "bearish": "negative"}
-
-
-def default_train_config(soft: bool = True) -> TrainConfig:
-    """6 epochs at most, lr 8e-5, 10% warm-up, early stopping on validation accuracy; with soft (agreement) targets
-    batches of 16 and no label smoothing (the targets carry the annotators' doubt), with hard labels batches of 32
-    and label smoothing 0.05. The soft setting was chosen by a cross-validated sweep (docs/experiments.md)."""
-    return TrainConfig(max_epochs=6, batch_size=16 if soft else 32, lr=8e-5, head_lr=2e-3, max_length=96,
-                       precision="32-true", patience=2, warmup_ratio=0.1, label_smoothing=0.0 if soft else 0.05)
 
 
 def read_sentiment_data(path: str | Path, fmt: str) -> tuple[list[str], list[str]]:
@@ -124,6 +117,21 @@ def training_view(task, agreement_from: str | Path | None = None):
     return task
 
 
+def soft_targets(data_path: str | Path, fmt: str, soft_labels: bool | None = None) -> bool:
+    """Whether the members train on soft (agreement) targets: ``soft_labels``, or when unset, whether ``fmt`` is
+    ``phrasebank`` and PhraseBank's agreement files are beside ``data_path``.
+
+    Raises:
+        ValueError: ``soft_labels`` is true and the agreement files are not there.
+    """
+    folder = Path(data_path).parent
+    has_subsets = fmt == "phrasebank" and all((folder / name).is_file() for name, _ in AGREEMENT_FILES)
+    if soft_labels and not has_subsets:
+        raise ValueError(f"soft labels need PhraseBank's agreement files beside {data_path}: "
+                         f"{', '.join(name for name, _ in AGREEMENT_FILES)}")
+    return has_subsets if soft_labels is None else soft_labels
+
+
 def train_sentiment(data_path: str | Path, out: str | Path, fmt: str = "phrasebank", members: int = 1,
                     cfg: TrainConfig | None = None, split_seed: int = 13, soft_labels: bool | None = None,
                     refit_epochs: int | None = None) -> dict:
@@ -134,7 +142,8 @@ def train_sentiment(data_path: str | Path, out: str | Path, fmt: str = "phraseba
         out: Artifact folder (replaced only once everything has trained).
         fmt: ``phrasebank`` or ``csv``.
         members: Fully fine-tuned members (seeds ``cfg.seed``, ``cfg.seed + 1``, ...), averaged.
-        cfg: ``TrainConfig`` of the members (default :func:`default_train_config`).
+        cfg: ``TrainConfig`` of the members (default: the settings' default for the targets used,
+            :meth:`FinTrainSettings.config`; the CLI passes ``FIN_TRAIN__SOFT__...`` or ``FIN_TRAIN__HARD__...``).
         split_seed: Seed of the train/validation/test split (kept fixed, so every member sees the same test).
         soft_labels: Train on soft targets from annotator agreement (:func:`agreement_targets`), read from the
             PhraseBank agreement subsets beside ``data_path``. ``None`` (default): when ``fmt`` is ``phrasebank`` and
@@ -153,13 +162,8 @@ def train_sentiment(data_path: str | Path, out: str | Path, fmt: str = "phraseba
         raise ValueError("train at least one member (members >= 1)")
     if refit_epochs is not None and refit_epochs < 1:
         raise ValueError("a refit needs refit_epochs >= 1")
-    folder = Path(data_path).parent
-    has_subsets = fmt == "phrasebank" and all((folder / name).is_file() for name, _ in AGREEMENT_FILES)
-    if soft_labels and not has_subsets:
-        raise ValueError(f"soft labels need PhraseBank's agreement files beside {data_path}: "
-                         f"{', '.join(name for name, _ in AGREEMENT_FILES)}")
-    soft = has_subsets if soft_labels is None else soft_labels
-    cfg = cfg or default_train_config(soft)
+    soft = soft_targets(data_path, fmt, soft_labels)
+    cfg = cfg or FinTrainSettings().config(soft)
     out = Path(out)
     task = text_task(TASK, data_path, fmt, seed=split_seed)
     unknown = sorted(set(task.labels) - set(LABELS))

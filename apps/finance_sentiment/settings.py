@@ -1,4 +1,9 @@
-"""Settings of the finance-sentiment monitor (env prefix ``FIN_``, nested with ``__``)."""
+"""Settings of the finance-sentiment monitor (env prefix ``FIN_``, nested with ``__``, e.g. ``FIN_TRAIN__SOFT__LR``).
+
+``train`` holds how `trident fin train` fine-tunes the members: ``soft`` when they train on soft targets from
+PhraseBank's annotator agreement, ``hard`` on the majority labels; each is the part of ``core.config.TrainConfig`` it
+sets (``apps.common.settings.train_config`` makes the whole config).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,16 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from apps.common.settings import REPO_ROOT, CoreSettings
+from apps.common.settings import HYPER_FIELDS, REPO_ROOT, CoreSettings, train_config
+from core.config import TrainConfig, config_part
+
+# at most 6 epochs, 10% warm-up, early stopping on validation accuracy; soft targets carry the annotators' doubt, so
+# no label smoothing and smaller batches (chosen by a cross-validated sweep, docs/experiments.md)
+SOFT = dict(max_epochs=6, batch_size=16, lr=8e-5, head_lr=2e-3, max_length=96, precision="32-true", patience=2,
+            warmup_ratio=0.1, label_smoothing=0.0)
+SoftTrainConfig = config_part(TrainConfig, "SoftTrainConfig", HYPER_FIELDS, SOFT)
+HardTrainConfig = config_part(TrainConfig, "HardTrainConfig", HYPER_FIELDS,
+                              dict(SOFT, batch_size=32, label_smoothing=0.05))
 
 
 class ScoringSettings(BaseModel):
@@ -35,6 +49,26 @@ class MonitorSettings(BaseModel):
     price_history_days: int = Field(400, ge=30, description="Days of prices kept for the indicators.")
 
 
+class FinTrainSettings(BaseModel):
+    """How `trident fin train` fine-tunes the sentiment model."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    soft: SoftTrainConfig = Field(default_factory=SoftTrainConfig)  # on soft (agreement) targets
+    hard: HardTrainConfig = Field(default_factory=HardTrainConfig)  # on the majority labels
+    members: int = Field(1, ge=1, description="Fully fine-tuned members, seeds 1 apart, averaged.")
+    soft_labels: bool | None = Field(None, description="Train on soft targets from PhraseBank's annotator agreement "
+                                                       "(unset: when the agreement files are beside the data; false: "
+                                                       "the majority labels).")
+    refit_epochs: int | None = Field(None, ge=1, description="Train the members on the training and validation "
+                                                             "splits for this many epochs and keep the last weights "
+                                                             "(no early stopping).")
+
+    def config(self, soft: bool) -> TrainConfig:
+        """The members' config, on soft targets or on the majority labels."""
+        return train_config(self.soft if soft else self.hard)
+
+
 class FinSettings(BaseSettings):
     """Everything the finance-sentiment monitor reads from its environment."""
 
@@ -52,6 +86,7 @@ class FinSettings(BaseSettings):
                                                          "<artifacts>/fin-risk, used by risk_model rules when present.")
     scoring: ScoringSettings = Field(default_factory=ScoringSettings)
     monitor: MonitorSettings = Field(default_factory=MonitorSettings)
+    train: FinTrainSettings = Field(default_factory=FinTrainSettings)
 
     @property
     def artifact_dir(self) -> Path:

@@ -1,30 +1,29 @@
 """``trident rec ...``: the recommender's commands of the one CLI.
 
 Errors the user can fix (a missing or malformed data file, no artifact yet, a batch job that cannot resume) print one
-line ``error: ...`` and exit with status 2 (``apps/cli.py``). The app's modules are imported inside each command:
-``trident --help`` must not pay for torch.
+line ``error: ...`` and exit with status 2 (``apps/cli.py``). The flags are ``RecSettings`` fields. The app's modules
+are imported inside each command: ``trident --help`` must not pay for torch.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-from apps.common.commands import run_dashboard
+from apps.common.commands import command_adder, flag, given, run_dashboard, settings_env, settings_from_args
 from apps.common.output import emit
-from apps.common.settings import REPO_ROOT, CoreSettings
-from apps.recommender.settings import RecSettings
+from apps.common.settings import REPO_ROOT
+from apps.recommender.settings import TRAIN_FIELDS, RecSettings
 
 METRIC_KEYS = ("hr@10", "ndcg@10", "mrr", "coverage", "diversity", "novelty", "n_users")
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
     """The recommender's exceptions that mean "fix your input", imported only when an error happens."""
-    from apps.common.db import DatabaseError  # why: sqlalchemy and torch, see the module docstring
+    from apps.common.db import DatabaseError  # heavy: sqlalchemy and torch, only when an error is raised
     from apps.recommender.batch import BatchError
     from apps.recommender.data import DataError
     from apps.recommender.model import RecArtifactError
@@ -33,27 +32,15 @@ def user_errors() -> tuple[type[BaseException], ...]:
     return DataError, RecArtifactError, BatchError, UnknownItem, DatabaseError
 
 
-def _settings(args):
-    core = {k: v for k, v in (("data_dir", args.data_dir), ("artifacts_dir", args.artifacts_dir)) if v}
-    over: dict = {"core": CoreSettings(**core)} if core else {}
-    if getattr(args, "artifact", None):
-        over["artifact"] = Path(args.artifact)
-    if getattr(args, "data", None):
-        over["data"] = Path(args.data)
-        over["items"] = Path(args.items) if getattr(args, "items", None) else None
-    if getattr(args, "preset", None):
-        over["preset"] = args.preset
-    train = {k: v for k, v in (("max_epochs", getattr(args, "epochs", None)),
-                               ("seed", getattr(args, "seed", None))) if v is not None}
-    if train:
-        over["train"] = train
-    if getattr(args, "no_text", False):
-        over["text_init"] = False
-    return RecSettings(**over)
+def _settings(args) -> RecSettings:
+    # another interactions file than the sample's: the sample catalogue is not its items
+    files = given(RecSettings, args)
+    other = {"items": None} if "data" in files and "items" not in files else {}
+    return settings_from_args(RecSettings, args, **other)
 
 
 def _data(s, args):
-    from apps.recommender.data import load_data  # why: pandas
+    from apps.recommender.data import load_data  # heavy: pandas
 
     return load_data(s.data, s.items)
 
@@ -63,7 +50,7 @@ def _metrics(m: dict) -> dict:
 
 
 def rec_train(args) -> None:
-    from apps.recommender.model import read_config  # why: torch and Lightning
+    from apps.recommender.model import read_config  # heavy: torch, Lightning
     from apps.recommender.pipeline import train_all
 
     s = _settings(args)
@@ -83,12 +70,12 @@ def rec_train(args) -> None:
 
 
 def rec_eval(args) -> None:
-    from apps.recommender.model import load_artifact  # why: torch and Lightning
+    from apps.recommender.model import load_artifact  # heavy: torch, Lightning
     from apps.recommender.pipeline import evaluate_artifact
 
     s = _settings(args)
     art = load_artifact(s.artifact_dir)
-    data = _data(s, args) if args.data else None
+    data = _data(s, args) if "data" in given(RecSettings, args) else None
     r = evaluate_artifact(art, data, mmr_lambdas=() if not args.mmr else s.mmr_lambdas)
     out = {**_metrics(r), "baselines": {n: _metrics(b) for n, b in r["baselines"].items()}}
     if args.details:
@@ -97,10 +84,10 @@ def rec_eval(args) -> None:
 
 
 def rec_recommend(args) -> None:
-    from apps.recommender.service import RecService  # why: torch
+    from apps.recommender.service import RecService  # heavy: torch
 
     s = _settings(args)
-    recs = RecService.build(s).recommend(args.user, k=args.k, mmr_lambda=args.mmr_lambda)
+    recs = RecService.build(s).recommend(args.user, k=s.top_k, mmr_lambda=args.mmr_lambda)
     if args.json:
         emit(recs.model_dump(mode="json"), True)
         return
@@ -113,31 +100,27 @@ def rec_recommend(args) -> None:
 
 
 def rec_similar(args) -> None:
-    from apps.recommender.service import RecService  # why: torch
+    from apps.recommender.service import RecService  # heavy: torch
 
-    sims = RecService.build(_settings(args)).similar_items(args.item, k=args.k)
+    s = _settings(args)
+    sims = RecService.build(s).similar_items(args.item, k=s.top_k)
     emit([{"item_id": x.item.item_id, "title": x.item.title, "similarity": x.similarity} for x in sims], args.json)
 
 
 def rec_batch(args) -> None:
-    from apps.recommender.batch import run_batch  # why: torch and Lightning
+    from apps.recommender.batch import run_batch  # heavy: torch, Lightning
     from apps.recommender.model import load_artifact
 
     s = _settings(args)
-    over = {k: v for k, v in (("chunk_size", args.chunk_size), ("accelerator", args.accelerator),
-                              ("devices", args.devices), ("strategy", args.strategy),
-                              ("num_nodes", args.num_nodes)) if v is not None}
-    cfg = s.batch.model_copy(update=over)
     art = load_artifact(s.artifact_dir)
-    data = _data(s, args) if args.data else None
+    data = _data(s, args) if "data" in given(RecSettings, args) else None
     store = None
     if not args.no_db:
-        from apps.recommender.store import RecStore  # why: sqlalchemy
+        from apps.recommender.store import RecStore  # heavy: sqlalchemy
 
-        store = RecStore(args.database_url or s.core.effective_database_url).create()
+        store = RecStore(s.core.effective_database_url).create()
     out = Path(args.out) if args.out else s.core.var_dir / "rec" / "recommendations.parquet"
-    res = run_batch(art, out, cfg, k=args.k, data=data, store=store, restart=args.restart,
-                    progress=not args.json)
+    res = run_batch(art, out, s.batch, data=data, store=store, restart=args.restart, progress=not args.json)
     if not res.merged:  # another process of a distributed job reports
         return
     emit({"out": str(res.out), "users": res.users, "rows": res.rows, "chunks": res.chunks,
@@ -146,57 +129,39 @@ def rec_batch(args) -> None:
 
 
 def rec_dashboard(args) -> None:
-    env = dict(os.environ)  # the dashboard reads its settings from the environment: pass the flags on
-    for flag, var in (("artifact", "REC_ARTIFACT"), ("artifacts_dir", "TRIDENT_ARTIFACTS_DIR"),
-                      ("data_dir", "TRIDENT_DATA_DIR")):
-        if getattr(args, flag, None):
-            env[var] = str(Path(getattr(args, flag)).resolve())
-    run_dashboard(REPO_ROOT / "apps" / "recommender" / "ui" / "app.py", args.port, args.address, env)
+    # the dashboard reads its settings from the environment: the flags go on as variables
+    run_dashboard(REPO_ROOT / "apps" / "recommender" / "ui" / "app.py", args.port, args.address,
+                  settings_env(RecSettings, args))
 
 
-def register(sub, common) -> None:
+def register(sub) -> None:
     """Add ``trident rec`` and its commands to the CLI."""
     rec = sub.add_parser("rec", help="generative recommender: train, evaluate, recommend, batch, dashboard")
     c = rec.add_subparsers(dest="command", required=True)
 
-    def base(name, help_, fn, artifact=True, data=False):
-        sp = common(c.add_parser(name, help=help_), artifact)
-        sp.set_defaults(fn=fn)
-        if data:
-            sp.add_argument("--data", help="interactions file (CSV/Parquet) or a MovieLens 100k / 1M folder "
-                                           "(default: REC_DATA, the sample data)")
-            sp.add_argument("--items", help="items file (item_id,title[,genres]) of a generic interactions file")
-        return sp
+    base = command_adder(c, RecSettings, ("core.data_dir", "core.artifacts_dir", "artifact"))
+    data = ("data", "items")
 
-    sp = base("train", "train the generative model and the SASRec baseline, count popularity, evaluate",
-              rec_train, artifact=True, data=True)
+    sp = base("train", "train the generative model and the SASRec baseline, count popularity, evaluate "
+                       "(REC_TRAIN__...)", rec_train, *data, "preset",
+              flag("train.max_epochs", "--epochs", "--max-epochs"),
+              *(f"train.{f}" for f in TRAIN_FIELDS if f != "max_epochs"), flag("text_init", "--text"))
     sp.add_argument("--out", help="artifact folder (default: <artifacts>/rec)")
-    sp.add_argument("--preset", choices=["tiny", "default"], help="model and training preset (tiny: seconds; "
-                                                                  "default: REC_PRESET)")
-    sp.add_argument("--epochs", type=int, help="most epochs (early stopping on validation NDCG@10 may end sooner)")
-    sp.add_argument("--seed", type=int)
-    sp.add_argument("--no-text", action="store_true", help="no MiniLM text features for the items")
-    sp = base("eval", "HR@10, NDCG@10, MRR, coverage on the test cases; the baselines beside", rec_eval, data=True)
+    sp = base("eval", "HR@10, NDCG@10, MRR, coverage on the test cases; the baselines beside", rec_eval, *data)
     sp.add_argument("--details", action="store_true", help="also by history length and the MMR trade-off")
     sp.add_argument("--mmr", action="store_true", help="measure the MMR accuracy / diversity trade-off")
-    sp = base("recommend", "the next items for one user (unknown users: the most popular, labelled)", rec_recommend)
+    sp = base("recommend", "the next items for one user (unknown users: the most popular, labelled)", rec_recommend,
+              flag("top_k", "--k"))
     sp.add_argument("--user", required=True)
-    sp.add_argument("--k", type=int, default=10)
     sp.add_argument("--mmr-lambda", type=float, default=1.0, help="below 1: more varied slates (MMR)")
-    sp = base("similar", "the items nearest to an item in the model's item space", rec_similar)
-    sp.add_argument("--item", required=True)
-    sp.add_argument("--k", type=int, default=10)
-    sp = base("batch", "top-K for every user into Parquet and the database (resumable)", rec_batch, data=True)
-    sp.add_argument("--k", type=int, default=None, help="items per user (default REC_BATCH__K, 20)")
+    base("similar", "the items nearest to an item in the model's item space", rec_similar,
+         flag("top_k", "--k")).add_argument("--item", required=True)
+    sp = base("batch", "top-K for every user into Parquet and the database (resumable)", rec_batch, *data,
+              *(f"batch.{f}" for f in ("k", "chunk_size", "accelerator", "devices", "strategy", "num_nodes")),
+              "core.database_url")
     sp.add_argument("--out", help="output Parquet (default: <var>/rec/recommendations.parquet)")
-    sp.add_argument("--chunk-size", type=int, help="users per chunk / part file")
     sp.add_argument("--no-db", action="store_true", help="write the Parquet file only")
-    sp.add_argument("--database-url", help="database (default: TRIDENT_DATABASE_URL or the SQLite file)")
     sp.add_argument("--restart", action="store_true", help="discard the parts of an earlier, different job")
-    sp.add_argument("--accelerator", help="cpu, gpu, auto")
-    sp.add_argument("--devices", type=lambda v: int(v) if v.isdigit() else v, help="devices per node (a count)")
-    sp.add_argument("--strategy", help="auto, ddp, ...")
-    sp.add_argument("--num-nodes", type=int)
     sp = base("dashboard", "start the recommender dashboard (Streamlit)", rec_dashboard)
     sp.add_argument("--port", type=int, default=8503)
     sp.add_argument("--address", default="0.0.0.0", help="interface to listen on")

@@ -8,6 +8,7 @@ from dataclasses import asdict
 from rich.console import Console
 from rich.table import Table
 
+from apps.common.commands import settings_flags, settings_from_args
 from apps.common.output import emit
 from apps.common.settings import CoreSettings
 from apps.suite.plan import APPS, Plan, SuiteSettings
@@ -15,12 +16,7 @@ from apps.suite.supervisor import up
 
 
 def _plan(args) -> Plan:
-    core = {k: v for k, v in (("data_dir", args.data_dir), ("artifacts_dir", args.artifacts_dir)) if v}
-    names = ("cs_port", "fin_port", "rec_port", "feeds_port", "address", "worker_interval", "health_timeout")
-    suite = {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
-    if args.no_train:
-        suite["train"] = False
-    return Plan.build(CoreSettings(**core), SuiteSettings(**suite))
+    return Plan.build(settings_from_args(CoreSettings, args), settings_from_args(SuiteSettings, args))
 
 
 def suite_prepare(args) -> None:
@@ -46,28 +42,21 @@ def suite_up(args) -> None:
         raise SystemExit(rc)
 
 
-def register(sub, common) -> None:
-    """Add ``trident suite`` (``prepare``, ``up``) to the CLI."""
+def register(sub) -> None:
+    """Add ``trident suite`` (``prepare``, ``up``) to the CLI; the flags are ``CoreSettings`` and ``SuiteSettings``
+    fields."""
     suite = sub.add_parser("suite", help="the whole suite on one machine: prepare, then run the dashboards and worker")
     c = suite.add_subparsers(dest="command", required=True)
 
-    def shared(sp):
-        sp.add_argument("--feeds-port", type=int, help="port of the local sample-feed server (default 8766, env "
-                                                       "TRIDENT_SUITE_FEEDS_PORT)")
-        sp.add_argument("--no-train", action="store_true", help="fail instead of training a missing artifact")
+    def add(name: str, help_: str, fn, *fields: str):
+        sp = c.add_parser(name, help=help_)
+        settings_flags(sp, CoreSettings, ("data_dir", "artifacts_dir"))
+        settings_flags(sp, SuiteSettings, ("feeds_port", "train", *fields))
+        sp.set_defaults(fn=fn)
         return sp
 
-    sp = shared(common(c.add_parser("prepare", help="train what is missing (quick preset), build the FAQ index, run "
-                                                    "one finance cycle and the recommender batch job"), False))
-    sp.set_defaults(fn=suite_prepare)
-    sp = shared(c.add_parser("up", help="prepare, then start the three dashboards and the finance worker until "
-                                        "Ctrl-C"))
-    sp.add_argument("--data-dir", help="data sets folder (env TRIDENT_DATA_DIR)")
-    sp.add_argument("--artifacts-dir", help="artifacts folder (env TRIDENT_ARTIFACTS_DIR)")
-    sp.add_argument("--cs-port", type=int, help="support console (default 8501, env TRIDENT_SUITE_CS_PORT)")
-    sp.add_argument("--fin-port", type=int, help="finance dashboard (default 8502, env TRIDENT_SUITE_FIN_PORT)")
-    sp.add_argument("--rec-port", type=int, help="recommender dashboard (default 8503, env TRIDENT_SUITE_REC_PORT)")
-    sp.add_argument("--address", help="interface the dashboards listen on (default 127.0.0.1)")
-    sp.add_argument("--worker-interval", type=float, help="seconds between the worker's cycles (default 30)")
-    sp.add_argument("--health-timeout", type=float, help="seconds to wait for the dashboards (default 300)")
-    sp.set_defaults(fn=suite_up)
+    add("prepare", "train what is missing (quick preset), build the FAQ index, run one finance cycle and the "
+                   "recommender batch job", suite_prepare).add_argument("--json", action="store_true",
+                                                                       help="print JSON")
+    add("up", "prepare, then start the three dashboards and the finance worker until Ctrl-C", suite_up,
+        "cs_port", "fin_port", "rec_port", "address", "worker_interval", "health_timeout")

@@ -48,7 +48,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # the repository root: core and apps import from a plain `python bench/...` run
 
-# PhraseBank: "soft" picks the soft-target schedule (default_train_config(soft=True): agreement targets, batches of
+from apps.customer_service.settings import CSTrainSettings  # noqa: E402
+from apps.finance_sentiment.settings import FinTrainSettings  # noqa: E402
+
+# PhraseBank: "soft" picks the soft-target schedule (FIN_TRAIN__SOFT__...: agreement targets, batches of
 # 16, no label smoothing), otherwise the hard-label one (batches of 32, label smoothing 0.05); other keys override it
 _SOFT32 = {"soft": True, "batch_size": 32, "label_smoothing": 0.05}  # agreement targets on the hard-label schedule
 CONFIGS = {
@@ -96,12 +99,8 @@ CONFIGS = {
 def base_cfg(task: str, soft: bool = False):
     """The product's fine-tuning schedule for the task (PhraseBank: the soft-target or the hard-label one)."""
     if task == "fin":
-        from apps.finance_sentiment.pipeline import default_train_config
-
-        return default_train_config(soft)
-    from apps.customer_service.pipeline import INTENTS_FULL_TRAIN
-
-    return INTENTS_FULL_TRAIN
+        return FinTrainSettings().config(soft)
+    return CSTrainSettings().full_config()
 
 
 def job_cfg(task: str, config: dict, seed: int):

