@@ -10,8 +10,9 @@ fields, types and descriptions, with that training's defaults); :func:`train_con
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.config import TrainConfig, config_part
@@ -27,6 +28,34 @@ RUN_FIELDS = ("accelerator", "devices", "strategy", "num_nodes")
 def train_config(part: BaseModel, **update) -> TrainConfig:
     """The whole ``TrainConfig`` of a training's settings ``part`` (the core's defaults for the rest), checked."""
     return TrainConfig(**{**part.model_dump(), **update})
+
+
+def _merge(default: dict, given: Any) -> Any:
+    """``given`` over ``default``, dicts merged key by key at every depth; an object (not a dict) is taken whole."""
+    if given is None:
+        return default
+    if not isinstance(given, dict):
+        return given
+    return {**default, **{k: _merge(default[k], v) if isinstance(default.get(k), dict) else v
+                          for k, v in given.items()}}
+
+
+class PresetSettings(BaseSettings):
+    """An app's settings whose defaults come from a preset chosen by name (the ``preset`` field each app declares,
+    with its ``PRESETS`` dict). What is set explicitly (a keyword, a flag, an environment variable) beats the preset,
+    field by field, however deep it sits (``CS_TRAIN__INTENTS__LR`` keeps the preset's other intents fields)."""
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"default": {}}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset(cls, values: Any) -> Any:
+        if not isinstance(values, dict):
+            return values
+        preset = cls.PRESETS.get(values.get("preset", "default"))
+        if preset is None:
+            return values  # the field's own validation names the choices
+        return {**values, **{k: _merge(v, values.get(k)) for k, v in preset.items()}}
 
 
 class CoreSettings(BaseSettings):

@@ -8,12 +8,12 @@ members and the retrieval adapter.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from apps.common.settings import HYPER_FIELDS, REPO_ROOT, CoreSettings, train_config
+from apps.common.settings import HYPER_FIELDS, REPO_ROOT, CoreSettings, PresetSettings, train_config
 from core.config import TrainConfig, config_part
 
 RETRIEVAL_FIELDS = tuple(f for f in HYPER_FIELDS if f != "label_smoothing") + ("temperature",)
@@ -98,12 +98,34 @@ class CSTrainSettings(BaseModel):
         return train_config(self.retrieval)
 
 
-class CSSettings(BaseSettings):
+# The quick trainings of `make demo` (apps/suite): on a capped part of Banking77 and StackFAQ (demo), or on the
+# sample intents and FAQ queries (demo-sample). Fields a preset leaves out keep the core's defaults.
+_QUICK = dict(precision="32-true", warmup_ratio=0.06, weight_decay=0.01)
+PRESETS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "demo": {"train": {"lora_r": 8,
+                       "intents": dict(_QUICK, label_smoothing=0.0, max_epochs=2, batch_size=32, lr=1e-3,
+                                       head_lr=3e-3, max_length=32, patience=2),
+                       "retrieval": dict(_QUICK, max_epochs=1, batch_size=32, lr=5e-4, head_lr=5e-4, max_length=64,
+                                         patience=2)}},
+    "demo-sample": {"train": {"lora_r": 8,
+                              "intents": dict(_QUICK, label_smoothing=0.0, max_epochs=4, batch_size=16, lr=1e-3,
+                                              head_lr=3e-3, max_length=32, patience=4),
+                              "retrieval": dict(_QUICK, max_epochs=2, batch_size=16, lr=5e-4, head_lr=5e-4,
+                                                max_length=64, patience=2)}},
+}
+
+
+class CSSettings(PresetSettings):
     """Everything the customer-service app reads from its environment."""
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = PRESETS
 
     model_config = SettingsConfigDict(env_prefix="CS_", env_nested_delimiter="__", frozen=True, extra="ignore",
                                       env_ignore_empty=True)
 
+    preset: Literal["default", "demo", "demo-sample"] = Field(
+        "default", description="Defaults of the trainings (demo, demo-sample: the quick ones of `make demo`).")
     core: CoreSettings = Field(default_factory=CoreSettings)
     kb_path: Path = Field(REPO_ROOT / "samples" / "faq.csv", description="Knowledge-base file or folder.")
     intents_path: Path = Field(REPO_ROOT / "samples" / "intents.csv",

@@ -8,11 +8,12 @@ sets (``apps.common.settings.train_config`` makes the whole config).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from apps.common.settings import HYPER_FIELDS, REPO_ROOT, CoreSettings, train_config
+from apps.common.settings import HYPER_FIELDS, REPO_ROOT, CoreSettings, PresetSettings, train_config
 from core.config import TrainConfig, config_part
 
 # at most 6 epochs, 10% warm-up, early stopping on validation accuracy; soft targets carry the annotators' doubt, so
@@ -69,12 +70,28 @@ class FinTrainSettings(BaseModel):
         return train_config(self.soft if soft else self.hard)
 
 
-class FinSettings(BaseSettings):
+# The quick trainings of `make demo` (apps/suite), on majority labels: a capped part of PhraseBank (demo) or the
+# sample sentences (demo-sample). Fields a preset leaves out keep the core's defaults.
+_QUICK = dict(precision="32-true", warmup_ratio=0.06, weight_decay=0.01, label_smoothing=0.0)
+PRESETS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "demo": {"train": {"hard": dict(_QUICK, max_epochs=1, batch_size=32, lr=8e-5, head_lr=2e-3, max_length=64,
+                                    warmup_ratio=0.1, patience=2)}},
+    "demo-sample": {"train": {"hard": dict(_QUICK, max_epochs=4, batch_size=16, lr=1e-4, head_lr=3e-3,
+                                           max_length=48, patience=4)}},
+}
+
+
+class FinSettings(PresetSettings):
     """Everything the finance-sentiment monitor reads from its environment."""
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = PRESETS
 
     model_config = SettingsConfigDict(env_prefix="FIN_", env_nested_delimiter="__", frozen=True, extra="ignore",
                                       env_ignore_empty=True)
 
+    preset: Literal["default", "demo", "demo-sample"] = Field(
+        "default", description="Defaults of the training (demo, demo-sample: the quick ones of `make demo`).")
     core: CoreSettings = Field(default_factory=CoreSettings)
     feeds_path: Path = Field(REPO_ROOT / "samples" / "feeds.toml", description="Feeds and entities (TOML or YAML).")
     rules_path: Path = Field(REPO_ROOT / "samples" / "alert_rules.toml", description="Alert rules (TOML).")

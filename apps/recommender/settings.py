@@ -11,12 +11,12 @@ narrowest part they need.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import SettingsConfigDict
 
-from apps.common.settings import REPO_ROOT, CoreSettings
+from apps.common.settings import REPO_ROOT, CoreSettings, PresetSettings
 from core.config import ModelConfig, TrainConfig, config_part
 
 SAMPLES = REPO_ROOT / "samples"
@@ -60,8 +60,10 @@ class BatchSettings(BaseModel):
     num_nodes: int = Field(1, ge=1, description="Nodes.")
 
 
-class RecSettings(BaseSettings):
+class RecSettings(PresetSettings):
     """Everything the recommender reads from its environment."""
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = PRESETS
 
     model_config = SettingsConfigDict(env_prefix="REC_", env_nested_delimiter="__", frozen=True, extra="ignore",
                                       env_ignore_empty=True)
@@ -88,27 +90,6 @@ class RecSettings(BaseSettings):
     top_k: int = Field(10, ge=1, le=100, description="Items shown per user in the dashboard and `recommend`.")
     mmr_lambdas: tuple[float, ...] = Field((1.0, 0.9, 0.7, 0.5, 0.3),
                                            description="MMR lambdas whose accuracy / diversity trade-off is measured.")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _preset(cls, values: Any) -> Any:
-        """Fill what is not set from the preset; a nested config given as a dict (the environment's way) is merged
-        field by field, one given as an object is taken whole."""
-        if not isinstance(values, dict):
-            return values
-        name = values.get("preset", "default")
-        if name not in PRESETS:
-            return values  # the field's own validation names the choices
-        out = dict(values)
-        for key, default in PRESETS[name].items():
-            given = out.get(key)
-            if isinstance(given, BaseModel):  # an object is taken whole
-                continue
-            if isinstance(default, dict):
-                out[key] = {**default, **(given or {})}
-            elif given is None:
-                out[key] = default
-        return out
 
     @property
     def artifact_dir(self) -> Path:

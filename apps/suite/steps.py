@@ -42,7 +42,6 @@ from apps.recommender.data import load_data
 from apps.recommender.pipeline import load_artifact, train_all
 from apps.recommender.store import RecStore
 from apps.suite.plan import SAMPLES, Plan, SuiteError, complete, read_state, stamp, write_feeds_file, write_state
-from core.config import TrainConfig
 from core.engine import InferenceEngine
 from core.train import route_lightning_logs
 
@@ -139,17 +138,15 @@ def cs_model(plan: Plan, state: dict) -> Step:
         return present
     out = plan.quick_artifact("cs")
     if plan.real("cs"):
-        intents = banking77_subset(plan)
-        icfg = TrainConfig.quick(max_epochs=2, batch_size=32, lr=1e-3, head_lr=3e-3, max_length=32, patience=2)
-        rcfg = TrainConfig.quick(max_epochs=1, batch_size=32, lr=5e-4, head_lr=5e-4, max_length=64)
+        intents, preset = banking77_subset(plan), "demo"
         what = f"Banking77, {INTENTS_PER_CLASS} per intent, 2 epochs; StackFAQ dev queries, 1 epoch"
     else:
-        intents = SAMPLES / "intents.csv"
-        icfg = TrainConfig.quick(max_epochs=4, batch_size=16, lr=1e-3, head_lr=3e-3, max_length=32, patience=4)
-        rcfg = TrainConfig.quick(max_epochs=2, batch_size=16, lr=5e-4, head_lr=5e-4, max_length=64)
+        intents, preset = SAMPLES / "intents.csv", "demo-sample"
         what = "the sample intents and FAQ queries"
-    pairs = retrieval_pairs(plan.calibration, plan.kb, plan.cs_settings().retrieval.index_answers)
-    _train_into(out, lambda tmp: train_cs(tmp, intents, pairs, intents_cfg=icfg, retrieval_cfg=rcfg, lora_r=8))
+    s = plan.cs_settings(preset)
+    pairs = retrieval_pairs(plan.calibration, plan.kb, s.retrieval.index_answers)
+    _train_into(out, lambda tmp: train_cs(tmp, intents, pairs, intents_cfg=s.train.intents_config(),
+                                          retrieval_cfg=s.train.retrieval_config(), lora_r=s.train.lora_r))
     return Step("cs", "model", "trained", f"{out} ({what}; {len(pairs)} retrieval pairs)")
 
 
@@ -176,11 +173,10 @@ def fin_model(plan: Plan, state: dict) -> Step:
         return present
     out = plan.quick_artifact("fin")
     if plan.real("fin"):
-        data, what = phrasebank_subset(plan), f"{FIN_SENTENCES} PhraseBank sentences, 1 epoch"
-        cfg = TrainConfig.quick(max_epochs=1, batch_size=32, lr=8e-5, head_lr=2e-3, max_length=64, warmup_ratio=0.1)
+        data, what, preset = phrasebank_subset(plan), f"{FIN_SENTENCES} PhraseBank sentences, 1 epoch", "demo"
     else:
-        data, what = SAMPLES / "fin_sentences.csv", "the sample sentences"
-        cfg = TrainConfig.quick(max_epochs=4, batch_size=16, lr=1e-4, head_lr=3e-3, max_length=48, patience=4)
+        data, what, preset = SAMPLES / "fin_sentences.csv", "the sample sentences", "demo-sample"
+    cfg = plan.fin_settings(preset).train.config(soft=False)
     report = train_sentiment(data, out, fmt="csv", cfg=cfg)  # writes OUT.tmp, then renames it
     return Step("fin", "model", "trained", f"{out} ({what}; test accuracy {report['test']['accuracy']:.2f})")
 
