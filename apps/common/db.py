@@ -178,7 +178,15 @@ class UTCDateTime(sa.types.TypeDecorator):
 
 class BaseStore:
     """What every app's store shares: an engine (made here, or shared), write transactions whose SQLite ``BEGIN`` is
-    IMMEDIATE, batches, idempotent table creation, and closing. Subclasses set ``metadata``."""
+    IMMEDIATE, batches, idempotent table creation, and closing. Subclasses set ``metadata``.
+
+    Args:
+        url_or_engine: A SQLAlchemy URL (``CoreSettings().effective_database_url``), or an engine made by
+            :func:`make_engine` (the caller then owns it; ``close`` leaves it open).
+
+    Raises:
+        DatabaseError: The database cannot be reached (one-line message).
+    """
 
     metadata: sa.MetaData
 

@@ -155,15 +155,7 @@ def _kb_entry(row: sa.RowMapping) -> KBEntry:
 
 
 class Store(BaseStore):
-    """Conversations, turns, feedback and KB entries in one SQL database.
-
-    Args:
-        url: A SQLAlchemy URL (``CoreSettings().effective_database_url``), or an engine made by
-            ``apps.common.db.make_engine`` (the caller then owns it; ``close`` leaves it open).
-
-    Raises:
-        DatabaseError: The database cannot be reached (one-line message).
-    """
+    """Conversations, turns, feedback and KB entries in one SQL database."""
 
     metadata = metadata
 

@@ -198,15 +198,7 @@ def _tickers(value: str | None) -> list[str]:
 
 
 class FinanceStore(BaseStore):
-    """Feed states, articles, sentence scores, tickers, prices and alerts in one SQL database.
-
-    Args:
-        url_or_engine: A SQLAlchemy URL (``CoreSettings().effective_database_url``), or an engine made by
-            ``apps.common.db.make_engine`` (the caller then owns it; ``close`` leaves it open).
-
-    Raises:
-        DatabaseError: The database cannot be reached (one-line message).
-    """
+    """Feed states, articles, sentence scores, tickers, prices and alerts in one SQL database."""
 
     metadata = metadata
 
