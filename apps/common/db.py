@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -158,6 +158,13 @@ def upsert_insert(conn: sa.Connection, table: sa.Table) -> Any:
     raise NotImplementedError(f"the stores support SQLite and PostgreSQL, not {conn.dialect.name}")
 
 
+class UnknownRow(KeyError):
+    """No row has the id asked for; ``str()`` is the message itself (a plain ``KeyError`` would quote it)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 class UTCDateTime(sa.types.TypeDecorator):
     """A timestamp stored as UTC and always read back timezone-aware (SQLite keeps no zone: naive means UTC)."""
 
@@ -217,23 +224,21 @@ class BaseStore:
                 self._local.conn = None
 
     @contextmanager
-    def _write(self) -> Iterator[sa.Connection]:
-        """The batch's connection, or one write transaction (committed on success, rolled back on any exception)."""
+    def _connect(self, write: bool) -> Iterator[sa.Connection]:
+        """The connection of this thread's batch; else a write transaction (committed on success, rolled back on any
+        exception) or a plain read connection."""
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             yield conn
             return
-        with self._writer.begin() as conn:
+        with self._writer.begin() if write else self.engine.connect() as conn:
             yield conn
 
-    @contextmanager
-    def _read(self) -> Iterator[sa.Connection]:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            yield conn
-            return
-        with self.engine.connect() as conn:
-            yield conn
+    def _write(self) -> AbstractContextManager[sa.Connection]:
+        return self._connect(write=True)
+
+    def _read(self) -> AbstractContextManager[sa.Connection]:
+        return self._connect(write=False)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({redact_url(self.engine.url)!r})"

@@ -22,7 +22,7 @@ from typing import Any, get_args
 
 import sqlalchemy as sa
 
-from apps.common.db import BaseStore, UTCDateTime, upsert_insert, utcnow
+from apps.common.db import BaseStore, UnknownRow, UTCDateTime, upsert_insert, utcnow
 from apps.customer_service.schemas import (
     Conversation,
     ConversationState,
@@ -41,15 +41,11 @@ ORIGINS = ("file", "feedback")
 STALE_MESSAGE = "conversation changed since you loaded it; reload"
 
 
-class UnknownConversation(KeyError):
+class UnknownConversation(UnknownRow):
     """No conversation has this id."""
 
     def __init__(self, conversation_id: str) -> None:
         super().__init__(f"unknown conversation {conversation_id}")
-        self.conversation_id = conversation_id
-
-    def __str__(self) -> str:
-        return str(self.args[0])
 
 
 class ConversationExists(ValueError):

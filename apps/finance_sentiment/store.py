@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from apps.common.db import BaseStore, UTCDateTime, upsert_insert, utcnow
+from apps.common.db import BaseStore, UnknownRow, UTCDateTime, upsert_insert, utcnow
 from apps.finance_sentiment.alerts import Alert
 from apps.finance_sentiment.feeds import Article, FeedState
 from apps.finance_sentiment.indicators import PRICE_COLUMNS
@@ -41,15 +41,11 @@ BATCH_ROWS = 2000
 SENTENCE_COLUMNS = ("text", "label", "positive", "neutral", "negative", "score")
 
 
-class UnknownArticle(KeyError):
+class UnknownArticle(UnknownRow):
     """No article has this id."""
 
     def __init__(self, article_id: str) -> None:
         super().__init__(f"unknown article {article_id}")
-        self.article_id = article_id
-
-    def __str__(self) -> str:
-        return str(self.args[0])
 
 
 metadata = sa.MetaData()
