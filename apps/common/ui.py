@@ -1,19 +1,35 @@
 """What the three dashboards share: a failure reaches the user as one sentence, never as a traceback.
 
-Each app's ``ui/resources.py`` builds its service once per process (``st.cache_resource``) and wraps these with its
-own service type, user errors and wording.
+Each app's ``ui/resources.py`` builds its service once per process (``st.cache_resource``) and reaches it through
+one :class:`ServiceAccess` with its own user errors and wording.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, TypeVar
 
 import streamlit as st
 
 S = TypeVar("S")
 T = TypeVar("T")
+
+
+def navigation(title: str, pages: Sequence[tuple[str, str]]) -> Any:
+    """Configure a dashboard's browser page and its navigation; the first page is the default.
+
+    Args:
+        title: The dashboard's name, shown in the browser tab after "Trident · ".
+        pages: ``(script path relative to app.py, title)`` of each page, in menu order.
+
+    Returns:
+        The page to run (``.run()``), after drawing the widgets every page shares.
+    """
+    st.set_page_config(page_title=f"Trident · {title}", page_icon="🔱", layout="wide")
+    # No page icons: the browser makes the current page's icon the favicon, a :material/...: one is fetched from
+    # fonts.gstatic.com (unreachable offline: a console error on every visit), and emoji need an emoji font.
+    return st.navigation([st.Page(path, title=name, default=i == 0) for i, (path, name) in enumerate(pages)])
 
 
 def sentence(exc: BaseException) -> str:
@@ -63,3 +79,31 @@ def guarded(fn: Callable[..., T], args: tuple, kwargs: dict[str, Any], user_erro
     except Exception as exc:
         show_failure(exc, user_errors, log, fn)
     return None
+
+
+class ServiceAccess(Generic[S]):
+    """How the pages of one dashboard reach its service.
+
+    Args:
+        build: Builds the service (an ``st.cache_resource`` function, so it runs once per server process).
+        user_errors: Errors the user can act on, shown as they are.
+        prefix: The start of the sentence shown when the service cannot start (``"The console cannot start:"``).
+        what: The dashboard, for the server log.
+        log: Where failures are logged with their traceback.
+    """
+
+    def __init__(self, build: Callable[[], S], user_errors: tuple[type[BaseException], ...], prefix: str, what: str,
+                 log: logging.Logger) -> None:
+        self.build, self.user_errors, self.prefix, self.what, self.log = build, user_errors, prefix, what, log
+
+    def get(self) -> S | str:
+        """The shared service, or a sentence saying why the dashboard cannot start."""
+        return service_or_reason(self.build, self.user_errors, self.prefix, self.log, self.what)
+
+    def require(self) -> S:
+        """The shared service; when it cannot start, show why with ``st.error`` and stop the page."""
+        return require(self.get())
+
+    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
+        """Run one service call; on failure show ``st.error`` with a sentence and return None."""
+        return guarded(fn, args, kwargs, self.user_errors, self.log)
