@@ -29,13 +29,11 @@ from apps.customer_service.schemas import (
     Feedback,
     KBEntry,
     Reply,
-    Role,
     Turn,
     Verdict,
 )
 
 STATES: tuple[str, ...] = get_args(ConversationState)
-ROLES: tuple[str, ...] = get_args(Role)
 VERDICTS: tuple[str, ...] = get_args(Verdict)
 ORIGINS = ("file", "feedback")
 STALE_MESSAGE = "conversation changed since you loaded it; reload"
