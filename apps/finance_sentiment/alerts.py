@@ -44,21 +44,6 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 
 from apps.finance_sentiment.feeds import nonblank, one_line, read_document, ticker_list
 
-__all__ = [
-    "Alert",
-    "AlertConfigError",
-    "AlertRule",
-    "IndicatorMoveRule",
-    "NegativeSpikeRule",
-    "NewsBurstRule",
-    "RiskModelRule",
-    "SentimentZRule",
-    "alert_id",
-    "evaluate",
-    "load_rules",
-    "parse_rules",
-]
-
 Severity = Literal["info", "warning", "critical"]
 _EPOCH = pd.Timestamp(0, tz="UTC")
 

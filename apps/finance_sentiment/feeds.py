@@ -47,29 +47,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from core.privacy import redact
 
-__all__ = [
-    "DEFAULT_MIN_HASH_CHARS",
-    "FAILING_AFTER",
-    "MAX_BACKOFF_SECONDS",
-    "Article",
-    "Deduper",
-    "EntityConfig",
-    "FeedConfig",
-    "FeedConfigError",
-    "FeedHealth",
-    "FeedPoller",
-    "FeedState",
-    "PollResult",
-    "TickerMatcher",
-    "backoff_delay",
-    "clean_text",
-    "content_hash",
-    "entry_text",
-    "health_table",
-    "load_feeds_file",
-    "normalise_url",
-]
-
 logger = logging.getLogger(__name__)
 
 # Longest wait between polls of a failing feed (unless the feed's own interval is longer).

@@ -53,22 +53,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = [
-    "DEFAULT_WINDOW_FEATURES",
-    "PRICE_COLUMNS",
-    "PriceFileError",
-    "drawdown",
-    "indicator_frame",
-    "indicator_window",
-    "join_sentiment",
-    "read_macro",
-    "read_prices",
-    "returns",
-    "rolling_volatility",
-    "rsi",
-    "volume_zscore",
-]
-
 logger = logging.getLogger(__name__)
 
 PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "adj_close", "volume")

@@ -44,9 +44,6 @@ from core.engine import InferenceEngine
 from core.tasks import TaskSpec
 from core.train import fit
 
-__all__ = ["RISK_FEATURES", "RiskData", "RiskScorer", "average_precision", "build_risk_data", "captured_articles",
-           "risk_metrics", "risk_window", "roc_auc", "train_risk_model"]
-
 log = logging.getLogger(__name__)
 
 # (indicator column, scale): fixed scalings that keep every feature near [-3, 3] for large caps

@@ -34,8 +34,6 @@ from apps.finance_sentiment.alerts import Alert
 from apps.finance_sentiment.feeds import Article, FeedState
 from apps.finance_sentiment.indicators import PRICE_COLUMNS
 
-__all__ = ["FinanceStore", "UnknownArticle", "metadata"]
-
 # Rows per executemany call: large enough to amortise round trips, small enough to bound memory.
 BATCH_ROWS = 2000
 SENTENCE_COLUMNS = ("text", "label", "positive", "neutral", "negative", "score")
