@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 import streamlit as st
 
-from apps.common.ui import ServiceAccess, sentence, show_failure
+from apps.common.ui import ServiceAccess, sentence
 from apps.finance_sentiment.service import USER_ERRORS, FinService
 from apps.finance_sentiment.settings import FinSettings
 
@@ -60,7 +60,7 @@ def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
             log.warning("service call %s: database unreachable: %s", getattr(fn, "__name__", fn), exc)
             st.error(f"The database cannot be reached: {sentence(exc.orig or exc)}")
     except Exception as exc:
-        show_failure(exc, USER_ERRORS, log, fn)
+        _access.show_failure(exc, fn)
     return None
 
 
