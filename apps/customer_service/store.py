@@ -178,12 +178,10 @@ class Store(BaseStore):
             raise ConversationExists(f"conversation {row['id']} already exists") from exc
         return Conversation(**row)
 
-    def _load(self, conn: sa.Connection, cid: str, with_turns: bool = True) -> Conversation:
+    def _load(self, conn: sa.Connection, cid: str) -> Conversation:
         row = conn.execute(sa.select(conversations).where(conversations.c.id == cid)).mappings().first()
         if row is None:
             raise UnknownConversation(cid)
-        if not with_turns:
-            return _conversation(row)
         q = sa.select(turns).where(turns.c.conversation_id == cid).order_by(turns.c.id)
         return _conversation(row, [_turn(r) for r in conn.execute(q).mappings()])
 
