@@ -24,9 +24,7 @@ import numpy as np
 _AVERAGES = ("macro", "weighted", "micro")
 
 
-# ---------------------------------------------------------------------------
-# Internal helpers
-# ---------------------------------------------------------------------------
+# -------------------------------------------------------------------------------------------------------------- helpers
 
 
 def _as_label_arrays(y_true: Any, y_pred: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -108,9 +106,7 @@ def _check_k(k: int) -> None:
         raise ValueError(f"k must be a positive integer, got {k!r}")
 
 
-# ---------------------------------------------------------------------------
-# Classification
-# ---------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------- classification
 
 
 def accuracy(y_true: Sequence[Any] | np.ndarray, y_pred: Sequence[Any] | np.ndarray) -> float:
@@ -232,9 +228,7 @@ def macro_f1(
     return precision_recall_f1(y_true, y_pred, labels=labels, average="macro")["f1"]
 
 
-# ---------------------------------------------------------------------------
-# Ranking: one query
-# ---------------------------------------------------------------------------
+# -------------------------------------------------------------------------------------------------------------- ranking
 
 
 def hit_rate_at_k(ranked: Sequence[Hashable], relevant: Iterable[Hashable], k: int) -> float:
@@ -273,9 +267,7 @@ def reciprocal_rank(ranked: Sequence[Hashable], relevant: Iterable[Hashable]) ->
     return 0.0
 
 
-# ---------------------------------------------------------------------------
-# Ranking: vectorised single-target helpers (recommenders)
-# ---------------------------------------------------------------------------
+# ------------------------------------------------------------------------- ranks of one target per query (recommenders)
 
 
 def rank_of_target(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -334,9 +326,7 @@ def hr_ndcg_mrr_from_ranks(ranks: Sequence[int] | np.ndarray, k: int) -> dict[st
     return {f"hr@{k}": float(hit.mean()), f"ndcg@{k}": float(ndcg.mean()), "mrr": float((1.0 / r).mean())}
 
 
-# ---------------------------------------------------------------------------
-# Probabilistic classifiers and their mixtures
-# ---------------------------------------------------------------------------
+# ------------------------------------------------------------------------- probabilistic classifiers and their mixtures
 
 
 def log_loss(proba: np.ndarray, y: Sequence[int] | np.ndarray) -> float:
@@ -453,9 +443,7 @@ def guard_mixture(
     return fallback, {**info, "kept": False, "win_rate": round(win_rate, 4)}
 
 
-# ---------------------------------------------------------------------------
-# Language modelling
-# ---------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------- language modelling
 
 
 def perplexity(total_nll: float, n_tokens: int) -> float:
@@ -479,9 +467,7 @@ def perplexity(total_nll: float, n_tokens: int) -> float:
         return math.inf
 
 
-# ---------------------------------------------------------------------------
-# Recommendation catalogue metrics
-# ---------------------------------------------------------------------------
+# -------------------------------------------------------------------------------------------- recommendation catalogues
 
 
 def coverage(recommendation_lists: Iterable[Iterable[Hashable]], n_items: int) -> float:
