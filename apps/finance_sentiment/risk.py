@@ -100,11 +100,6 @@ class RiskData:
     def __len__(self) -> int:
         return len(self.texts)
 
-    def subset(self, mask: np.ndarray) -> RiskData:
-        idx = np.flatnonzero(mask)
-        return RiskData(self.series[idx], [self.texts[i] for i in idx], self.labels[idx],
-                        [self.keys[i] for i in idx], None if self.news is None else self.news[idx])
-
 
 def _session_news(rows: pd.DatetimeIndex, articles: pd.DataFrame) -> dict[int, list[str]]:
     """Row position -> titles of the articles that count for it (after the previous row, at or before this one)."""
