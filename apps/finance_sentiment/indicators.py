@@ -60,7 +60,6 @@ HEADER: tuple[str, ...] = ("date", *PRICE_COLUMNS)
 TRADING_DAYS = 252
 SESSION_CLOSE = pd.Timedelta(hours=16)
 INDICATOR_COLUMNS: tuple[str, ...] = ("ret", "log_ret", "volatility", "rsi", "volume_z", "drawdown")
-DEFAULT_WINDOW_FEATURES: tuple[str, ...] = INDICATOR_COLUMNS
 
 _MISSING = frozenset({"", "nan", "null", "na", "n/a", "none"})
 _DAILY = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -316,7 +315,7 @@ def indicator_frame(prices: pd.DataFrame, vol_window: int = 20, rsi_period: int 
 
 
 def indicator_window(frame: pd.DataFrame, at: pd.Timestamp, steps: int = 30,
-                     features: Sequence[str] = DEFAULT_WINDOW_FEATURES) -> np.ndarray:
+                     features: Sequence[str] = INDICATOR_COLUMNS) -> np.ndarray:
     """The last ``steps`` rows at or before ``at``, z-scored per feature over the window: the model's series prefix.
 
     Each feature column ``x`` becomes ``(x - mean) / std`` with the mean and population std (ddof=0) of its non-NaN
