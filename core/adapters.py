@@ -98,16 +98,6 @@ def set_adapter(model: nn.Module, name: str | None) -> None:
         layer.active = name
 
 
-def freeze_base(model: nn.Module, adapter: str) -> None:
-    """Train only adapter ``adapter`` (made active): every other parameter gets requires_grad=False."""
-    set_adapter(model, adapter)
-    for p in model.parameters():
-        p.requires_grad_(False)
-    for _, layer in lora_layers(model):
-        layer.lora_A[adapter].requires_grad_(True)
-        layer.lora_B[adapter].requires_grad_(True)
-
-
 def train_only_adapters(model: nn.Module, keep_trainable: tuple[str, ...] = ()) -> int:
     """Freeze every parameter except the LoRA matrices (of all adapters) and those whose name starts with one of
     ``keep_trainable`` (heads, for example); return the number of trainable parameters."""

@@ -146,10 +146,9 @@ def pad_ids(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, t
     """Right-pad id lists to (B, T) ids and a (B, T) bool mask."""
     T = max(1, max(len(s) for s in seqs))
     ids = torch.full((len(seqs), T), pad_id, dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids[i, : len(s)] = torch.as_tensor(s, dtype=torch.long)
     mask = torch.zeros_like(ids, dtype=torch.bool)
     for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.as_tensor(s, dtype=torch.long)
         mask[i, : len(s)] = True
     return ids, mask
 
@@ -177,38 +176,36 @@ class TextCollator:
     def __init__(self, task: str, tok: Tokenizer, max_length: int):
         self.task, self.tok, self.max_length = task, tok, max_length
 
+    def encode(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Tokenised, cut to ``max_length`` and right-padded: (B, T) ids and mask."""
+        return pad_ids(self.tok.encode_batch(texts, self.max_length), self.tok.pad_id)
+
     def __call__(self, items) -> Batch:
         texts, labels = zip(*items)
-        ids, mask = pad_ids(self.tok.encode_batch(texts, self.max_length), self.tok.pad_id)
+        ids, mask = self.encode(texts)
         soft = isinstance(labels[0], (list, tuple, np.ndarray))
         dtype = torch.float32 if soft else torch.long
         return Batch(self.task, ids, mask, torch.as_tensor(np.asarray(labels), dtype=dtype))
 
 
-class SeriesTextCollator:
+class SeriesTextCollator(TextCollator):
     """(series window (T, F) float array, text, label) triples of a ``series_classify`` task into a Batch; the
     windows of one batch must share T and F (NaN steps are padding, see ``SeriesEncoder``)."""
 
-    def __init__(self, task: str, tok: Tokenizer, max_length: int):
-        self.task, self.tok, self.max_length = task, tok, max_length
-
     def __call__(self, items) -> Batch:
         series, texts, labels = zip(*items)
-        ids, mask = pad_ids(self.tok.encode_batch(texts, self.max_length), self.tok.pad_id)
+        ids, mask = self.encode(texts)
         x = torch.as_tensor(np.stack([np.asarray(w, dtype=np.float32) for w in series]))  # (B, T, F)
         return Batch(self.task, ids, mask, torch.as_tensor(labels, dtype=torch.long), series=x)
 
 
-class PairCollator:
+class PairCollator(TextCollator):
     """Tokenise (text_a, text_b) pairs of a contrastive task; row i of a is the positive of row i of b."""
-
-    def __init__(self, task: str, tok: Tokenizer, max_length: int):
-        self.task, self.tok, self.max_length = task, tok, max_length
 
     def __call__(self, items) -> Batch:
         a, b = zip(*items)
-        ids, mask = pad_ids(self.tok.encode_batch(a, self.max_length), self.tok.pad_id)
-        ids_b, mask_b = pad_ids(self.tok.encode_batch(b, self.max_length), self.tok.pad_id)
+        ids, mask = self.encode(a)
+        ids_b, mask_b = self.encode(b)
         return Batch(self.task, ids, mask, ids_b=ids_b, mask_b=mask_b)
 
 
@@ -238,7 +235,7 @@ class ImageCollator:
         return Batch(self.task, images=x, labels=torch.as_tensor(labels, dtype=torch.long))
 
 
-class LMCollator:
+class LMCollator(TextCollator):
     """Pretraining batches: each batch is either masked-token (bidirectional) or next-token (causal).
 
     The choice is drawn per batch with probability ``causal_fraction`` from a seeded generator. Masked batches follow
@@ -247,14 +244,14 @@ class LMCollator:
 
     def __init__(self, task: str, tok: Tokenizer, max_length: int, mlm_prob: float = 0.15,
                  causal_fraction: float = 0.5, seed: int = 0):
-        self.task, self.tok, self.max_length = task, tok, max_length
+        super().__init__(task, tok, max_length)
         self.mlm_prob, self.causal_fraction = mlm_prob, causal_fraction
         self.gen = torch.Generator().manual_seed(seed)
         self.plain_ids = torch.tensor([i for i in range(tok.vocab_size) if i not in tok.special_ids])
 
     def __call__(self, items) -> Batch:
         texts = [it[0] if isinstance(it, tuple) else it for it in items]
-        ids, mask = pad_ids(self.tok.encode_batch(texts, self.max_length), self.tok.pad_id)
+        ids, mask = self.encode(texts)
         if torch.rand((), generator=self.gen).item() < self.causal_fraction:
             labels = ids.clone()
             labels[~mask] = -100  # hidden state t predicts token t+1 (the shift happens in the loss)

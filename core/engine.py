@@ -221,17 +221,17 @@ class InferenceEngine:
         return _predictions(probs, labels)
 
     @_locked
+    @torch.inference_mode()
     def explain(self, texts: Sequence[str], task: str, weights: dict[str, float] | None = None,
-                max_words: int = 64, method: str = "occlusion") -> list[list[tuple[str, float]]]:
-        """Word attributions of a text task, from the model itself.
+                max_words: int = 64) -> list[list[tuple[str, float]]]:
+        """Word attributions of a text task, from the model itself, by occlusion.
 
-        ``occlusion`` (default): a word's attribution is how much the explained quantity drops when the word is left
-        out (one extra forward pass per word, batched). ``gradient``: gradient x input on the token embeddings (one
-        backward pass per batch; cheaper, noisier). The explained quantity is the weighted sum of class
-        log-probabilities (``weights``, e.g. ``{"positive": 1, "negative": -1}`` for a sentiment score: the log-odds
-        of positive over negative), or the log-probability of the predicted class. Log-probabilities, not
-        probabilities: a confident prediction saturates the softmax and every attribution would vanish. Word pieces
-        are summed into words; a positive attribution means the word pushed the quantity up.
+        A word's attribution is how much the explained quantity drops when the word is left out (one extra forward
+        pass per word, batched). The explained quantity is the weighted sum of class log-probabilities (``weights``,
+        e.g. ``{"positive": 1, "negative": -1}`` for a sentiment score: the log-odds of positive over negative), or
+        the log-probability of the predicted class. Log-probabilities, not probabilities: a confident prediction
+        saturates the softmax and every attribution would vanish. A positive attribution means the word pushed the
+        quantity up.
 
         Returns:
             Per text, (word, attribution) pairs in text order (at most ``max_words``).
@@ -244,39 +244,8 @@ class InferenceEngine:
         if unknown:
             raise InputError(f"unknown classes {unknown}; {task!r} has {list(labels)}")
         w = torch.tensor([weights.get(lab, 0.0) for lab in labels]) if weights else None
-        if method == "occlusion":
-            return self._occlusion(texts, task, w, max_words)
-        if method != "gradient":
-            raise InputError(f"unknown attribution method {method!r}; use occlusion or gradient")
-        captured: dict[str, torch.Tensor] = {}
-
-        def hook(_module, _inp, output):
-            # a leaf to differentiate to, whether or not the weights require grad (so no weight gradients at all)
-            captured["e"] = output.detach().requires_grad_(True)
-            return captured["e"]
-
         out = []
-        handle = self.model.backbone.wte.register_forward_hook(hook)
-        try:
-            for pos, x, m in self._batches(texts):
-                with torch.enable_grad():
-                    logp = torch.log_softmax(self.model.classify(task, x, m).float(), -1)  # (B, n_classes)
-                    target = logp @ w if w is not None else logp.max(-1).values  # (B,)
-                    (grad,) = torch.autograd.grad(target.sum(), captured["e"])
-                scores = (grad * captured["e"]).sum(-1).detach()  # (B, T)
-                for row, i in enumerate(pos):
-                    ids = x[row][m[row]].tolist()
-                    out.append((int(i), self._words(ids, scores[row][m[row]].tolist(), max_words)))
-        finally:
-            handle.remove()
-        return [w for _, w in sorted(out)]
-
-    @torch.inference_mode()
-    def _occlusion(self, texts: Sequence[str], task: str, w: torch.Tensor | None,
-                   max_words: int) -> list[list[tuple[str, float]]]:
-        ids = self._encode(self._check_texts(texts))
-        out = []
-        for seq in ids:
+        for seq in self._encode(self._check_texts(texts)):
             body = seq[1:-1]
             toks = self.tok.token_strings(body)
             groups: list[list[int]] = []  # token positions of each word
@@ -291,29 +260,13 @@ class InferenceEngine:
             vals = []
             for start in range(0, len(variants), self.batch_size):
                 x, m = pad_ids(variants[start: start + self.batch_size], self.tok.pad_id)
-                logp = torch.log_softmax(self.model.classify(task, x, m).float(), -1)
-                vals.append(logp)
+                vals.append(torch.log_softmax(self.model.classify(task, x, m).float(), -1))
             logp = torch.cat(vals)
-            if w is not None:
-                target = logp @ w
-            else:
-                target = logp[:, int(logp[0].argmax())]  # the class predicted for the full text
+            # the weighted log-odds, or the log-probability of the class predicted for the full text
+            target = logp @ w if w is not None else logp[:, int(logp[0].argmax())]
             words = ["".join(toks[i][2:] if toks[i].startswith("##") else toks[i] for i in g) for g in groups]
             out.append([(word, float(target[0] - target[k + 1])) for k, word in enumerate(words)])
         return out
-
-    def _words(self, ids: list[int], scores: list[float], max_words: int) -> list[tuple[str, float]]:
-        """Merge word pieces (``##x``) into words; special tokens are dropped."""
-        words: list[tuple[str, float]] = []
-        for tok, sc in zip(self.tok.token_strings(ids), scores):
-            if tok in ("[CLS]", "[SEP]", "[PAD]"):
-                continue
-            if tok.startswith("##") and words:
-                w, s0 = words[-1]
-                words[-1] = (w + tok[2:], s0 + sc)
-            else:
-                words.append((tok, sc))
-        return words[:max_words]
 
     @_locked
     def generate(self, prompts: Sequence[str], cfg: GenerationConfig | None = None) -> list[str]:
@@ -493,10 +446,10 @@ class Ensemble:
         return _predictions(self.classify_proba(texts, task), self.labels)
 
     def explain(self, texts: Sequence[str], task: str | None = None, weights: dict[str, float] | None = None,
-                max_words: int = 64, method: str = "occlusion") -> list[list[tuple[str, float]]]:
+                max_words: int = 64) -> list[list[tuple[str, float]]]:
         """Word attributions (``InferenceEngine.explain``) of each member, mixed by the members' weights."""
         self._check(task)
         active = self._active()
-        runs = [m.engine.explain(texts, m.task, weights=weights, max_words=max_words, method=method) for m in active]
+        runs = [m.engine.explain(texts, m.task, weights=weights, max_words=max_words) for m in active]
         return [[(word, float(sum(m.weight * run[i][1] for m, run in zip(active, per_text))))
                  for i, (word, _) in enumerate(per_text[0])] for per_text in zip(*runs)]

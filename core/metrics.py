@@ -14,44 +14,17 @@ Conventions:
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-__all__ = [
-    "accuracy",
-    "classification_report",
-    "confusion_matrix",
-    "coverage",
-    "hit_rate_at_k",
-    "hr_ndcg_mrr_from_ranks",
-    "intra_list_diversity",
-    "log_loss",
-    "macro_f1",
-    "guard_mixture",
-    "member_weights",
-    "mean_hit_rate_at_k",
-    "mean_ndcg_at_k",
-    "mean_recall_at_k",
-    "mean_reciprocal_rank",
-    "mixture_weights",
-    "ndcg_at_k",
-    "novelty",
-    "perplexity",
-    "perplexity_from_losses",
-    "precision_recall_f1",
-    "rank_of_target",
-    "recall_at_k",
-]
-
 _AVERAGES = ("macro", "weighted", "micro")
 
 
-# ---------------------------------------------------------------------------
-# Internal helpers
-# ---------------------------------------------------------------------------
+# -------------------------------------------------------------------------------------------------------------- helpers
 
 
 def _as_label_arrays(y_true: Any, y_pred: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -127,38 +100,13 @@ def _per_class_counts(
     return lab, tp, pred, support
 
 
-def _confusion(t: np.ndarray, p: np.ndarray, lab: np.ndarray) -> np.ndarray:
-    """Confusion matrix of validated arrays over ``lab``; samples with labels outside ``lab`` are dropped."""
-    n = lab.shape[0]
-    ti = _index_in(t, lab)
-    pi = _index_in(p, lab)
-    keep = (ti >= 0) & (pi >= 0)
-    flat = ti[keep].astype(np.int64) * n + pi[keep].astype(np.int64)
-    return np.bincount(flat, minlength=n * n).astype(np.int64).reshape(n, n)
-
-
 def _check_k(k: int) -> None:
     """Raise ``ValueError`` unless ``k`` is a positive integer."""
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
 
 
-def _relevant_set(relevant: Iterable[Hashable]) -> set[Hashable]:
-    """Return ``relevant`` as a set."""
-    return relevant if isinstance(relevant, set) else set(relevant)
-
-
-def _check_batch(rankings: Sequence[Any], relevants: Sequence[Any]) -> None:
-    """Validate that a batch of rankings and relevance sets is non-empty and aligned."""
-    if len(rankings) != len(relevants):
-        raise ValueError(f"rankings and relevants must have the same length, got {len(rankings)} and {len(relevants)}")
-    if len(rankings) == 0:
-        raise ValueError("rankings is empty; mean ranking metrics are undefined for zero queries")
-
-
-# ---------------------------------------------------------------------------
-# Classification
-# ---------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------- classification
 
 
 def accuracy(y_true: Sequence[Any] | np.ndarray, y_pred: Sequence[Any] | np.ndarray) -> float:
@@ -199,7 +147,13 @@ def confusion_matrix(
         ValueError: If the inputs are empty or mismatched, or ``labels`` is empty or has duplicates.
     """
     t, p = _as_label_arrays(y_true, y_pred)
-    return _confusion(t, p, _resolve_labels(t, p, labels))
+    lab = _resolve_labels(t, p, labels)
+    n = lab.shape[0]
+    ti = _index_in(t, lab)
+    pi = _index_in(p, lab)
+    keep = (ti >= 0) & (pi >= 0)  # samples with a label outside ``lab`` are dropped
+    flat = ti[keep].astype(np.int64) * n + pi[keep].astype(np.int64)
+    return np.bincount(flat, minlength=n * n).astype(np.int64).reshape(n, n)
 
 
 def precision_recall_f1(
@@ -274,87 +228,7 @@ def macro_f1(
     return precision_recall_f1(y_true, y_pred, labels=labels, average="macro")["f1"]
 
 
-def classification_report(
-    y_true: Sequence[Any] | np.ndarray,
-    y_pred: Sequence[Any] | np.ndarray,
-    labels: Sequence[Any] | np.ndarray | None = None,
-    names: Sequence[str] | Mapping[Any, str] | None = None,
-) -> dict[str, Any]:
-    """Per-class and averaged precision, recall, F1 and support as a nested dict.
-
-    Args:
-        y_true: Ground-truth labels, shape ``(n,)``.
-        y_pred: Predicted labels, shape ``(n,)``.
-        labels: Classes to report. Defaults to the sorted union of ``y_true`` and ``y_pred``.
-        names: Display names, either a sequence aligned with ``labels`` or a mapping label -> name.
-            Labels without a name are keyed by ``str(label)``.
-
-    Returns:
-        Dict with one entry per class, ``{"precision", "recall", "f1", "support"}``, keyed by its name,
-        plus ``"macro avg"`` and ``"weighted avg"`` (same keys; support is the total) and ``"accuracy"``
-        (a float computed over all samples).
-
-    Raises:
-        ValueError: If ``names`` is a sequence whose length differs from the number of labels, if two
-            classes share a name, or if the inputs are invalid.
-    """
-    t, p = _as_label_arrays(y_true, y_pred)
-    lab, tp, pred, support = _per_class_counts(t, p, labels)
-    p_c, r_c, f_c = _per_class_prf(tp, pred, support)
-
-    if names is None:
-        keys = [str(x) for x in lab.tolist()]
-    elif isinstance(names, Mapping):
-        keys = [str(names.get(x, x)) for x in lab.tolist()]
-    else:
-        if len(names) != lab.shape[0]:
-            raise ValueError(f"names has {len(names)} entries but there are {lab.shape[0]} labels")
-        keys = [str(x) for x in names]
-    if len(set(keys)) != len(keys):
-        raise ValueError(f"class names must be unique, got {keys}")
-
-    report: dict[str, Any] = {}
-    for i, key in enumerate(keys):
-        report[key] = {
-            "precision": float(p_c[i]),
-            "recall": float(r_c[i]),
-            "f1": float(f_c[i]),
-            "support": int(support[i]),
-        }
-    total = int(support.sum())
-    macro = precision_recall_f1(t, p, labels=lab, average="macro")
-    weighted = precision_recall_f1(t, p, labels=lab, average="weighted")
-    report["macro avg"] = {**macro, "support": total}
-    report["weighted avg"] = {**weighted, "support": total}
-    report["accuracy"] = accuracy(t, p)
-    return report
-
-
-# ---------------------------------------------------------------------------
-# Ranking: one query
-# ---------------------------------------------------------------------------
-
-
-def recall_at_k(ranked: Sequence[Hashable], relevant: Iterable[Hashable], k: int) -> float:
-    """Fraction of the relevant items that appear in the top ``k`` of ``ranked``.
-
-    Args:
-        ranked: Item ids in ranked order, best first. May be shorter than ``k``.
-        relevant: Relevant item ids.
-        k: Cut-off, a positive integer.
-
-    Returns:
-        ``|top_k ∩ relevant| / |relevant|``.
-
-    Raises:
-        ValueError: If ``k < 1`` or ``relevant`` is empty (recall is undefined).
-    """
-    _check_k(k)
-    rel = _relevant_set(relevant)
-    if not rel:
-        raise ValueError("relevant is empty; recall@k is undefined without relevant items")
-    hits = rel.intersection(list(ranked)[:k])
-    return len(hits) / len(rel)
+# -------------------------------------------------------------------------------------------------------------- ranking
 
 
 def hit_rate_at_k(ranked: Sequence[Hashable], relevant: Iterable[Hashable], k: int) -> float:
@@ -372,7 +246,7 @@ def hit_rate_at_k(ranked: Sequence[Hashable], relevant: Iterable[Hashable], k: i
         ValueError: If ``k < 1``.
     """
     _check_k(k)
-    rel = _relevant_set(relevant)
+    rel = set(relevant)
     return 1.0 if any(item in rel for item in list(ranked)[:k]) else 0.0
 
 
@@ -386,125 +260,14 @@ def reciprocal_rank(ranked: Sequence[Hashable], relevant: Iterable[Hashable]) ->
     Returns:
         ``1 / rank`` of the first relevant item, or 0.0 if no relevant item is ranked.
     """
-    rel = _relevant_set(relevant)
+    rel = set(relevant)
     for i, item in enumerate(ranked, start=1):
         if item in rel:
             return 1.0 / i
     return 0.0
 
 
-def ndcg_at_k(ranked: Sequence[Hashable], relevant: Iterable[Hashable], k: int) -> float:
-    """Normalised discounted cumulative gain at ``k`` with binary relevance.
-
-    ``DCG@k = sum over relevant items at rank r <= k of 1 / log2(r + 1)`` (a repeated item only counts at
-    its first occurrence). The ideal DCG places ``min(k, |relevant|)`` relevant items at ranks ``1..``.
-
-    Args:
-        ranked: Item ids in ranked order, best first. May be shorter than ``k``.
-        relevant: Relevant item ids.
-        k: Cut-off, a positive integer.
-
-    Returns:
-        ``DCG@k / IDCG@k`` in ``[0, 1]``.
-
-    Raises:
-        ValueError: If ``k < 1`` or ``relevant`` is empty (NDCG is undefined).
-    """
-    _check_k(k)
-    rel = _relevant_set(relevant)
-    if not rel:
-        raise ValueError("relevant is empty; ndcg@k is undefined without relevant items")
-    seen: set[Hashable] = set()
-    dcg = 0.0
-    for r, item in enumerate(list(ranked)[:k], start=1):
-        if item in rel and item not in seen:
-            dcg += 1.0 / math.log2(r + 1)
-        seen.add(item)
-    idcg = sum(1.0 / math.log2(r + 1) for r in range(1, min(k, len(rel)) + 1))
-    return dcg / idcg
-
-
-# ---------------------------------------------------------------------------
-# Ranking: batches of queries
-# ---------------------------------------------------------------------------
-
-
-def mean_recall_at_k(rankings: Sequence[Sequence[Hashable]], relevants: Sequence[Iterable[Hashable]], k: int) -> float:
-    """Mean of :func:`recall_at_k` over queries.
-
-    Args:
-        rankings: One ranked list of item ids per query.
-        relevants: One collection of relevant ids per query, aligned with ``rankings``.
-        k: Cut-off, a positive integer.
-
-    Returns:
-        Mean recall@k.
-
-    Raises:
-        ValueError: If the batch is empty or misaligned, or any query has no relevant items.
-    """
-    _check_batch(rankings, relevants)
-    return float(np.mean([recall_at_k(r, rel, k) for r, rel in zip(rankings, relevants)]))
-
-
-def mean_hit_rate_at_k(
-    rankings: Sequence[Sequence[Hashable]], relevants: Sequence[Iterable[Hashable]], k: int
-) -> float:
-    """Mean of :func:`hit_rate_at_k` over queries.
-
-    Args:
-        rankings: One ranked list of item ids per query.
-        relevants: One collection of relevant ids per query, aligned with ``rankings``.
-        k: Cut-off, a positive integer.
-
-    Returns:
-        Fraction of queries with at least one relevant item in the top ``k``.
-
-    Raises:
-        ValueError: If the batch is empty or misaligned.
-    """
-    _check_batch(rankings, relevants)
-    return float(np.mean([hit_rate_at_k(r, rel, k) for r, rel in zip(rankings, relevants)]))
-
-
-def mean_reciprocal_rank(rankings: Sequence[Sequence[Hashable]], relevants: Sequence[Iterable[Hashable]]) -> float:
-    """Mean reciprocal rank (MRR) over queries.
-
-    Args:
-        rankings: One ranked list of item ids per query.
-        relevants: One collection of relevant ids per query, aligned with ``rankings``.
-
-    Returns:
-        Mean of :func:`reciprocal_rank` over queries.
-
-    Raises:
-        ValueError: If the batch is empty or misaligned.
-    """
-    _check_batch(rankings, relevants)
-    return float(np.mean([reciprocal_rank(r, rel) for r, rel in zip(rankings, relevants)]))
-
-
-def mean_ndcg_at_k(rankings: Sequence[Sequence[Hashable]], relevants: Sequence[Iterable[Hashable]], k: int) -> float:
-    """Mean of :func:`ndcg_at_k` over queries.
-
-    Args:
-        rankings: One ranked list of item ids per query.
-        relevants: One collection of relevant ids per query, aligned with ``rankings``.
-        k: Cut-off, a positive integer.
-
-    Returns:
-        Mean NDCG@k.
-
-    Raises:
-        ValueError: If the batch is empty or misaligned, or any query has no relevant items.
-    """
-    _check_batch(rankings, relevants)
-    return float(np.mean([ndcg_at_k(r, rel, k) for r, rel in zip(rankings, relevants)]))
-
-
-# ---------------------------------------------------------------------------
-# Ranking: vectorised single-target helpers (recommenders)
-# ---------------------------------------------------------------------------
+# ------------------------------------------------------------------------- ranks of one target per query (recommenders)
 
 
 def rank_of_target(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -563,9 +326,7 @@ def hr_ndcg_mrr_from_ranks(ranks: Sequence[int] | np.ndarray, k: int) -> dict[st
     return {f"hr@{k}": float(hit.mean()), f"ndcg@{k}": float(ndcg.mean()), "mrr": float((1.0 / r).mean())}
 
 
-# ---------------------------------------------------------------------------
-# Probabilistic classifiers and their mixtures
-# ---------------------------------------------------------------------------
+# ------------------------------------------------------------------------- probabilistic classifiers and their mixtures
 
 
 def log_loss(proba: np.ndarray, y: Sequence[int] | np.ndarray) -> float:
@@ -593,8 +354,6 @@ def mixture_weights(
     Raises:
         ValueError: If there are no views or ``step`` does not divide 1.
     """
-    import itertools
-
     names = list(views)
     if not names:
         raise ValueError("mixture_weights needs at least one view")
@@ -684,9 +443,7 @@ def guard_mixture(
     return fallback, {**info, "kept": False, "win_rate": round(win_rate, 4)}
 
 
-# ---------------------------------------------------------------------------
-# Language modelling
-# ---------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------- language modelling
 
 
 def perplexity(total_nll: float, n_tokens: int) -> float:
@@ -710,39 +467,7 @@ def perplexity(total_nll: float, n_tokens: int) -> float:
         return math.inf
 
 
-def perplexity_from_losses(losses: Sequence[float] | np.ndarray, counts: Sequence[int] | np.ndarray) -> float:
-    """Token-weighted perplexity from per-batch mean losses.
-
-    Args:
-        losses: Mean per-token negative log-likelihood (nats) of each batch.
-        counts: Number of tokens in each batch, aligned with ``losses``.
-
-    Returns:
-        ``exp(sum(losses * counts) / sum(counts))``.
-
-    Raises:
-        ValueError: If the inputs are empty or misaligned, any count is negative, or the total count is 0.
-    """
-    lo = np.asarray(losses, dtype=np.float64).reshape(-1)
-    co = np.asarray(counts, dtype=np.float64).reshape(-1)
-    if lo.shape != co.shape:
-        raise ValueError(f"losses and counts must have the same length, got {lo.size} and {co.size}")
-    if lo.size == 0:
-        raise ValueError("losses is empty; perplexity is undefined")
-    if np.any(co < 0):
-        raise ValueError("counts must be non-negative")
-    total = float(co.sum())
-    if total <= 0:
-        raise ValueError("counts sum to 0; perplexity is undefined for zero tokens")
-    try:
-        return math.exp(float(lo @ co) / total)
-    except OverflowError:
-        return math.inf
-
-
-# ---------------------------------------------------------------------------
-# Recommendation catalogue metrics
-# ---------------------------------------------------------------------------
+# -------------------------------------------------------------------------------------------- recommendation catalogues
 
 
 def coverage(recommendation_lists: Iterable[Iterable[Hashable]], n_items: int) -> float:

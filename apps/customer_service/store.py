@@ -17,42 +17,33 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
-from datetime import UTC, datetime
+from collections.abc import Iterable
 from typing import Any, get_args
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
-from apps.common.db import BaseStore, UTCDateTime
+from apps.common.db import BaseStore, UnknownRow, UTCDateTime, upsert_insert, utcnow
 from apps.customer_service.schemas import (
     Conversation,
     ConversationState,
     Feedback,
     KBEntry,
     Reply,
-    Role,
     Turn,
     Verdict,
 )
 
 STATES: tuple[str, ...] = get_args(ConversationState)
-ROLES: tuple[str, ...] = get_args(Role)
 VERDICTS: tuple[str, ...] = get_args(Verdict)
 ORIGINS = ("file", "feedback")
 STALE_MESSAGE = "conversation changed since you loaded it; reload"
 
 
-class UnknownConversation(KeyError):
+class UnknownConversation(UnknownRow):
     """No conversation has this id."""
 
     def __init__(self, conversation_id: str) -> None:
         super().__init__(f"unknown conversation {conversation_id}")
-        self.conversation_id = conversation_id
-
-    def __str__(self) -> str:
-        return str(self.args[0])
 
 
 class ConversationExists(ValueError):
@@ -138,10 +129,6 @@ kb_entries = sa.Table(
 )
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 def _conversation(row: sa.RowMapping, turns_: list[Turn] | None = None) -> Conversation:
     return Conversation(
         id=row["id"], customer=row["customer"], state=row["state"], claimed_by=row["claimed_by"],
@@ -162,28 +149,9 @@ def _kb_entry(row: sa.RowMapping) -> KBEntry:
 
 
 class Store(BaseStore):
-    """Conversations, turns, feedback and KB entries in one SQL database.
-
-    Args:
-        url: A SQLAlchemy URL (``CoreSettings().effective_database_url``), or an engine made by
-            ``apps.common.db.make_engine`` (the caller then owns it; ``close`` leaves it open).
-
-    Raises:
-        DatabaseError: The database cannot be reached (one-line message).
-    """
+    """Conversations, turns, feedback and KB entries in one SQL database."""
 
     metadata = metadata
-
-    @contextmanager
-    def _write(self) -> Iterator[sa.Connection]:
-        """One write transaction: committed on success, rolled back on any exception (SQLite: BEGIN IMMEDIATE)."""
-        with self._writer.begin() as conn:
-            yield conn
-
-    @contextmanager
-    def _read(self) -> Iterator[sa.Connection]:
-        with self.engine.connect() as conn:
-            yield conn
 
     # ----------------------------------------------------------------------------------------- conversations
 
@@ -200,7 +168,7 @@ class Store(BaseStore):
         Raises:
             ConversationExists: ``conversation_id`` is taken.
         """
-        now = _now()
+        now = utcnow()
         row = {"id": conversation_id or uuid.uuid4().hex, "customer": customer, "state": "open",
                "claimed_by": None, "version": 0, "created_at": now, "updated_at": now}
         try:
@@ -210,12 +178,10 @@ class Store(BaseStore):
             raise ConversationExists(f"conversation {row['id']} already exists") from exc
         return Conversation(**row)
 
-    def _load(self, conn: sa.Connection, cid: str, with_turns: bool = True) -> Conversation:
+    def _load(self, conn: sa.Connection, cid: str) -> Conversation:
         row = conn.execute(sa.select(conversations).where(conversations.c.id == cid)).mappings().first()
         if row is None:
             raise UnknownConversation(cid)
-        if not with_turns:
-            return _conversation(row)
         q = sa.select(turns).where(turns.c.conversation_id == cid).order_by(turns.c.id)
         return _conversation(row, [_turn(r) for r in conn.execute(q).mappings()])
 
@@ -258,7 +224,7 @@ class Store(BaseStore):
             UnknownConversation: No conversation has this id (e.g. it was deleted meanwhile).
             pydantic.ValidationError: ``role`` is not one of the three.
         """
-        now = _now()
+        now = utcnow()
         turn = Turn(role=role, text=text, reply=reply, created_at=now)  # validates role before touching the db
         with self._write() as conn:
             touched = conn.execute(
@@ -320,7 +286,7 @@ class Store(BaseStore):
         with self._write() as conn:
             res = conn.execute(sa.update(conversations).where(*cond).values(
                 claimed_by=agent, state=sa.case((c.state.in_(("open", "handoff")), "claimed"), else_=c.state),
-                version=c.version + 1, updated_at=_now()))
+                version=c.version + 1, updated_at=utcnow()))
             if res.rowcount == 0:
                 self._refuse(conn, conversation_id, agent)
             return self._load(conn, conversation_id)
@@ -341,7 +307,7 @@ class Store(BaseStore):
         with self._write() as conn:
             res = conn.execute(sa.update(conversations).where(c.id == conversation_id, c.claimed_by == agent).values(
                 claimed_by=None, state=sa.case((c.state == "claimed", "handoff"), else_=c.state),
-                version=c.version + 1, updated_at=_now()))
+                version=c.version + 1, updated_at=utcnow()))
             if res.rowcount == 0:
                 row = conn.execute(sa.select(c.claimed_by).where(c.id == conversation_id)).first()
                 if row is None:
@@ -380,7 +346,7 @@ class Store(BaseStore):
         cond = [c.id == conversation_id, holder_ok]
         if expected_version is not None:
             cond.append(c.version == expected_version)
-        values: dict[str, Any] = {"state": state, "version": c.version + 1, "updated_at": _now()}
+        values: dict[str, Any] = {"state": state, "version": c.version + 1, "updated_at": utcnow()}
         if state in ("open", "handoff"):
             values["claimed_by"] = None
         with self._write() as conn:
@@ -408,7 +374,7 @@ class Store(BaseStore):
             res = conn.execute(feedback.insert().values(
                 conversation_id=fb.conversation_id, turn_id=fb.turn_id, agent=fb.agent, verdict=fb.verdict,
                 query=fb.query, suggested_entry_id=fb.suggested_entry_id, new_entry_id=fb.new_entry_id,
-                final_text=fb.final_text, created_at=fb.created_at or _now()))
+                final_text=fb.final_text, created_at=fb.created_at or utcnow()))
             return int(res.inserted_primary_key[0])
 
     def feedback_pairs(self, verdicts: Iterable[str] = ("accepted", "edited")) -> list[tuple[str, str]]:
@@ -454,7 +420,7 @@ class Store(BaseStore):
         """
         if origin not in ORIGINS:
             raise ValueError(f"origin must be one of {ORIGINS}, not {origin!r}")
-        now = _now()
+        now = utcnow()
         rows = list({e.id: {"id": e.id, "question": e.question, "answer": e.answer, "category": e.category,
                             "source": e.source, "paraphrases_json": json.dumps(list(e.paraphrases)),
                             "origin": origin, "created_at": now, "updated_at": now, "deleted": False}
@@ -462,20 +428,11 @@ class Store(BaseStore):
         if not rows:
             return 0
         with self._write() as conn:
-            dialect = conn.dialect.name
-            if dialect in ("postgresql", "sqlite"):
-                ins = (postgresql if dialect == "postgresql" else sqlite).insert(kb_entries)
-                keep = {"id", "created_at"}
-                stmt = ins.on_conflict_do_update(
-                    index_elements=[kb_entries.c.id],
-                    set_={col.name: ins.excluded[col.name] for col in kb_entries.columns if col.name not in keep})
-                conn.execute(stmt, rows)
-            else:  # portable fallback: update, then insert what was missing
-                for row in rows:
-                    changes = {k: v for k, v in row.items() if k not in ("id", "created_at")}
-                    res = conn.execute(sa.update(kb_entries).where(kb_entries.c.id == row["id"]).values(**changes))
-                    if res.rowcount == 0:
-                        conn.execute(kb_entries.insert().values(**row))
+            ins = upsert_insert(conn, kb_entries)
+            keep = {"id", "created_at"}
+            conn.execute(ins.on_conflict_do_update(
+                index_elements=[kb_entries.c.id],
+                set_={col.name: ins.excluded[col.name] for col in kb_entries.columns if col.name not in keep}), rows)
         return len(rows)
 
     def delete_kb_entry(self, entry_id: str) -> bool:
@@ -487,7 +444,7 @@ class Store(BaseStore):
         with self._write() as conn:
             res = conn.execute(sa.update(kb_entries)
                                .where(kb_entries.c.id == entry_id, kb_entries.c.deleted.is_(False))
-                               .values(deleted=True, updated_at=_now()))
+                               .values(deleted=True, updated_at=utcnow()))
             return res.rowcount > 0
 
     def kb_entries(self, origin: str | None = None, include_deleted: bool = False) -> list[KBEntry]:

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import tomllib
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -43,22 +42,7 @@ from typing import Annotated, Literal
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
-from apps.finance_sentiment.feeds import nonblank, ticker_list
-
-__all__ = [
-    "Alert",
-    "AlertConfigError",
-    "AlertRule",
-    "IndicatorMoveRule",
-    "NegativeSpikeRule",
-    "NewsBurstRule",
-    "RiskModelRule",
-    "SentimentZRule",
-    "alert_id",
-    "evaluate",
-    "load_rules",
-    "parse_rules",
-]
+from apps.finance_sentiment.feeds import nonblank, one_line, read_document, ticker_list
 
 Severity = Literal["info", "warning", "critical"]
 _EPOCH = pd.Timestamp(0, tz="UTC")
@@ -138,10 +122,6 @@ AlertRule = Annotated[SentimentZRule | NegativeSpikeRule | NewsBurstRule | Indic
 _RULES = TypeAdapter(list[AlertRule])
 
 
-def _one_line(text: object) -> str:
-    return " ".join(str(text).split())
-
-
 def parse_rules(document: object, where: str = "rules") -> list[AlertRule]:
     """Validate a parsed rules document (``{"rules": [...]}``).
 
@@ -173,7 +153,7 @@ def parse_rules(document: object, where: str = "rules") -> list[AlertRule]:
             loc.pop(0)  # the union member pydantic tried
         field = ".".join(str(part) for part in loc)
         message = str(error["msg"]).removeprefix("Value error, ")
-        raise AlertConfigError(_one_line(f"{where}: {label}: {field + ': ' if field else ''}{message}")) from None
+        raise AlertConfigError(one_line(f"{where}: {label}: {field + ': ' if field else ''}{message}")) from None
     seen: set[str] = set()
     for rule in rules:
         if rule.name in seen:
@@ -186,7 +166,7 @@ def load_rules(path: str | Path) -> list[AlertRule]:
     """Read the alert rules from a TOML file with a ``[[rules]]`` list (see ``samples/alert_rules.toml``).
 
     Args:
-        path: The TOML file.
+        path: The TOML file (``.yaml`` / ``.yml``: the same layout in YAML).
 
     Returns:
         The rules in file order.
@@ -194,18 +174,7 @@ def load_rules(path: str | Path) -> list[AlertRule]:
     Raises:
         AlertConfigError: Missing or unreadable file, invalid TOML (the message gives the line), or an invalid rule.
     """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise AlertConfigError(f"alert rules file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise AlertConfigError(_one_line(f"{path}: cannot read alert rules: {exc}")) from None
-    try:
-        document = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise AlertConfigError(_one_line(f"{path}: invalid TOML: {exc}")) from None
-    return parse_rules(document, where=str(path))
+    return parse_rules(read_document(Path(path), "alert rules file", AlertConfigError), where=str(path))
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -47,29 +47,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from core.privacy import redact
 
-__all__ = [
-    "DEFAULT_MIN_HASH_CHARS",
-    "FAILING_AFTER",
-    "MAX_BACKOFF_SECONDS",
-    "Article",
-    "Deduper",
-    "EntityConfig",
-    "FeedConfig",
-    "FeedConfigError",
-    "FeedHealth",
-    "FeedPoller",
-    "FeedState",
-    "PollResult",
-    "TickerMatcher",
-    "backoff_delay",
-    "clean_text",
-    "content_hash",
-    "entry_text",
-    "health_table",
-    "load_feeds_file",
-    "normalise_url",
-]
-
 logger = logging.getLogger(__name__)
 
 # Longest wait between polls of a failing feed (unless the feed's own interval is longer).
@@ -184,7 +161,7 @@ class EntityConfig(BaseModel):
         return list(dict.fromkeys(names))
 
 
-def _one_line(text: object) -> str:
+def one_line(text: object) -> str:
     """Collapse whitespace (newlines included) so that a message fits on one line."""
     return " ".join(str(text).split())
 
@@ -194,37 +171,46 @@ def _validation_message(exc: ValidationError) -> str:
     error = exc.errors()[0]
     where = ".".join(str(part) for part in error["loc"])
     message = str(error["msg"]).removeprefix("Value error, ")
-    return _one_line(f"{where}: {message}" if where else message)
+    return one_line(f"{where}: {message}" if where else message)
 
 
-def _read_document(path: Path) -> object:
-    """Parse ``path`` as TOML or YAML (by suffix) and return the document."""
-    suffix = path.suffix.lower()
-    if suffix not in (".toml", ".yaml", ".yml"):
-        raise FeedConfigError(f"{path}: unsupported feeds file type {suffix or '(none)'!r}; use .toml, .yaml or .yml")
+def read_document(path: Path, what: str, error: type[Exception]) -> object:
+    """Parse a configuration file: YAML for ``.yaml`` / ``.yml``, TOML otherwise.
+
+    Args:
+        path: The file.
+        what: What the file is, for messages (e.g. ``"feeds file"``).
+        error: The exception to raise, with a one-line message.
+
+    Returns:
+        The parsed document.
+
+    Raises:
+        error: The file is missing or unreadable, or not valid TOML / YAML (the message gives the line).
+    """
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
-        raise FeedConfigError(f"feeds file not found: {path}") from None
+        raise error(f"{what} not found: {path}") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise FeedConfigError(_one_line(f"{path}: cannot read feeds file: {exc}")) from None
-    if suffix == ".toml":
+        raise error(one_line(f"{path}: cannot read {what}: {exc}")) from None
+    if path.suffix.lower() not in (".yaml", ".yml"):
         try:
             return tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             # The message ends with "(at line L, column C)".
-            raise FeedConfigError(_one_line(f"{path}: invalid TOML: {exc}")) from None
+            raise error(one_line(f"{path}: invalid TOML: {exc}")) from None
     try:
         import yaml  # optional dependency, imported only when a YAML file is read
     except ImportError:
-        raise FeedConfigError(f"{path}: reading YAML needs PyYAML (pip install pyyaml); or use a .toml file") from None
+        raise error(f"{path}: reading YAML needs PyYAML (pip install pyyaml); or use a .toml file") from None
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or exc
-        raise FeedConfigError(_one_line(f"{path}: invalid YAML{where}: {problem}")) from None
+        raise error(one_line(f"{path}: invalid YAML{where}: {problem}")) from None
 
 
 def load_feeds_file(path: str | Path) -> tuple[list[FeedConfig], dict[str, list[str]]]:
@@ -254,7 +240,10 @@ def load_feeds_file(path: str | Path) -> tuple[list[FeedConfig], dict[str, list[
             or if the layout is wrong.
     """
     path = Path(path)
-    document = _read_document(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".toml", ".yaml", ".yml"):
+        raise FeedConfigError(f"{path}: unsupported feeds file type {suffix or '(none)'!r}; use .toml, .yaml or .yml")
+    document = read_document(path, "feeds file", FeedConfigError)
     if document is None:
         document = {}
     if not isinstance(document, dict):
@@ -676,18 +665,18 @@ class FeedPoller:
         try:
             parsed = feedparser.parse(content)
         except Exception as exc:  # feedparser is not meant to raise; a worker must survive it if it does
-            return [], _one_line(f"{type(exc).__name__}: {exc}"), 0
+            return [], one_line(f"{type(exc).__name__}: {exc}"), 0
         bozo_error = None
         if parsed.get("bozo"):
             exc = parsed.get("bozo_exception")
-            bozo_error = _one_line(f"{type(exc).__name__}: {exc}" if exc is not None else "malformed feed")
+            bozo_error = one_line(f"{type(exc).__name__}: {exc}" if exc is not None else "malformed feed")
         seen_at = datetime.fromtimestamp(now, tz=UTC)
         articles: list[Article] = []
         for index, entry in enumerate(parsed.entries):
             try:
                 article = self._article(entry, feed, seen_at)
             except (ValidationError, ValueError, TypeError, AttributeError) as exc:
-                logger.warning("feed %s: skipping entry %d: %s", feed.name, index, _one_line(exc))
+                logger.warning("feed %s: skipping entry %d: %s", feed.name, index, one_line(exc))
                 continue
             if article is not None:
                 articles.append(article)
@@ -732,7 +721,7 @@ class FeedPoller:
         http_status: int | None = None,
         status: PollStatus = "error",
     ) -> PollResult:
-        error = _one_line(error)
+        error = one_line(error)
         state.failures += 1
         delay = backoff_delay(feed.poll_seconds, state.failures)
         state.next_poll_at = now + delay

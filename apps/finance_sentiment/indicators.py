@@ -53,22 +53,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = [
-    "DEFAULT_WINDOW_FEATURES",
-    "PRICE_COLUMNS",
-    "PriceFileError",
-    "drawdown",
-    "indicator_frame",
-    "indicator_window",
-    "join_sentiment",
-    "read_macro",
-    "read_prices",
-    "returns",
-    "rolling_volatility",
-    "rsi",
-    "volume_zscore",
-]
-
 logger = logging.getLogger(__name__)
 
 PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "adj_close", "volume")
@@ -76,17 +60,14 @@ HEADER: tuple[str, ...] = ("date", *PRICE_COLUMNS)
 TRADING_DAYS = 252
 SESSION_CLOSE = pd.Timedelta(hours=16)
 INDICATOR_COLUMNS: tuple[str, ...] = ("ret", "log_ret", "volatility", "rsi", "volume_z", "drawdown")
-DEFAULT_WINDOW_FEATURES: tuple[str, ...] = INDICATOR_COLUMNS
 
 _MISSING = frozenset({"", "nan", "null", "na", "n/a", "none"})
 _DAILY = re.compile(r"\d{4}-\d{2}-\d{2}")
 _INTRADAY = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}(:?\d{2})?)?")
-# Which column a macro file's value is, by header; the first name present wins.
-_MACRO_VALUE_COLUMNS: tuple[str, ...] = ("close", "rate", "index", "value")
 
 
 class PriceFileError(ValueError):
-    """A price or macro file the reader cannot use; the message is one line naming the file and the problem."""
+    """A price file the reader cannot use; the message is one line naming the file and the problem."""
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -199,46 +180,6 @@ def read_prices(path: str | Path, ticker: str | None = None, tz: str = "America/
     frame.index.name = "ts"
     frame.attrs["ticker"] = ticker
     return frame
-
-
-def read_macro(path: str | Path, column: str | None = None) -> pd.Series:
-    """Read one macro series from ``market_prices/macro/`` (or any ``date,<value>...`` CSV).
-
-    The value column is ``column`` or, by default, the first of ``close`` (``vix_daily.csv``), ``rate``
-    (``us_10y_yield_monthly.csv``), ``index`` (``cpi_us_monthly.csv``) or ``value`` found in the header. The index is
-    the file's calendar dates (tz-naive, named ``"date"``); monthly files date a value at the first of its month. A
-    monthly value is an average or level for that month and is published after it ends (CPI about two weeks later),
-    so lag it before joining it to prices, or it is look-ahead.
-
-    Args:
-        path: CSV with a ``date`` column (``YYYY-MM-DD``) and at least one numeric column.
-        column: Value column to return; default as above.
-
-    Returns:
-        float64 series named after the file stem (e.g. ``"vix_daily"``), sorted by date; empty cells are NaN.
-
-    Raises:
-        PriceFileError: missing or empty file, no ``date`` or value column, unparseable date or non-numeric value.
-    """
-    path = Path(path)
-    table = _read_text_table(path)
-    columns = list(table.columns)
-    if column is None:
-        column = next((c for c in _MACRO_VALUE_COLUMNS if c in columns), None)
-    if "date" not in columns or column is None or column not in columns:
-        wanted = f"date,{column or '|'.join(_MACRO_VALUE_COLUMNS)}"
-        raise PriceFileError(f"{path}: bad header: expected {wanted}; found {','.join(columns)}")
-    table = _drop_blank_rows(table, path)
-    dates = pd.to_datetime(table["date"].where(table["date"].str.fullmatch(_DAILY.pattern)), format="%Y-%m-%d",
-                           errors="coerce")
-    if dates.isna().any():
-        label = dates.index[dates.isna().to_numpy().nonzero()[0][0]]
-        raise PriceFileError(f"{path}: unparseable date {table['date'][label]!r} on line {int(label) + 2} "
-                             "(expected YYYY-MM-DD)")
-    values = _parse_numbers(table, [column], path)[column]
-    series = pd.Series(values.to_numpy(), index=pd.DatetimeIndex(dates.to_numpy(), name="date"), name=path.stem)
-    series = series.sort_index(kind="stable")
-    return series[~series.index.duplicated(keep="last")]
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -374,7 +315,7 @@ def indicator_frame(prices: pd.DataFrame, vol_window: int = 20, rsi_period: int 
 
 
 def indicator_window(frame: pd.DataFrame, at: pd.Timestamp, steps: int = 30,
-                     features: Sequence[str] = DEFAULT_WINDOW_FEATURES) -> np.ndarray:
+                     features: Sequence[str] = INDICATOR_COLUMNS) -> np.ndarray:
     """The last ``steps`` rows at or before ``at``, z-scored per feature over the window: the model's series prefix.
 
     Each feature column ``x`` becomes ``(x - mean) / std`` with the mean and population std (ddof=0) of its non-NaN

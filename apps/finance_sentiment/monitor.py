@@ -35,8 +35,6 @@ from apps.finance_sentiment.indicators import PriceFileError, indicator_frame, r
 from apps.finance_sentiment.settings import FinSettings
 from apps.finance_sentiment.store import FinanceStore
 
-__all__ = ["CycleReport", "Monitor", "StopFlag"]
-
 log = logging.getLogger(__name__)
 
 

@@ -44,9 +44,6 @@ from core.engine import InferenceEngine
 from core.tasks import TaskSpec
 from core.train import fit
 
-__all__ = ["RISK_FEATURES", "RiskData", "RiskScorer", "average_precision", "build_risk_data", "captured_articles",
-           "risk_metrics", "risk_window", "roc_auc", "train_risk_model"]
-
 log = logging.getLogger(__name__)
 
 # (indicator column, scale): fixed scalings that keep every feature near [-3, 3] for large caps
@@ -102,11 +99,6 @@ class RiskData:
 
     def __len__(self) -> int:
         return len(self.texts)
-
-    def subset(self, mask: np.ndarray) -> RiskData:
-        idx = np.flatnonzero(mask)
-        return RiskData(self.series[idx], [self.texts[i] for i in idx], self.labels[idx],
-                        [self.keys[i] for i in idx], None if self.news is None else self.news[idx])
 
 
 def _session_news(rows: pd.DatetimeIndex, articles: pd.DataFrame) -> dict[int, list[str]]:

@@ -32,8 +32,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from apps.finance_sentiment.settings import ScoringSettings
 
-__all__ = ["LABELS", "ArticleScore", "ScoringError", "SentenceScore", "SentimentScorer", "split_sentences"]
-
 log = logging.getLogger(__name__)
 
 LABELS = ("positive", "neutral", "negative")

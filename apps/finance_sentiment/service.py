@@ -25,8 +25,6 @@ from apps.finance_sentiment.store import FinanceStore, UnknownArticle
 from core.artifacts import ArtifactError
 from core.modalities import InputError  # = core.engine.InputError, without importing Lightning
 
-__all__ = ["USER_ERRORS", "FinService", "UnknownAlert"]
-
 log = logging.getLogger(__name__)
 
 

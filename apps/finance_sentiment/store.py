@@ -21,38 +21,29 @@ Timestamps are timezone-aware UTC; :class:`~apps.finance_sentiment.feeds.FeedSta
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
-from apps.common.db import BaseStore, UTCDateTime
+from apps.common.db import BaseStore, UnknownRow, UTCDateTime, upsert_insert, utcnow
 from apps.finance_sentiment.alerts import Alert
 from apps.finance_sentiment.feeds import Article, FeedState
 from apps.finance_sentiment.indicators import PRICE_COLUMNS
-
-__all__ = ["FinanceStore", "UnknownArticle", "metadata"]
 
 # Rows per executemany call: large enough to amortise round trips, small enough to bound memory.
 BATCH_ROWS = 2000
 SENTENCE_COLUMNS = ("text", "label", "positive", "neutral", "negative", "score")
 
 
-class UnknownArticle(KeyError):
+class UnknownArticle(UnknownRow):
     """No article has this id."""
 
     def __init__(self, article_id: str) -> None:
         super().__init__(f"unknown article {article_id}")
-        self.article_id = article_id
-
-    def __str__(self) -> str:
-        return str(self.args[0])
 
 
 metadata = sa.MetaData()
@@ -150,19 +141,6 @@ ALERT_COLUMNS = ("id", "ticker", "rule", "severity", "fired_at", "window_start",
                  "threshold", "article_ids", "acknowledged")
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _insert(conn: sa.Connection, table: sa.Table) -> Any:
-    """The dialect's INSERT construct, which has ``on_conflict_do_nothing`` / ``on_conflict_do_update``."""
-    if conn.dialect.name == "postgresql":
-        return postgresql.insert(table)
-    if conn.dialect.name == "sqlite":
-        return sqlite.insert(table)
-    raise NotImplementedError(f"FinanceStore supports SQLite and PostgreSQL, not {conn.dialect.name}")
-
-
 def _chunks(rows: Sequence[dict[str, Any]], size: int = BATCH_ROWS) -> Iterator[Sequence[dict[str, Any]]]:
     for start in range(0, len(rows), size):
         yield rows[start:start + size]
@@ -196,7 +174,7 @@ def _score_values(score: Mapping[str, Any]) -> dict[str, Any]:
         "label": score.get("label"),
         "probs_json": json.dumps(probs) if probs is not None else None,
         "explanation_json": json.dumps(explanation, default=str) if explanation is not None else None,
-        "scored_at": score.get("scored_at") or _now(),
+        "scored_at": score.get("scored_at") or utcnow(),
     }
 
 
@@ -214,63 +192,9 @@ def _tickers(value: str | None) -> list[str]:
 
 
 class FinanceStore(BaseStore):
-    """Feed states, articles, sentence scores, tickers, prices and alerts in one SQL database.
-
-    Args:
-        url_or_engine: A SQLAlchemy URL (``CoreSettings().effective_database_url``), or an engine made by
-            ``apps.common.db.make_engine`` (the caller then owns it; ``close`` leaves it open).
-
-    Raises:
-        DatabaseError: The database cannot be reached (one-line message).
-    """
+    """Feed states, articles, sentence scores, tickers, prices and alerts in one SQL database."""
 
     metadata = metadata
-
-    def __init__(self, url_or_engine: str | sa.Engine) -> None:
-        super().__init__(url_or_engine)
-        self._local = threading.local()  # the connection of the batch this thread is in, if any
-
-
-    # ------------------------------------------------------------------------------------------- transactions
-
-    @contextmanager
-    def batch(self) -> Iterator[FinanceStore]:
-        """One transaction for everything this thread writes inside the block (e.g. one poll cycle).
-
-        Committed when the block ends normally, rolled back whole on any exception (``KeyboardInterrupt`` and
-        ``SystemExit`` included). A nested ``batch`` joins the outer one. Reads inside the block see its writes.
-
-        Yields:
-            This store.
-        """
-        if getattr(self._local, "conn", None) is not None:
-            yield self
-            return
-        with self._writer.begin() as conn:
-            self._local.conn = conn
-            try:
-                yield self
-            finally:
-                self._local.conn = None
-
-    @contextmanager
-    def _write(self) -> Iterator[sa.Connection]:
-        """The batch's connection, or one write transaction (committed on success; SQLite: BEGIN IMMEDIATE)."""
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            yield conn
-            return
-        with self._writer.begin() as conn:
-            yield conn
-
-    @contextmanager
-    def _read(self) -> Iterator[sa.Connection]:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            yield conn
-            return
-        with self.engine.connect() as conn:
-            yield conn
 
     # ---------------------------------------------------------------------------------------------- feeds
 
@@ -284,7 +208,7 @@ class FinanceStore(BaseStore):
         """
         row = {"name": name, **state.model_dump()}
         with self._write() as conn:
-            ins = _insert(conn, feeds)
+            ins = upsert_insert(conn, feeds)
             changes = {k: ins.excluded[k] for k in row if k != "name"}
             if url is not None:
                 row["url"] = url
@@ -341,7 +265,7 @@ class FinanceStore(BaseStore):
         scored = {x.id: _plain(s) for x, s in zip(items, scores or ()) if s is not None}
         new: set[str] = set()
         with self._write() as conn:
-            ins = _insert(conn, articles).on_conflict_do_nothing().returning(articles.c.id)
+            ins = upsert_insert(conn, articles).on_conflict_do_nothing().returning(articles.c.id)
             for chunk in _chunks(rows):
                 new.update(conn.execute(ins, list(chunk)).scalars())
             batch_ids = list(dict.fromkeys(r["id"] for r in rows))
@@ -351,7 +275,7 @@ class FinanceStore(BaseStore):
                 stored.update(conn.execute(q).scalars())
             ticker_rows = [{"article_id": x.id, "ticker": t} for x in items if x.id in stored for t in x.tickers]
             if ticker_rows:
-                conn.execute(_insert(conn, article_tickers).on_conflict_do_nothing(), ticker_rows)
+                conn.execute(upsert_insert(conn, article_tickers).on_conflict_do_nothing(), ticker_rows)
             score_rows = [{"key": aid, **_score_values(s)} for aid, s in scored.items() if aid in stored]
             if score_rows:
                 conn.execute(sa.update(articles).where(articles.c.id == sa.bindparam("key")), score_rows)
@@ -487,7 +411,7 @@ class FinanceStore(BaseStore):
         if not rows:
             return 0
         with self._write() as conn:
-            ins = _insert(conn, prices)
+            ins = upsert_insert(conn, prices)
             stmt = ins.on_conflict_do_update(index_elements=[prices.c.ticker, prices.c.ts],
                                              set_={c: ins.excluded[c] for c in PRICE_COLUMNS})
             for chunk in _chunks(rows):
@@ -539,7 +463,8 @@ class FinanceStore(BaseStore):
         if not rows:
             return 0
         with self._write() as conn:
-            ins = _insert(conn, alerts).on_conflict_do_nothing(index_elements=[alerts.c.id]).returning(alerts.c.id)
+            ins = upsert_insert(conn, alerts).on_conflict_do_nothing(index_elements=[alerts.c.id])
+            ins = ins.returning(alerts.c.id)
             return len(set(conn.execute(ins, rows).scalars()))
 
     def alerts(self, ticker: str | None = None, since: datetime | None = None, limit: int = 200) -> pd.DataFrame:

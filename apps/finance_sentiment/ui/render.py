@@ -8,7 +8,7 @@ Feed text (headlines, summaries, words) is untrusted: it is only ever shown thro
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -221,3 +221,20 @@ def price_chart(frame: pd.DataFrame, alerts: pd.DataFrame, tz: str) -> alt.Layer
             x=x, y=alt.value(0), color=colour, tooltip=tips)
         layers += [rule, point]
     return alt.layer(*layers).resolve_scale(y="independent").properties(height=380)
+
+
+def row_selector(table: str, shown: str, target: str) -> Callable[[], None]:
+    """An ``on_select`` callback of a single-row table: put the selected row's id in ``st.session_state[target]``.
+
+    Args:
+        table: The table's widget key.
+        shown: The session-state key of the ids of the table's rows, as last drawn.
+        target: The session-state key that holds the selected id.
+    """
+    def select() -> None:
+        rows = st.session_state[table]["selection"]["rows"]
+        ids = st.session_state.get(shown, [])
+        if rows and rows[0] < len(ids):
+            st.session_state[target] = ids[rows[0]]
+
+    return select

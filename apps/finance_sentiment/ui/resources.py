@@ -8,20 +8,18 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from pathlib import Path
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
 import streamlit as st
 
-from apps.common.ui import require, sentence, service_or_reason, show_failure
+from apps.common.ui import ServiceAccess, sentence
 from apps.finance_sentiment.service import USER_ERRORS, FinService
 from apps.finance_sentiment.settings import FinSettings
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-APP = Path(__file__).with_name("app.py")
 
 # Session-state keys of the sidebar's widgets (drawn by app.py on every run, so they keep their values across pages).
 TICKERS, SOURCES, RANGE, DATES = "fin_tickers", "fin_sources", "fin_range", "fin_dates"
@@ -41,20 +39,9 @@ def _build_service() -> FinService:
     return FinService.build(FinSettings())
 
 
-def get_service() -> FinService | str:
-    """The shared service, or a sentence saying why the dashboard cannot start.
-
-    Returns:
-        The ``FinService`` built once per server process from ``FinSettings()`` (environment ``FIN_*`` and
-        ``TRIDENT_*``), or the message to show when building it failed.
-    """
-    return service_or_reason(_build_service, USER_ERRORS, "The dashboard cannot start:", log,
-                             "the finance dashboard")
-
-
-def require_service() -> FinService:
-    """The shared service; when it cannot start, show why with ``st.error`` and stop the page."""
-    return require(get_service())
+_access = ServiceAccess(_build_service, USER_ERRORS, "The dashboard cannot start:", "the finance dashboard", log)
+get_service = _access.get
+require_service = _access.require
 
 
 def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
@@ -73,7 +60,7 @@ def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
             log.warning("service call %s: database unreachable: %s", getattr(fn, "__name__", fn), exc)
             st.error(f"The database cannot be reached: {sentence(exc.orig or exc)}")
     except Exception as exc:
-        show_failure(exc, USER_ERRORS, log, fn)
+        _access.show_failure(exc, fn)
     return None
 
 

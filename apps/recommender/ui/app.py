@@ -5,14 +5,11 @@ Reads the same settings as the CLI (``REC_*``, ``TRIDENT_*``); the service is bu
 
 from __future__ import annotations
 
-import streamlit as st
+from apps.common.ui import navigation
 
-st.set_page_config(page_title="Trident · Recommender", page_icon="🔱", layout="wide")
-
-# No page icons (see the support console): an icon font would be fetched from the internet.
-page = st.navigation([
-    st.Page("views/users.py", title="Recommendations", default=True),
-    st.Page("views/metrics.py", title="Metrics"),
-    st.Page("views/items.py", title="Item explorer"),
+page = navigation("Recommender", [
+    ("views/users.py", "Recommendations"),
+    ("views/metrics.py", "Metrics"),
+    ("views/items.py", "Item explorer"),
 ])
 page.run()

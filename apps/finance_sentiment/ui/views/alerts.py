@@ -9,7 +9,7 @@ from datetime import timedelta
 import pandas as pd
 import streamlit as st
 
-from apps.finance_sentiment.ui.render import SEVERITY_COLOURS, article_list, plain, when
+from apps.finance_sentiment.ui.render import SEVERITY_COLOURS, article_list, plain, row_selector, when
 from apps.finance_sentiment.ui.resources import call, filters, refresh_every, require_service
 
 ALERT = "fin_alert"  # the selected alert's id (the selectbox's key; the table's selection sets it too)
@@ -20,11 +20,7 @@ service = require_service()
 st.subheader("Alerts")
 
 
-def _row_selected() -> None:
-    rows = st.session_state["alerts_table"]["selection"]["rows"]
-    shown = st.session_state.get(SHOWN, [])
-    if rows and rows[0] < len(shown):
-        st.session_state[ALERT] = shown[rows[0]]
+_row_selected = row_selector("alerts_table", SHOWN, ALERT)
 
 
 def _acknowledge(alert_id: str) -> bool:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import streamlit as st
 
-from apps.finance_sentiment.ui.render import NEWS_COLUMNS, article_detail, news_table
+from apps.finance_sentiment.ui.render import NEWS_COLUMNS, article_detail, news_table, row_selector
 from apps.finance_sentiment.ui.resources import call, filters, refresh_every, require_service
 
 ARTICLE = "fin_article"  # the selected article's id (the selectbox's key; the table's selection sets it too)
@@ -18,11 +18,7 @@ service = require_service()
 st.subheader("News")
 
 
-def _row_selected() -> None:
-    rows = st.session_state["news_table"]["selection"]["rows"]
-    shown = st.session_state.get(SHOWN, [])
-    if rows and rows[0] < len(shown):
-        st.session_state[ARTICLE] = shown[rows[0]]
+_row_selected = row_selector("news_table", SHOWN, ARTICLE)
 
 
 @st.fragment(run_every=refresh_every())
