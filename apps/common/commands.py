@@ -202,6 +202,15 @@ def command_adder(subparsers, cls: type[BaseSettings], shared: Iterable[str | Fl
     return add
 
 
+def add_dashboard(add: Callable[..., argparse.ArgumentParser], cls: type[BaseSettings], name: str, help_: str,
+                  app: Path, port: int, *fields: str | Flag) -> None:
+    """Add (with ``add`` of :func:`command_adder`) the subcommand ``name`` that starts the Streamlit script ``app`` on
+    ``--port`` (default ``port``), with the given flags of settings ``cls`` in its environment."""
+    sp = add(name, help_, lambda args: run_dashboard(app, args.port, args.address, settings_env(cls, args)), *fields)
+    sp.add_argument("--port", type=int, default=port)
+    sp.add_argument("--address", default="0.0.0.0", help="interface to listen on")
+
+
 def run_dashboard(app: Path, port: int, address: str = "0.0.0.0", env: dict[str, str] | None = None) -> NoReturn:
     """Become ``streamlit run app``, headless on ``address:port``; never returns.
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from apps.common.commands import command_adder, flag, run_dashboard, settings_env, settings_from_args
+from apps.common.commands import add_dashboard, command_adder, flag, settings_from_args
 from apps.common.output import emit
 from apps.common.settings import REPO_ROOT
 from apps.customer_service.knowledge import read_queries
@@ -107,11 +107,6 @@ def cs_chat(args) -> None:
             console.print(f"  [dim]{h.rank}. {h.score:.3f} [{h.entry.id}] {h.entry.question}[/dim]")
 
 
-def cs_console(args) -> None:
-    run_dashboard(REPO_ROOT / "apps" / "customer_service" / "ui" / "app.py", args.port, args.address,
-                  settings_env(CSSettings, args))
-
-
 def register(sub) -> None:
     """Add ``trident cs`` and its commands to the CLI."""
     cs = sub.add_parser("cs", help="customer service: knowledge base, bot, console")
@@ -138,6 +133,5 @@ def register(sub) -> None:
     base("learn", "fine-tune retrieval on the agents' feedback; before/after on fixed queries", cs_learn, "artifact",
          KB).add_argument("--queries", required=True, help="the fixed query set (query, faq_id)")
     base("chat", "chat with the bot in the terminal", cs_chat, "artifact", KB)
-    sp = base("console", "start the agents' console (Streamlit)", cs_console, "artifact", KB)
-    sp.add_argument("--port", type=int, default=8501)
-    sp.add_argument("--address", default="0.0.0.0", help="interface to listen on")
+    add_dashboard(base, CSSettings, "console", "start the agents' console (Streamlit)",
+                  REPO_ROOT / "apps" / "customer_service" / "ui" / "app.py", 8501, "artifact", KB)

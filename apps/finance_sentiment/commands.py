@@ -13,7 +13,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from apps.common.commands import command_adder, flag, run_dashboard, settings_env, settings_from_args
+from apps.common.commands import add_dashboard, command_adder, flag, settings_from_args
 from apps.common.output import emit
 from apps.common.settings import REPO_ROOT
 from apps.finance_sentiment.settings import FinSettings
@@ -118,11 +118,6 @@ def fin_eval(args) -> None:
                         args.format), args.json)
 
 
-def fin_dashboard(args) -> None:
-    run_dashboard(REPO_ROOT / "apps" / "finance_sentiment" / "ui" / "app.py", args.port, args.address,
-                  settings_env(FinSettings, args))
-
-
 def register(sub) -> None:
     """Add ``trident fin`` and its commands to the CLI."""
     fin = sub.add_parser("fin", help="finance sentiment: feeds, scoring, alerts, dashboard")
@@ -152,6 +147,5 @@ def register(sub) -> None:
               flag("scoring.quantize", "--int8"))
     sp.add_argument("--data", required=True)
     sp.add_argument("--format", default="phrasebank", choices=["phrasebank", "csv"])
-    sp = base("dashboard", "start the analysts' dashboard (Streamlit)", fin_dashboard, "artifact", *files)
-    sp.add_argument("--port", type=int, default=8502)
-    sp.add_argument("--address", default="0.0.0.0", help="interface to listen on")
+    add_dashboard(base, FinSettings, "dashboard", "start the analysts' dashboard (Streamlit)",
+                  REPO_ROOT / "apps" / "finance_sentiment" / "ui" / "app.py", 8502, "artifact", *files)

@@ -13,7 +13,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from apps.common.commands import command_adder, flag, given, run_dashboard, settings_env, settings_from_args
+from apps.common.commands import add_dashboard, command_adder, flag, given, settings_from_args
 from apps.common.output import emit
 from apps.common.settings import REPO_ROOT
 from apps.recommender.settings import TRAIN_FIELDS, RecSettings
@@ -39,7 +39,7 @@ def _settings(args) -> RecSettings:
     return settings_from_args(RecSettings, args, **other)
 
 
-def _data(s, args):
+def _data(s):
     from apps.recommender.data import load_data  # heavy: pandas
 
     return load_data(s.data, s.items)
@@ -54,7 +54,7 @@ def rec_train(args) -> None:
     from apps.recommender.pipeline import train_all
 
     s = _settings(args)
-    data = _data(s, args)
+    data = _data(s)
     out = Path(args.out) if args.out else s.artifact_dir
     train_all(s, data, out)
     cfg = read_config(out)
@@ -75,7 +75,7 @@ def rec_eval(args) -> None:
 
     s = _settings(args)
     art = load_artifact(s.artifact_dir)
-    data = _data(s, args) if "data" in given(RecSettings, args) else None
+    data = _data(s) if "data" in given(RecSettings, args) else None
     r = evaluate_artifact(art, data, mmr_lambdas=() if not args.mmr else s.mmr_lambdas)
     out = {**_metrics(r), "baselines": {n: _metrics(b) for n, b in r["baselines"].items()}}
     if args.details:
@@ -113,7 +113,7 @@ def rec_batch(args) -> None:
 
     s = _settings(args)
     art = load_artifact(s.artifact_dir)
-    data = _data(s, args) if "data" in given(RecSettings, args) else None
+    data = _data(s) if "data" in given(RecSettings, args) else None
     store = None
     if not args.no_db:
         from apps.recommender.store import RecStore  # heavy: sqlalchemy
@@ -126,12 +126,6 @@ def rec_batch(args) -> None:
     emit({"out": str(res.out), "users": res.users, "rows": res.rows, "chunks": res.chunks,
           "chunks_done_before": res.chunks_done_before, "chunks_run": res.chunks_run, "db_rows": res.db_rows,
           "seconds": res.seconds, "users_per_second": res.users_per_second}, args.json)
-
-
-def rec_dashboard(args) -> None:
-    # the dashboard reads its settings from the environment: the flags go on as variables
-    run_dashboard(REPO_ROOT / "apps" / "recommender" / "ui" / "app.py", args.port, args.address,
-                  settings_env(RecSettings, args))
 
 
 def register(sub) -> None:
@@ -162,6 +156,5 @@ def register(sub) -> None:
     sp.add_argument("--out", help="output Parquet (default: <var>/rec/recommendations.parquet)")
     sp.add_argument("--no-db", action="store_true", help="write the Parquet file only")
     sp.add_argument("--restart", action="store_true", help="discard the parts of an earlier, different job")
-    sp = base("dashboard", "start the recommender dashboard (Streamlit)", rec_dashboard)
-    sp.add_argument("--port", type=int, default=8503)
-    sp.add_argument("--address", default="0.0.0.0", help="interface to listen on")
+    add_dashboard(base, RecSettings, "dashboard", "start the recommender dashboard (Streamlit)",
+                  REPO_ROOT / "apps" / "recommender" / "ui" / "app.py", 8503)
