@@ -63,19 +63,10 @@ class Step:
     seconds: float = 0.0
 
 
-def _train_into(out: Path, train: Callable[[Path], object]) -> None:
-    """Train into ``OUT.tmp`` and rename it to ``out``: an interrupted run never leaves half an artifact."""
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.parent.mkdir(parents=True, exist_ok=True)
-    train(tmp)
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
-
-
-def _present_model(plan: Plan, app: str) -> Step | None:
-    """The model step of ``app`` when its artifact is there already (the full one of `make artifacts`, else a quick
-    one from an earlier run); None when it has to be trained, which ``--no-train`` refuses."""
+def _model(plan: Plan, app: str, train: Callable[[Path], str]) -> Step:
+    """The model step of ``app``: its artifact when it is there already (the full one of `make artifacts`, else a quick
+    one from an earlier run), else a quick one that ``train(folder)`` trains now and describes, which ``--no-train``
+    refuses. It trains into ``OUT.tmp`` and renames that: an interrupted run never leaves half an artifact."""
     full = plan.full_artifact(app)
     if full:
         return Step(app, "model", "full", str(full))
@@ -85,7 +76,13 @@ def _present_model(plan: Plan, app: str) -> Step | None:
     if not plan.suite.train:
         raise SuiteError(f"no {app} artifact in {plan.core.artifacts_dir / app} or {out}; "
                          "run without --no-train, or `make artifacts`")
-    return None
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    what = train(tmp)
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return Step(app, "model", "trained", f"{out} ({what})")
 
 
 def _subset_csv(path: Path, rows: list[tuple[str, str]], header: tuple[str, str]) -> Path:
@@ -133,21 +130,21 @@ def phrasebank_subset(plan: Plan) -> Path:
 # ---------------------------------------------------------------------------------------------------------- steps
 def cs_model(plan: Plan, state: dict) -> Step:
     """The customer-service artifact (``trident cs train``): intents and retrieval adapters on all-MiniLM-L6-v2."""
-    present = _present_model(plan, "cs")
-    if present:
-        return present
-    out = plan.quick_artifact("cs")
-    if plan.real("cs"):
-        intents, preset = banking77_subset(plan), "demo"
-        what = f"Banking77, {INTENTS_PER_CLASS} per intent, 2 epochs; StackFAQ dev queries, 1 epoch"
-    else:
-        intents, preset = SAMPLES / "intents.csv", "demo-sample"
-        what = "the sample intents and FAQ queries"
-    s = plan.cs_settings(preset)
-    pairs = retrieval_pairs(plan.calibration, plan.kb, s.retrieval.index_answers)
-    _train_into(out, lambda tmp: train_cs(tmp, intents, pairs, intents_cfg=s.train.intents_config(),
-                                          retrieval_cfg=s.train.retrieval_config(), lora_r=s.train.lora_r))
-    return Step("cs", "model", "trained", f"{out} ({what}; {len(pairs)} retrieval pairs)")
+
+    def train(out: Path) -> str:
+        if plan.real("cs"):
+            intents, preset = banking77_subset(plan), "demo"
+            what = f"Banking77, {INTENTS_PER_CLASS} per intent, 2 epochs; StackFAQ dev queries, 1 epoch"
+        else:
+            intents, preset = SAMPLES / "intents.csv", "demo-sample"
+            what = "the sample intents and FAQ queries"
+        s = plan.cs_settings(preset)
+        pairs = retrieval_pairs(plan.calibration, plan.kb, s.retrieval.index_answers)
+        train_cs(out, intents, pairs, intents_cfg=s.train.intents_config(), retrieval_cfg=s.train.retrieval_config(),
+                 lora_r=s.train.lora_r)
+        return f"{what}; {len(pairs)} retrieval pairs"
+
+    return _model(plan, "cs", train)
 
 
 def cs_index(plan: Plan, state: dict) -> Step:
@@ -168,17 +165,16 @@ def cs_index(plan: Plan, state: dict) -> Step:
 
 def fin_model(plan: Plan, state: dict) -> Step:
     """The sentiment artifact (``trident fin train``): all-MiniLM-L6-v2 fine-tuned on labelled financial sentences."""
-    present = _present_model(plan, "fin")
-    if present:
-        return present
-    out = plan.quick_artifact("fin")
-    if plan.real("fin"):
-        data, what, preset = phrasebank_subset(plan), f"{FIN_SENTENCES} PhraseBank sentences, 1 epoch", "demo"
-    else:
-        data, what, preset = SAMPLES / "fin_sentences.csv", "the sample sentences", "demo-sample"
-    cfg = plan.fin_settings(preset).train.config(soft=False)
-    report = train_sentiment(data, out, fmt="csv", cfg=cfg)  # writes OUT.tmp, then renames it
-    return Step("fin", "model", "trained", f"{out} ({what}; test accuracy {report['test']['accuracy']:.2f})")
+
+    def train(out: Path) -> str:
+        if plan.real("fin"):
+            data, what, preset = phrasebank_subset(plan), f"{FIN_SENTENCES} PhraseBank sentences, 1 epoch", "demo"
+        else:
+            data, what, preset = SAMPLES / "fin_sentences.csv", "the sample sentences", "demo-sample"
+        report = train_sentiment(data, out, fmt="csv", cfg=plan.fin_settings(preset).train.config(soft=False))
+        return f"{what}; test accuracy {report['test']['accuracy']:.2f}"
+
+    return _model(plan, "fin", train)
 
 
 class _QuietFiles(SimpleHTTPRequestHandler):
@@ -229,16 +225,15 @@ def fin_cycle(plan: Plan, state: dict) -> Step:
 def rec_model(plan: Plan, state: dict) -> Step:
     """The recommender artifact (``trident rec train``): the generative model, SASRec and popularity, with their test
     report."""
-    present = _present_model(plan, "rec")
-    if present:
-        return present
-    out = plan.quick_artifact("rec")
-    s = plan.rec_settings()
-    data = load_data(s.data, s.items)
-    _train_into(out, lambda tmp: train_all(s, data, tmp))
-    report = json.loads((out / "report.json").read_text())
-    return Step("rec", "model", "trained", f"{out} ({data.n_users} users, {data.n_items} items, tiny preset; test "
-                                           f"NDCG@10 {report['ndcg@10']:.3f})")
+
+    def train(out: Path) -> str:
+        s = plan.rec_settings()
+        data = load_data(s.data, s.items)
+        train_all(s, data, out)
+        report = json.loads((out / "report.json").read_text())
+        return f"{data.n_users} users, {data.n_items} items, tiny preset; test NDCG@10 {report['ndcg@10']:.3f}"
+
+    return _model(plan, "rec", train)
 
 
 def rec_batch(plan: Plan, state: dict) -> Step:
