@@ -6,13 +6,17 @@ seeded and stratified, and recorded in the artifact's ``config.json``.
 
 from __future__ import annotations
 
+import csv
 import gzip
+import json
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from core.adapters import adapter_names
+from core.artifacts import load_artifact
 from core.config import ModelConfig, TrainConfig
 from core.data import (
     DataFormatError,
@@ -23,8 +27,10 @@ from core.data import (
     read_labelled_texts,
     stratified_split,
 )
+from core.pretrained import load_minilm, minilm_config
 from core.tasks import CoreModel, TaskSpec
 from core.tokenizer import Tokenizer
+from core.train import fit
 
 log = logging.getLogger(__name__)
 
@@ -93,24 +99,19 @@ def fashion_splits(data_dir: Path, seed: int = 13, val_fraction: float = 0.25,
 
 
 def train_image_classifier(data_dir: str | Path, out: str | Path, cfg: TrainConfig, preset: str = "small",
-                           task: str = "fashion", max_train: int | None = None,
-                           init_artifact: str | Path | None = None) -> Path:
+                           max_train: int | None = None, init_artifact: str | Path | None = None) -> Path:
     """Train the image artifact (``image_classify`` task) on Fashion-MNIST; with ``init_artifact``, continue from
     that artifact's weights (a warm restart: a new learning-rate schedule over the same splits)."""
-    from core.train import fit
-
     s = fashion_splits(Path(data_dir), seed=cfg.seed)
     if max_train:
         s.train_x, s.train_y = s.train_x[:max_train], s.train_y[:max_train]
     if init_artifact is not None:
-        from core.artifacts import load_artifact
-
         model, tok, _ = load_artifact(init_artifact)
-        spec = model.task(task)
+        spec = model.task("fashion")
     else:
         tok = Tokenizer.train(FASHION_CLASSES, vocab_size=64, min_frequency=1)
         mcfg = ModelConfig.preset(preset, vocab_size=tok.vocab_size, image_channels=1, image_size=28, patch_size=4)
-        spec = TaskSpec(name=task, kind="image_classify", labels=FASHION_CLASSES)
+        spec = TaskSpec(name="fashion", kind="image_classify", labels=FASHION_CLASSES)
         model = CoreModel(mcfg, [spec])
     td = TaskData(spec, ListDataset(list(s.train_x), s.train_y.tolist()), ListDataset(list(s.val_x), s.val_y.tolist()))
     dm = MultiTaskDataModule([td], tok, batch_size=cfg.batch_size, seed=cfg.seed, num_workers=cfg.num_workers)
@@ -179,8 +180,6 @@ def finetune_text(tasks: list[TextTask], out: str | Path, cfg: TrainConfig, init
                   pairs: dict[str, tuple[list[str], list[str]]] | None = None, callbacks: list | None = None) -> Path:
     """Fine-tune one backbone on several text classification tasks (and optional contrastive pairs) at once
     (``callbacks``: more Lightning callbacks for the run)."""
-    from core.train import fit
-
     n_val = {name: max(1, len(a) // 10) for name, (a, _) in (pairs or {}).items()}  # the first pairs validate
     # a random init (tiny, small, base) trains its tokenizer on the training texts, never on validation or test
     corpus = [x for t in tasks for x in t.train[0]]
@@ -211,9 +210,6 @@ def new_text_model(init_from: str | Path, corpus: list[str] | None = None) -> tu
         if not (path / "config.json").is_file():
             raise ValueError(f"unknown init_from {str(init_from)!r}: use minilm, tiny, small, base or an artifact "
                              "folder (one with a config.json)")
-        from core.adapters import adapter_names
-        from core.artifacts import load_artifact
-
         model, tok, _ = load_artifact(path)
         if adapter_names(model.backbone):
             raise ValueError(f"init_from {path}: the artifact has LoRA adapters "
@@ -223,16 +219,13 @@ def new_text_model(init_from: str | Path, corpus: list[str] | None = None) -> tu
         model.train()
         return model, tok
     if init_from == "minilm":
-        from core.pretrained import load_minilm, minilm_config
-
         model = CoreModel(minilm_config())
         load_minilm(model.backbone)
         return model, Tokenizer.pretrained()
-    if init_from in ("tiny", "small", "base"):
-        if not corpus:
-            raise ValueError("a randomly initialised model needs a corpus to train its tokenizer on")
-        tok = Tokenizer.train(corpus, vocab_size={"tiny": 1000, "small": 8000, "base": 16000}[init_from])
-        return CoreModel(ModelConfig.preset(init_from, vocab_size=tok.vocab_size)), tok
+    if not corpus:
+        raise ValueError("a randomly initialised model needs a corpus to train its tokenizer on")
+    tok = Tokenizer.train(corpus, vocab_size={"tiny": 1000, "small": 8000, "base": 16000}[init_from])
+    return CoreModel(ModelConfig.preset(init_from, vocab_size=tok.vocab_size)), tok
 
 
 def read_corpus(paths: list[str | Path]) -> list[str]:
@@ -256,8 +249,6 @@ def pretrain(corpus: list[str], out: str | Path, cfg: TrainConfig, init_from: st
              val_fraction: float = 0.05) -> Path:
     """Continued pretraining that mixes masked-token and next-token batches; the validation perplexity is measured
     before and after (``meta.training.initial`` / ``final``)."""
-    from core.train import fit
-
     texts = sorted(set(t for t in corpus if t.strip()))
     rng = np.random.default_rng(cfg.seed)
     rng.shuffle(texts)
@@ -275,8 +266,6 @@ def pretrain(corpus: list[str], out: str | Path, cfg: TrainConfig, init_from: st
 def pretrain_corpus(data_dir: Path, seed: int = 13) -> list[str]:
     """A domain corpus from the data sets' training parts only: Banking77 train, bank FAQ questions and answers,
     StackFAQ answers and the PhraseBank training split (its test split is never read here)."""
-    import csv
-
     data_dir = Path(data_dir)
     texts = list(banking77_task(data_dir, seed).train[0]) + list(phrasebank_task(data_dir, seed).train[0])
     faq = data_dir / "bank_faqs" / "BankFAQs.csv"
@@ -286,8 +275,6 @@ def pretrain_corpus(data_dir: Path, seed: int = 13) -> list[str]:
                 texts += [row.get("Question", ""), row.get("Answer", "")]
     threads = data_dir / "stackfaq" / "faq_threads.jsonl"
     if threads.is_file():
-        import json
-
         for line in threads.read_text(encoding="utf-8").splitlines():
             rec = json.loads(line)
             texts += [a for a in rec.get("answers", []) if isinstance(a, str)]
