@@ -26,12 +26,10 @@ NEW_MODULES = ("heads.", "image_encoder.", "series_encoder.", "lm_head.")
 class LitCore(L.LightningModule):
     """Trains a CoreModel on batches of several tasks; logs each task's loss and metrics under its own name."""
 
-    def __init__(self, model: CoreModel, cfg: TrainConfig, val_tasks: list[str] | None = None,
-                 new_module_prefixes: tuple[str, ...] = NEW_MODULES):
+    def __init__(self, model: CoreModel, cfg: TrainConfig, val_tasks: list[str] | None = None):
         super().__init__()
         self.model, self.cfg = model, cfg
         self.val_tasks = list(val_tasks or [])
-        self.new_module_prefixes = new_module_prefixes
         self._val: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
         self._val_loader: dict[str, int] = {}  # task -> index of its validation loader
 
@@ -132,11 +130,10 @@ class LitCore(L.LightningModule):
             return
         loss, out = self.task_loss(batch)
         acc["loss"].extend([float(loss)] * len(batch))  # one entry per sample, like pred and true (see _gathered)
-        if spec.kind == "pairs":
-            acc["pred"].extend(out.argmax(-1).tolist())  # in-batch retrieval: is the positive ranked first?
+        acc["pred"].extend(out.argmax(-1).tolist())
+        if spec.kind == "pairs":  # in-batch retrieval: is the positive ranked first?
             acc["true"].extend(range(out.size(0)))
         else:
-            acc["pred"].extend(out.argmax(-1).tolist())
             true = batch.labels.argmax(-1) if batch.labels.is_floating_point() else batch.labels  # soft: the top class
             acc["true"].extend(true.tolist())
 
@@ -212,7 +209,7 @@ class LitCore(L.LightningModule):
         for name, p in self.model.named_parameters():
             if not p.requires_grad:
                 continue
-            new = name.startswith(self.new_module_prefixes) or ".lora_" in name  # fresh weights: the higher rate
+            new = name.startswith(NEW_MODULES) or ".lora_" in name  # fresh weights: the higher rate
             decay = p.ndim >= 2 and "wpe" not in name and "wme" not in name
             groups[(new, decay)].append(p)
         params = [{"params": ps, "lr": self.cfg.head_lr if new else self.cfg.lr,

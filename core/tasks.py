@@ -16,7 +16,7 @@ from core.adapters import adapter_names, set_adapter
 from core.config import ModelConfig
 from core.heads import ClassifierHead, EmbeddingHead, LMHead, NextItemHead
 from core.modalities import ImagePatchEncoder, ItemEncoder, ItemMask, SeriesEncoder
-from core.model import Backbone, Prefix, mean_pool
+from core.model import Backbone, Prefix
 
 # The adapter name of a task that runs on the base weights alone, whatever adapter was active.
 BASE = "-"
@@ -141,10 +141,6 @@ class CoreModel(nn.Module):
         self.activate(task)
         hidden, full = self.encode(ids, mask, prefix=self.series_encoder(series))
         return self.heads[task](hidden, full)
-
-    def pooled(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Mean-pooled hidden state (B, C)."""
-        return mean_pool(hidden, mask)
 
     def item_states(self, items: torch.Tensor, mode: str = "causal", hidden: torch.Tensor | None = None,
                     mask_task: str | None = None) -> torch.Tensor:
