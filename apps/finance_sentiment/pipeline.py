@@ -133,7 +133,7 @@ def soft_targets(data_path: str | Path, fmt: str, soft_labels: bool | None = Non
 
 
 def train_sentiment(data_path: str | Path, out: str | Path, fmt: str = "phrasebank", members: int = 1,
-                    cfg: TrainConfig | None = None, split_seed: int = 13, soft_labels: bool | None = None,
+                    cfg: TrainConfig | None = None, soft_labels: bool | None = None,
                     refit_epochs: int | None = None) -> dict:
     """Fine-tune the sentiment model(s) and write the artifact.
 
@@ -144,7 +144,6 @@ def train_sentiment(data_path: str | Path, out: str | Path, fmt: str = "phraseba
         members: Fully fine-tuned members (seeds ``cfg.seed``, ``cfg.seed + 1``, ...), averaged.
         cfg: ``TrainConfig`` of the members (default: the settings' default for the targets used,
             :meth:`FinTrainSettings.config`; the CLI passes ``FIN_TRAIN__SOFT__...`` or ``FIN_TRAIN__HARD__...``).
-        split_seed: Seed of the train/validation/test split (kept fixed, so every member sees the same test).
         soft_labels: Train on soft targets from annotator agreement (:func:`agreement_targets`), read from the
             PhraseBank agreement subsets beside ``data_path``. ``None`` (default): when ``fmt`` is ``phrasebank`` and
             those files are there; ``True``: required (an error without them); ``False``: the majority labels.
@@ -165,7 +164,7 @@ def train_sentiment(data_path: str | Path, out: str | Path, fmt: str = "phraseba
     soft = soft_targets(data_path, fmt, soft_labels)
     cfg = cfg or FinTrainSettings().config(soft)
     out = Path(out)
-    task = text_task(TASK, data_path, fmt, seed=split_seed)
+    task = text_task(TASK, data_path, fmt)  # one seeded split: every member sees the same test
     unknown = sorted(set(task.labels) - set(LABELS))
     if unknown:
         raise ValueError(f"{data_path}: labels must be positive, neutral or negative; found {unknown}")
