@@ -142,8 +142,7 @@ def full_intents_dirs(artifact: Path) -> list[str]:
 
 
 def _train_intents(model, tok, intents_csv: Path, cfg: TrainConfig, lora_r: int, out: Path, meta: dict,
-                   full_cfg: TrainConfig | None = None, full_members: int = 1,
-                   refit_epochs: int | None = None) -> dict:
+                   full_cfg: TrainConfig | None, full_members: int, refit_epochs: int | None) -> dict:
     task = text_task(TASK, intents_csv, "csv", val_fraction=0.1, test_fraction=0.0)
     spec = TaskSpec(name=TASK, kind="classify", labels=task.labels, adapter=TASK)
     if TASK in adapter_names(model.backbone) and TASK in model.tasks:  # continuing an earlier artifact
@@ -162,7 +161,7 @@ def _train_intents(model, tok, intents_csv: Path, cfg: TrainConfig, lora_r: int,
         full_task = task
         if refit_epochs is not None:  # validation trains too (still logged, never selected on)
             full_task, full_cfg = refit(task, full_cfg, refit_epochs)
-        for i, sub in enumerate(full_member_names(max(1, full_members))):
+        for i, sub in enumerate(full_member_names(full_members)):
             log.info("intents: fully fine-tuned member %d/%d in %s", i + 1, full_members, Path(out) / sub)
             finetune_text([full_task], Path(out) / sub, full_cfg.model_copy(update={"seed": full_cfg.seed + 1000 * i}))
     meta["intent_ensemble"] = _train_base_head(model, tok, task, out, {**meta, "intents": task.source},
@@ -280,13 +279,12 @@ def _train_retrieval(model, tok, pairs: Sequence[tuple[str, str]], cfg: TrainCon
     return fit(model, dm, cfg, out, tok, meta=meta)
 
 
-def learn(settings: CSSettings, store, queries: Sequence[tuple[str, str]], kb_path: Path | None = None,
-          out: Path | None = None) -> dict:
+def learn(settings: CSSettings, store, queries: Sequence[tuple[str, str]]) -> dict:
     """Fine-tune the retrieval adapter on the agents' accepted and edited answers (``settings.train.retrieval``);
     report retrieval on the fixed ``queries`` before and after. The new artifact replaces the old one only when it is
     not worse."""
     cfg = settings.train.retrieval_config()
-    kb = {e.id: e for e in load_kb(kb_path or settings.kb_path).entries}
+    kb = {e.id: e for e in load_kb(settings.kb_path).entries}
     kb.update({e.id: e for e in store.kb_entries(origin="feedback")})
     pairs = [(q, entry_text(kb[i], with_answer=settings.retrieval.index_answers))
              for q, i in store.feedback_pairs() if i in kb]
@@ -301,14 +299,14 @@ def learn(settings: CSSettings, store, queries: Sequence[tuple[str, str]], kb_pa
 
     before = score(settings.artifact_dir)
     model, tok, config = load_artifact(settings.artifact_dir)
-    staging = out or settings.artifact_dir.with_name(settings.artifact_dir.name + ".learning")
+    staging = settings.artifact_dir.with_name(settings.artifact_dir.name + ".learning")
     shutil.rmtree(staging, ignore_errors=True)
     _train_retrieval(model, tok, pairs, cfg.model_copy(update={"batch_size": min(cfg.batch_size, len(pairs))}),
                      8, staging, {**config.get("meta", {}), "learned_from_feedback": len(pairs)})
     _carry_intents(settings.artifact_dir, staging)  # the intent ensemble goes along unchanged
     after = score(staging)
     kept = after["mrr"] >= before["mrr"]
-    if kept and out is None:
+    if kept:
         backup = settings.artifact_dir.with_name(settings.artifact_dir.name + ".previous")
         shutil.rmtree(backup, ignore_errors=True)
         settings.artifact_dir.rename(backup)
@@ -320,7 +318,6 @@ def _freeze_other_adapters(model, keep: str) -> None:
     for name, p in model.named_parameters():
         if ".lora_" in name and not name.endswith(f".{keep}"):
             p.requires_grad_(False)
-
 
 
 # ------------------------------------------------------------------------------------------------------ evaluation
