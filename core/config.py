@@ -41,13 +41,6 @@ class ModelConfig(BaseModel):
         "post", description="post: BERT's post-LayerNorm blocks with a LayerNorm on the embeddings (what MiniLM's "
                             "weights need); pre: pre-LayerNorm blocks and a final LayerNorm (GPT-2 / SASRec style), "
                             "for models trained from scratch.")
-    activation: Literal["gelu", "relu"] = Field(
-        "gelu", description="Non-linearity of the MLP inside each block: gelu (BERT, what MiniLM's weights need) or "
-                            "relu (SASRec's point-wise feed-forward).")
-    init: Literal["bert", "xavier"] = Field(
-        "bert", description="Initialisation of a model trained from scratch: bert (N(0, 0.02) matrices and "
-                            "embeddings) or xavier (Xavier-normal ones, as SASRec's reference implementation); "
-                            "biases start at zero and LayerNorms at one either way.")
     # image patch encoder
     image_channels: int = Field(1, ge=1, le=3, description="Channels the image encoder works in (1 gray, 3 RGB).")
     image_size: int = Field(28, ge=4, description="Side the image encoder is trained at; other sizes are resized.")
@@ -119,9 +112,6 @@ class TrainConfig(BaseModel):
     head_lr: float = Field(1e-3, gt=0.0, description="Learning rate of freshly initialised heads and encoders.")
     weight_decay: float = Field(0.01, ge=0.0, description="AdamW weight decay (not on biases and LayerNorms).")
     warmup_ratio: float = Field(0.06, ge=0.0, lt=1.0, description="Linear warm-up, as a fraction of all steps.")
-    lr_schedule: Literal["cosine", "constant"] = Field(
-        "cosine", description="Learning rate after the warm-up: cosine decay to zero over the remaining steps, or "
-                              "constant (as SASRec trains).")
     max_length: int = Field(128, ge=8, description="Text tokens per example; longer texts are truncated.")
     precision: str = Field("bf16-mixed", description="Lightning precision: bf16-mixed on CPU, 32-true, 16-mixed.")
     seed: int = Field(13, description="Seed for splits, initialisation, shuffling and masking.")

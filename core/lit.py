@@ -207,7 +207,7 @@ class LitCore(L.LightningModule):
     # ------------------------------------------------------------------ optimiser
     def configure_optimizers(self):
         """AdamW with two learning rates (pretrained backbone vs new heads), no decay on biases and LayerNorms, and
-        linear warm-up then, per step, cosine decay or a constant rate (``cfg.lr_schedule``)."""
+        linear warm-up then cosine decay per step."""
         groups: dict[tuple[bool, bool], list] = defaultdict(list)
         for name, p in self.model.named_parameters():
             if not p.requires_grad:
@@ -225,8 +225,6 @@ class LitCore(L.LightningModule):
         def schedule(step: int) -> float:
             if step < warm:
                 return (step + 1) / warm
-            if self.cfg.lr_schedule == "constant":
-                return 1.0
             return max(0.0, 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm))))
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)

@@ -10,7 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from core.config import MODALITY_TYPES, ModelConfig
-from core.model import Prefix, init_weights
+from core.model import Prefix
 
 
 class InputError(ValueError):
@@ -151,7 +151,7 @@ class ItemEncoder(nn.Module):
             raise ValueError("ItemEncoder needs ModelConfig.n_items > 0")
         self.n_items, self.scale = cfg.n_items, math.sqrt(cfg.n_embd) if cfg.item_scale else 1.0
         self.emb = nn.Embedding(cfg.n_items + 1, cfg.n_embd, padding_idx=0)
-        init_weights(self.emb, cfg.init)
+        nn.init.normal_(self.emb.weight, std=0.02)
         with torch.no_grad():
             self.emb.weight[0].zero_()
         self.text_proj = None

@@ -22,7 +22,6 @@ import torch.nn.functional as F
 from core.config import MODALITY_TYPES, AttnMode, ModelConfig
 
 KVCache = list[tuple[torch.Tensor, torch.Tensor]]
-ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu}  # the MLP's non-linearity (ModelConfig.activation)
 
 
 @dataclass
@@ -104,7 +103,7 @@ class SelfAttention(nn.Module):
 
 class Block(nn.Module):
     """BERT's post-LayerNorm block: x = LN(x + Attn(x)); x = LN(x + MLP(x)). With ``cfg.norm == "pre"``:
-    x = x + Attn(LN(x)); x = x + MLP(LN(x)). MLP(x) = fc_proj(act(fc(x))), act GELU or ReLU (``cfg.activation``)."""
+    x = x + Attn(LN(x)); x = x + MLP(LN(x))."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -115,19 +114,15 @@ class Block(nn.Module):
         self.fc_proj = nn.Linear(cfg.n_inner, cfg.n_embd)
         self.ln_2 = nn.LayerNorm(cfg.n_embd, eps=cfg.layer_norm_eps)
         self.drop = nn.Dropout(cfg.dropout)
-        self.act = ACTIVATIONS[cfg.activation]
-
-    def mlp(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc_proj(self.act(self.fc(x)))
 
     def forward(self, x, mask, past=None):
         if self.pre:
             a, kv = self.attn(self.ln_1(x), mask, past)
             x = x + self.drop(a)
-            return x + self.drop(self.mlp(self.ln_2(x))), kv
+            return x + self.drop(self.fc_proj(F.gelu(self.fc(self.ln_2(x))))), kv
         a, kv = self.attn(x, mask, past)
         x = self.ln_1(x + self.drop(a))
-        x = self.ln_2(x + self.drop(self.mlp(x)))
+        x = self.ln_2(x + self.drop(self.fc_proj(F.gelu(self.fc(x)))))
         return x, kv
 
 
@@ -146,7 +141,18 @@ class Backbone(nn.Module):
         # pre-LN: no LayerNorm on the embeddings (ln_emb stays, unused, so every config has the same tensors but
         # ln_f); a final LayerNorm after the last block instead
         self.ln_f = nn.LayerNorm(cfg.n_embd, eps=cfg.layer_norm_eps) if cfg.norm == "pre" else None
-        self.apply(lambda m: init_weights(m, cfg.init))
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(m: nn.Module) -> None:
+        # BERT's initialisation: N(0, 0.02) weights, zero biases, unit LayerNorms.
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, mean=0.0, std=0.02)
+        if isinstance(m, nn.Linear) and m.bias is not None:
+            nn.init.zeros_(m.bias)
+        if isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
 
     def num_params(self) -> int:
         """Parameter count."""
@@ -223,22 +229,6 @@ class Backbone(nn.Module):
         if self.ln_f is not None:
             x = self.ln_f(x)
         return (x, present) if use_cache else x
-
-
-def init_weights(m: nn.Module, scheme: str = "bert") -> None:
-    """Initialise one module (for ``Module.apply``): the matrices and embedding tables N(0, 0.02) (``bert``) or
-    Xavier-normal, std sqrt(2 / (fan_in + fan_out)) (``xavier``, as SASRec's reference implementation); zero biases,
-    unit LayerNorms."""
-    if isinstance(m, (nn.Linear, nn.Embedding)):
-        if scheme == "xavier":
-            nn.init.xavier_normal_(m.weight)
-        else:
-            nn.init.normal_(m.weight, mean=0.0, std=0.02)
-    if isinstance(m, nn.Linear) and m.bias is not None:
-        nn.init.zeros_(m.bias)
-    if isinstance(m, nn.LayerNorm):
-        nn.init.ones_(m.weight)
-        nn.init.zeros_(m.bias)
 
 
 def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 
@@ -314,44 +312,3 @@ def test_pre_layernorm_blocks_change_the_computation_and_add_a_final_norm():
     with torch.no_grad():  # causal: a later token does not change earlier positions in either mode
         b2 = pre(torch.tensor([[5, 6, 7, 9]]), mode="causal")
     torch.testing.assert_close(b[:, :3], b2[:, :3])
-
-
-def test_relu_mlp_differs_from_gelu_on_the_same_weights_and_is_the_hand_computed_value():
-    kw = dict(vocab_size=50, n_layer=1, n_head=1, n_embd=8, n_inner=8, block_size=8, dropout=0.0, attn_dropout=0.0)
-    gelu, relu = Backbone(ModelConfig(**kw)).eval(), Backbone(ModelConfig(**kw, activation="relu")).eval()
-    relu.load_state_dict(gelu.state_dict())  # the same tensors: only the non-linearity differs
-    with torch.no_grad():
-        for block in (gelu.h[0], relu.h[0]):  # MLP(x) = I @ act(I @ x + b1) + 0
-            block.fc.weight.copy_(torch.eye(8))
-            block.fc.bias.copy_(torch.tensor([-1.0, 1.0, -2.0, 2.0, 0.0, 0.5, -0.5, 3.0]))
-            block.fc_proj.weight.copy_(torch.eye(8))
-            block.fc_proj.bias.zero_()
-    x = torch.zeros(1, 8)
-    with torch.no_grad():
-        got = relu.h[0].mlp(x)
-        assert torch.equal(got, torch.tensor([[0.0, 1.0, 0.0, 2.0, 0.0, 0.5, 0.0, 3.0]]))
-        # GELU(-1) = -Phi(-1) = -0.158655...: negative inputs are not cut to zero
-        torch.testing.assert_close(gelu.h[0].mlp(x)[0, 0], torch.tensor(-0.1586553), atol=1e-6, rtol=0)
-        idx = torch.tensor([[5, 6, 7]])
-        assert not torch.allclose(gelu(idx, mode="causal"), relu(idx, mode="causal"))
-
-
-def test_xavier_init_draws_matrices_and_tables_at_their_fan_std_and_bert_init_at_0_02():
-    kw = dict(vocab_size=50, n_layer=1, n_head=1, n_embd=64, n_inner=256, block_size=200, encoders=(),
-              n_items=1682, norm="pre")
-    torch.manual_seed(0)
-    bert, xavier = CoreModel(ModelConfig(**kw), []), CoreModel(ModelConfig(**kw, init="xavier"), [])
-
-    def fan_std(w: torch.Tensor) -> float:  # Xavier-normal: sqrt(2 / (fan_in + fan_out))
-        return math.sqrt(2.0 / (w.size(0) + w.size(1)))
-
-    for name in ("backbone.h.0.fc.weight", "backbone.h.0.attn.query.weight", "backbone.wpe.weight",
-                 "item_encoder.emb.weight"):
-        w = dict(xavier.named_parameters())[name].detach()
-        w = w[1:] if name.startswith("item_encoder") else w  # row 0 is the padding item
-        assert float(w.std()) == pytest.approx(fan_std(w), rel=0.05), name
-        assert float(dict(bert.named_parameters())[name].detach().std()) == pytest.approx(0.02, rel=0.05), name
-    assert float(xavier.backbone.h[0].fc.weight.detach().std()) == pytest.approx(math.sqrt(2 / 320), rel=0.05)
-    assert torch.equal(xavier.item_encoder.emb.weight[0], torch.zeros(64))  # padding stays zero
-    assert torch.equal(xavier.backbone.h[0].fc.bias, torch.zeros(256))
-    assert torch.equal(xavier.backbone.ln_f.weight, torch.ones(64))
