@@ -20,7 +20,7 @@ ACTION_HELP = {"answer": "The bot is confident enough to answer.",
                "handoff": "The bot is unsure: a person should answer."}
 AVATARS = {"customer": ":material/person:", "assistant": ":material/smart_toy:", "agent": ":material/support_agent:"}
 SELECTED = "cs_selected"  # the selected conversation id; kept outside the widget so it survives page switches
-REJECTED = "cs_rejected"  # (conversation id, turn id) of suggestions this session rejected
+REJECTED = "cs_rejected"  # (conversation id, turn id) of suggestions rejected in this browser tab
 MARKDOWN_SPECIAL = set("\\`*_{}[]()<>#+-.!|~$")
 
 
