@@ -90,8 +90,10 @@ def check_version(config: dict, path: Path, fmt: str, readable: tuple[int, ...],
                         f"{version}, this one reads {', '.join(map(str, readable))}); retrain it with `{retrain}`")
 
 
-def read_config(path: str | Path, retrain: str = "make artifacts") -> dict:
-    """The parsed ``config.json`` of an artifact folder (``retrain``: the command that writes a current one)."""
+def read_config(path: str | Path, retrain: str = "make artifacts", fmt: str = FORMAT,
+                readable: tuple[int, ...] = READABLE) -> dict:
+    """The parsed ``config.json`` of an artifact folder (``retrain``: the command that writes a current one) of format
+    ``fmt`` in one of the ``readable`` versions (default: a core artifact)."""
     path = Path(path)
     if not path.is_dir():
         raise ArtifactError(f"artifact folder not found: {path} (train one first, e.g. `make artifacts`)")
@@ -102,7 +104,7 @@ def read_config(path: str | Path, retrain: str = "make artifacts") -> dict:
         config = json.loads(cfg_file.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ArtifactError(f"{cfg_file} is corrupt: {exc}") from exc
-    check_version(config, path, FORMAT, READABLE, retrain)
+    check_version(config, path, fmt, readable, retrain)
     return config
 
 

@@ -21,6 +21,8 @@ from typing import Any, Literal, NoReturn, TypeVar
 from pydantic import BaseModel, ValidationError
 from pydantic_settings import BaseSettings
 
+from apps.common.settings import merge
+
 S = TypeVar("S", bound=BaseSettings)
 
 # a field's value in the argparse namespace is kept under "<class name>:<path>" (e.g. "RecSettings:batch.k")
@@ -163,15 +165,8 @@ def settings_from_args(cls: type[S], args: argparse.Namespace, **defaults: Any) 
     Raises:
         CLIError: A value the settings refuse, as one line: ``--k: must be >= 1 (REC_BATCH__K)``.
     """
-    values = _merge(defaults, _nest(given(cls, args)))
+    values = merge(defaults, _nest(given(cls, args)))
     return _build(cls, values, args, cls)
-
-
-def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    out = dict(a)
-    for k, v in b.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
 
 
 def settings_env(cls: type[BaseSettings], args: argparse.Namespace) -> dict[str, str]:

@@ -30,13 +30,13 @@ def train_config(part: BaseModel, **update) -> TrainConfig:
     return TrainConfig(**{**part.model_dump(), **update})
 
 
-def _merge(default: dict, given: Any) -> Any:
+def merge(default: dict, given: Any) -> Any:
     """``given`` over ``default``, dicts merged key by key at every depth; an object (not a dict) is taken whole."""
     if given is None:
         return default
     if not isinstance(given, dict):
         return given
-    return {**default, **{k: _merge(default[k], v) if isinstance(default.get(k), dict) else v
+    return {**default, **{k: merge(default[k], v) if isinstance(default.get(k), dict) else v
                           for k, v in given.items()}}
 
 
@@ -55,7 +55,7 @@ class PresetSettings(BaseSettings):
         preset = cls.PRESETS.get(values.get("preset", "default"))
         if preset is None:
             return values  # the field's own validation names the choices
-        return {**values, **{k: _merge(v, values.get(k)) for k, v in preset.items()}}
+        return {**values, **{k: merge(v, values.get(k)) for k, v in preset.items()}}
 
 
 class CoreSettings(BaseSettings):

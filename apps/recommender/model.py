@@ -32,8 +32,9 @@ import torch
 from pydantic import BaseModel
 
 from apps.recommender.data import DataError, RecData
-from core.artifacts import ArtifactError, check_version
+from core.artifacts import ArtifactError
 from core.artifacts import load_artifact as load_core
+from core.artifacts import read_config as read_core_config
 from core.config import ModelConfig
 from core.data import pad_left
 from core.tasks import CoreModel, TaskSpec
@@ -139,13 +140,9 @@ def read_config(path: str | Path) -> dict:
     if not (path / "config.json").is_file():
         raise RecArtifactError(f"no recommender artifact at {path} (train one: trident rec train --data DIR)")
     try:
-        config = json.loads((path / "config.json").read_text())
-        check_version(config, path, FORMAT, (VERSION,), f"trident rec train --out {path}")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RecArtifactError(f"{path}/config.json is corrupt: {exc}") from exc
+        return read_core_config(path, f"trident rec train --out {path}", FORMAT, (VERSION,))
     except ArtifactError as exc:
         raise RecArtifactError(str(exc)) from exc
-    return config
 
 
 def load_artifact(path: str | Path) -> RecArtifact:

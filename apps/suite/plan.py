@@ -143,16 +143,22 @@ class Plan:
         """One log file per child of ``up``."""
         return self.demo_dir / "logs"
 
-    def cs_settings(self, preset: str = "default") -> CSSettings:
-        """The customer-service settings of the suite (``preset``: the trainings' defaults)."""
-        return CSSettings(preset=preset, core=self.core, artifact=self.artifact("cs"),
+    def preset(self, app: str) -> str:
+        """The preset of the quick training of ``app`` (cs, fin): demo on the real data, demo-sample on the samples."""
+        return "demo" if self.real(app) else "demo-sample"
+
+    def cs_settings(self) -> CSSettings:
+        """The customer-service settings of the suite (the quick preset, which only matters for training)."""
+        return CSSettings(preset=self.preset("cs"), core=self.core, artifact=self.artifact("cs"),
                           index_dir=self.demo_dir / "cs-index", kb_path=self.kb, intents_path=self.intents_eval,
                           calibration_path=self.calibration)
 
-    def fin_settings(self, preset: str = "default") -> FinSettings:
-        """The finance settings of the suite (sample feeds, rules and prices; ``preset``: the training's defaults)."""
-        return FinSettings(preset=preset, core=self.core, artifact=self.artifact("fin"), feeds_path=self.feeds_file,
-                           rules_path=SAMPLES / "alert_rules.toml", prices_dir=SAMPLES / "prices",
+    def fin_settings(self) -> FinSettings:
+        """The finance settings of the suite (sample feeds, rules and prices; the quick preset, which only matters for
+        training)."""
+        return FinSettings(preset=self.preset("fin"), core=self.core, artifact=self.artifact("fin"),
+                           feeds_path=self.feeds_file, rules_path=SAMPLES / "alert_rules.toml",
+                           prices_dir=SAMPLES / "prices",
                            monitor=MonitorSettings(interval_seconds=self.suite.worker_interval))
 
     def rec_settings(self) -> RecSettings:

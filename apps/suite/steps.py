@@ -133,12 +133,11 @@ def cs_model(plan: Plan, state: dict) -> Step:
 
     def train(out: Path) -> str:
         if plan.real("cs"):
-            intents, preset = banking77_subset(plan), "demo"
+            intents = banking77_subset(plan)
             what = f"Banking77, {INTENTS_PER_CLASS} per intent, 2 epochs; StackFAQ dev queries, 1 epoch"
         else:
-            intents, preset = SAMPLES / "intents.csv", "demo-sample"
-            what = "the sample intents and FAQ queries"
-        s = plan.cs_settings(preset)
+            intents, what = SAMPLES / "intents.csv", "the sample intents and FAQ queries"
+        s = plan.cs_settings()
         pairs = retrieval_pairs(plan.calibration, plan.kb, s.retrieval.index_answers)
         train_cs(out, intents, pairs, intents_cfg=s.train.intents_config(), retrieval_cfg=s.train.retrieval_config(),
                  lora_r=s.train.lora_r)
@@ -168,10 +167,10 @@ def fin_model(plan: Plan, state: dict) -> Step:
 
     def train(out: Path) -> str:
         if plan.real("fin"):
-            data, what, preset = phrasebank_subset(plan), f"{FIN_SENTENCES} PhraseBank sentences, 1 epoch", "demo"
+            data, what = phrasebank_subset(plan), f"{FIN_SENTENCES} PhraseBank sentences, 1 epoch"
         else:
-            data, what, preset = SAMPLES / "fin_sentences.csv", "the sample sentences", "demo-sample"
-        report = train_sentiment(data, out, fmt="csv", cfg=plan.fin_settings(preset).train.config(soft=False))
+            data, what = SAMPLES / "fin_sentences.csv", "the sample sentences"
+        report = train_sentiment(data, out, fmt="csv", cfg=plan.fin_settings().train.config(soft=False))
         return f"{what}; test accuracy {report['test']['accuracy']:.2f}"
 
     return _model(plan, "fin", train)
