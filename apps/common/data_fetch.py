@@ -1,23 +1,14 @@
 """``trident data fetch NAME``: a public data set, from its official source, in the ``TRIDENT_DATA_DIR`` layout.
 
-Each entry of ``REGISTRY`` names the files to download, the digests they are pinned to where one could be checked,
-and which unpacked file goes where in the layout the readers expect (the layout of ``../shared/datasets``).
-
-A fetch never leaves a half-written data set: everything is downloaded, checked and unpacked in a temporary folder
-beside the target (same file system), and only a complete, verified folder is renamed into place. The folder gets a
-``.trident-fetch.json`` record (URLs, SHA-256 of every download, what was pinned); ``force`` replaces only folders
-that carry such a record, so a hand-made or curated copy is never overwritten.
-
-Pins: a download's ``sha256`` is set only where the downloaded file is byte-identical to a file in
-``../shared/datasets`` (checked with ``sha256sum`` there), ``md5`` only where the upstream publishes it; ``pins`` are
-SHA-256 values of unpacked files that are byte-identical to the local copies. Anything unpinned is logged with its
-computed SHA-256 (``no pinned checksum``) and recorded, so a second fetch can be checked against the first.
+A fetch downloads, checks and unpacks into a temporary folder beside the target and renames only a complete, verified
+folder into place, with a ``.trident-fetch.json`` record (URLs, SHA-256 of every download, what was pinned); ``force``
+replaces only folders carrying that record. Pins: a download's ``sha256`` only where the file is byte-identical to
+the one in ``../shared/datasets``, ``md5`` only where the upstream publishes it; ``pins`` are SHA-256 values of
+unpacked files identical to the local copies. An unpinned download is logged and recorded with its SHA-256.
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import gzip
 import hashlib
 import json
@@ -50,14 +41,8 @@ class FetchError(Exception):
 
 @dataclass(frozen=True)
 class Download:
-    """One file to download.
-
-    Attributes:
-        url: The official source; immutable (a commit-pinned GitHub URL) where there is one.
-        sha256: Pinned SHA-256 of the downloaded file, or None when none could be verified.
-        md5: The upstream's published MD5, for sources that publish no SHA-256.
-        unpack: Extract ``.zip``, ``.tar.gz``/``.tgz`` and ``.gz``; False keeps the file as it came.
-    """
+    """One file to download from ``url`` (commit-pinned where possible), with its pinned ``sha256`` or the upstream's
+    published ``md5`` where known; ``unpack`` extracts ``.zip``, ``.tar.gz``/``.tgz`` and ``.gz``."""
 
     url: str
     sha256: str | None = None
@@ -71,15 +56,11 @@ class Download:
 
 @dataclass(frozen=True)
 class DataSet:
-    """A data set ``fetch`` can build: its downloads and the folder they become.
+    """A data set ``fetch`` can build: its downloads and the folder ``name`` they become.
 
     Attributes:
-        name: The folder under the data directory, as in ``../shared/datasets``.
-        title: One line on what it is.
         licence: The terms, summarised; shown before downloading.
-        downloads: What to download.
-        files: Layout path -> path in the unpacked downloads. A path whose top folder differs in the archive is
-            found by its file name when that is unique.
+        files: Layout path -> path in the unpacked downloads (found by its file name when that is unique).
         pins: Layout path -> SHA-256, for files byte-identical to the copies in ``../shared/datasets``.
         convert: Writes derived files into the new folder (after ``files``, before ``pins`` are checked).
         note: How a fetched copy differs from the one in ``../shared/datasets``.
@@ -141,6 +122,10 @@ GROUPLENS = ("GroupLens usage licence: research use only, no commercial use, no 
              "cite Harper & Konstan 2015 (ACM TiiS).")
 BANKING77 = "https://raw.githubusercontent.com/PolyAI-LDN/task-specific-datasets/57ec275d8078af65b7731c2a98be812d844a6d6b"
 FASHION = "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/b2617bb6d3ffa2e429640350f613e3291e10b141"
+FASHION_IDX = {"train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",  # file -> md5 of the README's table
+               "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+               "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+               "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310"}
 
 # sha256 / pins: computed with sha256sum on ../shared/datasets/<name>/<file>, whose READMEs say the file was copied
 # byte for byte from the URL's source. md5: the table in the Fashion-MNIST README. No other digest is pinned.
@@ -188,19 +173,10 @@ REGISTRY: dict[str, DataSet] = {
         name="fashion_mnist",
         title="Fashion-MNIST (Zalando): the official train/t10k IDX files, the test split as fashion_mnist_test.npz",
         licence="MIT, Copyright (c) 2017 Zalando SE; cite Xiao et al. 2017 (arXiv:1708.07747).",
-        downloads=(
-            Download(f"{FASHION}/data/fashion/train-images-idx3-ubyte.gz", md5="8d4fb7e6c68d591d4c3dfef9ec88bf0d",
-                     unpack=False),
-            Download(f"{FASHION}/data/fashion/train-labels-idx1-ubyte.gz", md5="25c81989df183df01b3e8a0aad5dffbe",
-                     unpack=False),
-            Download(f"{FASHION}/data/fashion/t10k-images-idx3-ubyte.gz", md5="bef4ecab320f06d8554ea6380940ec79",
-                     unpack=False),
-            Download(f"{FASHION}/data/fashion/t10k-labels-idx1-ubyte.gz", md5="bb300cfdad3c16e7a12a480ee83cd310",
-                     unpack=False),
-            Download(f"{FASHION}/LICENSE", sha256="13ef4788476d292858fa60eb9a5f74aeca5c65770bc885ccaa05823a17ef7be1"),
-        ),
-        files={n: n for n in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-                              "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz", "LICENSE")},
+        downloads=(*(Download(f"{FASHION}/data/fashion/{n}", md5=md5, unpack=False) for n, md5 in FASHION_IDX.items()),
+                   Download(f"{FASHION}/LICENSE",
+                            sha256="13ef4788476d292858fa60eb9a5f74aeca5c65770bc885ccaa05823a17ef7be1")),
+        files={n: n for n in (*FASHION_IDX, "LICENSE")},
         pins={"class_names.txt": "c05cbe764897f8f34d28f45aa4669357a728c2bd56e7610475ae1594e478a8c7"},
         convert=_fashion_convert,
         note="not the curated fashion_mnist_test_8000.npz of ../shared/datasets (2,000 test items are kept back "
@@ -257,18 +233,10 @@ def fetch(ds: DataSet, dest: str | Path, *, mirror: str | None = None, force: bo
           timeout: float = 60.0) -> FetchResult:
     """Download ``ds``, check its digests, unpack it and move the finished folder to ``dest/ds.name``.
 
-    Args:
-        ds: The data set (an entry of ``REGISTRY``, or one built for a test).
-        dest: The data sets folder (``TRIDENT_DATA_DIR``); created if missing.
-        mirror: Base URL serving ``<mirror>/<ds.name>/<file name>`` instead of the official URLs.
-        force: Replace an existing folder, if an earlier fetch made it.
-        sha256: File name -> SHA-256 the user vouches for; overrides the pin of a download (by its file name) or
-            of a layout file (by its path in the folder).
-        progress: Called as bytes arrive.
-        timeout: Seconds without data before a download fails.
-
-    Returns:
-        Where the data set now is and what was checked.
+    ``mirror`` serves ``<mirror>/<ds.name>/<file name>`` instead of the official URLs; ``force`` replaces a folder an
+    earlier fetch made; ``sha256`` (file name -> digest the user vouches for) overrides the pin of a download (by its
+    file name) or of a layout file (by its path in the folder); ``progress`` is called as bytes arrive; ``timeout``
+    is the seconds without data before a download fails.
 
     Raises:
         FetchError: Offline, an HTTP error, a digest mismatch, an unsafe archive, a missing file, or the target
@@ -294,6 +262,10 @@ def fetch(ds: DataSet, dest: str | Path, *, mirror: str | None = None, force: bo
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def _mismatch(name: str, where: str, algo: str, got: str, want: str, why: str = "") -> FetchError:
+    return FetchError(f"checksum mismatch for {name}{where}: {algo} {got}, expected {want}{why}; nothing was written")
+
+
 def _fetch_into(ds: DataSet, staging: Path, target: Path, mirror: str | None, force: bool,
                 overrides: dict[str, str], progress: Progress | None, timeout: float) -> FetchResult:
     raw, unpacked, out = staging / "download", staging / "unpacked", staging / ds.name
@@ -308,23 +280,18 @@ def _fetch_into(ds: DataSet, staging: Path, target: Path, mirror: str | None, fo
         hint = "" if mirror else f" (offline? point {MIRROR_ENV} or --mirror at a local mirror)"
         got_sha256, got_md5, size = _download(url, path, progress, timeout, hint)
         want = overrides.get(d.filename, d.sha256)
-        if want:
-            if got_sha256 != want:
-                raise FetchError(f"checksum mismatch for {d.filename} from {url}: sha256 {got_sha256}, "
-                                 f"expected {want}; nothing was written")
-            checked.append(d.filename)
-            verified = "sha256 given by the user" if d.filename in overrides else "pinned sha256"
-        elif d.md5:
-            if got_md5 != d.md5:
-                raise FetchError(f"checksum mismatch for {d.filename} from {url}: md5 {got_md5}, "
-                                 f"expected {d.md5}; nothing was written")
-            checked.append(d.filename)
-            verified = "upstream md5"
-        else:
+        algo, got, expected = ("sha256", got_sha256, want) if want else ("md5", got_md5, d.md5)
+        if expected is None:
             unpinned[d.filename] = got_sha256
             verified = None
             log.warning("no pinned checksum for %s: its sha256 is %s (recorded in %s/%s)", d.filename, got_sha256,
                         ds.name, MARKER)
+        elif got != expected:
+            raise _mismatch(d.filename, f" from {url}", algo, got, expected)
+        else:
+            checked.append(d.filename)
+            verified = ("upstream md5" if algo == "md5" else
+                        "sha256 given by the user" if d.filename in overrides else "pinned sha256")
         records.append({"url": url, "file": d.filename, "bytes": size, "sha256": got_sha256, "verified": verified})
         if d.unpack and _archive_kind(d.filename):
             safe_extract(path, unpacked)
@@ -338,17 +305,15 @@ def _fetch_into(ds: DataSet, staging: Path, target: Path, mirror: str | None, fo
         found.rename(out / rel)
     if ds.convert is not None:
         ds.convert(out)
-    for rel, pinned in ds.pins.items():
-        want = overrides.get(rel, pinned)
-        got = file_sha256(out / rel)
-        if got != want:
-            raise FetchError(f"checksum mismatch for {rel} in the {ds.name} download: sha256 {got}, expected {want} "
-                             "(pinned from the copy in ../shared/datasets); nothing was written")
-        checked.append(rel)
-    for rel in sorted(set(overrides) - set(ds.pins) - {d.filename for d in ds.downloads}):
-        if (got := file_sha256(out / rel)) != overrides[rel]:
-            raise FetchError(f"checksum mismatch for {rel}: sha256 {got}, expected {overrides[rel]}; "
-                             "nothing was written")
+    # the registry's pins (or the user's digests for them), then the user's digests of other layout files
+    wanted = {rel: overrides.get(rel, pin) for rel, pin in ds.pins.items()} | {
+        rel: overrides[rel] for rel in sorted(set(overrides) - set(ds.pins) - {d.filename for d in ds.downloads})}
+    for rel, want in wanted.items():
+        if (got := file_sha256(out / rel)) != want:
+            if rel in ds.pins:
+                raise _mismatch(rel, f" in the {ds.name} download", "sha256", got, want,
+                                " (pinned from the copy in ../shared/datasets)")
+            raise _mismatch(rel, "", "sha256", got, want)
         checked.append(rel)
 
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
@@ -373,16 +338,15 @@ def _check_replaceable(target: Path, force: bool) -> None:
 
 def _swap_into_place(out: Path, target: Path, staging: Path) -> None:
     # a rename within one file system is atomic; the old copy moves into staging and is deleted with it
-    if target.exists() or target.is_symlink():
-        old = staging / "replaced"
+    old = staging / "replaced" if target.exists() or target.is_symlink() else None
+    if old:
         target.rename(old)
-        try:
-            out.rename(target)
-        except OSError:
-            old.rename(target)
-            raise
-    else:
+    try:
         out.rename(target)
+    except OSError:
+        if old:
+            old.rename(target)
+        raise
 
 
 def _download(url: str, path: Path, progress: Progress | None, timeout: float, hint: str = "") -> tuple[str, str, int]:
@@ -422,15 +386,11 @@ def _find(unpacked: Path, src: str, name: str) -> Path:
 
 
 # ------------------------------------------------------------------------------------------------------ unpacking
+_ARCHIVES = ((".zip", "zip"), (".tar.gz", "tar"), (".tgz", "tar"), (".tar", "tar"), (".gz", "gz"))
+
+
 def _archive_kind(filename: str) -> str | None:
-    name = filename.lower()
-    if name.endswith(".zip"):
-        return "zip"
-    if name.endswith((".tar.gz", ".tgz", ".tar")):
-        return "tar"
-    if name.endswith(".gz"):
-        return "gz"
-    return None
+    return next((kind for ext, kind in _ARCHIVES if filename.lower().endswith(ext)), None)
 
 
 def _safe_member(name: str, archive: str) -> PurePosixPath:
@@ -441,38 +401,6 @@ def _safe_member(name: str, archive: str) -> PurePosixPath:
     return p
 
 
-@contextlib.contextmanager
-def _open_members(archive: Path, kind: str):
-    """The members of a zip or tar archive as ``(safe relative path, is_dir, open)``; an unsafe path, a link or a
-    special member fails the whole archive with ``FetchError`` before anything is read."""
-    if kind == "zip":
-        try:
-            zf = zipfile.ZipFile(archive)
-        except zipfile.BadZipFile as exc:
-            raise FetchError(f"{archive.name} is not a valid zip file: {exc}") from exc
-        with zf:
-            members = []
-            for info in zf.infolist():
-                path = _safe_member(info.filename, archive.name)
-                if stat.S_ISLNK(info.external_attr >> 16):
-                    raise FetchError(f"link {info.filename!r} in {archive.name}: refusing to unpack it")
-                members.append((path, info.is_dir(), functools.partial(zf.open, info)))
-            yield members
-        return
-    try:
-        tf = tarfile.open(archive, "r:*")
-    except tarfile.TarError as exc:
-        raise FetchError(f"{archive.name} is not a valid tar file: {exc}") from exc
-    with tf:
-        members = []
-        for m in tf.getmembers():
-            path = _safe_member(m.name, archive.name)
-            if not (m.isfile() or m.isdir()):
-                raise FetchError(f"link or special file {m.name!r} in {archive.name}: refusing to unpack it")
-            members.append((path, m.isdir(), functools.partial(tf.extractfile, m)))
-        yield members
-
-
 def safe_extract(archive: Path, dest: Path) -> list[Path]:
     """Unpack a ``.zip``, ``.tar[.gz]``/``.tgz`` or single-file ``.gz`` into ``dest``; return the files written.
 
@@ -480,26 +408,41 @@ def safe_extract(archive: Path, dest: Path) -> list[Path]:
     a device member makes the whole archive fail with ``FetchError``.
     """
     kind = _archive_kind(archive.name)
-    written: list[Path] = []
-    if kind in ("zip", "tar"):
-        with _open_members(archive, kind) as members:
-            for path, is_dir, open_ in members:  # every member was checked before this first write
-                out = dest / path
-                if is_dir:
-                    out.mkdir(parents=True, exist_ok=True)
-                    continue
-                out.parent.mkdir(parents=True, exist_ok=True)
-                with open_() as src, out.open("wb") as dst:
-                    shutil.copyfileobj(src, dst, 1 << 20)
-                written.append(out)
-    elif kind == "gz":
+    if kind == "gz":
         out = dest / archive.name[:-3]
         try:
             with gzip.open(archive, "rb") as src, out.open("wb") as dst:
                 shutil.copyfileobj(src, dst, 1 << 20)
         except (OSError, EOFError) as exc:
             raise FetchError(f"{archive.name} is not a valid gzip file: {exc}") from exc
-        written.append(out)
-    else:
+        return [out]
+    if kind is None:
         raise FetchError(f"{archive.name}: not an archive this fetcher unpacks (.zip, .tar.gz, .tgz, .gz)")
+    opener, bad = (zipfile.ZipFile, zipfile.BadZipFile) if kind == "zip" else (tarfile.open, tarfile.TarError)
+    try:
+        af = opener(archive)
+    except bad as exc:
+        raise FetchError(f"{archive.name} is not a valid {kind} file: {exc}") from exc
+    with af:
+        if kind == "zip":
+            read, link = af.open, "link"
+            entries = [(i, i.filename, i.is_dir(), stat.S_ISLNK(i.external_attr >> 16)) for i in af.infolist()]
+        else:
+            read, link = af.extractfile, "link or special file"
+            entries = [(m, m.name, m.isdir(), not (m.isfile() or m.isdir())) for m in af.getmembers()]
+        members = []
+        for member, name, is_dir, is_link in entries:
+            path = _safe_member(name, archive.name)
+            if is_link:
+                raise FetchError(f"{link} {name!r} in {archive.name}: refusing to unpack it")
+            members.append((member, dest / path, is_dir))
+        written: list[Path] = []
+        for member, out, is_dir in members:  # every member was checked before this first write
+            if is_dir:
+                out.mkdir(parents=True, exist_ok=True)
+                continue
+            out.parent.mkdir(parents=True, exist_ok=True)
+            with read(member) as src, out.open("wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+            written.append(out)
     return written
