@@ -1,10 +1,9 @@
-"""Database engines for the apps: SQLite (the embedded default) or PostgreSQL, behind one ``make_engine``.
+"""Database engines for the apps: SQLite (the embedded default) or PostgreSQL (psycopg 3), behind one ``make_engine``.
 
 SQLite engines run in WAL mode with foreign keys on and a 5 s busy timeout, and let SQLAlchemy emit ``BEGIN``
 itself, so that a connection carrying the execution option ``WRITE_OPTION`` starts its transaction with
 ``BEGIN IMMEDIATE``: it takes the write lock up front (waiting up to the busy timeout for it) instead of failing
-with "database is locked" when a read inside the transaction is followed by a write. ``postgresql://`` URLs use
-the psycopg 3 driver.
+with "database is locked" when a read inside the transaction is followed by a write.
 """
 
 from __future__ import annotations
@@ -37,14 +36,7 @@ class DatabaseError(RuntimeError):
 
 
 def redact_url(url: str | URL) -> str:
-    """The URL with its password replaced by ``***``.
-
-    Args:
-        url: A SQLAlchemy URL or URL string (an unparsable string is redacted textually).
-
-    Returns:
-        The URL as a string, safe to log or show.
-    """
+    """The URL (a string is redacted textually if unparsable) with its password replaced by ``***``."""
     if isinstance(url, URL):
         return url.render_as_string(hide_password=True)
     try:
@@ -53,79 +45,53 @@ def redact_url(url: str | URL) -> str:
         return _PASSWORD_RE.sub(r"\1***@", url)
 
 
-def normalize_url(url: str | URL) -> URL:
-    """The URL SQLAlchemy should use: ``postgresql://`` (or ``postgres://``) becomes ``postgresql+psycopg://``.
-
-    Args:
-        url: A SQLAlchemy URL or URL string.
-
-    Returns:
-        The parsed URL with the driver filled in.
-    """
-    u = make_url(url)
-    if u.drivername in ("postgresql", "postgres"):
-        u = u.set(drivername="postgresql+psycopg")
-    return u
-
-
-def _one_line(exc: BaseException) -> str:
-    """The driver's reason for ``exc`` with all whitespace (newlines, tabs) collapsed."""
+def _unreachable(url: str | URL, exc: BaseException) -> DatabaseError:
     orig = getattr(exc, "orig", None) or exc
-    return " ".join(str(orig).split()) or type(orig).__name__
+    why = " ".join(str(orig).split()) or type(orig).__name__  # the driver's reason on one line
+    return DatabaseError(f"cannot reach database {redact_url(url)}: {why}")
 
 
 def _sqlite_engine(u: URL) -> Engine:
     """A SQLite engine with WAL, foreign keys, busy timeout and SQLAlchemy-controlled ``BEGIN``."""
     db = u.database or ""
-    in_memory = db in ("", ":memory:") or db.startswith("file:") or u.query.get("mode") == "memory"
-    if not in_memory:
+    if not (db in ("", ":memory:") or db.startswith("file:") or u.query.get("mode") == "memory"):
         Path(db).expanduser().parent.mkdir(parents=True, exist_ok=True)
     engine = sa.create_engine(u, connect_args={"check_same_thread": False})
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN (see _on_begin); sqlite3 still commits
-        cur = dbapi_connection.cursor()
-        try:
-            cur.execute("PRAGMA busy_timeout=5000")  # SQLITE_BUSY_TIMEOUT_MS
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA foreign_keys=ON")
-        finally:
-            cur.close()
+        for pragma in (f"busy_timeout={SQLITE_BUSY_TIMEOUT_MS}", "journal_mode=WAL", "foreign_keys=ON"):
+            dbapi_connection.execute(f"PRAGMA {pragma}").close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: sa.Connection) -> None:
         options = conn.get_execution_options()
-        if options.get("isolation_level") == "AUTOCOMMIT":
-            return
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get(WRITE_OPTION) else "BEGIN")
+        if options.get("isolation_level") != "AUTOCOMMIT":
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get(WRITE_OPTION) else "BEGIN")
 
     return engine
 
 
 def make_engine(url: str | URL) -> Engine:
-    """An engine for ``url``, checked by connecting once.
+    """An engine for ``url`` (e.g. ``CoreSettings().effective_database_url``), checked by connecting once; call
+    ``dispose()`` when done with it.
 
-    SQLite: the file's folder is created, connections may be shared across threads, and every connection runs
-    ``PRAGMA journal_mode=WAL``, ``foreign_keys=ON`` and ``busy_timeout=5000``. PostgreSQL: ``postgresql://``
-    means psycopg 3; connections are pinged before use and time out after 10 s when connecting.
-
-    Args:
-        url: A SQLAlchemy URL, e.g. ``CoreSettings().effective_database_url``.
-
-    Returns:
-        The engine (call ``dispose()`` when done with it).
+    SQLite: the file's folder is created, connections may be shared across threads, WAL, foreign keys and a 5 s busy
+    timeout. PostgreSQL: ``postgresql://`` means psycopg 3; connections are pinged before use and time out after
+    10 s when connecting.
 
     Raises:
-        DatabaseError: The database cannot be reached or opened, with a one-line message
-            ``cannot reach database <url without password>: <reason>``.
+        DatabaseError: ``cannot reach database <url without password>: <reason>`` (one line).
     """
-    u = normalize_url(url)
+    u = make_url(url)
+    if u.drivername in ("postgresql", "postgres"):
+        u = u.set(drivername="postgresql+psycopg")
     if u.get_backend_name() == "sqlite":
         try:
             engine = _sqlite_engine(u)
         except OSError as exc:
-            raise DatabaseError(f"cannot reach database {redact_url(url)}: {_one_line(exc)}") from exc
+            raise _unreachable(url, exc) from exc
     else:
         kwargs: dict[str, Any] = {"pool_pre_ping": True}
         if u.get_backend_name() == "postgresql" and "connect_timeout" not in u.query:
@@ -136,7 +102,7 @@ def make_engine(url: str | URL) -> Engine:
             pass
     except OperationalError as exc:
         engine.dispose()
-        raise DatabaseError(f"cannot reach database {redact_url(url)}: {_one_line(exc)}") from exc
+        raise _unreachable(url, exc) from exc
     return engine
 
 
@@ -145,17 +111,18 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+_INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+
+
 def upsert_insert(conn: sa.Connection, table: sa.Table) -> Any:
     """The dialect's INSERT construct for ``table``, which has ``on_conflict_do_nothing`` / ``on_conflict_do_update``.
 
     Raises:
         NotImplementedError: The database is neither SQLite nor PostgreSQL.
     """
-    if conn.dialect.name == "postgresql":
-        return postgresql.insert(table)
-    if conn.dialect.name == "sqlite":
-        return sqlite.insert(table)
-    raise NotImplementedError(f"the stores support SQLite and PostgreSQL, not {conn.dialect.name}")
+    if conn.dialect.name not in _INSERTS:
+        raise NotImplementedError(f"the stores support SQLite and PostgreSQL, not {conn.dialect.name}")
+    return _INSERTS[conn.dialect.name](table)
 
 
 class UnknownRow(KeyError):
@@ -163,6 +130,10 @@ class UnknownRow(KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+def _as_utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class UTCDateTime(sa.types.TypeDecorator):
@@ -174,22 +145,16 @@ class UTCDateTime(sa.types.TypeDecorator):
     def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
         if value is None:
             return None
-        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+        return _as_utc(value).replace(tzinfo=None) if dialect.name == "sqlite" else _as_utc(value)
 
     def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return None if value is None else _as_utc(value)
 
 
 class BaseStore:
-    """What every app's store shares: an engine (made here, or shared), write transactions whose SQLite ``BEGIN`` is
-    IMMEDIATE, batches, idempotent table creation, and closing. Subclasses set ``metadata``.
-
-    Args:
-        url_or_engine: A SQLAlchemy URL (``CoreSettings().effective_database_url``), or an engine made by
-            :func:`make_engine` (the caller then owns it; ``close`` leaves it open).
+    """What every app's store shares: an engine (made here from a URL, or an engine of :func:`make_engine` that the
+    caller owns and ``close`` leaves open), write transactions whose SQLite ``BEGIN`` is IMMEDIATE, batches,
+    idempotent table creation, and closing. Subclasses set ``metadata``.
 
     Raises:
         DatabaseError: The database cannot be reached (one-line message).
@@ -205,13 +170,10 @@ class BaseStore:
 
     @contextmanager
     def batch(self) -> Iterator[Any]:
-        """One transaction for everything this thread writes inside the block (e.g. one poll cycle).
+        """One transaction for everything this thread writes inside the block (e.g. one poll cycle); yields the store.
 
         Committed when the block ends normally, rolled back whole on any exception (``KeyboardInterrupt`` and
         ``SystemExit`` included). A nested ``batch`` joins the outer one. Reads inside the block see its writes.
-
-        Yields:
-            This store.
         """
         if getattr(self._local, "conn", None) is not None:
             yield self
