@@ -1,12 +1,8 @@
-"""Every setting as an environment variable: ``.env.example`` and docs/settings.md are generated here.
+"""Every setting as an environment variable: ``trident settings --format env`` writes ``.env.example``,
+``--format markdown`` the table of docs/settings.md (a test compares both with the committed files).
 
-``trident settings --format env`` writes ``.env.example``; ``--format markdown`` writes docs/settings.md's table.
-Both walk the settings classes below (nested models become ``PREFIX_FIELD__SUB``) and then list the variables that only
-``docker-compose.yml`` reads. A test compares the committed files with this output, so they cannot drift.
-
-A default that is a path of this checkout is written empty (the built-in default, shown symbolically in the comment),
-because an absolute path of one machine means nothing in a container or another clone; every settings class ignores
-empty variables, so an empty value always means "the default".
+A default that is a path of this checkout is written empty (shown symbolically in the comment): an absolute path of
+one machine means nothing in a container or another clone, and every settings class ignores empty variables.
 """
 
 from __future__ import annotations
@@ -72,16 +68,8 @@ class Variable:
 
 
 def variables(cls: type[BaseSettings]) -> list[Variable]:
-    """The environment variables a settings class reads, nested models flattened with ``__``.
-
-    A nested ``BaseSettings`` field (``core``) is left out: it reads its own prefix (``TRIDENT_``).
-
-    Args:
-        cls: A pydantic-settings class with an ``env_prefix``.
-
-    Returns:
-        One ``Variable`` per leaf field, in declaration order.
-    """
+    """The environment variables of ``cls``, one per leaf field in declaration order, nested models flattened with
+    ``__``; a nested ``BaseSettings`` field (``core``) is left out: it reads its own prefix (``TRIDENT_``)."""
     prefix = cls.model_config.get("env_prefix", "")
     delimiter = cls.model_config.get("env_nested_delimiter") or "__"
     out: list[Variable] = []
@@ -112,7 +100,7 @@ def env_value(value: Any) -> str:
     if value is None or (isinstance(value, Path) and value.is_absolute()):
         return ""
     if isinstance(value, bool):
-        return "true" if value else "false"
+        return str(value).lower()
     if isinstance(value, (tuple, list)):
         return json.dumps(list(value))
     if isinstance(value, Enum):
@@ -127,13 +115,10 @@ def shown_default(value: Any) -> str:
     if value == "":
         return "empty"
     if isinstance(value, Path) and value.is_absolute():
-        try:
-            return f"<repo>/{value.relative_to(REPO_ROOT).as_posix()}"
-        except ValueError:
-            try:
-                return f"<repo>/../{value.relative_to(REPO_ROOT.parent).as_posix()}"
-            except ValueError:
-                return value.as_posix()
+        for root, shown in ((REPO_ROOT, "<repo>"), (REPO_ROOT.parent, "<repo>/..")):
+            if value.is_relative_to(root):
+                return f"{shown}/{value.relative_to(root).as_posix()}"
+        return value.as_posix()
     return env_value(value)
 
 
@@ -148,10 +133,7 @@ def choices(annotation: Any) -> tuple[str, ...]:
 
 
 def _explained(v: Variable) -> str:
-    text = v.description
-    if choices(v.annotation):
-        text += f" One of: {', '.join(choices(v.annotation))}."
-    return text
+    return v.description + (f" One of: {', '.join(choices(v.annotation))}." if choices(v.annotation) else "")
 
 
 def _comment(text: str) -> list[str]:

@@ -1,14 +1,12 @@
-"""What the CLI modules share: flags derived from the settings, subcommands, starting a Streamlit dashboard.
-
-A command's flags are its settings' fields (:func:`settings_flags`): the type, the choices, the help and the
-environment variable come from the field. :func:`settings_from_args` builds the settings from the flags that were
-given, so a flag beats the environment, which beats the default; a value the settings refuse is one line naming the
-flag and the variable (``error: --k: must be >= 1 (REC_BATCH__K)``).
+"""What the CLI modules share: flags derived from the settings' fields (type, choices, help, environment variable),
+settings built from the flags given (a flag beats the environment, which beats the default), subcommands, and
+starting a Streamlit dashboard.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import types
@@ -90,12 +88,11 @@ def settings_flags(parser: argparse.ArgumentParser, cls: type[BaseSettings],
                               "help": f"{info.description or ''} (env {env}{shown})".replace("%", "%%")}
         if kind is bool:
             kw["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(kind) is Literal:
+            kw["choices"] = [str(a) for a in typing.get_args(kind)]
         else:
             kw["metavar"] = f.path.rsplit(".", 1)[-1].upper()
-            if typing.get_origin(kind) is Literal:
-                kw["choices"] = [str(a) for a in typing.get_args(kind)]
-                kw.pop("metavar")
-            elif typing.get_origin(kind) is tuple:
+            if typing.get_origin(kind) is tuple:
                 kw["nargs"] = "+"
         kw.update(f.kwargs)
         parser.add_argument(*options, **kw)
@@ -111,13 +108,11 @@ def given(cls: type[BaseSettings], args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _nest(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"a.b": 1}`` -> ``{"a": {"b": 1}}``."""
     out: dict[str, Any] = {}
     for path, value in flat.items():
         *parents, last = path.split(".")
-        node = out
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[last] = value
+        functools.reduce(lambda node, p: node.setdefault(p, {}), parents, out)[last] = value
     return out
 
 
@@ -165,8 +160,7 @@ def settings_from_args(cls: type[S], args: argparse.Namespace, **defaults: Any) 
     Raises:
         CLIError: A value the settings refuse, as one line: ``--k: must be >= 1 (REC_BATCH__K)``.
     """
-    values = merge(defaults, _nest(given(cls, args)))
-    return _build(cls, values, args, cls)
+    return _build(cls, merge(defaults, _nest(given(cls, args))), args, cls)
 
 
 def settings_env(cls: type[BaseSettings], args: argparse.Namespace) -> dict[str, str]:
@@ -207,17 +201,9 @@ def add_dashboard(add: Callable[..., argparse.ArgumentParser], cls: type[BaseSet
 
 
 def run_dashboard(app: Path, port: int, address: str = "0.0.0.0", env: dict[str, str] | None = None) -> NoReturn:
-    """Become ``streamlit run app``, headless on ``address:port``; never returns.
-
-    The process is replaced (``exec``) rather than waited for, so that a SIGTERM from a supervisor (docker, systemd,
-    a test) reaches Streamlit itself, which shuts down cleanly, instead of killing a parent and orphaning the server.
-
-    Args:
-        app: The Streamlit script.
-        port: Port to listen on.
-        address: Interface to listen on (``0.0.0.0`` in a container).
-        env: Variables to set on top of this process's environment (the settings given as flags).
-    """
+    """Become ``streamlit run app``, headless on ``address:port``, with ``env`` on top of this environment; never
+    returns. The process is replaced (``exec``), not waited for, so that a SIGTERM from a supervisor (docker,
+    systemd, a test) reaches Streamlit itself, which shuts down cleanly, instead of orphaning the server."""
     cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port), "--server.address", address,
            "--server.headless", "true", "--browser.gatherUsageStats", "false"]
     sys.stdout.flush()

@@ -1,8 +1,7 @@
-"""``trident data ...``: the public data sets ``trident data fetch`` can download into ``TRIDENT_DATA_DIR``.
+"""``trident data {list,fetch}``: the public data sets ``trident data fetch`` can download into ``TRIDENT_DATA_DIR``.
 
-A ``FetchError`` (offline, a wrong checksum, a folder in the way) prints one line ``error: ...`` and exits with status
-2, as every user error of ``apps/cli.py`` does; it is handled here so that an offline fetch answers at once, without
-importing the apps' error types (and torch with them).
+A ``FetchError`` prints one line ``error: ...`` and exits with status 2 here, as ``apps/cli.py`` does for user errors,
+so that an offline fetch answers at once without importing the apps' error types (and torch with them).
 """
 
 from __future__ import annotations
@@ -76,17 +75,18 @@ def data_fetch(args) -> None:
             print(f"note: {ds.note}", file=sys.stderr)
         for d in ds.downloads:
             print(f"source: {source_url(ds, d, mirror)}", file=sys.stderr)
-        bar = _progress_bar()
+        # a rich bar per file on stderr (stdout stays the result, e.g. for --json); transient: gone when done
+        bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                       console=Console(stderr=True), transient=True)
         tasks: dict[str, int] = {}
 
         def progress(name: str, done: int, total: int | None) -> None:
-            if not bar.console.is_terminal:
-                return
-            if not tasks:
-                bar.start()  # only once bytes arrive: an offline fetch prints its error line and nothing else
-            if name not in tasks:
-                tasks[name] = bar.add_task(name, total=total)
-            bar.update(tasks[name], completed=done)
+            if bar.console.is_terminal:
+                if not tasks:
+                    bar.start()  # only once bytes arrive: an offline fetch prints its error line and nothing else
+                if name not in tasks:
+                    tasks[name] = bar.add_task(name, total=total)
+                bar.update(tasks[name], completed=done)
 
         try:
             result = fetch(ds, _dest(args), mirror=mirror, force=args.force, sha256=overrides, progress=progress,
@@ -100,12 +100,6 @@ def data_fetch(args) -> None:
     emit({"name": ds.name, "path": str(result.path), "files": len(result.files),
           "checked": ", ".join(result.checked) or "none",
           "unpinned": ", ".join(f"{k} (sha256 {v})" for k, v in result.unpinned.items()) or "none"}, args.json)
-
-
-def _progress_bar():
-    # a rich bar per file on stderr (stdout stays the result, e.g. for --json); transient: gone when done
-    return Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                    console=Console(stderr=True), transient=True)
 
 
 def register(sub) -> None:

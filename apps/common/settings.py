@@ -1,10 +1,8 @@
 """Settings shared by every app: where data and artifacts live, the database URL, and the core's own trainings.
 
-Built at the edge (the CLI, a dashboard's ``resources.py``, a test) and passed down. Values come from keyword
-arguments (the CLI's flags), then the environment (prefix ``TRIDENT_``), then the defaults below.
-
-A training's settings are the part of ``core.config.TrainConfig`` it sets (``core.config.config_part``: the core's
-fields, types and descriptions, with that training's defaults); :func:`train_config` makes the whole config of it.
+Built at the edge (the CLI, a dashboard's ``resources.py``, a test) and passed down: keyword arguments (the CLI's
+flags) beat the environment (prefix ``TRIDENT_``), which beats the defaults. A training's settings are the part of
+``core.config.TrainConfig`` it sets (``core.config.config_part``); :func:`train_config` makes the whole config of it.
 """
 
 from __future__ import annotations
