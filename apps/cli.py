@@ -260,12 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp = with_artifact("generate", "continue prompts with text", core_generate)
     sp.add_argument("prompt", nargs="+")
     sp.add_argument("--strategy", default="greedy", choices=["greedy", "sample", "beam"])
-    sp.add_argument("--max-new-tokens", type=int, default=24)
-    sp.add_argument("--temperature", type=float, default=1.0)
-    sp.add_argument("--top-k", type=int, default=0)
-    sp.add_argument("--top-p", type=float, default=1.0)
-    sp.add_argument("--num-beams", type=int, default=4)
-    sp.add_argument("--seed", type=int, default=0)
+    for option, type_, default in (("--max-new-tokens", int, 24), ("--temperature", float, 1.0), ("--top-k", int, 0),
+                                   ("--top-p", float, 1.0), ("--num-beams", int, 4), ("--seed", int, 0)):
+        sp.add_argument(option, type=type_, default=default)
 
     sp = add("artifacts", "train every benchmark artifact that is missing", core_artifacts)
     sp.add_argument("--only", nargs="*", help="artifact names")

@@ -1,8 +1,6 @@
-"""``trident demo``: the core end to end in the terminal.
-
-Trains what is missing with a quick preset (fine-tuning all-MiniLM-L6-v2 on the sample intents of a fictional bank,
-and a short continued pretraining for generation), then classifies, embeds and generates. Uses the benchmark
-artifacts from ``make artifacts`` instead when they are there.
+"""``trident demo``: the core end to end in the terminal: trains what is missing with a quick preset (fine-tuning
+all-MiniLM-L6-v2 on the sample intents of a fictional bank, a short continued pretraining for generation; the
+benchmark artifacts of ``make artifacts`` when they are there), then classifies, embeds and generates.
 """
 
 from __future__ import annotations
@@ -39,9 +37,8 @@ def _demo_corpus() -> list[str]:
 
 
 def _ensure(path: Path, build) -> Path:
-    if (path / "config.json").is_file():
-        return path
-    build(path)
+    if not (path / "config.json").is_file():
+        build(path)
     return path
 
 

@@ -56,24 +56,16 @@ class Download:
 
 @dataclass(frozen=True)
 class DataSet:
-    """A data set ``fetch`` can build: its downloads and the folder ``name`` they become.
-
-    Attributes:
-        licence: The terms, summarised; shown before downloading.
-        files: Layout path -> path in the unpacked downloads (found by its file name when that is unique).
-        pins: Layout path -> SHA-256, for files byte-identical to the copies in ``../shared/datasets``.
-        convert: Writes derived files into the new folder (after ``files``, before ``pins`` are checked).
-        note: How a fetched copy differs from the one in ``../shared/datasets``.
-    """
+    """A data set ``fetch`` can build: its downloads and the folder ``name`` they become."""
 
     name: str
     title: str
-    licence: str
+    licence: str  # the terms, summarised; shown before downloading
     downloads: tuple[Download, ...]
-    files: Mapping[str, str]
-    pins: Mapping[str, str] = field(default_factory=dict)
-    convert: Callable[[Path], None] | None = None
-    note: str = ""
+    files: Mapping[str, str]  # layout path -> path in the unpacked downloads (found by file name when unique)
+    pins: Mapping[str, str] = field(default_factory=dict)  # layout path -> SHA-256 of the ../shared/datasets copy
+    convert: Callable[[Path], None] | None = None  # writes derived files (after `files`, before `pins` are checked)
+    note: str = ""  # how a fetched copy differs from the one in ../shared/datasets
 
 
 @dataclass
@@ -233,14 +225,10 @@ def fetch(ds: DataSet, dest: str | Path, *, mirror: str | None = None, force: bo
           timeout: float = 60.0) -> FetchResult:
     """Download ``ds``, check its digests, unpack it and move the finished folder to ``dest/ds.name``.
 
-    ``mirror`` serves ``<mirror>/<ds.name>/<file name>`` instead of the official URLs; ``force`` replaces a folder an
-    earlier fetch made; ``sha256`` (file name -> digest the user vouches for) overrides the pin of a download (by its
-    file name) or of a layout file (by its path in the folder); ``progress`` is called as bytes arrive; ``timeout``
-    is the seconds without data before a download fails.
-
-    Raises:
-        FetchError: Offline, an HTTP error, a digest mismatch, an unsafe archive, a missing file, or the target
-            folder exists (without ``force``, or not made by a fetch). Nothing under ``dest`` changes then.
+    ``mirror`` serves ``<mirror>/<ds.name>/<file name>``; ``force`` replaces a folder an earlier fetch made;
+    ``sha256`` (file name or layout path -> digest the user vouches for) overrides a pin; ``timeout`` is the seconds
+    without data before a download fails. Raises ``FetchError`` (offline, an HTTP error, a digest mismatch, an unsafe
+    archive, a missing file, a folder in the way), and nothing under ``dest`` changes then.
     """
     dest = Path(dest)
     target = dest / ds.name

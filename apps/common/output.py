@@ -17,12 +17,8 @@ DEPRECATIONS = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
 
 def setup_logging(verbose: bool = False) -> None:
     """The CLI's logging: one handler, on stderr, at WARNING (DEBUG with ``verbose``); third-party deprecation
-    warnings hidden.
-
-    The level is set on the handler too: some libraries set their own logger to DEBUG when imported (bm25s), and
-    their records would otherwise pass the handler. Lightning also adds a handler of its own; ``core.train`` takes it
-    off where a Trainer is set up.
-    """
+    warnings hidden. The level is set on the handler too: some libraries (bm25s) set their own logger to DEBUG when
+    imported. Lightning's own handler is taken off by ``core.train`` where a Trainer is set up."""
     level = logging.DEBUG if verbose else logging.WARNING
     handler = logging.StreamHandler()
     handler.setLevel(level)

@@ -17,15 +17,8 @@ T = TypeVar("T")
 
 
 def navigation(title: str, pages: Sequence[tuple[str, str]]) -> Any:
-    """Configure a dashboard's browser page and its navigation; the first page is the default.
-
-    Args:
-        title: The dashboard's name, shown in the browser tab after "Trident · ".
-        pages: ``(script path relative to app.py, title)`` of each page, in menu order.
-
-    Returns:
-        The page to run (``.run()``), after drawing the widgets every page shares.
-    """
+    """Configure a dashboard's browser tab (``Trident · <title>``) and its navigation over ``pages``
+    (``(script path relative to app.py, title)`` in menu order; the first is the default); return the page to run."""
     st.set_page_config(page_title=f"Trident · {title}", page_icon="🔱", layout="wide")
     # No page icons: the browser makes the current page's icon the favicon, a :material/...: one is fetched from
     # fonts.gstatic.com (unreachable offline: a console error on every visit), and emoji need an emoji font.
@@ -40,15 +33,10 @@ def sentence(exc: BaseException) -> str:
 
 
 class ServiceAccess(Generic[S]):
-    """How the pages of one dashboard reach its service: a failure reaches the user as one sentence.
-
-    Args:
-        build: Builds the service (an ``st.cache_resource`` function, so it runs once per server process).
-        user_errors: Errors the user can act on, shown as they are.
-        prefix: The start of the sentence shown when the service cannot start (``"The console cannot start:"``).
-        what: The dashboard, for the server log.
-        log: Where other failures are logged with their traceback.
-    """
+    """How the pages of one dashboard reach its service (``build``, an ``st.cache_resource`` function): a failure
+    reaches the user as one sentence. ``user_errors`` are shown as they are; ``prefix`` starts the sentence shown when
+    the service cannot start (``"The console cannot start:"``); other failures go to ``log`` with their traceback,
+    naming the dashboard ``what``."""
 
     def __init__(self, build: Callable[[], S], user_errors: tuple[type[BaseException], ...], prefix: str, what: str,
                  log: logging.Logger) -> None:
