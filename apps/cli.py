@@ -48,8 +48,8 @@ def _settings(args: argparse.Namespace) -> CoreSettings:
     return settings_from_args(CoreSettings, args)
 
 
-def _artifact(args, s: CoreSettings, default: str) -> Path:
-    return Path(args.artifact) if args.artifact else s.artifacts_dir / default
+def _artifact(args, default: str) -> Path:
+    return Path(args.artifact) if args.artifact else _settings(args).artifacts_dir / default
 
 
 # ------------------------------------------------------------------------------------------------------ core commands
@@ -64,11 +64,10 @@ def core_info(args) -> None:
         return
     import torch  # heavy
 
-    arts = sorted(p.name for p in s.artifacts_dir.glob("*") if (p / "config.json").is_file()) \
-        if s.artifacts_dir.is_dir() else []
+    arts = sorted(p.name for p in s.artifacts_dir.glob("*") if (p / "config.json").is_file())
     emit({"torch": torch.__version__, "threads": torch.get_num_threads(), "cuda": torch.cuda.is_available(),
-           "data_dir": str(s.data_dir), "data_dir_exists": s.data_dir.is_dir(),
-           "artifacts_dir": str(s.artifacts_dir), "artifacts": ", ".join(arts) or "none"}, args.json)
+          "data_dir": str(s.data_dir), "data_dir_exists": s.data_dir.is_dir(),
+          "artifacts_dir": str(s.artifacts_dir), "artifacts": ", ".join(arts) or "none"}, args.json)
 
 
 def _train_config(args, training: str):
@@ -129,9 +128,8 @@ def core_eval_images(args) -> None:
     from core.engine import InferenceEngine  # heavy: torch
     from core.recipes import load_image_npz
 
-    s = _settings(args)
     images, labels = load_image_npz(args.data)
-    eng = InferenceEngine(_artifact(args, s, "images-fashion"), quantize=args.int8)
+    eng = InferenceEngine(_artifact(args, "images-fashion"), quantize=args.int8)
     pred = eng.classify_images_proba(images).argmax(-1)
     emit({"accuracy": accuracy(labels, pred), "n": int(len(labels))}, args.json)
 
@@ -140,8 +138,7 @@ def core_eval_text(args) -> None:
     from core.data import read_labelled_texts  # heavy: torch, Lightning
     from core.engine import InferenceEngine
 
-    s = _settings(args)
-    eng = InferenceEngine(_artifact(args, s, "text-multitask"), quantize=args.int8)
+    eng = InferenceEngine(_artifact(args, "text-multitask"), quantize=args.int8)
     texts, raw = read_labelled_texts(args.data, args.format)
     labels = eng.model.task(args.task).labels
     if unknown := sorted(set(raw) - set(labels)):
@@ -149,26 +146,26 @@ def core_eval_text(args) -> None:
     pred = eng.classify_proba(texts, args.task).argmax(-1)
     y = [labels.index(r) for r in raw]
     emit({"accuracy": accuracy(y, pred), "macro_f1": precision_recall_f1(y, pred)["f1"],
-           "weighted_f1": precision_recall_f1(y, pred, average="weighted")["f1"], "n": len(y)}, args.json)
+          "weighted_f1": precision_recall_f1(y, pred, average="weighted")["f1"], "n": len(y)}, args.json)
 
 
 def core_classify(args) -> None:
     from core.engine import InferenceEngine  # heavy: torch
 
-    eng = InferenceEngine(_artifact(args, _settings(args), "text-multitask"))
+    eng = InferenceEngine(_artifact(args, "text-multitask"))
     task = args.task or next((n for n, t in eng.tasks.items() if t.kind == "classify"), None)
     if task is None:
         raise CLIError("this artifact has no text classification task")
     for text, p in zip(args.text, eng.classify(args.text, task)):
-        top = dict(sorted(p.probs.items(), key=lambda kv: -kv[1])[:3])
+        top = sorted(p.probs.items(), key=lambda kv: -kv[1])[:3]
         emit({"text": text[:80], "task": task, "label": p.label, "score": round(p.score, 4),
-               "top": {k: round(v, 4) for k, v in top.items()}}, args.json)
+              "top": {k: round(v, 4) for k, v in top}}, args.json)
 
 
 def core_embed(args) -> None:
     from core.engine import InferenceEngine  # heavy: torch
 
-    eng = InferenceEngine(_artifact(args, _settings(args), "text-multitask"))
+    eng = InferenceEngine(_artifact(args, "text-multitask"))
     vecs = eng.embed(args.text)
     out = {"dim": int(vecs.shape[1]), "n": len(args.text)}
     if len(args.text) > 1:
@@ -180,7 +177,7 @@ def core_generate(args) -> None:
     from core.engine import InferenceEngine  # heavy: torch
     from core.generation import GenerationConfig
 
-    eng = InferenceEngine(_artifact(args, _settings(args), "text-pretrain"))
+    eng = InferenceEngine(_artifact(args, "text-pretrain"))
     cfg = GenerationConfig(max_new_tokens=args.max_new_tokens, strategy=args.strategy, temperature=args.temperature,
                            top_k=args.top_k, top_p=args.top_p, num_beams=args.num_beams, seed=args.seed)
     for prompt, text in zip(args.prompt, eng.generate(args.prompt, cfg)):

@@ -6,7 +6,6 @@ benchmark artifacts of ``make artifacts`` when they are there), then classifies,
 from __future__ import annotations
 
 import csv
-import logging
 from pathlib import Path
 
 from rich.console import Console
@@ -15,7 +14,6 @@ from rich.table import Table
 from apps.common.settings import REPO_ROOT, CoreSettings
 from core.config import TrainConfig
 
-log = logging.getLogger(__name__)
 SAMPLES = REPO_ROOT / "samples"
 
 QUERIES = ["I think someone took my card on the train", "why is the money I sent still not there?",

@@ -77,10 +77,9 @@ def variables(cls: type[BaseSettings]) -> list[Variable]:
     def walk(model: type[BaseModel], path: tuple[str, ...]) -> None:
         for name, field in model.model_fields.items():
             sub = field.annotation
-            if isinstance(sub, type) and issubclass(sub, BaseSettings):
-                continue
             if isinstance(sub, type) and issubclass(sub, BaseModel):
-                walk(sub, (*path, name))
+                if not issubclass(sub, BaseSettings):
+                    walk(sub, (*path, name))
                 continue
             default = field.get_default(call_default_factory=True)
             env = (prefix + delimiter.join((*path, name))).upper()
@@ -126,10 +125,7 @@ def choices(annotation: Any) -> tuple[str, ...]:
     """The allowed values of a ``Literal`` field (also inside ``X | None``), else ()."""
     if typing.get_origin(annotation) is Literal:
         return tuple(str(a) for a in typing.get_args(annotation))
-    for arg in typing.get_args(annotation):
-        if typing.get_origin(arg) is Literal:
-            return choices(arg)
-    return ()
+    return next((choices(a) for a in typing.get_args(annotation) if typing.get_origin(a) is Literal), ())
 
 
 def _explained(v: Variable) -> str:
@@ -179,14 +175,9 @@ def render_markdown() -> str:
 RENDERERS = {"env": render_env, "markdown": render_markdown}
 
 
-def settings_command(args) -> None:
-    """``trident settings``: print ``.env.example`` or the settings reference (docs/settings.md)."""
-    sys.stdout.write(RENDERERS[args.format]())
-
-
 def register(sub) -> None:
     """Add ``trident settings`` to the CLI."""
     sp = sub.add_parser("settings", help="every setting as an environment variable (.env.example, docs/settings.md)")
     sp.add_argument("--format", choices=sorted(RENDERERS), default="env",
                     help="env: the text of .env.example; markdown: the table of docs/settings.md")
-    sp.set_defaults(fn=settings_command)
+    sp.set_defaults(fn=lambda args: sys.stdout.write(RENDERERS[args.format]()))

@@ -25,10 +25,6 @@ def _dest(args) -> Path:
     return settings_from_args(CoreSettings, args).data_dir
 
 
-def _short_licence(text: str) -> str:
-    return re.split(r"[:;]", text, maxsplit=1)[0]
-
-
 def data_list(args) -> None:
     """One row per registry entry: whether it is present under the data folder, what is pinned, the licence."""
     dest = _dest(args)
@@ -38,7 +34,8 @@ def data_list(args) -> None:
         present = "fetched" if is_fetched(folder) else "yes" if folder.is_dir() else "no"
         rows.append({"name": ds.name, "present": present,
                      "downloads_pinned": f"{sum(bool(d.sha256 or d.md5) for d in ds.downloads)}/{len(ds.downloads)}",
-                     "files_pinned": len(ds.pins), "licence": _short_licence(ds.licence), "title": ds.title})
+                     "files_pinned": len(ds.pins), "licence": re.split(r"[:;]", ds.licence, maxsplit=1)[0],
+                     "title": ds.title})
     if args.json:
         emit({"dest": str(dest), "datasets": rows}, True)
         return
@@ -107,16 +104,15 @@ def register(sub) -> None:
     data = sub.add_parser("data", help="public data sets: list them, fetch one into TRIDENT_DATA_DIR")
     ds = data.add_subparsers(dest="command", required=True)
 
-    def common(sp):
+    def common(sp, fn):
         settings_flags(sp, CoreSettings, [flag("data_dir", "--dest", "--data-dir")])
         sp.add_argument("--json", action="store_true", help="print JSON")
+        sp.set_defaults(fn=fn)
         return sp
 
-    sp = common(ds.add_parser("list", help="the data sets `data fetch` knows, and which are present"))
-    sp.set_defaults(fn=data_list)
-
+    common(ds.add_parser("list", help="the data sets `data fetch` knows, and which are present"), data_list)
     sp = common(ds.add_parser("fetch", help="download a data set from its official source, check its checksums and "
-                                            "unpack it into the TRIDENT_DATA_DIR layout"))
+                                            "unpack it into the TRIDENT_DATA_DIR layout"), data_fetch)
     sp.add_argument("name", choices=list(REGISTRY), help="the data set (its folder name)")
     sp.add_argument("--force", action="store_true", help="replace a copy an earlier fetch made")
     sp.add_argument("--mirror", help=f"base URL serving MIRROR/NAME/FILE instead of the official URLs "
@@ -124,4 +120,3 @@ def register(sub) -> None:
     sp.add_argument("--sha256", action="append", metavar="[FILE=]HEX",
                     help="the SHA-256 you expect for a download or an unpacked file (overrides a pin; repeat)")
     sp.add_argument("--timeout", type=float, default=60.0, help="seconds without data before giving up")
-    sp.set_defaults(fn=data_fetch)

@@ -208,11 +208,8 @@ def source_url(ds: DataSet, d: Download, mirror: str | None = None) -> str:
 
 
 def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
     with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def is_fetched(folder: Path) -> bool:

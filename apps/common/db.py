@@ -115,11 +115,8 @@ _INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 
 def upsert_insert(conn: sa.Connection, table: sa.Table) -> Any:
-    """The dialect's INSERT construct for ``table``, which has ``on_conflict_do_nothing`` / ``on_conflict_do_update``.
-
-    Raises:
-        NotImplementedError: The database is neither SQLite nor PostgreSQL.
-    """
+    """The dialect's INSERT construct for ``table``, which has ``on_conflict_do_nothing`` / ``on_conflict_do_update``;
+    ``NotImplementedError`` for a database other than SQLite and PostgreSQL."""
     if conn.dialect.name not in _INSERTS:
         raise NotImplementedError(f"the stores support SQLite and PostgreSQL, not {conn.dialect.name}")
     return _INSERTS[conn.dialect.name](table)
@@ -132,7 +129,9 @@ class UnknownRow(KeyError):
         return str(self.args[0])
 
 
-def _as_utc(value: datetime) -> datetime:
+def _as_utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
@@ -143,22 +142,18 @@ class UTCDateTime(sa.types.TypeDecorator):
     cache_ok = True
 
     def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return _as_utc(value).replace(tzinfo=None) if dialect.name == "sqlite" else _as_utc(value)
+        value = _as_utc(value)
+        return value.replace(tzinfo=None) if value is not None and dialect.name == "sqlite" else value
 
     def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
-        return None if value is None else _as_utc(value)
+        return _as_utc(value)
 
 
 class BaseStore:
     """What every app's store shares: an engine (made here from a URL, or an engine of :func:`make_engine` that the
     caller owns and ``close`` leaves open), write transactions whose SQLite ``BEGIN`` is IMMEDIATE, batches,
-    idempotent table creation, and closing. Subclasses set ``metadata``.
-
-    Raises:
-        DatabaseError: The database cannot be reached (one-line message).
-    """
+    idempotent table creation, and closing. Subclasses set ``metadata``. Raises ``DatabaseError`` (one line) when
+    the database cannot be reached."""
 
     metadata: sa.MetaData
 
