@@ -444,13 +444,8 @@ class FeedPoller:
     stays the caller's. States live with the caller (e.g. in the store) and are updated in place.
     """
 
-    def __init__(
-        self,
-        feeds: Sequence[FeedConfig],
-        entities: Mapping[str, Sequence[str]],
-        client: httpx.Client | None = None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
+    def __init__(self, feeds: Sequence[FeedConfig], entities: Mapping[str, Sequence[str]],
+                 client: httpx.Client | None = None, clock: Callable[[], float] = time.time) -> None:
         """Set up the poller over ``feeds`` (unique names, else ValueError) and the entity map (for tagging).
 
         The default ``client`` follows the environment's proxy settings; ``clock`` returns epoch seconds.
@@ -565,17 +560,9 @@ class FeedPoller:
             return None
         digest = content_hash(title, summary)
         entry_id = str(entry.get("id") or "").strip() or url or f"sha256:{digest}"
-        return Article(
-            id=entry_id,
-            url=url,
-            title=title,
-            summary=summary,
-            published=_entry_datetime(entry),
-            seen_at=seen_at,
-            source=feed.name,
-            content_hash=digest,
-            tickers=self.matcher.match(f"{title}\n{summary}", defaults=feed.tickers),
-        )
+        return Article(id=entry_id, url=url, title=title, summary=summary, published=_entry_datetime(entry),
+                       seen_at=seen_at, source=feed.name, content_hash=digest,
+                       tickers=self.matcher.match(f"{title}\n{summary}", defaults=feed.tickers))
 
     @staticmethod
     def _succeeded(feed: FeedConfig, state: FeedState, now: float, status: PollStatus, error: str | None) -> None:
@@ -588,14 +575,8 @@ class FeedPoller:
             logger.warning("feed %s: %s, parsed anyway: %s", feed.name, status, error)
 
     @staticmethod
-    def _failed(
-        feed: FeedConfig,
-        state: FeedState,
-        now: float,
-        error: str,
-        http_status: int | None = None,
-        status: PollStatus = "error",
-    ) -> PollResult:
+    def _failed(feed: FeedConfig, state: FeedState, now: float, error: str, http_status: int | None = None,
+                status: PollStatus = "error") -> PollResult:
         error = one_line(error)
         state.failures += 1
         delay = backoff_delay(feed.poll_seconds, state.failures)
@@ -630,14 +611,8 @@ class Deduper:
     feeds: a guid is assumed to be unique to its story. Built from the keys already stored, it holds across restarts.
     """
 
-    def __init__(
-        self,
-        ids: Iterable[str] = (),
-        urls: Iterable[str] = (),
-        content_hashes: Iterable[str] = (),
-        *,
-        min_hash_chars: int = DEFAULT_MIN_HASH_CHARS,
-    ) -> None:
+    def __init__(self, ids: Iterable[str] = (), urls: Iterable[str] = (), content_hashes: Iterable[str] = (), *,
+                 min_hash_chars: int = DEFAULT_MIN_HASH_CHARS) -> None:
         self.ids: set[str] = set(ids)
         self.urls: set[str] = {normalise_url(url) for url in urls if url}
         self.content_hashes: set[str] = set(content_hashes)
