@@ -1,40 +1,32 @@
 """Alert rules for the finance-sentiment monitor: TOML rules in, de-duplicable alerts out.
 
-Rules are a ``[[rules]]`` list in a TOML file (:func:`load_rules`); each has a ``name`` (unique), a ``kind``, a
-``severity`` and a ``threshold`` whose meaning depends on the kind:
+Rules are a ``[[rules]]`` list (:func:`load_rules`); each has a unique ``name``, a ``kind``, a ``severity`` and a
+``threshold`` whose meaning depends on the kind:
 
 * ``sentiment_z``: the ticker's mean article score over one UTC day, as a z-score against the daily means of the
-  previous ``lookback_days`` days that had news (sample std, ddof=1; the day itself is not in the baseline). Fires
-  when ``z <= threshold`` (e.g. -2), once ``min_days`` earlier days with news exist.
-* ``negative_spike``: fires when at least ``threshold`` articles about the ticker with ``score <= negative_score``
-  fall in one window of ``window_hours``.
-* ``news_burst``: fires when the ticker's article count in one window is at least ``threshold`` times its average
-  count per window over the ``lookback_windows`` windows before it (that average floored at ``min_baseline``, so a
-  quiet ticker needs a real burst), and at least ``min_articles``.
-* ``indicator_move``: the latest indicator row of the ticker at or before ``now``: ``metric = "return"`` fires when
-  ``|1-day return| >= threshold`` (a fraction: 0.05 is 5%), ``"volatility"`` when the annualised volatility
-  ``>= threshold``, ``"drawdown"`` when the fall from the running high is at least ``threshold`` (0.2 is 20% below),
-  ``"rsi_above"`` / ``"rsi_below"`` when the RSI is ``>=`` / ``<=`` threshold.
+  previous ``lookback_days`` days that had news (ddof=1, the day itself left out); fires when ``z <= threshold``, once
+  ``min_days`` earlier days with news exist.
+* ``negative_spike``: at least ``threshold`` articles with ``score <= negative_score`` in one window.
+* ``news_burst``: the window's article count is at least ``threshold`` times the average count per window over the
+  ``lookback_windows`` before it (floored at ``min_baseline``), and at least ``min_articles``.
+* ``indicator_move``: the latest indicator row at or before ``now``: ``|1-day return|`` (``return``), annualised
+  ``volatility``, the fall from the running high (``drawdown``), all as fractions, or the RSI (``rsi_above`` /
+  ``rsi_below``), against the threshold. Its window is the span from the previous row to the row.
 * ``risk_model``: the fusion risk model (``risk.py``) gives a probability ``>= threshold`` of a loss of 3% or more in
-  the session after the ticker's latest close, reading the indicator window and the news of that session; the window
-  is the session (previous close to close), so it fires at most once per session.
+  the session after the latest close; the window is that session, so it fires at most once per session.
 
-Windows. Time is cut into fixed windows aligned to the Unix epoch (so windows of 1, 2, 3, 4, 6, 8, 12 or 24 hours
-start at UTC midnight; ``sentiment_z`` uses UTC days). :func:`evaluate` looks at the window that contains ``now`` and
-the one before it (so an article that arrives just after a window closes still counts for its own window), using
-only data stamped at or before ``now``. An indicator rule's window is the span from the previous row to the row.
-
-De-duplication. An alert's id is a hash of the rule name, the ticker and the window start, so evaluating again (each
-poll cycle, after a restart, with more articles in the same window) yields the same id, and the store keeps only the
-first alert of each id. A burst that straddles two windows may stay under the threshold in both; pick the window
-size with that in mind.
+Windows are fixed and aligned to the Unix epoch (1, 2, 3, 4, 6, 8, 12 or 24 hours start at UTC midnight). The window
+that contains ``now`` and the one before it are evaluated (an article that arrives just after its window closes still
+counts), on data stamped at or before ``now``. An alert's id hashes the rule name, the ticker and the window start, so
+evaluating again yields the same id and the store keeps the first alert of each. A burst that straddles two windows
+may stay under the threshold in both; pick the window size with that in mind.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Literal
@@ -42,7 +34,8 @@ from typing import Annotated, Literal
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
-from apps.finance_sentiment.feeds import nonblank, one_line, read_document, ticker_list
+from apps.finance_sentiment.feeds import nonblank, read_document, ticker_list, validation_message
+from apps.finance_sentiment.indicators import ts_rows, utc
 
 Severity = Literal["info", "warning", "critical"]
 _EPOCH = pd.Timestamp(0, tz="UTC")
@@ -52,9 +45,7 @@ class AlertConfigError(ValueError):
     """A rules file that cannot be used; the message is one line and names the file."""
 
 
-# --------------------------------------------------------------------------------------------------------------------
-# Rules
-# --------------------------------------------------------------------------------------------------------------------
+# -------------------------------------------------------------------------------------------------------------- rules
 
 
 class _Rule(BaseModel):
@@ -120,14 +111,11 @@ class RiskModelRule(_Rule):
 AlertRule = Annotated[SentimentZRule | NegativeSpikeRule | NewsBurstRule | IndicatorMoveRule | RiskModelRule,
                       Field(discriminator="kind")]
 _RULES = TypeAdapter(list[AlertRule])
+_KINDS = ("sentiment_z", "negative_spike", "news_burst", "indicator_move", "risk_model")
 
 
 def parse_rules(document: object, where: str = "rules") -> list[AlertRule]:
-    """Validate a parsed rules document (``{"rules": [...]}``).
-
-    Args:
-        document: The parsed TOML (or any mapping of the same shape).
-        where: Prefix of error messages (the file name).
+    """Validate a parsed rules document (``{"rules": [...]}``); ``where`` (the file name) prefixes error messages.
 
     Returns:
         The rules in document order.
@@ -146,14 +134,12 @@ def parse_rules(document: object, where: str = "rules") -> list[AlertRule]:
     try:
         rules = _RULES.validate_python(raw)
     except ValidationError as exc:
-        error = exc.errors()[0]
-        loc = list(error["loc"])
-        label = f"rule #{loc.pop(0) + 1}" if loc and isinstance(loc[0], int) else "rules"
-        if loc and loc[0] in ("sentiment_z", "negative_spike", "news_burst", "indicator_move", "risk_model"):
-            loc.pop(0)  # the union member pydantic tried
-        field = ".".join(str(part) for part in loc)
-        message = str(error["msg"]).removeprefix("Value error, ")
-        raise AlertConfigError(one_line(f"{where}: {label}: {field + ': ' if field else ''}{message}")) from None
+        loc = exc.errors()[0]["loc"]
+        if loc and isinstance(loc[0], int):  # the rule's index, then the union member pydantic tried
+            label, skip = f"rule #{loc[0] + 1}", 1 + (len(loc) > 1 and loc[1] in _KINDS)
+        else:
+            label, skip = "rules", 0
+        raise AlertConfigError(f"{where}: {label}: {validation_message(exc, skip)}") from None
     seen: set[str] = set()
     for rule in rules:
         if rule.name in seen:
@@ -163,13 +149,7 @@ def parse_rules(document: object, where: str = "rules") -> list[AlertRule]:
 
 
 def load_rules(path: str | Path) -> list[AlertRule]:
-    """Read the alert rules from a TOML file with a ``[[rules]]`` list (see ``samples/alert_rules.toml``).
-
-    Args:
-        path: The TOML file (``.yaml`` / ``.yml``: the same layout in YAML).
-
-    Returns:
-        The rules in file order.
+    """Read the alert rules from a TOML file with a ``[[rules]]`` list (``.yaml`` / ``.yml``: the same in YAML).
 
     Raises:
         AlertConfigError: Missing or unreadable file, invalid TOML (the message gives the line), or an invalid rule.
@@ -177,9 +157,7 @@ def load_rules(path: str | Path) -> list[AlertRule]:
     return parse_rules(read_document(Path(path), "alert rules file", AlertConfigError), where=str(path))
 
 
-# --------------------------------------------------------------------------------------------------------------------
-# Alerts
-# --------------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------- alerts
 
 
 class Alert(BaseModel):
@@ -202,34 +180,8 @@ class Alert(BaseModel):
 
 
 def alert_id(rule: str, ticker: str, window_start: datetime) -> str:
-    """The deterministic id of an alert: 32 hex digits of SHA-256 over ``rule|ticker|window start (UTC ISO)``.
-
-    Args:
-        rule: Rule name.
-        ticker: Ticker.
-        window_start: Window start; a naive datetime is read as UTC.
-
-    Returns:
-        The id.
-    """
-    start = pd.Timestamp(window_start)
-    start = start.tz_localize("UTC") if start.tzinfo is None else start.tz_convert("UTC")
-    return hashlib.sha256(f"{rule}|{ticker}|{start.isoformat()}".encode()).hexdigest()[:32]
-
-
-def _utc(value: datetime | pd.Timestamp) -> pd.Timestamp:
-    ts = pd.Timestamp(value)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-
-
-def _window_start(now: pd.Timestamp, hours: float) -> pd.Timestamp:
-    """Start of the epoch-aligned window of ``hours`` that contains ``now``."""
-    size = pd.Timedelta(hours=hours)
-    return _EPOCH + ((now - _EPOCH) // size) * size
-
-
-def _hours(hours: float) -> str:
-    return f"{hours:g} h"
+    """32 hex digits of SHA-256 over ``rule|ticker|window start (UTC ISO)``; a naive start is read as UTC."""
+    return hashlib.sha256(f"{rule}|{ticker}|{utc(window_start).isoformat()}".encode()).hexdigest()[:32]
 
 
 def _split_tickers(value: object) -> list[str]:
@@ -242,25 +194,20 @@ def _split_tickers(value: object) -> list[str]:
 
 def _article_rows(articles: pd.DataFrame | None, now: pd.Timestamp) -> pd.DataFrame:
     """One row per (article, ticker): ``id, ticker, ts, score``, articles stamped after ``now`` dropped."""
-    columns = ["id", "ticker", "ts", "score"]
     if articles is None or len(articles) == 0:
         return pd.DataFrame({"id": pd.Series(dtype=object), "ticker": pd.Series(dtype=object),
                              "ts": pd.Series(dtype="datetime64[ns, UTC]"), "score": pd.Series(dtype="float64")})
     if "ts" in articles.columns:
         ts = pd.to_datetime(articles["ts"], utc=True)
     else:
-        published = pd.to_datetime(articles["published"], utc=True)
-        ts = published.fillna(pd.to_datetime(articles["seen_at"], utc=True))
+        ts = pd.to_datetime(articles["published"], utc=True).fillna(pd.to_datetime(articles["seen_at"], utc=True))
     score = articles["score"].astype("float64") if "score" in articles.columns else float("nan")
     frame = pd.DataFrame({"id": articles["id"].astype(str), "ts": ts, "score": score}, index=articles.index)
     frame["ticker"] = [_split_tickers(v) for v in articles["tickers"]]
     frame = frame.explode("ticker").dropna(subset=["ticker", "ts"])
     frame = frame[frame["ts"] <= now]
-    return frame[columns].sort_values(["ticker", "ts", "id"], kind="stable").reset_index(drop=True)
-
-
-def _watched(rule: _Rule, available: Iterable[str]) -> list[str]:
-    return sorted(set(rule.tickers) if rule.tickers else set(available))
+    return frame[["id", "ticker", "ts", "score"]].sort_values(["ticker", "ts", "id"], kind="stable").reset_index(
+        drop=True)
 
 
 def _alert(rule: _Rule, ticker: str, now: pd.Timestamp, start: pd.Timestamp, end: pd.Timestamp, reason: str,
@@ -274,78 +221,66 @@ def _in_window(rows: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> pd
     return rows[(rows["ts"] >= start) & (rows["ts"] < end)]
 
 
-def _sentiment_z(rule: SentimentZRule, rows: pd.DataFrame, now: pd.Timestamp) -> list[Alert]:
-    out: list[Alert] = []
+def _windows(rule: _Rule, rows: pd.DataFrame, now: pd.Timestamp,
+             hours: float) -> Iterator[tuple[str, pd.DataFrame, pd.Timestamp, pd.Timestamp, pd.DataFrame]]:
+    """For each watched ticker and each of the window before ``now``'s and ``now``'s own (epoch-aligned, of
+    ``hours``): the ticker, its rows, the window's start and end, and its rows in the window."""
+    size = pd.Timedelta(hours=hours)
+    current = _EPOCH + ((now - _EPOCH) // size) * size
+    for ticker in sorted(set(rule.tickers) if rule.tickers else set(rows["ticker"].unique())):
+        mine = rows[rows["ticker"] == ticker]
+        for start in (current - size, current):
+            yield ticker, mine, start, start + size, _in_window(mine, start, start + size)
+
+
+def _sentiment_z(rule: SentimentZRule, rows: pd.DataFrame, now: pd.Timestamp) -> Iterable[Alert]:
     scored = rows.dropna(subset=["score"])
-    day = pd.Timedelta(days=1)
-    for ticker in _watched(rule, scored["ticker"].unique()):
-        mine = scored[scored["ticker"] == ticker]
-        if mine.empty:
+    for ticker, mine, start, end, today in _windows(rule, scored, now, 24):
+        if len(today) < rule.min_articles:
             continue
         daily = mine.groupby(mine["ts"].dt.floor("D"))["score"].mean()
-        for start in (_window_start(now, 24) - day, _window_start(now, 24)):
-            today = _in_window(mine, start, start + day)
-            if len(today) < rule.min_articles:
-                continue
-            base = daily[(daily.index >= start - rule.lookback_days * day) & (daily.index < start)]
-            if len(base) < rule.min_days:
-                continue
-            mean, std = float(base.mean()), float(base.std(ddof=1))
-            if not std > 0:
-                continue
-            level = float(today["score"].mean())
-            z = (level - mean) / std
-            if z <= rule.threshold:
-                reason = (f"{ticker}: daily sentiment z-score {z:.2f} (mean score {level:.2f} over {len(today)} "
-                          f"articles vs {mean:.2f} ± {std:.2f} over the previous {len(base)} days with news) "
-                          f"(threshold {rule.threshold:.2f})")
-                out.append(_alert(rule, ticker, now, start, start + day, reason, z, today["id"].tolist()))
-    return out
+        base = daily[(daily.index >= start - pd.Timedelta(days=rule.lookback_days)) & (daily.index < start)]
+        if len(base) < rule.min_days:
+            continue
+        mean, std = float(base.mean()), float(base.std(ddof=1))
+        if not std > 0:
+            continue
+        level = float(today["score"].mean())
+        z = (level - mean) / std
+        if z <= rule.threshold:
+            reason = (f"{ticker}: daily sentiment z-score {z:.2f} (mean score {level:.2f} over {len(today)} "
+                      f"articles vs {mean:.2f} ± {std:.2f} over the previous {len(base)} days with news) "
+                      f"(threshold {rule.threshold:.2f})")
+            yield _alert(rule, ticker, now, start, end, reason, z, today["id"].tolist())
 
 
-def _negative_spike(rule: NegativeSpikeRule, rows: pd.DataFrame, now: pd.Timestamp) -> list[Alert]:
-    out: list[Alert] = []
-    size = pd.Timedelta(hours=rule.window_hours)
+def _negative_spike(rule: NegativeSpikeRule, rows: pd.DataFrame, now: pd.Timestamp) -> Iterable[Alert]:
     negative = rows[rows["score"] <= rule.negative_score]
-    for ticker in _watched(rule, negative["ticker"].unique()):
-        mine = negative[negative["ticker"] == ticker]
-        for start in (_window_start(now, rule.window_hours) - size, _window_start(now, rule.window_hours)):
-            hits = _in_window(mine, start, start + size)
-            if len(hits) >= rule.threshold:
-                reason = (f"{ticker}: {len(hits)} negative articles in {_hours(rule.window_hours)} "
-                          f"(threshold {rule.threshold})")
-                out.append(_alert(rule, ticker, now, start, start + size, reason, len(hits), hits["id"].tolist()))
-    return out
+    for ticker, _, start, end, hits in _windows(rule, negative, now, rule.window_hours):
+        if len(hits) >= rule.threshold:
+            reason = f"{ticker}: {len(hits)} negative articles in {rule.window_hours:g} h (threshold {rule.threshold})"
+            yield _alert(rule, ticker, now, start, end, reason, len(hits), hits["id"].tolist())
 
 
-def _news_burst(rule: NewsBurstRule, rows: pd.DataFrame, now: pd.Timestamp) -> list[Alert]:
-    out: list[Alert] = []
-    size = pd.Timedelta(hours=rule.window_hours)
-    for ticker in _watched(rule, rows["ticker"].unique()):
-        mine = rows[rows["ticker"] == ticker]
-        for start in (_window_start(now, rule.window_hours) - size, _window_start(now, rule.window_hours)):
-            hits = _in_window(mine, start, start + size)
-            if len(hits) < rule.min_articles:
-                continue
-            before = _in_window(mine, start - rule.lookback_windows * size, start)
-            average = len(before) / rule.lookback_windows
-            ratio = len(hits) / max(average, rule.min_baseline)
-            if ratio >= rule.threshold:
-                span = _hours(rule.window_hours)
-                reason = (f"{ticker}: {len(hits)} articles in {span}, {ratio:.1f}x the average of {average:.1f} per "
-                          f"{span} over the previous {rule.lookback_windows} windows "
-                          f"(threshold {rule.threshold:.1f}x)")
-                out.append(_alert(rule, ticker, now, start, start + size, reason, ratio, hits["id"].tolist()))
-    return out
+def _news_burst(rule: NewsBurstRule, rows: pd.DataFrame, now: pd.Timestamp) -> Iterable[Alert]:
+    for ticker, mine, start, end, hits in _windows(rule, rows, now, rule.window_hours):
+        if len(hits) < rule.min_articles:
+            continue
+        before = _in_window(mine, start - rule.lookback_windows * (end - start), start)
+        average = len(before) / rule.lookback_windows
+        ratio = len(hits) / max(average, rule.min_baseline)
+        if ratio >= rule.threshold:
+            span = f"{rule.window_hours:g} h"
+            reason = (f"{ticker}: {len(hits)} articles in {span}, {ratio:.1f}x the average of {average:.1f} per "
+                      f"{span} over the previous {rule.lookback_windows} windows (threshold {rule.threshold:.1f}x)")
+            yield _alert(rule, ticker, now, start, end, reason, ratio, hits["id"].tolist())
 
 
 def _indicator_rows(indicators: pd.DataFrame | None, now: pd.Timestamp) -> pd.DataFrame:
     """Indicator rows with a ``ts`` column (UTC), at or before ``now``, sorted by ticker then time."""
     if indicators is None or len(indicators) == 0:
         return pd.DataFrame(columns=["ticker", "ts"])
-    frame = indicators.reset_index() if "ts" not in indicators.columns else indicators.reset_index(drop=True)
-    if "ts" not in frame.columns and "index" in frame.columns:
-        frame = frame.rename(columns={"index": "ts"})
+    frame = ts_rows(indicators)
     missing = {"ticker", "ts"} - set(frame.columns)
     if missing:
         raise ValueError(f"indicators frame lacks column(s): {', '.join(sorted(missing))}")
@@ -354,57 +289,41 @@ def _indicator_rows(indicators: pd.DataFrame | None, now: pd.Timestamp) -> pd.Da
     return frame.sort_values(["ticker", "ts"], kind="stable").reset_index(drop=True)
 
 
-_METRIC_COLUMN = {"return": "ret", "volatility": "volatility", "drawdown": "drawdown", "rsi_above": "rsi",
-                  "rsi_below": "rsi"}
+# metric -> (indicator column, whether value v fires at threshold x, what the reason says)
+_METRICS = {
+    "return": ("ret", lambda v, x: abs(v) >= x, "1-day return {v:+.1%} (threshold ±{x:.1%})"),
+    "volatility": ("volatility", lambda v, x: v >= x, "annualised volatility {v:.1%} (threshold {x:.1%})"),
+    "drawdown": ("drawdown", lambda v, x: -v >= x, "drawdown {v:.1%} from the high (threshold -{x:.1%})"),
+    "rsi_above": ("rsi", lambda v, x: v >= x, "RSI {v:.1f} (threshold >= {x:g})"),
+    "rsi_below": ("rsi", lambda v, x: v <= x, "RSI {v:.1f} (threshold <= {x:g})"),
+}
 
 
 def _indicator_move(rule: IndicatorMoveRule, frame: pd.DataFrame, rows: pd.DataFrame,
-                    now: pd.Timestamp) -> list[Alert]:
-    out: list[Alert] = []
-    column = _METRIC_COLUMN[rule.metric]
+                    now: pd.Timestamp) -> Iterable[Alert]:
+    column, fires, what = _METRICS[rule.metric]
     if column not in frame.columns:
-        return out
-    for ticker in _watched(rule, frame["ticker"].unique()):
+        return
+    for ticker in sorted(set(rule.tickers) if rule.tickers else set(frame["ticker"].unique())):
         mine = frame[frame["ticker"] == ticker]
-        if mine.empty:
-            continue
-        value = float(mine[column].iloc[-1])
-        if math.isnan(value):
+        if mine.empty or math.isnan(value := float(mine[column].iloc[-1])):
             continue
         end = mine["ts"].iloc[-1]
         start = mine["ts"].iloc[-2] if len(mine) > 1 else end
-        x = rule.threshold
-        if rule.metric == "return":
-            fired, what = abs(value) >= x, f"1-day return {value:+.1%} (threshold ±{x:.1%})"
-        elif rule.metric == "volatility":
-            fired, what = value >= x, f"annualised volatility {value:.1%} (threshold {x:.1%})"
-        elif rule.metric == "drawdown":
-            fired, what = -value >= x, f"drawdown {value:.1%} from the high (threshold -{x:.1%})"
-        elif rule.metric == "rsi_above":
-            fired, what = value >= x, f"RSI {value:.1f} (threshold >= {x:g})"
-        else:
-            fired, what = value <= x, f"RSI {value:.1f} (threshold <= {x:g})"
-        if fired:
+        if fires(value, rule.threshold):
             news = rows[(rows["ticker"] == ticker) & (rows["ts"] > start) & (rows["ts"] <= end)]
-            out.append(_alert(rule, ticker, now, start, end, f"{ticker}: {what}", value, news["id"].tolist()))
-    return out
+            reason = f"{ticker}: {what.format(v=value, x=rule.threshold)}"
+            yield _alert(rule, ticker, now, start, end, reason, value, news["id"].tolist())
 
 
-def _risk_model(rule: RiskModelRule, risk: pd.DataFrame | None, now: pd.Timestamp) -> list[Alert]:
-    out: list[Alert] = []
-    if risk is None or len(risk) == 0:
-        return out
-    for row in risk.itertuples(index=False):
-        if rule.tickers and row.ticker not in rule.tickers:
+def _risk_model(rule: RiskModelRule, risk: pd.DataFrame | None, now: pd.Timestamp) -> Iterable[Alert]:
+    for row in risk.itertuples(index=False) if risk is not None else ():
+        end = utc(row.ts)
+        if (rule.tickers and row.ticker not in rule.tickers) or end > now or float(row.p) < rule.threshold:
             continue
-        end = _utc(row.ts)
-        if end > now or float(row.p) < rule.threshold:
-            continue
-        start = _utc(row.window_start)
         reason = (f"{row.ticker}: the risk model gives {float(row.p):.0%} for a loss of 3% or more in the next "
                   f"session (threshold {rule.threshold:.0%})")
-        out.append(_alert(rule, row.ticker, now, start, end, reason, float(row.p), list(row.article_ids)))
-    return out
+        yield _alert(rule, row.ticker, now, utc(row.window_start), end, reason, float(row.p), list(row.article_ids))
 
 
 def evaluate(rules: Sequence[AlertRule], articles_df: pd.DataFrame | None, indicators_df: pd.DataFrame | None,
@@ -419,14 +338,14 @@ def evaluate(rules: Sequence[AlertRule], articles_df: pd.DataFrame | None, indic
         indicators_df: Indicator rows of one or more tickers: a ``ticker`` column, the time as a UTC index or a
             ``ts`` column, and ``ret`` / ``volatility`` / ``drawdown`` / ``rsi`` (e.g. ``indicator_frame`` outputs
             concatenated). May be None when no rule needs it.
+        now: Evaluation time (a naive datetime is read as UTC); later data is ignored.
         risk_df: The risk model's rows (``RiskScorer.score``): ``ticker, ts`` (the session close), ``window_start``
             (the previous close), ``p`` and ``article_ids``; None without a risk model (risk rules then never fire).
-        now: Evaluation time (a naive datetime is read as UTC); later data is ignored.
 
     Returns:
         The alerts, sorted by ticker, rule and window start. Ids repeat exactly when the rule, ticker and window do.
     """
-    now_ts = _utc(now)
+    now_ts = utc(now)
     rows = _article_rows(articles_df, now_ts)
     frame: pd.DataFrame | None = None
     alerts: list[Alert] = []

@@ -1,29 +1,15 @@
 """RSS / Atom polling for the finance-sentiment monitor: configured feeds in, clean de-duplicated articles out.
 
-Pieces, in the order the worker uses them:
+:func:`load_feeds_file` reads the feeds and the entity map (ticker -> names and aliases); :class:`FeedPoller` fetches
+with conditional GETs, never raises for a network or feed problem (it reports it and backs off) and turns entries
+into :class:`Article` objects (HTML stripped, whitespace collapsed, PII redacted; ``published`` may be None,
+``seen_at`` is always set); :class:`Deduper` drops repeats by id, URL and content hash, across feeds and restarts;
+:func:`health_table` gives the dashboard's rows. :class:`FeedState` times are epoch seconds from the poller's clock.
 
-* :func:`load_feeds_file` reads the feed list and the entity map (ticker -> company names and aliases) from TOML, or
-  from YAML when PyYAML is installed. Every problem a user can fix in the file is a one-line :class:`FeedConfigError`.
-* :class:`FeedPoller` fetches a feed with a conditional GET (``If-None-Match`` / ``If-Modified-Since`` from its
-  :class:`FeedState`), parses the bytes with ``feedparser`` and turns each entry into an :class:`Article`. It never
-  raises for a network or feed problem: it reports it in :class:`PollResult` and in the state, and backs off.
-* :class:`Deduper` drops articles already seen, by id, by URL and by content hash, within one batch, across feeds,
-  and across restarts (it is built from the keys already stored).
-* :func:`health_table` turns the states into rows for the dashboard.
-
-Article fields: HTML tags are stripped from the title and summary, entities unescaped, whitespace collapsed, and
-PII is redacted with :func:`core.privacy.redact`. ``published`` is the entry's date in UTC, or None when the entry
-has none; ``seen_at`` (the fetch time) is always set, so ordering by ``published or seen_at`` always works.
-
-Ticker tagging (:class:`TickerMatcher`) unions three sources: the feed's default tickers, the entity map's names and
-aliases, and ``$TICKER`` cashtags. Limitations, by choice:
-
-* Names match case-insensitively as whole words, with no sense of meaning: "apple pie" tags AAPL and "the Amazon
-  rainforest" tags AMZN. Choose aliases that are rarely used in another sense; the scoring step sees the text.
-* A cashtag of 2-5 capitals always counts, known ticker or not. A one-letter cashtag (``$A``) counts only for a ticker
-  listed in the entity map or a feed's tickers, because ``$A``, ``$C`` and the like are mostly currency markers.
-
-Timestamps in :class:`FeedState` are seconds since the epoch from the poller's ``clock``, so tests can use a fake one.
+Ticker tagging unions the feed's default tickers, entity names and aliases, and ``$TICKER`` cashtags. Names match
+case-insensitively as whole words with no sense of meaning ("apple pie" tags AAPL), so choose aliases rarely used in
+another sense. A one-letter cashtag (``$A``) counts only for a known ticker, as ``$A``, ``$C`` and the like are
+mostly currency markers.
 """
 
 from __future__ import annotations
@@ -78,9 +64,7 @@ class FeedConfigError(ValueError):
     """A feeds file that cannot be used; the message is one line and names the file."""
 
 
-# --------------------------------------------------------------------------------------------------------------------
-# Configuration
-# --------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------- configuration
 
 
 def _normalise_ticker(value: object) -> str:
@@ -143,10 +127,7 @@ class EntityConfig(BaseModel):
     ticker: str = Field(description="Ticker symbol, upper case.")
     names: list[str] = Field(min_length=1, description="Company names and aliases, matched as whole words.")
 
-    @field_validator("ticker", mode="before")
-    @classmethod
-    def _check_ticker(cls, value: object) -> str:
-        return _normalise_ticker(value)
+    _check_ticker = field_validator("ticker", mode="before")(_normalise_ticker)
 
     @field_validator("names", mode="before")
     @classmethod
@@ -166,10 +147,11 @@ def one_line(text: object) -> str:
     return " ".join(str(text).split())
 
 
-def _validation_message(exc: ValidationError) -> str:
-    """The first error of a pydantic ValidationError as ``field: message``."""
+def validation_message(exc: ValidationError, skip: int = 0) -> str:
+    """The first error of a pydantic ValidationError as one line ``field: message``, without the first ``skip`` parts
+    of the field's location."""
     error = exc.errors()[0]
-    where = ".".join(str(part) for part in error["loc"])
+    where = ".".join(str(part) for part in error["loc"][skip:])
     message = str(error["msg"]).removeprefix("Value error, ")
     return one_line(f"{where}: {message}" if where else message)
 
@@ -177,16 +159,8 @@ def _validation_message(exc: ValidationError) -> str:
 def read_document(path: Path, what: str, error: type[Exception]) -> object:
     """Parse a configuration file: YAML for ``.yaml`` / ``.yml``, TOML otherwise.
 
-    Args:
-        path: The file.
-        what: What the file is, for messages (e.g. ``"feeds file"``).
-        error: The exception to raise, with a one-line message.
-
-    Returns:
-        The parsed document.
-
-    Raises:
-        error: The file is missing or unreadable, or not valid TOML / YAML (the message gives the line).
+    ``what`` names the file in messages (e.g. ``"feeds file"``). Raises ``error`` with a one-line message when the
+    file is missing or unreadable, or not valid TOML / YAML (the message gives the line).
     """
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -214,30 +188,24 @@ def read_document(path: Path, what: str, error: type[Exception]) -> object:
 
 
 def load_feeds_file(path: str | Path) -> tuple[list[FeedConfig], dict[str, list[str]]]:
-    """Read the feed list and the entity map from a TOML or YAML file.
+    """Read the feed list and the entity map from a ``.toml``, ``.yaml`` or ``.yml`` file (YAML needs PyYAML).
 
     The layout (TOML shown; YAML uses the same keys, ``feeds`` as a list of mappings)::
 
         [[feeds]]
         name = "cnbc"
         url = "https://www.cnbc.com/id/100727362/device/rss/rss.html"
-        tickers = []          # optional
-        poll_seconds = 300    # optional
-        timeout_seconds = 10  # optional
+        tickers = []          # optional; also poll_seconds, timeout_seconds
 
         [entities]
         AAPL = ["Apple", "Apple Inc", "iPhone maker"]
-
-    Args:
-        path: A ``.toml``, ``.yaml`` or ``.yml`` file. YAML needs PyYAML installed.
 
     Returns:
         The feeds in file order, and the entity map (upper-case ticker -> names and aliases).
 
     Raises:
-        FeedConfigError: With a one-line message, if the file is missing, unreadable or not valid TOML / YAML (the
-            message gives the line), if a feed has no url or no name or an invalid field, if two feeds share a name,
-            or if the layout is wrong.
+        FeedConfigError: One line: the file is missing, unreadable or invalid (with the line), a feed lacks a url or
+            a name or has an invalid field, two feeds share a name, or the layout is wrong.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -269,7 +237,7 @@ def load_feeds_file(path: str | Path) -> tuple[list[FeedConfig], dict[str, list[
         try:
             feed = FeedConfig.model_validate(raw)
         except ValidationError as exc:
-            raise FeedConfigError(f"{path}: {label}: {_validation_message(exc)}") from None
+            raise FeedConfigError(f"{path}: {label}: {validation_message(exc)}") from None
         if feed.name in first_index:
             raise FeedConfigError(f"{path}: duplicate feed name {feed.name!r} (feeds #{first_index[feed.name]} "
                                   f"and #{index})")
@@ -283,16 +251,14 @@ def load_feeds_file(path: str | Path) -> tuple[list[FeedConfig], dict[str, list[
         try:
             entity = EntityConfig(ticker=ticker, names=names)
         except ValidationError as exc:
-            raise FeedConfigError(f"{path}: entities.{ticker}: {_validation_message(exc)}") from None
+            raise FeedConfigError(f"{path}: entities.{ticker}: {validation_message(exc)}") from None
         if entity.ticker in entities:
             raise FeedConfigError(f"{path}: ticker {entity.ticker!r} is listed twice in entities")
         entities[entity.ticker] = entity.names
     return feeds, entities
 
 
-# --------------------------------------------------------------------------------------------------------------------
-# Text cleaning, hashing, tickers
-# --------------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------ text cleaning, hashing, tickers
 
 
 class _TextExtractor(HTMLParser):
@@ -309,10 +275,6 @@ class _TextExtractor(HTMLParser):
         elif tag in _BREAK_ELEMENTS:
             self.parts.append(" ")
 
-    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in _BREAK_ELEMENTS:
-            self.parts.append(" ")
-
     def handle_endtag(self, tag: str) -> None:
         if tag in _SKIP_ELEMENTS:
             self._skip_depth = max(0, self._skip_depth - 1)
@@ -325,7 +287,6 @@ class _TextExtractor(HTMLParser):
 
 
 def _strip_html_once(text: str) -> str:
-    """Return the text of the HTML fragment ``text``, entities unescaped."""
     parser = _TextExtractor()
     parser.feed(text)
     parser.close()
@@ -333,16 +294,9 @@ def _strip_html_once(text: str) -> str:
 
 
 def clean_text(text: str | None) -> str:
-    """Strip HTML tags, unescape entities and collapse whitespace.
+    """Strip HTML tags, unescape entities and collapse whitespace into one line of plain text (None reads as empty).
 
-    A second pass handles HTML that was escaped twice (``&lt;p&gt;`` becomes ``<p>`` after the first pass). Text
-    such as ``a < b`` is kept, as the parser reads it as text.
-
-    Args:
-        text: An HTML fragment or plain text; None reads as empty.
-
-    Returns:
-        Plain text on one line.
+    A second pass handles HTML that was escaped twice (``&lt;p&gt;``); text such as ``a < b`` is kept.
     """
     if not text:
         return ""
@@ -357,15 +311,7 @@ def _normalise_for_hash(text: str) -> str:
 
 
 def content_hash(title: str, summary: str) -> str:
-    """SHA-256 (hex) of the normalised (case-folded, whitespace-collapsed) title and summary.
-
-    Args:
-        title: The article's title.
-        summary: The article's summary.
-
-    Returns:
-        64 hex digits.
-    """
+    """SHA-256 (64 hex digits) of the case-folded, whitespace-collapsed title and summary."""
     text = f"{_normalise_for_hash(title)}\n{_normalise_for_hash(summary)}"
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -374,12 +320,8 @@ class TickerMatcher:
     """Tags text with tickers from entity names and aliases, and from cashtags. See the module notes on limits."""
 
     def __init__(self, entities: Mapping[str, Sequence[str]], known_tickers: Iterable[str] = ()) -> None:
-        """Compile the name pattern.
-
-        Args:
-            entities: Ticker -> company names and aliases (matched case-insensitively as whole words).
-            known_tickers: Further tickers (e.g. from feed configs) that one-letter cashtags may name.
-        """
+        """``entities``: ticker -> names and aliases; ``known_tickers``: further tickers (e.g. the feeds') that
+        one-letter cashtags may name."""
         self._by_name: dict[str, set[str]] = {}
         for ticker, names in entities.items():
             for name in names:
@@ -394,25 +336,11 @@ class TickerMatcher:
                          if alternatives else None)
 
     def cashtags(self, text: str) -> set[str]:
-        """Return the tickers named by ``$TICKER`` cashtags in ``text``.
-
-        Args:
-            text: Plain text.
-
-        Returns:
-            Cashtags of 2-5 capitals, and one-letter cashtags of known tickers.
-        """
+        """Tickers named by cashtags of 2-5 capitals, and one-letter cashtags of known tickers."""
         return {tag for tag in _CASHTAG_RE.findall(text) if len(tag) > 1 or tag in self.known}
 
     def names(self, text: str) -> set[str]:
-        """Return the tickers whose names or aliases occur in ``text`` as whole words (any case).
-
-        Args:
-            text: Plain text.
-
-        Returns:
-            The matching tickers.
-        """
+        """Tickers whose names or aliases occur in ``text`` as whole words (any case)."""
         if self._name_re is None:
             return set()
         found: set[str] = set()
@@ -421,21 +349,11 @@ class TickerMatcher:
         return found
 
     def match(self, text: str, defaults: Iterable[str] = ()) -> list[str]:
-        """Return the sorted tickers of ``text``: ``defaults``, entity-name matches and cashtags.
-
-        Args:
-            text: Plain text (e.g. title and summary).
-            defaults: Tickers that always apply (the feed's own).
-
-        Returns:
-            Sorted, unique ticker symbols.
-        """
+        """The sorted, unique tickers of ``text``: ``defaults`` (the feed's own), name matches and cashtags."""
         return sorted(set(defaults) | self.names(text) | self.cashtags(text))
 
 
-# --------------------------------------------------------------------------------------------------------------------
-# Articles, state, results
-# --------------------------------------------------------------------------------------------------------------------
+# -------------------------------------------------------------------------------------------- articles, state, results
 
 
 class Article(BaseModel):
@@ -488,18 +406,9 @@ class PollResult(BaseModel):
 
 
 def backoff_delay(poll_seconds: float, failures: int, cap: float = MAX_BACKOFF_SECONDS) -> float:
-    """Seconds to wait before the next poll: ``min(poll_seconds * 2**failures, cap)``.
+    """Seconds to wait before the next poll: ``min(poll_seconds * 2**failures, cap)``, no jitter.
 
-    The cap is never below ``poll_seconds``, so a failing feed is not polled more often than a healthy one. No jitter:
-    the schedule is deterministic.
-
-    Args:
-        poll_seconds: The feed's normal interval.
-        failures: Consecutive failures so far (0 gives the normal interval).
-        cap: Longest wait.
-
-    Returns:
-        The delay in seconds.
+    The cap is never below ``poll_seconds``, so a failing feed is not polled more often than a healthy one.
     """
     if failures <= 0:
         return poll_seconds
@@ -518,22 +427,14 @@ def _entry_datetime(entry: Mapping[str, Any]) -> datetime | None:
     return None
 
 
-def _entry_summary(entry: Mapping[str, Any]) -> str:
-    summary = entry.get("summary")
-    if summary:
-        return str(summary)
-    content = entry.get("content") or []
-    return str(content[0].get("value", "")) if content else ""
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# Polling
-# --------------------------------------------------------------------------------------------------------------------
-
-
 def entry_text(entry: Mapping[str, Any]) -> tuple[str, str]:
-    """An entry's title and summary as the app stores them: HTML stripped, whitespace normalised, PII redacted."""
-    return redact(clean_text(entry.get("title"))), redact(clean_text(_entry_summary(entry)))
+    """An entry's title and summary (else its first content) as the app stores them: clean and redacted."""
+    content = entry.get("content") or []
+    summary = entry.get("summary") or (content[0].get("value", "") if content else "")
+    return redact(clean_text(entry.get("title"))), redact(clean_text(str(summary)))
+
+
+# ------------------------------------------------------------------------------------------------------------ polling
 
 
 class FeedPoller:
@@ -543,23 +444,11 @@ class FeedPoller:
     stays the caller's. States live with the caller (e.g. in the store) and are updated in place.
     """
 
-    def __init__(
-        self,
-        feeds: Sequence[FeedConfig],
-        entities: Mapping[str, Sequence[str]],
-        client: httpx.Client | None = None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        """Set up the poller.
+    def __init__(self, feeds: Sequence[FeedConfig], entities: Mapping[str, Sequence[str]],
+                 client: httpx.Client | None = None, clock: Callable[[], float] = time.time) -> None:
+        """Set up the poller over ``feeds`` (unique names, else ValueError) and the entity map (for tagging).
 
-        Args:
-            feeds: The feeds to poll; names must be unique.
-            entities: Ticker -> company names and aliases, for tagging.
-            client: HTTP client to use; by default one is created (it follows the environment's proxy settings).
-            clock: Returns the current time in epoch seconds.
-
-        Raises:
-            ValueError: If two feeds share a name.
+        The default ``client`` follows the environment's proxy settings; ``clock`` returns epoch seconds.
         """
         names = [feed.name for feed in feeds]
         if len(set(names)) != len(names):
@@ -582,10 +471,7 @@ class FeedPoller:
         self.close()
 
     def poll_due(self, states: dict[str, FeedState]) -> dict[str, PollResult]:
-        """Poll every feed whose ``next_poll_at`` has come.
-
-        Args:
-            states: Feed name -> state. A feed without a state gets a new one (added to ``states``) and is due.
+        """Poll every feed whose ``next_poll_at`` has come; a feed without a state gets one (added to ``states``).
 
         Returns:
             Feed name -> result, for the feeds polled, in config order.
@@ -599,22 +485,14 @@ class FeedPoller:
         return results
 
     def poll(self, feed: FeedConfig, state: FeedState) -> PollResult:
-        """Fetch and parse one feed, updating ``state``. Never raises for network, HTTP or feed problems.
+        """Fetch and parse one feed, updating ``state`` in place. Never raises for network, HTTP or feed problems.
 
         * 304 Not Modified: no articles, status ``not_modified``.
         * Timeout, connection error, HTTP error status: status ``error``; ``failures`` grows and the next poll is
           :func:`backoff_delay` away.
-        * Malformed feed (feedparser's ``bozo``) with no entries: status ``bozo`` with the parser's error, counted as a
-          failure; the validators are not kept, so the next poll fetches the document again.
-        * Malformed feed that still has entries: its articles, status ``bozo`` with the parser's error.
+        * Malformed feed (feedparser's ``bozo``) with no entries: status ``bozo``, counted as a failure; the validators
+          are not kept, so the next poll fetches the document again. With entries: its articles, status ``bozo``.
         * Otherwise ``ok``; ``failures`` resets and the next poll is ``poll_seconds`` away.
-
-        Args:
-            feed: The feed.
-            state: Its state; updated in place.
-
-        Returns:
-            The articles (not yet de-duplicated) and the outcome.
         """
         now = self._clock()
         headers: dict[str, str] = {}
@@ -648,16 +526,8 @@ class FeedPoller:
                           http_status=response.status_code)
 
     def parse(self, content: bytes, feed: FeedConfig, seen_at: float | None = None) -> list[Article]:
-        """Parse a feed document into articles, without HTTP (for files and tests). Malformed entries are skipped.
-
-        Args:
-            content: The RSS / Atom bytes.
-            feed: The feed they came from (name and default tickers).
-            seen_at: Fetch time in epoch seconds; default now.
-
-        Returns:
-            The articles.
-        """
+        """Parse RSS / Atom bytes of ``feed`` into articles without HTTP (malformed entries are skipped);
+        ``seen_at`` is the fetch time in epoch seconds, default now."""
         return self._parse(content, feed, self._clock() if seen_at is None else seen_at)[0]
 
     def _parse(self, content: bytes, feed: FeedConfig, now: float) -> tuple[list[Article], str | None, int]:
@@ -690,17 +560,9 @@ class FeedPoller:
             return None
         digest = content_hash(title, summary)
         entry_id = str(entry.get("id") or "").strip() or url or f"sha256:{digest}"
-        return Article(
-            id=entry_id,
-            url=url,
-            title=title,
-            summary=summary,
-            published=_entry_datetime(entry),
-            seen_at=seen_at,
-            source=feed.name,
-            content_hash=digest,
-            tickers=self.matcher.match(f"{title}\n{summary}", defaults=feed.tickers),
-        )
+        return Article(id=entry_id, url=url, title=title, summary=summary, published=_entry_datetime(entry),
+                       seen_at=seen_at, source=feed.name, content_hash=digest,
+                       tickers=self.matcher.match(f"{title}\n{summary}", defaults=feed.tickers))
 
     @staticmethod
     def _succeeded(feed: FeedConfig, state: FeedState, now: float, status: PollStatus, error: str | None) -> None:
@@ -713,14 +575,8 @@ class FeedPoller:
             logger.warning("feed %s: %s, parsed anyway: %s", feed.name, status, error)
 
     @staticmethod
-    def _failed(
-        feed: FeedConfig,
-        state: FeedState,
-        now: float,
-        error: str,
-        http_status: int | None = None,
-        status: PollStatus = "error",
-    ) -> PollResult:
+    def _failed(feed: FeedConfig, state: FeedState, now: float, error: str, http_status: int | None = None,
+                status: PollStatus = "error") -> PollResult:
         error = one_line(error)
         state.failures += 1
         delay = backoff_delay(feed.poll_seconds, state.failures)
@@ -732,20 +588,12 @@ class FeedPoller:
         return PollResult(feed=feed.name, status=status, error=error, http_status=http_status)
 
 
-# --------------------------------------------------------------------------------------------------------------------
-# De-duplication
-# --------------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------- de-duplication
 
 
 def normalise_url(url: str) -> str:
-    """Normalise a URL for de-duplication: lower-case scheme and host, no fragment, no ``utm_*`` parameters.
-
-    Args:
-        url: An absolute URL (anything else is returned stripped).
-
-    Returns:
-        The normalised URL.
-    """
+    """A URL with its scheme and host lower-cased, and no fragment nor ``utm_*`` parameters (a non-absolute one is
+    returned stripped)."""
     url = url.strip()
     parts = urlsplit(url)
     if not parts.scheme or not parts.netloc:
@@ -760,69 +608,33 @@ class Deduper:
 
     Content hashes of texts shorter than ``min_hash_chars`` (normalised title plus summary) are not compared, because
     short templated entries repeat for distinct items; ids and URLs still are. Ids are compared as given, across
-    feeds: a guid is assumed to be unique to its story.
+    feeds: a guid is assumed to be unique to its story. Built from the keys already stored, it holds across restarts.
     """
 
-    def __init__(
-        self,
-        ids: Iterable[str] = (),
-        urls: Iterable[str] = (),
-        content_hashes: Iterable[str] = (),
-        *,
-        min_hash_chars: int = DEFAULT_MIN_HASH_CHARS,
-    ) -> None:
-        """Start from the keys already stored, so that de-duplication holds across restarts.
-
-        Args:
-            ids: Stored article ids.
-            urls: Stored article URLs (normalised here).
-            content_hashes: Stored content hashes.
-            min_hash_chars: Shortest normalised text whose content hash is compared.
-        """
+    def __init__(self, ids: Iterable[str] = (), urls: Iterable[str] = (), content_hashes: Iterable[str] = (), *,
+                 min_hash_chars: int = DEFAULT_MIN_HASH_CHARS) -> None:
         self.ids: set[str] = set(ids)
         self.urls: set[str] = {normalise_url(url) for url in urls if url}
         self.content_hashes: set[str] = set(content_hashes)
         self.min_hash_chars = min_hash_chars
 
-    def _hash_counts(self, article: Article) -> bool:
-        length = len(_normalise_for_hash(article.title)) + len(_normalise_for_hash(article.summary))
-        return length >= self.min_hash_chars
-
     def is_duplicate(self, article: Article) -> bool:
-        """Whether ``article`` repeats a remembered id, URL or (long enough) content hash.
-
-        Args:
-            article: The article.
-
-        Returns:
-            True for a duplicate.
-        """
-        if article.id in self.ids:
+        """Whether ``article`` repeats a remembered id, URL or (long enough) content hash."""
+        if article.id in self.ids or (article.url and normalise_url(article.url) in self.urls):
             return True
-        if article.url and normalise_url(article.url) in self.urls:
-            return True
-        return self._hash_counts(article) and article.content_hash in self.content_hashes
+        length = len(_normalise_for_hash(article.title)) + len(_normalise_for_hash(article.summary))
+        return length >= self.min_hash_chars and article.content_hash in self.content_hashes
 
     def add(self, article: Article) -> None:
-        """Remember the keys of ``article``.
-
-        Args:
-            article: The article.
-        """
+        """Remember the keys of ``article``."""
         self.ids.add(article.id)
         if article.url:
             self.urls.add(normalise_url(article.url))
         self.content_hashes.add(article.content_hash)
 
     def filter(self, articles: Iterable[Article]) -> list[Article]:
-        """Return the articles not seen before, in order, and remember them (duplicates within the batch included).
-
-        Args:
-            articles: New articles, from one feed or several.
-
-        Returns:
-            The first occurrence of each story.
-        """
+        """The first occurrence of each story among ``articles``, in order; all of them are remembered (duplicates
+        within the batch included)."""
         kept: list[Article] = []
         for article in articles:
             duplicate = self.is_duplicate(article)
@@ -832,9 +644,7 @@ class Deduper:
         return kept
 
 
-# --------------------------------------------------------------------------------------------------------------------
-# Health
-# --------------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------- health
 
 
 class FeedHealth(BaseModel):
@@ -869,25 +679,9 @@ def _as_datetime(seconds: float | None) -> datetime | None:
 
 
 def health_table(states: Mapping[str, FeedState]) -> list[dict[str, Any]]:
-    """Rows for the dashboard's feed-health table, one per feed, sorted by name.
-
-    Args:
-        states: Feed name -> state.
-
-    Returns:
-        :class:`FeedHealth` rows as dicts (times as UTC datetimes).
-    """
-    rows = [
-        FeedHealth(
-            feed=name,
-            health=_health(state),
-            last_status=state.last_status,
-            failures=state.failures,
-            last_error=state.last_error,
-            last_ok_at=_as_datetime(state.last_ok_at),
-            next_poll_at=_as_datetime(state.next_poll_at) if state.last_status is not None else None,
-            entries_seen=state.entries_seen,
-        )
-        for name, state in sorted(states.items())
-    ]
-    return [row.model_dump() for row in rows]
+    """The dashboard's feed-health rows (:class:`FeedHealth` as dicts, times as UTC datetimes), sorted by name."""
+    return [FeedHealth(feed=name, health=_health(state), last_status=state.last_status, failures=state.failures,
+                       last_error=state.last_error, last_ok_at=_as_datetime(state.last_ok_at),
+                       next_poll_at=_as_datetime(state.next_poll_at) if state.last_status is not None else None,
+                       entries_seen=state.entries_seen).model_dump()
+            for name, state in sorted(states.items())]

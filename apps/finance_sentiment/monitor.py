@@ -1,19 +1,11 @@
 """The finance worker: poll, score, store, alert, at an interval.
 
-One cycle (:meth:`Monitor.cycle`):
-
-1. poll the feeds that are due (network, outside any transaction), de-duplicate against everything stored;
-2. score the new articles with the core (CPU, still outside the transaction);
-3. in ONE transaction (``FinanceStore.batch``): the feed states, the articles with their scores, and the alerts that
-   the rules raise over the stored articles and the price indicators at the cycle's time.
-
-So a cycle is stored whole or not at all. Stopping: the first SIGTERM / SIGINT asks the loop to stop after the cycle
-in hand (which is finished and committed); a second one interrupts it, and the open transaction is rolled back, so
-the database holds exactly the cycles before it. Either way nothing already stored is lost, and what a rolled-back
-cycle had fetched is fetched again on the next start (its feed states were not saved either).
-
-Prices: at start (and when their files change) the OHLCV files of the watched tickers are read from the prices
-folder and upserted into the store; the indicator rules read them back from there.
+One cycle (:meth:`Monitor.cycle`) polls the due feeds and de-duplicates against everything stored, scores the new
+articles (both outside any transaction), then in ONE transaction stores the feed states, the articles with their
+scores and the alerts the rules raise at the cycle's time: a cycle is stored whole or not at all. The first SIGTERM /
+SIGINT stops the loop after the cycle in hand; a second one rolls that cycle back (its feeds are fetched again on the
+next start). At start, and when their files change, the watched tickers' price files are upserted into the store,
+where the indicator rules read them.
 """
 
 from __future__ import annotations
@@ -30,7 +22,7 @@ import pandas as pd
 from pydantic import BaseModel, Field
 
 from apps.finance_sentiment.alerts import AlertRule, evaluate, load_rules
-from apps.finance_sentiment.feeds import Deduper, FeedConfig, FeedPoller, FeedState, load_feeds_file
+from apps.finance_sentiment.feeds import Deduper, FeedConfig, FeedPoller, load_feeds_file
 from apps.finance_sentiment.indicators import PriceFileError, indicator_frame, read_prices
 from apps.finance_sentiment.settings import FinSettings
 from apps.finance_sentiment.store import FinanceStore
@@ -107,7 +99,7 @@ class Monitor:
 
     def _default_risk(self):
         """The fusion risk scorer when a risk rule exists and the model is trained; else None (rules stay quiet)."""
-        if not any(getattr(r, "kind", "") == "risk_model" for r in self.rules):
+        if not any(r.kind == "risk_model" for r in self.rules):
             return None
         path = self.settings.risk_artifact_dir
         if not (path / "config.json").is_file():
@@ -128,8 +120,7 @@ class Monitor:
     def load_prices(self, folder: Path | None = None) -> dict[str, int]:
         """Upsert the price file of each watched ticker that is new or changed since the last load.
 
-        Returns:
-            Ticker -> rows written; a bad file is logged (one line) and skipped, keeping what is stored.
+        Returns ticker -> rows written; a bad file is logged (one line) and skipped, keeping what is stored.
         """
         folder = Path(folder or self.settings.prices_folder)
         written = {}
@@ -162,22 +153,13 @@ class Monitor:
 
     # ----------------------------------------------------------------------------------------------- cycle
     def cycle(self, as_of: datetime | None = None) -> CycleReport:
-        """Run one poll / score / store / alert cycle.
-
-        Args:
-            as_of: Time at which the alert rules are evaluated (default: now). Replaying captured feeds passes their
-                capture time, so their windows are the current ones.
-
-        Returns:
-            What it did.
-        """
+        """Run one poll / score / store / alert cycle, the alert rules evaluated at ``as_of`` (default: now; a replay
+        of captured feeds passes their capture time, so their windows are the current ones)."""
         t0 = time.perf_counter()
         started = datetime.fromtimestamp(self.clock(), tz=UTC)
         as_of = (as_of or started).astimezone(UTC)
         states = self.store.feed_states()
-        for f in self.feeds:
-            states.setdefault(f.name, FeedState())
-        results = self.poller.poll_due(states)
+        results = self.poller.poll_due(states)  # adds a state for each feed without one
         fetched = [a for r in results.values() for a in r.articles]
         new = self.deduper.filter(fetched)
         scores = self.scorer.score_articles(new) if self.scorer is not None and new else None
@@ -205,16 +187,13 @@ class Monitor:
 
     def run(self, once: bool = False, stop: StopFlag | None = None, as_of: datetime | None = None,
             on_cycle: Callable[[CycleReport], None] | None = None) -> list[CycleReport]:
-        """Loop cycles every ``interval_seconds`` until ``stop`` is set (or once).
+        """Loop cycles every ``interval_seconds`` until ``stop`` is set (or once) and return their reports.
 
         Args:
             once: Run a single cycle.
             stop: The stop flag (install its signal handlers in the main thread first).
             as_of: Fixed evaluation time for every cycle (replays); default: each cycle's own time.
             on_cycle: Called with each cycle's report.
-
-        Returns:
-            The reports of the cycles run.
         """
         stop = stop or StopFlag()
         reports = []

@@ -1,23 +1,13 @@
 """Training and evaluation of the finance sentiment model (offline: nothing online imports this module).
 
-The model is the shared core (all-MiniLM-L6-v2 start) fine-tuned on Financial PhraseBank (50% agreement),
-deduplicated and split 70/10/20 with a fixed seed (``core.recipes.text_task``): the 20% test part is never trained on
-nor used for any choice. Every member fine-tunes every weight of its own copy of the backbone (``members``, seeds 1
-apart), on the same split.
-
-Financial PhraseBank says how many annotators agreed on each sentence (its 50%, 66%, 75% and 100% agreement
-files). When those files are there the members train on soft targets (:func:`agreement_targets`): a sentence only
-half the annotators called positive teaches "positive, or maybe neutral", not a certain positive. Validation, test
-and every reported figure use the majority labels.
-
-With ``refit_epochs`` (``trident fin train --refit-epochs N``, what ``make artifacts`` builds) the members do not
-early-stop on the validation split: they train on the training and validation splits together for a fixed N epochs
-and keep their last weights, so they also learn from those sentences, and a noisy early stop on a small validation
-split cannot keep an early epoch (docs/experiments.md has the comparison).
-
-With more than one member their class probabilities are averaged: the artifact folder then holds ``ensemble.json``
-(``core.engine``: members, weights, the split and validation figures) and one core artifact per member under
-``members/``; a single-member artifact is a plain core artifact. :mod:`apps.finance_sentiment.model` serves both.
+The shared core (all-MiniLM-L6-v2 start) is fully fine-tuned on Financial PhraseBank (50% agreement), deduplicated
+and split 70/10/20 with a fixed seed (``core.recipes.text_task``); the test part is never trained on nor used for a
+choice. When PhraseBank's agreement files are there the members train on soft targets (:func:`agreement_targets`): a
+sentence half the annotators called positive teaches "positive, or maybe neutral". Validation, test and every
+reported figure use the majority labels. With ``refit_epochs`` (what ``make artifacts`` builds) the members train on
+the training and validation splits for a fixed number of epochs instead of early-stopping on a small, noisy validation
+split (docs/experiments.md). Several members (seeds 1 apart) are averaged: the artifact then holds ``ensemble.json``
+and one core artifact per member under ``members/`` (``core.engine``).
 """
 
 from __future__ import annotations
@@ -38,9 +28,6 @@ from core.data import DataFormatError, read_labelled_texts, text_key
 from core.engine import Ensemble, InferenceEngine, write_ensemble
 from core.metrics import accuracy, log_loss, precision_recall_f1
 from core.recipes import finetune_text, refit, text_task
-
-__all__ = ["AGREEMENT_FILES", "agreement_targets", "eval_sentiment", "phrasebank_agreement", "read_sentiment_data",
-           "soft_targets", "train_sentiment", "training_view"]
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +57,8 @@ middle of 75-99%, 66-74% and 50-65%."""
 
 
 def phrasebank_agreement(path: str | Path) -> dict[str, float]:
-    """Annotator agreement per sentence of a PhraseBank file, from the agreement subsets beside it.
-
-    Every sentence gets the share of the strictest subset (:data:`AGREEMENT_FILES`) that holds it; keys are the
-    sentences as :func:`core.data.text_key` writes them (as :func:`core.data.dedupe_texts` compares them).
+    """Annotator agreement per sentence (keyed by :func:`core.data.text_key`) of a PhraseBank file: the share of the
+    strictest subset beside it (:data:`AGREEMENT_FILES`) that holds the sentence.
 
     Raises:
         DataFormatError: a subset file is missing, or malformed.
@@ -142,16 +127,11 @@ def train_sentiment(data_path: str | Path, out: str | Path, fmt: str = "phraseba
         out: Artifact folder (replaced only once everything has trained).
         fmt: ``phrasebank`` or ``csv``.
         members: Fully fine-tuned members (seeds ``cfg.seed``, ``cfg.seed + 1``, ...), averaged.
-        cfg: ``TrainConfig`` of the members (default: the settings' default for the targets used,
-            :meth:`FinTrainSettings.config`; the CLI passes ``FIN_TRAIN__SOFT__...`` or ``FIN_TRAIN__HARD__...``).
-        soft_labels: Train on soft targets from annotator agreement (:func:`agreement_targets`), read from the
-            PhraseBank agreement subsets beside ``data_path``. ``None`` (default): when ``fmt`` is ``phrasebank`` and
-            those files are there; ``True``: required (an error without them); ``False``: the majority labels.
-            Validation and test always score the majority labels.
-        refit_epochs: Instead of early stopping on the validation split, train the members on the training and
-            validation splits together for this many epochs and keep the last weights (``TrainConfig.keep="last"``);
-            the report then holds no validation figures (the members have seen those sentences). The test split
-            stays out of training either way.
+        cfg: ``TrainConfig`` of the members (default: :meth:`FinTrainSettings.config` for the targets used).
+        soft_labels: Train on soft targets from the agreement files beside ``data_path`` (see :func:`soft_targets`):
+            ``None`` when they are there, ``True`` required, ``False`` the majority labels.
+        refit_epochs: Train on the training and validation splits for this many epochs and keep the last weights,
+            instead of early stopping; the report then holds no validation figures.
 
     Returns:
         ``{"artifact", "members", "weights", "validation", "test", ...}``: each member's and the average's test

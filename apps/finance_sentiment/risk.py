@@ -3,18 +3,12 @@ news about it, and gives the probability of a *risk event*: a loss of ``loss_thr
 trading session. It is compared, on sessions it never trained on, with text-only scoring (the sentiment model's
 score of the same news, mapped to a probability by a logistic fit on the training sessions).
 
-Data (:func:`build_risk_data`):
-
-* sessions: each daily row of the price files of the watched stocks (Yahoo history, then the Stooq 2026 files for
-  the dates after it), with the indicators of ``indicators.indicator_frame``; the window is the last ``steps`` rows at
-  or before the session close, with fixed scalings (:func:`risk_window`), so that the level of volatility survives
-  (a per-window z-score would hide it) and nothing after the close is used;
-* news: the articles of the feeds tagged with the ticker that count for the session by the join rule of
-  ``indicators.join_sentiment`` (after the previous close, before this close); their titles, joined, are the text;
-  a session without news reads ``"no news"``;
-* target: ``next close / this close - 1 <= -loss_threshold`` (adjusted closes);
-* split by time, never shuffled across it: train before ``val_start``, validation until ``test_start``, test after
-  (held back: used once, for the reported comparison).
+Data (:func:`build_risk_data`): each daily row of the watched stocks' price files (Yahoo history, then the Stooq 2026
+files) is a session; its window is the last ``steps`` indicator rows up to its close, with fixed scalings
+(:func:`risk_window`, so that the level of volatility survives, which a per-window z-score would hide); its text is
+the titles of the ticker's articles after the previous close and up to this one (else ``"no news"``); its target is
+``next adjusted close / this one - 1 <= -loss_threshold``. Splits are by time: train before ``val_start``,
+validation until ``test_start``, test after (used once, for the reported comparison).
 
 Metrics: ROC-AUC, average precision, Brier score and the base rate, overall and on the sessions with news.
 """
@@ -25,14 +19,14 @@ import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from apps.finance_sentiment.feeds import Deduper, FeedPoller, load_feeds_file
-from apps.finance_sentiment.indicators import indicator_frame, read_prices
+from apps.finance_sentiment.indicators import indicator_frame, read_prices, utc
 from apps.finance_sentiment.model import load_sentiment_model
 from apps.finance_sentiment.scoring import SentimentScorer
 from apps.finance_sentiment.settings import ScoringSettings
@@ -72,17 +66,11 @@ def risk_window(frame: pd.DataFrame, end: int, steps: int, n_features: int) -> n
 def load_history(data_dir: Path, ticker: str) -> pd.DataFrame | None:
     """A ticker's daily prices: ``market_prices/<T>.csv``, then ``stooq_2026/<T>.csv`` for the dates after it."""
     base = data_dir / "market_prices"
-    parts = []
-    if (base / f"{ticker}.csv").is_file():
-        parts.append(read_prices(base / f"{ticker}.csv", ticker))
-    if (base / "stooq_2026" / f"{ticker}.csv").is_file():
-        extra = read_prices(base / "stooq_2026" / f"{ticker}.csv", ticker)
-        if parts:
-            extra = extra[extra.index > parts[0].index[-1]]
-        parts.append(extra)
+    parts = [read_prices(p, ticker) for p in (base / f"{ticker}.csv", base / "stooq_2026" / f"{ticker}.csv")
+             if p.is_file()]
     if not parts:
         return None
-    frame = pd.concat(parts)
+    frame = pd.concat([parts[0], *(p[p.index > parts[0].index[-1]] for p in parts[1:])])
     frame.attrs["ticker"] = ticker
     return frame
 
@@ -94,11 +82,16 @@ class RiskData:
     series: np.ndarray  # (N, T, F)
     texts: list[str]
     labels: np.ndarray  # (N,) 1 = risk event
-    keys: list[tuple[str, str]] = field(default_factory=list)  # (ticker, session date)
-    news: np.ndarray | None = None  # (N,) bool: the session has news
+    keys: list[tuple[str, str]]  # (ticker, session date)
+    news: np.ndarray  # (N,) bool: the session has news
 
     def __len__(self) -> int:
         return len(self.texts)
+
+
+def _about(articles: pd.DataFrame, ticker: str) -> pd.DataFrame:
+    """The articles tagged with ``ticker``."""
+    return articles[[ticker in t for t in articles["tickers"]]] if len(articles) else articles
 
 
 def _session_news(rows: pd.DatetimeIndex, articles: pd.DataFrame) -> dict[int, list[str]]:
@@ -141,8 +134,7 @@ def build_risk_data(data_dir: Path, tickers: Sequence[str], articles: pd.DataFra
             continue
         frame = indicator_frame(prices)
         adj = prices["adj_close"].to_numpy(dtype="float64")
-        mine = articles[[ticker in ts for ts in articles["tickers"]]] if len(articles) else articles
-        news = _session_news(frame.index, mine)
+        news = _session_news(frame.index, _about(articles, ticker))
         n_train = 0
         for i in range(steps, len(frame) - 1):
             nxt = adj[i + 1] / adj[i] - 1.0
@@ -160,12 +152,9 @@ def build_risk_data(data_dir: Path, tickers: Sequence[str], articles: pd.DataFra
                                (ticker, ts.strftime("%Y-%m-%d")), bool(titles)))
     result = {}
     for split, rows in out.items():
-        if not rows:
-            result[split] = RiskData(np.zeros((0, steps, n_features), np.float32), [], np.zeros(0, int), [],
-                                     np.zeros(0, bool))
-            continue
-        s, t, y, k, n = zip(*rows)
-        result[split] = RiskData(np.stack(s), list(t), np.asarray(y), list(k), np.asarray(n))
+        s, t, y, k, n = zip(*rows) if rows else ((), (), (), (), ())
+        result[split] = RiskData(np.stack(s) if rows else np.zeros((0, steps, n_features), np.float32), list(t),
+                                 np.asarray(y, dtype=int), list(k), np.asarray(n, dtype=bool))
     return result
 
 
@@ -267,17 +256,14 @@ def train_risk_model(splits: dict[str, RiskData], sentiment_artifact: Path, out:
     # text-only: the sentiment score of the same news, through a logistic fit on the training sessions
     scorer = SentimentScorer(sent_model, ScoringSettings(explain=False))
     texts = sorted({t for d in splits.values() for t in d.texts if t != NO_NEWS})
-    scores = {}
-    if texts:
-        for t, s in zip(texts, scorer.score_articles([{"title": t, "summary": ""} for t in texts])):
-            scores[t] = s.score if s is not None else 0.0
+    scored = scorer.score_articles([{"title": t, "summary": ""} for t in texts]) if texts else []
+    scores = {t: s.score if s is not None else 0.0 for t, s in zip(texts, scored)}
     w = _logistic(text_only_features(scores, tr), tr.labels.astype(float))
     p_text = _predict_logistic(w, text_only_features(scores, te))
-    news = te.news if te.news is not None else np.zeros(len(te), bool)
     report = {"n": {k: len(v) for k, v in splits.items()},
-              "news_sessions": {k: int(v.news.sum()) if v.news is not None else 0 for k, v in splits.items()}}
+              "news_sessions": {k: int(v.news.sum()) for k, v in splits.items()}}
     for name, p in (("fusion", p_fusion), ("fusion_without_text", p_blind), ("text_only", p_text)):
-        report[name] = {"all": risk_metrics(te.labels, p), "with_news": risk_metrics(te.labels[news], p[news])}
+        report[name] = {"all": risk_metrics(te.labels, p), "with_news": risk_metrics(te.labels[te.news], p[te.news])}
     f, t = report["fusion"]["all"], report["text_only"]["all"]
     report["kept"] = "fusion" if (f.get("roc_auc", 0) or 0) > (t.get("roc_auc", 0) or 0) else "text_only"
     (Path(out) / "risk_report.json").write_text(json.dumps(report, indent=2))
@@ -325,8 +311,7 @@ class RiskScorer:
             articles: ``id, ts, title, tickers`` (``FinanceStore.articles``).
             as_of: Nothing after this time is used.
         """
-        as_of = pd.Timestamp(as_of)
-        as_of = as_of.tz_localize("UTC") if as_of.tzinfo is None else as_of.tz_convert("UTC")
+        as_of = utc(as_of)
         rows, windows, texts = [], [], []
         n_features = self.engine.model.cfg.series_features
         for ticker, frame in sorted(prices.items()):
@@ -335,20 +320,15 @@ class RiskScorer:
                 continue
             ind = indicator_frame(frame)
             close, prev = ind.index[-1], ind.index[-2]
-            if len(articles):
-                mine = articles[[ticker in t for t in articles["tickers"]]]
-                mine = mine[(mine["ts"] > prev) & (mine["ts"] <= close)].sort_values("ts")
-            else:
-                mine = articles
+            mine = _about(articles, ticker)
+            mine = mine[(mine["ts"] > prev) & (mine["ts"] <= close)].sort_values("ts") if len(mine) else mine
             titles = [str(t) for t in mine["title"]][:4] if len(mine) else []
             windows.append(risk_window(ind, len(ind), self.steps, n_features))
             texts.append(" | ".join(titles) if titles else NO_NEWS)
             rows.append({"ticker": ticker, "ts": close, "window_start": prev,
                          "article_ids": list(mine["id"]) if len(mine) else []})
         frame = pd.DataFrame(rows, columns=["ticker", "ts", "window_start", "article_ids"])
-        if rows:
-            frame["p"] = self.engine.classify_series_proba(np.stack(windows), texts, "risk")[:, self.col]
-        else:
-            frame["p"] = pd.Series(dtype="float64")
+        frame["p"] = (self.engine.classify_series_proba(np.stack(windows), texts, "risk")[:, self.col] if rows
+                      else pd.Series(dtype="float64"))
         frame["text"] = texts
         return frame

@@ -1,22 +1,16 @@
 """Sentence and article sentiment from the shared core.
 
-An article is its headline plus the sentences of its summary (:func:`split_sentences`). Every sentence is scored in
-batches by the core's sentiment classifier (``positive / neutral / negative`` probabilities); its **score** is
-``p(positive) - p(negative)``, in [-1, 1].
+An article is its headline plus the sentences of its summary (:func:`split_sentences`), each scored by the core's
+classifier; a **score** is ``p(positive) - p(negative)``, in [-1, 1]. The article's probabilities are the weighted
+mean of its sentences', sentence ``i`` weighing ``t_i * (1 - p_i(neutral)) + 0.05`` with ``t_i`` the
+``title_weight`` (2 by default) for the headline and 1 otherwise: opinionated sentences count far more than neutral
+boilerplate, and an all-neutral article gets roughly the plain mean. Its label is their arg-max and its score is
+taken from them, so label and score agree in sign.
 
-Article rule (documented, deterministic): the article's class probabilities are the weighted mean of its sentences'
-probabilities, where sentence ``i`` weighs ``w_i = t_i * (1 - p_i(neutral)) + 0.05``; ``t_i`` is
-``title_weight`` (2 by default) for the headline and 1 for a body sentence. So a clearly opinionated sentence counts
-far more than neutral boilerplate ("The company is based in Espoo."), the headline counts double, and an article
-whose sentences are all neutral gets roughly their plain mean. The article's label is the arg-max of those
-probabilities and its score ``p(positive) - p(negative)`` of them, so label and score always agree in sign.
-
-Explanations come from the model itself: for the ``explain_sentences`` sentences that weigh most in the article's
-score, occlusion attributions of ``log p(positive) - log p(negative)`` to each word (``InferenceEngine.explain``):
-a positive number means the word pushed the sentence towards positive.
-
-Limits: at most ``max_chars`` characters and ``max_sentences`` sentences of an article are read (``truncated`` says
-so); an article with no text left after cleaning is not scored (None).
+Explanations: for the ``explain_sentences`` sentences that weigh most in the score, occlusion attributions of
+``log p(positive) - log p(negative)`` to each word (positive: the word pushed towards positive). At most
+``max_chars`` characters and ``max_sentences`` sentences are read (``truncated`` says so); an article with no text is
+not scored (None).
 """
 
 from __future__ import annotations
@@ -130,24 +124,9 @@ class SentimentScorer:
         """Class probabilities (N, 3) in the order positive, neutral, negative, scored in batches."""
         if not texts:
             return np.zeros((0, 3), dtype=np.float32)
-        out = []
         bs = self.settings.batch_size
-        for start in range(0, len(texts), bs):
-            out.append(self.engine.classify_proba(list(texts[start:start + bs]), self.task)[:, self._cols])
-        return np.concatenate(out)
-
-    def score_sentences(self, texts: Sequence[str]) -> list[SentenceScore]:
-        """Score each text as one sentence.
-
-        Raises:
-            core.engine.InputError: A text is empty.
-        """
-        p = self.probabilities(list(texts))
-        return [_sentence(t, row) for t, row in zip(texts, p)]
-
-    def explain(self, texts: Sequence[str], max_words: int = 48) -> list[list[tuple[str, float]]]:
-        """Per text, (word, attribution to log p(positive) - log p(negative)) pairs in text order."""
-        return self.engine.explain(list(texts), self.task, weights=_EXPLAIN_WEIGHTS, max_words=max_words)
+        return np.concatenate([self.engine.classify_proba(list(texts[start:start + bs]), self.task)[:, self._cols]
+                               for start in range(0, len(texts), bs)])
 
     # -------------------------------------------------------------------------------------------- articles
     def article_sentences(self, title: str, summary: str) -> tuple[list[str], bool]:
@@ -205,7 +184,7 @@ class SentimentScorer:
         texts = [out[k].sentences[i].text for k, idx in picks for i in idx]
         if not texts:
             return
-        words = iter(self.explain(texts))
+        words = iter(self.engine.explain(texts, self.task, weights=_EXPLAIN_WEIGHTS, max_words=48))
         for k, idx in picks:
             items = [{"idx": i, "text": out[k].sentences[i].text,
                       "words": [[w, round(a, 4)] for w, a in next(words)]} for i in idx]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -41,13 +40,9 @@ USER_ERRORS = (DatabaseError, ScoringError, FeedConfigError, AlertConfigError, P
 
 
 class FinService:
-    """The finance monitor's read side and ad-hoc scoring.
+    """The finance monitor's read side and ad-hoc scoring, over a created store.
 
-    Args:
-        settings: Finance settings.
-        store: The store (created).
-        feeds: Configured feeds (for source names and feed health); default: read from ``settings.feeds_path``.
-        entities: Ticker -> names (for the ticker list).
+    ``feeds`` (for source names and feed health) and ``entities`` (for the ticker list) default to the feeds file.
     """
 
     def __init__(self, settings: FinSettings, store: FinanceStore, feeds: list[FeedConfig] | None = None,
@@ -72,11 +67,7 @@ class FinService:
     # ------------------------------------------------------------------------------------------------- model
     @property
     def scorer(self):
-        """The sentiment scorer, loaded on first use.
-
-        Raises:
-            ArtifactError: No model is trained yet.
-        """
+        """The sentiment scorer, loaded on first use (ArtifactError when no model is trained yet)."""
         with self._lock:
             if self._scorer is None:
                 # heavy (Lightning, the weights) and optional: a dashboard over stored data starts without the model
@@ -88,11 +79,7 @@ class FinService:
             return self._scorer
 
     def score_text(self, text: str, title: str = ""):
-        """Score one text as an article (sentences, aggregate, explanation).
-
-        Raises:
-            InputError: The text is empty.
-        """
+        """Score one text as an article (sentences, aggregate, explanation); InputError when it is empty."""
         if not (text or "").strip() and not (title or "").strip():
             raise InputError("the text is empty")
         result = self.scorer.score_articles([{"title": title, "summary": text}])[0]
@@ -118,39 +105,24 @@ class FinService:
                                    limit=limit)
 
     def article(self, article_id: str) -> dict[str, Any]:
-        """One article with sentences, probabilities and explanation.
-
-        Raises:
-            UnknownArticle: No article has this id.
-        """
+        """One article with sentences, probabilities and explanation (UnknownArticle when no article has this id)."""
         return self.store.article(article_id)
 
     def sentiment_vs_price(self, ticker: str, freq: str = "D") -> pd.DataFrame:
-        """The ticker's indicator rows joined with its news sentiment (``join_sentiment``); empty without prices.
-
-        Returns:
-            Columns ``ticker, ts, close, ret, ..., sentiment_mean, sentiment_n, sentiment_z``.
-        """
+        """The ticker's indicator rows joined with its news sentiment (``join_sentiment``): columns ``ticker, ts, close,
+        ret, ..., sentiment_mean, sentiment_n, sentiment_z``; empty without prices."""
         prices = self.store.prices(ticker)
         if prices.empty:
             return pd.DataFrame(columns=["ticker", "ts", "close", "sentiment_mean", "sentiment_n", "sentiment_z"])
         news = self.store.sentiment_series(ticker, freq=None)
         return join_sentiment(indicator_frame(prices), news, freq=freq, tz=self.settings.price_tz)
 
-    def sentiment_series(self, ticker: str, freq: str = "D") -> pd.DataFrame:
-        """Mean article score per day (or hour) of a ticker."""
-        return self.store.sentiment_series(ticker, freq=freq)
-
     def alerts(self, ticker: str | None = None, since: datetime | None = None, limit: int = 200) -> pd.DataFrame:
         """Stored alerts, most recent first."""
         return self.store.alerts(ticker=ticker or None, since=since, limit=limit)
 
     def alert(self, alert_id: str) -> dict[str, Any]:
-        """One alert as a dict.
-
-        Raises:
-            UnknownAlert: No alert has this id.
-        """
+        """One alert as a dict (UnknownAlert when no alert has this id)."""
         frame = self.store.alerts(limit=100_000)
         row = frame[frame["id"] == alert_id]
         if row.empty:
@@ -164,11 +136,7 @@ class FinService:
         return frame[frame["id"].isin(ids)].reset_index(drop=True)
 
     def acknowledge(self, alert_id: str) -> None:
-        """Mark an alert as seen.
-
-        Raises:
-            UnknownAlert: No alert has this id.
-        """
+        """Mark an alert as seen (UnknownAlert when no alert has this id)."""
         if not self.store.acknowledge(alert_id):
             raise UnknownAlert(alert_id)
 
@@ -187,8 +155,3 @@ class FinService:
     def database(self) -> str:
         """The database URL without its password."""
         return redact_url(self.settings.core.effective_database_url)
-
-    @property
-    def artifact(self) -> Path:
-        """The sentiment model folder."""
-        return self.settings.artifact_dir

@@ -1,21 +1,13 @@
 """Persistent state of the finance-sentiment monitor: feed states, articles and their scores, prices and alerts.
 
-One :class:`FinanceStore` works on SQLite (the embedded default) and PostgreSQL through SQLAlchemy Core, with bound
-parameters only. Every write is idempotent, so a re-polled feed, a re-run of the worker or a restart never
-duplicates a row:
+:class:`FinanceStore` works on SQLite and PostgreSQL (SQLAlchemy Core, bound parameters only). Every write is
+idempotent, so a re-poll, a re-run or a restart never duplicates a row: articles are inserted once per id and per URL
+(the first fetch wins; no link is a NULL URL, which the unique index ignores) and their scores written onto the
+stored row; prices are upserted on ``(ticker, ts)``; alerts are inserted once per deterministic id.
 
-* articles: ``INSERT ... ON CONFLICT DO NOTHING`` on the id and on the URL (the first fetch of a story wins; an entry
-  without a link is stored with a NULL URL, which the unique index does not compare). Scores, when given, are
-  written onto the stored row, and its sentence scores replaced, so re-scoring updates and repeating changes nothing.
-* prices: upsert on ``(ticker, ts)`` (a later file is taken as a correction), sent in executemany batches.
-* alerts: ``ON CONFLICT DO NOTHING`` on the deterministic alert id; :meth:`FinanceStore.save_alerts` counts the new.
-
-Transactions. Each call is one transaction unless it runs inside :meth:`FinanceStore.batch`, which makes a whole poll
-cycle one transaction: an exception (a SIGTERM turned into ``SystemExit`` included) rolls back the cycle in hand and
-leaves every earlier, committed cycle untouched. On SQLite the batch holds the write lock until it ends, so fetch the
-feeds first and open the batch around the writes only (other writers wait up to the 5 s busy timeout).
-
-Timestamps are timezone-aware UTC; :class:`~apps.finance_sentiment.feeds.FeedState` times stay epoch seconds.
+Each call is one transaction, unless it runs inside :meth:`FinanceStore.batch` (a whole poll cycle: an exception
+rolls back only the cycle in hand). On SQLite a batch holds the write lock until it ends, so fetch the feeds first.
+Timestamps are aware UTC; :class:`~apps.finance_sentiment.feeds.FeedState` times stay epoch seconds.
 """
 
 from __future__ import annotations
@@ -133,17 +125,15 @@ alerts = sa.Table(
     sa.Index("ix_alerts_ticker", "ticker", "fired_at"),
 )
 
-TABLES: tuple[sa.Table, ...] = (feeds, articles, sentence_scores, article_tickers, prices, alerts)
-
 ARTICLE_COLUMNS = ("id", "ts", "published", "seen_at", "source", "title", "summary", "url", "tickers", "score",
                    "label", "scored_at", "content_hash")
 ALERT_COLUMNS = ("id", "ticker", "rule", "severity", "fired_at", "window_start", "window_end", "reason", "value",
                  "threshold", "article_ids", "acknowledged")
 
 
-def _chunks(rows: Sequence[dict[str, Any]], size: int = BATCH_ROWS) -> Iterator[Sequence[dict[str, Any]]]:
+def _chunks(rows: Sequence[Any], size: int = BATCH_ROWS) -> Iterator[list[Any]]:
     for start in range(0, len(rows), size):
-        yield rows[start:start + size]
+        yield list(rows[start:start + size])
 
 
 def _float(value: Any) -> float | None:
@@ -179,12 +169,8 @@ def _score_values(score: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _sentence_rows(article_id: str, sentences: Iterable[Any]) -> list[dict[str, Any]]:
-    rows = []
-    for idx, sentence in enumerate(sentences):
-        s = _plain(sentence)
-        rows.append({"article_id": article_id, "idx": idx, "text": str(s.get("text", "")), "label": s.get("label"),
-                     **{k: _float(s.get(k)) for k in ("positive", "neutral", "negative", "score")}})
-    return rows
+    return [{"article_id": article_id, "idx": idx, "text": str(s.get("text", "")), "label": s.get("label"),
+             **{k: _float(s.get(k)) for k in SENTENCE_COLUMNS[2:]}} for idx, s in enumerate(map(_plain, sentences))]
 
 
 def _tickers(value: str | None) -> list[str]:
@@ -199,13 +185,7 @@ class FinanceStore(BaseStore):
     # ---------------------------------------------------------------------------------------------- feeds
 
     def save_feed_state(self, name: str, state: FeedState, url: str | None = None) -> None:
-        """Insert or replace the poller's state of one feed.
-
-        Args:
-            name: The feed's name.
-            state: Its state after a poll.
-            url: The feed's URL, for the record (kept when None).
-        """
+        """Insert or replace the poller's state of one feed; ``url`` is for the record (kept when None)."""
         row = {"name": name, **state.model_dump()}
         with self._write() as conn:
             ins = upsert_insert(conn, feeds)
@@ -225,11 +205,7 @@ class FinanceStore(BaseStore):
     # ------------------------------------------------------------------------------------------- articles
 
     def known_keys(self) -> tuple[set[str], set[str], set[str]]:
-        """The ids, URLs and content hashes of every stored article, to seed a ``Deduper`` after a restart.
-
-        Returns:
-            ``(ids, urls, content_hashes)``; articles without a link add no URL.
-        """
+        """``(ids, urls, content_hashes)`` of every stored article, to seed a ``Deduper`` after a restart."""
         a = articles.c
         with self._read() as conn:
             rows = conn.execute(sa.select(a.id, a.url, a.content_hash)).all()
@@ -244,15 +220,11 @@ class FinanceStore(BaseStore):
         Args:
             items: The articles.
             scores: None, or one entry per article: None (not scored) or a mapping (or pydantic model) with
-                ``score`` (float in [-1, 1]), ``label``, ``probs`` (JSON-able, e.g. ``{"negative": 0.8, ...}``),
-                ``explanation`` (JSON-able), ``sentences`` (items with ``text, label, positive, neutral,
-                negative, score``) and optionally ``scored_at`` (default now).
+                ``score``, ``label``, ``probs`` and ``explanation`` (JSON-able), ``sentences`` (items with
+                ``text, label, positive, neutral, negative, score``) and optionally ``scored_at`` (default now).
 
         Returns:
-            How many articles were new.
-
-        Raises:
-            ValueError: ``scores`` is not as long as ``items``.
+            How many articles were new. Raises ValueError when ``scores`` is not as long as ``items``.
         """
         items = list(items)
         if scores is not None and len(scores) != len(items):
@@ -267,12 +239,10 @@ class FinanceStore(BaseStore):
         with self._write() as conn:
             ins = upsert_insert(conn, articles).on_conflict_do_nothing().returning(articles.c.id)
             for chunk in _chunks(rows):
-                new.update(conn.execute(ins, list(chunk)).scalars())
-            batch_ids = list(dict.fromkeys(r["id"] for r in rows))
+                new.update(conn.execute(ins, chunk).scalars())
             stored: set[str] = set()
-            for start in range(0, len(batch_ids), 500):
-                q = sa.select(articles.c.id).where(articles.c.id.in_(batch_ids[start:start + 500]))
-                stored.update(conn.execute(q).scalars())
+            for ids in _chunks(list(dict.fromkeys(r["id"] for r in rows)), 500):
+                stored.update(conn.execute(sa.select(articles.c.id).where(articles.c.id.in_(ids))).scalars())
             ticker_rows = [{"article_id": x.id, "ticker": t} for x in items if x.id in stored for t in x.tickers]
             if ticker_rows:
                 conn.execute(upsert_insert(conn, article_tickers).on_conflict_do_nothing(), ticker_rows)
@@ -283,19 +253,13 @@ class FinanceStore(BaseStore):
                 conn.execute(sa.delete(sentence_scores).where(sentence_scores.c.article_id.in_(ids)))
                 sentence_rows = [row for aid in ids for row in _sentence_rows(aid, scored[aid].get("sentences") or ())]
                 for chunk in _chunks(sentence_rows):
-                    conn.execute(sentence_scores.insert(), list(chunk))
+                    conn.execute(sentence_scores.insert(), chunk)
         return len(new)
 
     def articles(self, tickers: Iterable[str] | str | None = None, sources: Iterable[str] | str | None = None,
                  since: datetime | None = None, until: datetime | None = None, limit: int = 500) -> pd.DataFrame:
-        """Stored articles, newest first by ``ts`` (the publication time, else the fetch time).
-
-        Args:
-            tickers: Only articles tagged with one of these tickers.
-            sources: Only articles from these feeds.
-            since: Only ``ts >= since``.
-            until: Only ``ts < until``.
-            limit: At most this many.
+        """At most ``limit`` stored articles, newest first by ``ts`` (the publication time, else the fetch time),
+        tagged with one of ``tickers``, from ``sources``, with ``since <= ts < until`` (None: no filter).
 
         Returns:
             Columns ``id, ts, published, seen_at, source, title, summary, url, tickers (list), score (NaN when
@@ -324,11 +288,8 @@ class FinanceStore(BaseStore):
         return frame
 
     def article(self, article_id: str) -> dict[str, Any]:
-        """One article with its scores and its sentences.
-
-        Returns:
-            The article's columns (``tickers`` as a list, ``probs`` and ``explanation`` parsed from JSON) and
-            ``sentences``: dicts ``idx, text, label, positive, neutral, negative, score`` in order.
+        """One article's columns (``tickers`` as a list, ``probs`` and ``explanation`` parsed from JSON) and its
+        ``sentences`` (dicts ``idx, text, label, positive, neutral, negative, score``, in order).
 
         Raises:
             UnknownArticle: No article has this id.
@@ -342,12 +303,9 @@ class FinanceStore(BaseStore):
                  .where(s.article_id == article_id).order_by(s.idx))
             sentences = [dict(r) for r in conn.execute(q).mappings()]
         out = {k: v for k, v in row.items() if k not in ("probs_json", "explanation_json")}
-        out["url"] = out["url"] or ""
-        out["tickers"] = _tickers(row["tickers"])
-        out["probs"] = json.loads(row["probs_json"]) if row["probs_json"] else None
-        out["explanation"] = json.loads(row["explanation_json"]) if row["explanation_json"] else None
-        out["sentences"] = sentences
-        return out
+        return {**out, "url": out["url"] or "", "tickers": _tickers(row["tickers"]),
+                **{k: json.loads(row[f"{k}_json"]) if row[f"{k}_json"] else None for k in ("probs", "explanation")},
+                "sentences": sentences}
 
     def sentiment_series(self, ticker: str, freq: str | None = "D") -> pd.DataFrame:
         """The mean score of a ticker's scored articles per period, for charts and ``join_sentiment``.
@@ -383,18 +341,10 @@ class FinanceStore(BaseStore):
     # --------------------------------------------------------------------------------------------- prices
 
     def save_prices(self, ticker: str, frame: pd.DataFrame) -> int:
-        """Insert or update a ticker's price rows (upsert on ``(ticker, ts)``), in executemany batches.
+        """Upsert a ticker's price rows on ``(ticker, ts)`` and return how many were written.
 
-        Args:
-            ticker: The ticker (upper-cased).
-            frame: ``read_prices`` output: columns ``open, high, low, close, adj_close, volume`` on a time index
-                (or a ``ts`` column); naive times are read as UTC. Of repeated times the last row wins; NaN is NULL.
-
-        Returns:
-            How many rows were written.
-
-        Raises:
-            ValueError: A price column is missing.
+        ``frame`` is ``read_prices`` output: the price columns on a time index (or a ``ts`` column); naive times are
+        read as UTC, of repeated times the last row wins, NaN is NULL. Raises ValueError when a column is missing.
         """
         missing = [c for c in PRICE_COLUMNS if c not in frame.columns]
         if missing:
@@ -415,20 +365,12 @@ class FinanceStore(BaseStore):
             stmt = ins.on_conflict_do_update(index_elements=[prices.c.ticker, prices.c.ts],
                                              set_={c: ins.excluded[c] for c in PRICE_COLUMNS})
             for chunk in _chunks(rows):
-                conn.execute(stmt, list(chunk))
+                conn.execute(stmt, chunk)
         return len(rows)
 
     def prices(self, ticker: str, since: datetime | None = None) -> pd.DataFrame:
-        """A ticker's stored prices, in the shape of ``read_prices`` (ready for ``indicator_frame``).
-
-        Args:
-            ticker: The ticker.
-            since: Only rows with ``ts >= since``.
-
-        Returns:
-            float64 columns ``open, high, low, close, adj_close, volume`` on a UTC index named ``"ts"``, oldest
-            first, with ``attrs["ticker"]`` set.
-        """
+        """A ticker's stored prices with ``ts >= since``, oldest first, in the shape of ``read_prices``: float64
+        price columns on a UTC index named ``"ts"``, with ``attrs["ticker"]`` set."""
         ticker = ticker.upper()
         p = prices.c
         q = sa.select(p.ts, *(getattr(p, c) for c in PRICE_COLUMNS)).where(p.ticker == ticker).order_by(p.ts)
@@ -445,21 +387,11 @@ class FinanceStore(BaseStore):
     # --------------------------------------------------------------------------------------------- alerts
 
     def save_alerts(self, items: Iterable[Alert | Mapping[str, Any]]) -> int:
-        """Store alerts; one whose id is already stored is skipped (the first firing is kept, acknowledged or not).
-
-        Args:
-            items: ``Alert`` objects (or mappings with the same fields).
-
-        Returns:
-            How many alerts were new.
-        """
-        rows = []
-        for item in items:
-            alert = item if isinstance(item, Alert) else Alert.model_validate(item)
-            row = alert.model_dump()
-            row["article_ids"] = json.dumps(row["article_ids"])
-            row["value"], row["threshold"] = _float(row["value"]), _float(row["threshold"])
-            rows.append(row)
+        """Store ``Alert`` objects (or mappings with their fields) and return how many were new; one whose id is
+        already stored is skipped (the first firing is kept, acknowledged or not)."""
+        rows = [{**row, "article_ids": json.dumps(row["article_ids"]), "value": _float(row["value"]),
+                 "threshold": _float(row["threshold"])}
+                for row in (Alert.model_validate(item).model_dump() for item in items)]
         if not rows:
             return 0
         with self._write() as conn:
@@ -468,12 +400,7 @@ class FinanceStore(BaseStore):
             return len(set(conn.execute(ins, rows).scalars()))
 
     def alerts(self, ticker: str | None = None, since: datetime | None = None, limit: int = 200) -> pd.DataFrame:
-        """Stored alerts, most recently fired first.
-
-        Args:
-            ticker: Only this ticker's.
-            since: Only alerts fired at or after this.
-            limit: At most this many.
+        """At most ``limit`` stored alerts (of ``ticker``, fired at or after ``since``), most recent first.
 
         Returns:
             Columns ``id, ticker, rule, severity, fired_at, window_start, window_end, reason, value, threshold,
@@ -497,11 +424,7 @@ class FinanceStore(BaseStore):
         return frame
 
     def acknowledge(self, alert_id: str) -> bool:
-        """Mark an alert as acknowledged.
-
-        Returns:
-            Whether an alert has this id.
-        """
+        """Mark an alert as acknowledged; False when no alert has this id."""
         with self._write() as conn:
             res = conn.execute(sa.update(alerts).where(alerts.c.id == alert_id).values(acknowledged=True))
             return res.rowcount > 0
@@ -511,4 +434,5 @@ class FinanceStore(BaseStore):
     def counts(self) -> dict[str, int]:
         """How many rows each table holds, by table name."""
         with self._read() as conn:
-            return {t.name: int(conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()) for t in TABLES}
+            return {name: int(conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one())
+                    for name, t in metadata.tables.items()}

@@ -16,7 +16,6 @@ from apps.finance_sentiment.indicators import (
     PriceFileError,
     drawdown,
     indicator_frame,
-    indicator_window,
     join_sentiment,
     read_prices,
     returns,
@@ -228,43 +227,6 @@ def test_missing_file_raises_price_file_error(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Indicator windows
-
-
-def test_indicator_window_shape_end_row_and_zscores():
-    frame = indicator_frame(_random_walk(80))
-    at = frame.index[59] + pd.Timedelta(hours=5)  # between rows 59 and 60
-    window = indicator_window(frame, at, steps=30)
-    assert window.shape == (30, 6)
-    assert window.dtype == np.float32
-    raw = frame["drawdown"].iloc[30:60].to_numpy()
-    np.testing.assert_allclose(window[:, 5], (raw - raw.mean()) / raw.std(), rtol=1e-5, atol=1e-5)
-    assert np.nanmean(window[:, 3]) == pytest.approx(0.0, abs=1e-5)
-
-
-def test_indicator_window_has_no_look_ahead():
-    prices = _random_walk(80)
-    at = prices.index[59]
-    changed = prices.copy()
-    changed.iloc[60:, :] = changed.iloc[60:, :] * 5.0
-    first = indicator_window(indicator_frame(prices), at)
-    second = indicator_window(indicator_frame(changed), at)
-    np.testing.assert_array_equal(first, second)
-
-
-def test_indicator_window_pads_front_keeps_nan_and_refuses_before_first_row():
-    frame = indicator_frame(_random_walk(10))
-    window = indicator_window(frame, frame.index[4], steps=8, features=("ret", "rsi", "close"))
-    assert window.shape == (8, 3)
-    assert np.isnan(window[:3]).all()  # padding
-    assert np.isnan(window[3, 0])  # first return of the series
-    assert np.isnan(window[:, 1]).all()  # RSI not yet defined
-    assert not np.isnan(window[3:, 2]).any()
-    with pytest.raises(ValueError, match="no row at or before"):
-        indicator_window(frame, frame.index[0] - pd.Timedelta(days=1))
-
-
-# ---------------------------------------------------------------------------------------------------------------------
 # Sentiment join
 
 
@@ -364,7 +326,6 @@ def test_every_real_price_file_reads_with_sane_indicators():
         assert frame["volatility"].dropna().lt(3).all(), path
         assert frame["drawdown"].dropna().between(-1, 0).all(), path
         assert frame["ret"].iloc[1:].notna().all(), path
-        assert indicator_window(frame, frame.index[-1]).shape == (30, 6)
 
 
 @pytest.mark.data

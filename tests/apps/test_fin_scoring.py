@@ -48,8 +48,9 @@ ARTICLE = {"title": "Contoso Freight shares plunge after profit warning",
 
 
 def test_sentence_probabilities_sum_to_one_and_score_is_pos_minus_neg(scorer):
-    out = scorer.score_sentences(["Profit rose sharply.", "The meeting is on Monday.", "Sales collapsed."])
-    assert len(out) == 3
+    texts = ["Profit rose sharply.", "The meeting is on Monday.", "Sales collapsed."]
+    out = [a.sentences[0] for a in scorer.score_articles([{"title": t, "summary": ""} for t in texts])]
+    assert [s.text for s in out] == texts
     for s in out:
         assert s.positive + s.neutral + s.negative == pytest.approx(1.0, abs=1e-5)
         assert s.score == pytest.approx(s.positive - s.negative, abs=1e-6)

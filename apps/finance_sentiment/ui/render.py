@@ -138,14 +138,12 @@ def sentences_table(sentences: Sequence[Mapping[str, Any]], key: str) -> None:
     rows = [{"#": s.get("idx", i), "sentence": s["text"], "label": s.get("label") or "",
              "score": s.get("score"), "positive": s.get("positive"), "neutral": s.get("neutral"),
              "negative": s.get("negative")} for i, s in enumerate(sentences)]
-    prob = {"min_value": 0.0, "max_value": 1.0, "format": "%.2f", "width": "small"}
+    prob = st.column_config.ProgressColumn(min_value=0.0, max_value=1.0, format="%.2f", width="small")
     st.dataframe(pd.DataFrame(rows), hide_index=True, key=key, column_config={
         "#": st.column_config.NumberColumn(width="small"),
         "sentence": st.column_config.TextColumn(width="large"),
         "score": st.column_config.NumberColumn(format="%+.3f", width="small"),
-        "positive": st.column_config.ProgressColumn(**prob),
-        "neutral": st.column_config.ProgressColumn(**prob),
-        "negative": st.column_config.ProgressColumn(**prob),
+        **dict.fromkeys(("positive", "neutral", "negative"), prob),
     })
 
 
@@ -165,8 +163,7 @@ def article_detail(article: Mapping[str, Any], key: str) -> None:
         st.link_button("Open the story", link, icon=":material/open_in_new:")
     probs = article.get("probs") or {}
     if probs:
-        cols = st.columns(3)
-        for col, name in zip(cols, ("positive", "neutral", "negative")):
+        for col, name in zip(st.columns(3), ("positive", "neutral", "negative")):
             col.metric(f"p({name})", f"{probs.get(name, 0.0):.2f}")
     if article.get("sentences"):
         sentences_table(article["sentences"], key=f"{key}_sentences")
