@@ -102,14 +102,10 @@ def text_key(text: str) -> str:
 
 def dedupe_texts(texts: Sequence[str], labels: Sequence[str]) -> tuple[list[str], list[str]]:
     """Drop exact duplicate texts (first label kept), so a sentence never lands in two splits."""
-    seen, out_t, out_l = set(), [], []
+    first: dict[str, tuple[str, str]] = {}
     for t, lab in zip(texts, labels):
-        key = text_key(t)
-        if key not in seen:
-            seen.add(key)
-            out_t.append(t)
-            out_l.append(lab)
-    return out_t, out_l
+        first.setdefault(text_key(t), (t, lab))
+    return [t for t, _ in first.values()], [lab for _, lab in first.values()]
 
 
 # ---------------------------------------------------------------------------------------------------------- batches
@@ -131,10 +127,7 @@ class Batch:
     extra: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
-        for t in (self.ids, self.images, self.series, self.items):
-            if t is not None:
-                return t.size(0)
-        return 0
+        return next((t.size(0) for t in (self.ids, self.images, self.series, self.items) if t is not None), 0)
 
     def to(self, device) -> Batch:
         """Move every tensor to ``device``."""
@@ -256,11 +249,8 @@ class LMCollator(TextCollator):
             labels = ids.clone()
             labels[~mask] = -100  # hidden state t predicts token t+1 (the shift happens in the loss)
             return Batch(self.task, ids, mask, labels, mode="causal")
-        special = torch.zeros_like(mask)
-        for sid in (self.tok.cls_id, self.tok.sep_id, self.tok.pad_id):
-            special |= ids == sid
-        cand = mask & ~special
-        target = (torch.rand(ids.shape, generator=self.gen) < self.mlm_prob) & cand
+        special = torch.isin(ids, torch.tensor([self.tok.cls_id, self.tok.sep_id, self.tok.pad_id]))
+        target = (torch.rand(ids.shape, generator=self.gen) < self.mlm_prob) & mask & ~special
         labels = torch.where(target, ids, torch.full_like(ids, -100))
         r = torch.rand(ids.shape, generator=self.gen)
         masked = ids.clone()
@@ -354,12 +344,11 @@ class ItemCollator:
 # ---------------------------------------------------------------------------------------------------- multi-task
 @dataclass
 class TaskData:
-    """The data of one task: a spec, datasets per split, and a collator builder."""
+    """The data of one task: its spec, and its training and (optional) validation datasets."""
 
     spec: TaskSpec
     train: Dataset
     val: Dataset | None = None
-    test: Dataset | None = None
 
 
 class MultiTaskLoader:
@@ -408,18 +397,15 @@ class MultiTaskDataModule(L.LightningDataModule):
 
     def collator(self, spec: TaskSpec, train: bool):
         """The collate function of a task kind."""
+        text = {"classify": TextCollator, "pairs": PairCollator, "series_classify": SeriesTextCollator}
+        if spec.kind in text:
+            return text[spec.kind](spec.name, self.tok, self.max_length)
         if spec.kind == "lm":
             # validation draws from its own fixed seed, so every validation sees the same masks
             return LMCollator(spec.name, self.tok, self.max_length, self.mlm_prob, self.causal_fraction,
                               seed=self.seed if train else 1234)
-        if spec.kind == "classify":
-            return TextCollator(spec.name, self.tok, self.max_length)
-        if spec.kind == "pairs":
-            return PairCollator(spec.name, self.tok, self.max_length)
         if spec.kind == "image_classify":
             return ImageCollator(spec.name, augment=train, seed=self.seed)
-        if spec.kind == "series_classify":
-            return SeriesTextCollator(spec.name, self.tok, self.max_length)
         if spec.kind in ("next_item", "cloze"):
             return ItemCollator(spec.name, self.max_length, train)
         raise ValueError(f"no collator for task kind {spec.kind!r}")
@@ -446,6 +432,3 @@ class MultiTaskDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> list[DataLoader]:
         return [self._loader(t, t.val, False) for t in self.tasks if t.val is not None]
-
-    def test_dataloader(self) -> list[DataLoader]:
-        return [self._loader(t, t.test, False) for t in self.tasks if t.test is not None]

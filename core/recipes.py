@@ -189,7 +189,7 @@ def finetune_text(tasks: list[TextTask], out: str | Path, cfg: TrainConfig, init
     for t in tasks:
         spec = TaskSpec(name=t.name, kind="classify", labels=t.labels)
         model.add_task(spec)
-        datas.append(TaskData(spec, ListDataset(*t.train), ListDataset(*t.val), ListDataset(*t.test)))
+        datas.append(TaskData(spec, ListDataset(*t.train), ListDataset(*t.val)))
     for name, (a, b) in (pairs or {}).items():
         spec = TaskSpec(name=name, kind="pairs")
         model.add_task(spec)
