@@ -99,17 +99,12 @@ class Decoder:
     def start(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Read the prompts; return the logits of the next token (B, V)."""
         self.ids, self.mask = ids, mask
-        P = len(self.prefix) if self.prefix is not None else 0
-        full_mask = mask if self.prefix is None else torch.cat([self.prefix.mask.bool(), mask], 1)
-        self.full_mask = full_mask
-        prefix_len = torch.full((ids.size(0),), P + ids.size(1), device=ids.device)
+        self.full_mask = mask if self.prefix is None else torch.cat([self.prefix.mask.bool(), mask], 1)
+        self.prompt_len = self.full_mask.size(1)
+        prefix_len = torch.full((ids.size(0),), self.prompt_len, device=ids.device)
         out = self.model.backbone(ids, mask, mode=self.cfg.mode, prefix=self.prefix, prefix_len=prefix_len,
                                   use_cache=self.cfg.use_cache)
-        if self.cfg.use_cache:
-            hidden, self.cache = out
-        else:
-            hidden = out
-        self.prompt_len = P + ids.size(1)
+        hidden, self.cache = out if self.cfg.use_cache else (out, None)
         return self.model.lm_head(hidden[:, -1])
 
     def step(self, next_ids: torch.Tensor) -> torch.Tensor:
@@ -123,10 +118,9 @@ class Decoder:
                                                      past_kv=self.cache, use_cache=True)
         else:
             # recompute everything: the prompt keeps its own attention, new tokens are causal
-            B = self.ids.size(0)
-            prefix_len = torch.full((B,), self.prompt_len, device=self.ids.device)
-            hidden = self.model.backbone(self.ids, self.mask, mode="prefix" if self.cfg.mode == "prefix" else
-                                         "causal", prefix=self.prefix, prefix_len=prefix_len)
+            prefix_len = torch.full((self.ids.size(0),), self.prompt_len, device=self.ids.device)
+            hidden = self.model.backbone(self.ids, self.mask, mode=self.cfg.mode, prefix=self.prefix,
+                                         prefix_len=prefix_len)
         return self.model.lm_head(hidden[:, -1])
 
     def reorder(self, index: torch.Tensor) -> None:
@@ -135,7 +129,7 @@ class Decoder:
         if self.cache is not None:
             self.cache = [(k[index], v[index]) for k, v in self.cache]
         if self.prefix is not None:
-            self.prefix = Prefix(self.prefix.embeds[index], self.prefix.mask[index], self.prefix.types[index])
+            self.prefix = self.prefix.rows(index)
 
 
 def left_pad(prompts: Sequence[Sequence[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -170,8 +164,7 @@ def generate(model: CoreModel, prompts: Sequence[Sequence[int]], cfg: Generation
         raise ValueError(f"prompt fills the model's {model.cfg.block_size} positions; nothing left to generate")
     cfg = GenerationConfig(**{**cfg.__dict__, "max_new_tokens": min(cfg.max_new_tokens, room)})
     if cfg.strategy == "beam":
-        return [_beam(model, p, cfg, pad_id, None if prefix is None else
-                      Prefix(prefix.embeds[i:i + 1], prefix.mask[i:i + 1], prefix.types[i:i + 1]), device)
+        return [_beam(model, p, cfg, pad_id, None if prefix is None else prefix.rows(slice(i, i + 1)), device)
                 for i, p in enumerate(prompts)]
     ids, mask = left_pad(prompts, pad_id, device)
     dec = Decoder(model, cfg, prefix)

@@ -12,7 +12,6 @@ tagged with a modality-type embedding. Read top to bottom like nanoGPT; no frame
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -41,6 +40,10 @@ class Prefix:
         """Join several prefixes along the sequence (for example an image and a series window)."""
         return Prefix(torch.cat([p.embeds for p in parts], 1), torch.cat([p.mask for p in parts], 1),
                       torch.cat([p.types for p in parts], 1))
+
+    def rows(self, index) -> Prefix:
+        """The rows ``index`` of the batch (a slice or an index tensor)."""
+        return Prefix(self.embeds[index], self.mask[index], self.types[index])
 
 
 def build_attn_mask(mode: AttnMode, key_mask: torch.Tensor, n_query: int,
@@ -154,10 +157,6 @@ class Backbone(nn.Module):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
 
-    def num_params(self) -> int:
-        """Parameter count."""
-        return sum(p.numel() for p in self.parameters())
-
     def forward(self, idx: torch.Tensor | None, attention_mask: torch.Tensor | None = None,
                 mode: AttnMode = "bidirectional", prefix: Prefix | None = None,
                 prefix_len: torch.Tensor | None = None, past_kv: KVCache | None = None,
@@ -186,9 +185,7 @@ class Backbone(nn.Module):
             parts.append(prefix.embeds + self.wme(prefix.types))  # (B, P, C)
             masks.append(prefix.mask.bool())
         if idx is not None:
-            B, T = idx.shape
-            text_types = torch.full_like(idx, MODALITY_TYPES["text"])
-            parts.append(self.wte(idx) + self.wme(text_types))  # (B, T, C)
+            parts.append(self.wte(idx) + self.wme(torch.full_like(idx, MODALITY_TYPES["text"])))  # (B, T, C)
             if past_kv is None:
                 masks.append(torch.ones_like(idx, dtype=torch.bool) if attention_mask is None
                              else attention_mask.bool())
@@ -236,12 +233,3 @@ def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     m = mask.to(hidden.dtype).unsqueeze(-1)  # (B, T, 1)
     return (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
 
-
-def sinusoid_init_(weight: torch.Tensor) -> None:
-    """Fill a (T, C) position table with sinusoids (a good start for tables trained from scratch)."""
-    T, C = weight.shape
-    pos = torch.arange(T).float()[:, None]
-    div = torch.exp(torch.arange(0, C, 2).float() * (-math.log(10000.0) / C))
-    with torch.no_grad():
-        weight[:, 0::2] = torch.sin(pos * div)[:, : weight[:, 0::2].shape[1]] * 0.02
-        weight[:, 1::2] = torch.cos(pos * div)[:, : weight[:, 1::2].shape[1]] * 0.02
