@@ -19,37 +19,21 @@ from core.tasks import CoreModel
 
 @dataclass(frozen=True)
 class GenerationConfig:
-    """How to decode.
-
-    Attributes:
-        max_new_tokens: tokens to add at most.
-        strategy: ``greedy``, ``sample`` or ``beam``.
-        temperature: divides the logits before sampling.
-        top_k: keep only the k most likely tokens (0: all).
-        top_p: keep the smallest set of tokens whose probability reaches p (1.0: all).
-        num_beams: beams of beam search.
-        length_penalty: beam score = log-probability / length ** length_penalty.
-        stop_ids: ids that end a sequence (the tokenizer's [SEP] is added by the engine).
-        allowed_ids: if given, only these ids (and the stop ids) can be generated.
-        banned_ids: ids never generated (special tokens).
-        use_cache: decode with the KV cache (False recomputes the whole sequence each step; for benchmarks).
-        mode: attention over the prompt, ``causal`` or ``prefix``.
-        seed: seed of the sampler.
-    """
+    """How to decode (the tokenizer's [SEP] is added to ``stop_ids`` by the engine)."""
 
     max_new_tokens: int = 32
-    strategy: str = "greedy"
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
+    strategy: str = "greedy"  # greedy, sample or beam
+    temperature: float = 1.0  # divides the logits before sampling
+    top_k: int = 0  # keep only the k most likely tokens (0: all)
+    top_p: float = 1.0  # keep the smallest set of tokens whose probability reaches p (1.0: all)
     num_beams: int = 4
-    length_penalty: float = 1.0
-    stop_ids: tuple[int, ...] = ()
-    allowed_ids: tuple[int, ...] | None = None
-    banned_ids: tuple[int, ...] = ()
-    use_cache: bool = True
-    mode: str = "causal"
-    seed: int = 0
+    length_penalty: float = 1.0  # beam score = log-probability / length ** length_penalty
+    stop_ids: tuple[int, ...] = ()  # ids that end a sequence
+    allowed_ids: tuple[int, ...] | None = None  # if given, only these ids (and the stop ids) can be generated
+    banned_ids: tuple[int, ...] = ()  # ids never generated (special tokens)
+    use_cache: bool = True  # False recomputes the whole sequence each step (for benchmarks)
+    mode: str = "causal"  # attention over the prompt: causal or prefix
+    seed: int = 0  # seed of the sampler
 
     def __post_init__(self):
         if self.strategy not in ("greedy", "sample", "beam"):
@@ -213,7 +197,7 @@ def _beam(model: CoreModel, prompt: Sequence[int], cfg: GenerationConfig, pad_id
         cand = (scores[:, None] + logp).view(-1)
         top = torch.topk(cand, min(2 * nb, cand.numel()))
         V = logp.size(-1)
-        keep_beam, keep_tok, keep_score = [], [], []
+        keep: list[tuple[int, int, float]] = []  # (beam, token, score)
         for s, flat in zip(top.values.tolist(), top.indices.tolist()):
             if s == float("-inf"):
                 break
@@ -221,17 +205,13 @@ def _beam(model: CoreModel, prompt: Sequence[int], cfg: GenerationConfig, pad_id
             if t in stop:
                 finished.append((s / max(1, len(seqs[b]) + 1) ** cfg.length_penalty, seqs[b]))
             else:
-                keep_beam.append(b)
-                keep_tok.append(t)
-                keep_score.append(s)
-            if len(keep_beam) == nb:
+                keep.append((b, t, s))
+            if len(keep) == nb:
                 break
-        if len(finished) >= nb or not keep_beam:
+        if len(finished) >= nb or not keep:
             break
-        while len(keep_beam) < nb:  # pad with copies of the best so the batch keeps its shape
-            keep_beam.append(keep_beam[0])
-            keep_tok.append(keep_tok[0])
-            keep_score.append(float("-inf"))
+        keep += [(keep[0][0], keep[0][1], float("-inf"))] * (nb - len(keep))  # copies of the best keep the shape
+        keep_beam, keep_tok, keep_score = (list(c) for c in zip(*keep))
         index = torch.tensor(keep_beam, device=device)
         seqs = [seqs[b] + [t] for b, t in zip(keep_beam, keep_tok)]
         scores = torch.tensor(keep_score, device=device)
