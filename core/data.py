@@ -176,8 +176,7 @@ class TextCollator:
     def __call__(self, items) -> Batch:
         texts, labels = zip(*items)
         ids, mask = self.encode(texts)
-        soft = isinstance(labels[0], (list, tuple, np.ndarray))
-        dtype = torch.float32 if soft else torch.long
+        dtype = torch.float32 if isinstance(labels[0], (list, tuple, np.ndarray)) else torch.long  # soft targets
         return Batch(self.task, ids, mask, torch.as_tensor(np.asarray(labels), dtype=dtype))
 
 
@@ -268,8 +267,7 @@ def pad_left(seqs: Sequence[np.ndarray], max_len: int | None = None) -> np.ndarr
     T = max(1, max((len(s) for s in cut), default=1))
     out = np.zeros((len(cut), T), dtype=np.int64)
     for i, s in enumerate(cut):
-        if len(s):
-            out[i, T - len(s):] = s
+        out[i, T - len(s):] = s
     return out
 
 

@@ -33,7 +33,6 @@ class LitCore(L.LightningModule):
         self._val: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
         self._val_loader: dict[str, int] = {}  # task -> index of its validation loader
 
-    # ------------------------------------------------------------------ losses
     def task_loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Loss of one batch and, for classifiers, its logits."""
         spec = self.model.task(batch.task)
@@ -107,7 +106,6 @@ class LitCore(L.LightningModule):
         h = self.model.item_states(seqs, "bidirectional", hidden, task)[hidden]  # (K, C)
         return F.cross_entropy(self.item_logits(h).float(), seqs[hidden] - 1)
 
-    # ------------------------------------------------------------------ steps
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         loss, _ = self.task_loss(batch)
         weight = self.model.task(batch.task).weight
@@ -193,7 +191,6 @@ class LitCore(L.LightningModule):
             return n
         return min(n, len(range(sampler.rank, len(sampler.dataset), sampler.num_replicas)))
 
-    # ------------------------------------------------------------------ optimiser
     def configure_optimizers(self):
         """AdamW with two learning rates (pretrained backbone vs new heads), no decay on biases and LayerNorms, and
         linear warm-up then cosine decay per step."""

@@ -48,14 +48,9 @@ class Prefix:
 
 def build_attn_mask(mode: AttnMode, key_mask: torch.Tensor, n_query: int,
                     prefix_len: torch.Tensor | None = None) -> torch.Tensor:
-    """Boolean attention mask (B, 1, T, S), True where a query may attend to a key.
-
-    Args:
-        mode: bidirectional, causal or prefix.
-        key_mask: (B, S) True for real keys (past cache included), False for padding.
-        n_query: T, the queries are the last T positions of the S.
-        prefix_len: (B,) number of leading positions that attend bidirectionally (prefix mode only).
-    """
+    """Boolean attention mask (B, 1, T, S), True where a query may attend to a key: ``key_mask`` (B, S) marks the
+    real keys (past cache included), the queries are the last ``n_query`` (T) of the S positions, and in prefix mode
+    the first ``prefix_len`` (B,) positions attend to each other bidirectionally."""
     B, S = key_mask.shape
     device = key_mask.device
     q_pos = torch.arange(S - n_query, S, device=device)[:, None]  # (T, 1) absolute position of each query
@@ -167,11 +162,9 @@ class Backbone(nn.Module):
             idx: (B, T) token ids, or None when the sequence is the prefix alone.
             attention_mask: without ``past_kv``: (B, T), True/1 for real tokens. With ``past_kv``: (B, S) over the
                 whole sequence so far (prefix, cached positions and ``idx``).
-            mode: bidirectional, causal or prefix attention.
             prefix: non-text embeddings placed before ``idx`` (first call only, never with ``past_kv``).
             prefix_len: (B,) bidirectional positions in prefix mode; defaults to the prefix's length.
             past_kv: a cache from an earlier call, to decode new tokens without recomputing old ones.
-            use_cache: also return the updated cache.
             positions: (B, T) position ids to use instead of counting real tokens from the left (e.g. counted from
                 the right end, so that the most recent item of a sequence always sits at the same position).
 
