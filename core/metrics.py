@@ -194,9 +194,8 @@ def log_loss(proba: np.ndarray, y: Sequence[int] | np.ndarray) -> float:
     return float(-np.log(np.clip(p[np.arange(len(t)), t], 1e-12, None)).mean())
 
 
-def mixture_weights(
-    views: Mapping[str, np.ndarray], y: Sequence[int] | np.ndarray, step: float = 0.1
-) -> dict[str, float]:
+def mixture_weights(views: Mapping[str, np.ndarray], y: Sequence[int] | np.ndarray,
+                    step: float = 0.1) -> dict[str, float]:
     """Weights (summing to 1, on a ``step`` grid) of several classifiers' probabilities whose mixture has the
     lowest log-loss on ``y``: the weights of a validated ensemble.
 
@@ -315,9 +314,8 @@ def coverage(recommendation_lists: Iterable[Iterable[Hashable]], n_items: int) -
     return len(distinct) / n_items
 
 
-def intra_list_diversity(
-    lists: Iterable[Sequence[Hashable]], item_vectors: np.ndarray | Mapping[Hashable, Any]
-) -> float:
+def intra_list_diversity(lists: Iterable[Sequence[Hashable]],
+                         item_vectors: np.ndarray | Mapping[Hashable, Any]) -> float:
     """Mean over lists of the mean pairwise cosine distance ``1 - cos(v_i, v_j)`` within each list, in ``[0, 2]``.
 
     ``item_vectors`` is an (n_items, d) array indexed by integer id, or a mapping id -> vector. Lists of fewer than
@@ -338,11 +336,8 @@ def intra_list_diversity(
     return float(np.mean(per_list))
 
 
-def novelty(
-    lists: Iterable[Sequence[Hashable]],
-    item_popularity: Mapping[Hashable, float] | Sequence[float] | np.ndarray,
-    n_users: int,
-) -> float:
+def novelty(lists: Iterable[Sequence[Hashable]],
+            item_popularity: Mapping[Hashable, float] | Sequence[float] | np.ndarray, n_users: int) -> float:
     """Mean self-information ``-log2(popularity / n_users)`` of recommended items, in bits: averaged within each list,
     then over lists (empty lists skipped).
 
