@@ -44,7 +44,7 @@ def read_labelled_texts(path: str | Path, fmt: str = "csv") -> tuple[list[str], 
     path = Path(path)
     if not path.is_file():
         raise DataFormatError(f"data file not found: {path}")
-    texts, labels = [], []
+    rows: list[tuple[str, str]] = []
     if fmt == "phrasebank":
         raw = path.read_bytes().decode("latin-1")
         for n, line in enumerate(raw.replace("\r\n", "\n").replace("\r", "\n").split("\n"), 1):
@@ -53,8 +53,7 @@ def read_labelled_texts(path: str | Path, fmt: str = "csv") -> tuple[list[str], 
             text, sep, label = line.rpartition("@")
             if not sep or not text.strip() or not label.strip():
                 raise DataFormatError(f"{path}:{n}: expected 'sentence@label', got {line[:60]!r}")
-            texts.append(text.strip())
-            labels.append(label.strip())
+            rows.append((text.strip(), label.strip()))
     elif fmt == "csv":
         try:
             content = path.read_text(encoding="utf-8-sig")
@@ -65,15 +64,12 @@ def read_labelled_texts(path: str | Path, fmt: str = "csv") -> tuple[list[str], 
         label_col = "label" if "label" in cols else "category" if "category" in cols else None
         if "text" not in cols or label_col is None:
             raise DataFormatError(f"{path}: needs columns 'text' and 'label' (or 'category'); found {cols}")
-        for row in reader:
-            if row["text"] and row[label_col]:
-                texts.append(row["text"].strip())
-                labels.append(row[label_col].strip())
+        rows = [(r["text"].strip(), r[label_col].strip()) for r in reader if r["text"] and r[label_col]]
     else:
         raise DataFormatError(f"unknown data format {fmt!r}; use csv or phrasebank")
-    if not texts:
+    if not rows:
         raise DataFormatError(f"{path}: no rows")
-    return texts, labels
+    return [t for t, _ in rows], [lab for _, lab in rows]
 
 
 def stratified_split(labels: Sequence, fractions: Sequence[float], seed: int) -> list[np.ndarray]:
@@ -350,13 +346,9 @@ class TaskData:
 
 
 class MultiTaskLoader:
-    """Every batch of every task's loader once per epoch, in a seeded random interleaving.
-
-    Each task is visited in proportion to its size, and a small task is not cycled (no over-fitting to it); the order
-    changes every epoch but is the same for the same seed. Under a distributed strategy each loader reads this
-    process's share (a ``DistributedSampler``, told the epoch here); every process has as many batches per task and
-    the same task order, so the processes step together.
-    """
+    """Every batch of every task's loader once per epoch, in a seeded random interleaving that changes every epoch
+    (a small task is not cycled). Under a distributed strategy each loader reads this process's share; every process
+    has as many batches per task and the same task order, so the processes step together."""
 
     def __init__(self, loaders: dict[str, DataLoader], seed: int):
         self.loaders, self.seed, self.epoch = loaders, seed, 0

@@ -131,15 +131,8 @@ def left_pad(prompts: Sequence[Sequence[int]], pad_id: int, device) -> tuple[tor
 @torch.inference_mode()
 def generate(model: CoreModel, prompts: Sequence[Sequence[int]], cfg: GenerationConfig, pad_id: int = 0,
              prefix: Prefix | None = None) -> list[list[int]]:
-    """Continue each prompt; return only the new ids of each (stop token excluded).
-
-    Args:
-        model: the CoreModel (its backbone and LM head are used).
-        prompts: token ids per prompt (each non-empty).
-        cfg: decoding settings.
-        pad_id: the padding id.
-        prefix: modality prefix, one row per prompt (for example image patches).
-    """
+    """Continue each prompt (non-empty token ids), after ``prefix`` (one row per prompt, e.g. image patches) if
+    given; return only the new ids of each (stop token excluded)."""
     if not prompts or any(len(p) == 0 for p in prompts):
         raise ValueError("every prompt needs at least one token")
     device = next(model.parameters()).device

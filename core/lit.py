@@ -60,11 +60,8 @@ class LitCore(L.LightningModule):
             return self.cloze_loss(batch, batch.task), None
         else:
             raise ValueError(f"no loss for task kind {spec.kind!r}")
-        return self.class_loss(logits, batch.labels), logits
-
-    def class_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy against class indices, or (B, C) soft targets (probabilities), with the label smoothing."""
-        return F.cross_entropy(logits.float(), labels, label_smoothing=self.cfg.label_smoothing)
+        # labels are class indices, or (B, C) soft targets (probabilities)
+        return F.cross_entropy(logits.float(), batch.labels, label_smoothing=self.cfg.label_smoothing), logits
 
     def lm_loss(self, batch: Batch, reduction: str = "mean") -> torch.Tensor:
         """Masked-token loss (bidirectional batches) or next-token loss (causal batches)."""

@@ -248,16 +248,11 @@ def guard_mixture(
     """Keep a validated mixture only where validation says, with ``confidence``, that it is more accurate than the
     ``primary`` view alone; otherwise serve the primary view (its members equally weighted, every other member 0).
 
-    :func:`member_weights` fits the shares to one validation split, and a view that split happens to favour can take
-    a share it does not earn elsewhere; each extra view also costs a backbone pass per query. The test is a paired
-    bootstrap over the validation examples: the mixture is kept when it is strictly more accurate than the primary
-    view in at least ``confidence`` of ``n_boot`` resamples.
-
-    Args:
-        kinds, weights, views: each member's kind and weight, and each kind's mean validation probabilities, as
-            :func:`member_weights` gives them.
-        y: Validation labels.
-        primary: The kind to fall back to (the strongest by construction, e.g. the fully fine-tuned members).
+    Why: :func:`member_weights` fits the shares to one validation split, where a view can take a share it does not
+    earn elsewhere, and each extra view costs a backbone pass per query. The test is a paired bootstrap over the
+    validation labels ``y``: the mixture is kept when strictly more accurate than the primary view in at least
+    ``confidence`` of ``n_boot`` resamples. ``kinds``, ``weights`` and ``views`` are as :func:`member_weights` gives
+    them; ``primary`` is the kind to fall back to (e.g. the fully fine-tuned members).
 
     Returns:
         The weights to serve and what was decided: ``{"primary", "kept", "win_rate", "confidence",
