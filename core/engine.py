@@ -374,13 +374,11 @@ class Ensemble:
     def classify_proba(self, texts: Sequence[str], task: str | None = None) -> np.ndarray:
         """The members' class probabilities (N, n_classes) mixed by their weights, in ``labels`` order."""
         self._check(task)
-        out = None
+        parts = []
         for m in self._active():
-            member_labels = list(m.engine.tasks[m.task].labels)
-            cols = [member_labels.index(lab) for lab in self.labels]
-            p = m.weight * m.engine.classify_proba(texts, m.task)[:, cols].astype(np.float64)
-            out = p if out is None else out + p
-        return out.astype(np.float32)
+            cols = [list(m.engine.tasks[m.task].labels).index(lab) for lab in self.labels]
+            parts.append(m.weight * m.engine.classify_proba(texts, m.task)[:, cols].astype(np.float64))
+        return sum(parts).astype(np.float32)
 
     def classify(self, texts: Sequence[str], task: str | None = None) -> list[Prediction]:
         """Label, probability and class probabilities of each text."""

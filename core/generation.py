@@ -48,14 +48,10 @@ class GenerationConfig:
 
 def _token_mask(vocab: int, cfg: GenerationConfig, device) -> torch.Tensor:
     """(vocab,) bool: True where a token may be generated."""
-    ok = torch.ones(vocab, dtype=torch.bool, device=device)
-    if cfg.allowed_ids is not None:
-        ok.zero_()
-        ok[list(cfg.allowed_ids) + list(cfg.stop_ids)] = True
-    if cfg.banned_ids:
-        ok[list(cfg.banned_ids)] = False
-    if cfg.stop_ids:
-        ok[list(cfg.stop_ids)] = True
+    ok = torch.full((vocab,), cfg.allowed_ids is None, dtype=torch.bool, device=device)
+    ok[list(cfg.allowed_ids or ())] = True
+    ok[list(cfg.banned_ids)] = False
+    ok[list(cfg.stop_ids)] = True  # a stop id is always allowed
     return ok
 
 

@@ -57,11 +57,8 @@ def _index_in(values: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     """Element-wise ``num / den`` with 0 wherever ``den`` is 0."""
-    num = np.asarray(num, dtype=np.float64)
-    den = np.asarray(den, dtype=np.float64)
-    out = np.zeros(np.broadcast(num, den).shape, dtype=np.float64)
-    np.divide(num, den, out=out, where=den != 0)
-    return out
+    num, den = np.broadcast_arrays(np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64))
+    return np.divide(num, den, out=np.zeros(num.shape), where=den != 0)
 
 
 def _check_k(k: int) -> None:

@@ -88,11 +88,9 @@ def fashion_splits(data_dir: Path, seed: int = 13, val_fraction: float = 0.25,
     train_x, train_y = [x[tr]], [y[tr]]
     sources = {"fashion_mnist_test_8000": {"train": len(tr), "val": len(va), "seed": seed}}
     if extra_train is not None and (extra_train / "train-images-idx3-ubyte.gz").is_file():
-        ex = read_idx(extra_train / "train-images-idx3-ubyte.gz")
-        ey = read_idx(extra_train / "train-labels-idx1-ubyte.gz").astype(np.int64)
-        train_x.append(ex)
-        train_y.append(ey)
-        sources["debian_train"] = len(ey)
+        train_x.append(read_idx(extra_train / "train-images-idx3-ubyte.gz"))
+        train_y.append(read_idx(extra_train / "train-labels-idx1-ubyte.gz").astype(np.int64))
+        sources["debian_train"] = len(train_y[-1])
     else:
         log.warning("dataset-fashion-mnist is not installed: training on %d images only", len(tr))
     return ImageSplits(np.concatenate(train_x), np.concatenate(train_y), x[va], y[va], sources)

@@ -131,18 +131,18 @@ def fit(model: CoreModel, data: MultiTaskDataModule, cfg: TrainConfig, out_dir: 
             initial = {k: float(v) for r in res for k, v in r.items() if k.startswith("val/")}
         trainer.fit(lit, datamodule=data)
     seconds = time.time() - t0
-    if ckpt is not None and ckpt.best_model_path:
+    best_path = ckpt.best_model_path if ckpt is not None else ""
+    if best_path:
         # our own checkpoint, weights only: read it back with weights_only=True (no pickle of arbitrary objects)
-        state = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
-        lit.load_state_dict(state)
+        lit.load_state_dict(torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"])
     model.eval()
     # Under a distributed strategy every process gets here with the same weights and history (the validation metrics
     # are gathered across processes, see LitCore), and global rank 0 alone writes the artifact.
     trainer.strategy.barrier("fit-best-loaded")  # nobody still reads best.ckpt when rank 0 removes it
     if trainer.is_global_zero:
-        if ckpt is not None and ckpt.best_model_path:
+        if best_path:
             # the artifact below holds the same weights: keep no second copy (and no stale best.ckpt for a later fit)
-            Path(ckpt.best_model_path).unlink(missing_ok=True)
+            Path(best_path).unlink(missing_ok=True)
         best = float(ckpt.best_model_score) if ckpt is not None and ckpt.best_model_score is not None else None
         history = {"best_" + monitor.replace("/", "_"): best, "kept": cfg.keep, "epochs": trainer.current_epoch,
                    "steps": trainer.global_step, "train_seconds": round(seconds, 1),
