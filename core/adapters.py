@@ -51,22 +51,14 @@ class LoRALinear(nn.Module):
         return (self.lora_B[name] @ self.lora_A[name]) * self.scale[name]
 
 
-def _targets(model: nn.Module, targets: Iterable[str]) -> list[tuple[nn.Module, str, nn.Module]]:
-    targets = set(targets)
-    found = []
-    for parent in model.modules():
-        for child_name, child in parent.named_children():
-            if child_name in targets and isinstance(child, (nn.Linear, LoRALinear)):
-                found.append((parent, child_name, child))
-    return found
-
-
 def apply_lora(model: nn.Module, name: str, r: int = 8, alpha: float = 16.0, dropout: float = 0.05,
                targets: Iterable[str] = DEFAULT_TARGETS) -> int:
     """Add adapter ``name`` to every Linear called one of ``targets`` inside ``model``; return how many were wrapped."""
     if r < 1:
         raise ValueError(f"LoRA rank must be >= 1, got {r}")
-    layers = _targets(model, targets)
+    targets = set(targets)
+    layers = [(parent, child_name, child) for parent in model.modules() for child_name, child in parent.named_children()
+              if child_name in targets and isinstance(child, (nn.Linear, LoRALinear))]
     if not layers:
         raise ValueError(f"no Linear layer named one of {sorted(set(targets))} in the model")
     for parent, child_name, child in layers:
@@ -101,12 +93,9 @@ def set_adapter(model: nn.Module, name: str | None) -> None:
 def train_only_adapters(model: nn.Module, keep_trainable: tuple[str, ...] = ()) -> int:
     """Freeze every parameter except the LoRA matrices (of all adapters) and those whose name starts with one of
     ``keep_trainable`` (heads, for example); return the number of trainable parameters."""
-    n = 0
     for name, p in model.named_parameters():
-        on = ".lora_" in f".{name}" or name.startswith(keep_trainable)
-        p.requires_grad_(on)
-        n += p.numel() if on else 0
-    return n
+        p.requires_grad_(".lora_" in f".{name}" or name.startswith(keep_trainable))
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def adapter_state(model: nn.Module, name: str) -> dict[str, torch.Tensor]:
@@ -126,7 +115,13 @@ def save_adapter(model: nn.Module, name: str, path: str | Path) -> None:
     save_file(adapter_state(model, name), str(path))
 
 
-def load_adapter(model: nn.Module, name: str, path: str | Path, targets: Iterable[str] = DEFAULT_TARGETS) -> None:
+def _replace(model: nn.Module, qual: str, module: nn.Module) -> None:
+    """Put ``module`` in place of the submodule called ``qual``."""
+    parent, _, child = qual.rpartition(".")
+    setattr(model.get_submodule(parent), child, module)
+
+
+def load_adapter(model: nn.Module, name: str, path: str | Path) -> None:
     """Read an adapter written by ``save_adapter`` into ``model`` under ``name`` (wrapping layers as needed)."""
     state = load_file(str(path))
     layer_names = sorted({k.rsplit(".", 1)[0] for k in state})
@@ -137,11 +132,8 @@ def load_adapter(model: nn.Module, name: str, path: str | Path, targets: Iterabl
         if target is None:
             raise ValueError(f"adapter file {path} names a layer {qual!r} that the model does not have")
         if isinstance(target, nn.Linear):
-            parent_name, _, child = qual.rpartition(".")
-            parent = modules[parent_name] if parent_name else model
-            target = LoRALinear(target)
-            setattr(parent, child, target)
-            modules[qual] = target
+            target = modules[qual] = LoRALinear(target)
+            _replace(model, qual, target)
         a, b = state[f"{qual}.A"], state[f"{qual}.B"]
         if a.shape[1] != target.base.in_features or b.shape[0] != target.base.out_features:
             raise ValueError(f"adapter {name!r} in {path} does not fit layer {qual}")
@@ -154,10 +146,8 @@ def load_adapter(model: nn.Module, name: str, path: str | Path, targets: Iterabl
 
 def merge_adapter(model: nn.Module, name: str) -> nn.Module:
     """Fold adapter ``name`` into the base weights and unwrap every LoRA layer (other adapters are dropped)."""
-    modules = dict(model.named_modules())
     for qual, layer in lora_layers(model):
         with torch.no_grad():
             layer.base.weight += layer.delta(name).to(layer.base.weight.dtype)
-        parent_name, _, child = qual.rpartition(".")
-        setattr(modules[parent_name] if parent_name else model, child, layer.base)
+        _replace(model, qual, layer.base)
     return model

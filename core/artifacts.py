@@ -40,12 +40,8 @@ class ArtifactError(RuntimeError):
 
 def _base_state(model: CoreModel) -> dict[str, torch.Tensor]:
     """The state dict without heads and with LoRA wrappers folded out to the plain names."""
-    out = {}
-    for k, v in model.state_dict().items():
-        if k.startswith("heads.") or ".lora_" in k:
-            continue
-        out[k.replace(".base.", ".")] = v.detach().cpu().contiguous()
-    return out
+    return {k.replace(".base.", "."): v.detach().cpu().contiguous() for k, v in model.state_dict().items()
+            if not k.startswith("heads.") and ".lora_" not in k}
 
 
 def save_artifact(path: str | Path, model: CoreModel, tok: Tokenizer | None, meta: dict | None = None) -> Path:
@@ -57,10 +53,9 @@ def save_artifact(path: str | Path, model: CoreModel, tok: Tokenizer | None, met
         save_file({k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()},
                   str(path / "heads" / f"{name}.safetensors"))
     names = adapter_names(model)
-    if names:
+    for name in names:
         (path / "adapters").mkdir(exist_ok=True)
-        for name in names:
-            save_adapter(model, name, path / "adapters" / f"{name}.safetensors")
+        save_adapter(model, name, path / "adapters" / f"{name}.safetensors")
     if tok is not None:
         tok.save(path / "tokenizer.json")
     config = {"format": FORMAT, "version": VERSION, "model": model.cfg.model_dump(mode="json"),
@@ -71,15 +66,8 @@ def save_artifact(path: str | Path, model: CoreModel, tok: Tokenizer | None, met
 
 
 def check_version(config: dict, path: Path, fmt: str, readable: tuple[int, ...], retrain: str) -> None:
-    """Refuse a ``config.json`` of another format, or of a format version this code cannot read, in one sentence.
-
-    Args:
-        config: the parsed ``config.json``.
-        path: the artifact folder (for the message).
-        fmt: the format name it must hold.
-        readable: the format versions this code reads; the last one is the one it writes.
-        retrain: the command that writes a current artifact at ``path``.
-    """
+    """Refuse, in one sentence, the parsed ``config.json`` of ``path`` unless its format is ``fmt`` in one of the
+    ``readable`` versions (the last one is the one written); ``retrain`` is the command that writes a current one."""
     if not isinstance(config, dict) or config.get("format") != fmt:
         raise ArtifactError(f"{path}/config.json is not a {fmt} config")
     version = config.get("version")

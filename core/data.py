@@ -44,7 +44,7 @@ def read_labelled_texts(path: str | Path, fmt: str = "csv") -> tuple[list[str], 
     path = Path(path)
     if not path.is_file():
         raise DataFormatError(f"data file not found: {path}")
-    texts, labels = [], []
+    rows: list[tuple[str, str]] = []
     if fmt == "phrasebank":
         raw = path.read_bytes().decode("latin-1")
         for n, line in enumerate(raw.replace("\r\n", "\n").replace("\r", "\n").split("\n"), 1):
@@ -53,8 +53,7 @@ def read_labelled_texts(path: str | Path, fmt: str = "csv") -> tuple[list[str], 
             text, sep, label = line.rpartition("@")
             if not sep or not text.strip() or not label.strip():
                 raise DataFormatError(f"{path}:{n}: expected 'sentence@label', got {line[:60]!r}")
-            texts.append(text.strip())
-            labels.append(label.strip())
+            rows.append((text.strip(), label.strip()))
     elif fmt == "csv":
         try:
             content = path.read_text(encoding="utf-8-sig")
@@ -65,15 +64,12 @@ def read_labelled_texts(path: str | Path, fmt: str = "csv") -> tuple[list[str], 
         label_col = "label" if "label" in cols else "category" if "category" in cols else None
         if "text" not in cols or label_col is None:
             raise DataFormatError(f"{path}: needs columns 'text' and 'label' (or 'category'); found {cols}")
-        for row in reader:
-            if row["text"] and row[label_col]:
-                texts.append(row["text"].strip())
-                labels.append(row[label_col].strip())
+        rows = [(r["text"].strip(), r[label_col].strip()) for r in reader if r["text"] and r[label_col]]
     else:
         raise DataFormatError(f"unknown data format {fmt!r}; use csv or phrasebank")
-    if not texts:
+    if not rows:
         raise DataFormatError(f"{path}: no rows")
-    return texts, labels
+    return [t for t, _ in rows], [lab for _, lab in rows]
 
 
 def stratified_split(labels: Sequence, fractions: Sequence[float], seed: int) -> list[np.ndarray]:
@@ -102,14 +98,10 @@ def text_key(text: str) -> str:
 
 def dedupe_texts(texts: Sequence[str], labels: Sequence[str]) -> tuple[list[str], list[str]]:
     """Drop exact duplicate texts (first label kept), so a sentence never lands in two splits."""
-    seen, out_t, out_l = set(), [], []
+    first: dict[str, tuple[str, str]] = {}
     for t, lab in zip(texts, labels):
-        key = text_key(t)
-        if key not in seen:
-            seen.add(key)
-            out_t.append(t)
-            out_l.append(lab)
-    return out_t, out_l
+        first.setdefault(text_key(t), (t, lab))
+    return [t for t, _ in first.values()], [lab for _, lab in first.values()]
 
 
 # ---------------------------------------------------------------------------------------------------------- batches
@@ -131,15 +123,11 @@ class Batch:
     extra: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
-        for t in (self.ids, self.images, self.series, self.items):
-            if t is not None:
-                return t.size(0)
-        return 0
+        return next((t.size(0) for t in (self.ids, self.images, self.series, self.items) if t is not None), 0)
 
     def to(self, device) -> Batch:
         """Move every tensor to ``device``."""
-        kw = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in self.__dict__.items()}
-        return Batch(**kw)
+        return Batch(**{k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in self.__dict__.items()})
 
 
 def pad_ids(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -183,8 +171,7 @@ class TextCollator:
     def __call__(self, items) -> Batch:
         texts, labels = zip(*items)
         ids, mask = self.encode(texts)
-        soft = isinstance(labels[0], (list, tuple, np.ndarray))
-        dtype = torch.float32 if soft else torch.long
+        dtype = torch.float32 if isinstance(labels[0], (list, tuple, np.ndarray)) else torch.long  # soft targets
         return Batch(self.task, ids, mask, torch.as_tensor(np.asarray(labels), dtype=dtype))
 
 
@@ -256,11 +243,8 @@ class LMCollator(TextCollator):
             labels = ids.clone()
             labels[~mask] = -100  # hidden state t predicts token t+1 (the shift happens in the loss)
             return Batch(self.task, ids, mask, labels, mode="causal")
-        special = torch.zeros_like(mask)
-        for sid in (self.tok.cls_id, self.tok.sep_id, self.tok.pad_id):
-            special |= ids == sid
-        cand = mask & ~special
-        target = (torch.rand(ids.shape, generator=self.gen) < self.mlm_prob) & cand
+        special = torch.isin(ids, torch.tensor([self.tok.cls_id, self.tok.sep_id, self.tok.pad_id]))
+        target = (torch.rand(ids.shape, generator=self.gen) < self.mlm_prob) & mask & ~special
         labels = torch.where(target, ids, torch.full_like(ids, -100))
         r = torch.rand(ids.shape, generator=self.gen)
         masked = ids.clone()
@@ -278,8 +262,7 @@ def pad_left(seqs: Sequence[np.ndarray], max_len: int | None = None) -> np.ndarr
     T = max(1, max((len(s) for s in cut), default=1))
     out = np.zeros((len(cut), T), dtype=np.int64)
     for i, s in enumerate(cut):
-        if len(s):
-            out[i, T - len(s):] = s
+        out[i, T - len(s):] = s
     return out
 
 
@@ -354,22 +337,17 @@ class ItemCollator:
 # ---------------------------------------------------------------------------------------------------- multi-task
 @dataclass
 class TaskData:
-    """The data of one task: a spec, datasets per split, and a collator builder."""
+    """The data of one task: its spec, and its training and (optional) validation datasets."""
 
     spec: TaskSpec
     train: Dataset
     val: Dataset | None = None
-    test: Dataset | None = None
 
 
 class MultiTaskLoader:
-    """Every batch of every task's loader once per epoch, in a seeded random interleaving.
-
-    Each task is visited in proportion to its size, and a small task is not cycled (no over-fitting to it); the order
-    changes every epoch but is the same for the same seed. Under a distributed strategy each loader reads this
-    process's share (a ``DistributedSampler``, told the epoch here); every process has as many batches per task and
-    the same task order, so the processes step together.
-    """
+    """Every batch of every task's loader once per epoch, in a seeded random interleaving that changes every epoch
+    (a small task is not cycled). Under a distributed strategy each loader reads this process's share; every process
+    has as many batches per task and the same task order, so the processes step together."""
 
     def __init__(self, loaders: dict[str, DataLoader], seed: int):
         self.loaders, self.seed, self.epoch = loaders, seed, 0
@@ -408,18 +386,15 @@ class MultiTaskDataModule(L.LightningDataModule):
 
     def collator(self, spec: TaskSpec, train: bool):
         """The collate function of a task kind."""
+        text = {"classify": TextCollator, "pairs": PairCollator, "series_classify": SeriesTextCollator}
+        if spec.kind in text:
+            return text[spec.kind](spec.name, self.tok, self.max_length)
         if spec.kind == "lm":
             # validation draws from its own fixed seed, so every validation sees the same masks
             return LMCollator(spec.name, self.tok, self.max_length, self.mlm_prob, self.causal_fraction,
                               seed=self.seed if train else 1234)
-        if spec.kind == "classify":
-            return TextCollator(spec.name, self.tok, self.max_length)
-        if spec.kind == "pairs":
-            return PairCollator(spec.name, self.tok, self.max_length)
         if spec.kind == "image_classify":
             return ImageCollator(spec.name, augment=train, seed=self.seed)
-        if spec.kind == "series_classify":
-            return SeriesTextCollator(spec.name, self.tok, self.max_length)
         if spec.kind in ("next_item", "cloze"):
             return ItemCollator(spec.name, self.max_length, train)
         raise ValueError(f"no collator for task kind {spec.kind!r}")
@@ -446,6 +421,3 @@ class MultiTaskDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> list[DataLoader]:
         return [self._loader(t, t.val, False) for t in self.tasks if t.val is not None]
-
-    def test_dataloader(self) -> list[DataLoader]:
-        return [self._loader(t, t.test, False) for t in self.tasks if t.test is not None]

@@ -1,16 +1,14 @@
-"""InferenceEngine: load an artifact once, then batched embed / classify / generate / classify_images; and
-Ensemble: several engines of one classification task, their class probabilities mixed by weights.
+"""InferenceEngine: load an artifact once, then batched embed / classify / explain / generate; and Ensemble: several
+engines of one classification task, their class probabilities mixed by weights.
 
-Everything runs under ``torch.inference_mode``. Texts are sorted by length before batching (less padding) and the
-results put back in input order. ``quantize=True`` swaps every Linear layer for a dynamically quantised int8 one.
-
-An ensemble folder holds ``ensemble.json`` (:func:`write_ensemble`)::
+Texts are sorted by length before batching (less padding) and the results put back in input order. An ensemble folder
+holds ``ensemble.json`` (:func:`write_ensemble`)::
 
     {"task": "sentiment", "members": ["members/0", "members/1"], "weights": [0.5, 0.5], ...}
 
-``members`` are artifact folders relative to the ensemble folder (``"."``: the folder's own artifact), ``weights`` one
-per member (default: equal), ``tasks`` (optional) the task each member answers when it is not ``task`` (members that
-are tasks of one artifact share its engine); any other key is a record of how the ensemble was made.
+``members`` are artifact folders relative to the ensemble folder (``"."``: its own artifact), ``weights`` one per
+member (default: equal), ``tasks`` (optional) the task each member answers when it is not ``task`` (members that are
+tasks of one artifact share its engine); any other key records how the ensemble was made.
 """
 
 from __future__ import annotations
@@ -75,27 +73,14 @@ def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
 
 
 class InferenceEngine:
-    """Serve a trained artifact.
+    """Serve the artifact folder ``artifact``: ``quantize`` with int8 Linear layers (CPU), ``max_length`` tokens per
+    text (longer texts are truncated with a warning), ``batch_size`` texts per forward pass."""
 
-    Args:
-        artifact: the artifact folder (see ``core.artifacts``).
-        quantize: use int8 dynamic quantisation of the Linear layers (CPU).
-        max_length: tokens per text; longer texts are truncated with a warning.
-        batch_size: texts per forward pass.
-        threads: torch CPU threads (None: leave torch's default).
-    """
-
-    def __init__(self, artifact: str | Path, quantize: bool = False, max_length: int = 256, batch_size: int = 64,
-                 threads: int | None = None):
-        if threads:
-            torch.set_num_threads(threads)
+    def __init__(self, artifact: str | Path, quantize: bool = False, max_length: int = 256, batch_size: int = 64):
         model, tok, config = load_artifact(artifact)
         self.path, self.tok, self.config = Path(artifact), tok, config
-        self.model: CoreModel = quantize_int8(model) if quantize else model
-        self.model.eval()
-        self.quantized = quantize
-        self.max_length = min(max_length, model.cfg.block_size)
-        self.batch_size = batch_size
+        self.model: CoreModel = (quantize_int8(model) if quantize else model).eval()
+        self.quantized, self.max_length, self.batch_size = quantize, min(max_length, model.cfg.block_size), batch_size
         self._lock = threading.RLock()
 
     @classmethod
@@ -107,11 +92,16 @@ class InferenceEngine:
         self._lock = threading.RLock()
         return self
 
-    # ------------------------------------------------------------------ helpers
     @property
     def tasks(self) -> dict[str, TaskSpec]:
         """The artifact's tasks by name."""
         return self.model.tasks
+
+    def _spec(self, task: str, kind: str, what: str) -> TaskSpec:
+        spec = self.model.task(task)
+        if spec.kind != kind:
+            raise InputError(f"task {task!r} is a {spec.kind} task, not {what}")
+        return spec
 
     def _check_texts(self, texts: Sequence[str]) -> list[str]:
         if isinstance(texts, str):
@@ -147,7 +137,6 @@ class InferenceEngine:
             x, m = pad_ids([ids[i] for i in pos], self.tok.pad_id)
             yield pos, x, m
 
-    # ------------------------------------------------------------------ API
     @_locked
     @torch.inference_mode()
     def embed(self, texts: Sequence[str], task: str | None = None, base: bool = False) -> np.ndarray:
@@ -166,9 +155,7 @@ class InferenceEngine:
     @torch.inference_mode()
     def classify_proba(self, texts: Sequence[str], task: str) -> np.ndarray:
         """Class probabilities (N, n_classes) of a text task."""
-        spec = self.model.task(task)
-        if spec.kind != "classify":
-            raise InputError(f"task {task!r} is a {spec.kind} task, not a text classifier")
+        spec = self._spec(task, "classify", "a text classifier")
         out = np.zeros((len(texts), spec.n_classes), dtype=np.float32)
         for pos, x, m in self._batches(texts):
             out[pos] = torch.softmax(self.model.classify(task, x, m).float(), -1).numpy()
@@ -177,17 +164,13 @@ class InferenceEngine:
     @_locked
     def classify(self, texts: Sequence[str], task: str) -> list[Prediction]:
         """Label, probability and class probabilities of each text."""
-        probs = self.classify_proba(texts, task)
-        labels = self.model.task(task).labels
-        return _predictions(probs, labels)
+        return _predictions(self.classify_proba(texts, task), self.model.task(task).labels)
 
     @_locked
     @torch.inference_mode()
     def classify_series_proba(self, series: np.ndarray, texts: Sequence[str], task: str) -> np.ndarray:
         """Class probabilities (N, n_classes) of numeric windows (N, T, F) read together with texts (a prefix)."""
-        spec = self.model.task(task)
-        if spec.kind != "series_classify":
-            raise InputError(f"task {task!r} is a {spec.kind} task, not a series classifier")
+        spec = self._spec(task, "series_classify", "a series classifier")
         series = np.asarray(series, dtype=np.float32)
         if series.ndim != 3 or len(series) != len(texts):
             raise InputError(f"series of shape {series.shape} for {len(texts)} texts: expected (N, T, F)")
@@ -202,44 +185,29 @@ class InferenceEngine:
     def classify_images_proba(self, images: np.ndarray, task: str | None = None) -> np.ndarray:
         """Class probabilities (N, n_classes) of images (any H x W, grey or colour; see ``prepare_images``)."""
         task = task or self._only_task("image_classify")
-        spec = self.model.task(task)
-        if spec.kind != "image_classify":
-            raise InputError(f"task {task!r} is a {spec.kind} task, not an image classifier")
+        self._spec(task, "image_classify", "an image classifier")
         x = prepare_images(images, self.model.cfg.image_channels)
-        out = []
-        for start in range(0, x.size(0), self.batch_size * 4):
-            out.append(torch.softmax(self.model.classify_images(task, x[start: start + self.batch_size * 4]).float(),
-                                     -1).numpy())
-        return np.concatenate(out)
+        return np.concatenate([torch.softmax(self.model.classify_images(task, batch).float(), -1).numpy()
+                               for batch in x.split(self.batch_size * 4)])
 
     @_locked
     def classify_images(self, images: np.ndarray, task: str | None = None) -> list[Prediction]:
         """Label and probabilities of each image."""
         task = task or self._only_task("image_classify")
-        probs = self.classify_images_proba(images, task)
-        labels = self.model.task(task).labels
-        return _predictions(probs, labels)
+        return _predictions(self.classify_images_proba(images, task), self.model.task(task).labels)
 
     @_locked
     @torch.inference_mode()
     def explain(self, texts: Sequence[str], task: str, weights: dict[str, float] | None = None,
                 max_words: int = 64) -> list[list[tuple[str, float]]]:
-        """Word attributions of a text task, from the model itself, by occlusion.
+        """Per text, (word, attribution) pairs in text order (at most ``max_words``), by occlusion: how much the
+        explained quantity drops when the word is left out (one extra forward pass per word, batched).
 
-        A word's attribution is how much the explained quantity drops when the word is left out (one extra forward
-        pass per word, batched). The explained quantity is the weighted sum of class log-probabilities (``weights``,
-        e.g. ``{"positive": 1, "negative": -1}`` for a sentiment score: the log-odds of positive over negative), or
-        the log-probability of the predicted class. Log-probabilities, not probabilities: a confident prediction
-        saturates the softmax and every attribution would vanish. A positive attribution means the word pushed the
-        quantity up.
-
-        Returns:
-            Per text, (word, attribution) pairs in text order (at most ``max_words``).
+        The quantity is the ``weights``-weighted sum of class log-probabilities (e.g. ``{"positive": 1, "negative":
+        -1}``: the log-odds of positive over negative), or the log-probability of the predicted class.
+        Log-probabilities, because a confident prediction saturates the softmax and every attribution would vanish.
         """
-        spec = self.model.task(task)
-        if spec.kind != "classify":
-            raise InputError(f"task {task!r} is a {spec.kind} task, not a text classifier")
-        labels = spec.labels
+        labels = self._spec(task, "classify", "a text classifier").labels
         unknown = sorted(set(weights or {}) - set(labels))
         if unknown:
             raise InputError(f"unknown classes {unknown}; {task!r} has {list(labels)}")
@@ -299,19 +267,8 @@ class InferenceEngine:
 
 def write_ensemble(folder: str | Path, members: Sequence[str], weights: Sequence[float], task: str,
                    tasks: Sequence[str] | None = None, **record) -> Path:
-    """Write ``folder/ensemble.json`` (the format in the module docstring).
-
-    Args:
-        folder: The ensemble folder; member paths are relative to it.
-        members: Each member's artifact folder, relative to ``folder`` (``"."``: the folder's own artifact).
-        weights: One non-negative weight per member.
-        task: The task the ensemble answers (and each member, unless ``tasks`` says otherwise).
-        tasks: Per member, the task of its artifact that votes.
-        record: Anything else to keep with it (how the members were trained, validation figures).
-
-    Returns:
-        The file written.
-    """
+    """Write ``folder/ensemble.json`` (the format in the module docstring) and return it: ``members`` relative to
+    ``folder``, one non-negative weight each, ``tasks`` per member when not ``task``, and ``record`` kept beside."""
     if len(weights) != len(members) or (tasks is not None and len(tasks) != len(members)):
         raise ValueError(f"{len(members)} members need as many weights (and tasks); got {len(weights)}")
     spec = {"task": task, "members": list(members), "weights": [float(w) for w in weights],
@@ -331,20 +288,12 @@ class Member:
 
 
 class Ensemble:
-    """Engines that classify into the same labels, their class probabilities mixed by weights.
+    """(engine, task) members that classify into the same labels, their class probabilities mixed by ``weights``
+    (default: equal; normalised to sum to 1).
 
-    It answers like an ``InferenceEngine`` with one classification task (``tasks``, ``classify_proba``,
-    ``classify``, ``explain``), so whatever serves one engine serves an ensemble. Probabilities come in the first
-    member's label order; a member of weight 0 is not run.
-
-    Args:
-        members: (engine, task) pairs.
-        weights: One non-negative weight per member (default: equal); normalised to sum to 1.
-        task: The ensemble's task name (default: the first member's task).
-        path: The folder it was loaded from, if any.
-
-    Raises:
-        ArtifactError: The weights do not fit the members, or the members classify into different labels.
+    It answers like an ``InferenceEngine`` with one classification task (``tasks``, ``classify_proba``, ``classify``,
+    ``explain``). Probabilities come in the first member's label order; a member of weight 0 is not run. Raises
+    ``ArtifactError`` when the weights do not fit the members or the members' labels differ.
     """
 
     def __init__(self, members: Sequence[tuple[InferenceEngine, str]], weights: Sequence[float] | None = None,
@@ -371,18 +320,10 @@ class Ensemble:
     @classmethod
     def load(cls, folder: str | Path, task: str | None = None, quantize: bool = False, max_length: int = 256,
              batch_size: int = 64, engine: InferenceEngine | None = None) -> Ensemble:
-        """Load ``folder``: its ``ensemble.json`` (members of weight 0 are not loaded), or else the single artifact
-        in it as a one-member ensemble.
-
-        Args:
-            folder: An ensemble folder, or an artifact folder.
-            task: The task to answer; required for a single artifact, checked against an ``ensemble.json``.
-            quantize, max_length, batch_size: How each member's ``InferenceEngine`` is built.
-            engine: The engine of ``folder``'s own artifact when already loaded (it serves the ``"."`` members).
-
-        Raises:
-            ArtifactError: in one line, naming the file or member that is missing, malformed or does not fit.
-        """
+        """Load ``folder``'s ``ensemble.json`` (members of weight 0 are not loaded), or else its single artifact as a
+        one-member ensemble of ``task`` (required then; checked against an ``ensemble.json``). ``engine``: the
+        already loaded engine of ``folder``'s own artifact. Raises ``ArtifactError`` in one line naming what is
+        missing, malformed or does not fit."""
         folder = Path(folder)
         spec_path = folder / ENSEMBLE_FILE
         engines: dict[Path, InferenceEngine] = {folder.resolve(): engine} if engine is not None else {}
@@ -433,13 +374,11 @@ class Ensemble:
     def classify_proba(self, texts: Sequence[str], task: str | None = None) -> np.ndarray:
         """The members' class probabilities (N, n_classes) mixed by their weights, in ``labels`` order."""
         self._check(task)
-        out = None
+        parts = []
         for m in self._active():
-            member_labels = list(m.engine.tasks[m.task].labels)
-            cols = [member_labels.index(lab) for lab in self.labels]
-            p = m.weight * m.engine.classify_proba(texts, m.task)[:, cols].astype(np.float64)
-            out = p if out is None else out + p
-        return out.astype(np.float32)
+            cols = [list(m.engine.tasks[m.task].labels).index(lab) for lab in self.labels]
+            parts.append(m.weight * m.engine.classify_proba(texts, m.task)[:, cols].astype(np.float64))
+        return sum(parts).astype(np.float32)
 
     def classify(self, texts: Sequence[str], task: str | None = None) -> list[Prediction]:
         """Label, probability and class probabilities of each text."""

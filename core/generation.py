@@ -19,37 +19,21 @@ from core.tasks import CoreModel
 
 @dataclass(frozen=True)
 class GenerationConfig:
-    """How to decode.
-
-    Attributes:
-        max_new_tokens: tokens to add at most.
-        strategy: ``greedy``, ``sample`` or ``beam``.
-        temperature: divides the logits before sampling.
-        top_k: keep only the k most likely tokens (0: all).
-        top_p: keep the smallest set of tokens whose probability reaches p (1.0: all).
-        num_beams: beams of beam search.
-        length_penalty: beam score = log-probability / length ** length_penalty.
-        stop_ids: ids that end a sequence (the tokenizer's [SEP] is added by the engine).
-        allowed_ids: if given, only these ids (and the stop ids) can be generated.
-        banned_ids: ids never generated (special tokens).
-        use_cache: decode with the KV cache (False recomputes the whole sequence each step; for benchmarks).
-        mode: attention over the prompt, ``causal`` or ``prefix``.
-        seed: seed of the sampler.
-    """
+    """How to decode (the tokenizer's [SEP] is added to ``stop_ids`` by the engine)."""
 
     max_new_tokens: int = 32
-    strategy: str = "greedy"
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
+    strategy: str = "greedy"  # greedy, sample or beam
+    temperature: float = 1.0  # divides the logits before sampling
+    top_k: int = 0  # keep only the k most likely tokens (0: all)
+    top_p: float = 1.0  # keep the smallest set of tokens whose probability reaches p (1.0: all)
     num_beams: int = 4
-    length_penalty: float = 1.0
-    stop_ids: tuple[int, ...] = ()
-    allowed_ids: tuple[int, ...] | None = None
-    banned_ids: tuple[int, ...] = ()
-    use_cache: bool = True
-    mode: str = "causal"
-    seed: int = 0
+    length_penalty: float = 1.0  # beam score = log-probability / length ** length_penalty
+    stop_ids: tuple[int, ...] = ()  # ids that end a sequence
+    allowed_ids: tuple[int, ...] | None = None  # if given, only these ids (and the stop ids) can be generated
+    banned_ids: tuple[int, ...] = ()  # ids never generated (special tokens)
+    use_cache: bool = True  # False recomputes the whole sequence each step (for benchmarks)
+    mode: str = "causal"  # attention over the prompt: causal or prefix
+    seed: int = 0  # seed of the sampler
 
     def __post_init__(self):
         if self.strategy not in ("greedy", "sample", "beam"):
@@ -64,14 +48,10 @@ class GenerationConfig:
 
 def _token_mask(vocab: int, cfg: GenerationConfig, device) -> torch.Tensor:
     """(vocab,) bool: True where a token may be generated."""
-    ok = torch.ones(vocab, dtype=torch.bool, device=device)
-    if cfg.allowed_ids is not None:
-        ok.zero_()
-        ok[list(cfg.allowed_ids) + list(cfg.stop_ids)] = True
-    if cfg.banned_ids:
-        ok[list(cfg.banned_ids)] = False
-    if cfg.stop_ids:
-        ok[list(cfg.stop_ids)] = True
+    ok = torch.full((vocab,), cfg.allowed_ids is None, dtype=torch.bool, device=device)
+    ok[list(cfg.allowed_ids or ())] = True
+    ok[list(cfg.banned_ids)] = False
+    ok[list(cfg.stop_ids)] = True  # a stop id is always allowed
     return ok
 
 
@@ -99,17 +79,12 @@ class Decoder:
     def start(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Read the prompts; return the logits of the next token (B, V)."""
         self.ids, self.mask = ids, mask
-        P = len(self.prefix) if self.prefix is not None else 0
-        full_mask = mask if self.prefix is None else torch.cat([self.prefix.mask.bool(), mask], 1)
-        self.full_mask = full_mask
-        prefix_len = torch.full((ids.size(0),), P + ids.size(1), device=ids.device)
+        self.full_mask = mask if self.prefix is None else torch.cat([self.prefix.mask.bool(), mask], 1)
+        self.prompt_len = self.full_mask.size(1)
+        prefix_len = torch.full((ids.size(0),), self.prompt_len, device=ids.device)
         out = self.model.backbone(ids, mask, mode=self.cfg.mode, prefix=self.prefix, prefix_len=prefix_len,
                                   use_cache=self.cfg.use_cache)
-        if self.cfg.use_cache:
-            hidden, self.cache = out
-        else:
-            hidden = out
-        self.prompt_len = P + ids.size(1)
+        hidden, self.cache = out if self.cfg.use_cache else (out, None)
         return self.model.lm_head(hidden[:, -1])
 
     def step(self, next_ids: torch.Tensor) -> torch.Tensor:
@@ -123,10 +98,9 @@ class Decoder:
                                                      past_kv=self.cache, use_cache=True)
         else:
             # recompute everything: the prompt keeps its own attention, new tokens are causal
-            B = self.ids.size(0)
-            prefix_len = torch.full((B,), self.prompt_len, device=self.ids.device)
-            hidden = self.model.backbone(self.ids, self.mask, mode="prefix" if self.cfg.mode == "prefix" else
-                                         "causal", prefix=self.prefix, prefix_len=prefix_len)
+            prefix_len = torch.full((self.ids.size(0),), self.prompt_len, device=self.ids.device)
+            hidden = self.model.backbone(self.ids, self.mask, mode=self.cfg.mode, prefix=self.prefix,
+                                         prefix_len=prefix_len)
         return self.model.lm_head(hidden[:, -1])
 
     def reorder(self, index: torch.Tensor) -> None:
@@ -135,7 +109,7 @@ class Decoder:
         if self.cache is not None:
             self.cache = [(k[index], v[index]) for k, v in self.cache]
         if self.prefix is not None:
-            self.prefix = Prefix(self.prefix.embeds[index], self.prefix.mask[index], self.prefix.types[index])
+            self.prefix = self.prefix.rows(index)
 
 
 def left_pad(prompts: Sequence[Sequence[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -153,15 +127,8 @@ def left_pad(prompts: Sequence[Sequence[int]], pad_id: int, device) -> tuple[tor
 @torch.inference_mode()
 def generate(model: CoreModel, prompts: Sequence[Sequence[int]], cfg: GenerationConfig, pad_id: int = 0,
              prefix: Prefix | None = None) -> list[list[int]]:
-    """Continue each prompt; return only the new ids of each (stop token excluded).
-
-    Args:
-        model: the CoreModel (its backbone and LM head are used).
-        prompts: token ids per prompt (each non-empty).
-        cfg: decoding settings.
-        pad_id: the padding id.
-        prefix: modality prefix, one row per prompt (for example image patches).
-    """
+    """Continue each prompt (non-empty token ids), after ``prefix`` (one row per prompt, e.g. image patches) if
+    given; return only the new ids of each (stop token excluded)."""
     if not prompts or any(len(p) == 0 for p in prompts):
         raise ValueError("every prompt needs at least one token")
     device = next(model.parameters()).device
@@ -170,8 +137,7 @@ def generate(model: CoreModel, prompts: Sequence[Sequence[int]], cfg: Generation
         raise ValueError(f"prompt fills the model's {model.cfg.block_size} positions; nothing left to generate")
     cfg = GenerationConfig(**{**cfg.__dict__, "max_new_tokens": min(cfg.max_new_tokens, room)})
     if cfg.strategy == "beam":
-        return [_beam(model, p, cfg, pad_id, None if prefix is None else
-                      Prefix(prefix.embeds[i:i + 1], prefix.mask[i:i + 1], prefix.types[i:i + 1]), device)
+        return [_beam(model, p, cfg, pad_id, None if prefix is None else prefix.rows(slice(i, i + 1)), device)
                 for i, p in enumerate(prompts)]
     ids, mask = left_pad(prompts, pad_id, device)
     dec = Decoder(model, cfg, prefix)
@@ -220,7 +186,7 @@ def _beam(model: CoreModel, prompt: Sequence[int], cfg: GenerationConfig, pad_id
         cand = (scores[:, None] + logp).view(-1)
         top = torch.topk(cand, min(2 * nb, cand.numel()))
         V = logp.size(-1)
-        keep_beam, keep_tok, keep_score = [], [], []
+        keep: list[tuple[int, int, float]] = []  # (beam, token, score)
         for s, flat in zip(top.values.tolist(), top.indices.tolist()):
             if s == float("-inf"):
                 break
@@ -228,17 +194,13 @@ def _beam(model: CoreModel, prompt: Sequence[int], cfg: GenerationConfig, pad_id
             if t in stop:
                 finished.append((s / max(1, len(seqs[b]) + 1) ** cfg.length_penalty, seqs[b]))
             else:
-                keep_beam.append(b)
-                keep_tok.append(t)
-                keep_score.append(s)
-            if len(keep_beam) == nb:
+                keep.append((b, t, s))
+            if len(keep) == nb:
                 break
-        if len(finished) >= nb or not keep_beam:
+        if len(finished) >= nb or not keep:
             break
-        while len(keep_beam) < nb:  # pad with copies of the best so the batch keeps its shape
-            keep_beam.append(keep_beam[0])
-            keep_tok.append(keep_tok[0])
-            keep_score.append(float("-inf"))
+        keep += [(keep[0][0], keep[0][1], float("-inf"))] * (nb - len(keep))  # copies of the best keep the shape
+        keep_beam, keep_tok, keep_score = (list(c) for c in zip(*keep))
         index = torch.tensor(keep_beam, device=device)
         seqs = [seqs[b] + [t] for b, t in zip(keep_beam, keep_tok)]
         scores = torch.tensor(keep_score, device=device)

@@ -44,7 +44,6 @@ class EmbeddingHead(nn.Module):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.n_embd = cfg.n_embd
 
     def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return F.normalize(mean_pool(hidden, mask).float(), dim=-1)  # (B, C)

@@ -33,7 +33,6 @@ class LitCore(L.LightningModule):
         self._val: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
         self._val_loader: dict[str, int] = {}  # task -> index of its validation loader
 
-    # ------------------------------------------------------------------ losses
     def task_loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Loss of one batch and, for classifiers, its logits."""
         spec = self.model.task(batch.task)
@@ -61,11 +60,8 @@ class LitCore(L.LightningModule):
             return self.cloze_loss(batch, batch.task), None
         else:
             raise ValueError(f"no loss for task kind {spec.kind!r}")
-        return self.class_loss(logits, batch.labels), logits
-
-    def class_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy against class indices, or (B, C) soft targets (probabilities), with the label smoothing."""
-        return F.cross_entropy(logits.float(), labels, label_smoothing=self.cfg.label_smoothing)
+        # labels are class indices, or (B, C) soft targets (probabilities)
+        return F.cross_entropy(logits.float(), batch.labels, label_smoothing=self.cfg.label_smoothing), logits
 
     def lm_loss(self, batch: Batch, reduction: str = "mean") -> torch.Tensor:
         """Masked-token loss (bidirectional batches) or next-token loss (causal batches)."""
@@ -107,7 +103,6 @@ class LitCore(L.LightningModule):
         h = self.model.item_states(seqs, "bidirectional", hidden, task)[hidden]  # (K, C)
         return F.cross_entropy(self.item_logits(h).float(), seqs[hidden] - 1)
 
-    # ------------------------------------------------------------------ steps
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         loss, _ = self.task_loss(batch)
         weight = self.model.task(batch.task).weight
@@ -123,10 +118,9 @@ class LitCore(L.LightningModule):
             acc["rank"].extend((1 + (scores > scores.gather(1, batch.labels[:, None])).sum(1)).tolist())
             return
         if spec.kind == "lm":
-            nll = self.lm_loss(batch, reduction="sum")
-            n = batch.labels[:, 1:].ne(-100).sum() if batch.mode == "causal" else batch.labels.ne(-100).sum()
-            acc["nll"].append(float(nll))
-            acc["n"].append(int(n))
+            targets = batch.labels[:, 1:] if batch.mode == "causal" else batch.labels
+            acc["nll"].append(float(self.lm_loss(batch, reduction="sum")))
+            acc["n"].append(int(targets.ne(-100).sum()))
             return
         loss, out = self.task_loss(batch)
         acc["loss"].extend([float(loss)] * len(batch))  # one entry per sample, like pred and true (see _gathered)
@@ -152,8 +146,7 @@ class LitCore(L.LightningModule):
                 self.log(f"val/{task}/loss", loss)
                 losses.append(loss)
                 continue
-            loss = sum(acc["loss"]) / max(1, len(acc["loss"]))
-            a = metrics.accuracy(acc["true"], acc["pred"])
+            loss, a = sum(acc["loss"]) / max(1, len(acc["loss"])), metrics.accuracy(acc["true"], acc["pred"])
             self.log(f"val/{task}/loss", loss)
             self.log(f"val/{task}/acc", a, prog_bar=True)
             if self.model.task(task).kind != "pairs":
@@ -167,15 +160,9 @@ class LitCore(L.LightningModule):
         self._val.clear()
 
     def _gathered(self) -> dict[str, dict[str, list]]:
-        """This validation's records from every process, so that every rank computes and logs the same metrics and
-        early stopping and the best checkpoint are decided on the whole validation set, the same way everywhere.
-
-        Under a distributed strategy Lightning gives each process a ``DistributedSampler`` without shuffling: rank
-        ``r`` of ``W`` reads positions ``r, r + W, ...`` of the validation set, padded at the end with repeats of its
-        first samples so that every rank gets as many. Those repeats are dropped from the per-sample records (pred,
-        true, loss) before the records of all ranks are put together; the LM records (sums per batch) are summed as
-        they are. One process: its own records.
-        """
+        """This validation's records from every process, so that every rank logs the same metrics and early stopping
+        and the best checkpoint are decided on the whole validation set. The repeats that Lightning's
+        ``DistributedSampler`` pads each rank's share with are dropped from the per-sample records first."""
         local = {}
         for task, acc in self._val.items():
             keep = self._unpadded(task, len(acc.get("true", acc.get("rank", []))))
@@ -201,7 +188,6 @@ class LitCore(L.LightningModule):
             return n
         return min(n, len(range(sampler.rank, len(sampler.dataset), sampler.num_replicas)))
 
-    # ------------------------------------------------------------------ optimiser
     def configure_optimizers(self):
         """AdamW with two learning rates (pretrained backbone vs new heads), no decay on biases and LayerNorms, and
         linear warm-up then cosine decay per step."""

@@ -1,15 +1,9 @@
 """Evaluation metrics for classification, ranking, language modelling and recommendation catalogues.
 
-Every function here is pure and depends only on numpy. Inputs may be numpy arrays or plain Python
-sequences. Invalid input (empty data, mismatched lengths, non-positive ``k`` ...) raises ``ValueError``
-with a message that names the problem, rather than silently returning ``nan``.
-
-Conventions:
-    * Classification metrics follow scikit-learn with ``zero_division=0``: a class with no predicted
-      samples has precision 0, a class with no true samples has recall 0, and F1 is 0 whenever
-      precision + recall is 0.
-    * Ranking metrics use binary relevance. ``ranked`` is a sequence of item ids, best first;
-      ``relevant`` is a collection of item ids. Ranks are 1-based.
+Pure numpy functions; inputs may be arrays or plain sequences. Invalid input (empty data, mismatched lengths,
+``k < 1`` ...) raises ``ValueError`` naming the problem instead of returning ``nan``. Classification metrics follow
+scikit-learn with ``zero_division=0``. Ranking metrics use binary relevance: ``ranked`` is item ids, best first;
+``relevant`` a collection of ids; ranks are 1-based.
 """
 
 from __future__ import annotations
@@ -22,24 +16,11 @@ from typing import Any
 import numpy as np
 
 _AVERAGES = ("macro", "weighted", "micro")
-
-
-# -------------------------------------------------------------------------------------------------------------- helpers
+Labels = Sequence[Any] | np.ndarray
 
 
 def _as_label_arrays(y_true: Any, y_pred: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Convert a pair of label sequences to 1-D arrays and validate them.
-
-    Args:
-        y_true: Ground-truth labels.
-        y_pred: Predicted labels.
-
-    Returns:
-        The two inputs as 1-D numpy arrays.
-
-    Raises:
-        ValueError: If either input is not 1-D, the lengths differ, or the inputs are empty.
-    """
+    """Both label sequences as 1-D arrays; ``ValueError`` if not 1-D, of different lengths or empty."""
     t = np.asarray(y_true)
     p = np.asarray(y_pred)
     if t.ndim != 1 or p.ndim != 1:
@@ -51,241 +32,117 @@ def _as_label_arrays(y_true: Any, y_pred: Any) -> tuple[np.ndarray, np.ndarray]:
     return t, p
 
 
-def _resolve_labels(t: np.ndarray, p: np.ndarray, labels: Sequence[Any] | np.ndarray | None) -> np.ndarray:
-    """Return the label set to evaluate: the given ``labels`` or the sorted union of ``t`` and ``p``."""
+def _label_indices(y_true: Any, y_pred: Any, labels: Labels | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(labels, true_idx, pred_idx)``: the label set (given, or the sorted union of both inputs) and each sample's
+    true and predicted label as an index into it (-1 for a label outside it)."""
+    t, p = _as_label_arrays(y_true, y_pred)
     if labels is None:
-        return np.unique(np.concatenate([t, p]))
-    lab = np.asarray(labels)
-    if lab.ndim != 1 or lab.shape[0] == 0:
-        raise ValueError("labels must be a non-empty 1-D sequence")
-    if np.unique(lab).shape[0] != lab.shape[0]:
-        raise ValueError("labels contains duplicate entries")
-    return lab
+        lab = np.unique(np.concatenate([t, p]))
+    else:
+        lab = np.asarray(labels)
+        if lab.ndim != 1 or lab.shape[0] == 0:
+            raise ValueError("labels must be a non-empty 1-D sequence")
+        if np.unique(lab).shape[0] != lab.shape[0]:
+            raise ValueError("labels contains duplicate entries")
+    return lab, _index_in(t, lab), _index_in(p, lab)
 
 
 def _index_in(values: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Map each value to its index in ``labels``; values not in ``labels`` map to -1."""
     sorter = np.argsort(labels, kind="stable")
-    pos = np.searchsorted(labels, values, sorter=sorter)
-    pos = np.clip(pos, 0, labels.shape[0] - 1)
+    pos = np.clip(np.searchsorted(labels, values, sorter=sorter), 0, labels.shape[0] - 1)
     idx = sorter[pos]
     return np.where(labels[idx] == values, idx, -1)
 
 
 def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     """Element-wise ``num / den`` with 0 wherever ``den`` is 0."""
-    num = np.asarray(num, dtype=np.float64)
-    den = np.asarray(den, dtype=np.float64)
-    out = np.zeros(np.broadcast(num, den).shape, dtype=np.float64)
-    np.divide(num, den, out=out, where=den != 0)
-    return out
-
-
-def _per_class_counts(
-    y_true: Any, y_pred: Any, labels: Sequence[Any] | np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Return ``(labels, tp, predicted_count, support)`` arrays, one entry per label.
-
-    Counts for a label are taken over all samples, so a prediction of a listed label counts towards its
-    predicted total even when the sample's true label is not listed (and vice versa), as in scikit-learn.
-    """
-    t, p = _as_label_arrays(y_true, y_pred)
-    lab = _resolve_labels(t, p, labels)
-    n = lab.shape[0]
-    ti = _index_in(t, lab)
-    pi = _index_in(p, lab)
-    tp = np.bincount(ti[(ti >= 0) & (ti == pi)], minlength=n)
-    pred = np.bincount(pi[pi >= 0], minlength=n)
-    support = np.bincount(ti[ti >= 0], minlength=n)
-    return lab, tp, pred, support
+    num, den = np.broadcast_arrays(np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64))
+    return np.divide(num, den, out=np.zeros(num.shape), where=den != 0)
 
 
 def _check_k(k: int) -> None:
-    """Raise ``ValueError`` unless ``k`` is a positive integer."""
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
 
 
+def _rows(table: np.ndarray | Mapping, ids: list) -> np.ndarray:
+    """The float rows of ``ids`` in an array indexed by integer id, or in a mapping id -> value."""
+    if isinstance(table, Mapping):
+        return np.asarray([table[i] for i in ids], dtype=np.float64)
+    return table[np.asarray(ids, dtype=np.int64)]
+
+
 # ------------------------------------------------------------------------------------------------------- classification
-
-
-def accuracy(y_true: Sequence[Any] | np.ndarray, y_pred: Sequence[Any] | np.ndarray) -> float:
-    """Fraction of samples whose predicted label equals the true label.
-
-    Args:
-        y_true: Ground-truth labels, shape ``(n,)``.
-        y_pred: Predicted labels, shape ``(n,)``.
-
-    Returns:
-        Accuracy in ``[0, 1]``.
-
-    Raises:
-        ValueError: If the inputs are empty, not 1-D, or of different lengths.
-    """
+def accuracy(y_true: Labels, y_pred: Labels) -> float:
+    """Fraction of samples whose predicted label equals the true label (``ValueError`` on empty or mismatched input)."""
     t, p = _as_label_arrays(y_true, y_pred)
     return float(np.mean(t == p))
 
 
-def confusion_matrix(
-    y_true: Sequence[Any] | np.ndarray,
-    y_pred: Sequence[Any] | np.ndarray,
-    labels: Sequence[Any] | np.ndarray | None = None,
-) -> np.ndarray:
-    """Confusion matrix with true labels on the rows and predicted labels on the columns.
+def confusion_matrix(y_true: Labels, y_pred: Labels, labels: Labels | None = None) -> np.ndarray:
+    """``int64`` (L, L) matrix whose ``[i, j]`` counts samples of true label ``labels[i]`` predicted as ``labels[j]``.
 
-    Args:
-        y_true: Ground-truth labels, shape ``(n,)``.
-        y_pred: Predicted labels, shape ``(n,)``.
-        labels: Label order for rows/columns. Defaults to the sorted union of ``y_true`` and ``y_pred``.
-            Samples whose true or predicted label is not in ``labels`` are ignored (as in scikit-learn).
-
-    Returns:
-        ``int64`` array of shape ``(len(labels), len(labels))`` where entry ``[i, j]`` counts samples
-        with true label ``labels[i]`` predicted as ``labels[j]``.
-
-    Raises:
-        ValueError: If the inputs are empty or mismatched, or ``labels`` is empty or has duplicates.
+    ``labels`` defaults to the sorted union of both inputs; samples with a label outside it are ignored (as in
+    scikit-learn). Raises ``ValueError`` on invalid input or an empty / duplicated ``labels``.
     """
-    t, p = _as_label_arrays(y_true, y_pred)
-    lab = _resolve_labels(t, p, labels)
+    lab, ti, pi = _label_indices(y_true, y_pred, labels)
     n = lab.shape[0]
-    ti = _index_in(t, lab)
-    pi = _index_in(p, lab)
-    keep = (ti >= 0) & (pi >= 0)  # samples with a label outside ``lab`` are dropped
+    keep = (ti >= 0) & (pi >= 0)
     flat = ti[keep].astype(np.int64) * n + pi[keep].astype(np.int64)
     return np.bincount(flat, minlength=n * n).astype(np.int64).reshape(n, n)
 
 
-def precision_recall_f1(
-    y_true: Sequence[Any] | np.ndarray,
-    y_pred: Sequence[Any] | np.ndarray,
-    labels: Sequence[Any] | np.ndarray | None = None,
-    average: str = "macro",
-) -> dict[str, float]:
-    """Averaged precision, recall and F1 (scikit-learn semantics with ``zero_division=0``).
+def precision_recall_f1(y_true: Labels, y_pred: Labels, labels: Labels | None = None,
+                        average: str = "macro") -> dict[str, float]:
+    """``{"precision", "recall", "f1"}`` averaged over ``labels`` (default: the sorted union of both inputs).
 
-    Per class, precision is ``tp / predicted``, recall is ``tp / support`` and F1 is their harmonic mean;
-    any zero denominator gives 0.
-
-    * ``"macro"``: unweighted mean of the per-class scores (F1 is the mean of per-class F1s).
-    * ``"weighted"``: mean of the per-class scores weighted by support (true count).
-    * ``"micro"``: scores computed from true positives, predictions and supports summed over ``labels``.
-
-    Args:
-        y_true: Ground-truth labels, shape ``(n,)``.
-        y_pred: Predicted labels, shape ``(n,)``.
-        labels: Classes to include. Defaults to the sorted union of ``y_true`` and ``y_pred``.
-        average: One of ``"macro"``, ``"weighted"`` or ``"micro"``.
-
-    Returns:
-        Dict with keys ``"precision"``, ``"recall"`` and ``"f1"``.
-
-    Raises:
-        ValueError: If ``average`` is unknown or the inputs are invalid.
+    ``macro``: unweighted mean of per-class scores; ``weighted``: mean weighted by support; ``micro``: from
+    true positives, predictions and supports summed over ``labels``. Counts for a label are taken over all samples,
+    as in scikit-learn. Raises ``ValueError`` on an unknown ``average`` or invalid input.
     """
     if average not in _AVERAGES:
         raise ValueError(f"average must be one of {_AVERAGES}, got {average!r}")
-    _, tp, pred, support = _per_class_counts(y_true, y_pred, labels)
+    lab, ti, pi = _label_indices(y_true, y_pred, labels)
+    n = lab.shape[0]
+    tp = np.bincount(ti[(ti >= 0) & (ti == pi)], minlength=n)
+    pred = np.bincount(pi[pi >= 0], minlength=n)
+    support = np.bincount(ti[ti >= 0], minlength=n)
     if average == "micro":
-        prec = float(_safe_div(tp.sum(), pred.sum()))
-        rec = float(_safe_div(tp.sum(), support.sum()))
-        f1 = float(_safe_div(2 * prec * rec, prec + rec))
-        return {"precision": prec, "recall": rec, "f1": f1}
-    p_c, r_c, f_c = _per_class_prf(tp, pred, support)
-    if average == "macro":
-        return {"precision": float(p_c.mean()), "recall": float(r_c.mean()), "f1": float(f_c.mean())}
+        tp, pred, support = tp.sum(), pred.sum(), support.sum()
+    p_c, r_c = _safe_div(tp, pred), _safe_div(tp, support)
+    scores = {"precision": p_c, "recall": r_c, "f1": _safe_div(2 * p_c * r_c, p_c + r_c)}
+    if average != "weighted":
+        return {name: float(np.mean(v)) for name, v in scores.items()}
     total = support.sum()
     if total == 0:
         return {"precision": 0.0, "recall": 0.0, "f1": 0.0}
     # weighted sums can exceed 1 by a rounding error (e.g. 1.0000000000000002), so clip to the valid range
-    w = support / total
-    return {name: float(np.clip(v @ w, 0.0, 1.0)) for name, v in (("precision", p_c), ("recall", r_c), ("f1", f_c))}
+    return {name: float(np.clip(v @ (support / total), 0.0, 1.0)) for name, v in scores.items()}
 
 
-def _per_class_prf(tp: np.ndarray, pred: np.ndarray, support: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-class precision, recall and F1 arrays with zero-division giving 0."""
-    p_c = _safe_div(tp, pred)
-    r_c = _safe_div(tp, support)
-    f_c = _safe_div(2 * p_c * r_c, p_c + r_c)
-    return p_c, r_c, f_c
-
-
-def macro_f1(
-    y_true: Sequence[Any] | np.ndarray,
-    y_pred: Sequence[Any] | np.ndarray,
-    labels: Sequence[Any] | np.ndarray | None = None,
-) -> float:
-    """Unweighted mean of per-class F1 scores.
-
-    Args:
-        y_true: Ground-truth labels, shape ``(n,)``.
-        y_pred: Predicted labels, shape ``(n,)``.
-        labels: Classes to include. Defaults to the sorted union of ``y_true`` and ``y_pred``.
-
-    Returns:
-        Macro-averaged F1 in ``[0, 1]``.
-    """
+def macro_f1(y_true: Labels, y_pred: Labels, labels: Labels | None = None) -> float:
+    """Unweighted mean of per-class F1 scores."""
     return precision_recall_f1(y_true, y_pred, labels=labels, average="macro")["f1"]
 
 
 # -------------------------------------------------------------------------------------------------------------- ranking
-
-
 def hit_rate_at_k(ranked: Sequence[Hashable], relevant: Iterable[Hashable], k: int) -> float:
-    """1.0 if any relevant item appears in the top ``k`` of ``ranked``, else 0.0.
-
-    Args:
-        ranked: Item ids in ranked order, best first. May be shorter than ``k``.
-        relevant: Relevant item ids (an empty collection gives 0.0).
-        k: Cut-off, a positive integer.
-
-    Returns:
-        1.0 or 0.0.
-
-    Raises:
-        ValueError: If ``k < 1``.
-    """
+    """1.0 if any relevant item is in the top ``k`` of ``ranked``, else 0.0 (``ValueError`` if ``k < 1``)."""
     _check_k(k)
     rel = set(relevant)
     return 1.0 if any(item in rel for item in list(ranked)[:k]) else 0.0
 
 
 def reciprocal_rank(ranked: Sequence[Hashable], relevant: Iterable[Hashable]) -> float:
-    """Reciprocal of the 1-based rank of the first relevant item.
-
-    Args:
-        ranked: Item ids in ranked order, best first.
-        relevant: Relevant item ids.
-
-    Returns:
-        ``1 / rank`` of the first relevant item, or 0.0 if no relevant item is ranked.
-    """
+    """``1 / rank`` of the first relevant item in ``ranked``, or 0.0 if none is ranked."""
     rel = set(relevant)
-    for i, item in enumerate(ranked, start=1):
-        if item in rel:
-            return 1.0 / i
-    return 0.0
-
-
-# ------------------------------------------------------------------------- ranks of one target per query (recommenders)
+    return next((1.0 / i for i, item in enumerate(ranked, start=1) if item in rel), 0.0)
 
 
 def rank_of_target(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """1-based rank of each row's target item under the row's scores.
-
-    The rank is ``1 + (number of items with a strictly higher score)``, so ties with the target are
-    resolved in the target's favour.
-
-    Args:
-        scores: Float array of shape ``(N, n_items)``; higher is better.
-        targets: Integer array of shape ``(N,)`` with the target item index of each row.
-
-    Returns:
-        ``int64`` array of shape ``(N,)`` with values in ``[1, n_items]``.
-
-    Raises:
-        ValueError: If the shapes disagree or a target index is out of range.
-    """
+    """``int64`` (N,) 1-based rank of each row's target under ``scores`` (N, n_items), higher better: 1 + the number of
+    items scored strictly higher (ties go the target's way). ``ValueError`` on bad shapes or out-of-range targets."""
     s = np.asarray(scores)
     t = np.asarray(targets)
     if s.ndim != 2:
@@ -301,19 +158,14 @@ def rank_of_target(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
 
 
 def hr_ndcg_mrr_from_ranks(ranks: Sequence[int] | np.ndarray, k: int) -> dict[str, float]:
-    """Hit rate, NDCG and MRR from 1-based ranks of a single target per query.
-
-    Args:
-        ranks: 1-based rank of the target for each query, e.g. from :func:`rank_of_target`.
-        k: Cut-off for hit rate and NDCG, a positive integer.
+    """Hit rate, NDCG and MRR from the 1-based rank of one target per query.
 
     Returns:
-        Dict with keys ``f"hr@{k}"`` (fraction with ``rank <= k``), ``f"ndcg@{k}"`` (mean of
-        ``1 / log2(rank + 1)`` when ``rank <= k``, else 0) and ``"mrr"`` (mean ``1 / rank``, not truncated
-        at ``k``). For ``k=10`` the keys are ``"hr@10"``, ``"ndcg@10"`` and ``"mrr"``.
+        ``{f"hr@{k}": share with rank <= k, f"ndcg@{k}": mean 1 / log2(rank + 1) within k (else 0),
+        "mrr": mean 1 / rank (not truncated at k)}``.
 
     Raises:
-        ValueError: If ``ranks`` is empty or contains values below 1, or ``k < 1``.
+        ValueError: If ``ranks`` is empty, not finite or below 1, or ``k < 1``.
     """
     _check_k(k)
     r = np.asarray(ranks, dtype=np.float64).reshape(-1)
@@ -327,8 +179,6 @@ def hr_ndcg_mrr_from_ranks(ranks: Sequence[int] | np.ndarray, k: int) -> dict[st
 
 
 # ------------------------------------------------------------------------- probabilistic classifiers and their mixtures
-
-
 def log_loss(proba: np.ndarray, y: Sequence[int] | np.ndarray) -> float:
     """Mean negative log-probability (nats) of the labels ``y`` under the rows of ``proba`` (clipped at 1e-12).
 
@@ -341,9 +191,8 @@ def log_loss(proba: np.ndarray, y: Sequence[int] | np.ndarray) -> float:
     return float(-np.log(np.clip(p[np.arange(len(t)), t], 1e-12, None)).mean())
 
 
-def mixture_weights(
-    views: Mapping[str, np.ndarray], y: Sequence[int] | np.ndarray, step: float = 0.1
-) -> dict[str, float]:
+def mixture_weights(views: Mapping[str, np.ndarray], y: Sequence[int] | np.ndarray,
+                    step: float = 0.1) -> dict[str, float]:
     """Weights (summing to 1, on a ``step`` grid) of several classifiers' probabilities whose mixture has the
     lowest log-loss on ``y``: the weights of a validated ensemble.
 
@@ -368,7 +217,6 @@ def mixture_weights(
         loss = log_loss(sum(wi * np.asarray(views[k], dtype=np.float64) for wi, k in zip(w, names)), y)
         if best is None or loss < best[0] - 1e-12:
             best = (loss, w)
-    assert best is not None
     return {k: round(wi, 2) for k, wi in zip(names, best[1])}
 
 
@@ -397,18 +245,11 @@ def guard_mixture(
     """Keep a validated mixture only where validation says, with ``confidence``, that it is more accurate than the
     ``primary`` view alone; otherwise serve the primary view (its members equally weighted, every other member 0).
 
-    :func:`member_weights` fits the shares to one validation split, and a view that split happens to favour can take
-    a share it does not earn elsewhere (seen with Banking77: a frozen-base head scored 0.933 on the validation split
-    and 0.916 in 5-fold cross-validation of the training part). Each extra view also costs a backbone pass per query.
-    The test is a paired bootstrap over the validation examples: the mixture is kept when it is strictly more
-    accurate than the primary view in at least ``confidence`` of ``n_boot`` resamples.
-
-    Args:
-        kinds: Each member's kind (as for :func:`member_weights`).
-        weights: Each member's weight from :func:`member_weights`.
-        views: Each kind's mean probabilities on validation (as :func:`member_weights` returns them).
-        y: Validation labels.
-        primary: The kind to fall back to (the strongest by construction, e.g. the fully fine-tuned members).
+    Why: :func:`member_weights` fits the shares to one validation split, where a view can take a share it does not
+    earn elsewhere, and each extra view costs a backbone pass per query. The test is a paired bootstrap over the
+    validation labels ``y``: the mixture is kept when strictly more accurate than the primary view in at least
+    ``confidence`` of ``n_boot`` resamples. ``kinds``, ``weights`` and ``views`` are as :func:`member_weights` gives
+    them; ``primary`` is the kind to fall back to (e.g. the fully fine-tuned members).
 
     Returns:
         The weights to serve and what was decided: ``{"primary", "kept", "win_rate", "confidence",
@@ -438,27 +279,14 @@ def guard_mixture(
     win_rate = float((counts[:, 0] > counts[:, 1]).mean())
     if win_rate >= confidence:
         return weights, {**info, "kept": True, "win_rate": round(win_rate, 4)}
-    n_primary = kinds.count(primary)
-    fallback = [round(1.0 / n_primary, 6) if k == primary else 0.0 for k in kinds]
+    fallback = [round(1.0 / kinds.count(primary), 6) if k == primary else 0.0 for k in kinds]
     return fallback, {**info, "kept": False, "win_rate": round(win_rate, 4)}
 
 
 # --------------------------------------------------------------------------------------------------- language modelling
-
-
 def perplexity(total_nll: float, n_tokens: int) -> float:
-    """Perplexity from a summed negative log-likelihood (natural log).
-
-    Args:
-        total_nll: Sum of per-token negative log-likelihoods, in nats.
-        n_tokens: Number of tokens the sum is over.
-
-    Returns:
-        ``exp(total_nll / n_tokens)``; ``inf`` if that overflows a float.
-
-    Raises:
-        ValueError: If ``n_tokens <= 0``.
-    """
+    """``exp(total_nll / n_tokens)`` from a summed natural-log NLL; ``inf`` on overflow (``ValueError`` if
+    ``n_tokens <= 0``)."""
     if n_tokens <= 0:
         raise ValueError(f"n_tokens must be positive, got {n_tokens}")
     try:
@@ -468,21 +296,8 @@ def perplexity(total_nll: float, n_tokens: int) -> float:
 
 
 # -------------------------------------------------------------------------------------------- recommendation catalogues
-
-
 def coverage(recommendation_lists: Iterable[Iterable[Hashable]], n_items: int) -> float:
-    """Catalogue coverage: fraction of the catalogue recommended at least once.
-
-    Args:
-        recommendation_lists: One list of recommended item ids per user.
-        n_items: Catalogue size.
-
-    Returns:
-        ``|distinct recommended items| / n_items``.
-
-    Raises:
-        ValueError: If ``n_items <= 0``.
-    """
+    """Share of the catalogue of ``n_items`` recommended at least once (``ValueError`` if ``n_items <= 0``)."""
     if n_items <= 0:
         raise ValueError(f"n_items must be positive, got {n_items}")
     distinct: set[Hashable] = set()
@@ -491,84 +306,49 @@ def coverage(recommendation_lists: Iterable[Iterable[Hashable]], n_items: int) -
     return len(distinct) / n_items
 
 
-def intra_list_diversity(
-    lists: Iterable[Sequence[Hashable]], item_vectors: np.ndarray | Mapping[Hashable, Any]
-) -> float:
-    """Mean intra-list diversity: average pairwise cosine distance within each list.
+def intra_list_diversity(lists: Iterable[Sequence[Hashable]],
+                         item_vectors: np.ndarray | Mapping[Hashable, Any]) -> float:
+    """Mean over lists of the mean pairwise cosine distance ``1 - cos(v_i, v_j)`` within each list, in ``[0, 2]``.
 
-    For each list with at least two items, the mean of ``1 - cos(v_i, v_j)`` over unordered pairs
-    ``i < j`` is computed; the result is the mean of these values over lists. Lists with fewer than
-    two items are skipped. A zero vector has cosine similarity 0 with everything.
-
-    Args:
-        lists: Recommendation lists of item ids.
-        item_vectors: Either an array of shape ``(n_items, d)`` indexed by integer item id, or a mapping
-            item id -> vector of length ``d``.
-
-    Returns:
-        Mean intra-list diversity, in ``[0, 2]``.
-
-    Raises:
-        ValueError: If no list has at least two items.
+    ``item_vectors`` is an (n_items, d) array indexed by integer id, or a mapping id -> vector. Lists of fewer than
+    two items are skipped; a zero vector has cosine 0 with everything. ``ValueError`` if no list has two items.
     """
+    table = item_vectors if isinstance(item_vectors, Mapping) else np.asarray(item_vectors, dtype=np.float64)
     per_list: list[float] = []
-    table = None if isinstance(item_vectors, Mapping) else np.asarray(item_vectors, dtype=np.float64)
     for items in lists:
         ids = list(items)
-        m = len(ids)
-        if m < 2:
+        if len(ids) < 2:
             continue
-        if table is None:
-            vecs = np.asarray([item_vectors[i] for i in ids], dtype=np.float64)  # type: ignore[index]
-        else:
-            vecs = table[np.asarray(ids, dtype=np.int64)]
-        norms = np.linalg.norm(vecs, axis=1, keepdims=True)
-        unit = _safe_div(vecs, norms)
+        vecs = _rows(table, ids)
+        unit = _safe_div(vecs, np.linalg.norm(vecs, axis=1, keepdims=True))
         sim = unit @ unit.T
-        iu = np.triu_indices(m, k=1)
-        per_list.append(float(np.mean(1.0 - sim[iu])))
+        per_list.append(float(np.mean(1.0 - sim[np.triu_indices(len(ids), k=1)])))
     if not per_list:
         raise ValueError("intra_list_diversity needs at least one list with two or more items")
     return float(np.mean(per_list))
 
 
-def novelty(
-    lists: Iterable[Sequence[Hashable]],
-    item_popularity: Mapping[Hashable, float] | Sequence[float] | np.ndarray,
-    n_users: int,
-) -> float:
-    """Mean self-information of recommended items, ``-log2(popularity / n_users)``.
+def novelty(lists: Iterable[Sequence[Hashable]],
+            item_popularity: Mapping[Hashable, float] | Sequence[float] | np.ndarray, n_users: int) -> float:
+    """Mean self-information ``-log2(popularity / n_users)`` of recommended items, in bits: averaged within each list,
+    then over lists (empty lists skipped).
 
-    The self-information is averaged within each list, then over lists; empty lists are skipped.
-
-    Args:
-        lists: Recommendation lists of item ids.
-        item_popularity: Number of users who interacted with each item, as a mapping item id -> count or an
-            array indexed by integer item id.
-        n_users: Total number of users.
-
-    Returns:
-        Mean novelty in bits (higher means less popular items are recommended).
-
-    Raises:
-        ValueError: If ``n_users <= 0``, a recommended item has popularity outside ``(0, n_users]`` or is
-            missing from ``item_popularity``, or every list is empty.
+    ``item_popularity`` is the number of users of each item: a mapping id -> count or an array indexed by integer id.
+    Raises ``ValueError`` if ``n_users <= 0``, a recommended item's popularity is missing or outside
+    ``(0, n_users]``, or every list is empty.
     """
     if n_users <= 0:
         raise ValueError(f"n_users must be positive, got {n_users}")
-    table = None if isinstance(item_popularity, Mapping) else np.asarray(item_popularity, dtype=np.float64)
+    table = item_popularity if isinstance(item_popularity, Mapping) else np.asarray(item_popularity, dtype=np.float64)
     per_list: list[float] = []
     for items in lists:
         ids = list(items)
         if not ids:
             continue
-        if table is None:
-            try:
-                pop = np.asarray([item_popularity[i] for i in ids], dtype=np.float64)  # type: ignore[index]
-            except KeyError as exc:
-                raise ValueError(f"item {exc.args[0]!r} has no popularity entry") from exc
-        else:
-            pop = table[np.asarray(ids, dtype=np.int64)]
+        try:
+            pop = _rows(table, ids)
+        except KeyError as exc:
+            raise ValueError(f"item {exc.args[0]!r} has no popularity entry") from exc
         if np.any(pop <= 0) or np.any(pop > n_users):
             raise ValueError(f"item popularity must lie in (0, n_users={n_users}] for recommended items")
         per_list.append(float(np.mean(-np.log2(pop / n_users))))

@@ -29,12 +29,9 @@ def prepare_images(images: np.ndarray | torch.Tensor, channels: int, max_side: i
         InputError: on any other shape, on an empty batch, or on NaN values.
     """
     x = torch.as_tensor(np.asarray(images) if not isinstance(images, torch.Tensor) else images)
-    if x.dtype == torch.uint8:
-        x = x.float() / 255.0
-    elif x.is_floating_point():
-        x = x.float()
-    else:
-        x = x.float() / 255.0 if x.numel() and x.max() > 1 else x.float()
+    # uint8, or integers above 1, are 0..255
+    scaled = x.dtype == torch.uint8 or (not x.is_floating_point() and x.numel() and x.max() > 1)
+    x = x.float() / 255.0 if scaled else x.float()
     if x.ndim == 2:
         x = x[None, None]  # (1, 1, H, W)
     elif x.ndim == 3 and x.shape[-1] in (3, 4) and x.shape[0] > 4:
@@ -66,18 +63,18 @@ def prepare_images(images: np.ndarray | torch.Tensor, channels: int, max_side: i
 
 
 class ImagePatchEncoder(nn.Module):
-    """A small convolutional network, then one token per patch position, with 2-D positions.
+    """A small convolutional stem, then one token per patch position, with 2-D positions.
 
     The stem (3x3 conv + BatchNorm + ReLU blocks, halving the resolution and doubling the channels up to twice) does
-    the local work a CNN is good at, so the Transformer mixes features instead of raw pixels (a from-scratch backbone
-    learns far more slowly from raw patches). Images of another size than ``image_size`` are padded to a multiple of
-    the patch and the position grid is interpolated, so any H x W works.
+    the local work, so the Transformer mixes features instead of raw pixels (a from-scratch backbone learns far more
+    slowly from raw patches). Other sizes than ``image_size`` are padded to a multiple of the patch and the position
+    grid is interpolated, so any H x W works.
     """
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         c, s = cfg.image_channels, max(2, cfg.image_stem_channels // 2)
-        self.channels, self.patch, self.max_side = c, cfg.patch_size, cfg.image_size * 8
+        self.patch = cfg.patch_size
 
         def block(i: int, o: int, stride: int) -> list[nn.Module]:
             return [nn.Conv2d(i, o, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(o), nn.ReLU()]
@@ -105,8 +102,7 @@ class ImagePatchEncoder(nn.Module):
         N, C, h, w = x.shape
         pos = self.pos if self.pos.shape[-2:] == (h, w) else F.interpolate(self.pos, size=(h, w), mode="bicubic",
                                                                             align_corners=False)
-        x = (x + pos).flatten(2).transpose(1, 2)  # (N, h*w, C)
-        x = self.norm(x)
+        x = self.norm((x + pos).flatten(2).transpose(1, 2))  # (N, h*w, C)
         mask = torch.ones(N, h * w, dtype=torch.bool, device=x.device)
         types = torch.full((N, h * w), MODALITY_TYPES["image"], dtype=torch.long, device=x.device)
         return Prefix(x, mask, types)
@@ -154,13 +150,12 @@ class ItemEncoder(nn.Module):
         nn.init.normal_(self.emb.weight, std=0.02)
         with torch.no_grad():
             self.emb.weight[0].zero_()
-        self.text_proj = None
         # row 0 (padding) stays zero; a loaded model reads the values from its weights
         self.register_buffer("text", torch.zeros(cfg.n_items + 1, cfg.item_text_dim) if cfg.item_text_dim else None)
-        if cfg.item_text_dim:
-            if cfg.item_text_mode == "add":
-                self.text_proj = nn.Linear(cfg.item_text_dim, cfg.n_embd, bias=False)
-                nn.init.normal_(self.text_proj.weight, std=0.02)
+        self.text_proj = None
+        if cfg.item_text_dim and cfg.item_text_mode == "add":
+            self.text_proj = nn.Linear(cfg.item_text_dim, cfg.n_embd, bias=False)
+            nn.init.normal_(self.text_proj.weight, std=0.02)
 
     def init_from_vectors(self, vectors: torch.Tensor) -> None:
         """Start item ``i`` (1-based) at ``vectors[i-1]``, rescaled to the table's typical norm."""
@@ -168,8 +163,7 @@ class ItemEncoder(nn.Module):
             raise ValueError(f"vectors of shape {tuple(vectors.shape)}, expected ({self.n_items}, "
                              f"{self.emb.embedding_dim})")
         with torch.no_grad():
-            v = F.normalize(vectors.float(), dim=-1) * self.emb.weight[1:].norm(dim=-1).mean()
-            self.emb.weight[1:] = v
+            self.emb.weight[1:] = F.normalize(vectors.float(), dim=-1) * self.emb.weight[1:].norm(dim=-1).mean()
 
     def set_text(self, text: torch.Tensor) -> None:
         """Give the items their text features (n_items, item_text_dim); in ``init`` mode the embeddings start from
@@ -202,12 +196,9 @@ class ItemEncoder(nn.Module):
 
     @torch.no_grad()
     def cold_vectors(self, text: torch.Tensor, ridge: float = 1.0) -> torch.Tensor:
-        """Vectors of items that are not in the catalogue yet, from their text features alone: (M, D) -> (M, C),
-        to score like any row of :meth:`table`.
-
-        ``add`` mode: the projection of the text (a new item's id part is zero). ``init`` mode: a ridge regression
-        from the catalogue's text features to its learned item vectors, applied to the new texts.
-        """
+        """Vectors of items not in the catalogue yet, from their text features alone: (M, D) -> (M, C), scored like
+        rows of :meth:`table`. ``add`` mode: the projection of the text (a new item's id part is zero); ``init`` mode: a
+        ridge regression from the catalogue's text features to its learned item vectors."""
         if self.text is None:
             raise ValueError("this model was trained without text features: it cannot place unseen items")
         if self.text_proj is not None:

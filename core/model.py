@@ -12,7 +12,6 @@ tagged with a modality-type embedding. Read top to bottom like nanoGPT; no frame
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -42,17 +41,16 @@ class Prefix:
         return Prefix(torch.cat([p.embeds for p in parts], 1), torch.cat([p.mask for p in parts], 1),
                       torch.cat([p.types for p in parts], 1))
 
+    def rows(self, index) -> Prefix:
+        """The rows ``index`` of the batch (a slice or an index tensor)."""
+        return Prefix(self.embeds[index], self.mask[index], self.types[index])
+
 
 def build_attn_mask(mode: AttnMode, key_mask: torch.Tensor, n_query: int,
                     prefix_len: torch.Tensor | None = None) -> torch.Tensor:
-    """Boolean attention mask (B, 1, T, S), True where a query may attend to a key.
-
-    Args:
-        mode: bidirectional, causal or prefix.
-        key_mask: (B, S) True for real keys (past cache included), False for padding.
-        n_query: T, the queries are the last T positions of the S.
-        prefix_len: (B,) number of leading positions that attend bidirectionally (prefix mode only).
-    """
+    """Boolean attention mask (B, 1, T, S), True where a query may attend to a key: ``key_mask`` (B, S) marks the
+    real keys (past cache included), the queries are the last ``n_query`` (T) of the S positions, and in prefix mode
+    the first ``prefix_len`` (B,) positions attend to each other bidirectionally."""
     B, S = key_mask.shape
     device = key_mask.device
     q_pos = torch.arange(S - n_query, S, device=device)[:, None]  # (T, 1) absolute position of each query
@@ -154,10 +152,6 @@ class Backbone(nn.Module):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
 
-    def num_params(self) -> int:
-        """Parameter count."""
-        return sum(p.numel() for p in self.parameters())
-
     def forward(self, idx: torch.Tensor | None, attention_mask: torch.Tensor | None = None,
                 mode: AttnMode = "bidirectional", prefix: Prefix | None = None,
                 prefix_len: torch.Tensor | None = None, past_kv: KVCache | None = None,
@@ -168,11 +162,9 @@ class Backbone(nn.Module):
             idx: (B, T) token ids, or None when the sequence is the prefix alone.
             attention_mask: without ``past_kv``: (B, T), True/1 for real tokens. With ``past_kv``: (B, S) over the
                 whole sequence so far (prefix, cached positions and ``idx``).
-            mode: bidirectional, causal or prefix attention.
             prefix: non-text embeddings placed before ``idx`` (first call only, never with ``past_kv``).
             prefix_len: (B,) bidirectional positions in prefix mode; defaults to the prefix's length.
             past_kv: a cache from an earlier call, to decode new tokens without recomputing old ones.
-            use_cache: also return the updated cache.
             positions: (B, T) position ids to use instead of counting real tokens from the left (e.g. counted from
                 the right end, so that the most recent item of a sequence always sits at the same position).
 
@@ -186,9 +178,7 @@ class Backbone(nn.Module):
             parts.append(prefix.embeds + self.wme(prefix.types))  # (B, P, C)
             masks.append(prefix.mask.bool())
         if idx is not None:
-            B, T = idx.shape
-            text_types = torch.full_like(idx, MODALITY_TYPES["text"])
-            parts.append(self.wte(idx) + self.wme(text_types))  # (B, T, C)
+            parts.append(self.wte(idx) + self.wme(torch.full_like(idx, MODALITY_TYPES["text"])))  # (B, T, C)
             if past_kv is None:
                 masks.append(torch.ones_like(idx, dtype=torch.bool) if attention_mask is None
                              else attention_mask.bool())
@@ -236,12 +226,3 @@ def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     m = mask.to(hidden.dtype).unsqueeze(-1)  # (B, T, 1)
     return (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
 
-
-def sinusoid_init_(weight: torch.Tensor) -> None:
-    """Fill a (T, C) position table with sinusoids (a good start for tables trained from scratch)."""
-    T, C = weight.shape
-    pos = torch.arange(T).float()[:, None]
-    div = torch.exp(torch.arange(0, C, 2).float() * (-math.log(10000.0) / C))
-    with torch.no_grad():
-        weight[:, 0::2] = torch.sin(pos * div)[:, : weight[:, 0::2].shape[1]] * 0.02
-        weight[:, 1::2] = torch.cos(pos * div)[:, : weight[:, 1::2].shape[1]] * 0.02

@@ -45,26 +45,18 @@ def minilm_config(**overrides) -> ModelConfig:
     return ModelConfig(**{**fields, **overrides})
 
 
+# BERT's tensor names -> Backbone's: the embeddings, then the modules of every block (a weight and a bias each)
+_EMBEDDINGS = {"embeddings.word_embeddings.weight": "wte.weight", "embeddings.position_embeddings.weight": "wpe.weight",
+               "embeddings.LayerNorm.weight": "ln_emb.weight", "embeddings.LayerNorm.bias": "ln_emb.bias"}
+_BLOCK = {"attention.self.query": "attn.query", "attention.self.key": "attn.key", "attention.self.value": "attn.value",
+          "attention.output.dense": "attn.proj", "attention.output.LayerNorm": "ln_1", "intermediate.dense": "fc",
+          "output.dense": "fc_proj", "output.LayerNorm": "ln_2"}
+
+
 def _bert_to_ours(n_layer: int) -> dict[str, str]:
-    """Literal name map from the BERT checkpoint to Backbone's state dict."""
-    m = {
-        "embeddings.word_embeddings.weight": "wte.weight",
-        "embeddings.position_embeddings.weight": "wpe.weight",
-        "embeddings.LayerNorm.weight": "ln_emb.weight",
-        "embeddings.LayerNorm.bias": "ln_emb.bias",
-    }
-    for i in range(n_layer):
-        b, o = f"encoder.layer.{i}.", f"h.{i}."
-        for w in ("weight", "bias"):
-            m[f"{b}attention.self.query.{w}"] = f"{o}attn.query.{w}"
-            m[f"{b}attention.self.key.{w}"] = f"{o}attn.key.{w}"
-            m[f"{b}attention.self.value.{w}"] = f"{o}attn.value.{w}"
-            m[f"{b}attention.output.dense.{w}"] = f"{o}attn.proj.{w}"
-            m[f"{b}attention.output.LayerNorm.{w}"] = f"{o}ln_1.{w}"
-            m[f"{b}intermediate.dense.{w}"] = f"{o}fc.{w}"
-            m[f"{b}output.dense.{w}"] = f"{o}fc_proj.{w}"
-            m[f"{b}output.LayerNorm.{w}"] = f"{o}ln_2.{w}"
-    return m
+    """Name map from the BERT checkpoint to Backbone's state dict."""
+    return {**_EMBEDDINGS, **{f"encoder.layer.{i}.{theirs}.{w}": f"h.{i}.{ours}.{w}" for i in range(n_layer)
+                              for theirs, ours in _BLOCK.items() for w in ("weight", "bias")}}
 
 
 def load_minilm(model: Backbone) -> Backbone:

@@ -88,11 +88,9 @@ def fashion_splits(data_dir: Path, seed: int = 13, val_fraction: float = 0.25,
     train_x, train_y = [x[tr]], [y[tr]]
     sources = {"fashion_mnist_test_8000": {"train": len(tr), "val": len(va), "seed": seed}}
     if extra_train is not None and (extra_train / "train-images-idx3-ubyte.gz").is_file():
-        ex = read_idx(extra_train / "train-images-idx3-ubyte.gz")
-        ey = read_idx(extra_train / "train-labels-idx1-ubyte.gz").astype(np.int64)
-        train_x.append(ex)
-        train_y.append(ey)
-        sources["debian_train"] = len(ey)
+        train_x.append(read_idx(extra_train / "train-images-idx3-ubyte.gz"))
+        train_y.append(read_idx(extra_train / "train-labels-idx1-ubyte.gz").astype(np.int64))
+        sources["debian_train"] = len(train_y[-1])
     else:
         log.warning("dataset-fashion-mnist is not installed: training on %d images only", len(tr))
     return ImageSplits(np.concatenate(train_x), np.concatenate(train_y), x[va], y[va], sources)
@@ -137,9 +135,8 @@ def _subset(texts, ys, idx):
 
 
 def refit_task(task: TextTask, **source) -> TextTask:
-    """``task`` with its validation part added to training, for a fixed schedule that keeps the last epoch
-    (``TrainConfig.keep="last"``): validation stays, to be logged only, and the test part never trains. ``source``
-    adds keys to the task's source (its ``train`` count becomes the new one)."""
+    """``task`` with its validation part added to training (validation stays, to be logged only; test never trains),
+    for a fixed schedule that keeps the last epoch; ``source`` adds keys to the task's source."""
     train = (task.train[0] + task.val[0], list(task.train[1]) + list(task.val[1]))
     return replace(task, train=train, source={**task.source, "train": len(train[0]), **source})
 
@@ -185,26 +182,21 @@ def finetune_text(tasks: list[TextTask], out: str | Path, cfg: TrainConfig, init
     corpus = [x for t in tasks for x in t.train[0]]
     corpus += [x for name, (a, b) in (pairs or {}).items() for x in [*a[n_val[name]:], *b[n_val[name]:]]]
     model, tok = new_text_model(init_from, corpus=corpus)
-    datas = []
-    for t in tasks:
-        spec = TaskSpec(name=t.name, kind="classify", labels=t.labels)
-        model.add_task(spec)
-        datas.append(TaskData(spec, ListDataset(*t.train), ListDataset(*t.val), ListDataset(*t.test)))
-    for name, (a, b) in (pairs or {}).items():
-        spec = TaskSpec(name=name, kind="pairs")
-        model.add_task(spec)
-        k = n_val[name]
-        datas.append(TaskData(spec, ListDataset(a[k:], b[k:]), ListDataset(a[:k], b[:k])))
+    datas = [TaskData(TaskSpec(name=t.name, kind="classify", labels=t.labels), ListDataset(*t.train),
+                      ListDataset(*t.val)) for t in tasks]
+    datas += [TaskData(TaskSpec(name=name, kind="pairs"), ListDataset(a[n_val[name]:], b[n_val[name]:]),
+                       ListDataset(a[:n_val[name]], b[:n_val[name]])) for name, (a, b) in (pairs or {}).items()]
+    for td in datas:
+        model.add_task(td.spec)
     dm = MultiTaskDataModule(datas, tok, batch_size=cfg.batch_size, max_length=cfg.max_length, seed=cfg.seed)
     meta = {"recipe": "finetune_text", "init_from": str(init_from), "data": {t.name: t.source for t in tasks}}
     return fit(model, dm, cfg, out, tok, meta=meta, extra_callbacks=callbacks)
 
 
 def new_text_model(init_from: str | Path, corpus: list[str] | None = None) -> tuple[CoreModel, Tokenizer]:
-    """A CoreModel without tasks: all-MiniLM-L6-v2's weights (``minilm``), a random ``preset`` with a tokenizer
-    trained on ``corpus``, or the backbone and tokenizer of an artifact folder (e.g. one that :func:`pretrain` wrote:
-    continued pretraining, then fine-tuning). An artifact's heads and tasks are dropped; one with LoRA adapters is
-    refused, since which adapter the backbone should carry is ambiguous."""
+    """A CoreModel without tasks: all-MiniLM-L6-v2's weights (``minilm``), a random preset with a tokenizer trained
+    on ``corpus``, or the backbone and tokenizer of an artifact folder (e.g. one :func:`pretrain` wrote), its heads and
+    tasks dropped; one with LoRA adapters is refused (which adapter the backbone should carry is ambiguous)."""
     if isinstance(init_from, Path) or init_from not in ("minilm", "tiny", "small", "base"):
         path = Path(init_from)
         if not (path / "config.json").is_file():

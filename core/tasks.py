@@ -102,14 +102,11 @@ class CoreModel(nn.Module):
             raise UnknownTaskError(f"unknown task {name!r}; this model knows {sorted(self.tasks) or 'no tasks'}")
         return self.tasks[name]
 
-    # ------------------------------------------------------------------ forward passes
     def encode(self, ids: torch.Tensor | None, mask: torch.Tensor | None, mode="bidirectional",
                prefix: Prefix | None = None, prefix_len: torch.Tensor | None = None):
         """Hidden states and the mask over all positions (prefix first)."""
         hidden = self.backbone(ids, mask, mode=mode, prefix=prefix, prefix_len=prefix_len)
-        masks = []
-        if prefix is not None:
-            masks.append(prefix.mask)
+        masks = [prefix.mask] if prefix is not None else []
         if ids is not None:
             masks.append(mask.bool() if mask is not None else torch.ones_like(ids, dtype=torch.bool))
         return hidden, torch.cat(masks, 1)
@@ -132,8 +129,7 @@ class CoreModel(nn.Module):
     def classify_images(self, task: str, images: torch.Tensor) -> torch.Tensor:
         """Class logits (N, n_classes) of prepared images."""
         self.activate(task)
-        prefix = self.image_prefix(images)
-        hidden, full = self.encode(None, None, prefix=prefix)
+        hidden, full = self.encode(None, None, prefix=self.image_prefix(images))
         return self.heads[task](hidden, full)
 
     def classify_series(self, task: str, series: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor):

@@ -34,20 +34,15 @@ class Tokenizer:
         self.hf = hf
         self.placeholders = dict(placeholders or {})
         vocab = hf.get_vocab()
-
-        def _id(tok: str) -> int:
+        ids = []
+        for tok in SPECIAL_TOKENS:
             name = self.placeholders.get(tok, tok)
             if name not in vocab:
                 raise TokenizerError(f"tokenizer lacks the special token {tok!r} ({name!r})")
-            return vocab[name]
-
-        self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = (
-            _id(t) for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"))
-        self.img_id, self.series_id, self.item_id = (_id(t) for t in ("[IMG]", "[SER]", "[ITEM]"))
-        self.bos_id, self.eos_id = self.cls_id, self.sep_id
-        self.special_ids = frozenset(
-            [self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id, self.img_id, self.series_id,
-             self.item_id])
+            ids.append(vocab[name])
+        self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = ids[:5]  # in SPECIAL_TOKENS order
+        self.img_id, self.series_id, self.item_id = ids[5:]
+        self.special_ids = frozenset(ids)
 
     @property
     def vocab_size(self) -> int:
@@ -57,17 +52,12 @@ class Tokenizer:
     # ------------------------------------------------------------------ building
     @classmethod
     def train(cls, texts: Iterable[str], vocab_size: int = 8000, min_frequency: int = 2) -> Tokenizer:
-        """Build a lower-cased WordPiece vocabulary from ``texts``, deterministically.
+        """Build a lower-cased WordPiece vocabulary of ``vocab_size`` ids (special tokens included) from ``texts``,
+        deterministically: pieces seen fewer than ``min_frequency`` times are left out.
 
-        HF's WordPiece trainer breaks frequency ties in hash-map order, so the same corpus gave different ids from
-        run to run. This builder counts pieces itself and breaks ties alphabetically: the special tokens, every
-        character (alone and as a ``##`` continuation), then the most frequent whole words, word-initial prefixes and
-        ``##`` suffixes (2-6 characters) up to ``vocab_size``. WordPiece's greedy longest match does the rest.
-
-        Args:
-            texts: the corpus (any iterable of strings).
-            vocab_size: vocabulary size, special tokens included.
-            min_frequency: a piece needs at least this many occurrences.
+        HF's WordPiece trainer breaks frequency ties in hash-map order (different ids from run to run), so the pieces
+        are counted here with ties broken alphabetically: the special tokens, every character (alone and as a ``##``
+        continuation), then the most frequent whole words, word-initial prefixes and ``##`` suffixes (2-6 characters).
         """
         normalizer = normalizers.BertNormalizer(lowercase=True, clean_text=True, strip_accents=None)
         pre = pre_tokenizers.BertPreTokenizer()
@@ -112,7 +102,7 @@ class Tokenizer:
             placeholders = placeholders or raw.get("trident_placeholders")
             raw.pop("trident_placeholders", None)
             hf = HFTokenizer.from_str(json.dumps(raw))
-        except (json.JSONDecodeError, UnicodeDecodeError, Exception) as exc:  # tokenizers raises plain Exception
+        except Exception as exc:  # tokenizers raises plain Exception
             raise TokenizerError(f"cannot read tokenizer {path}: {exc}") from exc
         # Padding and truncation are done by ``encode_batch`` below, never by the file's own settings.
         hf.no_padding()
@@ -127,29 +117,20 @@ class Tokenizer:
         Path(path).write_text(json.dumps(raw, ensure_ascii=False), encoding="utf-8")
 
     # ------------------------------------------------------------------ encoding
-    def encode(self, text: str, max_length: int | None = None, add_special: bool = True) -> list[int]:
-        """Token ids of one text: ``[CLS] tokens [SEP]`` when ``add_special``, cut to ``max_length``."""
-        return self.encode_batch([text], max_length=max_length, add_special=add_special)[0]
+    def encode(self, text: str, max_length: int | None = None) -> list[int]:
+        """Token ids of one text, ``[CLS] tokens [SEP]``, cut to ``max_length``."""
+        return self.encode_batch([text], max_length=max_length)[0]
 
-    def encode_batch(self, texts: Sequence[str], max_length: int | None = None,
-                     add_special: bool = True) -> list[list[int]]:
-        """Token ids of many texts, without padding; each cut to ``max_length`` (the ``[SEP]`` kept)."""
-        encs = self.hf.encode_batch(list(texts), add_special_tokens=False)
-        out = []
-        for enc in encs:
-            ids = enc.ids
-            if add_special:
-                room = None if max_length is None else max(max_length - 2, 0)
-                ids = [self.cls_id, *ids[:room], self.sep_id]
-            elif max_length is not None:
-                ids = ids[:max_length]
-            out.append(ids)
-        return out
+    def encode_batch(self, texts: Sequence[str], max_length: int | None = None) -> list[list[int]]:
+        """Token ids ``[CLS] tokens [SEP]`` of many texts, without padding; each cut to ``max_length`` (the ``[SEP]``
+        kept)."""
+        room = None if max_length is None else max(max_length - 2, 0)
+        return [[self.cls_id, *enc.ids[:room], self.sep_id]
+                for enc in self.hf.encode_batch(list(texts), add_special_tokens=False)]
 
-    def decode(self, ids: Sequence[int], skip_special: bool = True) -> str:
-        """Text of ids; special tokens dropped unless ``skip_special`` is False."""
-        ids = [int(i) for i in ids if not (skip_special and int(i) in self.special_ids)]
-        return self.hf.decode(ids, skip_special_tokens=False)
+    def decode(self, ids: Sequence[int]) -> str:
+        """Text of ids, special tokens dropped."""
+        return self.hf.decode([int(i) for i in ids if int(i) not in self.special_ids], skip_special_tokens=False)
 
     def token_strings(self, ids: Sequence[int]) -> list[str]:
         """The vocabulary string of each id (for attributions)."""

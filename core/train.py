@@ -32,36 +32,31 @@ from core.tokenizer import Tokenizer
 log = logging.getLogger(__name__)
 
 
+def _on_stderr(init):
+    """``init`` (a bar builder of TQDMProgressBar) run with stdout sent to stderr: Lightning passes file=sys.stdout."""
+
+    def wrapper(self):
+        with contextlib.redirect_stdout(sys.stderr):
+            return init(self)
+
+    return wrapper
+
+
 class StderrProgressBar(TQDMProgressBar):
     """Lightning's tqdm bars on stderr, not stdout, so that a command's result on stdout (``--json``) stays clean."""
 
-    def _on_stderr(self, init):
-        with contextlib.redirect_stdout(sys.stderr):  # Lightning passes file=sys.stdout when it builds each bar
-            return init()
-
-    def init_sanity_tqdm(self):
-        return self._on_stderr(super().init_sanity_tqdm)
-
-    def init_train_tqdm(self):
-        return self._on_stderr(super().init_train_tqdm)
-
-    def init_validation_tqdm(self):
-        return self._on_stderr(super().init_validation_tqdm)
-
-    def init_predict_tqdm(self):
-        return self._on_stderr(super().init_predict_tqdm)
-
-    def init_test_tqdm(self):
-        return self._on_stderr(super().init_test_tqdm)
+    init_sanity_tqdm = _on_stderr(TQDMProgressBar.init_sanity_tqdm)
+    init_train_tqdm = _on_stderr(TQDMProgressBar.init_train_tqdm)
+    init_validation_tqdm = _on_stderr(TQDMProgressBar.init_validation_tqdm)
+    init_predict_tqdm = _on_stderr(TQDMProgressBar.init_predict_tqdm)
+    init_test_tqdm = _on_stderr(TQDMProgressBar.init_test_tqdm)
 
 
 def route_lightning_logs() -> None:
-    """Send Lightning's log records through the application's handlers: once, and at the application's level.
+    """Send Lightning's log records through the application's handlers, once and at the application's level.
 
-    When it is imported, Lightning gives its ``lightning`` logger a console handler of its own at level INFO, so that
-    under a configured root logger every record prints twice, and its INFO notes (the accelerators found, tips, the
-    share of batches an epoch uses) print at all. Without those handlers and levels its records propagate to the root
-    logger: shown once, at WARNING and above unless the application asks for more.
+    On import Lightning gives its loggers a console handler of their own at INFO, so that under a configured root
+    logger every record printed twice and its INFO notes (accelerators found, tips) printed at all.
     """
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
         logger = logging.getLogger(name)
@@ -73,11 +68,10 @@ def route_lightning_logs() -> None:
 
 def resolve_precision(precision: str) -> str:
     """Fall back to fp32 where bf16 is asked for but the CPU or GPU cannot do it."""
-    if precision.startswith("bf16"):
-        ok = torch.cuda.is_bf16_supported() if torch.cuda.is_available() else True  # CPU autocast supports bf16
-        if not ok:
-            log.warning("bf16 is not supported here; training in fp32")
-            return "32-true"
+    # CPU autocast supports bf16
+    if precision.startswith("bf16") and torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
+        log.warning("bf16 is not supported here; training in fp32")
+        return "32-true"
     return precision
 
 
@@ -91,22 +85,15 @@ def monitor_for(model: CoreModel) -> tuple[str, str]:
 def fit(model: CoreModel, data: MultiTaskDataModule, cfg: TrainConfig, out_dir: str | Path, tok: Tokenizer | None,
         meta: dict | None = None, progress: bool = True, extra_callbacks: list | None = None,
         validate_first: bool = False) -> Path:
-    """Train ``model`` on ``data`` and save the best weights (``cfg.keep == "last"``: the last) as an artifact in
-    ``out_dir``.
+    """Train ``model`` (already holding a head per task) on ``data`` and save the best weights (``cfg.keep ==
+    "last"``: the last) as an artifact in ``out_dir``, which also gets ``logs/`` (TensorBoard); return ``out_dir``.
 
     Args:
-        model: the CoreModel, already holding a head per task.
-        data: the multi-task DataModule (its validation loaders drive checkpointing and early stopping).
-        cfg: the training knobs.
-        out_dir: artifact folder; ``logs/`` (TensorBoard) and ``checkpoints/`` go inside it.
         tok: the tokenizer to save with the model (None for a model that reads no text, e.g. item sequences).
         meta: extra facts to keep in ``config.json`` (data set, splits, ...).
         progress: show a progress bar.
         extra_callbacks: more Lightning callbacks.
         validate_first: measure the validation metrics before training too (kept as ``initial`` in the history).
-
-    Returns:
-        The artifact folder.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -133,6 +120,7 @@ def fit(model: CoreModel, data: MultiTaskDataModule, cfg: TrainConfig, out_dir: 
     )
     initial = {}
     t0 = time.time()
+    model.train()  # Lightning 2 does not switch the module back to train mode, and fit() ends with model.eval()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*isn't an iterable.*")
@@ -143,18 +131,18 @@ def fit(model: CoreModel, data: MultiTaskDataModule, cfg: TrainConfig, out_dir: 
             initial = {k: float(v) for r in res for k, v in r.items() if k.startswith("val/")}
         trainer.fit(lit, datamodule=data)
     seconds = time.time() - t0
-    if ckpt is not None and ckpt.best_model_path:
+    best_path = ckpt.best_model_path if ckpt is not None else ""
+    if best_path:
         # our own checkpoint, weights only: read it back with weights_only=True (no pickle of arbitrary objects)
-        state = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
-        lit.load_state_dict(state)
+        lit.load_state_dict(torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"])
     model.eval()
     # Under a distributed strategy every process gets here with the same weights and history (the validation metrics
     # are gathered across processes, see LitCore), and global rank 0 alone writes the artifact.
     trainer.strategy.barrier("fit-best-loaded")  # nobody still reads best.ckpt when rank 0 removes it
     if trainer.is_global_zero:
-        if ckpt is not None and ckpt.best_model_path:
+        if best_path:
             # the artifact below holds the same weights: keep no second copy (and no stale best.ckpt for a later fit)
-            Path(ckpt.best_model_path).unlink(missing_ok=True)
+            Path(best_path).unlink(missing_ok=True)
         best = float(ckpt.best_model_score) if ckpt is not None and ckpt.best_model_score is not None else None
         history = {"best_" + monitor.replace("/", "_"): best, "kept": cfg.keep, "epochs": trainer.current_epoch,
                    "steps": trainer.global_step, "train_seconds": round(seconds, 1),

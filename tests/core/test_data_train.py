@@ -333,6 +333,28 @@ def test_fit_shows_its_progress_on_stderr_and_keeps_stdout_for_results(tok, tmp_
     assert "Epoch" not in out and "it/s" not in out
 
 
+def test_fit_trains_in_train_mode_even_a_model_left_in_eval_mode(tok, tmp_path):
+    """A model that a first fit (or load_artifact) left in eval mode trains with dropout on in the next fit."""
+    import lightning as L
+
+    class Probe(L.Callback):
+        def __init__(self):
+            self.modes: list[bool] = []
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            self.modes.append(pl_module.model.training)
+
+    spec = TaskSpec(name="sentiment", kind="classify", labels=("negative", "positive"))
+    model = CoreModel(ModelConfig.tiny(vocab_size=tok.vocab_size), [spec]).eval()
+    data = MultiTaskDataModule([TaskData(spec, ListDataset(*_toy(32, 1)), ListDataset(*_toy(16, 2)))], tok,
+                               batch_size=16, max_length=16, seed=13)
+    probe = Probe()
+    fit(model, data, TrainConfig.quick(max_epochs=1), tmp_path / "again", tok, progress=False,
+        extra_callbacks=[probe], validate_first=True)
+    assert probe.modes == [True, True]
+    assert not model.training  # fit hands the model back ready to serve
+
+
 def test_fit_keep_last_runs_the_whole_schedule_without_validation_and_keeps_the_final_weights(tok, tmp_path):
     """``keep="last"``: no early stopping, no checkpoint; a refit without any validation data trains all epochs and
     the artifact is the final model (it still learned the task)."""
