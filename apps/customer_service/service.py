@@ -152,7 +152,7 @@ class CSService:
     def add_kb_entry(self, entry: KBEntry) -> None:
         """Store an entry and index it at once (no rebuild)."""
         with self._lock:
-            self.store.upsert_kb_entry(entry, origin="feedback")
+            self.store.upsert_kb_entries([entry], origin="feedback")
             index_entries(self.retriever, [entry], self.settings.retrieval, rebuild=False)
             self.kb[entry.id] = entry
 
