@@ -33,23 +33,14 @@ class IndexMissingError(RuntimeError):
 
 @dataclass(frozen=True)
 class IndexConfig:
-    """How the dense index is built.
-
-    Attributes:
-        kind: flat, ivf, hnsw, or auto (flat below ``approx_threshold`` entries, else ``approx_kind``).
-        approx_threshold: size from which auto uses an approximate index.
-        approx_kind: ivf or hnsw.
-        nprobe: IVF lists searched per query.
-        hnsw_m: HNSW neighbours per node.
-        ef_search: HNSW search breadth.
-    """
+    """How the dense index is built: ``kind`` auto is flat below ``approx_threshold`` entries, else ``approx_kind``."""
 
     kind: IndexKind = "auto"
     approx_threshold: int = 50_000
     approx_kind: Literal["ivf", "hnsw"] = "hnsw"
-    nprobe: int = 16
-    hnsw_m: int = 32
-    ef_search: int = 128
+    nprobe: int = 16  # IVF lists searched per query
+    hnsw_m: int = 32  # HNSW neighbours per node
+    ef_search: int = 128  # HNSW search breadth
 
     def resolve(self, n: int) -> str:
         """The concrete kind for ``n`` entries."""
@@ -69,9 +60,6 @@ class DenseIndex:
         self.rev: dict[int, str] = {}
         self.next_id = 0
         self.tombstones: set[int] = set()
-
-    def __len__(self) -> int:
-        return len(self.ids)
 
     def _new(self, kind: str, n: int, train: np.ndarray | None = None) -> faiss.Index:
         if kind == "flat":
@@ -197,9 +185,6 @@ class SparseIndex:
         self._model = None
         self._order: list[str] = []
 
-    def __len__(self) -> int:
-        return len(self.texts)
-
     def upsert(self, ids: Sequence[str], texts: Sequence[str]) -> None:
         """Add or replace entries."""
         self.texts.update(zip(ids, texts))
@@ -266,9 +251,6 @@ class HybridRetriever:
         self.embed, self.mode, self.fusion, self.sparse_weight = embed, mode, fusion, sparse_weight
         self.dense = DenseIndex(dim, config)
         self.sparse = SparseIndex()
-
-    def __len__(self) -> int:
-        return len(self.dense) if self.mode != "sparse" else len(self.sparse)
 
     def build(self, ids: Sequence[str], dense_texts: Sequence[str], sparse_texts: Sequence[str] | None = None) -> None:
         """Index every entry from scratch."""
