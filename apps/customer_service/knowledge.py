@@ -59,6 +59,9 @@ _INLINE_TAGS = frozenset("a abbr b big button cite code del em font i iframe img
 # stops at the next bracket and the scan stays linear.
 _TAG_RE = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9]*)"
                      r"""((?:\s+[A-Za-z_:@][-\w:.@]*(?:\s*=\s*(?:"[^"<>]*"|'[^'<>]*'|[^\s"'<>=`]+))?)*)\s*/?>""")
+# What replaces a tag: a line break, a paragraph break or nothing; a tag not listed (not HTML) stays.
+_TAG_REPLACEMENTS = {**dict.fromkeys(_INLINE_TAGS, ""), **dict.fromkeys(_BLOCK_TAGS, "\n\n"),
+                     **dict.fromkeys(("br", "li", "tr", "dt", "dd"), "\n")}
 _SCRIPT_RE = re.compile(r"<(script|style)\b[^>]*>.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
 _COMMENT_RE = re.compile(r"<!--.*?-->", re.DOTALL)
 _PARAGRAPH_BREAK_RE = re.compile(r"\n[^\S\n]*\n\s*")
@@ -70,25 +73,13 @@ _NORMALISE_RE = re.compile(r"[\W_]+")
 _SENTENCE_END_RE = re.compile(r"(?:(?<=[.!?…])|(?<=[.!?…][\"'”’)\]]))\s+")
 
 
-def _replace_tag(match: re.Match[str]) -> str:
-    """Return what replaces one tag: a paragraph break, a line break, nothing, or the tag itself (not HTML)."""
-    name = match.group(2).lower()
-    if name in ("br", "li", "tr", "dt", "dd"):
-        return "\n"
-    if name in _BLOCK_TAGS:
-        return "\n\n"
-    if name in _INLINE_TAGS:
-        return ""
-    return match.group(0)
-
-
 def clean_text(text: str) -> str:
     """Strip HTML tags (block elements leave a paragraph break), then decode entities (so ``&lt;b&gt;`` stays the
     text ``<b>``), and collapse whitespace, keeping one blank line between paragraphs; the result is stripped."""
     if "<" in text:
         text = _COMMENT_RE.sub(" ", text)
         text = _SCRIPT_RE.sub("\n\n", text)
-        text = _TAG_RE.sub(_replace_tag, text)
+        text = _TAG_RE.sub(lambda tag: _TAG_REPLACEMENTS.get(tag[2].lower(), tag[0]), text)
     if "&" in text:
         text = html.unescape(text)
     text = _INVISIBLE_RE.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
@@ -118,9 +109,7 @@ def _first_sentence(text: str) -> str:
     """Return the first sentence of ``text``, shortened to :data:`QUESTION_MAX_CHARS` (with "…" when cut)."""
     first = _sentences(text.split("\n\n", 1)[0])
     sentence = first[0] if first else text
-    if len(sentence) <= QUESTION_MAX_CHARS:
-        return sentence
-    return _cut_words(sentence, QUESTION_MAX_CHARS - 1) + "…"
+    return sentence if len(sentence) <= QUESTION_MAX_CHARS else _cut_words(sentence, QUESTION_MAX_CHARS - 1) + "…"
 
 
 def _split_long(text: str, limit: int) -> list[str]:
@@ -199,10 +188,8 @@ def _require(fields: dict[str, int], needed: tuple[str, ...], found: Iterable[st
 
 def _as_text(value: object) -> str:
     """Return a field value as text: None is empty, numbers are written out, strings pass through."""
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
+    if value is None or isinstance(value, str):
+        return value or ""
     if isinstance(value, bool | int | float):
         return str(value)
     return json.dumps(value, ensure_ascii=False)
@@ -268,10 +255,8 @@ _CLOSING_HASHES_RE = re.compile(r"\s+#+$")
 
 
 def _markdown_sections(text: str) -> Iterator[tuple[str, str]]:
-    """Yield ``(heading, body)`` for each ATX heading; text before the first heading has the heading ``""``.
-
-    ``#`` lines inside fenced code blocks are not headings.
-    """
+    """Yield ``(heading, body)`` for each ATX heading (not inside fenced code); text before the first heading has
+    the heading ``""``."""
     heading = ""
     body: list[str] = []
     fenced = False
@@ -289,11 +274,8 @@ def _markdown_sections(text: str) -> Iterator[tuple[str, str]]:
 
 
 def _passages(path: Path, pieces: Iterable[tuple[str, str]], limit: int) -> Iterator[_Raw]:
-    """Turn ``(question, text)`` pieces into numbered passages, splitting long texts.
-
-    An empty question means "use the first sentence". Later chunks of a split section get " (part k)" after the
-    heading, so they do not count as duplicates of the first.
-    """
+    """Turn ``(question, text)`` pieces into numbered passages, splitting long texts. An empty question means "use
+    the first sentence"; later chunks of a section get " (part k)", so they are not duplicates of the first."""
     number = 0
     for question, body in pieces:
         for part, chunk in enumerate(_split_long(body, limit), start=1):
@@ -333,11 +315,8 @@ def _expand(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) ->
     for item in items:
         path = Path(item)
         if path.is_dir():
-            found = sorted(
-                p for p in path.rglob("*")
-                if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES
-                and not any(part.startswith(".") for part in p.relative_to(path).parts)
-            )
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES
+                           and not any(part.startswith(".") for part in p.relative_to(path).parts))
             if not found:
                 raise KBFormatError(f"{path}: folder has no KB files ({supported})")
             files.extend(found)
@@ -366,15 +345,12 @@ def _unique_ids(entries: list[KBEntry]) -> list[KBEntry]:
     used: set[str] = set()
     out: list[KBEntry] = []
     for entry in entries:
-        new_id = entry.id
-        if new_id in used:
-            n = 2
-            while f"{entry.id}-{n}" in taken or f"{entry.id}-{n}" in used:
-                n += 1
+        new_id, n = entry.id, 1
+        while new_id in used or (n > 1 and new_id in taken):
+            n += 1
             new_id = f"{entry.id}-{n}"
-            entry = entry.model_copy(update={"id": new_id})
         used.add(new_id)
-        out.append(entry)
+        out.append(entry if n == 1 else entry.model_copy(update={"id": new_id}))
     return out
 
 
@@ -421,8 +397,7 @@ def load_kb(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], *,
             if not question or not answer:
                 n_empty += 1
                 continue
-            q_redacted = redact_with_details(question)
-            a_redacted = redact_with_details(answer)
+            q_redacted, a_redacted = redact_with_details(question), redact_with_details(answer)
             key = normalise_question(q_redacted.text)
             if key in seen_questions:
                 n_duplicates += 1

@@ -194,9 +194,8 @@ def _train_base_head(model, tok, task, out: Path, meta: dict, refit_epochs: int 
         if best is None or acc > best[0]:
             best = (acc, l2, lin)
     _, l2, lin = best
-    spec = TaskSpec(name="intents-base", kind="classify", labels=task.labels, adapter=BASE)
     if "intents-base" not in model.heads:
-        model.add_task(spec)
+        model.add_task(TaskSpec(name="intents-base", kind="classify", labels=task.labels, adapter=BASE))
     head: ClassifierHead = model.heads["intents-base"]
     with torch.no_grad():  # fold the standardisation into the linear layer: W (x - mu) / sd + b
         head.out.weight.copy_(lin.weight / sd)
@@ -302,8 +301,7 @@ def eval_intents(engine: InferenceEngine, csv_path: Path) -> dict:
     intents = load_intents(engine)
     if intents is None:
         raise ValueError("the artifact has no intents task: train it with `trident cs train`")
-    report = evaluation_report(intents, csv_path)
-    return {k: report[k] for k in ("accuracy", "macro_f1", "n")}
+    return {k: v for k, v in evaluation_report(intents, csv_path).items() if k in ("accuracy", "macro_f1", "n")}
 
 
 def retrieval_metrics(retriever: HybridRetriever, queries: Sequence[tuple[str, str]], k: int = 10) -> dict:
@@ -320,8 +318,7 @@ def eval_retrieval(settings: CSSettings, engine: InferenceEngine, kb_path: Path,
     """Index ``kb_path`` in memory and score ``queries_path`` against it."""
     build = load_kb(kb_path)
     queries = read_queries(queries_path)
-    known = {e.id for e in build.entries}
-    missing = sorted({g for _, g in queries} - known)
+    missing = sorted({g for _, g in queries} - {e.id for e in build.entries})
     if missing:
         raise KBFormatError(f"{queries_path} refers to ids missing from the KB: {missing[:5]}")
     retriever = make_retriever(engine, settings.retrieval)

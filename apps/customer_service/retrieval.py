@@ -54,12 +54,7 @@ class DenseIndex:
 
     def __init__(self, dim: int, config: IndexConfig | None = None):
         self.dim, self.config = dim, config or IndexConfig()
-        self.kind = "flat"
-        self.index: faiss.Index = self._new("flat", 0)
-        self.ids: dict[str, int] = {}  # string id -> int64 FAISS id
-        self.rev: dict[int, str] = {}
-        self.next_id = 0
-        self.tombstones: set[int] = set()
+        self._refill("flat", [], np.zeros((0, dim), np.float32))
 
     def _new(self, kind: str, n: int, train: np.ndarray | None = None) -> faiss.Index:
         if kind == "flat":
@@ -85,10 +80,16 @@ class DenseIndex:
         vectors = self._check(ids, vectors)
         if len(set(ids)) != len(ids):
             raise ValueError("duplicate ids in one build")
-        self.kind = self.config.resolve(len(ids))
-        self.index = self._new(self.kind, len(ids), vectors)
-        self.ids, self.rev, self.next_id, self.tombstones = {}, {}, 0, set()
-        self._add(ids, vectors)
+        self._refill(self.config.resolve(len(ids)), ids, vectors)
+
+    def _refill(self, kind: str, ids: Sequence[str], vectors: np.ndarray) -> None:
+        """Replace the index with a new one of ``kind`` holding just ``vectors`` under ``ids``."""
+        self.kind, self.index = kind, self._new(kind, len(ids), vectors)
+        self.ids: dict[str, int] = {}  # string id -> int64 FAISS id
+        self.rev: dict[int, str] = {}
+        self.next_id, self.tombstones = 0, set[int]()
+        if ids:
+            self._add(ids, vectors)
 
     def _check(self, ids: Sequence[str], vectors: np.ndarray) -> np.ndarray:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -128,11 +129,7 @@ class DenseIndex:
     def _rebuild_hnsw(self) -> None:
         live = sorted(self.rev)
         vecs = np.stack([self.index.reconstruct(n) for n in live]) if live else np.zeros((0, self.dim), np.float32)
-        ids = [self.rev[n] for n in live]
-        self.index = self._new("hnsw", len(ids))
-        self.ids, self.rev, self.next_id, self.tombstones = {}, {}, 0, set()
-        if ids:
-            self._add(ids, vecs)
+        self._refill("hnsw", [self.rev[n] for n in live], vecs)
 
     def search(self, queries: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
         """Top-``k`` (id, cosine) per query row, best first."""
@@ -141,11 +138,8 @@ class DenseIndex:
             return [[] for _ in range(len(queries))]
         fetch = min(self.index.ntotal, k + len(self.tombstones))
         scores, nums = self.index.search(queries, fetch)
-        out = []
-        for srow, nrow in zip(scores, nums):
-            hits = [(self.rev[int(n)], float(s)) for s, n in zip(srow, nrow) if n >= 0 and int(n) in self.rev]
-            out.append(hits[:k])
-        return out
+        return [[(self.rev[int(n)], float(s)) for s, n in zip(srow, nrow) if n >= 0 and int(n) in self.rev][:k]
+                for srow, nrow in zip(scores, nums)]
 
     def save(self, folder: str | Path) -> None:
         """Write ``index.faiss`` and ``ids.json`` into ``folder``."""

@@ -194,12 +194,15 @@ class Store(BaseStore):
             turn_id = int(res.inserted_primary_key[0])
         return turn.model_copy(update={"id": turn_id})
 
-    def _change(self, cid: str, agent: str | None, holder_ok: sa.ColumnElement[bool], expected_version: int | None,
-                stale: bool = True, **values: Any) -> Conversation:
-        """Update conversation ``cid`` where ``holder_ok`` (and the version matches), bumping its version; return it
-        with its turns, or raise why nothing matched (with ``stale=False``, a conversation nobody holds is not)."""
+    def _change(self, cid: str, agent: str | None, expected_version: int | None, holder_only: bool = False,
+                **values: Any) -> Conversation:
+        """Update conversation ``cid`` held by ``agent`` (or, unless ``holder_only``, by nobody) at ``expected_version``
+        (None: any), bumping its version; return it with its turns. Raise why nothing matched (unless nobody holds
+        it and ``holder_only``)."""
         c = conversations.c
-        cond = [c.id == cid, holder_ok] + ([c.version == expected_version] if expected_version is not None else [])
+        held = c.claimed_by == agent  # IS NULL when agent is None
+        cond = [c.id == cid, held if holder_only else sa.or_(c.claimed_by.is_(None), held)]
+        cond += [c.version == expected_version] if expected_version is not None else []
         with self._write() as conn:
             res = conn.execute(sa.update(conversations).where(*cond).values(
                 version=c.version + 1, updated_at=utcnow(), **values))
@@ -209,7 +212,7 @@ class Store(BaseStore):
                     raise UnknownConversation(cid)
                 if row.claimed_by is not None and row.claimed_by != agent:
                     raise ClaimConflict(cid, row.claimed_by)
-                if stale:
+                if not holder_only:
                     raise StaleWrite()
             return self._load(conn, cid)
 
@@ -227,8 +230,7 @@ class Store(BaseStore):
         if not agent:
             raise ValueError("agent must be a non-empty name")
         c = conversations.c
-        return self._change(conversation_id, agent, sa.or_(c.claimed_by.is_(None), c.claimed_by == agent),
-                            expected_version, claimed_by=agent,
+        return self._change(conversation_id, agent, expected_version, claimed_by=agent,
                             state=sa.case((c.state.in_(("open", "handoff")), "claimed"), else_=c.state))
 
     def release(self, conversation_id: str, agent: str) -> Conversation:
@@ -240,7 +242,7 @@ class Store(BaseStore):
             ClaimConflict: Another agent holds it.
         """
         c = conversations.c
-        return self._change(conversation_id, agent, c.claimed_by == agent, None, stale=False, claimed_by=None,
+        return self._change(conversation_id, agent, None, holder_only=True, claimed_by=None,
                             state=sa.case((c.state == "claimed", "handoff"), else_=c.state))
 
     def set_state(self, conversation_id: str, state: str, agent: str | None = None,
@@ -259,10 +261,8 @@ class Store(BaseStore):
         """
         if state not in STATES or state == "claimed":
             raise ValueError(f"cannot set state {state!r}; use one of open, handoff, closed (claim() to claim)")
-        c = conversations.c
-        holder_ok = c.claimed_by.is_(None) if agent is None else sa.or_(c.claimed_by.is_(None), c.claimed_by == agent)
         values: dict[str, Any] = {"claimed_by": None} if state in ("open", "handoff") else {}
-        return self._change(conversation_id, agent, holder_ok, expected_version, state=state, **values)
+        return self._change(conversation_id, agent, expected_version, state=state, **values)
 
     # ------------------------------------------------------------------------------------------------ feedback
 
@@ -273,9 +273,8 @@ class Store(BaseStore):
             UnknownConversation: ``fb.conversation_id`` does not exist.
         """
         with self._write() as conn:
-            known = conn.execute(
-                sa.select(conversations.c.id).where(conversations.c.id == fb.conversation_id)).first()
-            if known is None:
+            known = sa.select(conversations.c.id).where(conversations.c.id == fb.conversation_id)
+            if conn.execute(known).first() is None:
                 raise UnknownConversation(fb.conversation_id)
             res = conn.execute(feedback.insert().values(
                 conversation_id=fb.conversation_id, turn_id=fb.turn_id, agent=fb.agent, verdict=fb.verdict,
