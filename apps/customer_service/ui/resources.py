@@ -25,6 +25,7 @@ def _build_service() -> CSService:
 
 
 _access = ServiceAccess(_build_service, USER_ERRORS, "The console cannot start:", "the support console", log)
+get_service = _access.get
 require_service = _access.require
 # Errors the agent can act on (USER_ERRORS) are shown as they are; anything else is logged with its traceback.
 call = _access.call
