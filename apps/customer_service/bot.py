@@ -91,16 +91,8 @@ class Calibrator:
 
 
 class Bot:
-    """Turns a customer message (and the conversation so far) into a Reply.
-
-    Args:
-        retriever: the hybrid retriever over the KB.
-        kb: the KB entries by id.
-        settings: thresholds of the dialogue.
-        calibrator: score -> probability that the top answer is right.
-        intent_fn: text -> Intent (None: no intent detection).
-        top_k: answers to return.
-    """
+    """Turns a customer message (and the conversation so far) into a Reply, from ``top_k`` answers of the retriever
+    over ``kb`` (entries by id); ``intent_fn`` (text -> Intent) is optional."""
 
     def __init__(self, retriever: HybridRetriever, kb: dict[str, KBEntry], settings: DialogSettings,
                  calibrator: Calibrator | None = None, intent_fn=None, top_k: int = 5):
@@ -118,8 +110,7 @@ class Bot:
         if not history or self.settings.context_turns == 0:
             return message, ""
         if len(message.split()) <= 8 and FOLLOW_UP.search(message):
-            rewritten = rewrite_follow_up(history[-1], message)
-            if rewritten:
+            if rewritten := rewrite_follow_up(history[-1], message):
                 return rewritten, ""
             context = " ".join(history[-self.settings.context_turns:])
             return f"{context} {message}", context
@@ -147,8 +138,7 @@ class Bot:
         clean = redact(message)
         query, context = self.resolve(clean, history or [])
         intent = self.intent_fn(query) if self.intent_fn else None
-        results = self._search(query, clean, context)
-        results = [r for r in results if r.id in self.kb]
+        results = [r for r in self._search(query, clean, context) if r.id in self.kb]
         hits = [Hit(entry=self.kb[r.id], score=r.score, dense=r.dense, sparse=r.sparse, rank=i + 1)
                 for i, r in enumerate(results)]
         conf = self.calibrator.prob(results)

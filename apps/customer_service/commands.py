@@ -62,8 +62,7 @@ def cs_index(args) -> None:
 def cs_eval_intents(args) -> None:
     from apps.customer_service.pipeline import eval_intents  # heavy: torch, Lightning
 
-    s = _settings(args)
-    emit(eval_intents(_engine(s), Path(args.data)), args.json)
+    emit(eval_intents(_engine(_settings(args)), Path(args.data)), args.json)
 
 
 def cs_eval_retrieval(args) -> None:

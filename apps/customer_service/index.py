@@ -21,9 +21,8 @@ from core.engine import InferenceEngine
 
 def embed_fn(engine: InferenceEngine) -> Callable[[Sequence[str]], np.ndarray]:
     """Text -> vector function of an engine: the retrieval adapter when the artifact has one, else the base."""
-    if "retrieval" in engine.tasks:
-        return lambda texts: engine.embed(texts, task="retrieval")
-    return lambda texts: engine.embed(texts, base=True)
+    kwargs = {"task": "retrieval"} if "retrieval" in engine.tasks else {"base": True}
+    return lambda texts: engine.embed(texts, **kwargs)
 
 
 def make_retriever(engine: InferenceEngine, rs: RetrievalSettings) -> HybridRetriever:
@@ -50,8 +49,7 @@ def build_index(settings: CSSettings, engine: InferenceEngine, kb_path: Path | N
     retriever = make_retriever(engine, settings.retrieval)
     index_entries(retriever, build.entries, settings.retrieval)
     folder = settings.index_folder
-    folder.mkdir(parents=True, exist_ok=True)
-    save_kb(build, folder / "kb")
+    save_kb(build, folder / "kb")  # creates the folder
     if retriever.mode != "sparse":
         retriever.dense.save(folder / "dense")
     if not calibration and settings.calibration_path and Path(settings.calibration_path).is_file():

@@ -44,11 +44,8 @@ def load_intents(engine: InferenceEngine) -> Ensemble | None:
 
 
 def evaluation_report(intents, intents_csv: Path) -> dict:
-    """Accuracy, macro-F1 and the confusion matrix of intent detection on a ``text,category`` CSV.
-
-    Args:
-        intents: The intent ensemble (:func:`load_intents`), or an engine whose ``intents`` task answers alone.
-        intents_csv: The evaluation file.
+    """Accuracy, macro-F1 and the confusion matrix of ``intents`` (the ensemble of :func:`load_intents`, or an
+    engine whose ``intents`` task answers alone) on a ``text,category`` CSV.
 
     Returns:
         ``{"accuracy", "macro_f1", "n", "labels", "confusion"}``: ``confusion[i][j]`` counts messages of intent

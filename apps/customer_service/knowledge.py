@@ -1,27 +1,12 @@
-"""Knowledge-base ingest: load FAQ files into cleaned, de-duplicated, PII-redacted :class:`KBEntry` lists.
+"""Knowledge-base ingest: FAQ files into cleaned, de-duplicated, PII-redacted :class:`KBEntry` lists (:func:`load_kb`).
 
-Supported inputs (a file, a folder, or a list of them; a folder gives every supported file inside it, sorted):
-
-* ``.csv`` and ``.jsonl`` with the fields ``id, question, answer`` and an optional ``category``. Field names are
-  matched case-insensitively; ``class`` is read as ``category`` (so BankFAQs' ``Question,Answer,Class`` works) and
-  ``faq_id`` as ``id``. Without an id, the entry gets a short hash of its normalised question and answer.
-* StackFAQ thread JSONL (``faq_id, question, answers``): one entry per thread, all answers joined by a blank line.
-* ``.md`` / ``.markdown``: one passage per ATX heading (``# ...``); the heading is the question, the section the answer.
-* ``.txt``: one passage per blank-line paragraph; the question is the paragraph's first sentence.
-
-Markdown and text passages longer than ``passage_chars`` are split at sentence boundaries. Files must be UTF-8 (a BOM
-is allowed). Every problem a user can fix in the file raises :class:`KBFormatError` with a one-line message.
-
-Cleaning: HTML tags (of known HTML elements, so ``<space>`` or ``<groupname>`` placeholders survive) and entities are
-removed, whitespace is collapsed (paragraph breaks are kept), rows with an empty question or answer are dropped, PII is
-redacted with :mod:`core.privacy`, and rows whose normalised question was already seen are dropped as duplicates
-(the first one wins). Duplicate ids get a numeric suffix.
-
-Numbering in ``KBEntry.source`` (``"<file name>:<n>"``): the data row for CSV (1 = first row after the header), the
-line for JSONL, and the passage for Markdown and text (which is also the ``<file stem>#<n>`` id).
-
-Labelled queries (a query and the id of the entry that answers it, for calibration, training and evaluation) are read
-by :func:`read_queries`.
+Inputs: ``.csv`` / ``.jsonl`` rows of ``id, question, answer[, category]`` (names case-insensitive; ``faq_id`` reads as
+``id`` and ``class`` as ``category``; without an id an entry gets a hash of its content), StackFAQ threads (``faq_id,
+question, answers``: the answers joined), ``.md`` (a passage per heading) and ``.txt`` (a passage per paragraph, titled
+by its first sentence); long passages are split at sentences. Files are UTF-8; a problem the user can fix in a file
+raises :class:`KBFormatError`. Cleaning removes HTML, collapses whitespace, drops empty rows, redacts PII and drops rows
+whose normalised question was seen before (the first wins). ``KBEntry.source`` is ``"<file name>:<n>"``: the CSV data
+row, the JSONL line, or the Markdown / text passage. Labelled queries are read by :func:`read_queries`.
 """
 
 from __future__ import annotations
@@ -54,36 +39,29 @@ _BOM = b"\xef\xbb\xbf"
 
 
 class KBFormatError(ValueError):
-    """A knowledge-base file the user has to fix: missing, wrong type, wrong columns, wrong encoding, bad JSON.
-
-    The message is one line and names the file (and the row, line or byte where that helps).
-    """
+    """A knowledge-base file the user has to fix; the one-line message names the file (and row, line or byte)."""
 
     def __init__(self, message: str) -> None:
         super().__init__(" ".join(message.split()))
 
 
-# --------------------------------------------------------------------------------------------------------------------
-# Text cleaning
-# --------------------------------------------------------------------------------------------------------------------
+# -------------------------------------------------------------------------------------------------------- text cleaning
 
 # Only tags of real HTML elements are removed: FAQ text also uses angle brackets for placeholders ("PWD<space>1234",
 # ".../forum/<groupname>/join") and comparisons ("i<l.length"), which must survive.
-_BLOCK_TAGS = frozenset(
-    "address article aside blockquote body br caption center dd div dl dt figcaption figure footer form h1 h2 h3 h4 "
-    "h5 h6 head header hr html li main nav ol p pre section table tbody td tfoot th thead title tr ul".split()
-)
-_INLINE_TAGS = frozenset(
-    "a abbr b big button cite code del em font i iframe img input ins kbd label link mark meta q s samp small span "
-    "strike strong sub sup u".split()
-)
+_BLOCK_TAGS = frozenset("address article aside blockquote body br caption center dd div dl dt figcaption figure "
+                        "footer form h1 h2 h3 h4 h5 h6 head header hr html li main nav ol p pre section table tbody "
+                        "td tfoot th thead title tr ul".split())
+_INLINE_TAGS = frozenset("a abbr b big button cite code del em font i iframe img input ins kbd label link mark meta q "
+                         "s samp small span strike strong sub sup u".split())
 # A tag: "<", optional "/", a name, then well-formed attributes (name, or name=value) up to ">". Requiring attribute
 # syntax keeps code such as "if (a<b && c>d)" intact. Quoted values cannot contain "<" or ">", so every candidate
 # stops at the next bracket and the scan stays linear.
-_TAG_RE = re.compile(
-    r"<(/?)([A-Za-z][A-Za-z0-9]*)"
-    r"""((?:\s+[A-Za-z_:@][-\w:.@]*(?:\s*=\s*(?:"[^"<>]*"|'[^'<>]*'|[^\s"'<>=`]+))?)*)\s*/?>"""
-)
+_TAG_RE = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9]*)"
+                     r"""((?:\s+[A-Za-z_:@][-\w:.@]*(?:\s*=\s*(?:"[^"<>]*"|'[^'<>]*'|[^\s"'<>=`]+))?)*)\s*/?>""")
+# What replaces a tag: a line break, a paragraph break or nothing; a tag not listed (not HTML) stays.
+_TAG_REPLACEMENTS = {**dict.fromkeys(_INLINE_TAGS, ""), **dict.fromkeys(_BLOCK_TAGS, "\n\n"),
+                     **dict.fromkeys(("br", "li", "tr", "dt", "dd"), "\n")}
 _SCRIPT_RE = re.compile(r"<(script|style)\b[^>]*>.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
 _COMMENT_RE = re.compile(r"<!--.*?-->", re.DOTALL)
 _PARAGRAPH_BREAK_RE = re.compile(r"\n[^\S\n]*\n\s*")
@@ -95,35 +73,13 @@ _NORMALISE_RE = re.compile(r"[\W_]+")
 _SENTENCE_END_RE = re.compile(r"(?:(?<=[.!?…])|(?<=[.!?…][\"'”’)\]]))\s+")
 
 
-def _replace_tag(match: re.Match[str]) -> str:
-    """Return what replaces one tag: a paragraph break, a line break, nothing, or the tag itself (not HTML)."""
-    name = match.group(2).lower()
-    if name in ("br", "li", "tr", "dt", "dd"):
-        return "\n"
-    if name in _BLOCK_TAGS:
-        return "\n\n"
-    if name in _INLINE_TAGS:
-        return ""
-    return match.group(0)
-
-
 def clean_text(text: str) -> str:
-    """Strip HTML and collapse whitespace, keeping paragraph breaks.
-
-    Tags of known HTML elements are removed (block elements leave a paragraph break), then entities are decoded, so
-    an escaped ``&lt;b&gt;`` stays as the literal text ``<b>``. Whitespace runs become one space, and blank lines
-    become exactly one blank line between paragraphs.
-
-    Args:
-        text: Raw text from a KB file.
-
-    Returns:
-        The cleaned text, without leading or trailing whitespace.
-    """
+    """Strip HTML tags (block elements leave a paragraph break), then decode entities (so ``&lt;b&gt;`` stays the
+    text ``<b>``), and collapse whitespace, keeping one blank line between paragraphs; the result is stripped."""
     if "<" in text:
         text = _COMMENT_RE.sub(" ", text)
         text = _SCRIPT_RE.sub("\n\n", text)
-        text = _TAG_RE.sub(_replace_tag, text)
+        text = _TAG_RE.sub(lambda tag: _TAG_REPLACEMENTS.get(tag[2].lower(), tag[0]), text)
     if "&" in text:
         text = html.unescape(text)
     text = _INVISIBLE_RE.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
@@ -132,14 +88,7 @@ def clean_text(text: str) -> str:
 
 
 def normalise_question(text: str) -> str:
-    """Return the key under which questions count as duplicates: case-folded, punctuation and spaces collapsed.
-
-    Args:
-        text: A question.
-
-    Returns:
-        ``text`` case-folded, with every run of non-alphanumeric characters replaced by one space, stripped.
-    """
+    """The key under which questions count as duplicates: case-folded, each non-alphanumeric run one space."""
     return _NORMALISE_RE.sub(" ", text.casefold()).strip()
 
 
@@ -160,9 +109,7 @@ def _first_sentence(text: str) -> str:
     """Return the first sentence of ``text``, shortened to :data:`QUESTION_MAX_CHARS` (with "…" when cut)."""
     first = _sentences(text.split("\n\n", 1)[0])
     sentence = first[0] if first else text
-    if len(sentence) <= QUESTION_MAX_CHARS:
-        return sentence
-    return _cut_words(sentence, QUESTION_MAX_CHARS - 1) + "…"
+    return sentence if len(sentence) <= QUESTION_MAX_CHARS else _cut_words(sentence, QUESTION_MAX_CHARS - 1) + "…"
 
 
 def _split_long(text: str, limit: int) -> list[str]:
@@ -185,24 +132,15 @@ def _split_long(text: str, limit: int) -> list[str]:
             if sentence:
                 units.append((separator, sentence))
     chunks: list[str] = []
-    current = ""
     for separator, unit in units:
-        if current and len(current) + len(separator) + len(unit) <= limit:
-            current += separator + unit
+        if chunks and len(chunks[-1]) + len(separator) + len(unit) <= limit:
+            chunks[-1] += separator + unit
         else:
-            if current:
-                chunks.append(current)
-            current = unit
-    if current:
-        chunks.append(current)
+            chunks.append(unit)
     return chunks
 
 
-# --------------------------------------------------------------------------------------------------------------------
-# Reading files
-# --------------------------------------------------------------------------------------------------------------------
-
-
+# -------------------------------------------------------------------------------------------------------- reading files
 @dataclass(frozen=True)
 class _Raw:
     """One row or passage as read, before cleaning. ``answers`` has one item, or several for a thread."""
@@ -216,11 +154,8 @@ class _Raw:
 
 
 def _decode(path: Path) -> str:
-    """Read ``path`` as UTF-8 (a leading BOM is dropped).
-
-    Raises:
-        KBFormatError: If the file is missing, unreadable or not UTF-8 (naming the first bad byte and its offset).
-    """
+    """Read ``path`` as UTF-8 (a leading BOM is dropped); :class:`KBFormatError` if it is missing, unreadable or
+    not UTF-8 (naming the first bad byte and its offset)."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -233,74 +168,57 @@ def _decode(path: Path) -> str:
     except UnicodeDecodeError as exc:
         offset = skip + exc.start
         line = data.count(b"\n", 0, offset) + 1
-        raise KBFormatError(
-            f"{path}: not UTF-8: byte 0x{data[offset]:02x} at byte offset {offset} (line {line}); "
-            "re-save the file as UTF-8"
-        ) from None
+        raise KBFormatError(f"{path}: not UTF-8: byte 0x{data[offset]:02x} at byte offset {offset} (line {line}); "
+                            "re-save the file as UTF-8") from None
 
 
-def _field_map(names: Iterable[str]) -> dict[str, str]:
-    """Map lower-cased, stripped field names to the original names (the first spelling wins)."""
-    mapping: dict[str, str] = {}
-    for name in names:
-        if isinstance(name, str):
-            mapping.setdefault(name.strip().lower(), name)
-    return mapping
+def _columns(names: Iterable[str]) -> dict[str, int]:
+    """Map each lower-cased, stripped field name to its position (the first spelling wins)."""
+    return {name.strip().lower(): index for index, name in reversed(list(enumerate(names)))}
 
 
-def _first_present(fields: dict[str, str], candidates: tuple[str, ...]) -> str | None:
-    """Return the original name of the first of ``candidates`` present in ``fields``."""
-    return next((fields[name] for name in candidates if name in fields), None)
+def _require(fields: dict[str, int], needed: tuple[str, ...], found: Iterable[str], where: str, kind: str) -> None:
+    """Raise the one-line :class:`KBFormatError` naming the ``needed`` columns or fields missing from ``fields``."""
+    missing = [name for name in needed if name not in fields]
+    if missing:
+        plural = "s" if len(missing) > 1 else ""
+        raise KBFormatError(f"{where}: missing {kind}{plural} {', '.join(map(repr, missing))}; found {kind}s: "
+                            f"{', '.join(map(repr, found)) or 'none'}")
 
 
 def _as_text(value: object) -> str:
     """Return a field value as text: None is empty, numbers are written out, strings pass through."""
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
+    if value is None or isinstance(value, str):
+        return value or ""
     if isinstance(value, bool | int | float):
         return str(value)
     return json.dumps(value, ensure_ascii=False)
 
 
-def _missing_fields_message(where: str, missing: list[str], found: Iterable[str], kind: str) -> str:
-    """Build the one-line message for missing columns or fields."""
-    found_list = ", ".join(repr(name) for name in found) or "none"
-    missing_list = ", ".join(repr(name) for name in missing)
-    plural = "s" if len(missing) > 1 else ""
-    return f"{where}: missing {kind}{plural} {missing_list}; found {kind}s: {found_list}"
+def _cell(values: list, fields: dict[str, int], names: tuple[str, ...]) -> str:
+    """The text of the first of the fields ``names`` present (``""`` when none is, or the row is short)."""
+    index = next((fields[name] for name in names if name in fields), None)
+    return _as_text(values[index]) if index is not None and index < len(values) else ""
+
+
+def _raw(values: list, fields: dict[str, int], answers: tuple[str, ...], source: str) -> _Raw:
+    """A CSV row or JSONL record: id, question and category from their fields, with its answers."""
+    return _Raw(id=_cell(values, fields, _ID_FIELDS).strip() or None, question=_cell(values, fields, ("question",)),
+                answers=answers, category=_cell(values, fields, _CATEGORY_FIELDS), source=source)
 
 
 def _read_csv(path: Path) -> Iterator[_Raw]:
     """Yield the rows of a CSV file with ``question`` and ``answer`` columns (``id``, ``category`` optional)."""
-    text = _decode(path)
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    reader = csv.reader(io.StringIO(_decode(path), newline=""), strict=True)
     try:
         header = next(reader, None)
         if header is None or not any(cell.strip() for cell in header):
             raise KBFormatError(f"{path}: empty file; expected a header row with question and answer columns")
-        fields = {name.strip().lower(): index for index, name in reversed(list(enumerate(header)))}
-        missing = [name for name in ("question", "answer") if name not in fields]
-        if missing:
-            found = [name.strip() for name in header if name.strip()]
-            raise KBFormatError(_missing_fields_message(str(path), missing, found, "column"))
-        id_col = next((fields[name] for name in _ID_FIELDS if name in fields), None)
-        cat_col = next((fields[name] for name in _CATEGORY_FIELDS if name in fields), None)
-
-        def cell(row: list[str], index: int | None) -> str:
-            return row[index] if index is not None and index < len(row) else ""
-
+        fields = _columns(header)
+        _require(fields, ("question", "answer"), [n.strip() for n in header if n.strip()], str(path), "column")
         for number, row in enumerate(reader, start=1):
-            if not any(value.strip() for value in row):
-                continue  # A blank line between rows is not a row.
-            yield _Raw(
-                id=cell(row, id_col).strip() or None,
-                question=cell(row, fields["question"]),
-                answers=(cell(row, fields["answer"]),),
-                category=cell(row, cat_col),
-                source=f"{path.name}:{number}",
-            )
+            if any(value.strip() for value in row):  # A blank line between rows is not a row.
+                yield _raw(row, fields, (_cell(row, fields, ("answer",)),), f"{path.name}:{number}")
     except csv.Error as exc:
         raise KBFormatError(f"{path} line {reader.line_num}: malformed CSV ({exc})") from None
 
@@ -318,28 +236,17 @@ def _read_jsonl(path: Path) -> Iterator[_Raw]:
             raise KBFormatError(f"{where}: malformed JSON ({exc.msg} at column {exc.colno})") from None
         if not isinstance(record, dict):
             raise KBFormatError(f"{where}: expected a JSON object, got {type(record).__name__}")
-        fields = _field_map(record)
+        fields, values = _columns(record), list(record.values())
         threaded = "answer" not in fields and "answers" in fields
-        answer_field = "answers" if threaded else "answer"
-        missing = [name for name in ("question", answer_field) if name not in fields]
-        if missing:
-            raise KBFormatError(_missing_fields_message(where, missing, list(record), "field"))
-        id_key = _first_present(fields, _ID_FIELDS)
-        cat_key = _first_present(fields, _CATEGORY_FIELDS)
-        raw_answers = record[fields[answer_field]]
+        _require(fields, ("question", "answers" if threaded else "answer"), list(record), where, "field")
+        raw_answers = values[fields["answers" if threaded else "answer"]]
         if threaded and isinstance(raw_answers, list):
             answers = tuple(_as_text(item) for item in raw_answers)
         elif threaded and raw_answers is not None and not isinstance(raw_answers, str):
             raise KBFormatError(f"{where}: 'answers' must be a list of strings, got {type(raw_answers).__name__}")
         else:
             answers = (_as_text(raw_answers),)
-        yield _Raw(
-            id=(_as_text(record[id_key]).strip() or None) if id_key else None,
-            question=_as_text(record[fields["question"]]),
-            answers=answers,
-            category=_as_text(record[cat_key]) if cat_key else "",
-            source=f"{path.name}:{number}",
-        )
+        yield _raw(values, fields, answers, f"{path.name}:{number}")
 
 
 _FENCE_RE = re.compile(r"^\s{0,3}(```|~~~)")
@@ -348,10 +255,8 @@ _CLOSING_HASHES_RE = re.compile(r"\s+#+$")
 
 
 def _markdown_sections(text: str) -> Iterator[tuple[str, str]]:
-    """Yield ``(heading, body)`` for each ATX heading; text before the first heading has the heading ``""``.
-
-    ``#`` lines inside fenced code blocks are not headings.
-    """
+    """Yield ``(heading, body)`` for each ATX heading (not inside fenced code); text before the first heading has
+    the heading ``""``."""
     heading = ""
     body: list[str] = []
     fenced = False
@@ -369,27 +274,15 @@ def _markdown_sections(text: str) -> Iterator[tuple[str, str]]:
 
 
 def _passages(path: Path, pieces: Iterable[tuple[str, str]], limit: int) -> Iterator[_Raw]:
-    """Turn ``(question, text)`` pieces into numbered passages, splitting long texts.
-
-    An empty question means "use the first sentence". Later chunks of a split section get " (part k)" after the
-    heading, so they do not count as duplicates of the first.
-    """
+    """Turn ``(question, text)`` pieces into numbered passages, splitting long texts. An empty question means "use
+    the first sentence"; later chunks of a section get " (part k)", so they are not duplicates of the first."""
     number = 0
     for question, body in pieces:
         for part, chunk in enumerate(_split_long(body, limit), start=1):
             number += 1
-            if question:
-                title = question if part == 1 else f"{question} (part {part})"
-            else:
-                title = _first_sentence(chunk)
-            yield _Raw(
-                id=f"{path.stem}#{number}",
-                question=title,
-                answers=(chunk,),
-                category="",
-                source=f"{path.name}:{number}",
-                cleaned=True,
-            )
+            title = (question if part == 1 else f"{question} (part {part})") if question else _first_sentence(chunk)
+            yield _Raw(id=f"{path.stem}#{number}", question=title, answers=(chunk,), category="",
+                       source=f"{path.name}:{number}", cleaned=True)
 
 
 def _read_markdown(path: Path, limit: int) -> Iterator[_Raw]:
@@ -405,15 +298,11 @@ def _read_text(path: Path, limit: int) -> Iterator[_Raw]:
 
 
 def _read_file(path: Path, limit: int) -> Iterator[_Raw]:
-    """Dispatch on the file's extension."""
+    """Dispatch on the file's extension (one of :data:`SUPPORTED_SUFFIXES`)."""
     suffix = path.suffix.lower()
-    if suffix == ".csv":
-        return _read_csv(path)
-    if suffix == ".jsonl":
-        return _read_jsonl(path)
-    if suffix in (".md", ".markdown"):
-        return _read_markdown(path, limit)
-    return _read_text(path, limit)
+    if suffix in (".csv", ".jsonl"):
+        return (_read_csv if suffix == ".csv" else _read_jsonl)(path)
+    return (_read_text if suffix == ".txt" else _read_markdown)(path, limit)
 
 
 def _expand(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> list[Path]:
@@ -426,11 +315,8 @@ def _expand(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) ->
     for item in items:
         path = Path(item)
         if path.is_dir():
-            found = sorted(
-                p for p in path.rglob("*")
-                if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES
-                and not any(part.startswith(".") for part in p.relative_to(path).parts)
-            )
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES
+                           and not any(part.startswith(".") for part in p.relative_to(path).parts))
             if not found:
                 raise KBFormatError(f"{path}: folder has no KB files ({supported})")
             files.extend(found)
@@ -440,21 +326,13 @@ def _expand(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) ->
             raise KBFormatError(f"{path}: unsupported file type {path.suffix or '(none)'!r}; use one of {supported}")
         else:
             files.append(path)
-    seen: set[Path] = set()
-    unique: list[Path] = []
+    unique: dict[Path, Path] = {}
     for path in files:
-        key = path.resolve()
-        if key not in seen:
-            seen.add(key)
-            unique.append(path)
-    return unique
+        unique.setdefault(path.resolve(), path)
+    return list(unique.values())
 
 
-# --------------------------------------------------------------------------------------------------------------------
-# Building the KB
-# --------------------------------------------------------------------------------------------------------------------
-
-
+# ------------------------------------------------------------------------------------------------------ building the KB
 def _content_id(question: str, answer: str) -> str:
     """Return the stable id of an entry without one: 12 hex chars of sha1 over the normalised question and answer."""
     key = normalise_question(question) + "\n" + normalise_question(answer)
@@ -467,56 +345,40 @@ def _unique_ids(entries: list[KBEntry]) -> list[KBEntry]:
     used: set[str] = set()
     out: list[KBEntry] = []
     for entry in entries:
-        new_id = entry.id
-        if new_id in used:
-            n = 2
-            while f"{entry.id}-{n}" in taken or f"{entry.id}-{n}" in used:
-                n += 1
+        new_id, n = entry.id, 1
+        while new_id in used or (n > 1 and new_id in taken):
+            n += 1
             new_id = f"{entry.id}-{n}"
-            entry = entry.model_copy(update={"id": new_id})
         used.add(new_id)
-        out.append(entry)
+        out.append(entry if n == 1 else entry.model_copy(update={"id": new_id}))
     return out
 
 
 def kb_version(entries: Iterable[KBEntry]) -> str:
-    """Return the content version of a KB: 12 hex chars of sha256 over its sorted entries.
-
-    Each entry contributes ``(id, question, answer, category)``; an entry with paraphrases also contributes them,
-    so a KB enriched with paraphrases gets its own version. Order of entries (and so of files) does not matter.
-
-    Args:
-        entries: The KB entries.
-
-    Returns:
-        The version string.
-    """
-    rows = sorted(
-        (e.id, e.question, e.answer, e.category, *((list(e.paraphrases),) if e.paraphrases else ()))
-        for e in entries
-    )
+    """The content version of a KB: 12 hex chars of sha256 over its sorted ``(id, question, answer, category)``
+    rows (plus the paraphrases of an entry that has some), so the order of entries and files does not matter."""
+    rows = sorted((e.id, e.question, e.answer, e.category, *((list(e.paraphrases),) if e.paraphrases else ()))
+                  for e in entries)
     payload = json.dumps(rows, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:12]
 
 
-def load_kb(
-    paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], *, passage_chars: int = 800
-) -> KBBuild:
+def load_kb(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], *, passage_chars: int = 800) -> KBBuild:
     """Load, clean, redact and de-duplicate knowledge-base files.
 
     Args:
         paths: A file, a folder (every supported file inside it, recursively, sorted; hidden files are skipped), or
-            a list of files and folders. Supported: ``.csv``, ``.jsonl``, ``.md``, ``.markdown``, ``.txt``.
+            a list of files and folders.
         passage_chars: The longest Markdown or text passage, in characters; longer ones are split at sentences.
 
     Returns:
-        The build: the kept entries in input order, the content version, and counts of rows read, dropped as
-        duplicates, dropped as empty, and redacted.
+        The kept entries in input order, the content version, and the counts of rows read, dropped as duplicates,
+        dropped as empty, and redacted.
 
     Raises:
-        KBFormatError: If a file is missing, of an unsupported type, not UTF-8, lacks the question/answer fields, or
+        KBFormatError: A file is missing, of an unsupported type, not UTF-8, lacks the question/answer fields, or
             holds malformed CSV or JSONL.
-        ValueError: If ``passage_chars`` is smaller than 1.
+        ValueError: ``passage_chars`` is smaller than 1.
     """
     if isinstance(passage_chars, bool) or not isinstance(passage_chars, int) or passage_chars < 1:
         raise ValueError(f"passage_chars must be a positive int, got {passage_chars!r}")
@@ -535,38 +397,22 @@ def load_kb(
             if not question or not answer:
                 n_empty += 1
                 continue
-            q_redacted = redact_with_details(question)
-            a_redacted = redact_with_details(answer)
+            q_redacted, a_redacted = redact_with_details(question), redact_with_details(answer)
             key = normalise_question(q_redacted.text)
             if key in seen_questions:
                 n_duplicates += 1
                 continue
             seen_questions.add(key)
             n_redacted += bool(q_redacted.redactions or a_redacted.redactions)
-            entries.append(
-                KBEntry(
-                    id=raw.id or _content_id(q_redacted.text, a_redacted.text),
-                    question=q_redacted.text,
-                    answer=a_redacted.text,
-                    category=" ".join(raw.category.split()),
-                    source=raw.source,
-                )
-            )
+            entries.append(KBEntry(id=raw.id or _content_id(q_redacted.text, a_redacted.text),
+                                   question=q_redacted.text, answer=a_redacted.text,
+                                   category=" ".join(raw.category.split()), source=raw.source))
     entries = _unique_ids(entries)
-    return KBBuild(
-        entries=entries,
-        version=kb_version(entries),
-        n_read=n_read,
-        n_duplicates=n_duplicates,
-        n_empty=n_empty,
-        n_redacted=n_redacted,
-        sources=[str(path) for path in files],
-    )
+    return KBBuild(entries=entries, version=kb_version(entries), n_read=n_read, n_duplicates=n_duplicates,
+                   n_empty=n_empty, n_redacted=n_redacted, sources=[str(path) for path in files])
 
 
-# --------------------------------------------------------------------------------------------------------------------
-# Saving and reading builds
-# --------------------------------------------------------------------------------------------------------------------
+# -------------------------------------------------------------------------------------------- saving and reading builds
 
 _VERSION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
@@ -579,21 +425,14 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def save_kb(build: KBBuild, path: str | os.PathLike[str]) -> Path:
-    """Save a build as JSON.
+    """Save a build as JSON and return the file written.
 
     A path ending in ``.json`` is written as that file. Any other path is a folder (created if needed): the build is
     written to ``kb-<version>.json`` in it and the folder's ``CURRENT`` file is set to the version, so earlier
     builds stay available and :func:`read_kb` on the folder reads this one.
 
-    Args:
-        build: The build to save.
-        path: A ``.json`` file or a folder.
-
-    Returns:
-        The JSON file written.
-
     Raises:
-        ValueError: If the build's version cannot be used in a file name (folder mode).
+        ValueError: The build's version cannot be used in a file name (folder mode).
     """
     target = Path(path)
     payload = json.dumps(build.model_dump(mode="json"), ensure_ascii=False, indent=1) + "\n"
@@ -611,17 +450,11 @@ def save_kb(build: KBBuild, path: str | os.PathLike[str]) -> Path:
 
 
 def read_kb(path: str | os.PathLike[str]) -> KBBuild:
-    """Read a build written by :func:`save_kb`.
-
-    Args:
-        path: A build's JSON file, or a folder, whose ``CURRENT`` file names the build to read.
-
-    Returns:
-        The build.
+    """Read a build written by :func:`save_kb`: a build's JSON file, or the one a folder's ``CURRENT`` file names.
 
     Raises:
-        KBFormatError: If the file, the folder's ``CURRENT`` file or the build it names is missing, or the file is
-            not a KB build.
+        KBFormatError: The file, the folder's ``CURRENT`` file or the build it names is missing, or the file is not
+            a KB build.
     """
     source = Path(path)
     if source.is_dir():
@@ -632,31 +465,18 @@ def read_kb(path: str | os.PathLike[str]) -> KBBuild:
         if not _VERSION_RE.fullmatch(version):
             raise KBFormatError(f"{pointer}: not a KB version: {version[:40]!r}")
         source = source / f"kb-{version}.json"
-    text = _decode(source)
     try:
-        return KBBuild.model_validate_json(text)
+        return KBBuild.model_validate_json(_decode(source))
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "file"
         raise KBFormatError(f"{source}: not a KB build file ({where}: {first['msg']})") from None
 
 
-# --------------------------------------------------------------------------------------------------------------------
-# Index text
-# --------------------------------------------------------------------------------------------------------------------
-
-
+# ----------------------------------------------------------------------------------------------------------- index text
 def entry_text(entry: KBEntry, with_answer: bool = True) -> str:
-    """Return the text to embed or index for an entry.
-
-    Args:
-        entry: The KB entry.
-        with_answer: Whether to add the start of the answer (about :data:`ANSWER_PREVIEW_CHARS` characters, cut at a
-            word boundary).
-
-    Returns:
-        The question, then each paraphrase that differs from it, then (optionally) the answer's start, one per line.
-    """
+    """The text to embed or index for an entry, one item per line: the question, each paraphrase that differs from
+    it, and with ``with_answer`` the answer's first :data:`ANSWER_PREVIEW_CHARS` characters (cut at a word)."""
     lines = [entry.question]
     seen = {normalise_question(entry.question)}
     for paraphrase in entry.paraphrases:

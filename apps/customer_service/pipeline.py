@@ -1,16 +1,15 @@
 """Train and evaluate the customer-service models (offline: nothing online imports this module).
 
-The artifact (default ``artifacts/cs``) is all-MiniLM-L6-v2 with two LoRA adapters: ``intents`` (with the intent
-classifier head) and ``retrieval`` (contrastive, for the FAISS embeddings). The base weights stay as they were, so
-retrieval never gets worse because the core learned intents, and each adapter is switched on for its own task.
-A linear head on the frozen base (``intents-base``) and, optionally, fully fine-tuned intents models of their own
-(sub-artifacts ``intents-full/``, ``intents-full-2/``, ...) join the adapter in the intent ensemble, whose members
-and weights training writes to ``ensemble.json`` (served by :mod:`apps.customer_service.intents`).
+The artifact (default ``artifacts/cs``) is all-MiniLM-L6-v2, its base weights frozen, with two LoRA adapters:
+``intents`` (with the classifier head) and ``retrieval`` (contrastive, for the FAISS embeddings). A linear head on the
+frozen base (``intents-base``) and optional fully fine-tuned models (sub-artifacts ``intents-full/``,
+``intents-full-2/``, ...) join the adapter in the intent ensemble written to ``ensemble.json``.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,6 +37,7 @@ from core.train import fit
 log = logging.getLogger(__name__)
 
 FULL_INTENTS_DIR = "intents-full"  # the first fully fine-tuned member's sub-artifact; more: intents-full-2, ...
+_FULL_DIR_RE = re.compile(rf"{FULL_INTENTS_DIR}(?:-([0-9]+))?")
 
 
 # ------------------------------------------------------------------------------------------------------ readers
@@ -54,25 +54,17 @@ def train_cs(out: Path, intents_csv: Path | None, pairs: Sequence[tuple[str, str
              lora_r: int | None = None, init_from: Path | None = None, full: int = 0,
              full_cfg: TrainConfig | None = None, refit_epochs: int | None = None) -> Path:
     """Train the intents adapter (+ classifier head) on ``intents_csv`` and the retrieval adapter on ``pairs``
-    (query, entry text), one after the other on the frozen all-MiniLM-L6-v2 base.
+    (query, entry text), one after the other on the frozen all-MiniLM-L6-v2 base; return ``out``.
 
-    A config or ``lora_r`` not given is the settings' default (:class:`CSTrainSettings`; the CLI passes those of
-    ``CS_TRAIN__...``). With ``init_from`` (an earlier cs artifact), training continues from its adapters and heads
-    instead of starting from all-MiniLM-L6-v2 (a warm restart: a new cosine cycle, with the settings' ``continue_lr``
-    and ``continue_head_lr`` when ``intents_cfg`` is not given); whatever is not retrained (e.g. the retrieval
-    adapter when no pairs are given) is kept as it was. The base weights stay frozen either way, so the retrieval
-    embeddings do not move while the intents train.
+    A config or ``lora_r`` not given is the default of :class:`CSTrainSettings`. ``init_from`` (an earlier cs
+    artifact) continues from its adapters and heads (a warm restart, with the settings' ``continue_lr`` and
+    ``continue_head_lr`` when ``intents_cfg`` is not given); what is not retrained is kept as it was.
 
-    ``full`` (a count) also fine-tunes every weight of that many separate copies of all-MiniLM-L6-v2 on the intents
-    (``full_cfg``, seeds 1000 apart), kept as the sub-artifacts ``intents-full/``, ``intents-full-2/``, ...; their
-    probabilities are averaged and weighed into the intent ensemble as one view. The shared base, and so retrieval,
-    is untouched by them. When continuing without ``full``, an earlier artifact's full members are kept.
-
-    ``refit_epochs`` (with ``full``): the full members do not early-stop on the validation split; they train on the
-    training and validation parts together for a fixed ``refit_epochs`` epochs and keep their last weights (as
-    ``trident fin train --refit-epochs`` does). Validation can then no longer weigh them against the other views, so
-    their average alone is served; the adapter and the base head are still trained, on the training part, and kept
-    with weight 0.
+    ``full`` also fine-tunes every weight of that many copies of all-MiniLM-L6-v2 on the intents (``full_cfg``, seeds
+    1000 apart; sub-artifacts ``intents-full/``, ``intents-full-2/``, ...), averaged into the ensemble as one view.
+    Continuing without ``full`` keeps the earlier artifact's full members. ``refit_epochs`` (with ``full``): the full
+    members train on the training and validation parts together for that many epochs, without early stopping, and
+    their average alone is served (the adapter and the base head are kept with weight 0).
     """
     if intents_csv is None and not pairs:
         raise ValueError("nothing to train: give intents, retrieval pairs or both")
@@ -123,22 +115,11 @@ def _carry_intents(src: Path, dst: Path) -> bool:
     return bool(names)
 
 
-def full_member_names(n: int) -> list[str]:
-    """The sub-artifact names of ``n`` fully fine-tuned intents members: ``intents-full``, ``intents-full-2``, ..."""
-    return [FULL_INTENTS_DIR] + [f"{FULL_INTENTS_DIR}-{i}" for i in range(2, n + 1)]
-
-
-def _is_full_dir(name: str) -> bool:
-    return name == FULL_INTENTS_DIR or (name.startswith(FULL_INTENTS_DIR + "-") and
-                                        name[len(FULL_INTENTS_DIR) + 1:].isdigit())
-
-
 def full_intents_dirs(artifact: Path) -> list[str]:
     """The full intents sub-artifacts that folder ``artifact`` holds, in member order."""
-    if not artifact.is_dir():
-        return []
-    found = [p.name for p in artifact.iterdir() if p.is_dir() and _is_full_dir(p.name)]
-    return sorted(found, key=lambda n: 1 if n == FULL_INTENTS_DIR else int(n.rsplit("-", 1)[1]))
+    found = [(int(m[1] or 1), p.name) for p in (artifact.iterdir() if artifact.is_dir() else ())
+             if p.is_dir() and (m := _FULL_DIR_RE.fullmatch(p.name))]
+    return [name for _, name in sorted(found)]
 
 
 def _train_intents(model, tok, intents_csv: Path, cfg: TrainConfig, lora_r: int, out: Path, meta: dict,
@@ -161,7 +142,7 @@ def _train_intents(model, tok, intents_csv: Path, cfg: TrainConfig, lora_r: int,
         full_task = task
         if refit_epochs is not None:  # validation trains too (still logged, never selected on)
             full_task, full_cfg = refit(task, full_cfg, refit_epochs)
-        for i, sub in enumerate(full_member_names(full_members)):
+        for i, sub in enumerate([FULL_INTENTS_DIR] + [f"{FULL_INTENTS_DIR}-{k}" for k in range(2, full_members + 1)]):
             log.info("intents: fully fine-tuned member %d/%d in %s", i + 1, full_members, Path(out) / sub)
             finetune_text([full_task], Path(out) / sub, full_cfg.model_copy(update={"seed": full_cfg.seed + 1000 * i}))
     meta["intent_ensemble"] = _train_base_head(model, tok, task, out, {**meta, "intents": task.source},
@@ -182,20 +163,15 @@ def _pooled(model, tok, texts: Sequence[str], batch: int = 64, max_length: int =
 
 
 def _train_base_head(model, tok, task, out: Path, meta: dict, refit_epochs: int | None = None) -> dict:
-    """A second intent classifier on the *base* weights (every adapter off): a linear head on the frozen mean-pooled
-    embeddings, fitted by L-BFGS with the L2 strength chosen on the validation split. Saved as task ``intents-base``.
-    Then the intent ensemble: the adapter, the base head and the full members (``intents-full/``, ...), written to
-    ``ensemble.json`` with the weights chosen here; its report (returned) goes into the artifact's meta.
+    """Fit task ``intents-base``, a linear head on the frozen mean-pooled base embeddings (L-BFGS, L2 strength chosen
+    on validation), then write the intent ensemble (adapter, base head, full members) to ``ensemble.json``; return
+    its report, which also goes into the artifact's meta.
 
-    Without full members the adapter's and the base head's shares are chosen on validation by log-loss
-    (:func:`core.metrics.member_weights`). With full members their average is the primary view, and the validated
-    mixture is served only when a paired bootstrap on validation says it is more accurate than that view alone with
-    95% confidence (:func:`core.metrics.guard_mixture`); otherwise the adapter and the base head get weight 0 and are
-    not run. The decision is kept in the report (``guard``).
-
-    Refitted full members (``refit_epochs``) have trained on the validation split, so it cannot weigh them: their
-    average is served alone, and the report's ``validation_seen_by`` says which views' validation figures are not
-    held-out ones."""
+    Without full members the shares are chosen on validation by log-loss (:func:`core.metrics.member_weights`). With
+    them their average is the primary view, and the validated mixture is served only when a paired bootstrap says it
+    is more accurate with 95% confidence (:func:`core.metrics.guard_mixture`; the decision is the report's ``guard``).
+    Refitted full members have trained on validation, so it cannot weigh them: their average is served alone, and the
+    report's ``validation_seen_by`` names the views whose validation figures are not held-out ones."""
     (xt, yt), (xv, yv) = task.train, task.val
     set_adapter(model.backbone, None)
     ft, fv = _pooled(model, tok, xt), _pooled(model, tok, xv)
@@ -218,9 +194,8 @@ def _train_base_head(model, tok, task, out: Path, meta: dict, refit_epochs: int 
         if best is None or acc > best[0]:
             best = (acc, l2, lin)
     _, l2, lin = best
-    spec = TaskSpec(name="intents-base", kind="classify", labels=task.labels, adapter=BASE)
     if "intents-base" not in model.heads:
-        model.add_task(spec)
+        model.add_task(TaskSpec(name="intents-base", kind="classify", labels=task.labels, adapter=BASE))
     head: ClassifierHead = model.heads["intents-base"]
     with torch.no_grad():  # fold the standardisation into the linear layer: W (x - mu) / sd + b
         head.out.weight.copy_(lin.weight / sd)
@@ -326,8 +301,7 @@ def eval_intents(engine: InferenceEngine, csv_path: Path) -> dict:
     intents = load_intents(engine)
     if intents is None:
         raise ValueError("the artifact has no intents task: train it with `trident cs train`")
-    report = evaluation_report(intents, csv_path)
-    return {k: report[k] for k in ("accuracy", "macro_f1", "n")}
+    return {k: v for k, v in evaluation_report(intents, csv_path).items() if k in ("accuracy", "macro_f1", "n")}
 
 
 def retrieval_metrics(retriever: HybridRetriever, queries: Sequence[tuple[str, str]], k: int = 10) -> dict:
@@ -344,8 +318,7 @@ def eval_retrieval(settings: CSSettings, engine: InferenceEngine, kb_path: Path,
     """Index ``kb_path`` in memory and score ``queries_path`` against it."""
     build = load_kb(kb_path)
     queries = read_queries(queries_path)
-    known = {e.id for e in build.entries}
-    missing = sorted({g for _, g in queries} - known)
+    missing = sorted({g for _, g in queries} - {e.id for e in build.entries})
     if missing:
         raise KBFormatError(f"{queries_path} refers to ids missing from the KB: {missing[:5]}")
     retriever = make_retriever(engine, settings.retrieval)

@@ -33,23 +33,14 @@ class IndexMissingError(RuntimeError):
 
 @dataclass(frozen=True)
 class IndexConfig:
-    """How the dense index is built.
-
-    Attributes:
-        kind: flat, ivf, hnsw, or auto (flat below ``approx_threshold`` entries, else ``approx_kind``).
-        approx_threshold: size from which auto uses an approximate index.
-        approx_kind: ivf or hnsw.
-        nprobe: IVF lists searched per query.
-        hnsw_m: HNSW neighbours per node.
-        ef_search: HNSW search breadth.
-    """
+    """How the dense index is built: ``kind`` auto is flat below ``approx_threshold`` entries, else ``approx_kind``."""
 
     kind: IndexKind = "auto"
     approx_threshold: int = 50_000
     approx_kind: Literal["ivf", "hnsw"] = "hnsw"
-    nprobe: int = 16
-    hnsw_m: int = 32
-    ef_search: int = 128
+    nprobe: int = 16  # IVF lists searched per query
+    hnsw_m: int = 32  # HNSW neighbours per node
+    ef_search: int = 128  # HNSW search breadth
 
     def resolve(self, n: int) -> str:
         """The concrete kind for ``n`` entries."""
@@ -63,15 +54,7 @@ class DenseIndex:
 
     def __init__(self, dim: int, config: IndexConfig | None = None):
         self.dim, self.config = dim, config or IndexConfig()
-        self.kind = "flat"
-        self.index: faiss.Index = self._new("flat", 0)
-        self.ids: dict[str, int] = {}  # string id -> int64 FAISS id
-        self.rev: dict[int, str] = {}
-        self.next_id = 0
-        self.tombstones: set[int] = set()
-
-    def __len__(self) -> int:
-        return len(self.ids)
+        self._refill("flat", [], np.zeros((0, dim), np.float32))
 
     def _new(self, kind: str, n: int, train: np.ndarray | None = None) -> faiss.Index:
         if kind == "flat":
@@ -97,10 +80,16 @@ class DenseIndex:
         vectors = self._check(ids, vectors)
         if len(set(ids)) != len(ids):
             raise ValueError("duplicate ids in one build")
-        self.kind = self.config.resolve(len(ids))
-        self.index = self._new(self.kind, len(ids), vectors)
-        self.ids, self.rev, self.next_id, self.tombstones = {}, {}, 0, set()
-        self._add(ids, vectors)
+        self._refill(self.config.resolve(len(ids)), ids, vectors)
+
+    def _refill(self, kind: str, ids: Sequence[str], vectors: np.ndarray) -> None:
+        """Replace the index with a new one of ``kind`` holding just ``vectors`` under ``ids``."""
+        self.kind, self.index = kind, self._new(kind, len(ids), vectors)
+        self.ids: dict[str, int] = {}  # string id -> int64 FAISS id
+        self.rev: dict[int, str] = {}
+        self.next_id, self.tombstones = 0, set[int]()
+        if ids:
+            self._add(ids, vectors)
 
     def _check(self, ids: Sequence[str], vectors: np.ndarray) -> np.ndarray:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -140,11 +129,7 @@ class DenseIndex:
     def _rebuild_hnsw(self) -> None:
         live = sorted(self.rev)
         vecs = np.stack([self.index.reconstruct(n) for n in live]) if live else np.zeros((0, self.dim), np.float32)
-        ids = [self.rev[n] for n in live]
-        self.index = self._new("hnsw", len(ids))
-        self.ids, self.rev, self.next_id, self.tombstones = {}, {}, 0, set()
-        if ids:
-            self._add(ids, vecs)
+        self._refill("hnsw", [self.rev[n] for n in live], vecs)
 
     def search(self, queries: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
         """Top-``k`` (id, cosine) per query row, best first."""
@@ -153,11 +138,8 @@ class DenseIndex:
             return [[] for _ in range(len(queries))]
         fetch = min(self.index.ntotal, k + len(self.tombstones))
         scores, nums = self.index.search(queries, fetch)
-        out = []
-        for srow, nrow in zip(scores, nums):
-            hits = [(self.rev[int(n)], float(s)) for s, n in zip(srow, nrow) if n >= 0 and int(n) in self.rev]
-            out.append(hits[:k])
-        return out
+        return [[(self.rev[int(n)], float(s)) for s, n in zip(srow, nrow) if n >= 0 and int(n) in self.rev][:k]
+                for srow, nrow in zip(scores, nums)]
 
     def save(self, folder: str | Path) -> None:
         """Write ``index.faiss`` and ``ids.json`` into ``folder``."""
@@ -196,9 +178,6 @@ class SparseIndex:
         self.texts: dict[str, str] = {}
         self._model = None
         self._order: list[str] = []
-
-    def __len__(self) -> int:
-        return len(self.texts)
 
     def upsert(self, ids: Sequence[str], texts: Sequence[str]) -> None:
         """Add or replace entries."""
@@ -266,9 +245,6 @@ class HybridRetriever:
         self.embed, self.mode, self.fusion, self.sparse_weight = embed, mode, fusion, sparse_weight
         self.dense = DenseIndex(dim, config)
         self.sparse = SparseIndex()
-
-    def __len__(self) -> int:
-        return len(self.dense) if self.mode != "sparse" else len(self.sparse)
 
     def build(self, ids: Sequence[str], dense_texts: Sequence[str], sparse_texts: Sequence[str] | None = None) -> None:
         """Index every entry from scratch."""

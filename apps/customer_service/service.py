@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from pathlib import Path
 
 from apps.customer_service.bot import Bot, Calibrator, EmptyMessage, intent_from_probs
 from apps.customer_service.index import build_index, index_entries, load_index
@@ -42,7 +41,7 @@ class CSService:
         self.settings, self.store, self.engine, self.intents = settings, store, engine, intents
         self.retriever, self.kb = retriever, kb
         self._lock = threading.RLock()
-        self._evaluations: dict[Path, dict] = {}
+        self._evaluation: dict | None = None
         intent_fn = self._intent if intents is not None else None
         self.bot = Bot(retriever, kb, settings.dialog, calibrator, intent_fn, settings.retrieval.top_k)
 
@@ -73,17 +72,16 @@ class CSService:
         return cls(settings, store, engine, intents, retriever, kb, calibrator)
 
     def _intent(self, text: str):
-        probs = self.intents.classify_proba([text])[0]
-        return intent_from_probs(self.intents.labels, probs)
+        return intent_from_probs(self.intents.labels, self.intents.classify_proba([text])[0])
 
     # ------------------------------------------------------------------ conversations
     def start_conversation(self, customer: str = "") -> Conversation:
         """Open a new conversation."""
         return self.store.open_conversation(customer=redact(customer))
 
-    def conversations(self, states: list[str] | None = None) -> list[Conversation]:
-        """Open conversations, newest first."""
-        return self.store.list_conversations(states=states)
+    def conversations(self) -> list[Conversation]:
+        """The conversations, most recently updated first."""
+        return self.store.list_conversations()
 
     def conversation(self, conversation_id: str) -> Conversation:
         """One conversation with its turns."""
@@ -152,7 +150,7 @@ class CSService:
     def add_kb_entry(self, entry: KBEntry) -> None:
         """Store an entry and index it at once (no rebuild)."""
         with self._lock:
-            self.store.upsert_kb_entry(entry, origin="feedback")
+            self.store.upsert_kb_entries([entry], origin="feedback")
             index_entries(self.retriever, [entry], self.settings.retrieval, rebuild=False)
             self.kb[entry.id] = entry
 
@@ -181,20 +179,17 @@ class CSService:
             return len(self.kb)
 
     # ------------------------------------------------------------------ evaluation
-    def evaluation(self, intents_csv: Path | None = None) -> dict:
-        """Intent accuracy, macro-F1 and confusion matrix on ``intents_csv`` (default: the training intents file).
-
-        Computed once per file and kept: the artifact does not change while the service lives.
-        """
-        path = Path(intents_csv or self.settings.intents_path).resolve()
+    def evaluation(self) -> dict:
+        """Intent accuracy, macro-F1 and confusion matrix on the intents file of the settings; computed once and
+        kept, as the artifact does not change while the service lives."""
         with self._lock:
-            if path not in self._evaluations:
+            if self._evaluation is None:
                 if self.intents is None:
                     raise CSError(f"the artifact has no {TASK} task: train it with `trident cs train`")
                 try:
-                    self._evaluations[path] = evaluation_report(self.intents, path)
+                    self._evaluation = evaluation_report(self.intents, self.settings.intents_path.resolve())
                 except KBFormatError:
                     raise
                 except ValueError as exc:  # a missing / malformed file
                     raise CSError(str(exc)) from exc
-            return self._evaluations[path]
+            return self._evaluation

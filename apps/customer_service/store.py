@@ -1,16 +1,10 @@
 """Persistent state of the customer-service app: conversations, turns, agent feedback and KB entries.
 
-One ``Store`` works on SQLite (the embedded default) and PostgreSQL through SQLAlchemy Core, with bound
-parameters only. Every write runs in one transaction, so a failure rolls it back whole and leaves what was
-stored before untouched. Concurrency between agents (two browsers, two processes) is settled in the database:
-
-* ``claim`` is a single conditional ``UPDATE``: it succeeds when nobody (or the same agent) holds the
-  conversation, so of many agents claiming at once exactly one wins and the others get ``ClaimConflict``.
-* ``set_state`` with ``expected_version`` is optimistic: ``UPDATE ... WHERE id = :id AND version = :v``; when
-  the conversation changed since the caller loaded it, nothing is written and ``StaleWrite`` is raised.
-
-``version`` counts changes of state and claim (``claim``, ``release``, ``set_state``); new turns do not bump it.
-Timestamps are timezone-aware UTC.
+One ``Store`` works on SQLite and PostgreSQL through SQLAlchemy Core; every write is one transaction. Concurrency
+between agents is settled in the database: ``claim`` is one conditional ``UPDATE`` (of many agents claiming at once
+exactly one wins, the others get ``ClaimConflict``), and ``set_state`` with ``expected_version`` writes only when the
+version is still the one the caller loaded (else ``StaleWrite``). ``version`` counts changes of state and claim; new
+turns do not bump it. Timestamps are timezone-aware UTC.
 """
 
 from __future__ import annotations
@@ -44,10 +38,6 @@ class UnknownConversation(UnknownRow):
 
     def __init__(self, conversation_id: str) -> None:
         super().__init__(f"unknown conversation {conversation_id}")
-
-
-class ConversationExists(ValueError):
-    """``open_conversation`` was given an id that is already taken."""
 
 
 class ClaimConflict(RuntimeError):
@@ -124,16 +114,13 @@ kb_entries = sa.Table(
     sa.Column("origin", sa.String(16), nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
-    sa.Column("deleted", sa.Boolean, nullable=False, default=False),
+    sa.Column("deleted", sa.Boolean, nullable=False, default=False),  # soft-deleted rows are not listed
     sa.Index("ix_kb_entries_origin", "origin"),
 )
 
 
 def _conversation(row: sa.RowMapping, turns_: list[Turn] | None = None) -> Conversation:
-    return Conversation(
-        id=row["id"], customer=row["customer"], state=row["state"], claimed_by=row["claimed_by"],
-        version=row["version"], created_at=row["created_at"], updated_at=row["updated_at"], turns=turns_ or [],
-    )
+    return Conversation(**row, turns=turns_ or [])
 
 
 def _turn(row: sa.RowMapping) -> Turn:
@@ -155,27 +142,13 @@ class Store(BaseStore):
 
     # ----------------------------------------------------------------------------------------- conversations
 
-    def open_conversation(self, customer: str = "", conversation_id: str | None = None) -> Conversation:
-        """Start a conversation in state ``open``, version 0.
-
-        Args:
-            customer: Who the customer is (a name, an account reference), free text.
-            conversation_id: The id to use; a new uuid4 hex when None.
-
-        Returns:
-            The new conversation (no turns).
-
-        Raises:
-            ConversationExists: ``conversation_id`` is taken.
-        """
+    def open_conversation(self, customer: str = "") -> Conversation:
+        """Start a conversation (a new uuid4 hex id) in state ``open``, version 0, for ``customer`` (free text)."""
         now = utcnow()
-        row = {"id": conversation_id or uuid.uuid4().hex, "customer": customer, "state": "open",
-               "claimed_by": None, "version": 0, "created_at": now, "updated_at": now}
-        try:
-            with self._write() as conn:
-                conn.execute(conversations.insert().values(**row))
-        except sa.exc.IntegrityError as exc:
-            raise ConversationExists(f"conversation {row['id']} already exists") from exc
+        row = {"id": uuid.uuid4().hex, "customer": customer, "state": "open", "claimed_by": None, "version": 0,
+               "created_at": now, "updated_at": now}
+        with self._write() as conn:
+            conn.execute(conversations.insert().values(**row))
         return Conversation(**row)
 
     def _load(self, conn: sa.Connection, cid: str) -> Conversation:
@@ -186,21 +159,13 @@ class Store(BaseStore):
         return _conversation(row, [_turn(r) for r in conn.execute(q).mappings()])
 
     def get_conversation(self, conversation_id: str) -> Conversation:
-        """A conversation with its turns, oldest first.
-
-        Raises:
-            UnknownConversation: No conversation has this id.
-        """
+        """A conversation with its turns, oldest first; ``UnknownConversation`` if there is none with this id."""
         with self._read() as conn:
             return self._load(conn, conversation_id)
 
     def list_conversations(self, states: Iterable[str] | str | None = None, limit: int = 100) -> list[Conversation]:
-        """Conversations, most recently updated first, without their turns.
-
-        Args:
-            states: Only conversations in these states (one state, or several); all when None.
-            limit: At most this many.
-        """
+        """At most ``limit`` conversations (in ``states``: one or several; all when None), most recently updated
+        first, without their turns."""
         c = conversations.c
         q = sa.select(conversations).order_by(c.updated_at.desc(), c.id.desc()).limit(int(limit))
         if states is not None:
@@ -209,16 +174,8 @@ class Store(BaseStore):
             return [_conversation(r) for r in conn.execute(q).mappings()]
 
     def add_turn(self, conversation_id: str, role: str, text: str, reply: Reply | None = None) -> Turn:
-        """Append a message to a conversation and touch its ``updated_at``.
-
-        Args:
-            conversation_id: The conversation.
-            role: ``customer``, ``bot`` or ``agent``.
-            text: The message.
-            reply: The bot's full suggestion, stored as JSON with the turn.
-
-        Returns:
-            The stored turn, with its id.
+        """Append a message (by ``customer``, ``bot`` or ``agent``; the bot's full ``reply`` is kept with it) to a
+        conversation and touch its ``updated_at``; return the stored turn, with its id.
 
         Raises:
             UnknownConversation: No conversation has this id (e.g. it was deleted meanwhile).
@@ -237,40 +194,33 @@ class Store(BaseStore):
             turn_id = int(res.inserted_primary_key[0])
         return turn.model_copy(update={"id": turn_id})
 
-    def delete_conversation(self, conversation_id: str) -> bool:
-        """Delete a conversation with its turns and feedback (e.g. on a customer's erasure request).
-
-        Returns:
-            Whether there was such a conversation.
-        """
+    def _change(self, cid: str, agent: str | None, expected_version: int | None, holder_only: bool = False,
+                **values: Any) -> Conversation:
+        """Update conversation ``cid`` held by ``agent`` (or, unless ``holder_only``, by nobody) at ``expected_version``
+        (None: any), bumping its version; return it with its turns. Raise why nothing matched (unless nobody holds
+        it and ``holder_only``)."""
+        c = conversations.c
+        held = c.claimed_by == agent  # IS NULL when agent is None
+        cond = [c.id == cid, held if holder_only else sa.or_(c.claimed_by.is_(None), held)]
+        cond += [c.version == expected_version] if expected_version is not None else []
         with self._write() as conn:
-            conn.execute(sa.delete(feedback).where(feedback.c.conversation_id == conversation_id))
-            conn.execute(sa.delete(turns).where(turns.c.conversation_id == conversation_id))
-            res = conn.execute(sa.delete(conversations).where(conversations.c.id == conversation_id))
-            return res.rowcount > 0
-
-    def _refuse(self, conn: sa.Connection, cid: str, agent: str | None) -> None:
-        """Raise the reason a conditional update of ``cid`` matched no row."""
-        row = conn.execute(sa.select(conversations.c.claimed_by).where(conversations.c.id == cid)).first()
-        if row is None:
-            raise UnknownConversation(cid)
-        if row.claimed_by is not None and row.claimed_by != agent:
-            raise ClaimConflict(cid, row.claimed_by)
-        raise StaleWrite()
+            res = conn.execute(sa.update(conversations).where(*cond).values(
+                version=c.version + 1, updated_at=utcnow(), **values))
+            if res.rowcount == 0:
+                row = conn.execute(sa.select(c.claimed_by).where(c.id == cid)).first()
+                if row is None:
+                    raise UnknownConversation(cid)
+                if row.claimed_by is not None and row.claimed_by != agent:
+                    raise ClaimConflict(cid, row.claimed_by)
+                if not holder_only:
+                    raise StaleWrite()
+            return self._load(conn, cid)
 
     def claim(self, conversation_id: str, agent: str, expected_version: int | None = None) -> Conversation:
-        """Take a conversation for ``agent``, atomically.
+        """Take a conversation for ``agent`` (non-empty), atomically; return it with its turns.
 
         Succeeds when nobody holds it or ``agent`` already does; an ``open`` or ``handoff`` conversation becomes
-        ``claimed``. The version is bumped.
-
-        Args:
-            conversation_id: The conversation.
-            agent: Who claims it (non-empty).
-            expected_version: The version the agent loaded; None skips the check.
-
-        Returns:
-            The conversation after the claim, with its turns.
+        ``claimed``. ``expected_version``: the version the agent loaded (None skips the check).
 
         Raises:
             UnknownConversation: No conversation has this id.
@@ -280,96 +230,51 @@ class Store(BaseStore):
         if not agent:
             raise ValueError("agent must be a non-empty name")
         c = conversations.c
-        cond = [c.id == conversation_id, sa.or_(c.claimed_by.is_(None), c.claimed_by == agent)]
-        if expected_version is not None:
-            cond.append(c.version == expected_version)
-        with self._write() as conn:
-            res = conn.execute(sa.update(conversations).where(*cond).values(
-                claimed_by=agent, state=sa.case((c.state.in_(("open", "handoff")), "claimed"), else_=c.state),
-                version=c.version + 1, updated_at=utcnow()))
-            if res.rowcount == 0:
-                self._refuse(conn, conversation_id, agent)
-            return self._load(conn, conversation_id)
+        return self._change(conversation_id, agent, expected_version, claimed_by=agent,
+                            state=sa.case((c.state.in_(("open", "handoff")), "claimed"), else_=c.state))
 
     def release(self, conversation_id: str, agent: str) -> Conversation:
-        """Give a claimed conversation back: ``claimed`` becomes ``handoff`` (it waits for the next agent).
-
-        Releasing a conversation nobody holds changes nothing.
-
-        Returns:
-            The conversation after the release, with its turns.
+        """Give a claimed conversation back: ``claimed`` becomes ``handoff`` (it waits for the next agent); return
+        it with its turns. Releasing a conversation nobody holds changes nothing.
 
         Raises:
             UnknownConversation: No conversation has this id.
             ClaimConflict: Another agent holds it.
         """
         c = conversations.c
-        with self._write() as conn:
-            res = conn.execute(sa.update(conversations).where(c.id == conversation_id, c.claimed_by == agent).values(
-                claimed_by=None, state=sa.case((c.state == "claimed", "handoff"), else_=c.state),
-                version=c.version + 1, updated_at=utcnow()))
-            if res.rowcount == 0:
-                row = conn.execute(sa.select(c.claimed_by).where(c.id == conversation_id)).first()
-                if row is None:
-                    raise UnknownConversation(conversation_id)
-                if row.claimed_by is not None:
-                    raise ClaimConflict(conversation_id, row.claimed_by)
-            return self._load(conn, conversation_id)
+        return self._change(conversation_id, agent, None, holder_only=True, claimed_by=None,
+                            state=sa.case((c.state == "claimed", "handoff"), else_=c.state))
 
     def set_state(self, conversation_id: str, state: str, agent: str | None = None,
                   expected_version: int | None = None) -> Conversation:
-        """Move a conversation to ``open``, ``handoff`` or ``closed``, with optimistic concurrency.
+        """Move a conversation to ``open``, ``handoff`` or ``closed``; return it with its turns.
 
-        Only the agent holding the conversation may change it (anyone, ``agent=None`` included, when nobody holds
-        it). ``open`` and ``handoff`` also clear the claim; ``closed`` keeps it as a record of who closed it.
-        The version is bumped.
-
-        Args:
-            conversation_id: The conversation.
-            state: The new state (use ``claim`` for ``claimed``).
-            agent: Who changes it; None for the bot or the system.
-            expected_version: The version the caller loaded; None skips the check.
-
-        Returns:
-            The conversation after the change, with its turns.
+        Only the agent holding the conversation may change it (anyone, ``agent=None`` for the bot or the system
+        included, when nobody holds it). ``open`` and ``handoff`` also clear the claim; ``closed`` keeps it as a
+        record of who closed it. ``expected_version``: the version the caller loaded (None skips the check).
 
         Raises:
-            ValueError: ``state`` is unknown or ``claimed``.
+            ValueError: ``state`` is unknown or ``claimed`` (use ``claim``).
             UnknownConversation: No conversation has this id.
             ClaimConflict: Another agent holds it.
             StaleWrite: It changed since ``expected_version`` ("conversation changed since you loaded it; reload").
         """
         if state not in STATES or state == "claimed":
             raise ValueError(f"cannot set state {state!r}; use one of open, handoff, closed (claim() to claim)")
-        c = conversations.c
-        holder_ok = c.claimed_by.is_(None) if agent is None else sa.or_(c.claimed_by.is_(None), c.claimed_by == agent)
-        cond = [c.id == conversation_id, holder_ok]
-        if expected_version is not None:
-            cond.append(c.version == expected_version)
-        values: dict[str, Any] = {"state": state, "version": c.version + 1, "updated_at": utcnow()}
-        if state in ("open", "handoff"):
-            values["claimed_by"] = None
-        with self._write() as conn:
-            res = conn.execute(sa.update(conversations).where(*cond).values(**values))
-            if res.rowcount == 0:
-                self._refuse(conn, conversation_id, agent)
-            return self._load(conn, conversation_id)
+        values: dict[str, Any] = {"claimed_by": None} if state in ("open", "handoff") else {}
+        return self._change(conversation_id, agent, expected_version, state=state, **values)
 
     # ------------------------------------------------------------------------------------------------ feedback
 
     def record_feedback(self, fb: Feedback) -> int:
-        """Store an agent's verdict on a suggestion.
-
-        Returns:
-            The feedback row's id.
+        """Store an agent's verdict on a suggestion; return the feedback row's id.
 
         Raises:
             UnknownConversation: ``fb.conversation_id`` does not exist.
         """
         with self._write() as conn:
-            known = conn.execute(
-                sa.select(conversations.c.id).where(conversations.c.id == fb.conversation_id)).first()
-            if known is None:
+            known = sa.select(conversations.c.id).where(conversations.c.id == fb.conversation_id)
+            if conn.execute(known).first() is None:
                 raise UnknownConversation(fb.conversation_id)
             res = conn.execute(feedback.insert().values(
                 conversation_id=fb.conversation_id, turn_id=fb.turn_id, agent=fb.agent, verdict=fb.verdict,
@@ -378,13 +283,10 @@ class Store(BaseStore):
             return int(res.inserted_primary_key[0])
 
     def feedback_pairs(self, verdicts: Iterable[str] = ("accepted", "edited")) -> list[tuple[str, str]]:
-        """(query, KB entry id) pairs for retrieval training, oldest first.
+        """(query, KB entry id) pairs of feedback with ``verdicts``, for retrieval training, oldest first.
 
         The entry is the one saved from the agent's edit when there is one, else the suggested entry; feedback
         with neither is skipped.
-
-        Args:
-            verdicts: Which verdicts count as a positive pair.
         """
         f = feedback.c
         entry = sa.func.coalesce(f.new_entry_id, f.suggested_entry_id)
@@ -403,20 +305,13 @@ class Store(BaseStore):
 
     # ---------------------------------------------------------------------------------------------- KB entries
 
-    def upsert_kb_entry(self, entry: KBEntry, origin: str = "feedback") -> None:
-        """Insert or replace a KB entry (an update also undeletes it; ``created_at`` is kept).
+    def upsert_kb_entries(self, entries: Iterable[KBEntry], origin: str = "feedback") -> int:
+        """Insert or replace KB entries in one transaction (the last of repeated ids wins; ``created_at`` is kept);
+        return how many distinct entries were written.
 
         Args:
-            entry: The entry.
+            entries: The entries.
             origin: ``file`` (ingested) or ``feedback`` (saved from an agent's edit).
-        """
-        self.upsert_kb_entries([entry], origin=origin)
-
-    def upsert_kb_entries(self, entries: Iterable[KBEntry], origin: str) -> int:
-        """``upsert_kb_entry`` for many entries in one transaction (the last of repeated ids wins).
-
-        Returns:
-            How many distinct entries were written.
         """
         if origin not in ORIGINS:
             raise ValueError(f"origin must be one of {ORIGINS}, not {origin!r}")
@@ -435,30 +330,11 @@ class Store(BaseStore):
                 set_={col.name: ins.excluded[col.name] for col in kb_entries.columns if col.name not in keep}), rows)
         return len(rows)
 
-    def delete_kb_entry(self, entry_id: str) -> bool:
-        """Soft-delete a KB entry (it stays in the table, marked deleted).
-
-        Returns:
-            Whether a live entry with this id was deleted.
-        """
-        with self._write() as conn:
-            res = conn.execute(sa.update(kb_entries)
-                               .where(kb_entries.c.id == entry_id, kb_entries.c.deleted.is_(False))
-                               .values(deleted=True, updated_at=utcnow()))
-            return res.rowcount > 0
-
-    def kb_entries(self, origin: str | None = None, include_deleted: bool = False) -> list[KBEntry]:
-        """Stored KB entries, oldest first.
-
-        Args:
-            origin: Only ``file`` or only ``feedback`` entries; all when None.
-            include_deleted: Also the soft-deleted ones.
-        """
+    def kb_entries(self, origin: str | None = None) -> list[KBEntry]:
+        """Stored KB entries (only ``file`` or only ``feedback`` ones; all when None), oldest first."""
         k = kb_entries.c
-        q = sa.select(kb_entries).order_by(k.created_at, k.id)
+        q = sa.select(kb_entries).where(k.deleted.is_(False)).order_by(k.created_at, k.id)
         if origin is not None:
             q = q.where(k.origin == origin)
-        if not include_deleted:
-            q = q.where(k.deleted.is_(False))
         with self._read() as conn:
             return [_kb_entry(r) for r in conn.execute(q).mappings()]

@@ -28,10 +28,6 @@ def _select(conversation_id: str) -> None:
     st.session_state[SELECTED] = conversation_id
 
 
-def _remember_selection() -> None:
-    _select(st.session_state["conversation"])
-
-
 def _plain(text: str) -> str:
     """Text from customers, agents or the KB shown literally: markdown syntax escaped (HTML is never rendered)."""
     return "".join("\\" + ch if ch in MARKDOWN_SPECIAL else ch for ch in text)
@@ -101,8 +97,7 @@ agent = agent_name()
 message = st.chat_input("Customer message", key="customer_message")
 if message:
     if st.session_state.get(SELECTED) is None:
-        new = call(service.start_conversation)
-        if new is not None:
+        if (new := call(service.start_conversation)) is not None:
             _select(new.id)
     if st.session_state.get(SELECTED) is not None:
         call(service.customer_message, st.session_state[SELECTED], message)
@@ -111,8 +106,7 @@ queue, detail = st.columns([2, 3], gap="large")
 with queue:
     st.subheader("Queue")
     if st.button("New conversation", key="new_conversation", icon=":material/add:"):
-        new = call(service.start_conversation)
-        if new is not None:
+        if (new := call(service.start_conversation)) is not None:
             _select(new.id)
     convs = call(service.conversations) or []
     if not convs:
@@ -125,7 +119,8 @@ with queue:
     if st.session_state.get(SELECTED) not in by_id:
         _select(convs[0].id)
     st.session_state["conversation"] = st.session_state[SELECTED]
-    st.selectbox("Conversation", list(by_id), key="conversation", on_change=_remember_selection,
+    st.selectbox("Conversation", list(by_id), key="conversation",
+                 on_change=lambda: _select(st.session_state["conversation"]),
                  format_func=lambda i: f"{i[:8]} · {by_id[i].state} · {by_id[i].claimed_by or 'unclaimed'}")
 
 with detail:
