@@ -147,10 +147,8 @@ def evaluate_artifact(art: RecArtifact, data: RecData | None = None, mmr_lambdas
     data = data or art.data
     check_same_catalogue(art, data)
     split = leave_one_out(data)
-    pop = data.popularity(split.train)
-    genres = data.genre_matrix()
-    common = dict(cases=split.test, n_items=data.n_items, popularity=pop, n_users=data.n_users, genre_vectors=genres,
-                  return_ranks=return_ranks)
+    common = dict(cases=split.test, n_items=data.n_items, popularity=data.popularity(split.train), n_users=data.n_users,
+                  genre_vectors=data.genre_matrix(), return_ranks=return_ranks)
     with torch.inference_mode():
         table = art.model.item_encoder.table().float().numpy()
     report = evaluate(torch_scorer(art.model), mmr_vectors=table, mmr_lambdas=tuple(mmr_lambdas), **common)

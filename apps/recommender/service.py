@@ -1,11 +1,7 @@
-"""RecService: what the CLI's ``recommend`` and the dashboard call. Loads the artifact once and answers from memory.
-
-- ``recommend(user)``: the user's whole history (its last ``max_len`` items) goes through the generative model; every
-  unseen item is scored, the best ``k`` are returned (re-ranked by MMR when ``mmr_lambda < 1``), each with the history
-  items closest to it in the model's item space as the reason. An unknown user gets the most popular items, labelled
-  ``source="popularity"``.
-- ``similar_items(item)``: the nearest items by cosine of the model's item vectors.
-- ``report()``: the test evaluation written at training time (model and baselines).
+"""RecService: what the CLI's ``recommend`` and the dashboard call. Loads the artifact once and answers from memory:
+recommendations decoded from a user's history by the generative model (each with the history items closest to it as
+the reason; an unknown user gets the most popular items, labelled so), similar items by cosine of the model's item
+vectors, and the test report written at training time.
 """
 
 from __future__ import annotations
@@ -19,13 +15,13 @@ import numpy as np
 import torch
 
 from apps.recommender.data import DataError, natural_key
-from apps.recommender.evaluate import mmr, unit_rows
-from apps.recommender.model import RecArtifact, RecArtifactError, load_artifact
+from apps.recommender.evaluate import mask_seen, mmr, unit_rows
+from apps.recommender.model import RecArtifact, RecArtifactError, load_artifact, torch_scorer
 from apps.recommender.schemas import HistoryEntry, Item, Recommendation, Recommendations, SimilarItem
 from apps.recommender.settings import RecSettings
-from core.data import pad_left
 
 log = logging.getLogger(__name__)
+REASONS_FROM_LAST = 50  # the reasons are chosen among the user's most recent items
 
 
 class UnknownItem(KeyError):
@@ -41,13 +37,11 @@ USER_ERRORS: tuple[type[BaseException], ...] = (DataError, RecArtifactError, Unk
 class RecService:
     """Recommendations, histories, similar items and the evaluation report of one artifact."""
 
-    def __init__(self, art: RecArtifact, settings: RecSettings | None = None, reasons_from_last: int = 50):
+    def __init__(self, art: RecArtifact, settings: RecSettings | None = None):
         self.art, self.settings = art, settings or RecSettings()
         self.data = art.data
-        self.reasons_from_last = reasons_from_last
         with torch.inference_mode():
-            self.table = art.model.item_encoder.table().float().numpy()  # (N + 1, C)
-        self.unit = unit_rows(self.table)
+            self.unit = unit_rows(art.model.item_encoder.table().float().numpy())  # (N + 1, C)
         self.unit[0] = 0.0
 
     @classmethod
@@ -55,7 +49,6 @@ class RecService:
         """Load the artifact of ``settings``."""
         return cls(load_artifact(settings.artifact_dir), settings)
 
-    # ------------------------------------------------------------------ lookups
     def item(self, index: int) -> Item:
         return Item(item_id=self.data.item_ids[index - 1], title=self.data.titles[index - 1],
                     genres=self.data.genres[index - 1])
@@ -87,13 +80,6 @@ class RecService:
         hits.sort(key=lambda i: (-int(self.art.popularity_all[i]), natural_key(self.data.item_ids[i - 1])))
         return [self.item(i) for i in hits[:limit]]
 
-    # ------------------------------------------------------------------ recommendations
-    def scores(self, history: np.ndarray) -> np.ndarray:
-        """The model's score of every item after ``history`` (N + 1,), float64."""
-        x = torch.from_numpy(pad_left([history], self.art.model.cfg.block_size))
-        with torch.inference_mode():
-            return self.art.model.score_next(x)[0].double().numpy()
-
     def recommend(self, user_id: str, k: int | None = None, mmr_lambda: float = 1.0) -> Recommendations:
         """The next items for ``user_id``: decoded from the history, or the most popular ones for an unknown user.
 
@@ -109,11 +95,9 @@ class RecService:
         if user_id not in self.data.user_index:
             return self._popular(user_id, k)
         hist = self.data.history(user_id)
-        scores = self.scores(hist)
-        scores[0] = -np.inf
-        scores[hist] = -np.inf
+        scores = mask_seen(torch_scorer(self.art.model)([hist]).astype(np.float64), [hist])[0]
         slate = mmr(scores, self.unit, k, mmr_lambda)
-        recent = hist[-self.reasons_from_last:]
+        recent = hist[-REASONS_FROM_LAST:]
         recs = []
         for rank, i in enumerate(slate, 1):
             sims = self.unit[recent] @ self.unit[i]
@@ -144,13 +128,10 @@ class RecService:
         return [SimilarItem(item=self.item(int(j)), similarity=round(float(sims[j]), 4),
                             users=int(self.art.popularity_all[j])) for j in order]
 
-    # ------------------------------------------------------------------ evaluation
     def report(self) -> dict | None:
         """The test evaluation saved at training time, or None when the artifact has none."""
         path = Path(self.art.path) / "report.json"
-        if not path.is_file():
-            return None
-        return json.loads(path.read_text())
+        return json.loads(path.read_text()) if path.is_file() else None
 
     def training(self) -> dict:
         """The training history of each model (epochs, time, best validation NDCG@10) and the data source."""
