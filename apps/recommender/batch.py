@@ -130,12 +130,11 @@ class PartWriter(BasePredictionWriter):
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx,
                            dataloader_idx) -> None:
         items, scores = prediction["items"], prediction["scores"]
-        keep = np.isfinite(scores)  # a user who has seen almost everything gets fewer than k items
-        n = keep.sum(1)
-        users = np.repeat(np.asarray(prediction["users"], dtype=object), n)
-        ranks = np.concatenate([np.arange(1, m + 1) for m in n]) if len(n) else np.zeros(0)
+        keep = np.isfinite(scores)  # a user who has seen almost everything gets fewer than k items (at the end)
+        rows, cols = np.nonzero(keep)
+        users = np.asarray(prediction["users"], dtype=object)[rows]
         table = pa.table({"user_id": pa.array(users.tolist(), pa.string()),
-                          "rank": pa.array(ranks.astype(np.int32)),
+                          "rank": pa.array((cols + 1).astype(np.int32)),
                           "item_id": pa.array(self.inv[items[keep]].tolist(), pa.string()),
                           "score": pa.array(scores[keep].astype(np.float32))}, schema=SCHEMA)
         atomic_write_table(table, self.parts / part_name(int(prediction["chunk"])))

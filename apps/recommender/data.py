@@ -109,15 +109,9 @@ def _clean_ids(df: pd.DataFrame, cols: tuple[str, ...], path: Path, header: bool
 
 
 def read_interactions(path: str | Path) -> pd.DataFrame:
-    """Interactions from a CSV or Parquet file with ``user_id,item_id,timestamp[,rating]``.
-
-    Returns:
-        A frame with ``user_id`` and ``item_id`` (str), ``timestamp`` (int64 seconds), ``rating`` (float, NaN where
-        absent) and ``row`` (the position in the file, which breaks timestamp ties).
-
-    Raises:
-        DataError: a missing, empty, truncated or malformed file, missing columns, or empty / unparsable values.
-    """
+    """Interactions from a CSV or Parquet file with ``user_id,item_id,timestamp[,rating]``: a frame with ``user_id``,
+    ``item_id`` (str), ``timestamp`` (int64 seconds), ``rating`` (float, NaN where absent) and ``row`` (the position in
+    the file, which breaks timestamp ties). A bad file or value is a ``DataError``."""
     path = Path(path)
     return _typed_interactions(_read_table(path, ("user_id", "item_id", "timestamp"), ("rating",)), path)
 
@@ -134,14 +128,9 @@ def _typed_interactions(df: pd.DataFrame, path: Path, header: bool = True) -> pd
 
 
 def read_items(path: str | Path) -> pd.DataFrame:
-    """An item catalogue from a CSV or Parquet file with ``item_id,title[,genres]`` (genres ``|``-separated).
-
-    Returns:
-        A frame with ``item_id`` (str), ``title`` (str) and ``genres`` (tuple of str).
-
-    Raises:
-        DataError: a missing or malformed file, missing columns, empty ids or duplicate ids.
-    """
+    """An item catalogue from a CSV or Parquet file with ``item_id,title[,genres]`` (genres ``|``-separated): a frame
+    with ``item_id``, ``title`` (str) and ``genres`` (tuple of str). A bad file, empty or duplicate id is a
+    ``DataError``."""
     path = Path(path)
     df = _read_table(path, ("item_id", "title"), ("genres",))
     df = _clean_ids(df, ("item_id",), path)
@@ -222,12 +211,8 @@ def _find(folder: Path, stems: tuple[str, ...]) -> Path | None:
 
 
 def read_source(path: str | Path, items: str | Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame | None, str]:
-    """Read whatever ``path`` holds: (interactions, items or None, format name).
-
-    Args:
-        path: an interactions file, a folder with a generic interactions file, or a MovieLens 100k / 1M folder.
-        items: the items file of a generic interactions file (a folder's own items file is found by name).
-    """
+    """(interactions, items or None, format name) of an interactions file, a folder holding one, or a MovieLens 100k /
+    1M folder; ``items`` is the items file of a generic interactions file (a folder's own is found by name)."""
     path = Path(path)
     if path.is_dir():
         if (path / "u.data").is_file():
@@ -248,24 +233,15 @@ def read_source(path: str | Path, items: str | Path | None = None) -> tuple[pd.D
 # ---------------------------------------------------------------------------------------------------------- sequences
 @dataclass
 class RecData:
-    """The catalogue and every user's chronological sequence of item indices (1-based; 0 is padding).
+    """The catalogue and every user's chronological sequence of item indices (1-based; 0 is padding)."""
 
-    Attributes:
-        item_ids: item id of index i+1 at position i.
-        titles, genres: per item, in the same order.
-        users: user ids in natural order.
-        seqs: per user, the item indices in time order (repeats removed, ties by file order).
-        times: per user, the matching timestamps.
-        source: where the data came from and how much was read.
-    """
-
-    item_ids: list[str]
+    item_ids: list[str]  # the id of index i + 1 at position i; titles and genres in the same order
     titles: list[str]
     genres: list[tuple[str, ...]]
-    users: list[str]
-    seqs: list[np.ndarray]
+    users: list[str]  # in natural order; seqs and times in the same order
+    seqs: list[np.ndarray]  # item indices in time order (repeats removed, ties by file order)
     times: list[np.ndarray]
-    source: dict = field(default_factory=dict)
+    source: dict = field(default_factory=dict)  # where the data came from and how much was read
 
     def __post_init__(self) -> None:
         self.item_index = {iid: i + 1 for i, iid in enumerate(self.item_ids)}

@@ -65,10 +65,9 @@ class RecService:
 
     def history(self, user_id: str) -> list[HistoryEntry]:
         """The user's interactions, oldest first (empty for an unknown user)."""
-        user_id = str(user_id).strip()
-        if user_id not in self.data.user_index:
+        u = self.data.user_index.get(str(user_id).strip())
+        if u is None:
             return []
-        u = self.data.user_index[user_id]
         return [HistoryEntry(item=self.item(int(i)), timestamp=datetime.fromtimestamp(int(t), UTC))
                 for i, t in zip(self.data.seqs[u], self.data.times[u])]
 

@@ -143,8 +143,7 @@ class Plan:
                           calibration_path=self.calibration)
 
     def fin_settings(self) -> FinSettings:
-        """The finance settings of the suite (sample feeds, rules and prices; the quick preset, which only matters for
-        training)."""
+        """The finance settings of the suite (sample feeds, rules and prices; the quick preset, for training)."""
         return FinSettings(preset=self.preset("fin"), core=self.core, artifact=self.artifact("fin"),
                            feeds_path=self.feeds_file, rules_path=SAMPLES / "alert_rules.toml",
                            prices_dir=SAMPLES / "prices",

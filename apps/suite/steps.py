@@ -60,8 +60,7 @@ def _model(plan: Plan, app: str, train: Callable[[Path], str]) -> Step:
     """The model step of ``app``: its artifact when it is there already (the full one of `make artifacts`, else a quick
     one from an earlier run), else a quick one that ``train(folder)`` trains now and describes, which ``--no-train``
     refuses. It trains into ``OUT.tmp`` and renames that: an interrupted run never leaves half an artifact."""
-    full = plan.full_artifact(app)
-    if full:
+    if full := plan.full_artifact(app):
         return Step(app, "model", "full", str(full))
     out = plan.quick_artifact(app)
     if complete(app, out):
@@ -166,7 +165,6 @@ class _QuietFiles(SimpleHTTPRequestHandler):
 
 def fin_cycle(plan: Plan, state: dict) -> Step:
     """One worker cycle (``trident fin monitor --once``) over the sample feeds, served here for the cycle, once."""
-    write_feeds_file(plan)
     svc = FinService.build(plan.fin_settings())
     with svc.store:
         counts = svc.counts()
@@ -198,8 +196,7 @@ def fin_cycle(plan: Plan, state: dict) -> Step:
 
 
 def rec_model(plan: Plan, state: dict) -> Step:
-    """The recommender artifact (``trident rec train``): the generative model, SASRec and popularity, with their test
-    report."""
+    """The recommender artifact (``trident rec train``): the generative model, SASRec, popularity, the test report."""
 
     def train(out: Path) -> str:
         s = plan.rec_settings()
@@ -212,8 +209,7 @@ def rec_model(plan: Plan, state: dict) -> Step:
 
 
 def rec_batch(plan: Plan, state: dict) -> Step:
-    """Every user's top-K (``trident rec batch``), into Parquet and the database; again only when the artifact
-    changed."""
+    """Every user's top-K (``trident rec batch``) into Parquet and the database; again only for another artifact."""
     s = plan.rec_settings()
     art = s.artifact_dir
     key = {"artifact": str(art), "stamp": stamp(art), "out": str(plan.rec_out)}
@@ -236,16 +232,8 @@ STEPS: tuple[tuple[str, Callable[[Plan, dict], Step]], ...] = (
 
 
 def prepare(plan: Plan, console: Console | None = None) -> list[Step]:
-    """Build what is missing, reuse what is there, and say which: one line per step as it starts (the progress bars of
-    a training follow it); what each step did is returned, for the table of ``trident suite prepare``.
-
-    Args:
-        plan: The suite's plan.
-        console: A ``rich`` console for the step lines (default: one on stderr).
-
-    Returns:
-        One ``Step`` per step, in order.
-    """
+    """Build what is missing, reuse what is there, and say which: one line per step on ``console`` (default: stderr)
+    as it starts; returns what each step did, in order (the table of ``trident suite prepare``)."""
     console = console or Console(stderr=True)
     route_lightning_logs()
     plan.demo_dir.mkdir(parents=True, exist_ok=True)
