@@ -47,10 +47,6 @@ class BatchError(RuntimeError):
     """The batch job cannot run or resume (a different job's parts are in the way, or parts are missing)."""
 
 
-class SimulatedCrash(RuntimeError):
-    """Raised by the writer after ``fail_after_chunks`` parts (tests of resumption)."""
-
-
 @dataclass(frozen=True)
 class BatchResult:
     """What a finished job did."""
@@ -121,11 +117,10 @@ class LitPredictor(L.LightningModule):
 class PartWriter(BasePredictionWriter):
     """Writes each chunk's predictions as one part file, atomically, as soon as the chunk is done."""
 
-    def __init__(self, parts: Path, item_ids: list[str], fail_after_chunks: int | None = None):
+    def __init__(self, parts: Path, item_ids: list[str]):
         super().__init__(write_interval="batch")
-        self.parts, self.fail_after = parts, fail_after_chunks
+        self.parts = parts
         self.inv = np.asarray([""] + list(item_ids), dtype=object)
-        self.written = 0
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx,
                            dataloader_idx) -> None:
@@ -138,9 +133,6 @@ class PartWriter(BasePredictionWriter):
                           "item_id": pa.array(self.inv[items[keep]].tolist(), pa.string()),
                           "score": pa.array(scores[keep].astype(np.float32))}, schema=SCHEMA)
         atomic_write_table(table, self.parts / part_name(int(prediction["chunk"])))
-        self.written += 1
-        if self.fail_after is not None and self.written >= self.fail_after:
-            raise SimulatedCrash(f"simulated crash after {self.written} chunks")
 
 
 def _manifest(art: RecArtifact, data: RecData, cfg: BatchSettings, k: int) -> dict:
@@ -167,12 +159,10 @@ def done_chunks(parts: Path, n_chunks: int) -> list[int]:
 
 
 def run_batch(art: RecArtifact, out: str | Path, cfg: BatchSettings, k: int | None = None,
-              data: RecData | None = None, store=None, restart: bool = False, progress: bool = True,
-              fail_after_chunks: int | None = None) -> BatchResult:
+              data: RecData | None = None, store=None, restart: bool = False, progress: bool = True) -> BatchResult:
     """Write the top-``k`` (default ``cfg.k``) unseen items of every user to ``out`` (Parquet; parts and manifest in
     ``OUT.parts/``) and, with a ``RecStore``, to the database. ``data`` (default: the artifact's own) must share the
-    artifact's catalogue; ``restart`` drops the parts of an earlier, different job; ``fail_after_chunks`` raises
-    ``SimulatedCrash`` after that many parts (tests).
+    artifact's catalogue; ``restart`` drops the parts of an earlier, different job.
 
     Returns:
         What the job did; under a distributed strategy the processes other than global rank 0 return
@@ -211,8 +201,7 @@ def run_batch(art: RecArtifact, out: str | Path, cfg: BatchSettings, k: int | No
     pending = sorted(set(range(n_chunks)) - set(before))
     log.info("batch: %d chunks, %d done before, %d to run", n_chunks, len(before), len(pending))
     if pending:
-        writer = PartWriter(parts, data.item_ids, fail_after_chunks)
-        callbacks = [writer] + ([StderrProgressBar(refresh_rate=1)] if progress else [])
+        callbacks = [PartWriter(parts, data.item_ids)] + ([StderrProgressBar(refresh_rate=1)] if progress else [])
         trainer = L.Trainer(accelerator=cfg.accelerator, devices=cfg.devices, strategy=cfg.strategy,
                             num_nodes=cfg.num_nodes, logger=False, callbacks=callbacks, enable_progress_bar=progress,
                             enable_model_summary=False, enable_checkpointing=False, precision="32-true",

@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from apps.common.settings import REPO_ROOT
-from apps.recommender.batch import BatchError, SimulatedCrash, run_batch
+from apps.recommender.batch import BatchError, PartWriter, run_batch
 from apps.recommender.data import load_data
 from apps.recommender.model import load_artifact
 from apps.recommender.settings import BatchSettings
@@ -46,6 +46,23 @@ def n_users(store: RecStore) -> int:
     return len({r.user_id for r in stored(store)})
 
 
+class Crash(RuntimeError):
+    """A crash between chunks."""
+
+
+def crash_after(monkeypatch, n: int) -> None:
+    """Make the batch job's part writer raise ``Crash`` as soon as it has written ``n`` parts."""
+    write, written = PartWriter.write_on_batch_end, []
+
+    def write_then_crash(self, *args) -> None:
+        write(self, *args)
+        written.append(1)
+        if len(written) >= n:
+            raise Crash(f"simulated crash after {n} chunks")
+
+    monkeypatch.setattr(PartWriter, "write_on_batch_end", write_then_crash)
+
+
 def check_complete(df: pd.DataFrame, art, k: int) -> None:
     """Each user once, ranks 1..k, nothing from the user's own history."""
     assert not df.duplicated(["user_id", "rank"]).any()
@@ -70,11 +87,13 @@ def test_batch_writes_every_user_once_and_is_deterministic(art, tmp_path):
     pd.testing.assert_frame_equal(read(again.out), df)
 
 
-def test_batch_resumes_after_a_crash_between_chunks(art, tmp_path):
+def test_batch_resumes_after_a_crash_between_chunks(art, tmp_path, monkeypatch):
     cfg = BatchSettings(chunk_size=16)
     out = tmp_path / "recs.parquet"
-    with pytest.raises(SimulatedCrash):
-        run_batch(art, out, cfg, k=10, progress=False, fail_after_chunks=3)
+    crash_after(monkeypatch, 3)
+    with pytest.raises(Crash):
+        run_batch(art, out, cfg, k=10, progress=False)
+    monkeypatch.undo()
     parts = sorted(p.name for p in (tmp_path / "recs.parquet.parts").glob("part-*.parquet"))
     assert parts == ["part-000000.parquet", "part-000001.parquet", "part-000002.parquet"] and not out.exists()
     res = run_batch(art, out, cfg, k=10, progress=False)
@@ -132,13 +151,15 @@ def test_batch_survives_a_real_kill(art, rec_artifact, tmp_path):
     pd.testing.assert_frame_equal(df, read(clean.out))
 
 
-def test_batch_on_two_ddp_processes_with_fewer_chunks_than_processes(art, rec_artifact, tmp_path):
+def test_batch_on_two_ddp_processes_with_fewer_chunks_than_processes(art, rec_artifact, tmp_path, monkeypatch):
     """`trident rec batch` on 2 CPU processes (ddp, gloo) resuming a job with one chunk left: one process scores it,
     the other has none; the output equals a single-process run's, and only rank 0 reports. Then nothing is left."""
     cfg = BatchSettings(chunk_size=64)  # 160 users: 3 chunks
     out = tmp_path / "ddp.parquet"
-    with pytest.raises(SimulatedCrash):
-        run_batch(art, out, cfg, k=10, progress=False, fail_after_chunks=2)
+    crash_after(monkeypatch, 2)
+    with pytest.raises(Crash):
+        run_batch(art, out, cfg, k=10, progress=False)
+    monkeypatch.undo()
     cmd = [sys.executable, "-m", "apps.cli", "rec", "batch", "--artifact", str(rec_artifact), "--out", str(out),
            "--k", "10", "--chunk-size", "64", "--no-db", "--json", "--accelerator", "cpu", "--devices", "2",
            "--strategy", "ddp"]
