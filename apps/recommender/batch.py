@@ -11,6 +11,7 @@ shared out by ``ChunkDataModule``, not Lightning's distributed sampler, which fa
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -136,11 +137,11 @@ class PartWriter(BasePredictionWriter):
 
 
 def _manifest(art: RecArtifact, data: RecData, cfg: BatchSettings, k: int) -> dict:
-    users_hash = hashlib.sha256("\n".join(data.users).encode()).hexdigest()[:16]
-    hist_hash = hashlib.sha256(b"".join(s.astype(np.int64).tobytes() for s in data.seqs)).hexdigest()[:16]
-    n_chunks = -(-data.n_users // cfg.chunk_size)
+    """What identifies a job: the artifact, k, the chunking, and hashes of the users and their histories."""
     return {"artifact": str(art.path), "version": art.version, "k": k, "chunk_size": cfg.chunk_size,
-            "users": data.n_users, "chunks": n_chunks, "users_sha": users_hash, "histories_sha": hist_hash}
+            "users": data.n_users, "chunks": -(-data.n_users // cfg.chunk_size),
+            "users_sha": hashlib.sha256("\n".join(data.users).encode()).hexdigest()[:16],
+            "histories_sha": hashlib.sha256(b"".join(s.astype(np.int64).tobytes() for s in data.seqs)).hexdigest()[:16]}
 
 
 def done_chunks(parts: Path, n_chunks: int) -> list[int]:
@@ -181,16 +182,14 @@ def run_batch(art: RecArtifact, out: str | Path, cfg: BatchSettings, k: int | No
     parts = out.with_name(out.name + ".parts")
     manifest = _manifest(art, data, cfg, k)
     mpath = parts / "manifest.json"
-    if mpath.is_file():
-        try:
-            old = json.loads(mpath.read_text())
-        except json.JSONDecodeError:
-            old = None
-        if old != manifest:
-            if not restart:
-                raise BatchError(f"{parts} holds the parts of a different job (other artifact, data, k or chunk "
-                                 "size); pass --restart to discard them")
-            shutil.rmtree(parts)
+    old = None
+    with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):
+        old = json.loads(mpath.read_text())
+    if mpath.is_file() and old != manifest:
+        if not restart:
+            raise BatchError(f"{parts} holds the parts of a different job (other artifact, data, k or chunk size); "
+                             "pass --restart to discard them")
+        shutil.rmtree(parts)
     parts.mkdir(parents=True, exist_ok=True)
     if not mpath.is_file():
         tmp = mpath.with_name(f".{mpath.name}.tmp-{os.getpid()}")

@@ -40,7 +40,6 @@ def natural_key(value: str) -> tuple[int, int, str]:
 
 # ---------------------------------------------------------------------------------------------------------- readers
 def _check_file(path: Path) -> Path:
-    path = Path(path)
     if not path.is_file():
         raise DataError(f"data file not found: {path}")
     return path
@@ -294,8 +293,7 @@ def build_data(inter: pd.DataFrame, items: pd.DataFrame | None, source: dict | N
     if inter.empty:
         raise DataError("no interactions")
     if items is not None:
-        known = set(items["item_id"])
-        unknown = ~inter["item_id"].isin(known).to_numpy()
+        unknown = ~inter["item_id"].isin(set(items["item_id"])).to_numpy()
         if unknown.any():
             ids = sorted(set(inter.loc[unknown, "item_id"]), key=natural_key)
             first = int(np.flatnonzero(unknown)[0]) + 1

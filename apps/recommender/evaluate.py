@@ -1,10 +1,8 @@
 """Evaluation of a recommender on leave-one-out cases by full ranking, and the top-K slate with a diversity control.
 
-Every catalogue item is scored after the user's history, the history is excluded, and the target's rank gives HR@10,
-NDCG@10 and MRR (``core.metrics``; a tie with the target counts in its favour), also by history length. The top-10
-slates give coverage, intra-list diversity (1 - cosine of multi-hot genres) and novelty (self-information, popularity
-counted on the training sequences); docs/recommender.md has the protocol. With ``lam < 1`` the slate is re-ranked by
-MMR: each next item maximises ``lam * relevance - (1 - lam) * max cosine to the items already chosen``.
+Every item is scored after the user's history, which is excluded; the target's rank gives HR@10, NDCG@10 and MRR (a
+tie counts in the target's favour), and the top-10 slates coverage, genre diversity and novelty (docs/recommender.md).
+With ``lam < 1`` the slate is re-ranked by MMR: ``lam * relevance - (1 - lam) * max cosine to the items chosen``.
 """
 
 from __future__ import annotations

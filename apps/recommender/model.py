@@ -67,9 +67,8 @@ class Popularity:
     """Scores every item by the number of training users who interacted with it; ties go to the lower index."""
 
     def __init__(self, counts: np.ndarray):
-        self.counts = np.asarray(counts, dtype=np.int64)
-        n = len(self.counts)
-        self.scores = self.counts.astype(np.float64) - np.arange(n) / (n + 1.0)  # deterministic tie-break
+        n = len(counts)
+        self.scores = np.asarray(counts, dtype=np.float64) - np.arange(n) / (n + 1.0)  # deterministic tie-break
         self.scores[0] = -np.inf
 
     def score(self, n_rows: int) -> np.ndarray:
@@ -167,6 +166,5 @@ def load_artifact(path: str | Path) -> RecArtifact:
         models = [load_core(path / name, retrain=f"trident rec train --out {path}")[0] for name in MODELS]
     except ArtifactError as exc:
         raise RecArtifactError(str(exc)) from exc
-    train_pop = np.r_[0, items["train_users"].to_numpy(dtype=np.int64)]
-    all_pop = np.r_[0, items["users"].to_numpy(dtype=np.int64)]
+    train_pop, all_pop = (np.r_[0, items[c].to_numpy(dtype=np.int64)] for c in ("train_users", "users"))
     return RecArtifact(path, config, data, *models, Popularity(train_pop), all_pop)

@@ -1,7 +1,7 @@
 """Offline: train the recommender artifact (the generative model and both baselines, on one split) and evaluate it.
 
-Both sequence models are trained by the core's ``fit`` on the same leave-one-out split, with the same loop, losses
-and early stopping on validation NDCG@10; the artifact's layout is in ``model.py``.
+Both sequence models are trained by the core's ``fit`` on the same leave-one-out split, with the same loop, losses and
+early stopping on validation NDCG@10; the artifact's layout is in ``model.py``.
 """
 
 from __future__ import annotations

@@ -7,7 +7,6 @@ vectors, and the test report written at training time.
 from __future__ import annotations
 
 import json
-import logging
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,7 +19,6 @@ from apps.recommender.model import RecArtifact, RecArtifactError, load_artifact,
 from apps.recommender.schemas import HistoryEntry, Item, Recommendation, Recommendations, SimilarItem
 from apps.recommender.settings import RecSettings
 
-log = logging.getLogger(__name__)
 REASONS_FROM_LAST = 50  # the reasons are chosen among the user's most recent items
 
 
@@ -53,12 +51,6 @@ class RecService:
         return Item(item_id=self.data.item_ids[index - 1], title=self.data.titles[index - 1],
                     genres=self.data.genres[index - 1])
 
-    def item_index(self, item_id: str) -> int:
-        try:
-            return self.data.item_index[str(item_id).strip()]
-        except KeyError:
-            raise UnknownItem(f"unknown item {item_id!r}") from None
-
     def users(self) -> list[str]:
         """Every known user id, in natural order."""
         return list(self.data.users)
@@ -80,13 +72,8 @@ class RecService:
         return [self.item(i) for i in hits[:limit]]
 
     def recommend(self, user_id: str, k: int | None = None, mmr_lambda: float = 1.0) -> Recommendations:
-        """The next items for ``user_id``: decoded from the history, or the most popular ones for an unknown user.
-
-        Args:
-            user_id: the user.
-            k: slate length (default ``settings.top_k``).
-            mmr_lambda: 1 = best scores; below 1, MMR trades score for variety (item-embedding cosine).
-        """
+        """The next ``k`` (default ``settings.top_k``) items for ``user_id``: decoded from the history, or the most
+        popular ones for an unknown user; ``mmr_lambda`` below 1 trades score for variety (item-embedding cosine)."""
         k = k or self.settings.top_k
         if not 0.0 <= mmr_lambda <= 1.0:
             raise DataError(f"mmr_lambda must lie in [0, 1], got {mmr_lambda}")
@@ -120,7 +107,9 @@ class RecService:
 
     def similar_items(self, item_id: str, k: int = 10) -> list[SimilarItem]:
         """The ``k`` items nearest to ``item_id`` by cosine of the model's item vectors."""
-        i = self.item_index(item_id)
+        i = self.data.item_index.get(str(item_id).strip())
+        if i is None:
+            raise UnknownItem(f"unknown item {item_id!r}")
         sims = self.unit @ self.unit[i]
         sims[[0, i]] = -np.inf
         order = np.argsort(-sims, kind="stable")[:k]

@@ -31,15 +31,8 @@ class RecStore(BaseStore):
     metadata = metadata
 
     def upsert(self, rows: Iterable[dict], version: str) -> int:
-        """Write lists of recommendations, in one transaction.
-
-        Args:
-            rows: dicts with ``user_id``, ``rank`` (1-based), ``item_id`` and ``score``; each user's list whole.
-            version: the artifact version that produced them.
-
-        Returns:
-            The number of rows written.
-        """
+        """Write whole lists (dicts with ``user_id``, ``rank`` from 1, ``item_id``, ``score``) produced by the artifact
+        ``version``, in one transaction; returns the number of rows written."""
         now = utcnow()
         rows = [{"user_id": str(r["user_id"]), "rank": int(r["rank"]), "item_id": str(r["item_id"]),
                  "score": float(r["score"]), "version": version, "created_at": now} for r in rows]

@@ -107,7 +107,6 @@ def phrasebank_subset(plan: Plan) -> Path:
     return _subset_csv(plan.demo_dir / "data" / f"phrasebank_{FIN_SENTENCES}.csv", df.iloc[sorted(keep)])
 
 
-# ---------------------------------------------------------------------------------------------------------- steps
 def cs_model(plan: Plan, state: dict) -> Step:
     """The customer-service artifact (``trident cs train``): intents and retrieval adapters on all-MiniLM-L6-v2."""
 
