@@ -98,8 +98,7 @@ class RecService:
 
     def _popular(self, user_id: str, k: int) -> Recommendations:
         pop = self.art.popularity_all.astype(np.float64)
-        order = np.lexsort((np.arange(len(pop)), -pop))
-        order = order[order != 0][:k]
+        order = [i for i in np.argsort(-pop, kind="stable") if i != 0][:k]  # ties: the lower index first
         recs = tuple(Recommendation(rank=r, item=self.item(int(i)), score=float(pop[i]),
                                     reason=f"popular: {int(pop[i])} users") for r, i in enumerate(order, 1))
         return Recommendations(user_id=user_id, source="popularity", items=recs,
