@@ -1,38 +1,17 @@
 """The batch job: the top-K items of every user, through Lightning's ``trainer.predict``, resumable and deterministic.
 
-How it works:
-
-1. Every user of the artifact (or of ``--data``) in natural id order is cut into chunks of ``chunk_size`` users; chunk
-   ``i`` always holds the same users. ``OUT.parts/manifest.json`` records the job (artifact version, k, chunk size,
-   number of users and chunks, a hash of the user list).
-2. ``trainer.predict`` runs over the chunks that have no part file yet; each chunk is one predict batch, scored on
-   the user's whole history (the last ``max_len`` items read), history excluded, and a prediction writer callback
-   writes ``part-NNNNNN.parquet`` atomically (a temporary file, then ``os.replace``). A part file exists only when its
-   chunk is complete, so a crash or a kill at any moment loses at most the chunks in flight, and a rerun does exactly
-   the missing chunks: no user twice, none missing.
-3. When every part is there they are merged in chunk order into ``OUT`` (again through a temporary file), and, with a
-   database, each part is upserted in its own transaction (idempotent: ``store.RecStore``).
-
-The same job scales out with Lightning's strategies; each process predicts its share of the pending chunks (rank
-``r`` of ``W`` takes every ``W``-th chunk of rank 0's pending list, from the ``r``-th on) and writes its own part
-files; after a barrier, global rank 0 merges::
-
-    # one machine, 4 GPUs
-    trident rec batch --k 20 --out recs.parquet --accelerator gpu --devices 4 --strategy ddp
-    # 2 nodes x 8 GPUs under SLURM (one task per GPU); Lightning reads the SLURM environment
-    srun --nodes 2 --ntasks-per-node 8 trident rec batch --k 20 --out /shared/recs.parquet \\
-        --accelerator gpu --devices 8 --num-nodes 2 --strategy ddp
-    # or torchrun on each node: torchrun --nnodes 2 --nproc-per-node 8 --rdzv-endpoint HOST:29500 \\
-    #     -m apps.cli rec batch ... --devices 8 --num-nodes 2 --strategy ddp
-
-The output folder must be on storage every node can see. The chunks are shared out by ``ChunkDataModule`` rather
-than by Lightning's distributed sampler, which fails when there are fewer pending chunks than processes (the sample
-data is one chunk; a resumed job may have one chunk left): a process may get no chunk at all, and simply waits at the
-barrier. Each chunk is one predict batch scored on its own, so the output does not depend on the number of processes.
+Users (natural id order) are cut into fixed chunks of ``chunk_size``; ``OUT.parts/manifest.json`` records the job.
+Each pending chunk is one predict batch, scored on the user's whole history (history excluded), and written as
+``part-NNNNNN.parquet`` atomically, so a crash loses at most the chunks in flight and a rerun does exactly the missing
+ones. The parts are then merged in chunk order into ``OUT`` and, with a database, upserted one transaction per part.
+Under a distributed strategy (docs/deploy.md) rank ``r`` of ``W`` takes every ``W``-th pending chunk from the ``r``-th
+on and global rank 0 merges after a barrier; the output folder must be on storage every node sees. The chunks are
+shared out by ``ChunkDataModule``, not Lightning's distributed sampler, which fails with fewer chunks than processes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -50,7 +29,7 @@ import pyarrow.parquet as pq
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities import rank_zero_only
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from apps.recommender.data import RecData
 from apps.recommender.model import RecArtifact, check_same_catalogue
@@ -67,10 +46,6 @@ SCHEMA = pa.schema([("user_id", pa.string()), ("rank", pa.int32()), ("item_id", 
 
 class BatchError(RuntimeError):
     """The batch job cannot run or resume (a different job's parts are in the way, or parts are missing)."""
-
-
-class SimulatedCrash(RuntimeError):
-    """Raised by the writer after ``fail_after_chunks`` parts (tests of resumption)."""
 
 
 @dataclass(frozen=True)
@@ -102,37 +77,9 @@ def atomic_write_table(table: pa.Table, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def atomic_write_text(text: str, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-class ChunkData(Dataset):
-    """Chunk ``i`` of the users: its index, the user ids, their histories (one predict batch per chunk)."""
-
-    def __init__(self, data: RecData, chunks: list[int], chunk_size: int, max_len: int):
-        self.data, self.chunks, self.chunk_size, self.max_len = data, chunks, chunk_size, max_len
-
-    def __len__(self) -> int:
-        return len(self.chunks)
-
-    def __getitem__(self, i: int) -> dict:
-        c = self.chunks[i]
-        users = self.data.users[c * self.chunk_size: (c + 1) * self.chunk_size]
-        hists = [self.data.seqs[self.data.user_index[u]] for u in users]
-        return {"chunk": c, "users": users, "inputs": torch.from_numpy(pad_left(hists, self.max_len)),
-                "seen": torch.from_numpy(pad_left(hists))}
-
-
 class ChunkDataModule(L.LightningDataModule):
-    """The pending chunks as predict batches, this process's share of them under a distributed strategy.
-
-    ``predict_dataloader`` runs once the processes are connected: rank 0's pending list is broadcast (every process
-    shards the same list even if their views of the shared folder differ) and rank ``r`` of ``W`` takes
-    ``pending[r::W]``, so with fewer chunks than processes some take none. The trainer runs with
-    ``use_distributed_sampler=False``: Lightning's sampler would assert on a dataset shorter than the world size.
-    """
+    """The pending chunks as predict batches: rank ``r`` of ``W`` takes ``pending[r::W]`` of rank 0's list (broadcast
+    once the processes are connected, so every process shards the same list), possibly none."""
 
     def __init__(self, data: RecData, pending: list[int], chunk_size: int, max_len: int):
         super().__init__()
@@ -143,7 +90,14 @@ class ChunkDataModule(L.LightningDataModule):
         trainer = self.trainer
         pending = trainer.strategy.broadcast(self.pending, src=0)
         mine = pending[trainer.global_rank::trainer.world_size]
-        return DataLoader(ChunkData(self.data, mine, self.chunk_size, self.max_len), batch_size=None, shuffle=False)
+        return DataLoader(mine, batch_size=None, shuffle=False, collate_fn=self.chunk)
+
+    def chunk(self, c: int) -> dict:
+        """Chunk ``c`` as one predict batch: its index, its user ids and their histories."""
+        rows = slice(c * self.chunk_size, (c + 1) * self.chunk_size)
+        hists = self.data.seqs[rows]
+        return {"chunk": c, "users": self.data.users[rows], "inputs": torch.from_numpy(pad_left(hists, self.max_len)),
+                "seen": torch.from_numpy(pad_left(hists))}
 
 
 class LitPredictor(L.LightningModule):
@@ -164,35 +118,30 @@ class LitPredictor(L.LightningModule):
 class PartWriter(BasePredictionWriter):
     """Writes each chunk's predictions as one part file, atomically, as soon as the chunk is done."""
 
-    def __init__(self, parts: Path, item_ids: list[str], fail_after_chunks: int | None = None):
+    def __init__(self, parts: Path, item_ids: list[str]):
         super().__init__(write_interval="batch")
-        self.parts, self.fail_after = parts, fail_after_chunks
+        self.parts = parts
         self.inv = np.asarray([""] + list(item_ids), dtype=object)
-        self.written = 0
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx,
                            dataloader_idx) -> None:
         items, scores = prediction["items"], prediction["scores"]
-        keep = np.isfinite(scores)  # a user who has seen almost everything gets fewer than k items
-        n = keep.sum(1)
-        users = np.repeat(np.asarray(prediction["users"], dtype=object), n)
-        ranks = np.concatenate([np.arange(1, m + 1) for m in n]) if len(n) else np.zeros(0)
+        keep = np.isfinite(scores)  # a user who has seen almost everything gets fewer than k items (at the end)
+        rows, cols = np.nonzero(keep)
+        users = np.asarray(prediction["users"], dtype=object)[rows]
         table = pa.table({"user_id": pa.array(users.tolist(), pa.string()),
-                          "rank": pa.array(ranks.astype(np.int32)),
+                          "rank": pa.array((cols + 1).astype(np.int32)),
                           "item_id": pa.array(self.inv[items[keep]].tolist(), pa.string()),
                           "score": pa.array(scores[keep].astype(np.float32))}, schema=SCHEMA)
         atomic_write_table(table, self.parts / part_name(int(prediction["chunk"])))
-        self.written += 1
-        if self.fail_after is not None and self.written >= self.fail_after:
-            raise SimulatedCrash(f"simulated crash after {self.written} chunks")
 
 
 def _manifest(art: RecArtifact, data: RecData, cfg: BatchSettings, k: int) -> dict:
-    users_hash = hashlib.sha256("\n".join(data.users).encode()).hexdigest()[:16]
-    hist_hash = hashlib.sha256(b"".join(s.astype(np.int64).tobytes() for s in data.seqs)).hexdigest()[:16]
-    n_chunks = -(-data.n_users // cfg.chunk_size)
+    """What identifies a job: the artifact, k, the chunking, and hashes of the users and their histories."""
     return {"artifact": str(art.path), "version": art.version, "k": k, "chunk_size": cfg.chunk_size,
-            "users": data.n_users, "chunks": n_chunks, "users_sha": users_hash, "histories_sha": hist_hash}
+            "users": data.n_users, "chunks": -(-data.n_users // cfg.chunk_size),
+            "users_sha": hashlib.sha256("\n".join(data.users).encode()).hexdigest()[:16],
+            "histories_sha": hashlib.sha256(b"".join(s.astype(np.int64).tobytes() for s in data.seqs)).hexdigest()[:16]}
 
 
 def done_chunks(parts: Path, n_chunks: int) -> list[int]:
@@ -211,24 +160,14 @@ def done_chunks(parts: Path, n_chunks: int) -> list[int]:
 
 
 def run_batch(art: RecArtifact, out: str | Path, cfg: BatchSettings, k: int | None = None,
-              data: RecData | None = None, store=None, restart: bool = False, progress: bool = True,
-              fail_after_chunks: int | None = None) -> BatchResult:
-    """Write the top-``k`` unseen items of every user to ``out`` (Parquet) and, with ``store``, to the database.
-
-    Args:
-        art: the loaded artifact (its generative model scores).
-        out: the output Parquet file; the parts and the manifest go in ``OUT.parts/`` beside it.
-        cfg: chunking and Lightning devices.
-        k: items per user (default ``cfg.k``).
-        data: users and histories (default: the artifact's own); must share the artifact's catalogue.
-        store: a ``RecStore`` to upsert into, or None.
-        restart: drop the parts of an earlier, different job instead of refusing to run.
-        progress: Lightning's progress bar over chunks.
-        fail_after_chunks: raise ``SimulatedCrash`` after writing this many parts (tests).
+              data: RecData | None = None, store=None, restart: bool = False, progress: bool = True) -> BatchResult:
+    """Write the top-``k`` (default ``cfg.k``) unseen items of every user to ``out`` (Parquet; parts and manifest in
+    ``OUT.parts/``) and, with a ``RecStore``, to the database. ``data`` (default: the artifact's own) must share the
+    artifact's catalogue; ``restart`` drops the parts of an earlier, different job.
 
     Returns:
-        What the job did. Under a distributed strategy only global rank 0 merges and upserts; the other processes
-        return ``merged=False`` with no user or row counts.
+        What the job did; under a distributed strategy the processes other than global rank 0 return
+        ``merged=False`` with no user or row counts.
 
     Raises:
         BatchError: ``OUT.parts`` holds a different job's parts (without ``restart``), or chunks are missing after
@@ -243,26 +182,25 @@ def run_batch(art: RecArtifact, out: str | Path, cfg: BatchSettings, k: int | No
     parts = out.with_name(out.name + ".parts")
     manifest = _manifest(art, data, cfg, k)
     mpath = parts / "manifest.json"
-    if mpath.is_file():
-        try:
-            old = json.loads(mpath.read_text())
-        except json.JSONDecodeError:
-            old = None
-        if old != manifest:
-            if not restart:
-                raise BatchError(f"{parts} holds the parts of a different job (other artifact, data, k or chunk "
-                                 "size); pass --restart to discard them")
-            shutil.rmtree(parts)
+    old = None
+    with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):
+        old = json.loads(mpath.read_text())
+    if mpath.is_file() and old != manifest:
+        if not restart:
+            raise BatchError(f"{parts} holds the parts of a different job (other artifact, data, k or chunk size); "
+                             "pass --restart to discard them")
+        shutil.rmtree(parts)
     parts.mkdir(parents=True, exist_ok=True)
     if not mpath.is_file():
-        atomic_write_text(json.dumps(manifest, indent=2), mpath)
+        tmp = mpath.with_name(f".{mpath.name}.tmp-{os.getpid()}")
+        tmp.write_text(json.dumps(manifest, indent=2))
+        os.replace(tmp, mpath)
     n_chunks = manifest["chunks"]
     before = done_chunks(parts, n_chunks)
     pending = sorted(set(range(n_chunks)) - set(before))
     log.info("batch: %d chunks, %d done before, %d to run", n_chunks, len(before), len(pending))
     if pending:
-        writer = PartWriter(parts, data.item_ids, fail_after_chunks)
-        callbacks = [writer] + ([StderrProgressBar(refresh_rate=1)] if progress else [])
+        callbacks = [PartWriter(parts, data.item_ids)] + ([StderrProgressBar(refresh_rate=1)] if progress else [])
         trainer = L.Trainer(accelerator=cfg.accelerator, devices=cfg.devices, strategy=cfg.strategy,
                             num_nodes=cfg.num_nodes, logger=False, callbacks=callbacks, enable_progress_bar=progress,
                             enable_model_summary=False, enable_checkpointing=False, precision="32-true",
@@ -274,11 +212,12 @@ def run_batch(art: RecArtifact, out: str | Path, cfg: BatchSettings, k: int | No
             warnings.filterwarnings("ignore", message=".*local rank has zero length.*")  # fewer chunks than processes
             trainer.predict(LitPredictor(art.model, k), datamodule=chunks, return_predictions=False)
         trainer.strategy.barrier("rec-batch-parts")  # every process has written its parts
-        if trainer.world_size > 1 and trainer.global_rank != 0:
-            return BatchResult(out, 0, 0, n_chunks, len(before), len(pending), round(time.perf_counter() - t0, 3),
-                               0.0, merged=False)
-    elif rank_zero_only.rank:  # nothing to predict, under torchrun or SLURM: only global rank 0 merges and upserts
-        return BatchResult(out, 0, 0, n_chunks, len(before), 0, round(time.perf_counter() - t0, 3), 0.0, merged=False)
+        secondary = trainer.world_size > 1 and trainer.global_rank != 0
+    else:
+        secondary = bool(rank_zero_only.rank)  # nothing to predict, under torchrun or SLURM
+    if secondary:  # only global rank 0 merges and upserts
+        return BatchResult(out, 0, 0, n_chunks, len(before), len(pending), round(time.perf_counter() - t0, 3), 0.0,
+                           merged=False)
     for stale in parts.glob(".*.tmp-*"):  # what a killed process was writing: never a part, safe to drop now
         stale.unlink(missing_ok=True)
     missing = sorted(set(range(n_chunks)) - set(done_chunks(parts, n_chunks)))
@@ -286,10 +225,8 @@ def run_batch(art: RecArtifact, out: str | Path, cfg: BatchSettings, k: int | No
         raise BatchError(f"{len(missing)} chunk(s) have no part after the run (first: {missing[0]}); run again")
     table = pa.concat_tables([pq.read_table(parts / part_name(c), schema=SCHEMA) for c in range(n_chunks)])
     atomic_write_table(table, out)
-    db_rows = 0
-    if store is not None:
-        for c in range(n_chunks):
-            db_rows += store.upsert(pq.read_table(parts / part_name(c)).to_pylist(), art.version)
+    db_rows = 0 if store is None else sum(store.upsert(pq.read_table(parts / part_name(c)).to_pylist(), art.version)
+                                          for c in range(n_chunks))
     seconds = time.perf_counter() - t0
     return BatchResult(out, data.n_users, table.num_rows, n_chunks, len(before), len(pending), round(seconds, 3),
                        round(data.n_users / max(seconds, 1e-9), 1), db_rows)

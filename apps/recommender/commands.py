@@ -91,9 +91,7 @@ def rec_recommend(args) -> None:
     if args.json:
         emit(recs.model_dump(mode="json"), True)
         return
-    table = Table(title=f"user {recs.user_id}: {recs.source} ({recs.note})")
-    for col in ("rank", "item", "title", "score", "why"):
-        table.add_column(col)
+    table = Table("rank", "item", "title", "score", "why", title=f"user {recs.user_id}: {recs.source} ({recs.note})")
     for r in recs.items:
         table.add_row(str(r.rank), r.item.item_id, r.item.title, f"{r.score:.3f}", r.reason)
     Console().print(table)
@@ -108,17 +106,14 @@ def rec_similar(args) -> None:
 
 
 def rec_batch(args) -> None:
-    from apps.recommender.batch import run_batch  # heavy: torch, Lightning
+    from apps.recommender.batch import run_batch  # heavy: torch, Lightning, sqlalchemy
     from apps.recommender.model import load_artifact
+    from apps.recommender.store import RecStore
 
     s = _settings(args)
     art = load_artifact(s.artifact_dir)
     data = _data(s) if "data" in given(RecSettings, args) else None
-    store = None
-    if not args.no_db:
-        from apps.recommender.store import RecStore  # heavy: sqlalchemy
-
-        store = RecStore(s.core.effective_database_url).create()
+    store = None if args.no_db else RecStore(s.core.effective_database_url).create()
     out = Path(args.out) if args.out else s.core.var_dir / "rec" / "recommendations.parquet"
     res = run_batch(art, out, s.batch, data=data, store=store, restart=args.restart, progress=not args.json)
     if not res.merged:  # another process of a distributed job reports

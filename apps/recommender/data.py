@@ -1,30 +1,13 @@
 """Interactions and items -> per-user chronological sequences -> the leave-one-out split.
 
-Formats (``load_data`` picks one from what the path holds):
-
-- **generic**: an interactions file, CSV or Parquet, with columns ``user_id,item_id,timestamp[,rating]`` (timestamps
-  as Unix seconds or ISO-8601 text), and optionally an items file ``item_id,title[,genres]`` (genres separated by
-  ``|``). A folder holding ``interactions.{csv,parquet}`` (or ``rec_interactions.*``) and ``items.*`` /
-  ``rec_items.*`` works too.
-- **MovieLens 100k**: a folder with ``u.data`` (tab-separated ``user item rating timestamp``) and ``u.item``
-  (``|``-separated, latin-1, 19 genre flags whose names come from ``u.genre``).
-- **MovieLens 1M**: a folder with ``ratings.dat`` or ``ratings.dat.gz`` (``user::item::rating::timestamp``) and
-  ``movies.dat`` (``item::title::genres``, latin-1).
-
-Protocol (documented in the README as well):
-
-- **Implicit feedback**: every interaction counts as a positive, whatever its rating. A repeated (user, item) pair
-  keeps only its first occurrence in time, so that "exclude the user's history" never hides a target.
-- **Chronological sequences**: each user's interactions sorted by timestamp; equal timestamps keep the order of the
-  rows in the file (a stable sort), so the result is deterministic.
-- **Leave-one-out**: for a user with at least 3 interactions the last one is the test target, the second-to-last the
-  validation target, and the rest trains. Users with fewer than 3 interactions train (their sequence is still used
-  as input) but are not evaluated; a user with one interaction gives no training target but can be recommended to.
-- **Items**: the catalogue is the items file (every listed item can be ranked, with or without interactions); an
-  interaction whose item is not in the items file is an error. Without an items file the catalogue is the set of
-  interacted items. Item indices are 1..N in the order of the ids (numbers numerically), 0 is padding.
-
-Every problem with a file is a ``DataError`` with one line that names the file (and the line when there is one).
+Formats (``load_data`` picks one from what the path holds): a generic interactions file, CSV or Parquet, with
+``user_id,item_id,timestamp[,rating]`` (Unix seconds or ISO-8601) plus an optional items file
+``item_id,title[,genres]`` (genres ``|``-separated), or a folder holding ``[rec_]interactions.*`` and ``[rec_]items.*``;
+a MovieLens 100k folder (``u.data``, ``u.item``, ``u.genre``); a MovieLens 1M folder (``ratings.dat[.gz]``,
+``movies.dat``). The protocol (implicit feedback, first occurrence of a user-item pair, stable chronological order,
+leave-one-out for users with >= 3 interactions) is in docs/recommender.md. The catalogue is the items file (an
+interaction with an unlisted item is an error), else the interacted items; item indices are 1..N in natural id order,
+0 is padding. Every problem with a file is a ``DataError`` with one line that names the file (and line).
 """
 
 from __future__ import annotations
@@ -32,15 +15,12 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
-import logging
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-log = logging.getLogger(__name__)
 
 ML100K_GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
                  "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller",
@@ -60,7 +40,6 @@ def natural_key(value: str) -> tuple[int, int, str]:
 
 # ---------------------------------------------------------------------------------------------------------- readers
 def _check_file(path: Path) -> Path:
-    path = Path(path)
     if not path.is_file():
         raise DataError(f"data file not found: {path}")
     return path
@@ -94,7 +73,7 @@ def _read_table(path: Path, required: tuple[str, ...], optional: tuple[str, ...]
     return df
 
 
-def _line_of(df: pd.DataFrame, mask: np.ndarray, header: bool = True) -> int:
+def _line_of(mask: np.ndarray, header: bool = True) -> int:
     """1-based file line of the first row where ``mask`` is True (CSV with a header: row 0 is line 2)."""
     return int(np.flatnonzero(mask)[0]) + (2 if header else 1)
 
@@ -104,8 +83,7 @@ def _to_seconds(values: pd.Series, path: Path, header: bool = True) -> np.ndarra
     s = values.astype(str).str.strip()
     empty = (s == "") | (s.str.lower().isin(["nan", "none", "null"]))
     if empty.any():
-        line = _line_of(s, empty.to_numpy(), header)
-        raise DataError(f"{path}:{line}: missing timestamp (truncated file?)")
+        raise DataError(f"{path}:{_line_of(empty.to_numpy(), header)}: missing timestamp (truncated file?)")
     num = pd.to_numeric(s, errors="coerce")
     if num.notna().all():
         if not np.isfinite(num.to_numpy(dtype=float)).all():
@@ -114,9 +92,8 @@ def _to_seconds(values: pd.Series, path: Path, header: bool = True) -> np.ndarra
     dt = pd.to_datetime(s, errors="coerce", utc=True, format="ISO8601")
     bad = dt.isna().to_numpy()
     if bad.any():
-        line = _line_of(s, bad, header)
-        raise DataError(f"{path}:{line}: timestamp {s.iloc[int(np.flatnonzero(bad)[0])]!r} is neither Unix seconds "
-                        "nor ISO-8601")
+        raise DataError(f"{path}:{_line_of(bad, header)}: timestamp {s[bad].iloc[0]!r} is neither Unix seconds nor "
+                        "ISO-8601")
     # (whatever the resolution pandas picked for the parsed datetimes) seconds since the epoch
     return ((dt - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)).to_numpy(dtype=np.int64)
 
@@ -126,55 +103,44 @@ def _clean_ids(df: pd.DataFrame, cols: tuple[str, ...], path: Path, header: bool
         df[c] = df[c].astype(str).str.strip()
         bad = (df[c] == "") | (df[c].str.lower() == "nan")
         if bad.any():
-            raise DataError(f"{path}:{_line_of(df, bad.to_numpy(), header)}: empty {c} (truncated file?)")
+            raise DataError(f"{path}:{_line_of(bad.to_numpy(), header)}: empty {c} (truncated file?)")
     return df
 
 
 def read_interactions(path: str | Path) -> pd.DataFrame:
-    """Interactions from a CSV or Parquet file with ``user_id,item_id,timestamp[,rating]``.
-
-    Returns:
-        A frame with ``user_id`` and ``item_id`` (str), ``timestamp`` (int64 seconds), ``rating`` (float, NaN where
-        absent) and ``row`` (the position in the file, which breaks timestamp ties).
-
-    Raises:
-        DataError: a missing, empty, truncated or malformed file, missing columns, or empty / unparsable values.
-    """
+    """Interactions from a CSV or Parquet file with ``user_id,item_id,timestamp[,rating]``: a frame with ``user_id``,
+    ``item_id`` (str), ``timestamp`` (int64 seconds), ``rating`` (float, NaN where absent) and ``row`` (the position in
+    the file, which breaks timestamp ties). A bad file or value is a ``DataError``."""
     path = Path(path)
-    df = _read_table(path, ("user_id", "item_id", "timestamp"), ("rating",))
-    df = _clean_ids(df, ("user_id", "item_id"), path)
-    out = pd.DataFrame({"user_id": df["user_id"].to_numpy(dtype=object),
-                        "item_id": df["item_id"].to_numpy(dtype=object),
-                        "timestamp": _to_seconds(df["timestamp"], path)})
-    if "rating" in df.columns:
-        r = pd.to_numeric(df["rating"].astype(str).str.strip().replace("", np.nan), errors="coerce")
-        out["rating"] = r.to_numpy(dtype=float)
-    else:
-        out["rating"] = np.nan
-    out["row"] = np.arange(len(out), dtype=np.int64)
-    return out
+    return _typed_interactions(_read_table(path, ("user_id", "item_id", "timestamp"), ("rating",)), path)
+
+
+def _typed_interactions(df: pd.DataFrame, path: Path, header: bool = True) -> pd.DataFrame:
+    """String columns -> ids, int64 timestamps, float ratings (NaN where absent) and the file ``row``."""
+    df = _clean_ids(df, ("user_id", "item_id"), path, header)
+    rating = df["rating"].astype(str).str.strip() if "rating" in df.columns else pd.Series(np.nan, index=df.index)
+    return pd.DataFrame({"user_id": df["user_id"].to_numpy(dtype=object),
+                         "item_id": df["item_id"].to_numpy(dtype=object),
+                         "timestamp": _to_seconds(df["timestamp"], path, header),
+                         "rating": pd.to_numeric(rating, errors="coerce").to_numpy(dtype=float),
+                         "row": np.arange(len(df), dtype=np.int64)})
 
 
 def read_items(path: str | Path) -> pd.DataFrame:
-    """An item catalogue from a CSV or Parquet file with ``item_id,title[,genres]`` (genres ``|``-separated).
-
-    Returns:
-        A frame with ``item_id`` (str), ``title`` (str) and ``genres`` (tuple of str).
-
-    Raises:
-        DataError: a missing or malformed file, missing columns, empty ids or duplicate ids.
-    """
+    """An item catalogue from a CSV or Parquet file with ``item_id,title[,genres]`` (genres ``|``-separated): a frame
+    with ``item_id``, ``title`` (str) and ``genres`` (tuple of str). A bad file, empty or duplicate id is a
+    ``DataError``."""
     path = Path(path)
     df = _read_table(path, ("item_id", "title"), ("genres",))
     df = _clean_ids(df, ("item_id",), path)
-    genres = df["genres"].astype(str) if "genres" in df.columns else pd.Series([""] * len(df))
-    out = pd.DataFrame({"item_id": df["item_id"].to_numpy(dtype=object),
-                        "title": df["title"].astype(str).str.strip().to_numpy(dtype=object),
-                        "genres": [tuple(g.strip() for g in s.split("|") if g.strip()) for s in genres]})
-    return _check_unique_items(out, path)
+    genres = df["genres"].astype(str) if "genres" in df.columns else [""] * len(df)
+    return _items(df, [tuple(g.strip() for g in s.split("|") if g.strip()) for s in genres], path)
 
 
-def _check_unique_items(items: pd.DataFrame, path: Path) -> pd.DataFrame:
+def _items(df: pd.DataFrame, genres: list[tuple[str, ...]], path: Path) -> pd.DataFrame:
+    """The catalogue frame (ids and titles stripped); an id listed twice is a DataError."""
+    items = pd.DataFrame({"item_id": df["item_id"].str.strip().to_numpy(dtype=object),
+                          "title": df["title"].astype(str).str.strip().to_numpy(dtype=object), "genres": genres})
     dup = items["item_id"].duplicated().to_numpy()
     if dup.any():
         raise DataError(f"{path}: item id {items['item_id'].iloc[int(np.flatnonzero(dup)[0])]!r} is listed twice")
@@ -190,9 +156,8 @@ def _read_text(path: Path, encoding: str) -> str:
     return raw.decode(encoding)
 
 
-def _read_separated(path: Path, sep: str, names: tuple[str, ...], encoding: str, usecols: int | None = None,
-                    ) -> pd.DataFrame:
-    """Headerless separated text as strings; every line must have exactly ``len(names)`` fields (or ``usecols``)."""
+def _read_separated(path: Path, sep: str, names: tuple[str, ...], encoding: str) -> pd.DataFrame:
+    """Headerless separated text as strings; every line must have exactly ``len(names)`` fields."""
     text = _read_text(path, encoding)
     if not text.strip():
         raise DataError(f"{path} is empty")
@@ -201,18 +166,14 @@ def _read_separated(path: Path, sep: str, names: tuple[str, ...], encoding: str,
         sep = "\t"
     lines = text.rstrip("\n").split("\n")
     counts = np.fromiter((ln.count(sep) + 1 for ln in lines), dtype=np.int64, count=len(lines))
-    want = usecols or len(names)
+    want = len(names)
     bad = counts != want
     if bad.any():
         n = int(np.flatnonzero(bad)[0])
         tail = " (truncated file?)" if n == len(lines) - 1 else ""
         raise DataError(f"{path}:{n + 1}: expected {want} fields separated by {sep!r}, found {int(counts[n])}{tail}")
-    df = pd.read_csv(io.StringIO(text), sep=sep, header=None, dtype=str, keep_default_na=False, quoting=3,
-                     names=list(names) if usecols is None else None)
-    if usecols is not None:
-        df = df.iloc[:, : len(names)]
-        df.columns = list(names)
-    return df
+    return pd.read_csv(io.StringIO(text), sep=sep, header=None, dtype=str, keep_default_na=False, quoting=3,
+                       names=list(names))
 
 
 def read_movielens_100k(folder: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -220,7 +181,7 @@ def read_movielens_100k(folder: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]
     folder = Path(folder)
     data = _check_file(folder / "u.data")
     df = _read_separated(data, "\t", ("user_id", "item_id", "rating", "timestamp"), "latin-1")
-    inter = _typed_interactions(df, data)
+    inter = _typed_interactions(df, data, header=False)
     genre_names = ML100K_GENRES
     if (folder / "u.genre").is_file():
         rows = [ln.split("|") for ln in _read_text(folder / "u.genre", "latin-1").splitlines() if ln.strip()]
@@ -229,11 +190,8 @@ def read_movielens_100k(folder: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]
     names = ("item_id", "title", "release", "video_release", "url", *[f"g{i}" for i in range(len(genre_names))])
     it = _read_separated(item_file, "|", names, "latin-1")
     flags = it[[f"g{i}" for i in range(len(genre_names))]].to_numpy() == "1"
-    items = pd.DataFrame({"item_id": it["item_id"].str.strip().to_numpy(dtype=object),
-                          "title": it["title"].str.strip().to_numpy(dtype=object),
-                          "genres": [tuple(g for g, f in zip(genre_names, row) if f and g != "unknown")
-                                     for row in flags]})
-    return inter, _check_unique_items(items, item_file)
+    genres = [tuple(g for g, f in zip(genre_names, row) if f and g != "unknown") for row in flags]
+    return inter, _items(it, genres, item_file)
 
 
 def read_movielens_1m(folder: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -241,40 +199,19 @@ def read_movielens_1m(folder: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     folder = Path(folder)
     ratings = folder / "ratings.dat" if (folder / "ratings.dat").is_file() else folder / "ratings.dat.gz"
     df = _read_separated(_check_file(ratings), "::", ("user_id", "item_id", "rating", "timestamp"), "latin-1")
-    inter = _typed_interactions(df, ratings)
+    inter = _typed_interactions(df, ratings, header=False)
     movies = _check_file(folder / "movies.dat")
     it = _read_separated(movies, "::", ("item_id", "title", "genres"), "latin-1")
-    items = pd.DataFrame({"item_id": it["item_id"].str.strip().to_numpy(dtype=object),
-                          "title": it["title"].str.strip().to_numpy(dtype=object),
-                          "genres": [tuple(g for g in s.split("|") if g) for s in it["genres"]]})
-    return inter, _check_unique_items(items, movies)
-
-
-def _typed_interactions(df: pd.DataFrame, path: Path) -> pd.DataFrame:
-    df = _clean_ids(df, ("user_id", "item_id"), path, header=False)
-    out = pd.DataFrame({"user_id": df["user_id"].to_numpy(dtype=object),
-                        "item_id": df["item_id"].to_numpy(dtype=object),
-                        "timestamp": _to_seconds(df["timestamp"], path, header=False),
-                        "rating": pd.to_numeric(df["rating"], errors="coerce").to_numpy(dtype=float)})
-    out["row"] = np.arange(len(out), dtype=np.int64)
-    return out
+    return inter, _items(it, [tuple(g for g in s.split("|") if g) for s in it["genres"]], movies)
 
 
 def _find(folder: Path, stems: tuple[str, ...]) -> Path | None:
-    for stem in stems:
-        for ext in (".csv", ".parquet"):
-            if (folder / f"{stem}{ext}").is_file():
-                return folder / f"{stem}{ext}"
-    return None
+    return next((p for stem in stems for ext in (".csv", ".parquet") if (p := folder / f"{stem}{ext}").is_file()), None)
 
 
 def read_source(path: str | Path, items: str | Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame | None, str]:
-    """Read whatever ``path`` holds: (interactions, items or None, format name).
-
-    Args:
-        path: an interactions file, a folder with a generic interactions file, or a MovieLens 100k / 1M folder.
-        items: the items file of a generic interactions file (a folder's own items file is found by name).
-    """
+    """(interactions, items or None, format name) of an interactions file, a folder holding one, or a MovieLens 100k /
+    1M folder; ``items`` is the items file of a generic interactions file (a folder's own is found by name)."""
     path = Path(path)
     if path.is_dir():
         if (path / "u.data").is_file():
@@ -295,24 +232,15 @@ def read_source(path: str | Path, items: str | Path | None = None) -> tuple[pd.D
 # ---------------------------------------------------------------------------------------------------------- sequences
 @dataclass
 class RecData:
-    """The catalogue and every user's chronological sequence of item indices (1-based; 0 is padding).
+    """The catalogue and every user's chronological sequence of item indices (1-based; 0 is padding)."""
 
-    Attributes:
-        item_ids: item id of index i+1 at position i.
-        titles, genres: per item, in the same order.
-        users: user ids in natural order.
-        seqs: per user, the item indices in time order (repeats removed, ties by file order).
-        times: per user, the matching timestamps.
-        source: where the data came from and how much was read.
-    """
-
-    item_ids: list[str]
+    item_ids: list[str]  # the id of index i + 1 at position i; titles and genres in the same order
     titles: list[str]
     genres: list[tuple[str, ...]]
-    users: list[str]
-    seqs: list[np.ndarray]
+    users: list[str]  # in natural order; seqs and times in the same order
+    seqs: list[np.ndarray]  # item indices in time order (repeats removed, ties by file order)
     times: list[np.ndarray]
-    source: dict = field(default_factory=dict)
+    source: dict = field(default_factory=dict)  # where the data came from and how much was read
 
     def __post_init__(self) -> None:
         self.item_index = {iid: i + 1 for i, iid in enumerate(self.item_ids)}
@@ -343,18 +271,15 @@ class RecData:
         names = sorted({g for gs in self.genres for g in gs})
         if not names:
             return None
-        col = {g: j for j, g in enumerate(names)}
         m = np.zeros((self.n_items + 1, len(names)), dtype=np.float32)
         for i, gs in enumerate(self.genres, 1):
-            for g in gs:
-                m[i, col[g]] = 1.0
+            m[i, [names.index(g) for g in gs]] = 1.0
         return m
 
     def popularity(self, seqs: list[np.ndarray] | None = None) -> np.ndarray:
         """(n_items + 1,) number of users who interacted with each item (in ``seqs``, default all)."""
-        counts = np.zeros(self.n_items + 1, dtype=np.int64)
-        for s in self.seqs if seqs is None else seqs:
-            np.add.at(counts, s, 1)
+        counts = np.bincount(np.concatenate([np.zeros(0, np.int64), *(self.seqs if seqs is None else seqs)]),
+                             minlength=self.n_items + 1)
         counts[0] = 0
         return counts
 
@@ -368,8 +293,7 @@ def build_data(inter: pd.DataFrame, items: pd.DataFrame | None, source: dict | N
     if inter.empty:
         raise DataError("no interactions")
     if items is not None:
-        known = set(items["item_id"])
-        unknown = ~inter["item_id"].isin(known).to_numpy()
+        unknown = ~inter["item_id"].isin(set(items["item_id"])).to_numpy()
         if unknown.any():
             ids = sorted(set(inter.loc[unknown, "item_id"]), key=natural_key)
             first = int(np.flatnonzero(unknown)[0]) + 1
@@ -384,13 +308,12 @@ def build_data(inter: pd.DataFrame, items: pd.DataFrame | None, source: dict | N
     df = inter.sort_values(["user_id", "timestamp", "row"], kind="stable")
     n_read = len(df)
     df = df.drop_duplicates(["user_id", "item_id"], keep="first")  # implicit feedback: first occurrence only
-    users = sorted(df["user_id"].unique(), key=natural_key)
-    item_idx = df["item_id"].map(index).to_numpy(dtype=np.int64)
-    times = df["timestamp"].to_numpy(dtype=np.int64)
-    starts = np.flatnonzero(np.r_[True, df["user_id"].to_numpy()[1:] != df["user_id"].to_numpy()[:-1]])
-    bounds = dict(zip(df["user_id"].to_numpy()[starts], zip(starts, np.r_[starts[1:], len(df)])))
-    seqs = [item_idx[bounds[u][0]: bounds[u][1]] for u in users]
-    tss = [times[bounds[u][0]: bounds[u][1]] for u in users]
+    user_col = df["user_id"].to_numpy()
+    starts = np.flatnonzero(np.r_[True, user_col[1:] != user_col[:-1]])[1:]  # where each user's rows begin
+    seq_of = dict(zip(user_col[np.r_[0, starts]], np.split(df["item_id"].map(index).to_numpy(np.int64), starts)))
+    time_of = dict(zip(user_col[np.r_[0, starts]], np.split(df["timestamp"].to_numpy(np.int64), starts)))
+    users = sorted(seq_of, key=natural_key)
+    seqs, tss = [seq_of[u] for u in users], [time_of[u] for u in users]
     lengths = np.array([len(s) for s in seqs])
     src = {**(source or {}), "interactions_read": int(n_read), "interactions": int(len(df)),
            "repeats_dropped": int(n_read - len(df)), "users": len(users), "items": len(item_ids),
@@ -430,16 +353,8 @@ class Split:
 def leave_one_out(data: RecData) -> Split:
     """The last item of each user (with >= 3 interactions) is the test target, the one before it validates, the rest
     trains; shorter users train on all they have and are not evaluated."""
-    train, vu, vi, vt, tu, ti, tt = [], [], [], [], [], [], []
-    for u, s in zip(data.users, data.seqs):
-        if len(s) >= MIN_EVAL_LEN:
-            train.append(s[:-2])
-            vu.append(u)
-            vi.append(s[:-2])
-            vt.append(s[-2])
-            tu.append(u)
-            ti.append(s[:-1])
-            tt.append(s[-1])
-        else:
-            train.append(s)
-    return Split(train, Cases(vu, vi, np.asarray(vt, dtype=np.int64)), Cases(tu, ti, np.asarray(tt, dtype=np.int64)))
+    ev = [(u, s) for u, s in zip(data.users, data.seqs) if len(s) >= MIN_EVAL_LEN]
+    users = [u for u, _ in ev]
+    return Split([s[:-2] if len(s) >= MIN_EVAL_LEN else s for s in data.seqs],
+                 Cases(users, [s[:-2] for _, s in ev], np.asarray([s[-2] for _, s in ev], dtype=np.int64)),
+                 Cases(list(users), [s[:-1] for _, s in ev], np.asarray([s[-1] for _, s in ev], dtype=np.int64)))

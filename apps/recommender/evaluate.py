@@ -1,21 +1,8 @@
-"""Evaluation of a recommender on leave-one-out cases, by full ranking, and the top-K slate with a diversity control.
+"""Evaluation of a recommender on leave-one-out cases by full ranking, and the top-K slate with a diversity control.
 
-Protocol: for every evaluated user the model scores **every item of the catalogue** after reading the user's history;
-the items of that history are excluded (never recommended again), and the rank of the held-out item among the rest
-gives HR@10, NDCG@10 and MRR (``core.metrics``; a tie with the target counts in the target's favour, so baselines
-with ties break them themselves). The top-10 slates give:
-
-- **coverage**: the share of the catalogue that appears in at least one slate;
-- **diversity** (intra-list): the mean pairwise cosine distance of the items' genre vectors within a slate (1 - cosine
-  of multi-hot genres; 0 when every item shares the same genres), when the catalogue has genres;
-- **novelty**: the mean self-information ``-log2((users of the item + 1) / (users + 1))`` of the recommended items,
-  with popularity counted on the training sequences.
-
-Accuracy is broken down by the length of the history the model read (``by_history_length``).
-
-The slate is the top K of all scores (seen items excluded), re-ranked by MMR when ``lam < 1``: each next item maximises
-``lam * relevance - (1 - lam) * max cosine to the items already chosen``, relevance being the score min-max
-normalised over the best ``n_candidates`` items, and the cosine taken between the model's own item vectors.
+Every item is scored after the user's history, which is excluded; the target's rank gives HR@10, NDCG@10 and MRR (a
+tie counts in the target's favour), and the top-10 slates coverage, genre diversity and novelty (docs/recommender.md).
+With ``lam < 1`` the slate is re-ranked by MMR: ``lam * relevance - (1 - lam) * max cosine to the items chosen``.
 """
 
 from __future__ import annotations
@@ -29,10 +16,6 @@ from core import metrics
 
 Scorer = Callable[[list[np.ndarray]], np.ndarray]  # histories -> (B, n_items + 1) scores, column 0 ignored
 BUCKETS: tuple[tuple[int, int], ...] = ((1, 20), (21, 50), (51, 100), (101, 200), (201, 10**9))
-
-
-def bucket_name(lo: int, hi: int) -> str:
-    return f"{lo}-{hi}" if hi < 10**9 else f">{lo - 1}"
 
 
 def mask_seen(scores: np.ndarray, seen: Sequence[np.ndarray]) -> np.ndarray:
@@ -61,20 +44,13 @@ def unit_rows(vectors: np.ndarray) -> np.ndarray:
 
 
 def mmr(scores: np.ndarray, unit: np.ndarray, k: int, lam: float, n_candidates: int = 100) -> np.ndarray:
-    """Maximal marginal relevance slate of one user.
+    """The maximal marginal relevance slate of one user: (k,) item indices in the order chosen.
 
-    Args:
-        scores: (N,) scores with excluded items at -inf.
-        unit: (N, C) unit-length item vectors (the similarity is their dot product).
-        k: slate length.
-        lam: 1 = pure relevance (the plain top-k), 0 = pure novelty with respect to the slate.
-        n_candidates: the slate is chosen among this many best-scored items.
-
-    Returns:
-        (k,) item indices, in the order chosen.
+    ``scores`` (N,) has the excluded items at -inf; ``unit`` (N, C) holds unit-length item vectors (the similarity is
+    their dot product); ``lam`` 1 is the plain top-k, 0 pure novelty; the slate is chosen among the best
+    ``n_candidates`` items, whose relevance is their score min-max normalised.
     """
-    cand, cs = top_k(scores[None], max(k, n_candidates))
-    cand, cs = cand[0], cs[0]
+    cand, cs = (a[0] for a in top_k(scores[None], max(k, n_candidates)))
     ok = np.isfinite(cs)
     cand, cs = cand[ok], cs[ok]
     if lam >= 1.0 or len(cand) <= 1:
@@ -124,8 +100,7 @@ def paired_bootstrap(ranks_a: Sequence[int], ranks_b: Sequence[int], k: int = 10
         last is the share of resamples in which A's mean NDCG is not above B's.
     """
     a, b = np.asarray(ranks_a, dtype=np.float64), np.asarray(ranks_b, dtype=np.float64)
-    ga = np.where(a <= k, 1.0 / np.log2(a + 1.0), 0.0)
-    gb = np.where(b <= k, 1.0 / np.log2(b + 1.0), 0.0)
+    ga, gb = (np.where(r <= k, 1.0 / np.log2(r + 1.0), 0.0) for r in (a, b))
     idx = np.random.default_rng(seed).integers(0, len(a), (n, len(a)))
     ma, mb = ga[idx].mean(1), gb[idx].mean(1)
     rel = ma / np.maximum(mb, 1e-12) - 1
@@ -141,25 +116,19 @@ def evaluate(scorer: Scorer, cases: Cases, n_items: int, popularity: np.ndarray,
     """Full-ranking evaluation of ``scorer`` on ``cases``.
 
     Args:
-        scorer: histories -> scores of every item.
-        cases: the users, their histories and targets.
-        n_items: catalogue size.
-        popularity: (n_items + 1,) training users per item (novelty).
-        n_users: users in the training data (novelty).
+        popularity, n_users: (n_items + 1,) training users per item, and the number of users (novelty).
         genre_vectors: (n_items + 1, G) multi-hot genres (diversity), or None.
         k: the cut-off of HR and NDCG, and the slate length.
-        batch_size: users scored at once.
-        mmr_vectors: (n_items + 1, C) item vectors for the MMR similarity; with ``mmr_lambdas``, the accuracy /
-            diversity trade-off of MMR slates is measured for each lambda (``mmr``).
-        mmr_lambdas: the lambdas.
-        return_ranks: also return every case's rank of the target (``ranks``, a list), for paired comparisons.
+        mmr_vectors, mmr_lambdas: (n_items + 1, C) item vectors for the MMR similarity, and the lambdas whose
+            accuracy / diversity trade-off is measured (``mmr``).
+        return_ranks: also return every case's rank of the target (``ranks``), for paired comparisons.
 
     Returns:
         ``{"hr@10", "ndcg@10", "mrr", "coverage", "diversity", "novelty", "n_users", "by_history_length", "mmr"}``.
     """
     if len(cases) == 0:
         raise ValueError("no user has enough interactions to evaluate (each needs at least 3)")
-    ranks, slates, lengths = [], [], []
+    ranks, slates = [], []
     mmr_slates: dict[float, list[np.ndarray]] = {lam: [] for lam in mmr_lambdas}
     unit = unit_rows(mmr_vectors) if mmr_vectors is not None else None
     for start in range(0, len(cases), batch_size):
@@ -168,18 +137,18 @@ def evaluate(scorer: Scorer, cases: Cases, n_items: int, popularity: np.ndarray,
         scores = mask_seen(np.array(scorer(hist), dtype=np.float64), hist)
         ranks.append(metrics.rank_of_target(scores, target))
         slates.append(top_k(scores, k)[0])
-        lengths += [len(h) for h in hist]
         for lam in mmr_lambdas:
             mmr_slates[lam] += [mmr(row, unit, k, lam) for row in scores]
-    ranks_a, slates_a, lengths_a = np.concatenate(ranks), np.concatenate(slates), np.asarray(lengths)
+    ranks_a, slates_a = np.concatenate(ranks), np.concatenate(slates)
+    lengths = np.array([len(h) for h in cases.inputs])
     out = {**metrics.hr_ndcg_mrr_from_ranks(ranks_a, k),
            **list_metrics(slates_a, n_items, popularity, n_users, genre_vectors), "n_users": len(cases)}
     out["by_history_length"] = {}
     for lo, hi in BUCKETS:
-        sel = (lengths_a >= lo) & (lengths_a <= hi)
+        sel = (lengths >= lo) & (lengths <= hi)
         if sel.any():
-            out["by_history_length"][bucket_name(lo, hi)] = {"n": int(sel.sum()),
-                                                             **metrics.hr_ndcg_mrr_from_ranks(ranks_a[sel], k)}
+            out["by_history_length"][f"{lo}-{hi}" if hi < 10**9 else f">{lo - 1}"] = {
+                "n": int(sel.sum()), **metrics.hr_ndcg_mrr_from_ranks(ranks_a[sel], k)}
     if return_ranks:
         out["ranks"] = ranks_a.tolist()
     if mmr_lambdas:

@@ -1,9 +1,8 @@
 """The recommender's models and its artifact: what the service, the batch job and the evaluation load.
 
-The generative recommender and the SASRec baseline are both the core's ``CoreModel`` in item mode (``Backbone`` +
-``ItemEncoder`` + the tied ``NextItemHead``) with a ``next_item`` task, in two configurations (``settings.PRESETS``);
-the generative one may also carry the items' MiniLM text features and a ``cloze`` task. ``Popularity`` is the third,
-count-based, baseline.
+The generative recommender and the SASRec baseline are the core's ``CoreModel`` in item mode with a ``next_item``
+task, in two configurations; the generative one may also carry the items' MiniLM text features and a ``cloze`` task.
+``Popularity`` is the count-based baseline.
 
 ```
 artifacts/rec/
@@ -68,9 +67,8 @@ class Popularity:
     """Scores every item by the number of training users who interacted with it; ties go to the lower index."""
 
     def __init__(self, counts: np.ndarray):
-        self.counts = np.asarray(counts, dtype=np.int64)
-        n = len(self.counts)
-        self.scores = self.counts.astype(np.float64) - np.arange(n) / (n + 1.0)  # deterministic tie-break
+        n = len(counts)
+        self.scores = np.asarray(counts, dtype=np.float64) - np.arange(n) / (n + 1.0)  # deterministic tie-break
         self.scores[0] = -np.inf
 
     def score(self, n_rows: int) -> np.ndarray:
@@ -120,9 +118,9 @@ def check_same_catalogue(art: RecArtifact, data: RecData) -> None:
 
 def save_artifact(out: Path, data: RecData, popularity: np.ndarray, meta: dict) -> Path:
     """Write the catalogue, the histories and ``config.json`` (with ``meta``) beside the models' own folders."""
-    full = data.popularity()
     items = pa.table({"index": np.arange(1, data.n_items + 1), "item_id": data.item_ids, "title": data.titles,
-                      "genres": [list(g) for g in data.genres], "train_users": popularity[1:], "users": full[1:]})
+                      "genres": [list(g) for g in data.genres], "train_users": popularity[1:],
+                      "users": data.popularity()[1:]})
     pq.write_table(items, out / "items.parquet")
     inv = np.asarray([""] + data.item_ids, dtype=object)
     seqs = pa.table({"user_id": data.users, "items": [inv[s].tolist() for s in data.seqs],
@@ -164,13 +162,9 @@ def load_artifact(path: str | Path) -> RecArtifact:
                    [str(u) for u in seqs["user_id"]],
                    [np.asarray([index[i] for i in s], dtype=np.int64) for s in seqs["items"]],
                    [np.asarray(t, dtype=np.int64) for t in seqs["timestamps"]], config["data"])
-    models = []
-    for name in MODELS:
-        try:
-            model, _, _ = load_core(path / name, retrain=f"trident rec train --out {path}")
-        except ArtifactError as exc:
-            raise RecArtifactError(str(exc)) from exc
-        models.append(model)
-    train_pop = np.r_[0, items["train_users"].to_numpy(dtype=np.int64)]
-    all_pop = np.r_[0, items["users"].to_numpy(dtype=np.int64)]
+    try:
+        models = [load_core(path / name, retrain=f"trident rec train --out {path}")[0] for name in MODELS]
+    except ArtifactError as exc:
+        raise RecArtifactError(str(exc)) from exc
+    train_pop, all_pop = (np.r_[0, items[c].to_numpy(dtype=np.int64)] for c in ("train_users", "users"))
     return RecArtifact(path, config, data, *models, Popularity(train_pop), all_pop)

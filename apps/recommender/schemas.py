@@ -10,29 +10,27 @@ from pydantic import BaseModel, ConfigDict, Field
 Source = Literal["model", "popularity"]
 
 
-class Item(BaseModel):
-    """One catalogue item."""
-
+class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True)
+
+
+class Item(_Frozen):
+    """One catalogue item."""
 
     item_id: str
     title: str
     genres: tuple[str, ...] = ()
 
 
-class HistoryEntry(BaseModel):
+class HistoryEntry(_Frozen):
     """One interaction of a user's history."""
-
-    model_config = ConfigDict(frozen=True)
 
     item: Item
     timestamp: datetime
 
 
-class Recommendation(BaseModel):
+class Recommendation(_Frozen):
     """One recommended item: its rank, the model's score, and why."""
-
-    model_config = ConfigDict(frozen=True)
 
     rank: int = Field(ge=1)
     item: Item
@@ -41,10 +39,8 @@ class Recommendation(BaseModel):
     reason: str = ""
 
 
-class Recommendations(BaseModel):
+class Recommendations(_Frozen):
     """A user's slate and where it came from."""
-
-    model_config = ConfigDict(frozen=True)
 
     user_id: str
     source: Source = Field(description="model: decoded from the user's history; popularity: the user is unknown.")
@@ -54,24 +50,9 @@ class Recommendations(BaseModel):
     items: tuple[Recommendation, ...] = ()
 
 
-class SimilarItem(BaseModel):
+class SimilarItem(_Frozen):
     """An item and its cosine similarity to the query item."""
-
-    model_config = ConfigDict(frozen=True)
 
     item: Item
     similarity: float
     users: int = Field(0, description="Users who interacted with it.")
-
-
-class StoredRecommendation(BaseModel):
-    """One row of the batch job's table."""
-
-    model_config = ConfigDict(frozen=True)
-
-    user_id: str
-    rank: int
-    item_id: str
-    score: float
-    version: str
-    created_at: datetime

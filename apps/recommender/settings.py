@@ -1,11 +1,8 @@
 """Settings of the recommender app (env prefix ``REC_``, nested with ``__``, e.g. ``REC_TRAIN__MAX_EPOCHS=50``).
 
-The generative model and the SASRec baseline are both the core's item model and train with the core's loop: ``model``
-and ``sasrec`` hold the part of ``core.config.ModelConfig`` an item model sets, ``train`` the part of
-``core.config.TrainConfig`` this training reads (``core.config.config_part``: the core's fields, with this app's
-defaults). ``preset`` picks other defaults by name (``PRESETS``); a field set explicitly (``REC_MODEL__N_LAYER=3``)
-overrides the preset. Built at the edge (the CLI, ``ui/resources.py``, a test) and passed down; functions take the
-narrowest part they need.
+``model`` and ``sasrec`` hold the part of ``core.config.ModelConfig`` an item model sets, ``train`` the part of
+``core.config.TrainConfig`` this training reads, with this app's defaults; ``preset`` picks other defaults by name
+(``PRESETS``), and a field set explicitly overrides the preset.
 """
 
 from __future__ import annotations

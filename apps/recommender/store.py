@@ -12,7 +12,6 @@ from collections.abc import Iterable
 import sqlalchemy as sa
 
 from apps.common.db import BaseStore, UTCDateTime, upsert_insert, utcnow
-from apps.recommender.schemas import StoredRecommendation
 
 metadata = sa.MetaData()
 recommendations = sa.Table(
@@ -27,20 +26,13 @@ recommendations = sa.Table(
 
 
 class RecStore(BaseStore):
-    """Read and write the batch job's recommendations."""
+    """The batch job's recommendations (consumers read the table itself)."""
 
     metadata = metadata
 
     def upsert(self, rows: Iterable[dict], version: str) -> int:
-        """Write lists of recommendations, in one transaction.
-
-        Args:
-            rows: dicts with ``user_id``, ``rank`` (1-based), ``item_id`` and ``score``; each user's list whole.
-            version: the artifact version that produced them.
-
-        Returns:
-            The number of rows written.
-        """
+        """Write whole lists (dicts with ``user_id``, ``rank`` from 1, ``item_id``, ``score``) produced by the artifact
+        ``version``, in one transaction; returns the number of rows written."""
         now = utcnow()
         rows = [{"user_id": str(r["user_id"]), "rank": int(r["rank"]), "item_id": str(r["item_id"]),
                  "score": float(r["score"]), "version": version, "created_at": now} for r in rows]
@@ -59,19 +51,7 @@ class RecStore(BaseStore):
             conn.execute(stale, [{"u": u, "k": k} for u, k in longest.items()])
         return len(rows)
 
-    def for_user(self, user_id: str) -> list[StoredRecommendation]:
-        """A user's stored list, best first (empty when the user has none)."""
-        q = sa.select(recommendations).where(recommendations.c.user_id == str(user_id)).order_by(
-            recommendations.c.rank)
-        with self._read() as conn:
-            return [StoredRecommendation(**row._mapping) for row in conn.execute(q)]
-
     def count(self) -> int:
         """Rows in the table."""
         with self._read() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(recommendations)).scalar_one())
-
-    def count_users(self) -> int:
-        """Users with a list."""
-        with self._read() as conn:
-            return int(conn.execute(sa.select(sa.func.count(sa.distinct(recommendations.c.user_id)))).scalar_one())

@@ -37,8 +37,7 @@ def suite_prepare(args) -> None:
 
 
 def suite_up(args) -> None:
-    rc = up(_plan(args))
-    if rc:
+    if rc := up(_plan(args)):
         raise SystemExit(rc)
 
 

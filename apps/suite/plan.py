@@ -1,15 +1,9 @@
-"""The suite's plan: where every part lives, decided once from the settings and the files present.
+"""The suite's plan: where every part lives (artifacts, index, feeds, batch output, database, ports), decided once
+from the settings and the files present, and handed to every child process through :meth:`Plan.env`.
 
-1. a model per app: the full artifact under ``<artifacts>/<cs|fin|rec>`` (``make artifacts``) when it is there, else
-   a quick one trained by ``prepare`` under ``<var>/demo/artifacts/<samples|real>/<app>``;
-2. the customer-service index (FAISS + BM25 + calibrator) of the knowledge base, in ``<var>/demo/cs-index``;
-3. the sample feeds (``samples/feeds``, served on 127.0.0.1), rules and prices of the finance worker;
-4. the recommender's batch output, ``<var>/demo/rec/recommendations.parquet``, and one database for all.
-
-Data: where ``TRIDENT_DATA_DIR`` holds an app's real data sets (:data:`REAL_FILES`), its quick artifact trains on a
-capped part of them; elsewhere on the samples of ``samples/`` (a fictional bank's intents and FAQ, labelled
-sentences, a fictional film catalogue). The finance feeds and prices are always the samples: the suite serves those
-feeds itself. Every child process reads the plan from the environment that :meth:`Plan.env` writes.
+A full artifact of ``make artifacts`` is used when it is there, else a quick one that ``prepare`` trains under
+``<var>/demo/artifacts``: on a capped part of an app's real data sets where the data folder holds them
+(:data:`REAL_FILES`), else on the samples. The finance feeds and prices are always the samples (docs/deploy.md).
 """
 
 from __future__ import annotations
@@ -58,12 +52,7 @@ class SuiteSettings(BaseSettings):
 
 @dataclass(frozen=True)
 class Plan:
-    """Where every part of the suite lives, decided once from the settings and the files present.
-
-    Args:
-        core: Paths and database (absolute).
-        suite: Ports and timings.
-    """
+    """Where every part of the suite lives: ``core`` holds the (absolute) paths and database, ``suite`` the ports."""
 
     core: CoreSettings
     suite: SuiteSettings
@@ -154,8 +143,7 @@ class Plan:
                           calibration_path=self.calibration)
 
     def fin_settings(self) -> FinSettings:
-        """The finance settings of the suite (sample feeds, rules and prices; the quick preset, which only matters for
-        training)."""
+        """The finance settings of the suite (sample feeds, rules and prices; the quick preset, for training)."""
         return FinSettings(preset=self.preset("fin"), core=self.core, artifact=self.artifact("fin"),
                            feeds_path=self.feeds_file, rules_path=SAMPLES / "alert_rules.toml",
                            prices_dir=SAMPLES / "prices",

@@ -1,23 +1,15 @@
 """``prepare``: build what the dashboards and the finance worker need, reuse what is there, and say which.
 
-Each step calls the public entry points of one app, the functions its ``commands.py`` calls (``trident cs train``,
-``cs index``, ``fin train``, ``fin monitor --once``, ``rec train``, ``rec batch``), with the suite's plan:
-
-1. a model per app (the full artifact of ``make artifacts`` when it is there, else a quick one trained now);
-2. the customer-service index of the knowledge base;
-3. one finance-worker cycle over the sample feeds, served on 127.0.0.1 for the cycle, with the alert rules replayed
-   at the closes of 12 and 13 March 2026, when the sample feeds were written;
-4. the recommender's batch job: every user's top-K in Parquet and the database.
-
-With the real data sets the quick artifacts train on a capped part of them, so that the whole of ``prepare`` stays
-short on a laptop's CPU: Banking77, :data:`INTENTS_PER_CLASS` sentences per intent, and StackFAQ's dev queries for
-retrieval, with its threads as the knowledge base; :data:`FIN_SENTENCES` PhraseBank sentences; MovieLens-100k with
-the recommender's tiny preset.
+Each step calls the entry points of one app that its ``commands.py`` calls (``cs train``, ``cs index``, ``fin train``,
+``fin monitor --once``, ``rec train``, ``rec batch``) with the suite's plan. With the real data sets the quick
+artifacts train on a capped part of them (:data:`INTENTS_PER_CLASS` Banking77 sentences per intent and StackFAQ's dev
+queries, :data:`FIN_SENTENCES` PhraseBank sentences, MovieLens-100k with the tiny preset), so that ``prepare`` stays
+short on a laptop's CPU.
 """
 
 from __future__ import annotations
 
-import csv
+import contextlib
 import functools
 import json
 import shutil
@@ -30,6 +22,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from rich.console import Console
 
 from apps.customer_service.index import build_index
@@ -67,8 +60,7 @@ def _model(plan: Plan, app: str, train: Callable[[Path], str]) -> Step:
     """The model step of ``app``: its artifact when it is there already (the full one of `make artifacts`, else a quick
     one from an earlier run), else a quick one that ``train(folder)`` trains now and describes, which ``--no-train``
     refuses. It trains into ``OUT.tmp`` and renames that: an interrupted run never leaves half an artifact."""
-    full = plan.full_artifact(app)
-    if full:
+    if full := plan.full_artifact(app):
         return Step(app, "model", "full", str(full))
     out = plan.quick_artifact(app)
     if complete(app, out):
@@ -85,49 +77,36 @@ def _model(plan: Plan, app: str, train: Callable[[Path], str]) -> Step:
     return Step(app, "model", "trained", f"{out} ({what})")
 
 
-def _subset_csv(path: Path, rows: list[tuple[str, str]], header: tuple[str, str]) -> Path:
+def _subset_csv(path: Path, df: pd.DataFrame) -> Path:
+    """``df`` written to ``path`` as CSV (atomically), unless it is there already."""
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
-        with tmp.open("w", newline="", encoding="utf-8") as f:
-            w = csv.writer(f)
-            w.writerow(header)
-            w.writerows(rows)
+        df.to_csv(tmp, index=False)
         tmp.replace(path)
     return path
 
 
 def banking77_subset(plan: Plan) -> Path:
     """The first ``INTENTS_PER_CLASS`` sentences of every Banking77 intent, after a seeded shuffle."""
-    with (plan.core.data_dir / "banking77" / "train.csv").open(encoding="utf-8") as f:
-        rows = [(r["text"], r["category"]) for r in csv.DictReader(f)]
-    order = np.random.default_rng(13).permutation(len(rows))
-    taken: dict[str, int] = {}
-    keep = []
-    for i in order:
-        text, label = rows[i]
-        if taken.get(label, 0) < INTENTS_PER_CLASS:
-            taken[label] = taken.get(label, 0) + 1
-            keep.append((text, label))
-    return _subset_csv(plan.demo_dir / "data" / f"banking77_{INTENTS_PER_CLASS}_per_intent.csv", keep,
-                       ("text", "category"))
+    df = pd.read_csv(plan.core.data_dir / "banking77" / "train.csv", dtype=str, keep_default_na=False)
+    df = df.iloc[np.random.default_rng(13).permutation(len(df))]
+    return _subset_csv(plan.demo_dir / "data" / f"banking77_{INTENTS_PER_CLASS}_per_intent.csv",
+                       df.groupby("category", sort=False).head(INTENTS_PER_CLASS)[["text", "category"]])
 
 
 def phrasebank_subset(plan: Plan) -> Path:
     """``FIN_SENTENCES`` PhraseBank sentences (50% agreement), stratified by label, seeded."""
     texts, labels = read_sentiment_data(plan.core.data_dir / "financial_phrasebank" / "Sentences_50Agree.txt",
                                         "phrasebank")
+    df = pd.DataFrame({"text": texts, "label": labels})
     rng = np.random.default_rng(13)
-    share = min(1.0, FIN_SENTENCES / len(texts))
-    keep = []
-    for label in sorted(set(labels)):
-        idx = [i for i, y in enumerate(labels) if y == label]
-        keep += rng.choice(idx, size=max(1, round(share * len(idx))), replace=False).tolist()
-    return _subset_csv(plan.demo_dir / "data" / f"phrasebank_{FIN_SENTENCES}.csv",
-                       [(texts[i], labels[i]) for i in sorted(keep)], ("text", "label"))
+    share = min(1.0, FIN_SENTENCES / len(df))
+    keep = [i for _, idx in sorted(df.groupby("label").indices.items())
+            for i in rng.choice(idx, size=max(1, round(share * len(idx))), replace=False)]
+    return _subset_csv(plan.demo_dir / "data" / f"phrasebank_{FIN_SENTENCES}.csv", df.iloc[sorted(keep)])
 
 
-# ---------------------------------------------------------------------------------------------------------- steps
 def cs_model(plan: Plan, state: dict) -> Step:
     """The customer-service artifact (``trident cs train``): intents and retrieval adapters on all-MiniLM-L6-v2."""
 
@@ -185,9 +164,8 @@ class _QuietFiles(SimpleHTTPRequestHandler):
 
 def fin_cycle(plan: Plan, state: dict) -> Step:
     """One worker cycle (``trident fin monitor --once``) over the sample feeds, served here for the cycle, once."""
-    write_feeds_file(plan)
     svc = FinService.build(plan.fin_settings())
-    try:
+    with svc.store:
         counts = svc.counts()
         if {f.name for f in svc.feeds} <= set(svc.store.feed_states()) and counts["articles"] > 0:
             return Step("fin", "feeds", "reused", f"{counts['articles']} articles, {counts['alerts']} alerts in the "
@@ -202,12 +180,9 @@ def fin_cycle(plan: Plan, state: dict) -> Step:
         thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         thread.start()
         try:
-            monitor = Monitor(svc.settings, svc.store, svc.scorer)
-            try:
+            with contextlib.closing(Monitor(svc.settings, svc.store, svc.scorer)) as monitor:
                 report = monitor.run(once=True, as_of=REPLAY_CLOSES[0])[-1]
                 monitor.cycle(as_of=REPLAY_CLOSES[1])  # the feeds are not due again: the rules at the next close
-            finally:
-                monitor.close()
         finally:
             httpd.shutdown()
             httpd.server_close()
@@ -215,15 +190,12 @@ def fin_cycle(plan: Plan, state: dict) -> Step:
         if report.errors:
             raise SuiteError(f"the sample feeds could not be read: {report.errors}")
         counts = svc.counts()
-    finally:
-        svc.store.close()
     return Step("fin", "feeds", "ran", f"{report.new_articles} new articles scored; {counts['articles']} articles, "
                                        f"{counts['alerts']} alerts, {counts['prices']} price rows in the database")
 
 
 def rec_model(plan: Plan, state: dict) -> Step:
-    """The recommender artifact (``trident rec train``): the generative model, SASRec and popularity, with their test
-    report."""
+    """The recommender artifact (``trident rec train``): the generative model, SASRec, popularity, the test report."""
 
     def train(out: Path) -> str:
         s = plan.rec_settings()
@@ -236,21 +208,17 @@ def rec_model(plan: Plan, state: dict) -> Step:
 
 
 def rec_batch(plan: Plan, state: dict) -> Step:
-    """Every user's top-K (``trident rec batch``), into Parquet and the database; again only when the artifact
-    changed."""
+    """Every user's top-K (``trident rec batch``) into Parquet and the database; again only for another artifact."""
     s = plan.rec_settings()
     art = s.artifact_dir
     key = {"artifact": str(art), "stamp": stamp(art), "out": str(plan.rec_out)}
-    store = RecStore(plan.database_url).create()
-    try:
+    with RecStore(plan.database_url).create() as store:
         rows = store.count()
         if state.get("rec_batch", {}).get("key") == key and plan.rec_out.is_file() and rows > 0:
             return Step("rec", "batch", "reused", f"{state['rec_batch']['users']} users' top-{s.batch.k}; {rows} "
                                                   "rows in the database")
         res = run_batch(load_artifact(art), plan.rec_out, s.batch, store=store, restart=True, progress=True)
         rows = store.count()
-    finally:
-        store.close()
     state["rec_batch"] = {"key": key, "users": res.users}
     return Step("rec", "batch", "ran", f"{res.users} users' top-{s.batch.k} in {plan.rec_out}; {rows} rows in the "
                                        "database")
@@ -263,16 +231,8 @@ STEPS: tuple[tuple[str, Callable[[Plan, dict], Step]], ...] = (
 
 
 def prepare(plan: Plan, console: Console | None = None) -> list[Step]:
-    """Build what is missing, reuse what is there, and say which: one line per step as it starts (the progress bars of
-    a training follow it); what each step did is returned, for the table of ``trident suite prepare``.
-
-    Args:
-        plan: The suite's plan.
-        console: A ``rich`` console for the step lines (default: one on stderr).
-
-    Returns:
-        One ``Step`` per step, in order.
-    """
+    """Build what is missing, reuse what is there, and say which: one line per step on ``console`` (default: stderr)
+    as it starts; returns what each step did, in order (the table of ``trident suite prepare``)."""
     console = console or Console(stderr=True)
     route_lightning_logs()
     plan.demo_dir.mkdir(parents=True, exist_ok=True)

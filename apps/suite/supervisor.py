@@ -1,14 +1,13 @@
 """``up``: run ``prepare``, then the suite's processes, until Ctrl-C, SIGTERM or the death of one of them.
 
-``prepare`` runs as a child process; then the sample feed server, the finance worker and the three dashboards start,
-each in its own process group with its own log file, and every dashboard's health endpoint is polled until it answers
-``ok``. The URLs are printed once all answer. Ctrl-C or SIGTERM stops them all (SIGTERM to each group, then SIGKILL
-after a grace period); a child that dies stops the rest, and the suite says which one died and where its log is.
-Every child reads the same artifacts, index and database through the environment that ``Plan.env`` writes.
+The sample feed server, the finance worker and the three dashboards each run in their own process group with their
+own log file, and read the plan from the environment that ``Plan.env`` writes. Ctrl-C or SIGTERM stops them all
+(SIGTERM to each group, then SIGKILL after a grace period); a child that dies stops the rest, and the suite says which.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -25,7 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from apps.common.settings import REPO_ROOT
-from apps.suite.plan import SAMPLES, Plan, SuiteError, SuiteSettings, write_state
+from apps.suite.plan import SAMPLES, Plan, SuiteError, write_state
 
 
 @dataclass
@@ -43,10 +42,11 @@ class Child:
 
 def _die_with_parent() -> None:
     # Linux: the child gets SIGTERM if the suite itself dies (even by SIGKILL), so no dashboard outlives it
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+
+
+_PREEXEC = _die_with_parent if sys.platform == "linux" else None
 
 
 def _port_free(address: str, port: int) -> bool:
@@ -77,11 +77,10 @@ def children(plan: Plan) -> list[Child]:
                                                  "--directory", str(SAMPLES / "feeds")], s.feeds_port,
                  f"http://127.0.0.1:{s.feeds_port}/"),
            Child("worker", "finance worker", [*cli, "fin", "monitor", "--json"])]
-    for name, label, group, command, port in (
-            ("cs", "support console", "cs", "console", s.cs_port),
-            ("fin", "finance dashboard", "fin", "dashboard", s.fin_port),
-            ("rec", "recommender dashboard", "rec", "dashboard", s.rec_port)):
-        out.append(Child(name, label, [*cli, group, command, "--port", str(port), "--address", s.address], port,
+    for name, label, command, port in (("cs", "support console", "console", s.cs_port),
+                                       ("fin", "finance dashboard", "dashboard", s.fin_port),
+                                       ("rec", "recommender dashboard", "dashboard", s.rec_port)):
+        out.append(Child(name, label, [*cli, name, command, "--port", str(port), "--address", s.address], port,
                          f"http://{host}:{port}"))
     for c in out:
         c.log = plan.logs_dir / f"{c.name}.log"
@@ -92,12 +91,13 @@ def _start(child: Child, env: dict[str, str]) -> None:
     child.log.parent.mkdir(parents=True, exist_ok=True)
     with child.log.open("w", encoding="utf-8") as log:
         child.proc = subprocess.Popen(child.cmd, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                                      stderr=subprocess.STDOUT, start_new_session=True,
-                                      preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+                                      stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_PREEXEC)
 
 
-def _dead(kids: list[Child]) -> Child | None:
-    return next((c for c in kids if c.proc is not None and c.proc.poll() is not None), None)
+def _death(kids: list[Child]) -> str | None:
+    """Which child exited, and how, if one did."""
+    c = next((c for c in kids if c.proc is not None and c.proc.poll() is not None), None)
+    return c and f"the {c.label} exited with status {c.proc.returncode} (log: {c.log})"
 
 
 def _group_alive(pgid: int) -> bool:
@@ -116,11 +116,8 @@ def stop_all(kids: list[Child], timeout: float) -> list[str]:
     """
     started = [c for c in kids if c.proc is not None]
     for c in reversed(started):
-        if _group_alive(c.proc.pid):
-            try:
-                os.killpg(c.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+        with contextlib.suppress(ProcessLookupError, PermissionError):  # the group has gone, or is not ours
+            os.killpg(c.proc.pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     killed = []
     for c in reversed(started):
@@ -147,7 +144,8 @@ def up(plan: Plan, console: Console | None = None) -> int:
     """
     console = console or Console()
     s = plan.suite
-    ports = {"support console": s.cs_port, "finance dashboard": s.fin_port, "recommender dashboard": s.rec_port}
+    kids = children(plan)
+    ports = {c.label: c.port for c in kids[2:]}  # the dashboards
     busy = [f"{name} ({port})" for name, port in ports.items() if not _port_free(s.address, port)]
     if len(set(ports.values())) < len(ports):
         raise SuiteError(f"the dashboards need three different ports, not {sorted(ports.values())}")
@@ -157,11 +155,10 @@ def up(plan: Plan, console: Console | None = None) -> int:
     env = {**os.environ, **plan.env(), "PYTHONUNBUFFERED": "1"}
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-    kids = children(plan)
     try:
         t0 = time.perf_counter()
         prep = subprocess.Popen([sys.executable, "-m", "apps.cli", "suite", "prepare"], cwd=REPO_ROOT, env=env,
-                                preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+                                preexec_fn=_PREEXEC)
         while prep.poll() is None:
             if stop.wait(0.2):
                 prep.terminate()  # an artifact in training is left as OUT.tmp, which the next run replaces
@@ -176,22 +173,21 @@ def up(plan: Plan, console: Console | None = None) -> int:
         deadline = time.monotonic() + 15
         while not _answers(feeds.url + "larkspur_wire.rss") and not stop.is_set():
             if feeds.proc.poll() is not None or time.monotonic() > deadline:
-                return _failed(console, kids, s, f"the {feeds.label} did not start (log: {feeds.log})")
+                return _failed(console, f"the {feeds.label} did not start (log: {feeds.log})")
             time.sleep(0.1)
         for c in rest:
             _start(c, env)
         waiting = [c for c in rest if c.port is not None]
         deadline = time.monotonic() + s.health_timeout
         while waiting and not stop.is_set():
-            dead = _dead(kids)
-            if dead:
-                return _failed(console, kids, s, _death(dead))
+            if dead := _death(kids):
+                return _failed(console, dead)
             for c in [c for c in waiting if _answers(f"http://127.0.0.1:{c.port}/_stcore/health", b"ok")]:
                 waiting.remove(c)
                 console.print(f"[green]up[/green] {c.label} [dim]({time.perf_counter() - t0:.0f} s)[/dim]")
             if waiting and time.monotonic() > deadline:
                 names = ", ".join(f"{c.label} (log: {c.log})" for c in waiting)
-                return _failed(console, kids, s, f"no answer within {s.health_timeout:.0f} s from {names}")
+                return _failed(console, f"no answer within {s.health_timeout:.0f} s from {names}")
             stop.wait(0.5)
         if not stop.is_set():
             table = Table("", "URL", title=f"Trident is up ({time.perf_counter() - t0:.0f} s)")
@@ -204,9 +200,8 @@ def up(plan: Plan, console: Console | None = None) -> int:
                                                      "children": {c.name: {"pid": c.proc.pid, "url": c.url,
                                                                            "log": str(c.log)} for c in kids}})
         while not stop.wait(0.5):
-            dead = _dead(kids)
-            if dead:
-                return _failed(console, kids, s, _death(dead))
+            if dead := _death(kids):
+                return _failed(console, dead)
         console.print("stopping...")
         killed = stop_all(kids, s.stop_timeout)
         console.print("stopped" + (f" (killed after {s.stop_timeout:g} s: {', '.join(killed)})" if killed else ""))
@@ -218,11 +213,6 @@ def up(plan: Plan, console: Console | None = None) -> int:
             signal.signal(sig, handler)
 
 
-def _death(child: Child) -> str:
-    return f"the {child.label} exited with status {child.proc.returncode} (log: {child.log})"
-
-
-def _failed(console, kids: list[Child], s: SuiteSettings, message: str) -> int:
-    console.print(f"[red]error:[/red] {message}; stopping the rest", soft_wrap=True)
-    stop_all(kids, s.stop_timeout)
+def _failed(console: Console, message: str) -> int:
+    console.print(f"[red]error:[/red] {message}; stopping the rest", soft_wrap=True)  # up's `finally` stops them
     return 1

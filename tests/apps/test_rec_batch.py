@@ -14,13 +14,14 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+import sqlalchemy as sa
 
 from apps.common.settings import REPO_ROOT
-from apps.recommender.batch import BatchError, SimulatedCrash, run_batch
+from apps.recommender.batch import BatchError, PartWriter, run_batch
 from apps.recommender.data import load_data
 from apps.recommender.model import load_artifact
 from apps.recommender.settings import BatchSettings
-from apps.recommender.store import RecStore
+from apps.recommender.store import RecStore, recommendations
 
 SAMPLES = REPO_ROOT / "samples"
 
@@ -32,6 +33,34 @@ def art(rec_artifact):
 
 def read(path) -> pd.DataFrame:
     return pq.read_table(path).to_pandas()
+
+
+def stored(store: RecStore, user_id: str | None = None) -> list:
+    """The rows of one user (default: every user), best first."""
+    q = sa.select(recommendations).order_by(recommendations.c.user_id, recommendations.c.rank)
+    with store.engine.connect() as conn:
+        return list(conn.execute(q if user_id is None else q.where(recommendations.c.user_id == user_id)))
+
+
+def n_users(store: RecStore) -> int:
+    return len({r.user_id for r in stored(store)})
+
+
+class Crash(RuntimeError):
+    """A crash between chunks."""
+
+
+def crash_after(monkeypatch, n: int) -> None:
+    """Make the batch job's part writer raise ``Crash`` as soon as it has written ``n`` parts."""
+    write, written = PartWriter.write_on_batch_end, []
+
+    def write_then_crash(self, *args) -> None:
+        write(self, *args)
+        written.append(1)
+        if len(written) >= n:
+            raise Crash(f"simulated crash after {n} chunks")
+
+    monkeypatch.setattr(PartWriter, "write_on_batch_end", write_then_crash)
 
 
 def check_complete(df: pd.DataFrame, art, k: int) -> None:
@@ -58,11 +87,13 @@ def test_batch_writes_every_user_once_and_is_deterministic(art, tmp_path):
     pd.testing.assert_frame_equal(read(again.out), df)
 
 
-def test_batch_resumes_after_a_crash_between_chunks(art, tmp_path):
+def test_batch_resumes_after_a_crash_between_chunks(art, tmp_path, monkeypatch):
     cfg = BatchSettings(chunk_size=16)
     out = tmp_path / "recs.parquet"
-    with pytest.raises(SimulatedCrash):
-        run_batch(art, out, cfg, k=10, progress=False, fail_after_chunks=3)
+    crash_after(monkeypatch, 3)
+    with pytest.raises(Crash):
+        run_batch(art, out, cfg, k=10, progress=False)
+    monkeypatch.undo()
     parts = sorted(p.name for p in (tmp_path / "recs.parquet.parts").glob("part-*.parquet"))
     assert parts == ["part-000000.parquet", "part-000001.parquet", "part-000002.parquet"] and not out.exists()
     res = run_batch(art, out, cfg, k=10, progress=False)
@@ -120,13 +151,15 @@ def test_batch_survives_a_real_kill(art, rec_artifact, tmp_path):
     pd.testing.assert_frame_equal(df, read(clean.out))
 
 
-def test_batch_on_two_ddp_processes_with_fewer_chunks_than_processes(art, rec_artifact, tmp_path):
+def test_batch_on_two_ddp_processes_with_fewer_chunks_than_processes(art, rec_artifact, tmp_path, monkeypatch):
     """`trident rec batch` on 2 CPU processes (ddp, gloo) resuming a job with one chunk left: one process scores it,
     the other has none; the output equals a single-process run's, and only rank 0 reports. Then nothing is left."""
     cfg = BatchSettings(chunk_size=64)  # 160 users: 3 chunks
     out = tmp_path / "ddp.parquet"
-    with pytest.raises(SimulatedCrash):
-        run_batch(art, out, cfg, k=10, progress=False, fail_after_chunks=2)
+    crash_after(monkeypatch, 2)
+    with pytest.raises(Crash):
+        run_batch(art, out, cfg, k=10, progress=False)
+    monkeypatch.undo()
     cmd = [sys.executable, "-m", "apps.cli", "rec", "batch", "--artifact", str(rec_artifact), "--out", str(out),
            "--k", "10", "--chunk-size", "64", "--no-db", "--json", "--accelerator", "cpu", "--devices", "2",
            "--strategy", "ddp"]
@@ -148,13 +181,13 @@ def test_store_upserts_are_idempotent_and_drop_ranks_beyond_the_new_list(db_url)
         rows = [{"user_id": u, "rank": r, "item_id": f"i{r}", "score": 1.0 / r} for u in ("a", "b") for r in (1, 2, 3)]
         assert store.upsert(rows, "v1") == 6
         store.upsert(rows, "v1")
-        assert store.count() == 6 and store.count_users() == 2
+        assert store.count() == 6 and n_users(store) == 2
         store.upsert([{"user_id": "a", "rank": 1, "item_id": "new", "score": 9.0},
                       {"user_id": "a", "rank": 2, "item_id": "i2", "score": 0.5}], "v2")
-        got = store.for_user("a")
+        got = stored(store, "a")
         assert [(r.rank, r.item_id, r.version) for r in got] == [(1, "new", "v2"), (2, "i2", "v2")]
         assert got[0].created_at.tzinfo is not None
-        assert len(store.for_user("b")) == 3 and store.for_user("nobody") == []
+        assert len(stored(store, "b")) == 3 and stored(store, "nobody") == []
         assert store.upsert([], "v3") == 0
     finally:
         store.close()
@@ -164,11 +197,11 @@ def test_batch_into_the_database_twice_leaves_the_same_rows(art, db_url, tmp_pat
     store = RecStore(db_url).create()
     try:
         res = run_batch(art, tmp_path / "db.parquet", BatchSettings(chunk_size=64), k=5, store=store, progress=False)
-        assert res.db_rows == 800 and store.count() == 800 and store.count_users() == 160
-        first = store.for_user("u003")
+        assert res.db_rows == 800 and store.count() == 800 and n_users(store) == 160
+        first = stored(store, "u003")
         run_batch(art, tmp_path / "db.parquet", BatchSettings(chunk_size=64), k=5, store=store, progress=False)
         assert store.count() == 800
-        assert [(r.rank, r.item_id) for r in store.for_user("u003")] == [(r.rank, r.item_id) for r in first]
+        assert [(r.rank, r.item_id) for r in stored(store, "u003")] == [(r.rank, r.item_id) for r in first]
         df = read(tmp_path / "db.parquet")
         expected = df[df.user_id == "u003"].sort_values("rank")["item_id"].tolist()
         assert [r.item_id for r in first] == expected

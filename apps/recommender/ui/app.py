@@ -1,7 +1,5 @@
-"""The recommender's dashboard: ``streamlit run apps/recommender/ui/app.py`` (or ``trident rec dashboard``).
-
-Reads the same settings as the CLI (``REC_*``, ``TRIDENT_*``); the service is built once per server process.
-"""
+"""The recommender's dashboard: ``streamlit run apps/recommender/ui/app.py`` (or ``trident rec dashboard``), with the
+CLI's settings (``REC_*``, ``TRIDENT_*``)."""
 
 from __future__ import annotations
 
