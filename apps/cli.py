@@ -21,6 +21,7 @@ from apps.common.settings import CoreSettings, CoreTrainSettings, train_config
 from apps.customer_service.commands import register as register_cs
 from apps.demo import run_core_demo
 from apps.finance_sentiment.commands import register as register_fin
+from apps.forget import register as register_forget
 from apps.recommender.commands import register as register_rec
 from apps.settings_doc import register as register_settings
 from apps.suite.commands import register as register_suite
@@ -267,6 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     for register in (register_cs, register_rec, register_fin, register_settings, register_data, register_suite):
         register(sub)
+    register_forget(sub.add_parser("privacy", help="personal data: forget a person, retention, the audit trail")
+                    .add_subparsers(dest="command", required=True))
 
     sp = sub.add_parser("demo", help="the core end to end in the terminal: train what is missing, then classify, "
                                      "embed and generate")

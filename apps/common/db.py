@@ -215,3 +215,7 @@ class BaseStore:
         """Create the tables and indexes that do not exist yet (safe on every start); return the store."""
         self.metadata.create_all(self._writer)
         return self
+
+    def has_table(self, name: str) -> bool:
+        """Whether the table ``name`` exists (a check that creates nothing, for a dry run on a new database)."""
+        return sa.inspect(self.engine).has_table(name)

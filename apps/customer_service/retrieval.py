@@ -184,6 +184,13 @@ class SparseIndex:
         self.texts.update(zip(ids, texts))
         self._model = None
 
+    def remove(self, ids: Sequence[str]) -> int:
+        """Remove entries by id (unknown ids are ignored); return how many were removed."""
+        n = sum(self.texts.pop(i, None) is not None for i in ids)
+        if n:
+            self._model = None
+        return n
+
     def _tok(self, texts: list[str]):
         return bm25s.tokenize(texts, stopwords="en", stemmer=self.stemmer, show_progress=False)
 
@@ -258,6 +265,12 @@ class HybridRetriever:
         if self.mode != "sparse":
             self.dense.upsert(ids, self.embed(list(dense_texts)))
         self.sparse.upsert(ids, sparse_texts or dense_texts)
+
+    def remove(self, ids: Sequence[str]) -> None:
+        """Remove entries (unknown ids are ignored) from both sides, without a rebuild."""
+        if self.mode != "sparse":
+            self.dense.remove(ids)
+        self.sparse.remove(ids)
 
     def search(self, queries: Sequence[str], k: int = 5, fetch: int = 50,
                vectors: np.ndarray | None = None) -> list[list[SearchResult]]:

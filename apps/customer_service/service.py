@@ -2,7 +2,9 @@
 
 It ties the store (conversations, feedback, KB entries added by agents), the engine (intents + retrieval adapters),
 the intent ensemble, the retriever and the bot together.
-Every method returns a schema; errors a user can fix are ``CSError``.
+Every method returns a schema; errors a user can fix are ``CSError``. The KB entries agents add live in the database:
+another process may add or remove some (another console, ``trident privacy forget`` or ``retention``), and every call
+that reads the KB first catches up with such changes (``refresh``).
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ from __future__ import annotations
 import logging
 import threading
 
+from apps.common.erasure import AuditRecord, AuditStore, ErasureError, ErasureReport
 from apps.customer_service.bot import Bot, Calibrator, EmptyMessage, intent_from_probs
+from apps.customer_service.erasure import apply_retention, forget_customer
 from apps.customer_service.index import build_index, index_entries, load_index
 from apps.customer_service.intents import TASK, evaluation_report, load_intents
 from apps.customer_service.knowledge import KBFormatError, clean_text
@@ -30,7 +34,7 @@ class CSError(RuntimeError):
 
 
 USER_ERRORS = (EmptyMessage, KBFormatError, UnknownConversation, ClaimConflict, StaleWrite, IndexMissingError,
-               CSError)
+               CSError, ErasureError)
 
 
 class CSService:
@@ -42,6 +46,10 @@ class CSService:
         self.retriever, self.kb = retriever, kb
         self._lock = threading.RLock()
         self._evaluation: dict | None = None
+        # what the KB holds of the database's entries, as of which change (read in this order: a change in between
+        # makes the next refresh catch up)
+        self._kb_version = store.kb_version()
+        self._db_ids = {e.id for e in store.kb_entries(origin="feedback")} & set(kb)
         intent_fn = self._intent if intents is not None else None
         self.bot = Bot(retriever, kb, settings.dialog, calibrator, intent_fn, settings.retrieval.top_k)
 
@@ -89,6 +97,7 @@ class CSService:
 
     def customer_message(self, conversation_id: str, text: str) -> tuple[Turn, Reply]:
         """Store a customer message (redacted) and the bot's suggestion; hand over when the bot is unsure."""
+        self.refresh()
         conv = self.store.get_conversation(conversation_id)
         history = [t.text for t in conv.turns if t.role == "customer"]
         reply = self.bot.reply(text, history)
@@ -117,6 +126,7 @@ class CSService:
         accepted: the suggestion is sent as it is. edited: the agent's text is sent and becomes a KB entry at once
         (question = the customer's message unless ``question`` is given). rejected: nothing is sent.
         """
+        self.refresh()
         conv = self.store.get_conversation(conversation_id)
         if conv.claimed_by not in (None, agent):
             raise ClaimConflict(conversation_id, conv.claimed_by)
@@ -153,30 +163,78 @@ class CSService:
             self.store.upsert_kb_entries([entry], origin="feedback")
             index_entries(self.retriever, [entry], self.settings.retrieval, rebuild=False)
             self.kb[entry.id] = entry
+            self._db_ids.add(entry.id)
+
+    def refresh(self) -> bool:
+        """Catch up with the KB entries another process added, changed or removed since this service last looked
+        (one read of the database's change counter when nothing changed); return whether anything was re-read."""
+        version = self.store.kb_version()
+        if version == self._kb_version:
+            return False
+        with self._lock:
+            stored = {e.id: e for e in self.store.kb_entries(origin="feedback")}
+            gone = sorted(self._db_ids - set(stored))
+            changed = [e for i, e in stored.items() if self.kb.get(i) != e]
+            if gone:
+                self.retriever.remove(gone)
+                for i in gone:
+                    self.kb.pop(i, None)
+            if changed:
+                index_entries(self.retriever, changed, self.settings.retrieval, rebuild=False)
+                self.kb.update({e.id: e for e in changed})
+            self._db_ids, self._kb_version = set(stored), version
+            log.info("KB refreshed: %d entries removed, %d added or changed", len(gone), len(changed))
+        return True
 
     def search_kb(self, query: str, k: int = 10) -> list[Hit]:
         """KB search for agents."""
         query = query.strip()
         if not query:
             raise EmptyMessage("the search is empty")
+        self.refresh()
         res = self.retriever.search([redact(query)], k=k)[0]
         return [Hit(entry=self.kb[r.id], score=r.score, dense=r.dense, sparse=r.sparse, rank=i + 1)
                 for i, r in enumerate(res) if r.id in self.kb]
 
     def kb_entries(self) -> list[KBEntry]:
         """Every KB entry, by id."""
+        self.refresh()
         return sorted(self.kb.values(), key=lambda e: e.id)
 
     def rebuild_index(self) -> int:
         """Re-ingest the KB file and re-index (agents' entries kept); return the number of entries."""
         with self._lock:
             build, retriever = build_index(self.settings, self.engine)
+            version = self.store.kb_version()
             extra = self.store.kb_entries(origin="feedback")
             if extra:
                 index_entries(retriever, extra, self.settings.retrieval, rebuild=False)
             self.retriever = self.bot.retriever = retriever
             self.kb = self.bot.kb = {e.id: e for e in build.entries + extra}
+            self._db_ids, self._kb_version = {e.id for e in extra}, version
             return len(self.kb)
+
+    # ------------------------------------------------------------------ privacy
+    def forget_customer(self, customer: str, actor: str, dry_run: bool = False) -> ErasureReport:
+        """Remove everything stored about a customer (``apps.customer_service.erasure.forget_customer``), or on
+        ``dry_run`` say what would go; this console stops serving their KB entries at once."""
+        report = forget_customer(self.settings, self.store, customer, actor, dry_run)
+        self.refresh()
+        return report
+
+    def apply_retention(self, actor: str, dry_run: bool = False) -> ErasureReport:
+        """Remove the conversations older than the retention period (``CS_RETENTION_DAYS``), or on ``dry_run`` say
+        which would go."""
+        report = apply_retention(self.settings, self.store, actor, dry_run)
+        self.refresh()
+        return report
+
+    def audit_trail(self, limit: int = 50) -> list[AuditRecord]:
+        """The latest forget requests and retention runs, newest first."""
+        if not self.store.has_table("privacy_audit"):
+            return []
+        with AuditStore(self.store.engine) as trail:
+            return trail.records(limit)
 
     # ------------------------------------------------------------------ evaluation
     def evaluation(self) -> dict:

@@ -138,6 +138,10 @@ class CSSettings(PresetSettings):
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     dialog: DialogSettings = Field(default_factory=DialogSettings)
     train: CSTrainSettings = Field(default_factory=CSTrainSettings)
+    retention_days: int = Field(365, ge=0, description="Conversations not updated for this many days are deleted, "
+                                                       "with their turns, feedback and the KB entries made from them "
+                                                       "(`trident privacy retention`; the suite daily); 0 keeps "
+                                                       "them for ever.")
 
     @property
     def artifact_dir(self) -> Path:

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, get_args
 
 import sqlalchemy as sa
 
 from apps.common.db import BaseStore, UnknownRow, UTCDateTime, upsert_insert, utcnow
+from apps.common.erasure import REMOVED, ErasureReport, purge_deleted
 from apps.customer_service.schemas import (
     Conversation,
     ConversationState,
@@ -30,6 +31,7 @@ from apps.customer_service.schemas import (
 STATES: tuple[str, ...] = get_args(ConversationState)
 VERDICTS: tuple[str, ...] = get_args(Verdict)
 ORIGINS = ("file", "feedback")
+CHUNK = 500  # ids per IN (...) list
 STALE_MESSAGE = "conversation changed since you loaded it; reload"
 
 
@@ -116,6 +118,15 @@ kb_entries = sa.Table(
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Column("deleted", sa.Boolean, nullable=False, default=False),  # soft-deleted rows are not listed
     sa.Index("ix_kb_entries_origin", "origin"),
+)
+
+# One row (id 1): a counter bumped by every change of the KB entries, so that a running service sees that another
+# process (another console, a forget request, the retention run) changed them and catches up (CSService.refresh).
+kb_state = sa.Table(
+    "kb_state",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("version", sa.BigInteger, nullable=False),
 )
 
 
@@ -328,7 +339,13 @@ class Store(BaseStore):
             conn.execute(ins.on_conflict_do_update(
                 index_elements=[kb_entries.c.id],
                 set_={col.name: ins.excluded[col.name] for col in kb_entries.columns if col.name not in keep}), rows)
+            _bump_kb(conn)
         return len(rows)
+
+    def kb_version(self) -> int:
+        """The KB entries' change counter: it grows with every write or removal of entries (0 before the first)."""
+        with self._read() as conn:
+            return int(conn.execute(sa.select(kb_state.c.version).where(kb_state.c.id == 1)).scalar() or 0)
 
     def kb_entries(self, origin: str | None = None) -> list[KBEntry]:
         """Stored KB entries (only ``file`` or only ``feedback`` ones; all when None), oldest first."""
@@ -338,3 +355,111 @@ class Store(BaseStore):
             q = q.where(k.origin == origin)
         with self._read() as conn:
             return [_kb_entry(r) for r in conn.execute(q).mappings()]
+
+    # ------------------------------------------------------------------------------------------------- erasure
+
+    def erase(self, where: sa.ColumnElement[bool], report: ErasureReport) -> ErasureReport:
+        """Remove the conversations matching ``where`` (a condition on ``conversations``) with their turns and
+        feedback, the KB entries made from them, and the mentions of those entries elsewhere, in one transaction;
+        on ``report.dry_run`` count only. Counted in ``report`` per kind.
+
+        The KB entries made from a conversation are those saved from an agent's edit of one of its messages (the
+        entry's question is the customer's message: the two cannot be separated, so the entry goes). Elsewhere, a
+        stored suggestion that listed such an entry loses it from its hits, and its text becomes ``[removed on
+        request]`` when it quoted it; an agent's message or feedback text that quoted it (``[<entry id>]``) becomes
+        the same; feedback that pointed at it no longer does.
+        """
+        c, t, f, k = conversations.c, turns.c, feedback.c, kb_entries.c
+        with self._read() if report.dry_run else self._write() as conn:
+            if not report.dry_run:
+                purge_deleted(conn)
+            cids = [r.id for r in conn.execute(sa.select(c.id).where(where).order_by(c.created_at, c.id))]
+            chosen = sa.select(c.id).where(c.id.in_(cids)) if len(cids) <= CHUNK else sa.select(c.id).where(where)
+            chunks = [cids[i:i + CHUNK] for i in range(0, len(cids), CHUNK)]
+            linked: set[str] = set()
+            n_turns = n_feedback = 0
+            for ids in chunks:
+                n_turns += _count(conn, turns, t.conversation_id.in_(ids))
+                n_feedback += _count(conn, feedback, f.conversation_id.in_(ids))
+                linked.update(r[0] for r in conn.execute(sa.select(f.new_entry_id).where(
+                    f.conversation_id.in_(ids), f.new_entry_id.is_not(None))))
+            # an entry saved from an edit whose feedback row is missing: named after its conversation and not
+            # claimed by the feedback of another one
+            others = sa.select(f.new_entry_id).where(f.new_entry_id.is_not(None), f.conversation_id.not_in(chosen))
+            for cid in cids:
+                named = sa.select(k.id).where(k.origin == "feedback", k.id.not_in(others),
+                                              k.id.startswith(f"fb-{cid[:8]}-", autoescape=True))
+                linked.update(r[0] for r in conn.execute(named))
+            entry_ids = sorted(r[0] for ids in _chunked(sorted(linked))
+                               for r in conn.execute(sa.select(k.id).where(k.id.in_(ids))))
+            report.add("conversations", len(cids), *cids)
+            report.add("turns", n_turns)
+            report.add("feedback", n_feedback)
+            report.add("kb_entries", len(entry_ids), *entry_ids)
+            _scrub_mentions(conn, chosen, entry_ids, report)
+            if report.dry_run:
+                return report
+            for ids in _chunked(entry_ids):
+                conn.execute(kb_entries.delete().where(k.id.in_(ids)))
+            for ids in chunks:
+                conn.execute(feedback.delete().where(f.conversation_id.in_(ids)))
+                conn.execute(turns.delete().where(t.conversation_id.in_(ids)))
+                conn.execute(conversations.delete().where(c.id.in_(ids)))
+            if entry_ids:
+                _bump_kb(conn)
+        return report
+
+
+def _chunked(ids: Sequence[str]) -> list[Sequence[str]]:
+    return [ids[i:i + CHUNK] for i in range(0, len(ids), CHUNK)]
+
+
+def _scrub_mentions(conn: sa.Connection, chosen: sa.Select, entry_ids: Sequence[str], report: ErasureReport) -> None:
+    """Take the removed entries out of the turns and feedback of the conversations not ``chosen`` (see
+    :meth:`Store.erase`)."""
+    t, f = turns.c, feedback.c
+    gone = set(entry_ids)
+    scrubbed_turns: set[int] = set()
+    scrubbed_feedback: set[int] = set()
+    for eid in entry_ids:
+        mentioned = sa.or_(t.reply_json.contains(f'"{eid}"', autoescape=True),
+                           t.text.contains(f"[{eid}]", autoescape=True))
+        for row in conn.execute(sa.select(t.id, t.text, t.reply_json).where(
+                t.conversation_id.not_in(chosen), mentioned)).all():
+            scrubbed_turns.add(row.id)
+            if report.dry_run:
+                continue
+            text = REMOVED if any(f"[{g}]" in row.text for g in gone) else row.text
+            reply = Reply.model_validate_json(row.reply_json) if row.reply_json else None
+            if reply is not None:
+                quoted = bool(gone & set(reply.cited_ids))
+                reply = reply.model_copy(update={
+                    "hits": [h for h in reply.hits if h.entry.id not in gone],
+                    "cited_ids": [i for i in reply.cited_ids if i not in gone],
+                    **({"text": REMOVED} if quoted else {})})
+            conn.execute(sa.update(turns).where(t.id == row.id).values(
+                text=text, reply_json=reply.model_dump_json() if reply is not None else None))
+        pointed = sa.or_(f.suggested_entry_id == eid, f.new_entry_id == eid,
+                         f.final_text.contains(f"[{eid}]", autoescape=True))
+        for row in conn.execute(sa.select(f.id, f.suggested_entry_id, f.new_entry_id, f.final_text).where(
+                f.conversation_id.not_in(chosen), pointed)).all():
+            scrubbed_feedback.add(row.id)
+            if report.dry_run:
+                continue
+            conn.execute(sa.update(feedback).where(f.id == row.id).values(
+                suggested_entry_id=None if row.suggested_entry_id in gone else row.suggested_entry_id,
+                new_entry_id=None if row.new_entry_id in gone else row.new_entry_id,
+                final_text=REMOVED if any(f"[{g}]" in row.final_text for g in gone) else row.final_text))
+    report.add("other_turns_scrubbed", len(scrubbed_turns))
+    report.add("other_feedback_scrubbed", len(scrubbed_feedback))
+
+
+def _count(conn: sa.Connection, table: sa.Table, where: sa.ColumnElement[bool]) -> int:
+    return int(conn.execute(sa.select(sa.func.count()).select_from(table).where(where)).scalar_one())
+
+
+def _bump_kb(conn: sa.Connection) -> None:
+    """Count one more change of the KB entries (inside the transaction that made it)."""
+    ins = upsert_insert(conn, kb_state).values(id=1, version=1)
+    conn.execute(ins.on_conflict_do_update(index_elements=[kb_state.c.id],
+                                           set_={"version": kb_state.c.version + 1}))

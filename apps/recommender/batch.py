@@ -31,7 +31,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import DataLoader
 
-from apps.recommender.data import RecData
+from apps.recommender.data import RecData, atomic_write_table
 from apps.recommender.model import RecArtifact, check_same_catalogue
 from apps.recommender.settings import BatchSettings
 from core.data import pad_left
@@ -66,15 +66,6 @@ class BatchResult:
 
 def part_name(chunk: int) -> str:
     return f"part-{chunk:06d}.parquet"
-
-
-def atomic_write_table(table: pa.Table, path: Path) -> None:
-    """Write a Parquet file so that ``path`` either does not exist or is complete."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    pq.write_table(table, tmp)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 class ChunkDataModule(L.LightningDataModule):

@@ -15,12 +15,15 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import os
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 ML100K_GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
                  "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller",
@@ -39,6 +42,15 @@ def natural_key(value: str) -> tuple[int, int, str]:
 
 
 # ---------------------------------------------------------------------------------------------------------- readers
+def atomic_write_table(table: pa.Table, path: Path) -> None:
+    """Write a Parquet file so that ``path`` either does not exist or is complete."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    pq.write_table(table, tmp)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
 def _check_file(path: Path) -> Path:
     if not path.is_file():
         raise DataError(f"data file not found: {path}")

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 import sqlalchemy as sa
 
 from apps.common.db import BaseStore, UTCDateTime, upsert_insert, utcnow
+from apps.common.erasure import purge_deleted
 
 metadata = sa.MetaData()
 recommendations = sa.Table(
@@ -55,3 +56,13 @@ class RecStore(BaseStore):
         """Rows in the table."""
         with self._read() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(recommendations)).scalar_one())
+
+    def forget(self, user_id: str, dry_run: bool = False) -> int:
+        """Delete every row of ``user_id`` (on ``dry_run`` only count them); return how many there were."""
+        mine = recommendations.c.user_id == str(user_id)
+        with self._read() if dry_run else self._write() as conn:
+            n = int(conn.execute(sa.select(sa.func.count()).select_from(recommendations).where(mine)).scalar_one())
+            if n and not dry_run:
+                purge_deleted(conn)
+                conn.execute(recommendations.delete().where(mine))
+        return n
