@@ -143,14 +143,14 @@ def read_config(path: str | Path) -> dict:
         raise RecArtifactError(str(exc)) from exc
 
 
-def load_artifact(path: str | Path) -> RecArtifact:
-    """Rebuild everything from the folder.
+def read_histories(path: str | Path, config: dict) -> tuple[RecData, np.ndarray, np.ndarray]:
+    """The catalogue and histories of the artifact at ``path`` (its ``config``), with its popularity counts over the
+    training sequences and over all data ((n_items + 1,) each, 0 for the padding index).
 
     Raises:
-        RecArtifactError: a missing or corrupt folder or file, or an artifact of an older format.
+        RecArtifactError: ``items.parquet`` or ``sequences.parquet`` is missing or unreadable.
     """
     path = Path(path)
-    config = read_config(path)
     try:
         items = pq.read_table(path / "items.parquet").to_pandas()
         seqs = pq.read_table(path / "sequences.parquet").to_pandas()
@@ -162,9 +162,21 @@ def load_artifact(path: str | Path) -> RecArtifact:
                    [str(u) for u in seqs["user_id"]],
                    [np.asarray([index[i] for i in s], dtype=np.int64) for s in seqs["items"]],
                    [np.asarray(t, dtype=np.int64) for t in seqs["timestamps"]], config["data"])
+    train_pop, all_pop = (np.r_[0, items[c].to_numpy(dtype=np.int64)] for c in ("train_users", "users"))
+    return data, train_pop, all_pop
+
+
+def load_artifact(path: str | Path) -> RecArtifact:
+    """Rebuild everything from the folder.
+
+    Raises:
+        RecArtifactError: a missing or corrupt folder or file, or an artifact of an older format.
+    """
+    path = Path(path)
+    config = read_config(path)
+    data, train_pop, all_pop = read_histories(path, config)
     try:
         models = [load_core(path / name, retrain=f"trident rec train --out {path}")[0] for name in MODELS]
     except ArtifactError as exc:
         raise RecArtifactError(str(exc)) from exc
-    train_pop, all_pop = (np.r_[0, items[c].to_numpy(dtype=np.int64)] for c in ("train_users", "users"))
     return RecArtifact(path, config, data, *models, Popularity(train_pop), all_pop)

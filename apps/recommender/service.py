@@ -1,7 +1,9 @@
 """RecService: what the CLI's ``recommend`` and the dashboard call. Loads the artifact once and answers from memory:
 recommendations decoded from a user's history by the generative model (each with the history items closest to it as
 the reason; an unknown user gets the most popular items, labelled so), similar items by cosine of the model's item
-vectors, and the test report written at training time.
+vectors, and the test report written at training time. The histories are read again when the artifact's
+``sequences.parquet`` changes (a user forgotten by ``trident privacy forget --user``), so that a running dashboard
+stops showing them.
 """
 
 from __future__ import annotations
@@ -15,7 +17,14 @@ import torch
 
 from apps.recommender.data import DataError, natural_key
 from apps.recommender.evaluate import mask_seen, mmr, unit_rows
-from apps.recommender.model import RecArtifact, RecArtifactError, load_artifact, torch_scorer
+from apps.recommender.model import (
+    Popularity,
+    RecArtifact,
+    RecArtifactError,
+    load_artifact,
+    read_histories,
+    torch_scorer,
+)
 from apps.recommender.schemas import HistoryEntry, Item, Recommendation, Recommendations, SimilarItem
 from apps.recommender.settings import RecSettings
 
@@ -38,6 +47,7 @@ class RecService:
     def __init__(self, art: RecArtifact, settings: RecSettings | None = None):
         self.art, self.settings = art, settings or RecSettings()
         self.data = art.data
+        self._histories_stamp = self._stamp()
         with torch.inference_mode():
             self.unit = unit_rows(art.model.item_encoder.table().float().numpy())  # (N + 1, C)
         self.unit[0] = 0.0
@@ -47,16 +57,36 @@ class RecService:
         """Load the artifact of ``settings``."""
         return cls(load_artifact(settings.artifact_dir), settings)
 
+    def _stamp(self) -> tuple[int, ...] | None:
+        try:
+            stats = [(Path(self.art.path) / name).stat() for name in ("sequences.parquet", "items.parquet")]
+        except OSError:  # an artifact built in memory (tests), or one being replaced: keep what is loaded
+            return None
+        return tuple(n for st in stats for n in (st.st_mtime_ns, st.st_size))
+
+    def refresh(self) -> bool:
+        """Read the histories (and popularity counts) again if the artifact's ``sequences.parquet`` or
+        ``items.parquet`` changed since they were read; return whether they did."""
+        stamp = self._stamp()
+        if stamp is None or stamp == self._histories_stamp:
+            return False
+        data, train_pop, all_pop = read_histories(self.art.path, self.art.config)
+        self.art.data, self.art.popularity, self.art.popularity_all = data, Popularity(train_pop), all_pop
+        self.data, self._histories_stamp = data, stamp
+        return True
+
     def item(self, index: int) -> Item:
         return Item(item_id=self.data.item_ids[index - 1], title=self.data.titles[index - 1],
                     genres=self.data.genres[index - 1])
 
     def users(self) -> list[str]:
         """Every known user id, in natural order."""
+        self.refresh()
         return list(self.data.users)
 
     def history(self, user_id: str) -> list[HistoryEntry]:
         """The user's interactions, oldest first (empty for an unknown user)."""
+        self.refresh()
         u = self.data.user_index.get(str(user_id).strip())
         if u is None:
             return []
@@ -75,6 +105,7 @@ class RecService:
         """The next ``k`` (default ``settings.top_k``) items for ``user_id``: decoded from the history, or the most
         popular ones for an unknown user; ``mmr_lambda`` below 1 trades score for variety (item-embedding cosine)."""
         k = k or self.settings.top_k
+        self.refresh()
         if not 0.0 <= mmr_lambda <= 1.0:
             raise DataError(f"mmr_lambda must lie in [0, 1], got {mmr_lambda}")
         user_id = str(user_id).strip()

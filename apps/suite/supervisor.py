@@ -3,6 +3,7 @@
 The sample feed server, the finance worker and the three dashboards each run in their own process group with their
 own log file, and read the plan from the environment that ``Plan.env`` writes. Ctrl-C or SIGTERM stops them all
 (SIGTERM to each group, then SIGKILL after a grace period); a child that dies stops the rest, and the suite says which.
+The support console's retention period (``CS_RETENTION_DAYS``) is applied once the suite is prepared, then daily.
 """
 
 from __future__ import annotations
@@ -24,7 +25,11 @@ from rich.console import Console
 from rich.table import Table
 
 from apps.common.settings import REPO_ROOT
+from apps.customer_service.erasure import apply_retention
+from apps.customer_service.store import Store
 from apps.suite.plan import SAMPLES, Plan, SuiteError, write_state
+
+RETENTION_EVERY_S = 24 * 3600
 
 
 @dataclass
@@ -89,7 +94,9 @@ def children(plan: Plan) -> list[Child]:
 
 def _start(child: Child, env: dict[str, str]) -> None:
     child.log.parent.mkdir(parents=True, exist_ok=True)
-    with child.log.open("w", encoding="utf-8") as log:
+    child.log.write_text("", encoding="utf-8")
+    # appending: when `trident privacy forget` takes lines out of the log, the child goes on writing at its new end
+    with child.log.open("a", encoding="utf-8") as log:
         child.proc = subprocess.Popen(child.cmd, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log,
                                       stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_PREEXEC)
 
@@ -167,6 +174,8 @@ def up(plan: Plan, console: Console | None = None) -> int:
                 return 130
         if prep.returncode != 0:
             return prep.returncode
+        retention(plan, console)
+        next_retention = time.monotonic() + RETENTION_EVERY_S
         console.rule("[bold]starting the suite", align="left")
         feeds, rest = kids[0], kids[1:]
         _start(feeds, env)
@@ -202,6 +211,9 @@ def up(plan: Plan, console: Console | None = None) -> int:
         while not stop.wait(0.5):
             if dead := _death(kids):
                 return _failed(console, dead)
+            if time.monotonic() >= next_retention:
+                retention(plan, console)
+                next_retention += RETENTION_EVERY_S
         console.print("stopping...")
         killed = stop_all(kids, s.stop_timeout)
         console.print("stopped" + (f" (killed after {s.stop_timeout:g} s: {', '.join(killed)})" if killed else ""))
@@ -211,6 +223,20 @@ def up(plan: Plan, console: Console | None = None) -> int:
         (plan.demo_dir / "up.json").unlink(missing_ok=True)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def retention(plan: Plan, console: Console) -> None:
+    """Delete the conversations older than the retention period (``apps.customer_service.erasure``) and say how many
+    went; a failure is reported, and the suite goes on (the next day tries again)."""
+    try:
+        with Store(plan.database_url).create() as store:
+            report = apply_retention(plan.cs_settings(), store, actor="trident suite")
+    except Exception as exc:  # noqa: BLE001 - an unreachable database must not stop the dashboards
+        console.print(f"[yellow]retention failed:[/yellow] {exc}", soft_wrap=True)
+        return
+    if report.total:
+        console.print(f"retention: {report.counts['conversations']} conversation(s) removed "
+                      f"({', '.join(report.notes)}; audit record {report.audit_id})", soft_wrap=True)
 
 
 def _failed(console: Console, message: str) -> int:

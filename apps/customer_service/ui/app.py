@@ -12,6 +12,7 @@ page = navigation("Support console", [
     ("views/conversations.py", "Conversations"),
     ("views/knowledge_base.py", "Knowledge base"),
     ("views/evaluation.py", "Evaluation"),
+    ("views/admin.py", "Admin"),
 ])
 agent_input()  # after st.navigation: a widget drawn before it loses its value on every rerun
 page.run()
