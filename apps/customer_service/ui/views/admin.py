@@ -37,7 +37,7 @@ if shown is not None and shown[0] == customer:
         if st.button("Forget customer", key="forget_run", type="primary", icon=":material/delete_forever:",
                      disabled=not sure):
             if (gone := call(service.forget_customer, customer, agent_name())) is not None:
-                rows = ", ".join(f"{n} {kind}" for kind, n in gone.counts.items() if n) or "nothing"
+                rows = ", ".join(f"{kind} {n}" for kind, n in gone.counts.items() if n) or "nothing"
                 st.session_state[DONE] = f"Customer {customer} forgotten: {rows} (audit record {gone.audit_id})."
                 st.session_state.pop(PREVIEW, None)
                 st.rerun()
@@ -53,5 +53,5 @@ if not records:
     st.info("No forget request or retention run yet.")
 else:
     st.dataframe([{"id": r.id, "when": r.at.astimezone().strftime("%Y-%m-%d %H:%M:%S"), "actor": r.actor,
-                   "action": r.action, "rows": ", ".join(f"{n} {kind}" for kind, n in r.counts.items() if n)}
+                   "action": r.action, "rows": ", ".join(f"{kind} {n}" for kind, n in r.counts.items() if n)}
                   for r in records], hide_index=True, key="audit_trail")
