@@ -4,7 +4,9 @@ One ``Store`` works on SQLite and PostgreSQL through SQLAlchemy Core; every writ
 between agents is settled in the database: ``claim`` is one conditional ``UPDATE`` (of many agents claiming at once
 exactly one wins, the others get ``ClaimConflict``), and ``set_state`` with ``expected_version`` writes only when the
 version is still the one the caller loaded (else ``StaleWrite``). ``version`` counts changes of state and claim; new
-turns do not bump it. Timestamps are timezone-aware UTC.
+turns do not bump it. ``kb_version`` counts the changes of the KB entries, so that a running service sees another
+process's. ``erase`` removes conversations and what was made from them (forgetting a customer, the retention period).
+Timestamps are timezone-aware UTC.
 """
 
 from __future__ import annotations
