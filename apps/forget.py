@@ -55,14 +55,6 @@ def _print(kind: str, value: str, report: ErasureReport) -> None:
         console.print(f"note: {note}", highlight=False)
 
 
-def _show(results: dict[str, tuple[str, ErasureReport]], as_json: bool) -> None:
-    if as_json:
-        emit({kind: {"id": value, "found": bool(r.total), **r.as_dict()} for kind, (value, r) in results.items()}, True)
-        return
-    for kind, (value, report) in results.items():
-        _print(kind, value, report)
-
-
 def privacy_forget(args) -> None:
     asked = {kind: getattr(args, kind) for kind in KINDS if getattr(args, kind) is not None}
     if not asked:
@@ -71,22 +63,29 @@ def privacy_forget(args) -> None:
     cs, rec = _settings(args)
     actor = args.actor or default_actor()
     results = {}
-    if "customer" in asked:
-        with _store(cs, args.dry_run) as store:
-            results["customer"] = asked["customer"], forget_customer(cs, store, asked["customer"], actor, args.dry_run)
-    if "user" in asked:
-        from apps.recommender.erasure import forget_user  # heavy: pandas, pyarrow
+    for kind, value in asked.items():
+        if kind == "customer":
+            with _store(cs, args.dry_run) as store:
+                report = forget_customer(cs, store, value, actor, args.dry_run)
+        else:
+            from apps.recommender.erasure import forget_user  # heavy: pandas, pyarrow
 
-        results["user"] = asked["user"], forget_user(rec, asked["user"], actor, args.dry_run,
-                                                     outputs=[Path(p) for p in args.rec_out or ()])
-    _show(results, args.json)
+            report = forget_user(rec, value, actor, args.dry_run, outputs=[Path(p) for p in args.rec_out or ()])
+        results[kind] = {"id": value, "found": bool(report.total), **report.as_dict()}
+        if not args.json:  # at once: what went is said even if the next part fails
+            _print(kind, value, report)
+    if args.json:
+        emit(results, True)
 
 
 def privacy_retention(args) -> None:
     cs, _ = _settings(args)
     with _store(cs, args.dry_run) as store:
         report = apply_retention(cs, store, args.actor or default_actor(), args.dry_run)
-    _show({"retention": ("", report)}, args.json)
+    if args.json:
+        emit({"retention": report.as_dict()}, True)
+    else:
+        _print("retention", "", report)
 
 
 def privacy_audit(args) -> None:
@@ -123,6 +122,7 @@ def register(sub) -> None:
         sp.add_argument(f"--{kind}", metavar="ID", help=what)
     sp.add_argument("--dry-run", action="store_true", help="list what would be removed, per kind; change nothing")
     sp.add_argument("--actor", help="who asks, for the audit record (default: the operating-system user)")
+    settings_flags(sp, CSSettings, ("core.artifacts_dir",))
     settings_flags(sp, RecSettings, (flag("artifact", "--rec-artifact"),))
     sp.add_argument("--rec-out", action="append", metavar="PARQUET",
                     help="a batch output outside the var folder (repeat); those under it are found")
