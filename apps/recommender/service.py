@@ -1,8 +1,8 @@
 """RecService: what the CLI's ``recommend`` and the dashboard call. Loads the artifact once and answers from memory:
 recommendations decoded from a user's history by the generative model (each with the history items closest to it as
 the reason; an unknown user gets the most popular items, labelled so), similar items by cosine of the model's item
-vectors, and the test report written at training time. The histories are read again when the artifact's
-``sequences.parquet`` changes (a user forgotten by ``trident privacy forget --user``), so that a running dashboard
+vectors, and the test report written at training time. The histories and popularity counts are read again when the
+artifact's Parquet files change (a user forgotten by ``trident privacy forget --user``), so that a running dashboard
 stops showing them.
 """
 
@@ -95,6 +95,7 @@ class RecService:
 
     def search_items(self, text: str, limit: int = 50) -> list[Item]:
         """Items whose title or id contains ``text`` (case-insensitive), most popular first."""
+        self.refresh()
         q = text.strip().lower()
         hits = [i for i in range(1, self.data.n_items + 1)
                 if not q or q in self.data.titles[i - 1].lower() or q == self.data.item_ids[i - 1].lower()]
@@ -137,6 +138,7 @@ class RecService:
 
     def similar_items(self, item_id: str, k: int = 10) -> list[SimilarItem]:
         """The ``k`` items nearest to ``item_id`` by cosine of the model's item vectors."""
+        self.refresh()
         i = self.data.item_index.get(str(item_id).strip())
         if i is None:
             raise UnknownItem(f"unknown item {item_id!r}")
