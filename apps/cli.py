@@ -25,6 +25,7 @@ from apps.common.commands import CLIError, flag, given, settings_flags, settings
 from apps.common.data_commands import register as register_data
 from apps.common.output import emit as _emit
 from apps.common.output import setup_logging
+from apps.common.privacy_commands import register as register_privacy
 from apps.common.settings import CoreSettings, CoreTrainSettings, train_config
 from apps.customer_service.commands import register as register_cs
 from apps.demo import run_core_demo
@@ -308,6 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_fin(sub)
     register_settings(sub)
     register_data(sub)
+    register_privacy(sub)
     register_suite(sub)
 
     sp = sub.add_parser("demo", help="the core end to end in the terminal: train what is missing, then classify, "

