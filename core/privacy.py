@@ -450,14 +450,22 @@ def _to_original(segments: Sequence[tuple[int, int, int, int, bool]], seg_starts
 
 
 def _may_expose(text: str, redactions: Sequence[Redaction]) -> bool:
-    """Whether removing ``redactions`` could change how a neighbour looks: a redaction glued to a letter or digit, or
-    with a digit within two characters of it (a phone number next to a card number). Context words cannot change:
-    placeholders are not context words."""
+    """Whether removing ``redactions`` could change how a neighbour looks: a redaction glued to a letter, a digit or
+    a symbol that joins words ("@", "-", ":"...), or with a digit within two characters of it (a phone number next
+    to a card number). Context words cannot change: placeholders are not context words."""
     for redaction in redactions:
         before, after = text[max(0, redaction.start - 2): redaction.start], text[redaction.end: redaction.end + 2]
-        if before[-1:].isalnum() or after[:1].isalnum() or any(c.isdigit() for c in before + after):
+        if any(c.isdigit() for c in before + after) or _glued(before[-1:]) or _glued(after[:1], after[1:]):
             return True
     return False
+
+
+def _glued(char: str, following: str = "") -> bool:
+    if not char or char.isspace() or char in "[]()<>\"'!?;":
+        return False
+    if char in ".," and (not following or following.isspace()):
+        return False  # the end of a sentence or clause
+    return True
 
 
 def _find_many(texts: Sequence[str], kinds: tuple[str, ...]) -> list[list[Redaction]]:
