@@ -439,6 +439,13 @@ def _apply(text: str, redactions: Sequence[Redaction]) -> tuple[str, list[tuple[
     return "".join(parts), segments
 
 
+def _anonymize(text: str, redactions: Sequence[Redaction]) -> str:
+    """``text`` with ``redactions`` replaced by their placeholders, by Presidio's anonymizer."""
+    if not redactions:
+        return text
+    return _analyzers().anonymize(text, [(r.kind, r.start, r.end) for r in redactions])
+
+
 def _to_original(segments: Sequence[tuple[int, int, int, int, bool]], seg_starts: Sequence[int], start: int,
                  end: int) -> tuple[int, int]:
     """Map the span ``[start, end)`` of redacted text to the original text, widening to whole placeholders."""
@@ -579,7 +586,7 @@ def redact_with_details(text: str, kinds: Iterable[str] | str | None = None) -> 
         ValueError: If ``kinds`` names an unsupported kind.
     """
     redactions = find_pii(text, kinds)
-    return RedactionResult(text=_apply(text, redactions)[0], redactions=tuple(redactions))
+    return RedactionResult(text=_anonymize(text, redactions), redactions=tuple(redactions))
 
 
 def redact(text: str, kinds: Iterable[str] | str | None = None) -> str:
@@ -617,4 +624,4 @@ def redact_many(texts: Iterable[str], kinds: Iterable[str] | str | None = None) 
     """
     items = _check_texts(texts)
     found = _find_many(items, _normalise_kinds(kinds))
-    return [_apply(text, redactions)[0] for text, redactions in zip(items, found, strict=True)]
+    return [_anonymize(text, redactions) for text, redactions in zip(items, found, strict=True)]

@@ -45,6 +45,9 @@ from presidio_analyzer import (
 from presidio_analyzer.context_aware_enhancers import ContextAwareEnhancer
 from presidio_analyzer.nlp_engine import NerModelConfiguration, NlpArtifacts, NoOpNlpEngine, SpacyNlpEngine
 from presidio_analyzer.predefined_recognizers import EmailRecognizer, SpacyRecognizer
+from presidio_anonymizer import AnonymizerEngine
+from presidio_anonymizer.entities import OperatorConfig
+from presidio_anonymizer.entities import RecognizerResult as AnonymizerSpan
 
 from core.privacy_gazetteer import COMPANIES, FIELD_WORDS, GIVEN_NAMES, PLACES
 
@@ -1062,6 +1065,20 @@ class Analyzers:
             nlp_engine=no_nlp, supported_languages=[LANGUAGE], context_aware_enhancer=enhancer,
             default_score_threshold=SCORE_THRESHOLD)
         self._batch_full = BatchAnalyzerEngine(self.full)
+        self._anonymizer = AnonymizerEngine()
+        self._placeholders: dict[str, OperatorConfig] = {}
+
+    def anonymize(self, text: str, spans: Sequence[tuple[str, int, int]]) -> str:
+        """``text`` with each ``(kind, start, end)`` span (sorted, not overlapping) replaced by ``[KIND]``, by
+        Presidio's anonymizer; neighbouring spans stay separate placeholders."""
+        if not spans:
+            return text
+        for kind, _, _ in spans:
+            if kind not in self._placeholders:
+                self._placeholders[kind] = OperatorConfig("replace", {"new_value": f"[{kind}]"})
+        return self._anonymizer.anonymize(
+            text=text, analyzer_results=[AnonymizerSpan(kind, start, end, 1.0) for kind, start, end in spans],
+            operators=self._placeholders, merge_entities_with_spaces=False).text
 
     def analyze(self, texts: Sequence[str], entities: Sequence[str], ner: bool,
                 batch_size: int = 64) -> list[list[RecognizerResult]]:
