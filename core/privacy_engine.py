@@ -443,19 +443,20 @@ _IP_LABELS = ("firmware", "fw", "version", "ver", "v", "build", "release", "rel"
 class IpRecognizer(ScanRecognizer):
     """IPv4 (four octets 0-255 without leading zeros, not inside a longer dotted run) and IPv6 (any form Python's
     ``ipaddress`` accepts, with two colons at least, optionally with a zone). A dotted quad after a version or
-    section label is not an address ("Firmware 3.1.0.12", "section 4.2.1.3"); one of four single digits needs a word
-    such as "IP" or "server" nearby."""
+    section label is not an address ("Firmware 3.1.0.12", "section 4.2.1.3"); one that starts with a one-digit octet
+    needs a word such as "IP", "DNS" or "server" nearby."""
 
     ENTITY = "IP"
-    CONTEXT = ("ip", "ips", "ipv4", "ipv6", "address", "addr", "server", "host", "hostname", "router", "gateway", "dns",
-               "vpn", "subnet", "ping", "proxy", "firewall", "login", "logged", "connect", "connected", "connection",
-               "node", "peer", "lan", "wan", "wifi", "network", "device", "from", "whitelist", "allowlist")
+    CONTEXT = ("ip", "ips", "ipv4", "ipv6", "address", "addr", "server", "host", "hostname", "gateway", "dns", "vpn",
+               "subnet", "ping", "proxy", "firewall", "login", "logged", "connect", "connected", "connection", "from",
+               "whitelist", "allowlist", "blocked", "resolver")
     ANTI_CONTEXT = _IP_LABELS
 
     def scan(self, text: str) -> Iterator[tuple[int, int, float]]:
         for match in _IPV4_RE.finditer(text):
             octets = match.group().split(".")
-            yield match.start(), match.end(), _WEAK if all(len(o) == 1 for o in octets) else _FIRM
+            # "2.1.0.44" is as likely a version: an address that starts with a one-digit octet needs context
+            yield match.start(), match.end(), _WEAK if len(octets[0]) == 1 else _FIRM
         if ":" not in text:
             return
         for match in _IPV6_CANDIDATE_RE.finditer(text):
@@ -729,7 +730,7 @@ _POSTAL = (rf"(?:{_UK_POSTCODE}|(?i:{_UK_POSTCODE})|(?:{_US_STATE}\s+)?[0-9]{{5}
 _STREET_ADDRESS_RE = re.compile(
     rf"(?<![\w\-/.,])(?:{_UNIT_WORDS},?\s*)?"
     rf"(?<![\w\-/.,])[0-9]{{1,5}}[A-Za-z]?(?:[\-/][0-9]{{1,5}}[A-Za-z]?)?\s+"
-    rf"(?P<words>(?:{_STREET_WORD}\s+){{1,4}}){_STREET_TYPE}(?![\w])"
+    rf"(?:(?P<words>(?:{_STREET_WORD}\s+){{1,4}}){_STREET_TYPE}|{_CAP}{_LOW}+(?:way|gate))(?![\w])"
     rf"(?:\s+(?:NW|NE|SW|SE|N|S|E|W)(?![\w]))?"
     rf"(?:,?\s+{_UNIT_WORDS})?"
     rf"(?:,?\s+(?!(?i:and|but|so|or|please|thanks|my|i|we|the|it|is|to|for|on|in|at)\b){_PLACE}){{0,3}}"
@@ -764,7 +765,7 @@ class AddressRecognizer(ScanRecognizer):
     def scan(self, text: str) -> Iterator[tuple[int, int, float]]:
         position = 0
         while (match := _STREET_ADDRESS_RE.search(text, position)) is not None:
-            if any(w.lower() in _STOP_STREET_WORDS for w in match.group("words").split()):
+            if any(w.lower() in _STOP_STREET_WORDS for w in (match.group("words") or "").split()):
                 position = match.start() + 1  # "12 points on 5 Main Street": try the next number
                 continue
             yield match.start(), match.end(), 0.7
@@ -796,6 +797,8 @@ _NOT_NAMES = frozenset({
     "is", "from", "at", "in", "on", "with", "for", "to", "of", "by", "your", "our", "you", "me", "we", "it", "this",
     "that", "just", "not", "but", "so", "am", "still", "also", "here", "now", "today", "account", "card", "about", "id",
     "calling", "writing", "trying", "looking", "having", "getting", "going", "unable", "sorry", "afraid", "sure",
+    "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday", "january", "february", "march",
+    "april", "june", "july", "august", "september", "october", "november", "december", "christmas", "easter",
     "new", "back", "very", "really", "als", "re", "fwd", "urgent", "team's", "all,", "morning", "afternoon",
 })
 # Each cue puts the name in the group "name".
@@ -820,6 +823,11 @@ _CUE_RES = (
                rf"(?P<name>{_PROPER_NAME}[ \t]+(?:{_PARTICLE}[ \t]+)?{_PROPER_NAME})"),
 )
 _WORD_RE = re.compile(r"\S+")
+# "someone called Pradeep", "ask for Kate": one capitalised word after a word that introduces a name
+_SINGLE_NAME_CUE_RE = re.compile(
+    rf"(?i:\b(?:called|named|ask\s+for|asked\s+for|speak\s+(?:to|with)|spoke\s+(?:to|with)|talked\s+to|"
+    rf"thanks|thank\s+you|cheers|hi|hello|dear|hey|agent|colleague|husband|wife|son|daughter)[ \t,]+)"
+    rf"(?P<name>{_PROPER_NAME})(?![ \t]*{_CAP})")
 
 
 class PersonCueRecognizer(ScanRecognizer):
@@ -845,6 +853,12 @@ class PersonCueRecognizer(ScanRecognizer):
                     kept_end = word.end()
                 if kept_end is not None:
                     yield start, _without_possessive(text, start, kept_end), 0.7
+        for match in _SINGLE_NAME_CUE_RE.finditer(text):
+            name = match.group("name")
+            if fold(name) not in _NOT_NAMES and name.lower() not in FIELD_WORDS and not _is_company(name) \
+                    and name not in PLACES:
+                start, end = match.span("name")
+                yield start, _without_possessive(text, start, end), 0.6
 
 
 _CAP_RUN_RE = re.compile(rf"(?<![\w'’\-]){_CAP_NAME}(?:[ \t]+(?:{_PARTICLE}[ \t]+)?{_CAP_NAME}){{0,4}}")
@@ -948,6 +962,8 @@ _ORG_FOLLOWERS_RE = re.compile(
     r"\W{0,2}(?:inc|corp|corporation|co|company|ltd|limited|plc|llc|llp|lp|ag|sa|se|nv|bv|gmbh|group|holdings|"
     r"bancorp|bank|capital|partners|securities|technologies|technology|motors|energy|pharma|pharmaceuticals|"
     r"airlines|shares|stock|stocks|share|'s\s+shares|'s\s+stock|sa\b|spa|ab|asa|oyj|kgaa)\b", re.IGNORECASE)
+# Capitals inside a word the way brands write them (OpenAI, PayPal, iPhone), not names (McDonald, DeSantis, O'Neil).
+_BRAND_CASE_RE = re.compile(r"[a-z][A-Z]{2,}|[a-z][A-Z]$|^[a-z]+[A-Z]|^(?!Ma?c|De|Di|La|Le|Van|Von)[A-Z][a-z]+[A-Z][a-z]")
 _TICKER_AFTER_RE = re.compile(r"\s*\((?:[A-Z]{2,6}:\s*)?[A-Z0-9]{1,6}(?:\.[A-Z]{1,3})?\)")
 _LOCATIVE_BEFORE_RE = re.compile(r"\b(?:in|to|from|near|at|across|around|outside|inside|via|visiting|visit|"
                                  r"towards|between|throughout|based|born|live|lives|living|moved|moving|flew|fly)"
@@ -980,8 +996,8 @@ class NerRecognizer(SpacyRecognizer):
         if not name or not _NER_SPAN_OK_RE.fullmatch(name) or name.islower() or _is_company(name):
             return False
         words = name.split()
-        if len(words) == 1 and (name.isupper() or name.lower() in FIELD_WORDS):
-            return False  # AAPL, EUR, "Email:"
+        if len(words) == 1 and (name.isupper() or name.lower() in FIELD_WORDS or _BRAND_CASE_RE.search(name)):
+            return False  # AAPL, EUR, "Email:", OpenAI, PayPal
         if _ORG_FOLLOWERS_RE.match(text, result.end) or _TICKER_AFTER_RE.match(text, result.end):
             return False
         if result.entity_type == "LOCATION" and name not in PLACES:

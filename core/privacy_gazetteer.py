@@ -76,6 +76,9 @@ thomas tiago tim timothy tobias toby tom tomas tomasz tomoko tony tracy tristan 
 valentina valeria vanessa varun vera veronica vicente victor vijay vikram vincent vinod viola vivek vladimir
 wei wendy wiktoria wilhelm william wojciech xavier xiao xin yan yaw yasmin yasmine yemi yetunde yiannis yuki yuko
 yusuf yvonne zachary zainab zara zeynep zhang zofia zoe zoran zuzanna
+sundar satya pradeep rajiv suresh mahesh ganesh venkat srinivas gopal harish naveen prasad anand arvind deepika
+kavya meera nandini pallavi shalini swati kazuo takeshi yuto sota kenta daiki haruki minjun jiwoo seoyeon jisoo
+hyun jae sung tuan minh linh thanh huong oluwadamilare chinwe ngozi emeka tendai farai kagiso lerato thabang
 """)
 
 PLACES = _lines("""
