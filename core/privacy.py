@@ -475,8 +475,35 @@ def _glued(char: str, following: str = "") -> bool:
     return True
 
 
+_PARAGRAPH_BREAK_RE = re.compile(r"\n[ \t]*\n\s*")
+
+
 def _find_many(texts: Sequence[str], kinds: tuple[str, ...]) -> list[list[Redaction]]:
-    """Detect PII in every text, then re-scan each redacted text until nothing new is found."""
+    """Detect PII in every paragraph of every text (see :func:`_find_in_paragraphs`)."""
+    paragraphs: list[str] = []
+    owners: list[tuple[int, int]] = []  # (text index, offset of the paragraph in it)
+    for index, text in enumerate(texts):
+        start = 0
+        for brk in _PARAGRAPH_BREAK_RE.finditer(text):
+            paragraphs.append(text[start: brk.start()])
+            owners.append((index, start))
+            start = brk.end()
+        paragraphs.append(text[start:])
+        owners.append((index, start))
+    found: list[list[Redaction]] = [[] for _ in texts]
+    for (index, offset), redactions in zip(owners, _find_in_paragraphs(paragraphs, kinds), strict=True):
+        found[index].extend(r if not offset else Redaction(r.kind, r.start + offset, r.end + offset, r.text)
+                            for r in redactions)
+    return found
+
+
+def _find_in_paragraphs(texts: Sequence[str], kinds: tuple[str, ...]) -> list[list[Redaction]]:
+    """Detect PII in every text, then re-scan each redacted text until nothing new is found.
+
+    :func:`_find_many` passes paragraphs (texts split at blank lines): a name, a number or an address does not run
+    across a blank line, and so a text's redaction is the same whether it stands alone or among others (a
+    knowledge-base answer and the answers joined around it).
+    """
     found: list[list[Redaction]] = [[] for _ in texts]
     if not kinds:
         return found

@@ -805,7 +805,7 @@ _NOT_NAMES = frozenset({
 _CUE_RES = (
     re.compile(rf"(?<![\w])(?P<name>{_TITLE}[ \t]+{_NAME_RUN})"),
     # "hi im john smith", "this is priya": any case, when the first word is a given name
-    re.compile(rf"(?i:\b(?:i'm|im|i\s+am|this\s+is|it's|its|it\s+is|from|regards|thanks|cheers|signed|"
+    re.compile(rf"(?i:\b(?:i'm|im|i\s+am|this\s+is|it's|its|it\s+is|regards|thanks|cheers|signed|"
                rf"speak\s+to|spoke\s+to|spoke\s+with|ask\s+for)[ \t,:]+)(?P<name>(?P<given>{_ANY_NAME})"
                rf"(?:[ \t]+{_ANY_NAME})?)"),
     re.compile(rf"(?i:\b(?:my\s+(?:full\s+)?name\s+is|my\s+name's|(?:full\s+)?name\s*:|call\s+me|"
@@ -819,7 +819,7 @@ _CUE_RES = (
                rf"agent|advisor|adviser|colleague|husband|wife|partner|son|daughter|mother|father|mum|dad|"
                rf"named|called|ceo|cfo|coo|cto|chief\s+executive|chair|chairman|chairwoman|president|founder|"
                rf"analyst|strategist|economist|spokesperson|spokesman|spokeswoman|director|manager|trader|broker|"
-               rf"customer|client|caller|applicant|contact|add|by|with|for)[ \t,:]+)"
+               rf"customer|client|caller|applicant|contact|add)[ \t,:]+)"
                rf"(?P<name>{_PROPER_NAME}[ \t]+(?:{_PARTICLE}[ \t]+)?{_PROPER_NAME})"),
 )
 _WORD_RE = re.compile(r"\S+")
@@ -827,7 +827,7 @@ _WORD_RE = re.compile(r"\S+")
 _SINGLE_NAME_CUE_RE = re.compile(
     rf"(?i:\b(?:called|named|ask\s+for|asked\s+for|speak\s+(?:to|with)|spoke\s+(?:to|with)|talked\s+to|"
     rf"thanks|thank\s+you|cheers|hi|hello|dear|hey|agent|colleague|husband|wife|son|daughter)[ \t,]+)"
-    rf"(?P<name>{_PROPER_NAME})(?![ \t]*{_CAP})")
+    rf"(?P<name>{_PROPER_NAME})(?![\w'’\-])(?![ \t]*{_CAP})")
 
 
 class PersonCueRecognizer(ScanRecognizer):
@@ -848,7 +848,8 @@ class PersonCueRecognizer(ScanRecognizer):
                 for position, word in enumerate(words):
                     if index == 0 and position == 0:
                         continue  # the title
-                    if word.group().lower().strip(".,") in _NOT_NAMES:
+                    bare = word.group().strip(".,")
+                    if fold(bare) in _NOT_NAMES or bare.lower() in FIELD_WORDS or _is_company(bare):
                         break
                     kept_end = word.end()
                 if kept_end is not None:
@@ -856,7 +857,7 @@ class PersonCueRecognizer(ScanRecognizer):
         for match in _SINGLE_NAME_CUE_RE.finditer(text):
             name = match.group("name")
             if fold(name) not in _NOT_NAMES and name.lower() not in FIELD_WORDS and not _is_company(name) \
-                    and name not in PLACES:
+                    and name not in PLACES and not _BRAND_CASE_RE.search(name):
                 start, end = match.span("name")
                 yield start, _without_possessive(text, start, end), 0.6
 
@@ -964,7 +965,16 @@ _ORG_FOLLOWERS_RE = re.compile(
     r"airlines|shares|stock|stocks|share|'s\s+shares|'s\s+stock|sa\b|spa|ab|asa|oyj|kgaa)\b", re.IGNORECASE)
 # Capitals inside a word the way brands write them (OpenAI, PayPal, iPhone), not names (McDonald, DeSantis, O'Neil).
 _BRAND_CASE_RE = re.compile(r"[a-z][A-Z]{2,}|[a-z][A-Z]$|^[a-z]+[A-Z]|^(?!Ma?c|De|Di|La|Le|Van|Von)[A-Z][a-z]+[A-Z][a-z]")
+_PERSON_BEFORE_RE = re.compile(
+    r"(?:\b(?:mr|mrs|ms|miss|mx|dr|prof|sir|dame|lady|lord|ceo|cfo|coo|cto|chair|chairman|chairwoman|president|founder|"
+    r"analyst|strategist|economist|governor|minister|chancellor|secretary|senator|spokesperson|spokesman|spokeswoman|"
+    r"director|manager|agent|advisor|adviser|colleague|husband|wife|son|daughter|mother|father|mum|dad|dear|hi|hello|"
+    r"thanks|regards|cheers)\.?|[,:])[ \t]*$", re.IGNORECASE)
+_PERSON_AFTER_RE = re.compile(
+    r"(?:'s)?[ \t]*(?:said|says|told|added|wrote|noted|argued|explained|replied|confirmed|warned|expects|expected|"
+    r"thinks|believes|insisted|admitted|called|emailed|rang|phoned|asked|agreed|declined|joined|left|who|,[ \t]*who)\b")
 _TICKER_AFTER_RE = re.compile(r"\s*\((?:[A-Z]{2,6}:\s*)?[A-Z0-9]{1,6}(?:\.[A-Z]{1,3})?\)")
+# A place spaCy finds that the gazetteer does not know counts after a preposition of place ("moved to Ashby").
 _LOCATIVE_BEFORE_RE = re.compile(r"\b(?:in|to|from|near|at|across|around|outside|inside|via|visiting|visit|"
                                  r"towards|between|throughout|based|born|live|lives|living|moved|moving|flew|fly)"
                                  r"[ \t]+(?:the[ \t]+)?$", re.IGNORECASE)
@@ -989,13 +999,27 @@ class NerRecognizer(SpacyRecognizer):
             result.end = result.start + len(stripped)
             if self._keep(text, result, stripped):
                 kept.append(result)
-        return kept
+        # One word alone is a person when it is a given name, comes after a title or a role ("CEO Huang"), before
+        # "said" and the like, or is the surname of a full name found in the same text ("Jensen Huang ... Huang").
+        surnames = {text[r.start: r.end].split()[-1] for r in kept
+                    if r.entity_type == "PERSON" and len(text[r.start: r.end].split()) > 1}
+        return [r for r in kept if r.entity_type != "PERSON" or " " in text[r.start: r.end].strip()
+                or self._lone_name_ok(text, r, surnames)]
+
+    @staticmethod
+    def _lone_name_ok(text: str, result: RecognizerResult, surnames: set[str]) -> bool:
+        name = text[result.start: result.end]
+        return (fold(name) in GIVEN_NAMES or name in surnames
+                or bool(_PERSON_BEFORE_RE.search(text, max(0, result.start - 30), result.start))
+                or bool(_PERSON_AFTER_RE.match(text, result.end)))
 
     @staticmethod
     def _keep(text: str, result: RecognizerResult, name: str) -> bool:
         if not name or not _NER_SPAN_OK_RE.fullmatch(name) or name.islower() or _is_company(name):
             return False
         words = name.split()
+        if any(_is_company(word) or word.lower() in FIELD_WORDS for word in words):
+            return False  # "Google Docs", "Gmail Label", "Click Add"
         if len(words) == 1 and (name.isupper() or name.lower() in FIELD_WORDS or _BRAND_CASE_RE.search(name)):
             return False  # AAPL, EUR, "Email:", OpenAI, PayPal
         if _ORG_FOLLOWERS_RE.match(text, result.end) or _TICKER_AFTER_RE.match(text, result.end):

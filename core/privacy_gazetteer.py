@@ -3,8 +3,9 @@
 * :data:`GIVEN_NAMES`: common given names across many languages, lower case. Names that are also everyday English
   words ("Will", "May", "Grace") or places ("Austin", "Paris") are left out, so that a given name is a name.
 * :data:`PLACES`: countries, regions and states, and cities and towns, as written (capitalised).
-* :data:`COMPANIES`: company and brand names, lower case, in particular the ones named after people ("Morgan
-  Stanley") or places, which spaCy's small model often takes for a person or a place.
+* :data:`COMPANIES`: company, product and app names (and the names of app menus), lower case, in particular the ones
+  named after people ("Morgan Stanley") or places, and the software a support desk hears about ("Firefox",
+  "Outlook"), which spaCy's small model often takes for a person or a place.
 * :data:`FIELD_WORDS`: words of forms and chat that are never a name on their own ("Email:", "Mobile:").
 """
 
@@ -123,7 +124,7 @@ New York City, Los Angeles, Chicago, Houston, Philadelphia, San Antonio, San Die
 Seattle, Boston, Miami, Atlanta, Detroit, Minneapolis, Baltimore, Pittsburgh, Cleveland, Cincinnati, Columbus
 Indianapolis, Milwaukee, Nashville, Memphis, Louisville, New Orleans, Las Vegas, Salt Lake City, Sacramento
 Portland, Kansas City, St Louis, Oklahoma City, Tampa, Orlando, Jacksonville, Charlotte, Raleigh, Richmond
-Boise, Anchorage, Honolulu, Albuquerque, Tucson, El Paso, Fort Worth, Brooklyn, Manhattan, Queens, Bronx
+Denver, Boise, Anchorage, Honolulu, Albuquerque, Tucson, El Paso, Fort Worth, Brooklyn, Manhattan, Queens, Bronx
 Toronto, Montreal, Vancouver, Calgary, Edmonton, Ottawa, Winnipeg, Halifax
 Paris, Lyon, Marseille, Toulouse, Bordeaux, Lille, Nantes, Strasbourg, Montpellier, Rennes, Grenoble
 Berlin, Hamburg, Munich, Cologne, Frankfurt, Stuttgart, Dusseldorf, Düsseldorf, Leipzig, Dresden, Hanover
@@ -177,6 +178,17 @@ Pearson, WPP, Compass, Whitbread, Persimmon, Barratt, Taylor Wimpey, Berkeley, C
 Severn Trent, United Utilities, Kingfisher, Halma, Intertek, Bunzl, Ashtead, Ferguson, CRH, Flutter, Entain
 Jardine Matheson, Swire, Li & Fung, Sumitomo, Mitsubishi, Mitsui, Hitachi, Panasonic, Canon, Nikon, Fujitsu
 SoftBank, Rakuten, Nintendo, Yamaha, Suzuki, Mazda, Subaru, Toshiba, Sharp, Kyocera, Fanuc, Keyence
+OpenAI, Anthropic, Revolut, Monzo, Starling, Klarna, Stripe, Coinbase, Robinhood, eToro, Nationwide
+Firefox, Chrome, Google Chrome, Safari, Edge, Opera, Outlook, Gmail, Hotmail, Yahoo, Excel, Word, PowerPoint
+OneNote, OneDrive, SharePoint, Teams, Microsoft Teams, Zoom, Slack, Skype, Windows, Linux, Ubuntu, Debian, Mac, MacOS
+iOS, Android, iPhone, iPad, iPod, iTunes, iCloud, Pixel, Galaxy, Kindle, Siri, Cortana, YouTube, Twitter
+Instagram, WhatsApp, Telegram, Signal, Messenger, LinkedIn, TikTok, Snapchat, Reddit, Pinterest, Dropbox, Box
+Evernote, Trello, Jira, Confluence, GitHub, GitLab, Bitbucket, Docker, Kubernetes, Java, Javascript, JavaScript
+Python, Scala, Perl, PHP, Kotlin, Rust, Golang, Node, Flash, Photoshop, Acrobat, Adobe Reader
+WordPress, Shopify, Magento, Salesforce, Zendesk, Intercom, HubSpot, Mailchimp, QuickBooks, Xero, SAP
+Visa Debit, Apple Pay, Google Pay, Samsung Pay, PayPal, Venmo, Zelle, Cash App, Bitcoin, Ethereum
+Settings, Preferences, Trash, Inbox, Outbox, Drafts, Spam, Labels, Calendar, Contacts, Downloads, Desktop
+Download, Upload, Navigate, Tools, Wolfram Alpha, Mathematica, Pastebin, Markdown, Kanban, Options, Account Settings, Dashboard, Home, Profile, Menu, Help Centre
 """.replace("\n", ",").split(",") if line.strip())
 
 FIELD_WORDS = _words("""
@@ -185,4 +197,7 @@ customer client agent subject re fwd note notes ref reference order invoice tick
 thank regards cheers best sincerely yours morning afternoon evening team support admin billing sales help please
 urgent update password login user username postcode zip city country street date birth number amount total
 balance payment transfer statement policy member membership sort code branch bank
+click add remove show hide label labels draft drafts range join select open save delete edit view search filter
+notifications notification syntax highlighting utils reviews tips settings tools button link page tab menu option
+jan feb mar apr jun jul aug sep sept oct nov dec mon tue tues wed thu thurs fri sat sun
 """)
