@@ -563,8 +563,8 @@ class PhoneRecognizer(ScanRecognizer):
 
     ENTITY = "PHONE"
     CONTEXT = ("phone", "phones", "tel", "telephone", "mobile", "mob", "cell", "cellphone", "call", "calling", "called",
-               "ring", "text", "sms", "whatsapp", "signal", "landline", "fax", "contact", "reach", "reached", "reachable",
-               "phoned", "texted", "dial", "number",
+               "ring", "text", "sms", "whatsapp", "signal", "landline", "fax", "contact", "reach", "reached",
+               "reachable", "phoned", "texted", "dial", "number",
                "callback")
     ANTI_CONTEXT = _NOT_PHONE_LABELS
 
@@ -669,11 +669,10 @@ class AccountNumberRecognizer(ScanRecognizer):
     CONTEXT = ("account", "accounts", "acct", "acc", "a/c", "ac", "customer", "customers", "cust", "client", "member",
                "membership", "subscriber", "policy", "policyholder", "loyalty", "sort code", "sortcode", "routing",
                "aba", "bsb", "user id", "userid", "username", "login id", "customer id", "cif", "bank")
-    ANTI_CONTEXT = tuple(w for w in _NOT_PHONE_LABELS if w not in
-                         ("account", "acct", "acc", "a/c", "customer", "cust", "client", "member", "policy", "sort",
-                          "routing", "ref", "reference")) + ("phone", "tel", "mobile", "call", "fax", "price", "target", "revenue", "eps",
-                                         "dividend", "volume", "shares", "employees", "pop", "population", "zip",
-                                         "postcode")
+    ANTI_CONTEXT = tuple(w for w in _NOT_PHONE_LABELS if w not in (
+        "account", "acct", "acc", "a/c", "customer", "cust", "client", "member", "policy", "sort", "routing", "ref",
+        "reference")) + ("phone", "tel", "mobile", "call", "fax", "price", "target", "revenue", "eps", "dividend",
+                         "volume", "shares", "employees", "pop", "population", "zip", "postcode")
 
     _labels = frozenset(("acct", "acc", "ac", "cust", "no", "nr", "num", "id", "ref"))
 
@@ -791,7 +790,8 @@ _ANY_NAME = rf"(?:{_LETTER}{_LOW}*(?:['’\-]{_LETTER}?{_LOW}+)*|[A-Z]{{2,}})"
 _NAME_RUN = rf"{_CAP_NAME}(?:[ \t]+(?:{_PARTICLE}[ \t]+)?{_CAP_NAME}){{0,3}}"
 _TITLE = r"(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Dame|Lady|Lord|Rev|Fr|MR|MRS|MS|DR)\.?"
 _NOT_NAMES = frozenset({
-    "there", "team", "all", "support", "sir", "madam", "everyone", "guys", "folks", "again", "i", "the", "my", "a", "an",
+    "there", "team", "all", "support", "sir", "madam", "everyone", "guys", "folks", "again", "i", "the", "my", "a",
+    "an",
     "customer", "service", "services", "help", "desk", "helpdesk", "admin", "billing", "sales", "bank", "manager",
     "thanks", "thank", "regards", "hello", "hi", "hey", "dear", "please", "yes", "no", "ok", "okay", "and", "or",
     "is", "from", "at", "in", "on", "with", "for", "to", "of", "by", "your", "our", "you", "me", "we", "it", "this",
@@ -964,7 +964,8 @@ _ORG_FOLLOWERS_RE = re.compile(
     r"bancorp|bank|capital|partners|securities|technologies|technology|motors|energy|pharma|pharmaceuticals|"
     r"airlines|shares|stock|stocks|share|'s\s+shares|'s\s+stock|sa\b|spa|ab|asa|oyj|kgaa)\b", re.IGNORECASE)
 # Capitals inside a word the way brands write them (OpenAI, PayPal, iPhone), not names (McDonald, DeSantis, O'Neil).
-_BRAND_CASE_RE = re.compile(r"[a-z][A-Z]{2,}|[a-z][A-Z]$|^[a-z]+[A-Z]|^(?!Ma?c|De|Di|La|Le|Van|Von)[A-Z][a-z]+[A-Z][a-z]")
+_BRAND_CASE_RE = re.compile(r"[a-z][A-Z]{2,}|[a-z][A-Z]$|^[a-z]+[A-Z]"
+                            r"|^(?!Ma?c|De|Di|La|Le|Van|Von)[A-Z][a-z]+[A-Z][a-z]")
 _PERSON_BEFORE_RE = re.compile(
     r"(?:\b(?:mr|mrs|ms|miss|mx|dr|prof|sir|dame|lady|lord|ceo|cfo|coo|cto|chair|chairman|chairwoman|president|founder|"
     r"analyst|strategist|economist|governor|minister|chancellor|secretary|senator|spokesperson|spokesman|spokeswoman|"

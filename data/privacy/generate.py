@@ -90,8 +90,8 @@ POOLS = {
         "domain": ["icloud.com", "live.co.uk", "aol.com", "sky.com", "fastmail.fm", "uni.ac.uk", "firm-legal.com",
                    "web.de", "orange.fr"],
         "company": ["AstraZeneca", "Samsung", "Lloyds", "BASF", "Honda", "Glencore", "Diageo", "Alphabet", "Ford",
-                    "Santander", "Novartis", "Danone", "Netflix", "AMD", "BHP", "JPMorgan", "Wells Fargo", "Rolls-Royce",
-                    "Tesco", "Volkswagen"],
+                    "Santander", "Novartis", "Danone", "Netflix", "AMD", "BHP", "JPMorgan", "Wells Fargo",
+                    "Rolls-Royce", "Tesco", "Volkswagen"],
         "ticker": ["AZN", "005930.KS", "LLOY.L", "BAS.DE", "7267.T", "GLEN.L", "DGE.L", "GOOGL", "F", "SAN.MC",
                    "NOVN.SW", "BN.PA", "NFLX", "AMD", "BHP", "JPM", "WFC", "RR.L", "TSCO.L", "VOW3.DE"],
         "agent": ["Dan", "Hollie", "Sanjay", "Kate", "Pedro", "Alice"],
@@ -260,7 +260,8 @@ def ipv6(rng: random.Random) -> str:
         return f"{rng.randint(0, 0xFFFF):x}"
     return rng.choice([
         f"2001:db8:{h()}:{h()}::{h()}", f"fe80::{h()}:{h()}:{h()}:{h()}", ":".join(h() for _ in range(8)),
-        f"2a02:c7f:{h()}:{h()}:{h()}:{h()}:{h()}:{h()}", "::1", f"2001:0db8:85a3:0000:0000:8a2e:0370:{rng.randint(0x1000, 0xFFFF):04x}",
+        f"2a02:c7f:{h()}:{h()}:{h()}:{h()}:{h()}:{h()}", "::1",
+        f"2001:0db8:85a3:0000:0000:8a2e:0370:{rng.randint(0x1000, 0xFFFF):04x}",
         f"::ffff:192.0.2.{rng.randint(1, 254)}",
     ])
 
@@ -311,7 +312,8 @@ def person(rng: random.Random, pool: dict, style: str = "full") -> str:
 
 
 def address(rng: random.Random, pool: dict) -> str:
-    number = rng.choice([str(rng.randint(1, 240)), f"{rng.randint(1, 99)}{rng.choice('AB')}", str(rng.randint(1000, 9800))])
+    number = rng.choice([str(rng.randint(1, 240)), f"{rng.randint(1, 99)}{rng.choice('AB')}",
+                         str(rng.randint(1000, 9800))])
     street = f"{rng.choice(pool['street'])} {rng.choice(pool['street_type'])}"
     style = rng.choice(["uk", "uk", "uk_flat", "us", "us_apt", "street_only", "uk_lower", "uk_nocomma"])
     if style.startswith("uk"):
@@ -358,39 +360,51 @@ def lookalike(rng: random.Random, pool: dict, name: str) -> str:
     year = rng.choice([2022, 2023, 2024, 2025])
     month, day = rng.randint(1, 12), rng.randint(1, 28)
     makers = {
-        "version": lambda: rng.choice([f"{rng.randint(1, 9)}.{rng.randint(0, 9)}.{rng.randint(0, 9)}.{rng.randint(1, 40)}",
-                                       f"v{rng.randint(1, 5)}.{rng.randint(0, 20)}.{rng.randint(0, 9)}",
-                                       f"{rng.randint(10, 17)}.{rng.randint(0, 6)}.{rng.randint(0, 3)}",
-                                       f"10.0.{rng.randint(19041, 22631)}.{rng.randint(100, 3000)}"]),
-        "section": lambda: rng.choice([f"{rng.randint(1, 12)}.{rng.randint(1, 9)}.{rng.randint(1, 9)}.{rng.randint(1, 9)}",
-                                       f"{rng.randint(1, 30)}.{rng.randint(1, 9)}", f"{rng.randint(1, 9)}.{rng.randint(1, 9)}.{rng.randint(1, 9)}"]),
+        "version": lambda: rng.choice([
+            f"{rng.randint(1, 9)}.{rng.randint(0, 9)}.{rng.randint(0, 9)}.{rng.randint(1, 40)}",
+            f"v{rng.randint(1, 5)}.{rng.randint(0, 20)}.{rng.randint(0, 9)}",
+            f"{rng.randint(10, 17)}.{rng.randint(0, 6)}.{rng.randint(0, 3)}",
+            f"10.0.{rng.randint(19041, 22631)}.{rng.randint(100, 3000)}"]),
+        "section": lambda: rng.choice([
+            f"{rng.randint(1, 12)}.{rng.randint(1, 9)}.{rng.randint(1, 9)}.{rng.randint(1, 9)}",
+            f"{rng.randint(1, 30)}.{rng.randint(1, 9)}",
+            f"{rng.randint(1, 9)}.{rng.randint(1, 9)}.{rng.randint(1, 9)}"]),
         "order": lambda: rng.choice([f"{digits(rng, 3)}-{digits(rng, 3)}-{digits(rng, 4)}", f"#{digits(rng, 8)}",
                                      f"A{digits(rng, 7)}", f"ORD-{year}-{digits(rng, 6)}", digits(rng, 10),
                                      f"{digits(rng, 3)}-{digits(rng, 7)}-{digits(rng, 7)}"]),
-        "part": lambda: rng.choice([f"{digits(rng, 4)}-{digits(rng, 4)}-{digits(rng, 2)}", f"{digits(rng, 2)}-{digits(rng, 4)}-{digits(rng, 3)}",
-                                    f"PN-{digits(rng, 6)}", f"{digits(rng, 3)}-{digits(rng, 4)}", f"X{digits(rng, 5)}-{digits(rng, 2)}"]),
-        "tracking": lambda: rng.choice([f"1Z{digits(rng, 3)}AA{digits(rng, 10)}", f"JD{digits(rng, 18)}", f"{digits(rng, 12)}"]),
+        "part": lambda: rng.choice([
+            f"{digits(rng, 4)}-{digits(rng, 4)}-{digits(rng, 2)}",
+            f"{digits(rng, 2)}-{digits(rng, 4)}-{digits(rng, 3)}",
+            f"PN-{digits(rng, 6)}", f"{digits(rng, 3)}-{digits(rng, 4)}", f"X{digits(rng, 5)}-{digits(rng, 2)}"]),
+        "tracking": lambda: rng.choice([f"1Z{digits(rng, 3)}AA{digits(rng, 10)}", f"JD{digits(rng, 18)}",
+                                        f"{digits(rng, 12)}"]),
         "ticker": lambda: rng.choice(pool["ticker"]),
         "company": lambda: rng.choice(pool["company"]),
         "isin": lambda: rng.choice(["US0378331005", "GB0002634946", "DE0007164600", "US67066G1040", "FR0000120271",
                                     "JP3633400001", "GB00BH4HKS39", "CH0012005267", "US5949181045", "NL0010273215"]),
         "cusip": lambda: rng.choice(["037833100", "67066G104", "594918104", "88160R101", "023135106", "46625H100",
                                      "38141G104", "458140100"]),
-        "price": lambda: rng.choice([f"${rng.randint(5, 990)}.{digits(rng, 2)}", f"£{rng.randint(1, 99)},{digits(rng, 3)}.{digits(rng, 2)}",
+        "price": lambda: rng.choice([f"${rng.randint(5, 990)}.{digits(rng, 2)}",
+                                     f"£{rng.randint(1, 99)},{digits(rng, 3)}.{digits(rng, 2)}",
                                      f"€{rng.randint(1, 500)}.{digits(rng, 2)}bn", f"{rng.randint(100, 9999)}p",
                                      f"USD {rng.randint(1, 90)},{digits(rng, 3)},{digits(rng, 3)}"]),
-        "pct": lambda: rng.choice([f"{rng.randint(0, 30)}.{rng.randint(0, 99)}%", f"-{rng.randint(0, 9)}.{digits(rng, 2)}%",
+        "pct": lambda: rng.choice([f"{rng.randint(0, 30)}.{rng.randint(0, 99)}%",
+                                   f"-{rng.randint(0, 9)}.{digits(rng, 2)}%",
                                    f"{rng.randint(1, 400)} basis points", f"{rng.randint(1, 99)} bps"]),
         "date": lambda: rng.choice([f"{year}-{month:02d}-{day:02d}", f"{day:02d}/{month:02d}/{year}",
                                     f"{MONTHS[month - 1]} {day}, {year}", f"{day} {MONTHS[month - 1][:3]} {year}",
                                     f"{month}/{day}/{str(year)[2:]}", f"Q{rng.randint(1, 4)} {year}", f"FY{year}"]),
-        "qty": lambda: rng.choice([f"{rng.randint(1, 999)},{digits(rng, 3)}", f"{rng.randint(1, 99)},{digits(rng, 3)},{digits(rng, 3)}",
+        "qty": lambda: rng.choice([f"{rng.randint(1, 999)},{digits(rng, 3)}",
+                                   f"{rng.randint(1, 99)},{digits(rng, 3)},{digits(rng, 3)}",
                                    f"{rng.randint(1, 50)}.{rng.randint(1, 9)} million", f"{rng.randint(2, 500)}"]),
-        "index": lambda: rng.choice([f"{rng.randint(30, 42)},{digits(rng, 3)}.{digits(rng, 2)}", f"{rng.randint(4000, 8000)}.{digits(rng, 2)}",
+        "index": lambda: rng.choice([f"{rng.randint(30, 42)},{digits(rng, 3)}.{digits(rng, 2)}",
+                                     f"{rng.randint(4000, 8000)}.{digits(rng, 2)}",
                                      f"{rng.randint(14000, 19000)}.{digits(rng, 2)}"]),
-        "time": lambda: rng.choice([f"{rng.randint(7, 18)}:{rng.randint(0, 59):02d}", f"{rng.randint(1, 12)}:{rng.randint(0, 59):02d} pm",
+        "time": lambda: rng.choice([f"{rng.randint(7, 18)}:{rng.randint(0, 59):02d}",
+                                    f"{rng.randint(1, 12)}:{rng.randint(0, 59):02d} pm",
                                     f"{rng.randint(7, 18)}:{rng.randint(0, 59):02d}:{rng.randint(0, 59):02d} GMT"]),
-        "ip_like": lambda: rng.choice([f"{rng.randint(1, 9)}.{rng.randint(0, 9)}.{rng.randint(0, 9)}.{rng.randint(0, 99)}"]),
+        "ip_like": lambda: rng.choice([
+            f"{rng.randint(1, 9)}.{rng.randint(0, 9)}.{rng.randint(0, 9)}.{rng.randint(0, 99)}"]),
         "lei": lambda: rng.choice(["5493001KJTIIGC8Y1R12", "213800LBQA1Y9L22JB70", "HWUPKR0MPOU8FGXBT394"]),
     }
     return makers[name]()
@@ -408,7 +422,8 @@ TEMPLATES = {
         "support": [
             "Hi, my name is {PERSON} and my card {CARD} was charged twice for order {order}.",
             "Hello {AGENT}, I can't log in. My email is {EMAIL} and my phone number is {PHONE}.",
-            "My account number is {ACCOUNT:account} and the sort code is {ACCOUNT:sort}. Can you check the last payment?",
+            "My account number is {ACCOUNT:account} and the sort code is {ACCOUNT:sort}. "
+            "Can you check the last payment?",
             "Please update my address to {ADDRESS}, I moved last week.",
             "hi there, this is {PERSON} - please call me back on {PHONE} after {time}",
             "I need to verify my identity: DOB {DOB}, SSN {SSN}.",
@@ -451,7 +466,8 @@ TEMPLATES = {
             "{company} ({ticker}) rose {pct} to {price} after CEO {PERSON} raised guidance for {date}.",
             "For media enquiries contact {PERSON} on {PHONE} or {EMAIL}.",
             "Analyst {PERSON} at {company} cut the target to {price}; shares fell {pct} in {LOCATION}.",
-            "Trade confirmation: client {PERSON}, account {ACCOUNT:account}, bought {qty} {ticker} at {price} on {date}.",
+            "Trade confirmation: client {PERSON}, account {ACCOUNT:account}, bought {qty} {ticker} at {price} "
+            "on {date}.",
             "{company} will open a new office in {LOCATION}, said spokesperson {PERSON}.",
             "Investor relations: {PERSON}, {EMAIL}, {PHONE}.",
             "Wire instructions for the settlement: IBAN {IBAN}, reference {order}.",
@@ -596,6 +612,30 @@ class Message:
         self.text += piece
 
 
+def pii_value(slot: str, variant: str | None, rng: random.Random, pool: dict) -> str:
+    """A generated value for a PII slot (``variant``: the part after ':' in the template)."""
+    makers = {
+        "PERSON": lambda: person(rng, pool, "full") if variant != "lower" else person(rng, pool).lower(),
+        "FIRST": lambda: person(rng, pool, "first"),
+        "LAST": lambda: person(rng, pool, "last"),
+        "AGENT": lambda: rng.choice(pool["agent"]),
+        "EMAIL": lambda: email(rng, pool),
+        "PHONE": lambda: phone(rng),
+        "CARD": lambda: card(rng),
+        "IBAN": lambda: iban(rng, pool["iban_countries"]),
+        "SSN": lambda: ssn(rng, bare_ok=True) if variant != "bare" else ssn(rng, True).replace("-", ""),
+        "NINO": lambda: nino(rng),
+        "IP": lambda: ipv4(rng) if rng.random() < 0.75 else ipv6(rng),
+        "IPV6": lambda: ipv6(rng),
+        "DOB": lambda: dob(rng),
+        "ACCOUNT": lambda: account(rng, variant or "any"),
+        "ADDRESS": lambda: address(rng, pool),
+        "POSTCODE": lambda: postcode(rng, pool),
+        "LOCATION": lambda: location(rng, pool),
+    }
+    return makers[slot]()
+
+
 def fill(template: str, rng: random.Random, pool: dict) -> Message:
     message = Message()
     cursor = 0
@@ -613,25 +653,7 @@ def fill(template: str, rng: random.Random, pool: dict) -> Message:
             message.add(credentials, kind)
             message.add(after)
             continue
-        value = {
-            "PERSON": lambda: person(rng, pool, "full") if variant != "lower" else person(rng, pool).lower(),
-            "FIRST": lambda: person(rng, pool, "first"),
-            "LAST": lambda: person(rng, pool, "last"),
-            "AGENT": lambda: rng.choice(pool["agent"]),
-            "EMAIL": lambda: email(rng, pool),
-            "PHONE": lambda: phone(rng),
-            "CARD": lambda: card(rng),
-            "IBAN": lambda: iban(rng, pool["iban_countries"]),
-            "SSN": lambda: ssn(rng, bare_ok=True) if variant != "bare" else ssn(rng, True).replace("-", ""),
-            "NINO": lambda: nino(rng),
-            "IP": lambda: ipv4(rng) if rng.random() < 0.75 else ipv6(rng),
-            "IPV6": lambda: ipv6(rng),
-            "DOB": lambda: dob(rng),
-            "ACCOUNT": lambda: account(rng, variant or "any"),
-            "ADDRESS": lambda: address(rng, pool),
-            "POSTCODE": lambda: postcode(rng, pool),
-            "LOCATION": lambda: location(rng, pool),
-        }[slot]()
+        value = pii_value(slot, variant, rng, pool)
         if slot == "SSN" and variant == "bare":
             value = re.sub(r"[^0-9]", "", value)
         message.add(value, kind)
