@@ -563,7 +563,7 @@ class PhoneRecognizer(ScanRecognizer):
 
     ENTITY = "PHONE"
     CONTEXT = ("phone", "phones", "tel", "telephone", "mobile", "mob", "cell", "cellphone", "call", "calling", "called",
-               "ring", "text", "sms", "whatsapp", "signal", "landline", "fax", "contact", "reach", "reached",
+               "ring", "text", "sms", "whatsapp", "signal", "landline", "fax", "contact", "contacts", "reach", "reached",
                "reachable", "phoned", "texted", "dial", "number",
                "callback")
     ANTI_CONTEXT = _NOT_PHONE_LABELS

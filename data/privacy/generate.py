@@ -406,6 +406,13 @@ def lookalike(rng: random.Random, pool: dict, name: str) -> str:
         "ip_like": lambda: rng.choice([
             f"{rng.randint(1, 9)}.{rng.randint(0, 9)}.{rng.randint(0, 9)}.{rng.randint(0, 99)}"]),
         "lei": lambda: rng.choice(["5493001KJTIIGC8Y1R12", "213800LBQA1Y9L22JB70", "HWUPKR0MPOU8FGXBT394"]),
+        "imei": lambda: rng.choice(["356938035643809", "490154203237518", "353918051234563"]),
+        "isbn": lambda: rng.choice(["978-3-16-148410-0", "978-0-306-40615-7", "979-10-90636-07-1"]),
+        "app": lambda: rng.choice(["Firefox", "Chrome", "Outlook", "Gmail", "Excel", "Windows 11", "Android", "iOS",
+                                   "Google Drive", "WhatsApp", "Safari", "Teams"]),
+        "error": lambda: rng.choice([
+            f"0x{digits(rng, 8)}", f"E{digits(rng, 3)}", f"{rng.randint(400, 599)}",
+            f"{rng.randint(1, 9)}.{rng.randint(0, 9)}.{rng.randint(0, 9)}.{rng.randint(1, 99)}"]),
     }
     return makers[name]()
 
@@ -461,6 +468,17 @@ TEMPLATES = {
             "Login email {EMAIL}, customer number {ACCOUNT:customer}, born {DOB}.",
             "I'm {PERSON} from {LOCATION}; my account {ACCOUNT:account} shows a charge of {price} I don't recognise.",
             "Please don't call {PHONE}, use {PHONE} instead. Cheers, {PERSON}",
+            "hi im {PERSON:lower}, locked out of online banking since the {app} update",
+            "I spoke with someone called {FIRST} on the phone, he said the refund would take {qty} days.",
+            "Can you ask for {AGENT} to call me? My number's {PHONE}.",
+            "We've just moved to {LOCATION} - new address is {ADDRESS}.",
+            "Please freeze card {CARD}, I lost my wallet in {LOCATION} this morning.",
+            "Could you update the email on acct {ACCOUNT:account} to {EMAIL}? Thanks, {FIRST}",
+            "Opened the app in {app}, got error {error}, then a login alert from {IP}.",
+            "{PERSON}, DOB {DOB}, called about joint account {ACCOUNT:account} with {PERSON}.",
+            "Is it safe to send my social security number ({SSN}) by chat?",
+            "Hello, {FIRST} here again. The courier says postcode {POSTCODE} is invalid.",
+            "Customer says she was born on {DOB} and lives near {LOCATION}.",
         ],
         "finance": [
             "{company} ({ticker}) rose {pct} to {price} after CEO {PERSON} raised guidance for {date}.",
@@ -482,6 +500,12 @@ TEMPLATES = {
             "Reminder: the broker statement for account {ACCOUNT:account} goes to {ADDRESS}.",
             "Payment card {CARD} on file for subscription to the research service, billed {price}.",
             "{PERSON} ({EMAIL}) asked to move the holdings of {ticker} to IBAN {IBAN}.",
+            "{PERSON} said {company} would cut {qty} jobs; the stock fell {pct} in {LOCATION}.",
+            "\"We see upside to {price},\" said {PERSON}, an analyst at {company}, in a note from {LOCATION}.",
+            "Private client {PERSON} (client no. {ACCOUNT:customer}) wants statements e-mailed to {EMAIL}.",
+            "Beneficiary: {PERSON}, IBAN {IBAN}, address {ADDRESS}.",
+            "Desk contacts - {PERSON}: {PHONE}; {PERSON}: {PHONE}.",
+            "{company} named {PERSON} chief executive, effective {date}; {ticker} rose {pct}.",
         ],
         "clean_support": [
             "My order {order} hasn't arrived yet, the tracking number is {tracking}.",
@@ -499,6 +523,10 @@ TEMPLATES = {
             "I got an email about order {order} for {price}, but I ordered on {date}.",
             "The delivery slot at {time} on {date} is fine for order {order}.",
             "Refund of {price} for order {order} still pending after {qty} days.",
+            "The {app} app shows error {error} after the update to {version}.",
+            "Phone IMEI {imei} still blocked although order {order} was paid.",
+            "Book ISBN {isbn} arrived damaged, order {order}, part {part}.",
+            "Works in {app} but not in {app}; firmware {version}, update from {version} failed.",
         ],
         "clean_finance": [
             "{company} ({ticker}) closed at {price}, up {pct}, on volume of {qty} shares.",
@@ -516,6 +544,9 @@ TEMPLATES = {
             "{company} raised its dividend by {pct} to {price} per share, payable on {date}.",
             "Futures pointed to a {pct} gain; {company} and {company} led the rally at {index}.",
             "The prospectus (section {section}) lists CUSIP {cusip} and ISIN {isin} for the notes.",
+            "Morgan Stanley and Goldman Sachs cut {company} to neutral; shares fell {pct} to {price}.",
+            "{company} guided {date} revenue to {price}, with a margin of {pct} and capex of {price}.",
+            "Order {order} for {qty} {ticker} at {price} was filled at {time}; CUSIP {cusip}.",
         ],
     },
     "heldout": {
