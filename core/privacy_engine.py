@@ -563,8 +563,8 @@ class PhoneRecognizer(ScanRecognizer):
 
     ENTITY = "PHONE"
     CONTEXT = ("phone", "phones", "tel", "telephone", "mobile", "mob", "cell", "cellphone", "call", "calling", "called",
-               "ring", "text", "sms", "whatsapp", "signal", "landline", "fax", "contact", "contacts", "reach", "reached",
-               "reachable", "phoned", "texted", "dial", "number",
+               "ring", "text", "sms", "whatsapp", "signal", "landline", "fax", "contact", "contacts", "reach",
+               "reached", "reachable", "phoned", "texted", "dial", "number",
                "callback")
     ANTI_CONTEXT = _NOT_PHONE_LABELS
 
@@ -799,6 +799,7 @@ _NOT_NAMES = frozenset({
     "calling", "writing", "trying", "looking", "having", "getting", "going", "unable", "sorry", "afraid", "sure",
     "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday", "january", "february", "march",
     "april", "june", "july", "august", "september", "october", "november", "december", "christmas", "easter",
+    "kind", "best", "warm", "warmest", "yours", "faithfully", "sincerely", "truly", "many", "wishes", "love",
     "new", "back", "very", "really", "als", "re", "fwd", "urgent", "team's", "all,", "morning", "afternoon",
 })
 # Each cue puts the name in the group "name".
@@ -809,8 +810,11 @@ _CUE_RES = (
                rf"speak\s+to|spoke\s+to|spoke\s+with|ask\s+for)[ \t,:]+)(?P<name>(?P<given>{_ANY_NAME})"
                rf"(?:[ \t]+{_ANY_NAME})?)"),
     re.compile(rf"(?i:\b(?:my\s+(?:full\s+)?name\s+is|my\s+name's|(?:full\s+)?name\s*:|call\s+me|"
-               rf"i\s+am\s+called|account\s+holder\s*:?|cardholder\s*:?|card\s+holder\s*:?|signed\s*:?)[ \t]+)"
+               rf"i\s+am\s+called|account\s+holder\s*:?|cardholder\s*:?|card\s+holder\s*:?|signed\s*:?|"
+               rf"(?:sur|fore|maiden\s+|last\s+|first\s+|family\s+|given\s+|middle\s+)name(?:\s+is|\s*:))[ \t]+)"
                rf"(?P<name>{_ANY_NAME}(?:[ \t]+{_ANY_NAME}){{0,2}})"),
+    re.compile(rf"(?i:\b(?:sur|fore|maiden\s+|last\s+|first\s+|family\s+|given\s+|middle\s+)name[ \t]+)"
+               rf"(?P<name>{_PROPER_NAME}(?:[ \t]+{_PROPER_NAME})?)"),
     re.compile(rf"(?i:\b(?:regards|thanks|thank\s+you|cheers|best|sincerely|yours|many\s+thanks|br|ta)[ \t]*[,.!\-–]*)"
                rf"\s+(?:-\s*)?(?P<name>{_NAME_RUN})[ \t]*[.!]?\s*$"),
     re.compile(rf"^[ \t]*(?i:hi|hello|dear|hey|morning|afternoon|evening|good\s+(?:morning|afternoon|evening))[ \t]+"
@@ -823,6 +827,10 @@ _CUE_RES = (
                rf"(?P<name>{_PROPER_NAME}[ \t]+(?:{_PARTICLE}[ \t]+)?{_PROPER_NAME})"),
 )
 _WORD_RE = re.compile(r"\S+")
+# A signature: a name alone at the end of a message, after its last sentence or on a line of its own, maybe after a
+# dash ("... after five.\nSarah Collins", "Sorted, thanks! - Tom").
+_SIGNATURE_RE = re.compile(rf"(?:^|(?<=[.!?)])[ \t]+|\n)[ \t]*(?P<dash>[-–—~][ \t]*)?"
+                           rf"(?P<name>{_PROPER_NAME}(?:[ \t]+{_PROPER_NAME}){{0,2}})[ \t]*[.!]?\s*\Z")
 # "someone called Pradeep", "ask for Kate": one capitalised word after a word that introduces a name
 _SINGLE_NAME_CUE_RE = re.compile(
     rf"(?i:\b(?:called|named|ask\s+for|asked\s+for|speak\s+(?:to|with)|spoke\s+(?:to|with)|talked\s+to|"
@@ -854,6 +862,13 @@ class PersonCueRecognizer(ScanRecognizer):
                     kept_end = word.end()
                 if kept_end is not None:
                     yield start, _without_possessive(text, start, kept_end), 0.7
+        signature = _SIGNATURE_RE.search(text)
+        if signature is not None:
+            words = signature.group("name").split()
+            if all(fold(w) not in _NOT_NAMES and w.lower() not in FIELD_WORDS and not _is_company(w)
+                   and w not in PLACES for w in words) \
+                    and (len(words) > 1 or signature.group("dash") or fold(words[0]) in GIVEN_NAMES):
+                yield signature.start("name"), signature.end("name"), 0.6
         for match in _SINGLE_NAME_CUE_RE.finditer(text):
             name = match.group("name")
             if fold(name) not in _NOT_NAMES and name.lower() not in FIELD_WORDS and not _is_company(name) \
@@ -974,6 +989,8 @@ _PERSON_BEFORE_RE = re.compile(
 _PERSON_AFTER_RE = re.compile(
     r"(?:'s)?[ \t]*(?:said|says|told|added|wrote|noted|argued|explained|replied|confirmed|warned|expects|expected|"
     r"thinks|believes|insisted|admitted|called|emailed|rang|phoned|asked|agreed|declined|joined|left|who|,[ \t]*who)\b")
+_NAME_PARTICLES = frozenset({"de", "del", "della", "der", "den", "di", "da", "dos", "du", "van", "von", "la", "le",
+                             "al", "el", "bin", "ibn", "ben", "ter", "ten", "y", "of", "the", "upon", "on", "am", "es"})
 _TICKER_AFTER_RE = re.compile(r"\s*\((?:[A-Z]{2,6}:\s*)?[A-Z0-9]{1,6}(?:\.[A-Z]{1,3})?\)")
 # A place spaCy finds that the gazetteer does not know counts after a preposition of place ("moved to Ashby").
 _LOCATIVE_BEFORE_RE = re.compile(r"\b(?:in|to|from|near|at|across|around|outside|inside|via|visiting|visit|"
@@ -1021,6 +1038,8 @@ class NerRecognizer(SpacyRecognizer):
         words = name.split()
         if any(_is_company(word) or word.lower() in FIELD_WORDS for word in words):
             return False  # "Google Docs", "Gmail Label", "Click Add"
+        if any(not (word[0].isupper() or word in _NAME_PARTICLES) or _BRAND_CASE_RE.search(word) for word in words):
+            return False  # "LaCie - can", "Amara UniversalSubtitles"
         if len(words) == 1 and (name.isupper() or name.lower() in FIELD_WORDS or _BRAND_CASE_RE.search(name)):
             return False  # AAPL, EUR, "Email:", OpenAI, PayPal
         if _ORG_FOLLOWERS_RE.match(text, result.end) or _TICKER_AFTER_RE.match(text, result.end):

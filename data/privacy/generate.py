@@ -479,6 +479,11 @@ TEMPLATES = {
             "Is it safe to send my social security number ({SSN}) by chat?",
             "Hello, {FIRST} here again. The courier says postcode {POSTCODE} is invalid.",
             "Customer says she was born on {DOB} and lives near {LOCATION}.",
+            "Surname: {LAST}. First name: {FIRST}. Date of birth: {DOB}.",
+            "For the security question my mother's maiden name is {LAST}.",
+            "Sorted now, thanks for the quick reply! - {FIRST}",
+            "Please call back after {time} on {PHONE}.\n{PERSON}",
+            "Can {PERSON} sign as a witness for the mortgage on {ADDRESS}?",
         ],
         "finance": [
             "{company} ({ticker}) rose {pct} to {price} after CEO {PERSON} raised guidance for {date}.",

@@ -513,6 +513,33 @@ def test_evasions_are_redacted(text: str, expected: str) -> None:
     assert redact(text) == expected
 
 
+NAME_CUES = [
+    ("Please call back after five.\nSarah Collins", "Please call back after five.\n[PERSON]"),
+    ("Sorted now, thanks! - Tom", "Sorted now, thanks! - [PERSON]"),
+    ("my surname is okafor", "my surname is [PERSON]"),
+    ("mother's maiden name Doyle", "mother's maiden name [PERSON]"),
+    ("I spoke with someone called Pradeep", "I spoke with someone called [PERSON]"),
+    ("Thanks.\nKind Regards,\nJohn Smith", "Thanks.\nKind Regards,\n[PERSON]"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), NAME_CUES)
+def test_names_marked_by_the_text_are_redacted(text: str, expected: str) -> None:
+    assert redact(text) == expected
+
+
+@pytest.mark.parametrize("text", [
+    "It did not work. Again",
+    "Call me. Tomorrow",
+    "Thanks.\nKind Regards",
+    "Open it in Firefox or Google Docs, then click Settings.",
+    "Microsoft's OpenAI deal; PayPal and Wells Fargo shares rose.",
+    "his last name begins with G",
+])
+def test_words_that_only_look_like_names_are_kept(text: str) -> None:
+    assert redact(text) == text
+
+
 def test_spaced_at_sign_and_web_sites_are_not_addresses() -> None:
     for text in ("a @ b.com", "look at example dot com", "meet at noon"):
         assert redact(text) == text
