@@ -18,9 +18,10 @@ Detection runs on Presidio (``presidio-analyzer``, ``presidio-anonymizer``) with
   accept spaces, dots and dashes as separators and any letter case.
 * Look-alikes are left alone: version and section numbers, order and part numbers, tickers, ISIN and CUSIP codes,
   prices, percentages and dates that are not dates of birth.
-* Placeholders contain no digits and no ``@``, and detections that touch one are dropped. Removing a span can still
-  change what its neighbours look like, so the redacted text is scanned again (without the spaCy pipeline) until
-  nothing new is found.
+* Placeholders contain no digits and no ``@``, are no context words, and detections that touch one are dropped.
+  Removing a span glued to a neighbour can still change what the neighbour looks like, so such a redacted text is
+  scanned again (without the spaCy pipeline) until nothing new is found.
+* Paragraphs (text between blank lines) are analysed apart, so a text redacts the same alone or among others.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """The Presidio analyzer behind :mod:`core.privacy`: its recognisers, its context rule and its spaCy pipeline.
 
-:mod:`core.privacy` imports this module on first use (spaCy and Presidio take seconds to import) and calls
-:func:`build_analyzers` once. Every recogniser reports spans of the text it is given, which :mod:`core.privacy` has
-already normalised (format characters dropped, full-width digits and dashes folded, spelled-out e-mail addresses
-rewritten).
+:mod:`core.privacy` imports this module on first use (spaCy and Presidio take seconds to import) and builds one
+:class:`Analyzers`. Every recogniser reports spans of the text it is given, which :mod:`core.privacy` has already
+normalised (format characters dropped, full-width digits and dashes folded, spelled-out e-mail addresses rewritten)
+and cut into paragraphs.
 
 Recognisers, by kind:
 
@@ -11,8 +11,11 @@ Recognisers, by kind:
   recogniser is Presidio's, with a stricter pattern and its domain check done by a ``tldextract`` extractor that reads
   only the public-suffix snapshot bundled with ``tldextract`` (no download).
 * ``IBAN`` (ISO 13616 mod-97 and the country's length), ``CARD`` (Luhn and a printed card layout), ``PHONE``, ``IP``
-  (IPv4 and IPv6), ``DOB``, ``ACCOUNT``, ``ADDRESS`` and name cues for ``PERSON``: recognisers with their own scan.
-* ``PERSON`` and ``LOCATION``: spaCy's named entities (``en_core_web_sm``), filtered to name-like spans.
+  (IPv4 and IPv6), ``DOB``, ``ACCOUNT``, ``ADDRESS``: recognisers with their own scan (:class:`ScanRecognizer`).
+* ``PERSON`` and ``LOCATION``: spaCy's named entities (``en_core_web_sm``, :class:`NerRecognizer`), filtered to
+  name-like spans that are not companies, products or form words; names the text marks as names (a title, "my name
+  is", a greeting, a sign-off, a role such as "CEO"; :class:`PersonCueRecognizer`); common given names
+  (:class:`GivenNameRecognizer`) and known places (:class:`PlaceRecognizer`), from :mod:`core.privacy_gazetteer`.
 
 Context: a recogniser lists ``context`` words that make a weak match (score below :data:`SCORE_THRESHOLD`) count,
 e.g. "date of birth" before a date, "account" before a number; and ``anti_context`` labels that, right before a
