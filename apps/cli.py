@@ -17,6 +17,7 @@ import numpy as np
 from apps.common.commands import CLIError, command_adder, flag, given, settings_flags, settings_from_args
 from apps.common.data_commands import register as register_data
 from apps.common.output import emit, setup_logging
+from apps.common.privacy_commands import register as register_privacy
 from apps.common.settings import CoreSettings, CoreTrainSettings, train_config
 from apps.customer_service.commands import register as register_cs
 from apps.demo import run_core_demo
@@ -268,8 +269,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     for register in (register_cs, register_rec, register_fin, register_settings, register_data, register_suite):
         register(sub)
-    register_forget(sub.add_parser("privacy", help="personal data: forget a person, retention, the audit trail")
-                    .add_subparsers(dest="command", required=True))
+    privacy = sub.add_parser("privacy", help="personal data: score the PII detector, forget a person, retention, "
+                                             "the audit trail").add_subparsers(dest="command", required=True)
+    register_privacy(privacy)
+    register_forget(privacy)
 
     sp = sub.add_parser("demo", help="the core end to end in the terminal: train what is missing, then classify, "
                                      "embed and generate")

@@ -2,7 +2,7 @@
 
 :func:`load_feeds_file` reads the feeds and the entity map (ticker -> names and aliases); :class:`FeedPoller` fetches
 with conditional GETs, never raises for a network or feed problem (it reports it and backs off) and turns entries
-into :class:`Article` objects (HTML stripped, whitespace collapsed, PII redacted; ``published`` may be None,
+into :class:`Article` objects (HTML stripped, whitespace collapsed, contact data redacted; ``published`` may be None,
 ``seen_at`` is always set); :class:`Deduper` drops repeats by id, URL and content hash, across feeds and restarts;
 :func:`health_table` gives the dashboard's rows. :class:`FeedState` times are epoch seconds from the poller's clock.
 
@@ -31,7 +31,7 @@ import feedparser
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from core.privacy import redact
+from core.privacy import NEWS_KINDS, redact
 
 logger = logging.getLogger(__name__)
 
@@ -431,7 +431,7 @@ def entry_text(entry: Mapping[str, Any]) -> tuple[str, str]:
     """An entry's title and summary (else its first content) as the app stores them: clean and redacted."""
     content = entry.get("content") or []
     summary = entry.get("summary") or (content[0].get("value", "") if content else "")
-    return redact(clean_text(entry.get("title"))), redact(clean_text(str(summary)))
+    return redact(clean_text(entry.get("title")), NEWS_KINDS), redact(clean_text(str(summary)), NEWS_KINDS)
 
 
 # ------------------------------------------------------------------------------------------------------------ polling
