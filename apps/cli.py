@@ -18,6 +18,7 @@ from apps.common.commands import CLIError, command_adder, flag, given, settings_
 from apps.common.data_commands import register as register_data
 from apps.common.output import emit, setup_logging
 from apps.common.settings import CoreSettings, CoreTrainSettings, train_config
+from apps.common.users_commands import register as register_users
 from apps.customer_service.commands import register as register_cs
 from apps.demo import run_core_demo
 from apps.finance_sentiment.commands import register as register_fin
@@ -267,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for register in (register_cs, register_rec, register_fin, register_settings, register_data, register_suite):
         register(sub)
+    register_users(sub)
 
     sp = sub.add_parser("demo", help="the core end to end in the terminal: train what is missing, then classify, "
                                      "embed and generate")
