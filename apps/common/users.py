@@ -152,8 +152,9 @@ class UserStore(BaseStore):
         row = {"name": check_name(name), "role": check_role(role), "password_hash": hash_password(password),
                "created_at": utcnow()}
         with self._write() as conn:
-            done = conn.execute(upsert_insert(conn, users).values(**row).on_conflict_do_nothing())
-        if done.rowcount != 1:
+            added = conn.execute(upsert_insert(conn, users).values(**row).on_conflict_do_nothing()
+                                 .returning(users.c.name)).first()
+        if added is None:
             raise UserError(f"a user named {name!r} already exists")
         return User(name=name, role=role, created_at=row["created_at"])
 
