@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 COOKIE_NAME = "trident_auth"
 USER_KEY = "trident_user"  # session state: the signed-in account (a User), set on every run before the page runs
 SIGN_OUT_KEY = "trident_sign_out"
+SIGNED_OUT = "trident_signed_out"  # session state: signed out here, so the cookie is being deleted
 # (script path relative to app.py, title) or (path, title, roles that see the page besides admin)
 PageSpec = tuple[str, str] | tuple[str, str, tuple[str, ...]]
 
@@ -58,25 +59,28 @@ def _cannot_start(exc: Exception) -> str:
     return f"The dashboard cannot start: {type(exc).__name__}: {sentence(getattr(exc, 'orig', None) or exc)}"
 
 
-def _signed_in(authenticator: stauth.Authenticate, store: UserStore) -> User | None:
-    """The account signed in to this session (by the form earlier, or by the cookie of an earlier visit), read from
-    the database; an account removed since is signed out."""
+def _signed_in(authenticator: stauth.Authenticate, store: UserStore) -> tuple[bool, User | None]:
+    """Whether this session is signed in (by the form earlier, or by the cookie of an earlier visit), and its account
+    as the database has it now (None: removed since)."""
     try:
         authenticator.login(location="unrendered")  # signs in by the cookie, if there is a valid one
     except LoginError:  # the cookie names an account that was removed: ignore cookies for this session
         st.session_state["logout"] = True
     name = st.session_state.get("username") if st.session_state.get("authentication_status") else None
-    user = store.get(name) if name else None
-    if name and user is None:
-        authenticator.logout(location="unrendered")
-    return user
+    return bool(name), store.get(name) if name else None
+
+
+def _signed_in_now(_: dict) -> None:
+    # Called by the form on success, before it draws the cookie component: rerun at once, for the dashboard without
+    # the form (a component drawn here would be dropped by that rerun before it had loaded: no cookie, and an
+    # aborted request in the browser). The runs that follow set the cookie.
+    st.session_state.pop(SIGNED_OUT, None)
+    st.rerun()
 
 
 def _sign_in_form(authenticator: stauth.Authenticate, store: UserStore, title: str) -> None:
     authenticator.login(location="main", fields={"Form name": f"Sign in · {title}", "Username": "User name",
-                                                 "Password": "Password", "Login": "Sign in"})
-    if st.session_state.get("authentication_status"):
-        st.rerun()  # the dashboard itself, without the form
+                                                 "Password": "Password", "Login": "Sign in"}, callback=_signed_in_now)
     if st.session_state.get("authentication_status") is False:
         st.error("Wrong user name or password.")
     elif not store.list():
@@ -97,20 +101,31 @@ def guarded_navigation(title: str, pages: Sequence[PageSpec], roles: tuple[str, 
     """
     st.session_state.pop(USER_KEY, None)
     every = [(p[0], p[1]) for p in pages]
+    # The hidden components that set or delete the cookie go here, first in the sidebar: drawn again on every run at
+    # the same place, they stay loaded until done (one dropped by a rerun while loading would do nothing).
+    cookie = st.sidebar.container()
     try:
         auth = _auth()
         authenticator = stauth.Authenticate(auth.store.credentials(), COOKIE_NAME, auth.key, auth.expiry_days,
                                             auto_hash=False, login_sleep_time=0)
-        user = _signed_in(authenticator, auth.store)
+        signed_in, user = _signed_in(authenticator, auth.store)
     except Exception as exc:  # noqa: BLE001 - one sentence, the traceback in the server log
         navigation(title, every, hidden=True)
         st.error(_cannot_start(exc))
         st.stop()
+    sign_out = signed_in  # an account removed since it signed in is signed out
     if user is not None:  # drawn before the menu, so that signing out hides the menu in this same run
         st.sidebar.caption(f"Signed in as **{escape_markdown(user.name)}** ({user.role})")
-        authenticator.logout("Sign out", location="sidebar", key=SIGN_OUT_KEY)
-        if not st.session_state.get("authentication_status"):
+        sign_out = st.sidebar.button("Sign out", key=SIGN_OUT_KEY)
+    with cookie:
+        if sign_out:
+            st.session_state[SIGNED_OUT] = True
+            authenticator.logout(location="unrendered")  # deletes the cookie too
             user = None
+        elif user is not None:
+            authenticator.cookie_controller.set_cookie()  # again on every run: the expiry slides
+        elif st.session_state.get(SIGNED_OUT):
+            authenticator.cookie_controller.delete_cookie()
     allowed = user is not None and user.may(roles)
     shown = [(p[0], p[1]) for p in pages if len(p) < 3 or user.may(p[2])] if allowed else every
     page = navigation(title, shown, hidden=not allowed)  # hidden: every page keeps its URL for after the sign-in

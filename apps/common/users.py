@@ -63,7 +63,8 @@ class AuthSettings(BaseSettings):
                             description="Secret (32 characters or more) that signs the dashboards' sign-in cookie; "
                                         "empty: a random key generated once into <var>/auth/cookie.key (mode 0600).")
     cookie_expiry_days: float = Field(1.0, ge=0.0,
-                                      description="Days a browser stays signed in (0: sign in on every visit).")
+                                      description="Days a browser stays signed in after its last visit (0: sign in "
+                                                  "on every visit).")
     core: CoreSettings = Field(default_factory=CoreSettings)
 
 

@@ -114,7 +114,7 @@ def only_the_sign_in_form(at: AppTest, title: str) -> None:
     assert [t.label for t in at.text_input] == ["User name", "Password"]
     assert [b.label for b in at.button] == ["Sign in"] and not at.sidebar.button
     assert [h.value for h in at.subheader] == [f"Sign in · {title}"]
-    assert not (at.dataframe or at.markdown or at.caption or at.metric or at.selectbox or at.sidebar.caption)
+    assert not (at.dataframe or at.main.markdown or at.caption or at.metric or at.selectbox or at.sidebar.caption)
 
 
 @pytest.mark.parametrize("app", APPS)
@@ -146,7 +146,7 @@ def test_a_role_without_access_sees_one_line(accounts_db, app, role, what):
     add_users()
     at = sign_in(AppTest.from_file(str(APPS[app][0]), default_timeout=60).run(), USERS[role])
     assert [e.value for e in at.error] == [f"Your account (role {role}) cannot open {what}."]
-    assert not (at.text_input or at.subheader or at.dataframe or at.markdown or at.info or at.metric)
+    assert not (at.text_input or at.subheader or at.dataframe or at.main.markdown or at.info or at.metric)
     assert [b.label for b in at.sidebar.button] == ["Sign out"]
 
 

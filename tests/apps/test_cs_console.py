@@ -157,7 +157,7 @@ def test_the_agent_name_comes_from_the_sign_in_not_a_text_box(db_url):
 def test_an_analyst_is_refused_the_console_in_one_line(db_url):
     at = sign_in(AppTest.from_file(APP, default_timeout=60).run(), USERS["analyst"])
     assert [e.value for e in at.error] == ["Your account (role analyst) cannot open the support console."]
-    assert not (at.subheader or at.dataframe or at.markdown or at.chat_input or at.exception)
+    assert not (at.subheader or at.dataframe or at.main.markdown or at.chat_input or at.exception)
 
 
 def test_rebuilding_the_index_is_for_admins(db_url):

@@ -234,7 +234,7 @@ def test_an_analyst_opens_the_dashboard_and_an_agent_is_refused_it_in_one_line(d
     assert "Signed in as **ann** (analyst)" in at.sidebar.caption[0].value
     at = sign_in(AppTest.from_file(APP, default_timeout=60).run(), USERS["agent"])
     assert [e.value for e in at.error] == ["Your account (role agent) cannot open the finance dashboard."]
-    assert not (at.subheader or at.dataframe or at.markdown or at.sidebar.multiselect or at.exception)
+    assert not (at.subheader or at.dataframe or at.main.markdown or at.sidebar.multiselect or at.exception)
 
 
 def test_word_markdown_colours_by_share_of_the_largest_attribution():

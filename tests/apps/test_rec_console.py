@@ -94,7 +94,7 @@ def test_a_typed_user_id_is_shown_literally(env):
 def test_an_agent_is_refused_the_dashboard_in_one_line(env):
     at = sign_in(AppTest.from_file(APP, default_timeout=60).run(), USERS["agent"])
     assert [e.value for e in at.error] == ["Your account (role agent) cannot open the recommender dashboard."]
-    assert not (at.subheader or at.dataframe or at.markdown or at.exception)
+    assert not (at.subheader or at.dataframe or at.main.markdown or at.exception)
     assert "Recommendations" in [h.value for h in start(user=USERS["admin"]).subheader]  # an admin opens everything
 
 
