@@ -33,7 +33,7 @@ COOKIE_NAME = "trident_auth"
 USER_KEY = "trident_user"  # session state: the signed-in account (a User), set on every run before the page runs
 SIGN_OUT_KEY = "trident_sign_out"
 SIGNED_OUT = "trident_signed_out"  # session state: signed out here, so the cookie is being deleted
-# (script path relative to app.py, title) or (path, title, roles that see the page besides admin)
+# (script path relative to app.py, title), or (path, title, roles that see the page besides admin; () for admins only)
 PageSpec = tuple[str, str] | tuple[str, str, tuple[str, ...]]
 
 
@@ -95,7 +95,7 @@ def guarded_navigation(title: str, pages: Sequence[PageSpec], roles: tuple[str, 
     Args:
         title: The dashboard's title (browser tab, sign-in form).
         pages: ``(script, title)`` in menu order, the first the default; ``(script, title, roles)`` for a page only
-            those roles (and admin) see.
+            those roles and admin see (``()``: admins only); the others can neither see nor open it.
         roles: The roles, besides admin, that open the dashboard.
         what: The dashboard in a sentence, e.g. ``"the finance dashboard"``.
     """

@@ -160,6 +160,21 @@ def test_an_admin_gets_past_the_gate_of_every_dashboard(accounts_db, app):
     assert f"Sign in · {APPS[app][1]}" not in [h.value for h in at.subheader]
 
 
+def test_a_page_kept_for_admins_is_neither_listed_nor_opened_for_others(accounts_db, tmp_path):
+    add_users()
+    (tmp_path / "app.py").write_text(
+        "from apps.common.auth import guarded_navigation\n"
+        "guarded_navigation('T', [('a.py', 'A'), ('admin.py', 'Admin', ())], roles=('agent',), what='T').run()\n")
+    for name in ("a", "admin"):
+        (tmp_path / f"{name}.py").write_text(f"import streamlit as st\nst.subheader('page {name}')\n")
+    agent = sign_in(AppTest.from_file(str(tmp_path / "app.py"), default_timeout=60).run(), USERS["agent"])
+    assert [h.value for h in agent.subheader] == ["page a"]
+    with pytest.raises(ValueError, match="Known pages: \\[.*a.py'\\]"):  # not registered for an agent
+        agent.switch_page("admin.py")
+    admin = sign_in(AppTest.from_file(str(tmp_path / "app.py"), default_timeout=60).run(), USERS["admin"])
+    assert [h.value for h in admin.switch_page("admin.py").run().subheader] == ["page admin"]
+
+
 def test_an_account_removed_while_signed_in_is_signed_out(accounts_db):
     add_users()
     path, title = APPS["rec"]
