@@ -1,8 +1,9 @@
-"""The one CLI: ``trident {core,cs,fin,rec,data,settings,suite,demo} ...``.
+"""The one CLI: ``trident {core,cs,fin,rec,privacy,users,data,settings,suite,demo} ...``.
 
-``core`` is the shared model; ``cs``, ``fin``, ``rec`` the three apps (``apps/<app>/commands.py``); ``data`` the
-public data sets; ``settings`` every setting as an environment variable; ``suite`` prepares or brings up the whole
-suite; ``demo`` is the core's terminal tour. A command's flags are fields of its settings: a flag beats the
+``core`` is the shared model; ``cs``, ``fin``, ``rec`` the three apps (``apps/<app>/commands.py``); ``privacy`` scores
+the PII detector and forgets a person; ``users`` manages the dashboards' accounts; ``data`` the public data sets;
+``settings`` every setting as an environment variable; ``suite`` prepares or brings up the whole suite; ``demo`` is
+the core's terminal tour. A command's flags are fields of its settings: a flag beats the
 environment, which beats the default. Errors a user can fix print one line, ``error: ...``, with exit status 2.
 """
 
@@ -19,6 +20,7 @@ from apps.common.data_commands import register as register_data
 from apps.common.output import emit, setup_logging
 from apps.common.privacy_commands import register as register_privacy
 from apps.common.settings import CoreSettings, CoreTrainSettings, train_config
+from apps.common.users_commands import register as register_users
 from apps.customer_service.commands import register as register_cs
 from apps.demo import run_core_demo
 from apps.finance_sentiment.commands import register as register_fin
@@ -269,6 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for register in (register_cs, register_rec, register_fin, register_settings, register_data, register_suite):
         register(sub)
+    register_users(sub)
     privacy = sub.add_parser("privacy", help="personal data: score the PII detector, forget a person, retention, "
                                              "the audit trail").add_subparsers(dest="command", required=True)
     register_privacy(privacy)

@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from pydantic_settings import BaseSettings
 
 from apps.common.settings import REPO_ROOT, CoreSettings, CoreTrainSettings
+from apps.common.users import AuthSettings
 from apps.customer_service.settings import CSSettings
 from apps.finance_sentiment.settings import FinSettings
 from apps.recommender.settings import RecSettings
@@ -29,6 +30,7 @@ from apps.suite import SuiteSettings
 SETTINGS: tuple[tuple[type[BaseSettings], str], ...] = (
     (CoreSettings, "Shared by every app (paths and the database)"),
     (CoreTrainSettings, "The core's trainings: `trident core finetune / train-images / pretrain / artifacts`"),
+    (AuthSettings, "Sign-in to the dashboards (`apps/common/users.py`; accounts: `trident users`)"),
     (CSSettings, "Customer service (`apps/customer_service/settings.py`)"),
     (FinSettings, "Finance sentiment (`apps/finance_sentiment/settings.py`)"),
     (RecSettings, "Recommender (`apps/recommender/settings.py`)"),
@@ -49,6 +51,8 @@ COMPOSE: tuple[tuple[str, str, str], ...] = (
     ("POSTGRES_PASSWORD", "trident", "Its password (change it before exposing the database)."),
     ("POSTGRES_DB", "trident", "The database the services use."),
     ("POSTGRES_HOST_PORT", "5433", "Host port (on 127.0.0.1) of the PostgreSQL service."),
+    ("TRIDENT_PUBLISH_ADDRESS", "127.0.0.1",
+     "Host interface the dashboards' ports are published on (0.0.0.0: every interface; put TLS in front)."),
     ("CS_CONSOLE_PORT", "8501", "Host port of the support console."),
     ("FIN_DASHBOARD_PORT", "8502", "Host port of the finance dashboard."),
     ("REC_DASHBOARD_PORT", "8503", "Host port of the recommender dashboard."),

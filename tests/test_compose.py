@@ -107,8 +107,15 @@ def test_dashboards_listen_on_8501_to_8503_with_a_health_check(compose):
     for name, (app, command, port) in DASHBOARDS.items():
         svc = compose["services"][name]
         assert svc["command"] == ["trident", app, command, "--address", "0.0.0.0", "--port", str(port)]
-        assert svc["ports"] == [f"{port}:{port}"]
+        assert svc["ports"] == [f"127.0.0.1:{port}:{port}"]  # the host's loopback unless the deployer says otherwise
         assert f"http://127.0.0.1:{port}/_stcore/health" in " ".join(svc["healthcheck"]["test"])
+
+
+def test_dashboards_are_published_where_the_deployer_says():
+    services = load_compose({"TRIDENT_PUBLISH_ADDRESS": "0.0.0.0", "FIN_DASHBOARD_PORT": "9502"})["services"]
+    assert [services[name]["ports"] for name in DASHBOARDS] == [["0.0.0.0:8501:8501"], ["0.0.0.0:9502:8502"],
+                                                                 ["0.0.0.0:8503:8503"]]
+    assert services["postgres"]["ports"] == ["127.0.0.1:5433:5432"]  # the database stays on the loopback
 
 
 def test_worker_runs_and_batch_job_is_behind_a_profile(compose):

@@ -197,10 +197,11 @@ def add_dashboard(add: Callable[..., argparse.ArgumentParser], cls: type[BaseSet
     ``--port`` (default ``port``), with the given flags of settings ``cls`` in its environment."""
     sp = add(name, help_, lambda args: run_dashboard(app, args.port, args.address, settings_env(cls, args)), *fields)
     sp.add_argument("--port", type=int, default=port)
-    sp.add_argument("--address", default="0.0.0.0", help="interface to listen on")
+    sp.add_argument("--address", default="127.0.0.1",
+                    help="interface to listen on (default: this machine only; 0.0.0.0: every interface)")
 
 
-def run_dashboard(app: Path, port: int, address: str = "0.0.0.0", env: dict[str, str] | None = None) -> NoReturn:
+def run_dashboard(app: Path, port: int, address: str = "127.0.0.1", env: dict[str, str] | None = None) -> NoReturn:
     """Become ``streamlit run app``, headless on ``address:port``, with ``env`` on top of this environment; never
     returns. The process is replaced (``exec``), not waited for, so that a SIGTERM from a supervisor (docker,
     systemd, a test) reaches Streamlit itself, which shuts down cleanly, instead of orphaning the server."""

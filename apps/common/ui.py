@@ -1,4 +1,5 @@
-"""What the three dashboards share: a failure reaches the user as one sentence, never as a traceback.
+"""What the three dashboards share: a failure reaches the user as one sentence, never as a traceback, and text from
+users, feeds and catalogues is shown literally.
 
 Each app's ``ui/resources.py`` builds its service once per process (``st.cache_resource``) and reaches it through
 one :class:`ServiceAccess` with its own user errors and wording.
@@ -15,14 +16,26 @@ import streamlit as st
 S = TypeVar("S")
 T = TypeVar("T")
 
+# Characters that Markdown, Streamlit's directives (:red[...], :material/x:) or its LaTeX ($) would interpret.
+MARKDOWN_SPECIAL = frozenset("\\`*_{}[]()<>#+-.!|~$:=^&\"'")
 
-def navigation(title: str, pages: Sequence[tuple[str, str]]) -> Any:
+
+def escape_markdown(text: object) -> str:
+    """Text from users, feeds or catalogues, to be shown literally by whatever renders Markdown (``st.markdown``,
+    ``st.caption``, ``st.info``, an f-string of either): every Markdown character backslash-escaped, so that no link,
+    emphasis, directive or HTML tag is made of it. ``None`` is empty; HTML is never rendered anyway."""
+    return "".join("\\" + ch if ch in MARKDOWN_SPECIAL else ch for ch in ("" if text is None else str(text)))
+
+
+def navigation(title: str, pages: Sequence[tuple[str, str]], hidden: bool = False) -> Any:
     """Configure a dashboard's browser tab (``Trident · <title>``) and its navigation over ``pages``
-    (``(script path relative to app.py, title)`` in menu order; the first is the default); return the page to run."""
+    (``(script path relative to app.py, title)`` in menu order; the first is the default); return the page to run.
+    ``hidden``: no menu (the pages still answer their URLs)."""
     st.set_page_config(page_title=f"Trident · {title}", page_icon="🔱", layout="wide")
     # No page icons: the browser makes the current page's icon the favicon, a :material/...: one is fetched from
     # fonts.gstatic.com (unreachable offline: a console error on every visit), and emoji need an emoji font.
-    return st.navigation([st.Page(path, title=name, default=i == 0) for i, (path, name) in enumerate(pages)])
+    return st.navigation([st.Page(path, title=name, default=i == 0) for i, (path, name) in enumerate(pages)],
+                         position="hidden" if hidden else "sidebar")
 
 
 def sentence(exc: BaseException) -> str:

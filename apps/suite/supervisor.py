@@ -1,4 +1,5 @@
-"""``up``: run ``prepare``, then the suite's processes, until Ctrl-C, SIGTERM or the death of one of them.
+"""``up``: run ``prepare``, give each role an account if none has one (``demo-<role>``, a random password printed once),
+then the suite's processes, until Ctrl-C, SIGTERM or the death of one of them.
 
 The sample feed server, the finance worker and the three dashboards each run in their own process group with their
 own log file, and read the plan from the environment that ``Plan.env`` writes. Ctrl-C or SIGTERM stops them all
@@ -25,6 +26,7 @@ from rich.console import Console
 from rich.table import Table
 
 from apps.common.settings import REPO_ROOT
+from apps.common.users import UserStore
 from apps.customer_service.erasure import apply_retention
 from apps.customer_service.store import Store
 from apps.suite.plan import SAMPLES, Plan, SuiteError, write_state
@@ -176,6 +178,8 @@ def up(plan: Plan, console: Console | None = None) -> int:
             return prep.returncode
         retention(plan, console)
         next_retention = time.monotonic() + RETENTION_EVERY_S
+        with UserStore(plan.database_url).create() as store:  # an account per role that has none, shown once
+            accounts = store.ensure_demo_accounts()
         console.rule("[bold]starting the suite", align="left")
         feeds, rest = kids[0], kids[1:]
         _start(feeds, env)
@@ -205,6 +209,10 @@ def up(plan: Plan, console: Console | None = None) -> int:
             console.print(table)
             console.print(f"database: {plan.database_url}\nlogs: {plan.logs_dir}\nCtrl-C stops everything.",
                           soft_wrap=True)
+            if accounts:
+                console.print("Sign in with these accounts (shown this once; `trident users passwd NAME` changes a "
+                              "password):\n" + "\n".join(f"  {u.role:<8} {u.name:<13} {pw}" for u, pw in accounts),
+                              soft_wrap=True, highlight=False, markup=False)
             write_state(plan.demo_dir / "up.json", {"pid": os.getpid(), "database_url": plan.database_url,
                                                      "children": {c.name: {"pid": c.proc.pid, "url": c.url,
                                                                            "log": str(c.log)} for c in kids}})

@@ -1,5 +1,6 @@
 """The harness of the dashboards' browser tests: `streamlit run` as a subprocess on a free port, Debian's Chromium
-headless through playwright, the errors the browser logs, and a screenshot in docs/screenshots/.
+headless through playwright, signing in through the dashboard's form, the errors the browser logs, and a screenshot
+in docs/screenshots/.
 
 Importing this module skips nothing and imports no playwright: a test module does ``from tests.apps import browser``,
 calls ``browser.playwright_or_skip()`` for the ``sync_api`` it drives the page with, and sets
@@ -96,6 +97,14 @@ def serve_streamlit(app: str, env: Mapping[str, str], log_dir: Path) -> Iterator
             proc.wait()
 
 
+def watch_errors(page: Page, errors: list[str]) -> None:
+    """Append to ``errors``, as lines, each console error, failed request and uncaught error of ``page``."""
+    page.on("console", lambda m: errors.append(f"console.{m.type}: {m.text} ({m.location.get('url')})")
+            if m.type == "error" else None)
+    page.on("requestfailed", lambda r: errors.append(f"request failed: {r.url} ({r.failure})"))
+    page.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
+
+
 @contextmanager
 def open_page(url: str, viewport: tuple[int, int], timeout_ms: float) -> Iterator[tuple[Page, list[str]]]:
     """Open ``url`` in a headless Chromium page; the browser closes when the block ends.
@@ -115,16 +124,21 @@ def open_page(url: str, viewport: tuple[int, int], timeout_ms: float) -> Iterato
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
+            page = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]}).new_page()
             page.set_default_timeout(timeout_ms)
-            page.on("console", lambda m: errors.append(f"console.{m.type}: {m.text} ({m.location.get('url')})")
-                    if m.type == "error" else None)
-            page.on("requestfailed", lambda r: errors.append(f"request failed: {r.url} ({r.failure})"))
-            page.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
+            watch_errors(page, errors)
             page.goto(url)
             yield page, errors
         finally:
             browser.close()
+
+
+def sign_in(page: Page, name: str, password: str) -> None:
+    """Fill the dashboard's sign-in form and submit it (the dashboard, or a refusal, follows)."""
+    form = page.get_by_test_id("stForm")
+    form.get_by_label("User name").fill(name)
+    form.get_by_label("Password", exact=True).fill(password)
+    form.get_by_role("button", name="Sign in").click()
 
 
 def assert_no_errors(errors: list[str], log: Path) -> None:

@@ -1,7 +1,7 @@
 """The support console in a real browser: `streamlit run` as a subprocess, headless Chromium through playwright.
 
-A customer message gets a suggestion, the agent accepts it, the answer appears as the agent's turn, and the
-browser logs no console error on the way. Leaves a screenshot in docs/screenshots/customer_service.png.
+The agent signs in, a customer message gets a suggestion, the agent accepts it, the answer appears as the agent's
+turn, and the browser logs no console error on the way. Leaves a screenshot in docs/screenshots/customer_service.png.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import pytest
 from apps.common.settings import REPO_ROOT
 from apps.customer_service.store import Store
 from tests.apps import browser
+from tests.apps.apptest import PASSWORD, USERS, add_users
 
 SAMPLES = REPO_ROOT / "samples"
 
@@ -32,6 +33,7 @@ def console(artifact, tmp_path):
     db_url = f"sqlite:///{tmp_path / 'trident.db'}"
     env = {"CS_ARTIFACT": str(artifact), "CS_KB_PATH": str(SAMPLES / "faq.csv"),
            "TRIDENT_VAR_DIR": str(tmp_path / "var"), "TRIDENT_DATABASE_URL": db_url}
+    add_users(db_url)
     with browser.serve_streamlit("apps/customer_service/ui/app.py", env, tmp_path) as (base, log):
         yield base, db_url, log
 
@@ -40,6 +42,7 @@ def test_agent_accepts_a_suggestion_in_a_real_browser(console):
     base, db_url, log = console
     # the first visit loads the model and builds the index: 90 s per step
     with browser.open_page(base, viewport=(1440, 1500), timeout_ms=90_000) as (page, errors):
+        browser.sign_in(page, USERS["agent"], PASSWORD)
         chat = page.get_by_placeholder("Customer message")
         chat.fill("My card was stolen, how do I block it?")
         chat.press("Enter")

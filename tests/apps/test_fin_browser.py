@@ -1,8 +1,8 @@
 """The finance dashboard in a real browser: `streamlit run` as a subprocess over the database the worker filled from
 the sample feeds, headless Chromium through playwright.
 
-The analyst filters the news by CTSO, picks an article from the table, opens the alert of CTSO's 9% fall on 12 March
-and sees the four articles behind it; the browser logs no console error on the way. Leaves a screenshot in
+The analyst signs in, filters the news by CTSO, picks an article from the table, opens the alert of CTSO's 9% fall on
+12 March and sees the four articles behind it; the browser logs no console error on the way. Leaves a screenshot in
 docs/screenshots/finance.png.
 """
 
@@ -14,6 +14,7 @@ import pytest
 
 from apps.common.settings import REPO_ROOT
 from tests.apps import browser
+from tests.apps.apptest import PASSWORD, USERS, add_users
 
 STEP_MS = 30_000  # per step: a rerun is quick, but this machine is shared with training jobs
 CTSO_12_MARCH = ["Contoso Freight to cut 400 jobs", "Regulator opens probe into Contoso Freight billing",
@@ -31,6 +32,7 @@ def dashboard(fin_demo_copy, fin_artifact, tmp_path):
     """The dashboard served by `streamlit run` on a free port over a copy of the demo database; yields
     (base URL, server log)."""
     db_url, feeds = fin_demo_copy
+    add_users(db_url)
     env = {"TRIDENT_DATABASE_URL": db_url, "TRIDENT_VAR_DIR": str(tmp_path / "var"),
            "FIN_FEEDS_PATH": str(feeds), "FIN_ARTIFACT": str(fin_artifact),
            "FIN_PRICES_DIR": str(REPO_ROOT / "samples" / "prices")}
@@ -52,6 +54,7 @@ def test_analyst_filters_by_ticker_and_opens_an_alert_in_a_real_browser(dashboar
         expect(locator).to_be_visible(timeout=timeout)
 
     with browser.open_page(base, viewport=(1440, 1500), timeout_ms=STEP_MS) as (page, errors):
+        browser.sign_in(page, USERS["analyst"], PASSWORD)
         main = page.get_by_test_id("stMain")
 
         def cell(text: str):

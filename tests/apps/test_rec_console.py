@@ -7,20 +7,24 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from apps.common.settings import REPO_ROOT
-from tests.apps.apptest import fresh_service, start_app  # noqa: F401 (an autouse fixture)
+from apps.common.ui import escape_markdown
+from tests.apps.apptest import USERS, add_users, fresh_service, sign_in, start_app  # noqa: F401 (an autouse fixture)
 
 APP = REPO_ROOT / "apps" / "recommender" / "ui" / "app.py"
 
 
 
 @pytest.fixture
-def env(monkeypatch, rec_artifact):
+def env(monkeypatch, tmp_path, rec_artifact):
     monkeypatch.setenv("REC_ARTIFACT", str(rec_artifact))
+    monkeypatch.setenv("TRIDENT_VAR_DIR", str(tmp_path / "var"))  # the accounts' database and the cookie key
+    monkeypatch.setenv("TRIDENT_DATABASE_URL", f"sqlite:///{tmp_path / 'trident.db'}")
+    add_users()
     return rec_artifact
 
 
-def start(page: str | None = None) -> AppTest:
-    at = start_app(APP, page)
+def start(page: str | None = None, user: str = USERS["analyst"]) -> AppTest:
+    at = start_app(APP, page, user=user)
     return at
 
 
@@ -77,8 +81,25 @@ def test_item_explorer_lists_neighbours(env):
     assert any("No item matches" in i.value for i in at.info)
 
 
-def test_a_missing_artifact_is_a_sentence_not_a_traceback(monkeypatch, tmp_path):
+def test_a_typed_user_id_is_shown_literally(env):
+    typed = "**bold** [x](javascript:alert(1)) <script>"
+    at = start()
+    at.text_input(key="user_typed").set_value(typed).run()
+    assert not at.exception and not at.error
+    shown = [m.value for m in at.markdown]
+    assert f"**Top picks** for {escape_markdown(typed)}: POPULARITY (unknown user)" in shown
+    assert not any("](javascript" in m or "<script>" in m for m in shown)
+
+
+def test_an_agent_is_refused_the_dashboard_in_one_line(env):
+    at = sign_in(AppTest.from_file(APP, default_timeout=60).run(), USERS["agent"])
+    assert [e.value for e in at.error] == ["Your account (role agent) cannot open the recommender dashboard."]
+    assert not (at.subheader or at.dataframe or at.main.markdown or at.exception)
+    assert "Recommendations" in [h.value for h in start(user=USERS["admin"]).subheader]  # an admin opens everything
+
+
+def test_a_missing_artifact_is_a_sentence_not_a_traceback(env, monkeypatch, tmp_path):
     monkeypatch.setenv("REC_ARTIFACT", str(tmp_path / "nothing"))
-    at = AppTest.from_file(APP, default_timeout=60).run()
+    at = sign_in(AppTest.from_file(APP, default_timeout=60).run(), USERS["analyst"])
     assert not at.exception
     assert at.error and at.error[0].value.startswith("The recommender cannot start: No recommender artifact")

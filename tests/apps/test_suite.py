@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -14,11 +15,14 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from streamlit_authenticator import Hasher
 
 from apps.common.settings import REPO_ROOT, CoreSettings
+from apps.common.users import UserStore
 from apps.suite.plan import Plan, SuiteError, SuiteSettings
 from apps.suite.steps import banking77_subset, phrasebank_subset, prepare
 from apps.suite.supervisor import up
+from tests.apps.apptest import sign_in
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="process groups and signals as on Linux")
 
@@ -137,8 +141,12 @@ def test_each_dashboard_opens_on_what_prepare_built(prepared, monkeypatch, app):
     for key, value in plan.env().items():
         monkeypatch.setenv(key, value)
     st.cache_resource.clear()
+    with UserStore(plan.database_url).create() as store:
+        if store.get("suite-admin") is None:
+            store.add("suite-admin", "admin", "suite-admin password")
     try:
         at = AppTest.from_file(REPO_ROOT / "apps" / app / "ui" / "app.py", default_timeout=120).run()
+        at = sign_in(at, "suite-admin", "suite-admin password")
         assert not at.exception, [e.value for e in at.exception]
         assert not at.error, [e.value for e in at.error]
         service = importlib.import_module(f"apps.{app}.ui.resources").get_service()  # what the page just built
@@ -217,6 +225,8 @@ def start_up(plan: Plan, log: Path) -> tuple[subprocess.Popen, dict, dict[str, i
 
 def test_up_serves_the_dashboards_and_worker_and_ctrl_c_stops_them_all(prepared, tmp_path):
     plan = prepared[0]
+    with UserStore(plan.database_url).create() as store:
+        roles_before = {u.role for u in store.list()}
     proc, running, ports = start_up(plan, tmp_path / "up.log")
     try:
         kids = {name: c["pid"] for name, c in running["children"].items()}
@@ -234,8 +244,16 @@ def test_up_serves_the_dashboards_and_worker_and_ctrl_c_stops_them_all(prepared,
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert "stopped" in (tmp_path / "up.log").read_text()
+    log = (tmp_path / "up.log").read_text()
+    assert "stopped" in log
     assert not [name for name, pid in kids.items() if alive(pid)]
+    # an account for each role nobody had, its password shown once
+    shown = re.findall(r"^  (agent|analyst|admin) +(demo-\S+) +(\S+)$", log, re.M)
+    with UserStore(plan.database_url) as store:
+        creds = store.credentials()["usernames"]
+        assert store.ensure_demo_accounts() == []
+    assert {role for role, _, _ in shown} == {"agent", "analyst", "admin"} - roles_before
+    assert all(Hasher.check_pw(password, creds[name]["password"]) for _, name, password in shown)
     assert all(answers(f"http://127.0.0.1:{port}/_stcore/health") is None for port in ports.values())
     assert db_counts(plan)["articles"] == 10
 

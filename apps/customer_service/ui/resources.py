@@ -1,5 +1,5 @@
-"""What every page of the support console shares: the service (built once per process), the agent's name, and
-one way to call the service so that a failure reaches the agent as a sentence, never as a traceback."""
+"""What every page of the support console shares: the service (built once per process), the signed-in agent's name,
+and one way to call the service so that a failure reaches the agent as a sentence, never as a traceback."""
 
 from __future__ import annotations
 
@@ -7,14 +7,12 @@ import logging
 
 import streamlit as st
 
+from apps.common.auth import current_user
 from apps.common.ui import ServiceAccess
 from apps.customer_service.service import USER_ERRORS, CSService
 from apps.customer_service.settings import CSSettings
 
 log = logging.getLogger(__name__)
-
-DEFAULT_AGENT = "agent-1"
-AGENT_KEY = "agent"
 
 
 @st.cache_resource(show_spinner="Loading the model and the knowledge base...")
@@ -32,13 +30,6 @@ call = _access.call
 
 
 def agent_name() -> str:
-    """The agent using this browser session (the sidebar's text input; ``agent-1`` when empty)."""
-    return str(st.session_state.get(AGENT_KEY, "")).strip() or DEFAULT_AGENT
-
-
-def agent_input() -> str:
-    """Draw the sidebar's agent-name input (call it on every run, from ``app.py``) and return the name."""
-    if AGENT_KEY not in st.session_state:
-        st.session_state[AGENT_KEY] = DEFAULT_AGENT
-    st.sidebar.text_input("Agent name", key=AGENT_KEY, help="Claims and answers are recorded under this name.")
-    return agent_name()
+    """The agent using this browser session: the signed-in user name, under which every claim and answer is
+    recorded."""
+    return current_user().name

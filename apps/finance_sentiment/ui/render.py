@@ -2,7 +2,8 @@
 lists, and the sentiment-against-price chart.
 
 Feed text (headlines, summaries, words) is untrusted: it is only ever shown through ``st.dataframe``, altair, or
-``st.markdown`` after :func:`plain` has escaped every markdown character; HTML is never rendered.
+``st.markdown`` after :func:`plain` has escaped every markdown character (``apps.common.ui.escape_markdown``); HTML is
+never rendered.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-# Characters that markdown, Streamlit's directives (:red[...], :material/x:) or its LaTeX ($) would interpret.
-MARKDOWN_SPECIAL = set("\\`*_{}[]()<>#+-.!|~$:=^&\"'")
+from apps.common.ui import escape_markdown
+
 LABEL_COLOURS = {"positive": "green", "neutral": "gray", "negative": "red"}
 SEVERITY_COLOURS = {"critical": "red", "warning": "orange", "info": "blue"}
 SEVERITY_HEX = {"critical": "#d62728", "warning": "#ff7f0e", "info": "#1f77b4"}
@@ -28,7 +29,7 @@ STRONG, VISIBLE = 0.5, 0.15  # a word's share of the sentence's largest |attribu
 
 def plain(text: object) -> str:
     """Untrusted text shown literally by ``st.markdown``: every markdown character escaped, newlines as spaces."""
-    return "".join("\\" + ch if ch in MARKDOWN_SPECIAL else ch for ch in " ".join(str(text or "").split()))
+    return escape_markdown(" ".join(str(text or "").split()))
 
 
 def when(ts: datetime | pd.Timestamp | None) -> str:

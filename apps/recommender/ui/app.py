@@ -1,13 +1,13 @@
 """The recommender's dashboard: ``streamlit run apps/recommender/ui/app.py`` (or ``trident rec dashboard``), with the
-CLI's settings (``REC_*``, ``TRIDENT_*``)."""
+CLI's settings (``REC_*``, ``TRIDENT_*``). Analysts (and admins) sign in."""
 
 from __future__ import annotations
 
-from apps.common.ui import navigation
+from apps.common.auth import guarded_navigation
 
-page = navigation("Recommender", [
+page = guarded_navigation("Recommender", [
     ("views/users.py", "Recommendations"),
     ("views/metrics.py", "Metrics"),
     ("views/items.py", "Item explorer"),
-])
+], roles=("analyst",), what="the recommender dashboard")
 page.run()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from apps.common.ui import escape_markdown
 from apps.customer_service.ui.resources import agent_name, call, require_service
 
 PREVIEW = "admin_preview"  # (customer id, dry-run report) of the last preview
@@ -27,18 +28,18 @@ if st.button("Preview", key="forget_preview", icon=":material/visibility:", disa
 
 shown = st.session_state.get(PREVIEW)
 if shown is not None and shown[0] == customer:
-    report = shown[1]
+    report, shown_id = shown[1], escape_markdown(customer)
     if not report.total:
-        st.info(f"No data for customer {customer}.")
+        st.info(f"No data for customer {shown_id}.")
     else:
         st.dataframe([{"kind": kind, "rows": n, "what": ", ".join(report.items.get(kind, []))}
                       for kind, n in report.counts.items()], hide_index=True, key="forget_plan")
-        sure = st.checkbox(f"Forget customer {customer}: I understand this cannot be undone", key="forget_sure")
+        sure = st.checkbox(f"Forget customer {shown_id}: I understand this cannot be undone", key="forget_sure")
         if st.button("Forget customer", key="forget_run", type="primary", icon=":material/delete_forever:",
                      disabled=not sure):
             if (gone := call(service.forget_customer, customer, agent_name())) is not None:
                 rows = ", ".join(f"{kind} {n}" for kind, n in gone.counts.items() if n) or "nothing"
-                st.session_state[DONE] = f"Customer {customer} forgotten: {rows} (audit record {gone.audit_id})."
+                st.session_state[DONE] = f"Customer {shown_id} forgotten: {rows} (audit record {gone.audit_id})."
                 st.session_state.pop(PREVIEW, None)
                 st.rerun()
     for note in report.notes:

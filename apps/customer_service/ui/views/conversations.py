@@ -11,6 +11,7 @@ from datetime import datetime
 
 import streamlit as st
 
+from apps.common.ui import escape_markdown
 from apps.customer_service.schemas import Conversation, Reply, Turn
 from apps.customer_service.ui.resources import CSService, agent_name, call, require_service
 
@@ -21,16 +22,10 @@ ACTION_HELP = {"answer": "The bot is confident enough to answer.",
 AVATARS = {"customer": ":material/person:", "assistant": ":material/smart_toy:", "agent": ":material/support_agent:"}
 SELECTED = "cs_selected"  # the selected conversation id; kept outside the widget so it survives page switches
 REJECTED = "cs_rejected"  # (conversation id, turn id) of suggestions rejected in this browser tab
-MARKDOWN_SPECIAL = set("\\`*_{}[]()<>#+-.!|~$")
 
 
 def _select(conversation_id: str) -> None:
     st.session_state[SELECTED] = conversation_id
-
-
-def _plain(text: str) -> str:
-    """Text from customers, agents or the KB shown literally: markdown syntax escaped (HTML is never rendered)."""
-    return "".join("\\" + ch if ch in MARKDOWN_SPECIAL else ch for ch in text)
 
 
 def _when(ts: datetime | None, short: bool = False) -> str:
@@ -60,7 +55,7 @@ def _suggestion_panel(service: CSService, conv: Conversation, turn: Turn, reply:
     top[1].metric("Confidence", f"{reply.confidence:.0%}")
     if reply.intent is not None:
         top[2].metric("Detected intent", reply.intent.label, help=f"Intent confidence {reply.intent.confidence:.0%}.")
-    st.markdown(_plain(reply.text))
+    st.markdown(escape_markdown(reply.text))
     if reply.cited_ids:
         st.caption("Grounded in " + ", ".join(reply.cited_ids))
     if reply.hits:
@@ -130,10 +125,11 @@ with detail:
     holder = conv.claimed_by
     mine, theirs = holder == agent, holder not in (None, agent)
     st.subheader(f"Conversation {conv.id[:8]}")
-    st.caption(f"{conv.customer or 'Anonymous customer'} · {conv.state} · "
-               f"{'claimed by ' + holder if holder else 'unclaimed'} · updated {_when(conv.updated_at)}")
+    st.caption(f"{escape_markdown(conv.customer) or 'Anonymous customer'} · {conv.state} · "
+               f"{'claimed by ' + escape_markdown(holder) if holder else 'unclaimed'} · updated "
+               f"{_when(conv.updated_at)}")
     if theirs:
-        st.info(f"{holder} is handling this conversation: you can read it, but not act on it.")
+        st.info(f"{escape_markdown(holder)} is handling this conversation: you can read it, but not act on it.")
     c = st.columns(3)
     if c[0].button("Claim", key="claim", icon=":material/front_hand:", disabled=holder is not None):
         _act(service.claim, conv.id, agent)
@@ -148,7 +144,7 @@ with detail:
     for turn in conv.turns:
         if turn.role == "customer":
             with st.chat_message("customer", avatar=AVATARS["customer"]):
-                st.markdown(_plain(turn.text))
+                st.markdown(escape_markdown(turn.text))
                 st.caption(_when(turn.created_at))
             if turn.reply is None:
                 continue
@@ -157,8 +153,8 @@ with detail:
                     _suggestion_panel(service, conv, turn, turn.reply, pending, may_act=not theirs)
                 else:
                     r = turn.reply
-                    st.caption(f"Suggested ({r.action}, {r.confidence:.0%}): {_plain(r.text)}")
+                    st.caption(f"Suggested ({r.action}, {r.confidence:.0%}): {escape_markdown(r.text)}")
         else:
             with st.chat_message(turn.role, avatar=AVATARS.get(turn.role, AVATARS["assistant"])):
-                st.markdown(_plain(turn.text))
+                st.markdown(escape_markdown(turn.text))
                 st.caption(f"{turn.role} · {_when(turn.created_at)}")

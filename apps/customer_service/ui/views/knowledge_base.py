@@ -1,17 +1,19 @@
-"""Knowledge base: search it as the bot does, browse every entry, and rebuild the index from the KB file."""
+"""Knowledge base: search it as the bot does, browse every entry, and (an admin) rebuild the index from the KB
+file."""
 
 from __future__ import annotations
 
 import streamlit as st
 
+from apps.common.auth import is_admin
 from apps.customer_service.ui.resources import call, require_service
 
 service = require_service()
 
 head, action = st.columns([4, 1], vertical_alignment="bottom")
 head.subheader("Knowledge base")
-if action.button("Rebuild index", key="rebuild", icon=":material/refresh:",
-                 help="Re-read the KB file and re-index it; entries agents added are kept."):
+if action.button("Rebuild index", key="rebuild", icon=":material/refresh:", disabled=not is_admin(),
+                 help="Re-read the KB file and re-index it; entries agents added are kept (admins only)."):
     with st.spinner("Rebuilding the index..."):
         n = call(service.rebuild_index)
     if n is not None:

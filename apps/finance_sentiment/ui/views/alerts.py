@@ -57,8 +57,8 @@ def _drill_down(alert: pd.Series) -> None:
         article_list(articles, key="alert_article")
         return
     since = alert["window_start"] - timedelta(days=CONTEXT_DAYS)
-    st.info(f"No article is behind this alert (an indicator rule raised it). News about {alert['ticker']} in the "
-            f"{CONTEXT_DAYS} days before it:")
+    st.info(f"No article is behind this alert (an indicator rule raised it). News about {plain(alert['ticker'])} in "
+            f"the {CONTEXT_DAYS} days before it:")
     context = call(service.news, [alert["ticker"]], None, since, alert["window_end"] + timedelta(seconds=1), 50)
     if context is not None and len(context):
         article_list(context, key="alert_context")

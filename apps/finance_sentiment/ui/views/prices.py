@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from apps.finance_sentiment.ui.render import price_chart
+from apps.finance_sentiment.ui.render import plain, price_chart
 from apps.finance_sentiment.ui.resources import call, filters, refresh_every, require_service
 
 TICKER = "fin_chart_ticker"
@@ -29,7 +29,7 @@ def live_chart() -> None:
     if frame is None:
         return
     if frame.empty:
-        st.info(f"No prices stored for {ticker} yet: the worker loads them from the prices folder "
+        st.info(f"No prices stored for {plain(ticker)} yet: the worker loads them from the prices folder "
                 f"({service.settings.prices_folder}) when it starts.")
         return
     frame = frame[[f.in_range(t) for t in frame["ts"]]]
@@ -37,7 +37,7 @@ def live_chart() -> None:
     alerts = alerts if alerts is not None else pd.DataFrame(columns=["fired_at", "rule", "severity", "reason"])
     alerts = alerts[[f.in_range(t) for t in alerts["fired_at"]]] if len(alerts) else alerts
     if frame.empty:
-        st.info(f"No price of {ticker} falls in the time range: widen it in the sidebar.")
+        st.info(f"No price of {plain(ticker)} falls in the time range: widen it in the sidebar.")
         return
     if f.since is None and len(frame) > 20:
         shown = st.slider("Sessions shown", 20, len(frame), min(40, len(frame)), step=5, key="fin_sessions",
@@ -59,7 +59,7 @@ def live_chart() -> None:
     st.caption("Bars: the mean score of the news counted for each session (news after the 16:00 close counts for "
                "the next session). Dashed rules: alerts, coloured by severity.")
     if news.empty:
-        st.info(f"No scored news about {ticker} in these sessions.")
+        st.info(f"No scored news about {plain(ticker)} in these sessions.")
     else:
         table = pd.DataFrame({
             "session": news["ts"].dt.tz_convert(service.settings.price_tz).dt.strftime("%Y-%m-%d"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from apps.common.ui import escape_markdown
 from apps.recommender.ui.resources import call, require_service
 
 service = require_service()
@@ -19,7 +20,8 @@ if not found:
 labels = {f"{it.title} [{it.item_id}]": it for it in found}
 choice = st.selectbox("Item", list(labels), key="item")
 item = labels[choice]
-st.markdown(f"**{item.title}** · {', '.join(item.genres) or 'no genres'} · id `{item.item_id}`")
+st.markdown(f"**{escape_markdown(item.title)}** · {escape_markdown(', '.join(item.genres)) or 'no genres'} · "
+            f"id {escape_markdown(item.item_id)}")
 k = st.slider("Neighbours", 5, 30, 10, key="n_similar")
 similar = call(service.similar_items, item.item_id, k=k)
 if similar:

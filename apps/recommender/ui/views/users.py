@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from apps.common.ui import escape_markdown
 from apps.recommender.ui.resources import call, require_service
 
 service = require_service()
@@ -26,7 +27,7 @@ recs = call(service.recommend, str(user), k=k, mmr_lambda=lam)
 if recs is None:
     st.stop()
 label = "decoded by the generative model" if recs.source == "model" else "POPULARITY (unknown user)"
-st.markdown(f"**Top picks** for `{recs.user_id}`: {label}")
+st.markdown(f"**Top picks** for {escape_markdown(recs.user_id)}: {label}")
 for col, r in zip(st.columns(3), recs.items[:3]):
     with col.container(border=True):  # st.text: titles are shown as they are, never read as markdown
         st.text(f"#{r.rank}  {r.item.title}")
@@ -35,7 +36,7 @@ for col, r in zip(st.columns(3), recs.items[:3]):
 left, right = st.columns([2, 3])
 with left:
     history = service.history(recs.user_id)
-    st.markdown(f"**History** of `{recs.user_id}`: {len(history)} items, most recent first")
+    st.markdown(f"**History** of {escape_markdown(recs.user_id)}: {len(history)} items, most recent first")
     if history:
         st.dataframe(pd.DataFrame([{"when": h.timestamp.strftime("%Y-%m-%d %H:%M"), "title": h.item.title,
                                     "genres": ", ".join(h.item.genres)} for h in reversed(history)]),
