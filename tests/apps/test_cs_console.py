@@ -62,11 +62,12 @@ def send(at: AppTest, text: str) -> AppTest:
     return at
 
 
-@pytest.mark.parametrize("page, heading", [(None, "Queue"), ("views/knowledge_base.py", "Knowledge base"),
-                                           ("views/evaluation.py", "Intent evaluation"),
-                                           ("views/admin.py", "Forget a customer")])
-def test_each_page_loads_without_exception(db_url, page, heading):
-    at = start(page)
+@pytest.mark.parametrize("page, heading, user", [(None, "Queue", AGENT),
+                                                 ("views/knowledge_base.py", "Knowledge base", AGENT),
+                                                 ("views/evaluation.py", "Intent evaluation", AGENT),
+                                                 ("views/admin.py", "Forget a customer", ADMIN)])
+def test_each_page_loads_without_exception(db_url, page, heading, user):
+    at = start(page, user=user)
     assert heading in [h.value for h in at.subheader]
     assert not at.error
 
