@@ -192,7 +192,7 @@ def test_every_write_is_recorded_under_the_signed_in_name(db_url):
 
 def test_the_agent_name_comes_from_the_sign_in_not_a_text_box(db_url):
     at = start()
-    assert not at.sidebar.text_input and not at.text_input  # nothing to type a name into
+    assert not at.sidebar.text_input and [t.key for t in at.text_input] == ["new_customer"]  # no name to type
     assert [b.label for b in at.sidebar.button] == ["Sign out"]
     at.sidebar.button[0].click().run()  # signed out: the sign-in form, nothing of the console
     assert [t.label for t in at.text_input] == ["User name", "Password"]
@@ -255,3 +255,11 @@ def test_evaluation_report_counts_by_hand(tmp_path):
     assert rep["accuracy"] == pytest.approx(3 / 5)
     # per class F1: a = 2*(1/2*1)/(3/2) = 2/3, b = 2*(1/2*1/2)/1 = 1/2, c = 2*(1*1/2)/(3/2) = 2/3
     assert rep["macro_f1"] == pytest.approx((2 / 3 + 1 / 2 + 2 / 3) / 3)
+
+
+def test_a_new_conversation_keeps_the_customer_id_typed_for_it(db_url):
+    at = start()
+    at.text_input(key="new_customer").input("cust-bo-7731").run()
+    at.button(key="new_conversation").click().run()
+    assert not at.exception and not at.error
+    assert [c.customer for c in Store(db_url).list_conversations()] == ["cust-bo-7731"]

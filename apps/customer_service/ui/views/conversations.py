@@ -92,7 +92,7 @@ agent = agent_name()
 message = st.chat_input("Customer message", key="customer_message")
 if message:
     if st.session_state.get(SELECTED) is None:
-        if (new := call(service.start_conversation)) is not None:
+        if (new := call(service.start_conversation, st.session_state.get("new_customer", ""))) is not None:
             _select(new.id)
     if st.session_state.get(SELECTED) is not None:
         call(service.customer_message, st.session_state[SELECTED], message)
@@ -100,8 +100,10 @@ if message:
 queue, detail = st.columns([2, 3], gap="large")
 with queue:
     st.subheader("Queue")
+    st.text_input("Customer id", key="new_customer", placeholder="optional: the customer's id in your systems",
+                  help="Kept with the conversation, so that the customer can be forgotten on request (Admin).")
     if st.button("New conversation", key="new_conversation", icon=":material/add:"):
-        if (new := call(service.start_conversation)) is not None:
+        if (new := call(service.start_conversation, st.session_state.get("new_customer", ""))) is not None:
             _select(new.id)
     convs = call(service.conversations) or []
     if not convs:
