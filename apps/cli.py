@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from apps.common.commands import CLIError, command_adder, flag, given, settings_flags, settings_from_args
+from apps.common.commands import CLIError, Parser, command_adder, flag, given, settings_flags, settings_from_args
 from apps.common.data_commands import register as register_data
 from apps.common.output import emit, setup_logging
 from apps.common.settings import CoreSettings, CoreTrainSettings, train_config
@@ -197,7 +197,7 @@ def core_artifacts(args) -> None:
 
 # ------------------------------------------------------------------------------------------------------ parser
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="trident", description="Trident: one multimodal core, three apps.")
+    p = Parser(prog="trident", description="Trident: one multimodal core, three apps.")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="group", required=True)
 

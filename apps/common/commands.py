@@ -31,6 +31,15 @@ class CLIError(Exception):
     """An error to show the user as one line."""
 
 
+class Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` (and, through ``add_subparsers``, every subcommand's) whose usage errors are one line
+    like every other error of the CLI: ``error: <what argparse says> (see `trident rec recommend --help`)``, exit
+    status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
+
+
 @dataclass(frozen=True)
 class Flag:
     """A settings field as a flag: ``path`` (dotted, e.g. ``train.max_epochs``), its option strings (default:
