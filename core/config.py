@@ -25,7 +25,7 @@ class ModelConfig(BaseModel):
     post-LayerNorm block so that all-MiniLM-L6-v2's weights load into it unchanged.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False, extra="forbid")
 
     vocab_size: int = Field(30522, ge=8, description="Number of text tokens (tokenizer vocabulary).")
     n_layer: int = Field(6, ge=1, description="Number of Transformer blocks.")
@@ -103,7 +103,7 @@ class ModelConfig(BaseModel):
 class TrainConfig(BaseModel):
     """Knobs of one training run (pretraining or fine-tuning)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False, extra="forbid")
 
     max_epochs: int = Field(3, ge=1, description="Upper bound on epochs; early stopping may end sooner.")
     max_steps: int = Field(-1, description="Upper bound on optimizer steps (-1: no bound).")
@@ -151,5 +151,5 @@ def config_part(cls: type[BaseModel], name: str, fields: tuple[str, ...], defaul
     out = {f: (cls.model_fields[f].annotation,
                FieldInfo.merge_field_infos(cls.model_fields[f], **({"default": defaults[f]} if f in defaults else {})))
            for f in fields}
-    return create_model(name, __config__=ConfigDict(frozen=True, extra="forbid"),
+    return create_model(name, __config__=ConfigDict(frozen=True, allow_inf_nan=False, extra="forbid"),
                         __doc__=f"The part of {cls.__name__} that {name} sets.", **out)

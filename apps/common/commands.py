@@ -148,14 +148,19 @@ def _build(cls: type[S], values: dict[str, Any], args: argparse.Namespace, root:
         return cls(**values)
     except ValidationError as exc:
         err = exc.errors()[0]
-        path = base + ".".join(str(p) for p in err["loc"])
         if not err["loc"]:
             raise CLIError(_message(err)) from None
+        parts = (base + ".".join(str(p) for p in err["loc"])).split(".")
+        for n in range(len(parts), 0, -1):  # the field, then what is inside it (an item of a list: [0])
+            try:
+                path, env = ".".join(parts[:n]), _resolve(root, ".".join(parts[:n]))[1]
+                env += "".join(f"[{p}]" for p in parts[n:])
+                break
+            except (KeyError, AttributeError):
+                continue
+        else:  # not a field path (a model's own check): name what pydantic names
+            path = env = ".".join(parts)
         dest = f"{root.__name__}:{path}"
-        try:
-            env = _resolve(root, path)[1]
-        except (KeyError, AttributeError):  # not a field path (a model's own check): name what pydantic names
-            env = path
         option = (getattr(args, _NAMES, None) or {}).get(dest)
         if option and getattr(args, dest, None) is not None:
             raise CLIError(f"{option}: {_message(err)} ({env})") from None

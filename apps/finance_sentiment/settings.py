@@ -28,7 +28,7 @@ HardTrainConfig = config_part(TrainConfig, "HardTrainConfig", HYPER_FIELDS,
 class ScoringSettings(BaseModel):
     """How texts are split, scored and explained."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
     task: str = Field("sentiment", description="Classifier task of the artifact (labels positive/neutral/negative).")
     batch_size: int = Field(32, ge=1, le=1024, description="Sentences per forward pass.")
@@ -43,7 +43,7 @@ class ScoringSettings(BaseModel):
 class MonitorSettings(BaseModel):
     """The worker loop."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
     interval_seconds: float = Field(60.0, gt=0.0, description="Pause between poll cycles.")
     lookback_days: int = Field(60, ge=1, description="Days of articles the alert rules look at.")
@@ -53,7 +53,7 @@ class MonitorSettings(BaseModel):
 class FinTrainSettings(BaseModel):
     """How `trident fin train` fine-tunes the sentiment model."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False, extra="forbid")
 
     soft: SoftTrainConfig = Field(default_factory=SoftTrainConfig)  # on soft (agreement) targets
     hard: HardTrainConfig = Field(default_factory=HardTrainConfig)  # on the majority labels
@@ -87,8 +87,8 @@ class FinSettings(PresetSettings):
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = PRESETS
 
-    model_config = SettingsConfigDict(env_prefix="FIN_", env_nested_delimiter="__", frozen=True, extra="ignore",
-                                      env_ignore_empty=True)
+    model_config = SettingsConfigDict(env_prefix="FIN_", env_nested_delimiter="__", frozen=True, allow_inf_nan=False,
+                                      extra="ignore", env_ignore_empty=True)
 
     preset: Literal["default", "demo", "demo-sample"] = Field(
         "default", description="Defaults of the training (demo, demo-sample: the quick ones of `make demo`).")

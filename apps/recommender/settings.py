@@ -46,7 +46,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 class BatchSettings(BaseModel):
     """The batch job that writes top-K lists for every user."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False, extra="forbid")
 
     k: int = Field(20, ge=1, le=1000, description="Items per user.")
     chunk_size: int = Field(256, ge=1, description="Users per chunk (one part file, one predict batch).")
@@ -62,8 +62,8 @@ class RecSettings(PresetSettings):
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = PRESETS
 
-    model_config = SettingsConfigDict(env_prefix="REC_", env_nested_delimiter="__", frozen=True, extra="ignore",
-                                      env_ignore_empty=True)
+    model_config = SettingsConfigDict(env_prefix="REC_", env_nested_delimiter="__", frozen=True, allow_inf_nan=False,
+                                      extra="ignore", env_ignore_empty=True)
 
     core: CoreSettings = Field(default_factory=CoreSettings)
     data: Path = Field(SAMPLES / "rec_interactions.csv",

@@ -168,6 +168,18 @@ def test_a_flag_beats_the_environment_which_beats_the_default(monkeypatch, tmp_p
     (["core", "finetune", "--task", "a=csv:a.csv", "--epochs", "0"], {},
      "error: --epochs: must be >= 1 (TRIDENT_TRAIN__TEXT__MAX_EPOCHS)"),
     (["suite", "up", "--cs-port", "70000"], {}, "error: --cs-port: must be <= 65535 (TRIDENT_SUITE_CS_PORT)"),
+    # a number that is not finite is refused by every settings class and training config
+    (["rec", "train", "--lr", "inf"], {}, "error: --lr: input should be a finite number, not 'inf' (REC_TRAIN__LR)"),
+    (["core", "finetune", "--task", "a=csv:a.csv", "--weight-decay", "inf"], {},
+     "error: --weight-decay: input should be a finite number, not 'inf' (TRIDENT_TRAIN__TEXT__WEIGHT_DECAY)"),
+    (["suite", "up", "--worker-interval", "inf"], {},
+     "error: --worker-interval: input should be a finite number, not 'inf' (TRIDENT_SUITE_WORKER_INTERVAL)"),
+    (["cs", "train"], {"CS_TRAIN__CONTINUE_LR": "inf"},
+     "error: CS_TRAIN__CONTINUE_LR: input should be a finite number, not 'inf'"),
+    (["fin", "monitor"], {"FIN_MONITOR__INTERVAL_SECONDS": "inf"},
+     "error: FIN_MONITOR__INTERVAL_SECONDS: input should be a finite number, not 'inf'"),
+    # an item of a list setting is named by its index
+    (["rec", "train"], {"REC_MMR_LAMBDAS": "[0.5, NaN]"}, "error: REC_MMR_LAMBDAS[1]: input should be a finite number"),
 ])
 def test_a_bad_setting_is_one_line_naming_the_flag_and_the_variable(argv, env, message, monkeypatch, capsys):
     for name, value in env.items():
