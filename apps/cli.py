@@ -14,7 +14,16 @@ from pathlib import Path
 
 import numpy as np
 
-from apps.common.commands import CLIError, Parser, command_adder, flag, given, settings_flags, settings_from_args
+from apps.common.commands import (
+    CLIError,
+    Parser,
+    command_adder,
+    error_line,
+    flag,
+    given,
+    settings_flags,
+    settings_from_args,
+)
 from apps.common.data_commands import register as register_data
 from apps.common.output import emit, setup_logging
 from apps.common.settings import CoreSettings, CoreTrainSettings, train_config
@@ -285,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as exc:  # noqa: BLE001 - one line for what the user can fix, a traceback for real bugs
         if isinstance(exc, _user_errors()):
-            print(f"error: {exc}", file=sys.stderr)
+            print(f"error: {error_line(exc)}", file=sys.stderr)
             return 2
         raise
     return 0

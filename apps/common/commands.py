@@ -137,6 +137,17 @@ def _message(err: Mapping[str, Any]) -> str:
     return f"{msg}, not {err['input']!r}" if isinstance(err.get("input"), str) else msg
 
 
+def error_line(exc: BaseException) -> str:
+    """What an error the user can fix shows after ``error: ``, on one line: a pydantic ``ValidationError`` raised
+    outside the settings (a model config built from its parts, a file's record) as ``Model.field: message`` of its
+    first error; any other message with its line breaks turned into spaces."""
+    if isinstance(exc, ValidationError) and exc.errors():
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        return f"{exc.title}{'.' + where if where else ''}: {_message(err)}"
+    return " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+
+
 def _build(cls: type[S], values: dict[str, Any], args: argparse.Namespace, root: type[BaseSettings],
            base: str = "") -> S:
     values = dict(values)

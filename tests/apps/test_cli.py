@@ -180,6 +180,8 @@ def test_a_flag_beats_the_environment_which_beats_the_default(monkeypatch, tmp_p
      "error: FIN_MONITOR__INTERVAL_SECONDS: input should be a finite number, not 'inf'"),
     # an item of a list setting is named by its index
     (["rec", "train"], {"REC_MMR_LAMBDAS": "[0.5, NaN]"}, "error: REC_MMR_LAMBDAS[1]: input should be a finite number"),
+    # a config checked where it is built from its parts: its first error on one line, not pydantic's report
+    (["rec", "train"], {"REC_MODEL__N_HEAD": "3"}, "error: ModelConfig: n_embd=64 must be divisible by n_head=3"),
 ])
 def test_a_bad_setting_is_one_line_naming_the_flag_and_the_variable(argv, env, message, monkeypatch, capsys):
     for name, value in env.items():
