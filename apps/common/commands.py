@@ -14,14 +14,15 @@ import typing
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, NoReturn, TypeVar
+from typing import Annotated, Any, Literal, NoReturn, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from pydantic_settings import BaseSettings
 
 from apps.common.settings import merge
 
 S = TypeVar("S", bound=BaseSettings)
+_PORT = TypeAdapter(Annotated[int, Field(ge=1, le=65535)])
 
 # a field's value in the argparse namespace is kept under "<class name>:<path>" (e.g. "RecSettings:batch.k")
 _NAMES = "_settings_flag_names"  # namespace default: {"<class name>:<path>": "--flag"}, for error messages
@@ -219,9 +220,20 @@ def command_adder(subparsers, cls: type[BaseSettings], shared: Iterable[str | Fl
 def add_dashboard(add: Callable[..., argparse.ArgumentParser], cls: type[BaseSettings], name: str, help_: str,
                   app: Path, port: int, *fields: str | Flag) -> None:
     """Add (with ``add`` of :func:`command_adder`) the subcommand ``name`` that starts the Streamlit script ``app`` on
-    ``--port`` (default ``port``), with the given flags of settings ``cls`` in its environment."""
-    sp = add(name, help_, lambda args: run_dashboard(app, args.port, args.address, settings_env(cls, args)), *fields)
-    sp.add_argument("--port", type=int, default=port)
+    ``--port`` (default ``port``), with the given flags of settings ``cls`` in its environment. The settings (flags
+    and environment) and the port are checked first: a bad value is one ``error:`` line here, not a report in the
+    browser or a server on a port nobody asked for."""
+
+    def start(args: argparse.Namespace) -> None:
+        settings_from_args(cls, args)
+        try:
+            chosen = _PORT.validate_python(args.port)
+        except ValidationError as exc:
+            raise CLIError(f"--port: {_message(exc.errors()[0])}") from None
+        run_dashboard(app, chosen, args.address, settings_env(cls, args))
+
+    sp = add(name, help_, start, *fields)
+    sp.add_argument("--port", default=port, help=f"port to listen on, 1-65535 (default {port})")
     sp.add_argument("--address", default="0.0.0.0", help="interface to listen on")
 
 

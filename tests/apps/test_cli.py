@@ -220,3 +220,34 @@ def test_cs_training_variables_reach_the_artifact_that_cs_train_writes(monkeypat
     cfg = meta["train_config"]
     assert (cfg["lr"], cfg["max_epochs"], cfg["max_length"], cfg["batch_size"]) == (2e-4, 1, 32, 16)
     assert cfg["temperature"] == 0.05 and meta["lora_r"] == 8
+
+
+@pytest.mark.parametrize("argv, env, message", [
+    (["rec", "dashboard", "--port", "0"], {}, "error: --port: must be >= 1"),
+    (["fin", "dashboard", "--port", "65536"], {}, "error: --port: must be <= 65535"),
+    (["cs", "console", "--port", "http"], {},
+     "error: --port: input should be a valid integer, unable to parse string as an integer, not 'http'"),
+    (["cs", "console"], {"CS_DIALOG__CONTEXT_TURNS": "-1"}, "error: CS_DIALOG__CONTEXT_TURNS: must be >= 0"),
+    (["rec", "dashboard"], {"REC_TOP_K": "500"}, "error: REC_TOP_K: must be <= 100"),
+])
+def test_a_dashboard_with_a_bad_port_or_setting_does_not_start(argv, env, message, monkeypatch, capsys):
+    import apps.common.commands
+
+    def started(*args):
+        raise AssertionError(f"a dashboard started: {args[1]}")
+
+    monkeypatch.setattr(apps.common.commands.os, "execve", started)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert main(argv) == 2
+    assert capsys.readouterr().err == message + "\n"
+
+
+def test_a_dashboard_starts_on_the_port_given_with_its_flags_in_its_environment(monkeypatch, tmp_path):
+    import apps.common.commands
+
+    calls = []
+    monkeypatch.setattr(apps.common.commands.os, "execve", lambda exe, cmd, env: calls.append((cmd, env)))
+    main(["rec", "dashboard", "--port", "8600", "--artifact", str(tmp_path)])
+    cmd, env = calls[0]
+    assert cmd[cmd.index("--server.port") + 1] == "8600" and env["REC_ARTIFACT"] == str(tmp_path)
