@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -251,3 +252,19 @@ def test_a_dashboard_starts_on_the_port_given_with_its_flags_in_its_environment(
     main(["rec", "dashboard", "--port", "8600", "--artifact", str(tmp_path)])
     cmd, env = calls[0]
     assert cmd[cmd.index("--server.port") + 1] == "8600" and env["REC_ARTIFACT"] == str(tmp_path)
+
+
+def test_cs_chat_reads_any_bytes_on_standard_input(cs_artifact, tmp_path):
+    """Bytes that are not UTF-8 (Latin-1, a stray continuation byte, UTF-16) are replaced, never a traceback; the
+    bot's status line and the cited ids are shown as text, not taken for markup."""
+    from apps.common.settings import REPO_ROOT
+
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1", "TRIDENT_VAR_DIR": str(tmp_path),
+           "COLUMNS": "200"}
+    stdin = b"\xff\xfe my card \xc3 was lost\n" + "caf\xe9 card stolen\n".encode("latin-1") + "hello\n".encode("utf-16")
+    r = subprocess.run([sys.executable, "-m", "apps.cli", "cs", "chat", "--artifact", str(cs_artifact)], input=stdin,
+                       capture_output=True, env=env, cwd=tmp_path, timeout=300)
+    out, err = r.stdout.decode(), r.stderr.decode()
+    assert r.returncode == 0 and "Traceback" not in err, err[-3000:]
+    assert out.count("bot [") == 4 and "bot [answer, confidence" in out  # UTF-16's "\n" leaves a line of one NUL
+    assert "[lb-001] I lost my card" in out
