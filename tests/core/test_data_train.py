@@ -400,6 +400,13 @@ def test_tokenizer_training_is_deterministic_and_keeps_specials_first():
     assert a.decode(a.encode("the lost cards")) == "the lost cards"
 
 
+def test_text_with_bytes_that_were_not_utf8_is_encoded_with_replacement_characters(tok):
+    """Python keeps such bytes of argv or standard input as lone surrogates, which the Rust tokenizer refuses."""
+    bad = b"the \xff card \xc3 was lost".decode("utf-8", "surrogateescape")
+    assert tok.encode_batch([bad, "the card"]) == tok.encode_batch(["the \ufffd card \ufffd was lost", "the card"])
+    assert tok.encode("\ud800 lost") == tok.encode("\ufffd\ufffd\ufffd lost")  # any lone surrogate
+
+
 def test_pretrained_weights_train_at_lr_and_new_heads_at_head_lr(tok, tmp_path):
     """Two learning rates: every backbone weight trains at ``lr``, the new heads (and the LM head's bias) at
     ``head_lr``. Read from the optimiser Lightning really built."""
