@@ -186,9 +186,9 @@ def core_generate(args) -> None:
     from core.engine import InferenceEngine  # heavy: torch
     from core.generation import GenerationConfig
 
-    eng = InferenceEngine(_artifact(args, "text-pretrain"))
     cfg = GenerationConfig(max_new_tokens=args.max_new_tokens, strategy=args.strategy, temperature=args.temperature,
                            top_k=args.top_k, top_p=args.top_p, num_beams=args.num_beams, seed=args.seed)
+    eng = InferenceEngine(_artifact(args, "text-pretrain"))  # after the flags are checked
     for prompt, text in zip(args.prompt, eng.generate(args.prompt, cfg)):
         emit({"prompt": prompt, "generated": text}, args.json)
 

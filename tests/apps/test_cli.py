@@ -81,6 +81,13 @@ def test_classify_prints_a_label_of_the_task(tiny_artifact, capsys):
     assert out["task"] == "intent" and out["label"] in ("card", "refund") and 0.5 <= out["score"] <= 1.0
 
 
+def test_generate_checks_its_flags_before_it_loads_a_model(tmp_path, capsys):
+    assert main(["core", "generate", "hi", "--strategy", "sample", "--temperature", "nan", "--artifact",
+                 str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err
+    assert err == "error: need a finite temperature > 0, 0 < top_p <= 1, top_k >= 0, num_beams >= 1\n"
+
+
 @pytest.mark.parametrize("argv, message", [
     (["core", "classify", "   "], "text 0 is empty"),
     (["core", "classify", "hello", "--task", "nope"], "unknown task 'nope'; this model knows ['intent']"),
