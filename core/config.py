@@ -6,12 +6,22 @@ as one built in code, and nothing can change it after the model is built from it
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model, model_validator
 from pydantic.fields import FieldInfo
 
 AttnMode = Literal["bidirectional", "causal", "prefix"]
+
+
+def _device_count(value: int | str) -> int | str:
+    if isinstance(value, int) and value < 1 and value != -1:
+        raise ValueError("a count of devices must be >= 1 (or -1: every device)")
+    return value
+
+
+# Lightning's devices: a count (-1: every device), or text such as "auto" or "0,1"
+Devices = Annotated[int | str, AfterValidator(_device_count)]
 
 # Modality-type ids, added to every token as a learned embedding so that the backbone can tell a text token from an
 # image patch, a numeric-series step or an item, even where they share positions in one sequence.
@@ -132,8 +142,8 @@ class TrainConfig(BaseModel):
     temperature: float = Field(0.05, gt=0.0, description="Softmax temperature of the contrastive loss.")
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
     accelerator: str = Field("auto", description="Lightning accelerator (cpu, gpu, auto).")
-    devices: int | str = Field("auto", union_mode="left_to_right",  # "4" from the environment is the count 4
-                               description="Lightning devices (a count, or auto).")
+    devices: Devices = Field("auto", union_mode="left_to_right",  # "4" from the environment is the count 4
+                             description="Lightning devices (a count, or auto).")
     strategy: str = Field("auto", description="Lightning strategy (auto, ddp, fsdp, ...).")
     num_nodes: int = Field(1, ge=1, description="Nodes for multi-node training.")
     deterministic: bool = Field(False, description="Ask torch for deterministic kernels (slower).")

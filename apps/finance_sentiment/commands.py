@@ -99,6 +99,8 @@ def fin_monitor(args) -> None:
 
 
 def fin_risk(args) -> None:
+    if args.stride < 1:
+        raise CLIError(f"--stride: must be >= 1, not {args.stride}")
     from apps.finance_sentiment.risk import build_risk_data, captured_articles, train_risk_model  # heavy: torch
 
     s = _settings(args)

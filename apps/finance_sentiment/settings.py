@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, ClassVar, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from apps.common.settings import HYPER_FIELDS, REPO_ROOT, CoreSettings, PresetSettings, train_config
@@ -104,6 +105,15 @@ class FinSettings(PresetSettings):
     scoring: ScoringSettings = Field(default_factory=ScoringSettings)
     monitor: MonitorSettings = Field(default_factory=MonitorSettings)
     train: FinTrainSettings = Field(default_factory=FinTrainSettings)
+
+    @field_validator("price_tz")
+    @classmethod
+    def _known_time_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("unknown time zone; use an IANA name such as America/New_York") from None
+        return value
 
     @property
     def artifact_dir(self) -> Path:

@@ -13,7 +13,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from apps.common.commands import add_dashboard, command_adder, flag, given, settings_from_args
+from apps.common.commands import CLIError, add_dashboard, command_adder, flag, given, settings_from_args
 from apps.common.output import emit
 from apps.common.settings import REPO_ROOT
 from apps.recommender.settings import TRAIN_FIELDS, RecSettings
@@ -84,6 +84,8 @@ def rec_eval(args) -> None:
 
 
 def rec_recommend(args) -> None:
+    if not args.user.strip():
+        raise CLIError("--user: empty; give the id of a user (an unknown one gets the most popular items)")
     from apps.recommender.service import RecService  # heavy: torch
 
     s = _settings(args)

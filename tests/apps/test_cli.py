@@ -188,6 +188,12 @@ def test_a_flag_beats_the_environment_which_beats_the_default(monkeypatch, tmp_p
      "error: FIN_MONITOR__INTERVAL_SECONDS: input should be a finite number, not 'inf'"),
     # an item of a list setting is named by its index
     (["rec", "train"], {"REC_MMR_LAMBDAS": "[0.5, NaN]"}, "error: REC_MMR_LAMBDAS[1]: input should be a finite number"),
+    (["rec", "batch", "--devices", "0"], {},
+     "error: --devices: a count of devices must be >= 1 (or -1: every device), not '0' (REC_BATCH__DEVICES)"),
+    (["rec", "train"], {"REC_TRAIN__DEVICES": "-2"},
+     "error: REC_TRAIN__DEVICES: a count of devices must be >= 1 (or -1: every device), not '-2'"),
+    (["fin", "monitor"], {"FIN_PRICE_TZ": "Mars/Olympus_Mons"},
+     "error: FIN_PRICE_TZ: unknown time zone; use an IANA name such as America/New_York, not 'Mars/Olympus_Mons'"),
     # a config checked where it is built from its parts: its first error on one line, not pydantic's report
     (["rec", "train"], {"REC_MODEL__N_HEAD": "3"}, "error: ModelConfig: n_embd=64 must be divisible by n_head=3"),
 ])
@@ -248,6 +254,18 @@ def test_a_dashboard_with_a_bad_port_or_setting_does_not_start(argv, env, messag
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     assert main(argv) == 2
+    assert capsys.readouterr().err == message + "\n"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["fin", "risk", "--stride", "0"], "error: --stride: must be >= 1, not 0"),
+    (["rec", "recommend", "--user", ""], "error: --user: empty; give the id of a user (an unknown one gets the most "
+                                         "popular items)"),
+    (["rec", "recommend", "--user", "  "], "error: --user: empty; give the id of a user (an unknown one gets the "
+                                           "most popular items)"),
+])
+def test_a_bad_plain_flag_is_one_line_before_any_data_or_model_is_read(argv, message, tmp_path, capsys):
+    assert main([*argv, "--artifacts-dir", str(tmp_path), "--data-dir", str(tmp_path)]) == 2
     assert capsys.readouterr().err == message + "\n"
 
 
