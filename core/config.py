@@ -116,7 +116,7 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(frozen=True, allow_inf_nan=False, extra="forbid")
 
     max_epochs: int = Field(3, ge=1, description="Upper bound on epochs; early stopping may end sooner.")
-    max_steps: int = Field(-1, description="Upper bound on optimizer steps (-1: no bound).")
+    max_steps: int = Field(-1, ge=-1, description="Upper bound on optimizer steps (-1: no bound).")
     batch_size: int = Field(32, ge=1, description="Examples per batch, per task.")
     lr: float = Field(5e-5, gt=0.0, description="Peak learning rate of the backbone.")
     head_lr: float = Field(1e-3, gt=0.0, description="Learning rate of freshly initialised heads and encoders.")
@@ -124,7 +124,7 @@ class TrainConfig(BaseModel):
     warmup_ratio: float = Field(0.06, ge=0.0, lt=1.0, description="Linear warm-up, as a fraction of all steps.")
     max_length: int = Field(128, ge=8, description="Text tokens per example; longer texts are truncated.")
     precision: str = Field("bf16-mixed", description="Lightning precision: bf16-mixed on CPU, 32-true, 16-mixed.")
-    seed: int = Field(13, description="Seed for splits, initialisation, shuffling and masking.")
+    seed: int = Field(13, ge=0, le=2**32 - 1, description="Seed for splits, initialisation, shuffling and masking.")
     patience: int = Field(2, ge=1, description="Validations without improvement before early stopping.")
     keep: Literal["best", "last"] = Field(
         "best", description="Weights the artifact keeps: the best validation epoch (with early stopping), or the last "

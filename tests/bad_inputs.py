@@ -286,6 +286,9 @@ def _cases() -> list[Case]:
     add("core-pretrain-missing-corpus", "core pretrain --corpus {d}/missing.txt --init-from tiny", Err("missing.txt"))
     add("core-pretrain-mlm-prob-zero", "core pretrain --mlm-prob 0", Err("--mlm-prob: must be > 0.0"))
     add("core-pretrain-causal-above-one", "core pretrain --causal-fraction 2", Err("--causal-fraction: must be <= 1.0"))
+    add("core-pretrain-max-steps-below-minus-one", "core pretrain --max-steps -5", Err("--max-steps: must be >= -1"))
+    add("core-finetune-seed-too-big", "core finetune --task a=csv:x.csv --seed 4294967296", Err("--seed: must be <="))
+    add("core-finetune-zero-devices", "core finetune --task a=csv:x.csv --devices 0", Err("--devices: a count of"))
     add("core-train-images-zero-epochs", "core train-images --epochs 0", Err("--epochs: must be >= 1"))
     add("core-eval-images-missing", "core eval-images --data {d}/missing.npz", Err("image file not found"))
     add("core-eval-images-not-npz", "core eval-images --data {d}/bad.npz --artifact {cs}", Err("bad.npz"),
@@ -302,8 +305,9 @@ def _cases() -> list[Case]:
     add("cs-chat-latin1-stdin", "cs chat --artifact {cs}", Ok("Latin-1 text is read with its bad bytes replaced",
                                                               chat_replied(2)),
         stdin=NOT_UTF8 + b" my card was stolen\nI lost my card\n")
-    add("cs-chat-utf16-stdin", "cs chat --artifact {cs}", Ok("UTF-16 input is not UTF-8: replaced, answered",
-                                                             chat_replied(1)),
+    add("cs-chat-utf16-stdin", "cs chat --artifact {cs}",
+        Ok("UTF-16 is not UTF-8: its bytes are replaced and answered (its two-byte newline leaves a line of one NUL, "
+           "answered too)", chat_replied(2)),
         stdin="my card was stolen\n".encode("utf-16"))
     add("cs-chat-nul-bytes", "cs chat --artifact {cs}", Ok("NUL bytes are kept, answered", chat_replied(1)),
         stdin=b"my\x00 card\x00 is lost\n")
@@ -328,7 +332,7 @@ def _cases() -> list[Case]:
     add("cs-index-missing-kb", "cs index --artifact {cs} --kb {d}/missing.csv", Err("missing.csv"))
     add("cs-index-binary-kb", "cs index --artifact {cs} --kb {d}/kb.csv", Err("not UTF-8"), files={"kb.csv": BINARY})
     add("cs-index-empty-kb", "cs index --artifact {cs} --kb {d}/kb.csv", Err("empty file"), files={"kb.csv": b""})
-    add("cs-index-header-only-kb", "cs index --artifact {cs} --kb {d}/kb.csv", Err("kb.csv"),
+    add("cs-index-header-only-kb", "cs index --artifact {cs} --kb {d}/kb.csv", Err("kb.csv: no entries to index"),
         files={"kb.csv": "id,question,answer\n"})
     add("cs-index-wrong-columns", "cs index --artifact {cs} --kb {d}/kb.csv", Err("kb.csv"),
         files={"kb.csv": "foo,bar\n1,2\n"})
@@ -454,7 +458,6 @@ def _cases() -> list[Case]:
     add("fin-risk-no-market-data", "fin risk --artifact {fin}", Err("no market_prices"))
     add("fin-dashboard-port-zero", "fin dashboard --port 0", Err("--port: must be >= 1"))
     add("fin-dashboard-port-too-big", "fin dashboard --port 65536", Err("--port: must be <= 65535"))
-    add("fin-dashboard-missing-prices", "fin dashboard --prices {d}/missing", Err("prices folder not found"))
     add("fin-dashboard-env-bad-setting", "fin dashboard", Err("FIN_SCORING__BATCH_SIZE: must be >= 1"),
         env={"FIN_SCORING__BATCH_SIZE": "0"})
 
@@ -522,6 +525,9 @@ def _cases() -> list[Case]:
     add("rec-train-zero-negatives", "rec train --n-negatives 0", Err("--n-negatives: must be >= 1"))
     add("rec-train-negative-workers", "rec train --num-workers -1", Err("--num-workers: must be >= 0"))
     add("rec-train-mlm-one", "rec train --mlm-prob 1", Err("--mlm-prob: must be < 1.0"))
+    add("rec-train-negative-seed", "rec train --seed -1", Err("--seed: must be >= 0 (REC_TRAIN__SEED)"))
+    add("rec-train-zero-sampled-above", "rec train --sampled-above 0", Err("--sampled-above: must be >= 1"))
+    add("rec-train-negative-devices", "rec train --devices -2", Err("--devices: a count of devices must be >= 1"))
     add("rec-train-unknown-preset", "rec train --preset huge", Err("invalid choice: 'huge'"))
     add("rec-train-env-negative-cloze", "rec train", Err("REC_CLOZE_WEIGHT: must be >= 0.0"),
         env={"REC_CLOZE_WEIGHT": "-1"})

@@ -188,6 +188,9 @@ def test_a_flag_beats_the_environment_which_beats_the_default(monkeypatch, tmp_p
      "error: FIN_MONITOR__INTERVAL_SECONDS: input should be a finite number, not 'inf'"),
     # an item of a list setting is named by its index
     (["rec", "train"], {"REC_MMR_LAMBDAS": "[0.5, NaN]"}, "error: REC_MMR_LAMBDAS[1]: input should be a finite number"),
+    (["core", "pretrain", "--max-steps", "-5"], {},
+     "error: --max-steps: must be >= -1 (TRIDENT_TRAIN__PRETRAIN__MAX_STEPS)"),
+    (["rec", "train", "--seed", "-1"], {}, "error: --seed: must be >= 0 (REC_TRAIN__SEED)"),
     (["rec", "batch", "--devices", "0"], {},
      "error: --devices: a count of devices must be >= 1 (or -1: every device), not '0' (REC_BATCH__DEVICES)"),
     (["rec", "train"], {"REC_TRAIN__DEVICES": "-2"},
