@@ -50,7 +50,8 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from core.tokenizer import TokenizerError
 
     return (CLIError, ArtifactError, DataFormatError, InputError, PretrainedNotInstalled, UnknownTaskError,
-            TokenizerError, FileNotFoundError, ValueError, SuiteError, *CS_ERRORS, *FIN_ERRORS, *rec_errors())
+            TokenizerError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError, ValueError,
+            SuiteError, *CS_ERRORS, *FIN_ERRORS, *rec_errors())
 
 
 def _settings(args: argparse.Namespace) -> CoreSettings:

@@ -296,6 +296,12 @@ def _cases() -> list[Case]:
     add("core-eval-text-missing", "core eval-text --data {d}/missing.csv --task intents --artifact {cs}",
         Err("missing.csv"))
     add("core-eval-text-format", "core eval-text --data x --task t --format xml", Err("invalid choice: 'xml'"))
+    add("core-eval-text-huge-field", "core eval-text --data {d}/t.csv --task intents --artifact {cs}",
+        Err("t.csv: unreadable CSV after line 1"), files={"t.csv": "text,label\n" + HUGE_LINE + ",card_lost\n"})
+    add("core-eval-text-binary", "core eval-text --data {d}/t.csv --task intents --artifact {cs}", Err("not UTF-8"),
+        files={"t.csv": BINARY})
+    add("core-eval-images-empty-npz", "core eval-images --data {d}/e.npz --artifact {cs}",
+        Err("is not a readable npz file"), files={"e.npz": b""})
     add("core-artifacts-missing-data", "core artifacts --data-dir {d}/missing", Err("data folder not found"))
 
     # ---- customer service
@@ -356,6 +362,14 @@ def _cases() -> list[Case]:
         files={"e.csv": "text\nhello\n"})
     add("cs-eval-retrieval-empty", "cs eval-retrieval --artifact {cs} --kb {d}/e.csv --queries {d}/e.csv",
         Err("empty file"), files={"e.csv": b""})
+    add("cs-learn-number-jsonl", "cs learn --queries {d}/q.jsonl", Err("q.jsonl row 1: needs 'query'"),
+        files={"q.jsonl": "5\n"})
+    add("cs-index-huge-calibration-field", "cs index --artifact {cs} --calibrate {d}/q.csv", Err("malformed CSV"),
+        files={"q.csv": "query,faq_id\n" + HUGE_LINE + ",lb-001\n"})
+    add("cs-index-empty-kb-folder", "cs index --artifact {cs} --kb {d}/kb", Err("folder has no KB files"),
+        files={"kb": DIR})
+    add("cs-eval-retrieval-unknown-ids", "cs eval-retrieval --artifact {cs} --kb {samples}/faq.csv --queries {d}/q.csv",
+        Err("refers to ids missing from the KB"), files={"q.csv": "query,faq_id\nhello,nope-1\n"})
     add("cs-learn-binary-queries", "cs learn --queries {d}/q.csv", Err("not UTF-8"), files={"q.csv": BINARY})
     add("cs-learn-missing-queries", "cs learn --queries {d}/missing.csv", Err("query file not found"))
     add("cs-console-port-zero", "cs console --port 0", Err("--port: must be >= 1"))
@@ -379,6 +393,8 @@ def _cases() -> list[Case]:
     add("fin-train-missing-data", "fin train --data {d}/missing.txt", Err("data file not found"))
     add("fin-train-empty-data", "fin train --data {d}/s.csv --format csv", Err("s.csv"), files={"s.csv": b""})
     add("fin-train-binary-data", "fin train --data {d}/s.txt", Err("s.txt"), files={"s.txt": BINARY})
+    add("fin-train-huge-field", "fin train --data {d}/s.csv --format csv", Err("s.csv: unreadable CSV"),
+        files={"s.csv": "text,label\n" + HUGE_LINE + ",positive\n"})
     add("fin-train-bad-format", "fin train --format xml", Err("invalid choice: 'xml'"))
     add("fin-train-env-inf-lr", "fin train", Err("FIN_TRAIN__SOFT__LR"), env={"FIN_TRAIN__SOFT__LR": "inf"})
     add("fin-eval-binary-csv", "fin eval --artifact {fin} --data {d}/s.csv --format csv", Err("not UTF-8"),
@@ -424,6 +440,8 @@ def _cases() -> list[Case]:
         files={"f.toml": '[[feeds]]\nname = "a"\nurl = "http://127.0.0.1:9/x"\npoll_seconds = -1\n'})
     add("fin-monitor-feed-nan-timeout", "fin monitor --once --allow-unscored --feeds {d}/f.toml", Err("f.toml"),
         files={"f.toml": '[[feeds]]\nname = "a"\nurl = "http://127.0.0.1:9/x"\ntimeout_seconds = nan\n'})
+    add("fin-monitor-malformed-feeds-yaml", "fin monitor --once --allow-unscored --feeds {d}/f.yaml",
+        Err("invalid YAML"), files={"f.yaml": "feeds: [\n  - name: a\n url\n"})
     add("fin-monitor-malformed-rules", "fin monitor --once --allow-unscored --feeds {d}/f.toml --rules {d}/r.toml",
         Err("r.toml"), files={"f.toml": FEEDS, "r.toml": "[[rules]\n"})
     add("fin-monitor-binary-rules", "fin monitor --once --allow-unscored --feeds {d}/f.toml --rules {d}/r.toml",
@@ -506,6 +524,10 @@ def _cases() -> list[Case]:
         "--database-url postgresql://u@h:port/db", Err("not a usable database URL"))
     add("rec-batch-database-unreachable", "rec batch --artifact {rec} --out {d}/o.parquet "
         "--database-url postgresql://u:secret@127.0.0.1:1/db", Err("cannot reach database postgresql://u:***@"))
+    add("rec-batch-out-is-a-folder", "rec batch --no-db --out {d}/out", Err("--out: {d}/out is a folder"),
+        files={"out": DIR})
+    add("rec-batch-out-under-a-file", "rec batch --artifact {rec} --no-db --out {d}/f/r.parquet",
+        Err("Not a directory"), files={"f": "x"})
     add("rec-batch-missing-artifact", "rec batch --artifact {d}/missing --no-db", Err("no recommender artifact"))
     add("rec-train-missing-data", "rec train --data {d}/missing.csv", Err("not found"))
     add("rec-train-empty-data", "rec train --data {d}/i.csv", Err("i.csv"), files={"i.csv": b""})
@@ -517,6 +539,9 @@ def _cases() -> list[Case]:
         files={"i.csv": "user_id,item_id,timestamp\nu1,1,yesterday\nu1,2,today\n"})
     add("rec-train-huge-line", "rec train --data {d}/i.csv", Err("i.csv"),
         files={"i.csv": "user_id,item_id,timestamp\n" + HUGE_LINE + "\n"})
+    add("rec-train-binary-parquet", "rec train --data {d}/i.parquet", Err("not a readable Parquet file"),
+        files={"i.parquet": BINARY})
+    add("rec-train-empty-folder", "rec train --data {d}/ml", Err("holds no interactions"), files={"ml": DIR})
     add("rec-train-binary-items", "rec train --items {d}/items.csv", Err("items.csv"), files={"items.csv": BINARY})
     add("rec-train-zero-epochs", "rec train --epochs 0", Err("--epochs: must be >= 1 (REC_TRAIN__MAX_EPOCHS)"))
     add("rec-train-nan-lr", "rec train --lr nan", Err("--lr: "))
@@ -571,6 +596,9 @@ def _cases() -> list[Case]:
         Err("ml-100k.zip"), files={"mirror/movielens-100k/ml-100k.zip": b""})
     add("data-fetch-not-found-on-mirror", "data fetch movielens-100k --dest {d}/data --mirror {mirror}",
         Err("HTTP 404"), files={"mirror": DIR})
+    add("data-list-dest-is-a-file", "data list --json --dest {d}/afile",
+        Ok("a data folder that is a file lists every data set as not present", data_list_nothing_present),
+        files={"afile": "x"})
     add("data-list-missing-folder", "data list --json --dest {d}/missing",
         Ok("a data folder that does not exist lists every data set as not present", data_list_nothing_present))
 

@@ -113,10 +113,12 @@ def rec_batch(args) -> None:
     from apps.recommender.store import RecStore
 
     s = _settings(args)
+    out = Path(args.out) if args.out else s.core.var_dir / "rec" / "recommendations.parquet"
+    if out.is_dir():
+        raise CLIError(f"--out: {out} is a folder; give the path of the Parquet file to write")
     art = load_artifact(s.artifact_dir)
     data = _data(s) if "data" in given(RecSettings, args) else None
     store = None if args.no_db else RecStore(s.core.effective_database_url).create()
-    out = Path(args.out) if args.out else s.core.var_dir / "rec" / "recommendations.parquet"
     res = run_batch(art, out, s.batch, data=data, store=store, restart=args.restart, progress=not args.json)
     if not res.merged:  # another process of a distributed job reports
         return

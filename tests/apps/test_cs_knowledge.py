@@ -331,3 +331,17 @@ def test_indexing_a_kb_without_entries_is_a_one_line_error_before_the_model_is_u
     with pytest.raises(KBFormatError, match=f"kb.csv: no entries to index \\({counts} with an empty question"):
         build_index(CSSettings(core=CoreSettings(var_dir=tmp_path)), engine=None, kb_path=path)
     assert not (tmp_path / "cs").exists()  # nothing was written
+
+
+@pytest.mark.parametrize("name, text, needle", [
+    ("q.jsonl", '{"query": "lost card", "faq_id": "lb-001"}\n5\n', "q.jsonl row 2: needs 'query' and 'faq_id'"),
+    ("q.jsonl", '["lost card", "lb-001"]\n', "q.jsonl row 1: needs 'query' and 'faq_id'"),
+    ("q.csv", "query,faq_id\n" + "x" * 200_000 + ",lb-001\n", "q.csv line 1: malformed CSV (field larger than"),
+])
+def test_a_malformed_query_file_is_one_kb_format_error(tmp_path, name, text, needle):
+    from apps.customer_service.knowledge import read_queries
+
+    (tmp_path / name).write_text(text)
+    with pytest.raises(KBFormatError) as info:
+        read_queries(tmp_path / name)
+    assert needle in str(info.value) and "\n" not in str(info.value)

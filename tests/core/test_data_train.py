@@ -119,6 +119,13 @@ def test_non_utf8_csv_raises(tmp_path):
         read_labelled_texts(f, "csv")
 
 
+def test_csv_field_longer_than_the_csv_limit_raises_naming_the_file(tmp_path):
+    f = tmp_path / "huge.csv"
+    f.write_text("text,label\nshort,a\n" + "x" * 200_000 + ",b\n")
+    with pytest.raises(DataFormatError, match=r"huge\.csv: unreadable CSV after line 2: field larger than field limit"):
+        read_labelled_texts(f, "csv")
+
+
 def test_reader_rejects_missing_file_unknown_format_and_no_rows(tmp_path):
     with pytest.raises(DataFormatError, match="not found"):
         read_labelled_texts(tmp_path / "nope.csv")
