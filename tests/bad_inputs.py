@@ -18,8 +18,10 @@ and standard input, and appends one JSON line per row to RESULTS.
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
+import logging
 import math
 import os
 import shlex
@@ -105,8 +107,6 @@ PRICE_HEADER = "date,open,high,low,close,adj_close,volume\n"
 
 def price_rows(closes: list[float | str], start_day: int = 2) -> str:
     """Daily rows from 2026-02-02 on, weekdays only, one per close (a ``str`` close is written as it is)."""
-    import datetime as dt
-
     day, rows = dt.date(2026, 2, start_day), []
     for c in closes:
         while day.weekday() >= 5:
@@ -247,7 +247,7 @@ def _cases() -> list[Case]:
     add("core-classify-unknown-task", "core classify hello --task nope --artifact {cs}", Err("unknown task 'nope'"))
     add("core-classify-not-utf8-argv", ["core", "classify", os.fsdecode(b"caf\xe9 \xff\xfe card"), "--json",
                                         "--artifact", "{cs}"],
-        Ok("a text argument that is not UTF-8 is classified with its bad bytes replaced", classified))
+        Ok("a text argument that is not UTF-8 is classified with its bad bytes replaced", classified), solo=True)
     add("core-embed-empty-text", ["core", "embed", "", "--artifact", "{cs}"], Err("text 0 is empty"))
     add("core-generate-zero-tokens", "core generate hi --max-new-tokens 0", Err("max_new_tokens"))
     add("core-generate-nan-temperature", "core generate hi --strategy sample --temperature nan", Err("temperature"))
@@ -371,6 +371,8 @@ def _cases() -> list[Case]:
     add("cs-eval-retrieval-unknown-ids", "cs eval-retrieval --artifact {cs} --kb {samples}/faq.csv --queries {d}/q.csv",
         Err("refers to ids missing from the KB"), files={"q.csv": "query,faq_id\nhello,nope-1\n"})
     add("cs-learn-binary-queries", "cs learn --queries {d}/q.csv", Err("not UTF-8"), files={"q.csv": BINARY})
+    add("cs-learn-bogus-database", "cs learn --queries {samples}/faq_queries.csv", Err("not a usable database URL"),
+        env={"TRIDENT_DATABASE_URL": "postgres+nodriver://x"})
     add("cs-learn-missing-queries", "cs learn --queries {d}/missing.csv", Err("query file not found"))
     add("cs-console-port-zero", "cs console --port 0", Err("--port: must be >= 1"))
     add("cs-console-port-too-big", "cs console --port 70000", Err("--port: must be <= 65535"))
@@ -617,6 +619,10 @@ def _cases() -> list[Case]:
     add("suite-up-negative-health-timeout", "suite up --health-timeout -1", Err("--health-timeout: must be > 0.0"))
     add("suite-up-env-zero-stop-timeout", "suite up", Err("TRIDENT_SUITE_STOP_TIMEOUT: must be > 0.0"),
         env={"TRIDENT_SUITE_STOP_TIMEOUT": "0"})
+    add("suite-prepare-bogus-database", "suite prepare", Err("not a usable database URL 'bogus://x'"),
+        env={"TRIDENT_DATABASE_URL": "bogus://x"})
+    add("suite-up-unreachable-database", "suite up", Err("cannot reach database postgresql://u:***@127.0.0.1:1/x"),
+        env={"TRIDENT_DATABASE_URL": "postgresql://u:secret@127.0.0.1:1/x"})
     add("suite-prepare-feeds-port-zero", "suite prepare --feeds-port 0", Err("--feeds-port: must be >= 1"))
     add("suite-prepare-env-port-word", "suite prepare", Err("TRIDENT_SUITE_FEEDS_PORT"),
         env={"TRIDENT_SUITE_FEEDS_PORT": "http"})
@@ -664,9 +670,7 @@ class _Started(Exception):
 
 def _run_one(spec: dict) -> dict:
     """One row in this process, as ``python -m apps.cli`` would run it."""
-    import logging
-
-    from apps.cli import main
+    from apps.cli import main  # only in the driver: the test process imports this module for the table
 
     saved_env, saved = dict(os.environ), (sys.stdin, sys.stdout, sys.stderr)
     os.environ.clear()
