@@ -15,7 +15,16 @@ from pathlib import Path
 
 import numpy as np
 
-from apps.common.commands import CLIError, command_adder, flag, given, settings_flags, settings_from_args
+from apps.common.commands import (
+    CLIError,
+    Parser,
+    command_adder,
+    error_line,
+    flag,
+    given,
+    settings_flags,
+    settings_from_args,
+)
 from apps.common.data_commands import register as register_data
 from apps.common.output import emit, setup_logging
 from apps.common.privacy_commands import register as register_privacy
@@ -45,7 +54,8 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from core.tokenizer import TokenizerError
 
     return (CLIError, ArtifactError, DataFormatError, InputError, PretrainedNotInstalled, UnknownTaskError,
-            TokenizerError, FileNotFoundError, ValueError, SuiteError, *CS_ERRORS, *FIN_ERRORS, *rec_errors())
+            TokenizerError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError, ValueError,
+            SuiteError, *CS_ERRORS, *FIN_ERRORS, *rec_errors())
 
 
 def _settings(args: argparse.Namespace) -> CoreSettings:
@@ -181,9 +191,9 @@ def core_generate(args) -> None:
     from core.engine import InferenceEngine  # heavy: torch
     from core.generation import GenerationConfig
 
-    eng = InferenceEngine(_artifact(args, "text-pretrain"))
     cfg = GenerationConfig(max_new_tokens=args.max_new_tokens, strategy=args.strategy, temperature=args.temperature,
                            top_k=args.top_k, top_p=args.top_p, num_beams=args.num_beams, seed=args.seed)
+    eng = InferenceEngine(_artifact(args, "text-pretrain"))  # after the flags are checked
     for prompt, text in zip(args.prompt, eng.generate(args.prompt, cfg)):
         emit({"prompt": prompt, "generated": text}, args.json)
 
@@ -201,7 +211,7 @@ def core_artifacts(args) -> None:
 
 # ------------------------------------------------------------------------------------------------------ parser
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="trident", description="Trident: one multimodal core, three apps.")
+    p = Parser(prog="trident", description="Trident: one multimodal core, three apps.")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="group", required=True)
 
@@ -294,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as exc:  # noqa: BLE001 - one line for what the user can fix, a traceback for real bugs
         if isinstance(exc, _user_errors()):
-            print(f"error: {exc}", file=sys.stderr)
+            print(f"error: {error_line(exc)}", file=sys.stderr)
             return 2
         raise
     return 0

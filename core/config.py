@@ -6,12 +6,22 @@ as one built in code, and nothing can change it after the model is built from it
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model, model_validator
 from pydantic.fields import FieldInfo
 
 AttnMode = Literal["bidirectional", "causal", "prefix"]
+
+
+def _device_count(value: int | str) -> int | str:
+    if isinstance(value, int) and value < 1 and value != -1:
+        raise ValueError("a count of devices must be >= 1 (or -1: every device)")
+    return value
+
+
+# Lightning's devices: a count (-1: every device), or text such as "auto" or "0,1"
+Devices = Annotated[int | str, AfterValidator(_device_count)]
 
 # Modality-type ids, added to every token as a learned embedding so that the backbone can tell a text token from an
 # image patch, a numeric-series step or an item, even where they share positions in one sequence.
@@ -25,7 +35,7 @@ class ModelConfig(BaseModel):
     post-LayerNorm block so that all-MiniLM-L6-v2's weights load into it unchanged.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False, extra="forbid")
 
     vocab_size: int = Field(30522, ge=8, description="Number of text tokens (tokenizer vocabulary).")
     n_layer: int = Field(6, ge=1, description="Number of Transformer blocks.")
@@ -103,10 +113,10 @@ class ModelConfig(BaseModel):
 class TrainConfig(BaseModel):
     """Knobs of one training run (pretraining or fine-tuning)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False, extra="forbid")
 
     max_epochs: int = Field(3, ge=1, description="Upper bound on epochs; early stopping may end sooner.")
-    max_steps: int = Field(-1, description="Upper bound on optimizer steps (-1: no bound).")
+    max_steps: int = Field(-1, ge=-1, description="Upper bound on optimizer steps (-1: no bound).")
     batch_size: int = Field(32, ge=1, description="Examples per batch, per task.")
     lr: float = Field(5e-5, gt=0.0, description="Peak learning rate of the backbone.")
     head_lr: float = Field(1e-3, gt=0.0, description="Learning rate of freshly initialised heads and encoders.")
@@ -114,7 +124,7 @@ class TrainConfig(BaseModel):
     warmup_ratio: float = Field(0.06, ge=0.0, lt=1.0, description="Linear warm-up, as a fraction of all steps.")
     max_length: int = Field(128, ge=8, description="Text tokens per example; longer texts are truncated.")
     precision: str = Field("bf16-mixed", description="Lightning precision: bf16-mixed on CPU, 32-true, 16-mixed.")
-    seed: int = Field(13, description="Seed for splits, initialisation, shuffling and masking.")
+    seed: int = Field(13, ge=0, le=2**32 - 1, description="Seed for splits, initialisation, shuffling and masking.")
     patience: int = Field(2, ge=1, description="Validations without improvement before early stopping.")
     keep: Literal["best", "last"] = Field(
         "best", description="Weights the artifact keeps: the best validation epoch (with early stopping), or the last "
@@ -132,8 +142,8 @@ class TrainConfig(BaseModel):
     temperature: float = Field(0.05, gt=0.0, description="Softmax temperature of the contrastive loss.")
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
     accelerator: str = Field("auto", description="Lightning accelerator (cpu, gpu, auto).")
-    devices: int | str = Field("auto", union_mode="left_to_right",  # "4" from the environment is the count 4
-                               description="Lightning devices (a count, or auto).")
+    devices: Devices = Field("auto", union_mode="left_to_right",  # "4" from the environment is the count 4
+                             description="Lightning devices (a count, or auto).")
     strategy: str = Field("auto", description="Lightning strategy (auto, ddp, fsdp, ...).")
     num_nodes: int = Field(1, ge=1, description="Nodes for multi-node training.")
     deterministic: bool = Field(False, description="Ask torch for deterministic kernels (slower).")
@@ -151,5 +161,5 @@ def config_part(cls: type[BaseModel], name: str, fields: tuple[str, ...], defaul
     out = {f: (cls.model_fields[f].annotation,
                FieldInfo.merge_field_infos(cls.model_fields[f], **({"default": defaults[f]} if f in defaults else {})))
            for f in fields}
-    return create_model(name, __config__=ConfigDict(frozen=True, extra="forbid"),
+    return create_model(name, __config__=ConfigDict(frozen=True, allow_inf_nan=False, extra="forbid"),
                         __doc__=f"The part of {cls.__name__} that {name} sets.", **out)

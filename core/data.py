@@ -60,11 +60,14 @@ def read_labelled_texts(path: str | Path, fmt: str = "csv") -> tuple[list[str], 
         except UnicodeDecodeError as exc:
             raise DataFormatError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
         reader = csv.DictReader(io.StringIO(content))
-        cols = reader.fieldnames or []
-        label_col = "label" if "label" in cols else "category" if "category" in cols else None
-        if "text" not in cols or label_col is None:
-            raise DataFormatError(f"{path}: needs columns 'text' and 'label' (or 'category'); found {cols}")
-        rows = [(r["text"].strip(), r[label_col].strip()) for r in reader if r["text"] and r[label_col]]
+        try:
+            cols = reader.fieldnames or []
+            label_col = "label" if "label" in cols else "category" if "category" in cols else None
+            if "text" not in cols or label_col is None:
+                raise DataFormatError(f"{path}: needs columns 'text' and 'label' (or 'category'); found {cols}")
+            rows = [(r["text"].strip(), r[label_col].strip()) for r in reader if r["text"] and r[label_col]]
+        except csv.Error as exc:  # e.g. a field longer than the csv module's limit (128 KiB)
+            raise DataFormatError(f"{path}: unreadable CSV after line {reader.line_num}: {exc}") from None
     else:
         raise DataFormatError(f"unknown data format {fmt!r}; use csv or phrasebank")
     if not rows:

@@ -8,6 +8,7 @@ sequence.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -40,8 +41,8 @@ class GenerationConfig:
             raise ValueError(f"unknown strategy {self.strategy!r}; use greedy, sample or beam")
         if self.max_new_tokens < 1:
             raise ValueError("max_new_tokens must be >= 1")
-        if self.temperature <= 0 or not 0 < self.top_p <= 1 or self.top_k < 0 or self.num_beams < 1:
-            raise ValueError("need temperature > 0, 0 < top_p <= 1, top_k >= 0, num_beams >= 1")
+        if not 0 < self.temperature < math.inf or not 0 < self.top_p <= 1 or self.top_k < 0 or self.num_beams < 1:
+            raise ValueError("need a finite temperature > 0, 0 < top_p <= 1, top_k >= 0, num_beams >= 1")
         if self.mode not in ("causal", "prefix"):
             raise ValueError(f"unknown prompt mode {self.mode!r}; use causal or prefix")
 

@@ -10,6 +10,7 @@ import csv
 import gzip
 import json
 import logging
+import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -61,7 +62,7 @@ def load_image_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
             if "images" not in d or "labels" not in d:
                 raise DataFormatError(f"{path} needs arrays 'images' and 'labels'; it has {sorted(d.keys())}")
             images, labels = d["images"], d["labels"]
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:  # EOFError: an empty file
         raise DataFormatError(f"{path} is not a readable npz file: {exc}") from exc
     if len(images) != len(labels):
         raise DataFormatError(f"{path}: {len(images)} images but {len(labels)} labels")

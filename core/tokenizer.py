@@ -23,6 +23,18 @@ SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[IMG]", "[SER]"
 PRETRAINED_PLACEHOLDERS = {"[IMG]": "[unused0]", "[SER]": "[unused1]", "[ITEM]": "[unused2]"}
 
 
+def _encodable(text: str) -> str:
+    """``text`` with its lone surrogates as U+FFFD: Python keeps bytes that were not UTF-8 in argv or on standard input
+    as surrogate escapes, which the Rust tokenizer refuses."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return text
+
+
 class TokenizerError(ValueError):
     """A tokenizer file is missing, unreadable or lacks a required special token."""
 
@@ -126,7 +138,7 @@ class Tokenizer:
         kept)."""
         room = None if max_length is None else max(max_length - 2, 0)
         return [[self.cls_id, *enc.ids[:room], self.sep_id]
-                for enc in self.hf.encode_batch(list(texts), add_special_tokens=False)]
+                for enc in self.hf.encode_batch([_encodable(t) for t in texts], add_special_tokens=False)]
 
     def decode(self, ids: Sequence[int]) -> str:
         """Text of ids, special tokens dropped."""

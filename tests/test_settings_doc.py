@@ -82,6 +82,8 @@ def _other_value(v: Variable) -> tuple[str, Any]:
         return str(v.default + 0.05), v.default + 0.05
     if isinstance(v.default, tuple):
         return json.dumps([0.5, 0.25]), (0.5, 0.25)
+    if v.name.endswith("_TZ"):  # a time zone the settings know
+        return "Europe/London", "Europe/London"
     if isinstance(v.default, str):
         value = "sqlite:////srv/trident-test/x.db" if v.name.endswith("DATABASE_URL") else v.default + "-x"
         return value, value

@@ -14,14 +14,15 @@ import typing
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, NoReturn, TypeVar
+from typing import Annotated, Any, Literal, NoReturn, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from pydantic_settings import BaseSettings
 
 from apps.common.settings import merge
 
 S = TypeVar("S", bound=BaseSettings)
+_PORT = TypeAdapter(Annotated[int, Field(ge=1, le=65535)])
 
 # a field's value in the argparse namespace is kept under "<class name>:<path>" (e.g. "RecSettings:batch.k")
 _NAMES = "_settings_flag_names"  # namespace default: {"<class name>:<path>": "--flag"}, for error messages
@@ -29,6 +30,15 @@ _NAMES = "_settings_flag_names"  # namespace default: {"<class name>:<path>": "-
 
 class CLIError(Exception):
     """An error to show the user as one line."""
+
+
+class Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` (and, through ``add_subparsers``, every subcommand's) whose usage errors are one line
+    like every other error of the CLI: ``error: <what argparse says> (see `trident rec recommend --help`)``, exit
+    status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
 
 
 @dataclass(frozen=True)
@@ -128,6 +138,17 @@ def _message(err: Mapping[str, Any]) -> str:
     return f"{msg}, not {err['input']!r}" if isinstance(err.get("input"), str) else msg
 
 
+def error_line(exc: BaseException) -> str:
+    """What an error the user can fix shows after ``error: ``, on one line: a pydantic ``ValidationError`` raised
+    outside the settings (a model config built from its parts, a file's record) as ``Model.field: message`` of its
+    first error; any other message with its line breaks turned into spaces."""
+    if isinstance(exc, ValidationError) and exc.errors():
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        return f"{exc.title}{'.' + where if where else ''}: {_message(err)}"
+    return " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+
+
 def _build(cls: type[S], values: dict[str, Any], args: argparse.Namespace, root: type[BaseSettings],
            base: str = "") -> S:
     values = dict(values)
@@ -139,14 +160,19 @@ def _build(cls: type[S], values: dict[str, Any], args: argparse.Namespace, root:
         return cls(**values)
     except ValidationError as exc:
         err = exc.errors()[0]
-        path = base + ".".join(str(p) for p in err["loc"])
         if not err["loc"]:
             raise CLIError(_message(err)) from None
+        parts = (base + ".".join(str(p) for p in err["loc"])).split(".")
+        for n in range(len(parts), 0, -1):  # the field, then what is inside it (an item of a list: [0])
+            try:
+                path, env = ".".join(parts[:n]), _resolve(root, ".".join(parts[:n]))[1]
+                env += "".join(f"[{p}]" for p in parts[n:])
+                break
+            except (KeyError, AttributeError):
+                continue
+        else:  # not a field path (a model's own check): name what pydantic names
+            path = env = ".".join(parts)
         dest = f"{root.__name__}:{path}"
-        try:
-            env = _resolve(root, path)[1]
-        except (KeyError, AttributeError):  # not a field path (a model's own check): name what pydantic names
-            env = path
         option = (getattr(args, _NAMES, None) or {}).get(dest)
         if option and getattr(args, dest, None) is not None:
             raise CLIError(f"{option}: {_message(err)} ({env})") from None
@@ -194,9 +220,20 @@ def command_adder(subparsers, cls: type[BaseSettings], shared: Iterable[str | Fl
 def add_dashboard(add: Callable[..., argparse.ArgumentParser], cls: type[BaseSettings], name: str, help_: str,
                   app: Path, port: int, *fields: str | Flag) -> None:
     """Add (with ``add`` of :func:`command_adder`) the subcommand ``name`` that starts the Streamlit script ``app`` on
-    ``--port`` (default ``port``), with the given flags of settings ``cls`` in its environment."""
-    sp = add(name, help_, lambda args: run_dashboard(app, args.port, args.address, settings_env(cls, args)), *fields)
-    sp.add_argument("--port", type=int, default=port)
+    ``--port`` (default ``port``), with the given flags of settings ``cls`` in its environment. The settings (flags
+    and environment) and the port are checked first: a bad value is one ``error:`` line here, not a report in the
+    browser or a server on a port nobody asked for."""
+
+    def start(args: argparse.Namespace) -> None:
+        settings_from_args(cls, args)
+        try:
+            chosen = _PORT.validate_python(args.port)
+        except ValidationError as exc:
+            raise CLIError(f"--port: {_message(exc.errors()[0])}") from None
+        run_dashboard(app, chosen, args.address, settings_env(cls, args))
+
+    sp = add(name, help_, start, *fields)
+    sp.add_argument("--port", default=port, help=f"port to listen on, 1-65535 (default {port})")
     sp.add_argument("--address", default="127.0.0.1",
                     help="interface to listen on (default: this machine only; 0.0.0.0: every interface)")
 

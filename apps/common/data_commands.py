@@ -6,6 +6,7 @@ so that an offline fetch answers at once without importing the apps' error types
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import sys
@@ -67,6 +68,8 @@ def data_fetch(args) -> None:
     mirror = args.mirror or os.environ.get(MIRROR_ENV) or None
     try:
         overrides = _overrides(args.sha256, ds)
+        if not (math.isfinite(args.timeout) and args.timeout > 0):
+            raise FetchError(f"--timeout: must be a number of seconds > 0, not {args.timeout}")
         print(f"{ds.name}: {ds.title}\nlicence: {ds.licence}", file=sys.stderr)
         if ds.note:
             print(f"note: {ds.note}", file=sys.stderr)

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Engine, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 
 WRITE_OPTION = "trident_write"
 """Execution option: ``engine.execution_options(**{WRITE_OPTION: True})`` begins SQLite transactions IMMEDIATE."""
@@ -41,7 +41,7 @@ def redact_url(url: str | URL) -> str:
         return url.render_as_string(hide_password=True)
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
         return _PASSWORD_RE.sub(r"\1***@", url)
 
 
@@ -82,25 +82,29 @@ def make_engine(url: str | URL) -> Engine:
     10 s when connecting.
 
     Raises:
-        DatabaseError: ``cannot reach database <url without password>: <reason>`` (one line).
+        DatabaseError: ``cannot reach database <url without password>: <reason>``, or ``not a usable database URL
+            ...`` (one line each).
     """
-    u = make_url(url)
-    if u.drivername in ("postgresql", "postgres"):
-        u = u.set(drivername="postgresql+psycopg")
-    if u.get_backend_name() == "sqlite":
-        try:
+    try:
+        u = make_url(url)
+        if u.drivername in ("postgresql", "postgres"):
+            u = u.set(drivername="postgresql+psycopg")
+        if u.get_backend_name() == "sqlite":
             engine = _sqlite_engine(u)
-        except OSError as exc:
-            raise _unreachable(url, exc) from exc
-    else:
-        kwargs: dict[str, Any] = {"pool_pre_ping": True}
-        if u.get_backend_name() == "postgresql" and "connect_timeout" not in u.query:
-            kwargs["connect_args"] = {"connect_timeout": PG_CONNECT_TIMEOUT_S}
-        engine = sa.create_engine(u, **kwargs)
+        else:
+            kwargs: dict[str, Any] = {"pool_pre_ping": True}
+            if u.get_backend_name() == "postgresql" and "connect_timeout" not in u.query:
+                kwargs["connect_args"] = {"connect_timeout": PG_CONNECT_TIMEOUT_S}
+            engine = sa.create_engine(u, **kwargs)
+    except OSError as exc:  # the SQLite file's folder cannot be created
+        raise _unreachable(url, exc) from exc
+    except (ArgumentError, ImportError, ValueError) as exc:  # unparsable, an unknown dialect or driver, a bad port
+        raise DatabaseError(f"not a usable database URL {redact_url(url)!r}: {' '.join(str(exc).split())} "
+                            "(expected sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DB)") from None
     try:
         with engine.connect():
             pass
-    except OperationalError as exc:
+    except DBAPIError as exc:  # cannot connect, or not a database (a SQLite path that is some other file)
         engine.dispose()
         raise _unreachable(url, exc) from exc
     return engine

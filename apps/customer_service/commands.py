@@ -6,9 +6,12 @@ The modules that load torch and the model are imported inside the command that n
 
 from __future__ import annotations
 
+import io
+import sys
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from apps.common.commands import add_dashboard, command_adder, flag, settings_from_args
 from apps.common.output import emit
@@ -85,6 +88,9 @@ def cs_chat(args) -> None:
 
     console = Console()
     svc = CSService.build(_settings(args))
+    # any bytes on standard input: what is not UTF-8 (a pipe) or the terminal's encoding becomes U+FFFD, never an error
+    if isinstance(sys.stdin, io.TextIOWrapper):
+        sys.stdin.reconfigure(encoding=sys.stdin.encoding if sys.stdin.isatty() else "utf-8", errors="replace")
     conv = svc.start_conversation("terminal")
     console.print(f"[dim]conversation {conv.id} - type a customer message, empty line or Ctrl-D to quit[/dim]")
     while True:
@@ -100,10 +106,11 @@ def cs_chat(args) -> None:
             console.print(f"[red]error:[/red] {exc}")
             continue
         intent = f"{reply.intent.label} ({reply.intent.confidence:.2f})" if reply.intent else "-"
-        console.print(f"[bold]bot[/bold] [{reply.action}, confidence {reply.confidence:.2f}, intent {intent}]")
-        console.print(f"  {reply.text}")
+        status = escape(f"[{reply.action}, confidence {reply.confidence:.2f}, intent {intent}]")  # not markup
+        console.print(f"[bold]bot[/bold] {status}")
+        console.print(f"  {escape(reply.text)}")
         for h in reply.hits[:3]:
-            console.print(f"  [dim]{h.rank}. {h.score:.3f} [{h.entry.id}] {h.entry.question}[/dim]")
+            console.print(f"  [dim]{h.rank}. {h.score:.3f} {escape(f'[{h.entry.id}] {h.entry.question}')}[/dim]")
 
 
 def register(sub) -> None:

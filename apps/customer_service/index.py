@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from apps.customer_service.bot import Calibrator
-from apps.customer_service.knowledge import entry_text, load_kb, read_kb, read_queries, save_kb
+from apps.customer_service.knowledge import KBFormatError, entry_text, load_kb, read_kb, read_queries, save_kb
 from apps.customer_service.retrieval import DenseIndex, HybridRetriever, IndexConfig
 from apps.customer_service.schemas import KBBuild, KBEntry
 from apps.customer_service.settings import CSSettings, RetrievalSettings
@@ -46,6 +46,9 @@ def build_index(settings: CSSettings, engine: InferenceEngine, kb_path: Path | N
     """Ingest the KB, index it, fit the answer calibrator on (query, gold id) pairs if given (else on
     ``settings.calibration_path`` when that file exists), and save everything under the index folder."""
     build = load_kb(kb_path or settings.kb_path)
+    if not build.entries:
+        raise KBFormatError(f"{kb_path or settings.kb_path}: no entries to index ({build.n_read} read, {build.n_empty} "
+                            "with an empty question or answer)")
     retriever = make_retriever(engine, settings.retrieval)
     index_entries(retriever, build.entries, settings.retrieval)
     folder = settings.index_folder

@@ -511,13 +511,18 @@ def read_queries(path: str | os.PathLike[str]) -> list[tuple[str, str]]:
                 except json.JSONDecodeError as exc:
                     raise KBFormatError(f"{path} line {n}: malformed JSON ({exc.msg})") from exc
     elif path.suffix == ".csv":
-        rows = list(csv.DictReader(io.StringIO(raw)))
+        reader = csv.DictReader(io.StringIO(raw))
+        try:
+            rows = list(reader)
+        except csv.Error as exc:  # e.g. a field longer than the csv module's limit (128 KiB)
+            raise KBFormatError(f"{path} line {reader.line_num}: malformed CSV ({exc})") from None
     else:
         raise KBFormatError(f"{path}: queries must be .jsonl or .csv")
     out = []
     for n, row in enumerate(rows, 1):
-        gold = next((row[k] for k in ("faq_id", "entry_id", "id") if k in row and row[k] not in (None, "")), None)
-        if not isinstance(row, dict) or "query" not in row or gold is None:
+        gold = next((row[k] for k in ("faq_id", "entry_id", "id") if k in row and row[k] not in (None, "")),
+                    None) if isinstance(row, dict) else None  # a JSONL line may hold a number or a list
+        if gold is None or "query" not in row:
             raise KBFormatError(f"{path} row {n}: needs 'query' and 'faq_id' (or 'entry_id'/'id')")
         out.append((str(row["query"]), str(gold)))
     if not out:

@@ -33,7 +33,7 @@ RetrievalTrainConfig = config_part(TrainConfig, "RetrievalTrainConfig", RETRIEVA
 class RetrievalSettings(BaseModel):
     """How answers are retrieved."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
     mode: Literal["dense", "sparse", "hybrid"] = Field("hybrid", description="Dense (FAISS), sparse (BM25) or both.")
     fusion: Literal["weighted", "rrf"] = Field("weighted", description="How dense and sparse scores are combined.")
@@ -48,7 +48,7 @@ class RetrievalSettings(BaseModel):
 class DialogSettings(BaseModel):
     """When the bot answers, asks back, or hands over."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
     answer_threshold: float = Field(0.5, ge=0.0, le=1.0,
                                     description="Calibrated confidence from which the bot answers.")
@@ -62,7 +62,7 @@ class DialogSettings(BaseModel):
 class CSTrainSettings(BaseModel):
     """How `trident cs train` (and `cs learn`, retrieval only) trains."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False, extra="forbid")
 
     intents: IntentsTrainConfig = Field(default_factory=IntentsTrainConfig)  # the intents LoRA adapter and head
     intents_full: IntentsFullTrainConfig = Field(default_factory=IntentsFullTrainConfig)  # the full members
@@ -121,8 +121,8 @@ class CSSettings(PresetSettings):
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = PRESETS
 
-    model_config = SettingsConfigDict(env_prefix="CS_", env_nested_delimiter="__", frozen=True, extra="ignore",
-                                      env_ignore_empty=True)
+    model_config = SettingsConfigDict(env_prefix="CS_", env_nested_delimiter="__", frozen=True, allow_inf_nan=False,
+                                      extra="ignore", env_ignore_empty=True)
 
     preset: Literal["default", "demo", "demo-sample"] = Field(
         "default", description="Defaults of the trainings (demo, demo-sample: the quick ones of `make demo`).")

@@ -13,7 +13,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from apps.common.commands import add_dashboard, command_adder, flag, settings_from_args
+from apps.common.commands import CLIError, add_dashboard, command_adder, flag, settings_from_args
 from apps.common.output import emit
 from apps.common.settings import REPO_ROOT
 from apps.finance_sentiment.settings import FinSettings
@@ -76,6 +76,8 @@ def fin_monitor(args) -> None:
     from apps.finance_sentiment.service import FinService
 
     s = _settings(args)
+    if not s.prices_folder.is_dir():  # else no price is ever loaded and no indicator rule can fire
+        raise CLIError(f"prices folder not found: {s.prices_folder} (--prices, FIN_PRICES_DIR)")
     svc = FinService.build(s)
     scorer = None
     try:
@@ -97,6 +99,8 @@ def fin_monitor(args) -> None:
 
 
 def fin_risk(args) -> None:
+    if args.stride < 1:
+        raise CLIError(f"--stride: must be >= 1, not {args.stride}")
     from apps.finance_sentiment.risk import build_risk_data, captured_articles, train_risk_model  # heavy: torch
 
     s = _settings(args)

@@ -4,9 +4,12 @@ Reading (:func:`read_prices`): the header is ``date,open,high,low,close,adj_clos
 allowed). A plain date is a daily bar stamped at the 16:00 session close in the exchange time zone, then converted to
 UTC (21:00 UTC in winter, 20:00 in summer); an ISO-8601 time stamp keeps its offset (none: exchange-local). Rows are
 sorted stably; exact duplicates are dropped and of rows sharing a time stamp the last is kept (a correction). Empty
-cells (or ``nan``, ``null``, ``na``, ``n/a``, ``none``) are NaN. Missing trading days are not filled in, so "the
-previous row" of an indicator is the previous session present in the file. Every problem a user can fix in the file
-is a one-line :class:`PriceFileError` naming the file and, where there is one, the line (line 1 is the header).
+cells (or ``nan``, ``null``, ``na``, ``n/a``, ``none``) are missing values. A row whose open, high, low, close or
+adj_close is missing, not finite or not positive, or whose volume is negative or infinite, is rejected: left out,
+with one warning line per file (the count and the first line); a missing volume stays NaN. Missing trading days (and
+rejected rows) are not filled in, so "the previous row" of an indicator is the previous session present in the file.
+Every problem a user can fix in the file is a one-line :class:`PriceFileError` naming the file and, where there is
+one, the line (line 1 is the header).
 
 Indicators are functions of a price frame sorted by time; row ``t`` uses only rows ``<= t`` (no look-ahead).
 
@@ -117,6 +120,23 @@ def _parse_timestamps(dates: pd.Series, tz: str, path: Path) -> pd.DatetimeIndex
     return pd.DatetimeIndex(stamps.to_numpy(), name="ts").as_unit("ns")
 
 
+def _reject_bad_rows(frame: pd.DataFrame, labels: pd.Index, path: Path, ticker: str) -> pd.DataFrame:
+    """``frame`` without the rows whose price is missing, not finite or not positive, or whose volume is negative or
+    infinite (``labels``: the table's row labels, for the line number); one warning when any is rejected."""
+    prices = frame[list(PRICE_COLUMNS[:-1])].to_numpy()
+    volume = frame["volume"].to_numpy()
+    bad = ~(np.isfinite(prices) & (prices > 0)).all(axis=1) | np.isinf(volume) | (volume < 0)
+    if not bad.any():
+        return frame
+    first = int(labels[bad.nonzero()[0][0]]) + 2
+    if bad.all():
+        raise PriceFileError(f"{path}: no usable row: every price row has a price that is missing, not finite or not "
+                             f"positive (the first on line {first})")
+    logger.warning("%s (%s): %d rows rejected, with a price that is missing, not finite or not positive or a negative "
+                   "volume (the first on line %d); they are not used", path, ticker, int(bad.sum()), first)
+    return frame[~bad]
+
+
 def read_prices(path: str | Path, ticker: str | None = None, tz: str = "America/New_York") -> pd.DataFrame:
     """Read one ticker's OHLCV CSV (rules in the module docstring) into a frame sorted by UTC time.
 
@@ -129,7 +149,8 @@ def read_prices(path: str | Path, ticker: str | None = None, tz: str = "America/
         float64 price columns on a strictly increasing UTC ``DatetimeIndex`` named ``"ts"``.
 
     Raises:
-        PriceFileError: missing file, empty file, bad header, unparseable date or non-numeric value.
+        PriceFileError: missing file, empty file, bad header, unparseable date, non-numeric value, or no row left
+            once the rows with a bad price are rejected.
     """
     path = Path(path)
     ticker = ticker or path.stem.upper()
@@ -141,6 +162,7 @@ def read_prices(path: str | Path, ticker: str | None = None, tz: str = "America/
         raise PriceFileError(f"{path}: empty file (header only, no data rows)")
     index = _parse_timestamps(table["date"], tz, path)
     frame = _parse_numbers(table, PRICE_COLUMNS, path).set_axis(index, axis=0)
+    frame = _reject_bad_rows(frame, table.index, path, ticker)
 
     frame = frame.sort_index(kind="stable")
     exact = frame.reset_index().duplicated(keep="last").to_numpy()
@@ -150,9 +172,9 @@ def read_prices(path: str | Path, ticker: str | None = None, tz: str = "America/
     if exact.any() or repeated.any():
         logger.warning("%s (%s): dropped %d exact duplicate rows and %d rows with a repeated time stamp (kept the "
                        "last)", path, ticker, int(exact.sum()), int(repeated.sum()))
-    n_gap = int(frame.isna().any(axis=1).sum())
+    n_gap = int(frame["volume"].isna().sum())
     if n_gap:
-        logger.info("%s (%s): %d rows with missing values kept as NaN", path, ticker, n_gap)
+        logger.info("%s (%s): %d rows without a volume (kept as NaN)", path, ticker, n_gap)
     frame.index.name = "ts"
     frame.attrs["ticker"] = ticker
     return frame

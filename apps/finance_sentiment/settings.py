@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, ClassVar, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from apps.common.settings import HYPER_FIELDS, REPO_ROOT, CoreSettings, PresetSettings, train_config
@@ -28,7 +29,7 @@ HardTrainConfig = config_part(TrainConfig, "HardTrainConfig", HYPER_FIELDS,
 class ScoringSettings(BaseModel):
     """How texts are split, scored and explained."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
     task: str = Field("sentiment", description="Classifier task of the artifact (labels positive/neutral/negative).")
     batch_size: int = Field(32, ge=1, le=1024, description="Sentences per forward pass.")
@@ -43,7 +44,7 @@ class ScoringSettings(BaseModel):
 class MonitorSettings(BaseModel):
     """The worker loop."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
     interval_seconds: float = Field(60.0, gt=0.0, description="Pause between poll cycles.")
     lookback_days: int = Field(60, ge=1, description="Days of articles the alert rules look at.")
@@ -53,7 +54,7 @@ class MonitorSettings(BaseModel):
 class FinTrainSettings(BaseModel):
     """How `trident fin train` fine-tunes the sentiment model."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False, extra="forbid")
 
     soft: SoftTrainConfig = Field(default_factory=SoftTrainConfig)  # on soft (agreement) targets
     hard: HardTrainConfig = Field(default_factory=HardTrainConfig)  # on the majority labels
@@ -87,8 +88,8 @@ class FinSettings(PresetSettings):
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = PRESETS
 
-    model_config = SettingsConfigDict(env_prefix="FIN_", env_nested_delimiter="__", frozen=True, extra="ignore",
-                                      env_ignore_empty=True)
+    model_config = SettingsConfigDict(env_prefix="FIN_", env_nested_delimiter="__", frozen=True, allow_inf_nan=False,
+                                      extra="ignore", env_ignore_empty=True)
 
     preset: Literal["default", "demo", "demo-sample"] = Field(
         "default", description="Defaults of the training (demo, demo-sample: the quick ones of `make demo`).")
@@ -104,6 +105,15 @@ class FinSettings(PresetSettings):
     scoring: ScoringSettings = Field(default_factory=ScoringSettings)
     monitor: MonitorSettings = Field(default_factory=MonitorSettings)
     train: FinTrainSettings = Field(default_factory=FinTrainSettings)
+
+    @field_validator("price_tz")
+    @classmethod
+    def _known_time_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("unknown time zone; use an IANA name such as America/New_York") from None
+        return value
 
     @property
     def artifact_dir(self) -> Path:

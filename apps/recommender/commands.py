@@ -13,7 +13,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from apps.common.commands import add_dashboard, command_adder, flag, given, settings_from_args
+from apps.common.commands import CLIError, add_dashboard, command_adder, flag, given, settings_from_args
 from apps.common.output import emit
 from apps.common.settings import REPO_ROOT
 from apps.recommender.settings import TRAIN_FIELDS, RecSettings
@@ -84,6 +84,8 @@ def rec_eval(args) -> None:
 
 
 def rec_recommend(args) -> None:
+    if not args.user.strip():
+        raise CLIError("--user: empty; give the id of a user (an unknown one gets the most popular items)")
     from apps.recommender.service import RecService  # heavy: torch
 
     s = _settings(args)
@@ -111,10 +113,12 @@ def rec_batch(args) -> None:
     from apps.recommender.store import RecStore
 
     s = _settings(args)
+    out = Path(args.out) if args.out else s.core.var_dir / "rec" / "recommendations.parquet"
+    if out.is_dir():
+        raise CLIError(f"--out: {out} is a folder; give the path of the Parquet file to write")
     art = load_artifact(s.artifact_dir)
     data = _data(s) if "data" in given(RecSettings, args) else None
     store = None if args.no_db else RecStore(s.core.effective_database_url).create()
-    out = Path(args.out) if args.out else s.core.var_dir / "rec" / "recommendations.parquet"
     res = run_batch(art, out, s.batch, data=data, store=store, restart=args.restart, progress=not args.json)
     if not res.merged:  # another process of a distributed job reports
         return

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import SettingsConfigDict
 
 from apps.common.settings import REPO_ROOT, CoreSettings, PresetSettings
-from core.config import ModelConfig, TrainConfig, config_part
+from core.config import Devices, ModelConfig, TrainConfig, config_part
 
 SAMPLES = REPO_ROOT / "samples"
 
@@ -46,13 +46,13 @@ PRESETS: dict[str, dict[str, Any]] = {
 class BatchSettings(BaseModel):
     """The batch job that writes top-K lists for every user."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False, extra="forbid")
 
     k: int = Field(20, ge=1, le=1000, description="Items per user.")
     chunk_size: int = Field(256, ge=1, description="Users per chunk (one part file, one predict batch).")
     accelerator: str = Field("auto", description="Lightning accelerator for trainer.predict.")
-    devices: int | str = Field(1, union_mode="left_to_right",
-                               description="Devices for trainer.predict (several GPUs: a count, with ddp).")
+    devices: Devices = Field(1, union_mode="left_to_right",
+                             description="Devices for trainer.predict (several GPUs: a count, with ddp).")
     strategy: str = Field("auto", description="Lightning strategy (ddp for several devices or nodes).")
     num_nodes: int = Field(1, ge=1, description="Nodes.")
 
@@ -62,8 +62,8 @@ class RecSettings(PresetSettings):
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = PRESETS
 
-    model_config = SettingsConfigDict(env_prefix="REC_", env_nested_delimiter="__", frozen=True, extra="ignore",
-                                      env_ignore_empty=True)
+    model_config = SettingsConfigDict(env_prefix="REC_", env_nested_delimiter="__", frozen=True, allow_inf_nan=False,
+                                      extra="ignore", env_ignore_empty=True)
 
     core: CoreSettings = Field(default_factory=CoreSettings)
     data: Path = Field(SAMPLES / "rec_interactions.csv",

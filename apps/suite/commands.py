@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from apps.common.commands import settings_flags, settings_from_args
+from apps.common.db import make_engine
 from apps.common.output import emit
 from apps.common.settings import CoreSettings
 from apps.suite.plan import APPS, Plan, SuiteSettings
@@ -16,7 +17,9 @@ from apps.suite.supervisor import up
 
 
 def _plan(args) -> Plan:
-    return Plan.build(settings_from_args(CoreSettings, args), settings_from_args(SuiteSettings, args))
+    plan = Plan.build(settings_from_args(CoreSettings, args), settings_from_args(SuiteSettings, args))
+    make_engine(plan.database_url).dispose()  # a database that cannot be used: one line now, not after the trainings
+    return plan
 
 
 def suite_prepare(args) -> None:

@@ -37,7 +37,7 @@ class SuiteError(RuntimeError):
 class SuiteSettings(BaseSettings):
     """Ports and timings of the suite (env prefix ``TRIDENT_SUITE_``)."""
 
-    model_config = SettingsConfigDict(env_prefix="TRIDENT_SUITE_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="TRIDENT_SUITE_", frozen=True, allow_inf_nan=False, extra="ignore")
 
     cs_port: int = Field(8501, ge=1, le=65535, description="Port of the support console.")
     fin_port: int = Field(8502, ge=1, le=65535, description="Port of the finance dashboard.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -78,6 +79,13 @@ def test_classify_prints_a_label_of_the_task(tiny_artifact, capsys):
     assert main(["core", "classify", "my card is lost", "--artifact", str(tiny_artifact), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["task"] == "intent" and out["label"] in ("card", "refund") and 0.5 <= out["score"] <= 1.0
+
+
+def test_generate_checks_its_flags_before_it_loads_a_model(tmp_path, capsys):
+    assert main(["core", "generate", "hi", "--strategy", "sample", "--temperature", "nan", "--artifact",
+                 str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err
+    assert err == "error: need a finite temperature > 0, 0 < top_p <= 1, top_k >= 0, num_beams >= 1\n"
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -168,6 +176,29 @@ def test_a_flag_beats_the_environment_which_beats_the_default(monkeypatch, tmp_p
     (["core", "finetune", "--task", "a=csv:a.csv", "--epochs", "0"], {},
      "error: --epochs: must be >= 1 (TRIDENT_TRAIN__TEXT__MAX_EPOCHS)"),
     (["suite", "up", "--cs-port", "70000"], {}, "error: --cs-port: must be <= 65535 (TRIDENT_SUITE_CS_PORT)"),
+    # a number that is not finite is refused by every settings class and training config
+    (["rec", "train", "--lr", "inf"], {}, "error: --lr: input should be a finite number, not 'inf' (REC_TRAIN__LR)"),
+    (["core", "finetune", "--task", "a=csv:a.csv", "--weight-decay", "inf"], {},
+     "error: --weight-decay: input should be a finite number, not 'inf' (TRIDENT_TRAIN__TEXT__WEIGHT_DECAY)"),
+    (["suite", "up", "--worker-interval", "inf"], {},
+     "error: --worker-interval: input should be a finite number, not 'inf' (TRIDENT_SUITE_WORKER_INTERVAL)"),
+    (["cs", "train"], {"CS_TRAIN__CONTINUE_LR": "inf"},
+     "error: CS_TRAIN__CONTINUE_LR: input should be a finite number, not 'inf'"),
+    (["fin", "monitor"], {"FIN_MONITOR__INTERVAL_SECONDS": "inf"},
+     "error: FIN_MONITOR__INTERVAL_SECONDS: input should be a finite number, not 'inf'"),
+    # an item of a list setting is named by its index
+    (["rec", "train"], {"REC_MMR_LAMBDAS": "[0.5, NaN]"}, "error: REC_MMR_LAMBDAS[1]: input should be a finite number"),
+    (["core", "pretrain", "--max-steps", "-5"], {},
+     "error: --max-steps: must be >= -1 (TRIDENT_TRAIN__PRETRAIN__MAX_STEPS)"),
+    (["rec", "train", "--seed", "-1"], {}, "error: --seed: must be >= 0 (REC_TRAIN__SEED)"),
+    (["rec", "batch", "--devices", "0"], {},
+     "error: --devices: a count of devices must be >= 1 (or -1: every device), not '0' (REC_BATCH__DEVICES)"),
+    (["rec", "train"], {"REC_TRAIN__DEVICES": "-2"},
+     "error: REC_TRAIN__DEVICES: a count of devices must be >= 1 (or -1: every device), not '-2'"),
+    (["fin", "monitor"], {"FIN_PRICE_TZ": "Mars/Olympus_Mons"},
+     "error: FIN_PRICE_TZ: unknown time zone; use an IANA name such as America/New_York, not 'Mars/Olympus_Mons'"),
+    # a config checked where it is built from its parts: its first error on one line, not pydantic's report
+    (["rec", "train"], {"REC_MODEL__N_HEAD": "3"}, "error: ModelConfig: n_embd=64 must be divisible by n_head=3"),
 ])
 def test_a_bad_setting_is_one_line_naming_the_flag_and_the_variable(argv, env, message, monkeypatch, capsys):
     for name, value in env.items():
@@ -206,3 +237,62 @@ def test_cs_training_variables_reach_the_artifact_that_cs_train_writes(monkeypat
     cfg = meta["train_config"]
     assert (cfg["lr"], cfg["max_epochs"], cfg["max_length"], cfg["batch_size"]) == (2e-4, 1, 32, 16)
     assert cfg["temperature"] == 0.05 and meta["lora_r"] == 8
+
+
+@pytest.mark.parametrize("argv, env, message", [
+    (["rec", "dashboard", "--port", "0"], {}, "error: --port: must be >= 1"),
+    (["fin", "dashboard", "--port", "65536"], {}, "error: --port: must be <= 65535"),
+    (["cs", "console", "--port", "http"], {},
+     "error: --port: input should be a valid integer, unable to parse string as an integer, not 'http'"),
+    (["cs", "console"], {"CS_DIALOG__CONTEXT_TURNS": "-1"}, "error: CS_DIALOG__CONTEXT_TURNS: must be >= 0"),
+    (["rec", "dashboard"], {"REC_TOP_K": "500"}, "error: REC_TOP_K: must be <= 100"),
+])
+def test_a_dashboard_with_a_bad_port_or_setting_does_not_start(argv, env, message, monkeypatch, capsys):
+    import apps.common.commands
+
+    def started(*args):
+        raise AssertionError(f"a dashboard started: {args[1]}")
+
+    monkeypatch.setattr(apps.common.commands.os, "execve", started)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert main(argv) == 2
+    assert capsys.readouterr().err == message + "\n"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["fin", "risk", "--stride", "0"], "error: --stride: must be >= 1, not 0"),
+    (["rec", "recommend", "--user", ""], "error: --user: empty; give the id of a user (an unknown one gets the most "
+                                         "popular items)"),
+    (["rec", "recommend", "--user", "  "], "error: --user: empty; give the id of a user (an unknown one gets the "
+                                           "most popular items)"),
+])
+def test_a_bad_plain_flag_is_one_line_before_any_data_or_model_is_read(argv, message, tmp_path, capsys):
+    assert main([*argv, "--artifacts-dir", str(tmp_path), "--data-dir", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == message + "\n"
+
+
+def test_a_dashboard_starts_on_the_port_given_with_its_flags_in_its_environment(monkeypatch, tmp_path):
+    import apps.common.commands
+
+    calls = []
+    monkeypatch.setattr(apps.common.commands.os, "execve", lambda exe, cmd, env: calls.append((cmd, env)))
+    main(["rec", "dashboard", "--port", "8600", "--artifact", str(tmp_path)])
+    cmd, env = calls[0]
+    assert cmd[cmd.index("--server.port") + 1] == "8600" and env["REC_ARTIFACT"] == str(tmp_path)
+
+
+def test_cs_chat_reads_any_bytes_on_standard_input(cs_artifact, tmp_path):
+    """Bytes that are not UTF-8 (Latin-1, a stray continuation byte, UTF-16) are replaced, never a traceback; the
+    bot's status line and the cited ids are shown as text, not taken for markup."""
+    from apps.common.settings import REPO_ROOT
+
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1", "TRIDENT_VAR_DIR": str(tmp_path),
+           "COLUMNS": "200"}
+    stdin = b"\xff\xfe my card \xc3 was lost\n" + "caf\xe9 card stolen\n".encode("latin-1") + "hello\n".encode("utf-16")
+    r = subprocess.run([sys.executable, "-m", "apps.cli", "cs", "chat", "--artifact", str(cs_artifact)], input=stdin,
+                       capture_output=True, env=env, cwd=tmp_path, timeout=300)
+    out, err = r.stdout.decode(), r.stderr.decode()
+    assert r.returncode == 0 and "Traceback" not in err, err[-3000:]
+    assert out.count("bot [") == 4 and "bot [answer, confidence" in out  # UTF-16's "\n" leaves a line of one NUL
+    assert "[lb-001] I lost my card" in out

@@ -318,3 +318,30 @@ def test_entry_text_has_question_paraphrases_and_answer_start():
     assert lines[:2] == ["How do I pay?", "Payment options?"]
     assert 350 <= len(lines[2]) <= 400 and lines[2].startswith("word word")
     assert entry_text(entry, with_answer=False) == "How do I pay?\nPayment options?"
+
+
+@pytest.mark.parametrize("text, counts", [("id,question,answer\n", "0 read, 0"),
+                                          ("id,question,answer\n1,,x\n", "1 read, 1")])
+def test_indexing_a_kb_without_entries_is_a_one_line_error_before_the_model_is_used(tmp_path, text, counts):
+    from apps.customer_service.index import build_index
+    from apps.customer_service.settings import CSSettings
+
+    path = tmp_path / "kb.csv"
+    path.write_text(text)
+    with pytest.raises(KBFormatError, match=f"kb.csv: no entries to index \\({counts} with an empty question"):
+        build_index(CSSettings(core=CoreSettings(var_dir=tmp_path)), engine=None, kb_path=path)
+    assert not (tmp_path / "cs").exists()  # nothing was written
+
+
+@pytest.mark.parametrize("name, text, needle", [
+    ("q.jsonl", '{"query": "lost card", "faq_id": "lb-001"}\n5\n', "q.jsonl row 2: needs 'query' and 'faq_id'"),
+    ("q.jsonl", '["lost card", "lb-001"]\n', "q.jsonl row 1: needs 'query' and 'faq_id'"),
+    ("q.csv", "query,faq_id\n" + "x" * 200_000 + ",lb-001\n", "q.csv line 1: malformed CSV (field larger than"),
+])
+def test_a_malformed_query_file_is_one_kb_format_error(tmp_path, name, text, needle):
+    from apps.customer_service.knowledge import read_queries
+
+    (tmp_path / name).write_text(text)
+    with pytest.raises(KBFormatError) as info:
+        read_queries(tmp_path / name)
+    assert needle in str(info.value) and "\n" not in str(info.value)

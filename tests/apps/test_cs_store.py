@@ -64,6 +64,26 @@ def test_make_engine_unopenable_sqlite_is_database_error(tmp_path):
         make_engine(f"sqlite:///{tmp_path / 'adir.db'}")
 
 
+@pytest.mark.parametrize("url, reason", [
+    ("bogus://x", "Can't load plugin"),  # an unknown dialect
+    ("not a url", "Could not parse"),
+    ("mysql://u:s3cret@h/db", "No module named"),  # a dialect whose driver is not installed
+    ("postgresql://u:s3cret@h:notaport/db", "invalid literal"),
+])
+def test_make_engine_unusable_url_is_one_line_database_error(url, reason):
+    with pytest.raises(DatabaseError) as info:
+        make_engine(url)
+    msg = str(info.value)
+    assert msg.startswith("not a usable database URL ") and reason in msg
+    assert "\n" not in msg and "s3cret" not in msg
+
+
+def test_make_engine_sqlite_path_to_another_kind_of_file_is_database_error(tmp_path):
+    (tmp_path / "notes.db").write_bytes(b"not a database " * 400)
+    with pytest.raises(DatabaseError, match="cannot reach database sqlite:///.*file is not a database"):
+        make_engine(f"sqlite:///{tmp_path / 'notes.db'}")
+
+
 def test_make_engine_maps_postgresql_to_psycopg(pg_url):
     engine = make_engine(pg_url)
     try:

@@ -231,6 +231,92 @@ def test_tar_gz_and_gz_unpack_and_a_tar_link_or_traversal_is_rejected(tmp_path):
         assert not (tmp_path / "out2").exists() and not (tmp_path / "up.txt").exists()
 
 
+def test_a_zip_bomb_is_refused_before_anything_is_written(mirror, tmp_path):
+    """30 MB of zeros in a zip of a few tens of KB: far above MAX_RATIO times its size, refused on the sizes the
+    archive declares (through the CLI's fetch as through safe_extract)."""
+    root, url = mirror
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("ml-100k/u.data", b"\0" * (30 << 20))
+    assert len(buf.getvalue()) < 100_000
+    digest = serve(root, "movielens-100k", "ml-100k.zip", buf.getvalue())
+    dest = tmp_path / "data"
+    with pytest.raises(FetchError, match=r"ml-100k.zip unpacks to more than [\d,]+ bytes \(100 times its own size"):
+        fetch(ml100k_entry(digest), dest, mirror=url)
+    assert os.listdir(dest) == []
+    bomb = tmp_path / "bomb.zip"
+    bomb.write_bytes(buf.getvalue())
+    (tmp_path / "out").mkdir()
+    with pytest.raises(FetchError, match="refusing to unpack it"):
+        safe_extract(bomb, tmp_path / "out")
+    assert os.listdir(tmp_path / "out") == []
+
+
+def test_the_unpacked_bytes_are_capped_while_writing_and_the_partial_file_removed(tmp_path):
+    """A single-file .gz declares no size: the cap holds on the bytes written."""
+    bomb = tmp_path / "ratings.dat.gz"
+    bomb.write_bytes(gzip.compress(b"\0" * (30 << 20)))
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(FetchError, match=r"ratings.dat.gz unpacks to more than"):
+        safe_extract(bomb, out)
+    assert os.listdir(out) == []
+
+
+def test_an_archive_with_too_many_members_is_refused(tmp_path, monkeypatch):
+    import apps.common.data_fetch as data_fetch
+
+    assert data_fetch.MAX_MEMBERS == 10_000 and data_fetch.MAX_UNPACKED_BYTES == 1 << 30
+    monkeypatch.setattr(data_fetch, "MAX_MEMBERS", 50)
+    many = tmp_path / "many.zip"
+    with zipfile.ZipFile(many, "w") as z:
+        for i in range(51):
+            z.writestr(f"pkg/{i}.txt", b"x")
+    (tmp_path / "out").mkdir()
+    with pytest.raises(FetchError, match="many.zip has 51 members \\(at most 50\\)"):
+        safe_extract(many, tmp_path / "out")
+    assert os.listdir(tmp_path / "out") == []
+
+
+def test_unpacking_never_follows_a_symlink_already_in_the_destination(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "a.txt").write_text("mine\n")
+    archive = tmp_path / "pkg.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("pkg/a.txt", b"from the archive")
+    for name, target in (("pkg", elsewhere), ("pkg/a.txt", elsewhere / "a.txt")):  # a linked folder, a linked file
+        out = tmp_path / f"out-{len(name)}"
+        (out / "pkg").mkdir(parents=True, exist_ok=name != "pkg")
+        if name == "pkg":
+            (out / "pkg").rmdir()
+        (out / name).symlink_to(target)
+        with pytest.raises(FetchError, match="is a symbolic link: refusing to unpack pkg.zip through it"):
+            safe_extract(archive, out)
+        assert (elsewhere / "a.txt").read_text() == "mine\n" and os.listdir(elsewhere) == ["a.txt"]
+        assert (out / name).is_symlink()  # the user's link itself is left alone
+    single = tmp_path / "notes.txt.gz"
+    single.write_bytes(gzip.compress(b"from the archive"))
+    (tmp_path / "out-gz").mkdir()
+    (tmp_path / "out-gz" / "notes.txt").symlink_to(elsewhere / "a.txt")
+    with pytest.raises(FetchError, match="symbolic link"):
+        safe_extract(single, tmp_path / "out-gz")
+    assert (elsewhere / "a.txt").read_text() == "mine\n"
+
+
+def test_fetch_refuses_a_symlink_where_the_data_set_folder_goes(mirror, tmp_path):
+    root, url = mirror
+    digest = serve(root, "movielens-100k", "ml-100k.zip", ml100k_zip(RATINGS))
+    real = fetch(ml100k_entry(digest), tmp_path / "real", mirror=url).path  # a fetched copy the link points to
+    dest = tmp_path / "data"
+    dest.mkdir()
+    (dest / "movielens-100k").symlink_to(real)
+    for force in (False, True):
+        with pytest.raises(FetchError, match="is a symbolic link: refusing to follow or replace it"):
+            fetch(ml100k_entry(digest), dest, mirror=url, force=force)
+    assert (dest / "movielens-100k").is_symlink() and os.listdir(dest) == ["movielens-100k"]
+
+
 def _idx(arr: np.ndarray) -> bytes:
     header = bytes([0, 0, 0x08, arr.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in arr.shape)
     return gzip.compress(header + arr.astype(np.uint8).tobytes())
@@ -364,3 +450,14 @@ def test_cli_offline_fetch_prints_one_error_line_without_a_traceback(tmp_path):
     assert len(errors) == 1 and errors[0].startswith(f"error: cannot download http://127.0.0.1:{port}/movielens-100k/")
     assert "GroupLens usage licence" in r.stderr  # the licence note came first
     assert os.listdir(tmp_path / "data") == []
+
+
+@pytest.mark.parametrize("timeout", ["0", "-1", "nan", "inf"])
+def test_cli_a_timeout_that_is_not_a_positive_number_of_seconds_is_one_error_line(timeout, tmp_path, capsys):
+    from apps.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["data", "fetch", "movielens-100k", "--dest", str(tmp_path / "data"), "--timeout", timeout])
+    assert exc.value.code == 2
+    assert capsys.readouterr().err == f"error: --timeout: must be a number of seconds > 0, not {float(timeout)}\n"
+    assert not (tmp_path / "data").exists()

@@ -191,14 +191,43 @@ def test_duplicates_drop_exact_copies_and_keep_last_of_a_timestamp(tmp_path, cap
     assert "1 exact duplicate rows and 1 rows with a repeated time stamp" in caplog.text
 
 
-def test_gaps_stay_nan_rows_and_no_rows_are_invented(tmp_path):
-    # 2026-01-07 is missing from the file; 2026-01-08 has empty values.
-    text = HEADER + "2026-01-05,1,1,1,1,1,10\n2026-01-06,2,2,2,2,2,20\n2026-01-08,,,,,,\n2026-01-09,4,4,4,4,NaN,40\n"
+def test_rows_with_a_missing_price_are_rejected_and_no_rows_are_invented(tmp_path, caplog):
+    # 2026-01-07 is missing from the file; 2026-01-08 has empty values, 2026-01-09 a NaN adj_close, 2026-01-12 no volume
+    text = HEADER + ("2026-01-05,1,1,1,1,1,10\n2026-01-06,2,2,2,2,2,20\n2026-01-08,,,,,,\n2026-01-09,4,4,4,4,NaN,40\n"
+                     "2026-01-12,5,5,5,5,5,\n")
+    path = _write(tmp_path, text)
+    with caplog.at_level(logging.WARNING, logger="apps.finance_sentiment.indicators"):
+        prices = read_prices(path)
+    assert [ts.day for ts in prices.index] == [5, 6, 12]  # neither the rejected sessions nor 2026-01-07 come back
+    assert prices[list(PRICE_COLUMNS[:-1])].notna().all().all()
+    assert np.isnan(prices["volume"].iloc[2])  # a missing volume is kept as NaN
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1 and str(path) in warnings[0]
+    assert "2 rows rejected" in warnings[0] and "the first on line 4" in warnings[0]
+
+
+@pytest.mark.parametrize("cells", ["0,1,1,1,1", "1,1,1,0,1", "1,1,1,1,0", "1,1,1,-5,-5", "1,1,1,inf,inf",
+                                   "1,1,1,-inf,1", "1,1,1,1e999,1", "1,1,1,NaN,1", "1,,1,1,1"])
+def test_a_price_that_is_not_finite_or_not_positive_is_rejected_with_a_warning(tmp_path, caplog, cells):
+    text = HEADER + f"2026-01-05,2,2,2,2,2,10\n2026-01-06,{cells},20\n2026-01-07,3,3,3,3,3,30\n"
+    with caplog.at_level(logging.WARNING, logger="apps.finance_sentiment.indicators"):
+        prices = read_prices(_write(tmp_path, text))
+    assert [ts.day for ts in prices.index] == [5, 7] and prices["close"].tolist() == [2.0, 3.0]
+    assert "1 rows rejected" in caplog.text and "the first on line 3" in caplog.text
+    assert returns(prices)["ret"].iloc[1] == pytest.approx(0.5)  # measured against the last good close
+
+
+@pytest.mark.parametrize("volume", ["-1", "inf"])
+def test_a_negative_or_infinite_volume_is_rejected_but_a_zero_volume_is_kept(tmp_path, caplog, volume):
+    text = HEADER + f"2026-01-05,2,2,2,2,2,0\n2026-01-06,2,2,2,2,2,{volume}\n"
     prices = read_prices(_write(tmp_path, text))
-    assert [ts.day for ts in prices.index] == [5, 6, 8, 9]
-    assert prices.iloc[2].isna().all()
-    assert np.isnan(prices["adj_close"].iloc[3])
-    assert prices["close"].iloc[3] == 4
+    assert prices["volume"].tolist() == [0.0] and "1 rows rejected" in caplog.text
+
+
+def test_a_file_of_nothing_but_bad_prices_is_a_price_file_error(tmp_path):
+    path = _write(tmp_path, HEADER + "2026-01-05,0,0,0,0,0,1\n2026-01-06,nan,nan,nan,nan,nan,1\n")
+    with pytest.raises(PriceFileError, match="no usable row: .* missing, not finite or not positive .*line 2"):
+        read_prices(path)
 
 
 @pytest.mark.parametrize(("text", "needle"), [

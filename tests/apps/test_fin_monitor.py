@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from apps.common.settings import REPO_ROOT, CoreSettings
@@ -156,6 +157,65 @@ def test_bad_price_file_is_skipped_and_stored_prices_are_kept(sqlite_url, tmp_pa
     assert len(store.prices("NWT")) == 140
     mon.close()
     store.close()
+
+
+MOVE_RULE = ('[[rules]]\nname = "big-daily-move"\nkind = "indicator_move"\nseverity = "warning"\nmetric = "return"\n'
+             'threshold = 0.05\n')
+
+
+def _closes(closes: list) -> str:
+    """A price file of one row per weekday from Monday 2026-02-02 on, every price of a row its close."""
+    days = pd.bdate_range("2026-02-02", periods=len(closes))
+    return "date,open,high,low,close,adj_close,volume\n" + "".join(
+        f"{d.date()},{c},{c},{c},{c},{c},1000\n" for d, c in zip(days, closes))
+
+
+@pytest.mark.parametrize("last", [0, -3, "inf", "nan"])  # 0: a 1-day return of -100%
+def test_a_price_row_that_is_not_finite_or_positive_is_never_stored_and_fires_no_alert(sqlite_url, tmp_path,
+                                                                                      sample_server, caplog, last):
+    store = FinanceStore(sqlite_url).create()
+    (tmp_path / "prices").mkdir()
+    (tmp_path / "prices" / "NWT.csv").write_text(_closes([100.0] * 30 + [last]))
+    (tmp_path / "rules.toml").write_text(MOVE_RULE)
+    mon = Monitor(_settings(sqlite_url, prices_dir=tmp_path / "prices", rules_path=tmp_path / "rules.toml"), store,
+                  None, feeds=_feeds(sample_server), entities=ENTITIES)
+    try:
+        assert mon.load_prices() == {"NWT": 30}
+        stored = store.prices("NWT")
+        assert len(stored) == 30 and (stored[["open", "high", "low", "close", "adj_close"]] > 0).all().all()
+        assert "NWT.csv (NWT): 1 rows rejected" in caplog.text
+        report = mon.cycle(as_of=datetime(2026, 3, 16, 21, 30, tzinfo=UTC))  # after the bad row's session
+        assert report.alerts == 0 and store.alerts().empty
+    finally:
+        mon.close()
+        store.close()
+
+
+def test_a_nan_close_does_not_hide_the_real_move_after_it(sqlite_url, tmp_path, sample_server):
+    """The NaN session is left out, so the next close is measured against the last good one: a 20% fall alerts."""
+    store = FinanceStore(sqlite_url).create()
+    (tmp_path / "prices").mkdir()
+    (tmp_path / "prices" / "NWT.csv").write_text(_closes([100.0] * 29 + ["nan", 80.0]))
+    (tmp_path / "rules.toml").write_text(MOVE_RULE)
+    mon = Monitor(_settings(sqlite_url, prices_dir=tmp_path / "prices", rules_path=tmp_path / "rules.toml"), store,
+                  None, feeds=_feeds(sample_server), entities=ENTITIES)
+    try:
+        mon.load_prices()
+        report = mon.cycle(as_of=datetime(2026, 3, 16, 21, 30, tzinfo=UTC))
+        assert report.alerts == 1
+        alert = store.alerts().iloc[0]
+        assert alert["rule"] == "big-daily-move" and alert["value"] == pytest.approx(-0.2)
+    finally:
+        mon.close()
+        store.close()
+
+
+def test_cli_monitor_refuses_a_prices_folder_that_does_not_exist(tmp_path, capsys):
+    from apps.cli import main
+
+    assert main(["fin", "monitor", "--once", "--prices", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: prices folder not found: {tmp_path / 'missing'} (--prices, FIN_PRICES_DIR)\n"
 
 
 @pytest.mark.skipif(not CAPTURED.is_dir(), reason="needs ../shared/datasets/finance_feeds")

@@ -207,3 +207,30 @@ def test_batch_into_the_database_twice_leaves_the_same_rows(art, db_url, tmp_pat
         assert [r.item_id for r in first] == expected
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("out, needle", [
+    ("folder", "error: --out: {out} is a folder; give the path of the Parquet file to write"),
+    ("a-file/recs.parquet", "error: [Errno 20] Not a directory: "),  # a file where a folder of the path should be
+])
+def test_batch_out_that_cannot_be_written_is_one_error_line(rec_artifact, tmp_path, capsys, out, needle):
+    from apps.cli import main
+
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "a-file").write_text("x")
+    assert main(["rec", "batch", "--artifact", str(rec_artifact), "--no-db", "--out", str(tmp_path / out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(needle.format(out=tmp_path / out)) and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("url, needle", [
+    ("bogus://x", "error: not a usable database URL 'bogus://x': Can't load plugin"),
+    ("mysql://u:s3cret@h/db", "error: not a usable database URL 'mysql://u:***@h/db': No module named"),
+])
+def test_batch_with_an_unusable_database_url_is_one_error_line(rec_artifact, tmp_path, capsys, url, needle):
+    from apps.cli import main
+
+    assert main(["rec", "batch", "--artifact", str(rec_artifact), "--out", str(tmp_path / "r.parquet"),
+                 "--database-url", url]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(needle) and err.count("\n") == 1 and "s3cret" not in err

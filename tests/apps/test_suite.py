@@ -194,6 +194,21 @@ def test_prepare_without_training_names_the_missing_artifact(tmp_path):
         prepare(plan)
 
 
+@pytest.mark.parametrize("command", ["prepare", "up"])
+@pytest.mark.parametrize("url, needle", [("bogus://x", "not a usable database URL 'bogus://x'"),
+                                         ("postgresql://u:s3cret@127.0.0.1:1/x", "cannot reach database")])
+def test_a_database_that_cannot_be_used_is_one_line_before_anything_starts(tmp_path, monkeypatch, capsys, command,
+                                                                           url, needle):
+    from apps.cli import main
+
+    monkeypatch.setenv("TRIDENT_DATABASE_URL", url)
+    monkeypatch.setenv("TRIDENT_VAR_DIR", str(tmp_path / "var"))
+    assert main(["suite", command, "--data-dir", str(tmp_path / "data"), "--artifacts-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {needle}") and err.count("\n") == 1 and "s3cret" not in err
+    assert not (tmp_path / "var").exists()  # nothing was prepared
+
+
 def test_up_refuses_a_port_in_use(tmp_path):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

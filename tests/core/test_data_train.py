@@ -119,6 +119,13 @@ def test_non_utf8_csv_raises(tmp_path):
         read_labelled_texts(f, "csv")
 
 
+def test_csv_field_longer_than_the_csv_limit_raises_naming_the_file(tmp_path):
+    f = tmp_path / "huge.csv"
+    f.write_text("text,label\nshort,a\n" + "x" * 200_000 + ",b\n")
+    with pytest.raises(DataFormatError, match=r"huge\.csv: unreadable CSV after line 2: field larger than field limit"):
+        read_labelled_texts(f, "csv")
+
+
 def test_reader_rejects_missing_file_unknown_format_and_no_rows(tmp_path):
     with pytest.raises(DataFormatError, match="not found"):
         read_labelled_texts(tmp_path / "nope.csv")
@@ -398,6 +405,13 @@ def test_tokenizer_training_is_deterministic_and_keeps_specials_first():
     assert a.hf.get_vocab() == b.hf.get_vocab()
     assert [a.hf.token_to_id(t) for t in SPECIAL_TOKENS] == list(range(len(SPECIAL_TOKENS)))
     assert a.decode(a.encode("the lost cards")) == "the lost cards"
+
+
+def test_text_with_bytes_that_were_not_utf8_is_encoded_with_replacement_characters(tok):
+    """Python keeps such bytes of argv or standard input as lone surrogates, which the Rust tokenizer refuses."""
+    bad = b"the \xff card \xc3 was lost".decode("utf-8", "surrogateescape")
+    assert tok.encode_batch([bad, "the card"]) == tok.encode_batch(["the \ufffd card \ufffd was lost", "the card"])
+    assert tok.encode("\ud800 lost") == tok.encode("\ufffd\ufffd\ufffd lost")  # any lone surrogate
 
 
 def test_pretrained_weights_train_at_lr_and_new_heads_at_head_lr(tok, tmp_path):

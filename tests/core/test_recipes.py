@@ -80,6 +80,15 @@ def test_eval_images_rejects_npz_without_labels(tmp_path, capsys):
     assert "needs arrays 'images' and 'labels'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04 a truncated zip", bytes(range(256))])
+def test_eval_images_rejects_an_empty_truncated_or_binary_npz_in_one_line(tmp_path, capsys, content):
+    data = tmp_path / "bad.npz"
+    data.write_bytes(content)
+    assert main(["core", "eval-images", "--data", str(data), "--artifact", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {data} is not a readable npz file") and err.count("\n") == 1
+
+
 def test_cli_finetune_from_a_random_preset_trains_its_tokenizer_on_the_training_rows(tmp_path, capsys):
     from apps.common.settings import REPO_ROOT
     from core.artifacts import load_artifact
