@@ -201,12 +201,17 @@ class ScanRecognizer(LocalRecognizer):
 OFFLINE_TLD_EXTRACTOR = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None, fallback_to_snapshot=True)
 
 
+# top-level domains reserved for documentation, tests and private networks (RFC 2606, 6761, 6762; ICANN's .internal):
+# real mail in a company's own systems and in examples uses them, and the public-suffix list does not hold them
+RESERVED_TLDS = frozenset({"example", "test", "invalid", "local", "internal", "localdomain", "lan", "corp", "home"})
+
+
 class OfflineEmailRecognizer(EmailRecognizer):
     """Presidio's e-mail recogniser with a pattern that starts at the local part, and an offline domain check.
 
     The local part allows dots, ``+`` (plus-addressing), ``%``, ``_`` and ``-``; the domain is DNS labels and an
-    alphabetic top-level domain, which must be one the public-suffix snapshot knows (``user@localhost`` is not an
-    address).
+    alphabetic top-level domain, which must be one the public-suffix snapshot knows or one reserved for private and
+    documentation use (``.example``, ``.test``, ``.internal``, ...; ``user@localhost`` is not an address).
     """
 
     PATTERNS = [Pattern("email", r"(?<![A-Za-z0-9._%+\-])[A-Za-z0-9._%+\-]+@"
@@ -219,7 +224,7 @@ class OfflineEmailRecognizer(EmailRecognizer):
 
     def validate_result(self, pattern_text: str) -> bool:  # noqa: D102
         domain = pattern_text.rpartition("@")[2]
-        return OFFLINE_TLD_EXTRACTOR(domain).suffix != ""
+        return (domain.rpartition(".")[2].lower() in RESERVED_TLDS) or OFFLINE_TLD_EXTRACTOR(domain).suffix != ""
 
 
 def url_credentials_recognizer() -> PatternRecognizer:

@@ -821,3 +821,8 @@ def test_find_pii_many_matches_find_pii() -> None:
     assert find_pii_many(texts, kinds="news")[2] == [Redaction("DOB", 4, 14, "12/03/1985")]
     with pytest.raises(TypeError, match="not a single str"):
         find_pii_many("bob@example.com")
+
+
+@pytest.mark.parametrize("address", ["ir@northwind.example", "ops.team@payments.internal", "qa+1@mail.test"])
+def test_email_on_a_reserved_top_level_domain_is_redacted(address: str) -> None:
+    assert redact(f"Write to {address} today.") == "Write to [EMAIL] today."
