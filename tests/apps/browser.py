@@ -146,6 +146,13 @@ def assert_no_errors(errors: list[str], log: Path) -> None:
     assert errors == [], f"browser console errors: {errors}\nserver log:\n{log.read_text()[-2000:]}"
 
 
+def app_tracebacks(*logs: Path) -> list[str]:
+    """The tracebacks in the server logs ``logs``, less Streamlit's own websocket noise: its server logs one when a
+    browser tab goes away while its websocket still connects (likely on a loaded machine); no app code is in it."""
+    chunks = [c for log in logs for c in log.read_text().split("Traceback (most recent call last):")[1:]]
+    return [c[:2000] for c in chunks if "streamlit/web/server/starlette/starlette_websocket.py" not in c]
+
+
 def save_screenshot(page: Page, name: str) -> Path:
     """Write the full page to ``docs/screenshots/<name>.png`` (the README shows these); returns the path."""
     path = SCREENSHOTS / f"{name}.png"
