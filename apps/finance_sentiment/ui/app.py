@@ -16,6 +16,7 @@ page = navigation("Finance sentiment", [
     ("views/alerts.py", "Alerts"),
     ("views/feeds.py", "Feed health"),
     ("views/score.py", "Score a text"),
+    ("views/fairness.py", "Fairness"),
 ])
 service = get_service()
 if not isinstance(service, str):  # otherwise the page says why, in one st.error
