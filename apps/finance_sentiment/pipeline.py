@@ -154,7 +154,8 @@ def train_sentiment(data_path: str | Path, out: str | Path, fmt: str = "phraseba
         refit_epochs: Train on the training and validation splits for this many epochs and keep the last weights,
             instead of early stopping; the report then holds no validation figures.
         entity_blind: Train (and so serve) on the texts with company and person names replaced by placeholders
-            (:func:`apps.finance_sentiment.model.model_input`); the artifact records it in ``fin_model.json``.
+            (:func:`apps.finance_sentiment.model.model_input`); the artifact records it in ``fin_model.json``. The
+            product's default is ``FinTrainSettings.entity_blind``, which ``trident fin train`` passes.
 
     Returns:
         ``{"artifact", "members", "weights", "validation", "test", ...}``: each member's and the average's test

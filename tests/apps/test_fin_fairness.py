@@ -301,3 +301,17 @@ def test_entity_blind_training_and_serving_read_names_the_same_way(tmp_path, nlp
     assert "siemens" not in words and "john" not in words and {"company", "person"} <= set(words)
     # a model trained as written reads texts as written
     assert not reads_entity_blind(fin_artifact) and isinstance(load_sentiment_model(fin_artifact), Ensemble)
+
+
+@pytest.mark.parametrize(("flags", "env", "expected"), [
+    ([], {}, True), (["--no-entity-blind"], {}, False), ([], {"FIN_TRAIN__ENTITY_BLIND": "false"}, False),
+    (["--entity-blind"], {"FIN_TRAIN__ENTITY_BLIND": "false"}, True)])
+def test_fin_train_reads_names_blind_unless_told_otherwise(flags, env, expected, monkeypatch, tmp_path, capsys):
+    from apps.finance_sentiment import pipeline
+
+    seen = {}
+    monkeypatch.setattr(pipeline, "train_sentiment", lambda *a, **kw: seen.update(kw) or {"artifact": "x"})
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert main(["fin", "train", "--data", str(SAMPLES / "fin_sentences.csv"), "--out", str(tmp_path), *flags]) == 0
+    assert seen["entity_blind"] is expected
