@@ -11,11 +11,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from apps.common.commands import CLIError, add_dashboard, command_adder, flag, settings_from_args
 from apps.common.output import emit
 from apps.common.settings import REPO_ROOT
+from apps.finance_sentiment.fairness import FAIRNESS_FILE, measure, write_report
+from apps.finance_sentiment.names import load_nlp
+from apps.finance_sentiment.scoring import SentimentScorer
 from apps.finance_sentiment.settings import FinSettings
 from apps.finance_sentiment.store import FinanceStore
 
@@ -45,7 +49,8 @@ def fin_train(args) -> None:
     fmt = args.format or ("phrasebank" if data.suffix == ".txt" else "csv")
     soft = soft_targets(data, fmt, t.soft_labels)
     report = train_sentiment(data, Path(args.out) if args.out else s.artifact_dir, fmt=fmt, members=t.members,
-                             cfg=t.config(soft), soft_labels=soft, refit_epochs=t.refit_epochs)
+                             cfg=t.config(soft), soft_labels=soft, refit_epochs=t.refit_epochs,
+                             entity_blind=t.entity_blind)
     emit(report, args.json)
 
 
@@ -122,6 +127,60 @@ def fin_eval(args) -> None:
                         args.format), args.json)
 
 
+def _progress_bar(console: Console) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console, transient=True)
+
+
+def fin_fairness(args) -> None:
+    from apps.finance_sentiment.model import load_sentiment_model, reads_entity_blind  # heavy: torch, Lightning
+    from apps.finance_sentiment.pipeline import sentiment_task
+
+    s = _settings(args)
+    data = Path(args.data) if args.data else s.core.data_dir / "financial_phrasebank" / "Sentences_50Agree.txt"
+    fmt = args.format or ("phrasebank" if data.suffix == ".txt" else "csv")
+    if args.variants < 1 or args.top < 0:
+        raise CLIError("--variants must be >= 1 and --top >= 0")
+    scorer = SentimentScorer(load_sentiment_model(s.artifact_dir, quantize=s.scoring.quantize), s.scoring)
+    task = sentiment_task(data, fmt)
+    out = Path(args.out) if args.out else s.artifact_dir / FAIRNESS_FILE
+    if not out.parent.is_dir():
+        raise FileNotFoundError(f"no folder {out.parent} to write the fairness report into")
+    texts, labels = task.test[0], [task.labels[i] for i in task.test[1]]
+    meta = {"artifact": str(s.artifact_dir), "entity_blind": reads_entity_blind(s.artifact_dir),
+            "data": {"path": str(data), "format": fmt, "split": "test", "seed": task.source["seed"],
+                     "sentences": len(texts)}}
+    nlp = load_nlp()
+    with _progress_bar(Console(stderr=True)) as bar:
+        stages = {name: bar.add_task(name, total=None) for name in ("finding names", "scoring")}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            bar.update(stages["finding names" if stage == "names" else "scoring"], completed=done, total=total)
+
+        report = measure(scorer, texts, labels, nlp=nlp, seed=args.seed, variants=args.variants, top=args.top,
+                         progress=progress, **meta)
+    write_report(report, out)
+    if args.json:
+        emit(report.model_dump(mode="json"), True)
+        return
+    console = Console()
+    table = Table("swap", "sentences", "pairs", "flips", "flip rate", "mean |shift|", title="Counterfactual fairness")
+    for kind, f in [*report.kinds.items(), ("overall", report.overall)]:
+        table.add_row(kind, str(f.n), str(f.pairs), str(f.flips),
+                      "-" if f.flip_rate is None else f"{f.flip_rate:.2%}",
+                      "-" if f.mean_abs_shift is None else f"{f.mean_abs_shift:.3f}")
+    console.print(table)
+    verdict = "meets" if report.meets_target else "misses"
+    console.print(f"{verdict} the target of at most {report.target_flip_rate:.0%} flipped labels; test accuracy "
+                  f"{report.test['accuracy']:.3f}, macro-F1 {report.test['macro_f1']:.3f}")
+    if report.worst_flips:
+        flips = Table("id", "swap", "label", "shift", title="Worst flips")
+        for f in report.worst_flips[:10]:
+            flips.add_row(str(f.id), f.swap, f"{f.before} -> {f.after}", f"{f.shift:.3f}")
+        console.print(flips)
+    console.print(f"report written to {out}")
+
+
 def register(sub) -> None:
     """Add ``trident fin`` and its commands to the CLI."""
     fin = sub.add_parser("fin", help="finance sentiment: feeds, scoring, alerts, dashboard")
@@ -131,7 +190,7 @@ def register(sub) -> None:
     files = (flag("feeds_path", "--feeds"), flag("rules_path", "--rules"), flag("prices_dir", "--prices"))
 
     sp = base("train", "fine-tune the sentiment model (default: Financial PhraseBank, 50%% agreement; FIN_TRAIN__...)",
-              fin_train, "train.members", "train.soft_labels", "train.refit_epochs")
+              fin_train, "train.members", "train.soft_labels", "train.refit_epochs", "train.entity_blind")
     sp.add_argument("--data", help="labelled sentences (default: <data>/financial_phrasebank/Sentences_50Agree.txt)")
     sp.add_argument("--format", choices=["phrasebank", "csv"], help="default: phrasebank for .txt, else csv")
     sp.add_argument("--out", help="artifact folder (default: <artifacts>/fin)")
@@ -151,5 +210,14 @@ def register(sub) -> None:
               flag("scoring.quantize", "--int8"))
     sp.add_argument("--data", required=True)
     sp.add_argument("--format", default="phrasebank", choices=["phrasebank", "csv"])
+    sp = base("fairness", "counterfactual fairness: how often swapping a company name, a person's name or a pronoun "
+              "changes a test sentence's label", fin_fairness, "artifact", flag("scoring.quantize", "--int8"))
+    sp.add_argument("--data", help="labelled sentences whose test split is measured (default: "
+                                   "<data>/financial_phrasebank/Sentences_50Agree.txt)")
+    sp.add_argument("--format", choices=["phrasebank", "csv"], help="default: phrasebank for .txt, else csv")
+    sp.add_argument("--variants", type=int, default=3, help="counterfactuals per sentence and name kind (default 3)")
+    sp.add_argument("--seed", type=int, default=13, help="seed of the name draws (default 13)")
+    sp.add_argument("--top", type=int, default=20, help="worst flips kept in the report (default 20)")
+    sp.add_argument("--out", help=f"report file (default: <artifact>/{FAIRNESS_FILE}, which the dashboard shows)")
     add_dashboard(base, FinSettings, "dashboard", "start the analysts' dashboard (Streamlit)",
                   REPO_ROOT / "apps" / "finance_sentiment" / "ui" / "app.py", 8502, "artifact", *files)

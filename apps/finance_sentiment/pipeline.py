@@ -20,7 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
-from apps.finance_sentiment.model import TASK, load_sentiment_model
+from apps.finance_sentiment.model import (
+    TASK,
+    EntityBlindModel,
+    load_sentiment_model,
+    model_input,
+    write_model_file,
+)
 from apps.finance_sentiment.scoring import LABELS
 from apps.finance_sentiment.settings import FinTrainSettings
 from core.config import TrainConfig
@@ -117,9 +123,24 @@ def soft_targets(data_path: str | Path, fmt: str, soft_labels: bool | None = Non
     return has_subsets if soft_labels is None else soft_labels
 
 
+def sentiment_task(data_path: str | Path, fmt: str = "phrasebank"):
+    """The labelled sentences split as the sentiment model trains and is tested on them: deduplicated, then cut
+    70/10/20 (seeded, stratified; ``core.recipes.text_task``).
+
+    Raises:
+        core.data.DataFormatError: The file is missing or malformed.
+        ValueError: A label is not positive, neutral or negative.
+    """
+    task = text_task(TASK, data_path, fmt)
+    unknown = sorted(set(task.labels) - set(LABELS))
+    if unknown:
+        raise ValueError(f"{data_path}: labels must be positive, neutral or negative; found {unknown}")
+    return task
+
+
 def train_sentiment(data_path: str | Path, out: str | Path, fmt: str = "phrasebank", members: int = 1,
                     cfg: TrainConfig | None = None, soft_labels: bool | None = None,
-                    refit_epochs: int | None = None) -> dict:
+                    refit_epochs: int | None = None, entity_blind: bool = False) -> dict:
     """Fine-tune the sentiment model(s) and write the artifact.
 
     Args:
@@ -132,6 +153,9 @@ def train_sentiment(data_path: str | Path, out: str | Path, fmt: str = "phraseba
             ``None`` when they are there, ``True`` required, ``False`` the majority labels.
         refit_epochs: Train on the training and validation splits for this many epochs and keep the last weights,
             instead of early stopping; the report then holds no validation figures.
+        entity_blind: Train (and so serve) on the texts with company and person names replaced by placeholders
+            (:func:`apps.finance_sentiment.model.model_input`); the artifact records it in ``fin_model.json``. The
+            product's default is ``FinTrainSettings.entity_blind``, which ``trident fin train`` passes.
 
     Returns:
         ``{"artifact", "members", "weights", "validation", "test", ...}``: each member's and the average's test
@@ -144,14 +168,16 @@ def train_sentiment(data_path: str | Path, out: str | Path, fmt: str = "phraseba
     soft = soft_targets(data_path, fmt, soft_labels)
     cfg = cfg or FinTrainSettings().config(soft)
     out = Path(out)
-    task = text_task(TASK, data_path, fmt)  # one seeded split: every member sees the same test
-    unknown = sorted(set(task.labels) - set(LABELS))
-    if unknown:
-        raise ValueError(f"{data_path}: labels must be positive, neutral or negative; found {unknown}")
+    task = sentiment_task(data_path, fmt)  # one seeded split: every member sees the same test
     if refit_epochs is not None:  # validation trains too (it is still logged, never selected on)
         task, cfg = refit(task, cfg, refit_epochs)
     # soft targets touch training only: validation and test keep the majority labels
     task = training_view(task, data_path if soft else None)
+    # the model reads its texts through model_input, here as in serving (the artifact records how, and the loaded
+    # model reads every text it scores the same way: the validation and test figures below go through it)
+    read, raw_val = model_input(entity_blind), list(task.val[0])
+    if entity_blind:
+        task = replace(task, train=(read(task.train[0]), task.train[1]), val=(read(task.val[0]), task.val[1]))
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     for k in range(members):
@@ -162,19 +188,21 @@ def train_sentiment(data_path: str | Path, out: str | Path, fmt: str = "phraseba
     member_dirs = [f"members/{k}" for k in range(members)]
     if members > 1:
         write_ensemble(tmp, member_dirs, weights, TASK, split=task.source)
+    write_model_file(tmp, entity_blind)
     model = load_sentiment_model(tmp)
     validation = None
     if refit_epochs is None:  # else the members trained on the validation split: nothing left to score them on
         yv = np.asarray([LABELS.index(task.labels[i]) for i in task.val[1]])
-        p = _in_label_order(model, list(task.val[0]))
+        p = _in_label_order(model, raw_val)
         validation = {"accuracy": float((p.argmax(-1) == yv).mean()), "log_loss": round(log_loss(p, yv), 5)}
     if members > 1:
         write_ensemble(tmp, member_dirs, weights, TASK, split=task.source, validation=validation)
     texts, ys = task.test
     y = [LABELS.index(task.labels[i]) for i in ys]
-    per_member = [_in_label_order(m.engine, texts) for m in model.members]
+    per_member = [_in_label_order(m.engine, read(texts)) for m in model.members]  # members read as the model does
     report: dict = {"members": [_metrics(y, p.argmax(-1)) for p in per_member], "split": task.source,
-                    "targets": "agreement" if soft else "labels", "weights": weights, "validation": validation,
+                    "targets": "agreement" if soft else "labels", "entity_blind": entity_blind, "weights": weights,
+                    "validation": validation,
                     "test": _metrics(y, _in_label_order(model, texts).argmax(-1))}
     if members > 1:  # the test accuracy of the first k members together, what the ensemble's size buys
         report["test_by_members"] = [round(float((sum(per_member[:k]).argmax(-1) == np.asarray(y)).mean()), 4)
@@ -186,7 +214,7 @@ def train_sentiment(data_path: str | Path, out: str | Path, fmt: str = "phraseba
     return report
 
 
-def _in_label_order(model: Ensemble | InferenceEngine, texts: list[str]) -> np.ndarray:
+def _in_label_order(model: Ensemble | EntityBlindModel | InferenceEngine, texts: list[str]) -> np.ndarray:
     """Class probabilities of the sentiment task in the order of :data:`LABELS`."""
     labels = list(model.tasks[TASK].labels)
     return model.classify_proba(texts, TASK)[:, [labels.index(lab) for lab in LABELS]]
@@ -199,7 +227,7 @@ def _metrics(y, pred) -> dict:
             "weighted_f1": weighted, "n": int(len(y))}
 
 
-def eval_sentiment(model: Ensemble, path: str | Path, fmt: str) -> dict:
+def eval_sentiment(model: Ensemble | EntityBlindModel, path: str | Path, fmt: str) -> dict:
     """Accuracy, macro-F1 and weighted F1 on a labelled file (see :func:`read_sentiment_data`)."""
     texts, labels = read_sentiment_data(path, fmt)
     p = _in_label_order(model, texts)

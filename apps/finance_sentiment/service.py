@@ -10,14 +10,17 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from apps.common.db import DatabaseError, redact_url
 from apps.finance_sentiment.alerts import AlertConfigError
+from apps.finance_sentiment.fairness import FAIRNESS_FILE, FairnessError, FairnessReport, read_report
 from apps.finance_sentiment.feeds import FeedConfig, FeedConfigError, FeedState, health_table, load_feeds_file
 from apps.finance_sentiment.indicators import PriceFileError, indicator_frame, join_sentiment
+from apps.finance_sentiment.names import NamesError
 from apps.finance_sentiment.scoring import ScoringError, SentimentScorer
 from apps.finance_sentiment.settings import FinSettings
 from apps.finance_sentiment.store import FinanceStore, UnknownArticle
@@ -36,7 +39,7 @@ class UnknownAlert(KeyError):
 
 # Errors whose message is meant for the user (one sentence); anything else is a bug.
 USER_ERRORS = (DatabaseError, ScoringError, FeedConfigError, AlertConfigError, PriceFileError, UnknownArticle,
-               UnknownAlert, FileNotFoundError, ArtifactError, InputError)
+               UnknownAlert, FileNotFoundError, ArtifactError, InputError, FairnessError, NamesError)
 
 
 class FinService:
@@ -86,6 +89,16 @@ class FinService:
         if result is None:
             raise InputError("the text has no sentence to score")
         return result
+
+    @property
+    def fairness_path(self) -> Path:
+        """Where ``trident fin fairness`` writes the model's fairness report: beside the artifact."""
+        return self.settings.artifact_dir / FAIRNESS_FILE
+
+    def fairness(self) -> FairnessReport | None:
+        """The model's counterfactual fairness report, or None when none was measured (FairnessError when the file is
+        not a report)."""
+        return read_report(self.settings.artifact_dir)
 
     # ---------------------------------------------------------------------------------------------- reading
     def tickers(self) -> list[str]:

@@ -65,6 +65,11 @@ class FinTrainSettings(BaseModel):
     refit_epochs: int | None = Field(None, ge=1, description="Train the members on the training and validation "
                                                              "splits for this many epochs and keep the last weights "
                                                              "(no early stopping).")
+    # on by default: swapping a name alone flipped far more labels without it, at the same test accuracy
+    # (docs/experiments.md, bench/results/fin_fairness.json)
+    entity_blind: bool = Field(True, description="Train the model to read company and person names as [COMPANY] / "
+                                                 "[PERSON] (spaCy NER); the artifact records it and serving reads "
+                                                 "texts the same way (docs/finance_sentiment.md).")
 
     def config(self, soft: bool) -> TrainConfig:
         """The members' config, on soft targets or on the majority labels."""

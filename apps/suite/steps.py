@@ -149,7 +149,8 @@ def fin_model(plan: Plan, state: dict) -> Step:
             data, what = phrasebank_subset(plan), f"{FIN_SENTENCES} PhraseBank sentences, 1 epoch"
         else:
             data, what = SAMPLES / "fin_sentences.csv", "the sample sentences"
-        report = train_sentiment(data, out, fmt="csv", cfg=plan.fin_settings().train.config(soft=False))
+        fin = plan.fin_settings().train
+        report = train_sentiment(data, out, fmt="csv", cfg=fin.config(soft=False), entity_blind=fin.entity_blind)
         return f"{what}; test accuracy {report['test']['accuracy']:.2f}"
 
     return _model(plan, "fin", train)

@@ -71,7 +71,8 @@ def charts(at: AppTest) -> list:
 def test_each_page_renders_the_stored_data_without_error(db_url):
     at = ok(start())
     for page, heading in [(None, "News"), ("views/prices.py", "Sentiment and price"), ("views/alerts.py", "Alerts"),
-                          ("views/feeds.py", "Feed health"), ("views/score.py", "Score a text")]:
+                          ("views/feeds.py", "Feed health"), ("views/score.py", "Score a text"),
+                          ("views/fairness.py", "Fairness of the model")]:
         if page:
             ok(at.switch_page(page).run())
         assert heading in [h.value for h in at.subheader], page
@@ -235,6 +236,43 @@ def test_an_analyst_opens_the_dashboard_and_an_agent_is_refused_it_in_one_line(d
     at = sign_in(AppTest.from_file(APP, default_timeout=60).run(), USERS["agent"])
     assert [e.value for e in at.error] == ["Your account (role agent) cannot open the finance dashboard."]
     assert not (at.subheader or at.dataframe or at.main.markdown or at.sidebar.multiselect or at.exception)
+
+
+def test_fairness_page_without_a_report_says_which_command_writes_it(db_url, fin_artifact):
+    at = ok(start("views/fairness.py"))
+    assert len(at.info) == 1 and "run `trident fin fairness`" in at.info[0].value
+    assert str(fin_artifact / "fairness.json") in at.info[0].value
+
+
+def test_fairness_page_shows_the_figures_of_the_report_beside_the_artifact(monkeypatch, tmp_path, fin_demo_copy):
+    import numpy as np
+
+    from apps.finance_sentiment.fairness import Counterfactual, summarise, write_report
+
+    art = tmp_path / "art"  # the page reads the report only: no model needed
+    art.mkdir()
+    probs = np.array([[0.6, 0.3, 0.1], [0.2, 0.6, 0.2]])
+    cfs = [Counterfactual(0, "company_invented", "Contoso sales rose.", (("Acme", "Contoso"),)),
+           Counterfactual(0, "company_real", "Siemens sales rose.", (("Acme", "Siemens"),)),
+           Counterfactual(1, "person", "Wei Zhang spoke.", (("Jane Doe", "Wei Zhang"),))]
+    cf_probs = np.array([[0.2, 0.7, 0.1], [0.6, 0.3, 0.1], [0.2, 0.6, 0.2]])
+    write_report(summarise(["Acme sales rose.", "Jane Doe spoke."], probs, cfs, cf_probs,
+                           labels=["positive", "neutral"], artifact=str(art), entity_blind=True,
+                           data={"path": "phrasebank", "sentences": 2}, seed=13, variants=1), art / "fairness.json")
+    url, feeds = fin_demo_copy
+    point_app_at(monkeypatch, tmp_path, url, feeds, art)
+    at = ok(start("views/fairness.py"))
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics == {"Flipped labels": "33.33%", "Mean |score shift|": "0.133", "Sentences with a name": "2",
+                       "Test accuracy": "1.000"}
+    assert "Misses the target of at most 1% flipped labels" in at.warning[0].value
+    kinds = table(at, "flip rate")
+    assert kinds["swap"].tolist() == ["company (real names)", "company (invented names)", "person",
+                                      "pronoun (he / she)"]
+    assert kinds["flips"].tolist() == [0, 1, 0, 0] and kinds["sentences"].tolist() == [1, 1, 1, 0]
+    flips = table(at, "swapped")
+    assert flips[["id", "swap", "label"]].values.tolist() == [[0, "Acme -> Contoso", "positive → neutral"]]
+    assert "entity-blind" in texts(at)
 
 
 def test_word_markdown_colours_by_share_of_the_largest_attribution():
