@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import sys
 import time
 import warnings
@@ -95,6 +96,11 @@ def fit(model: CoreModel, data: MultiTaskDataModule, cfg: TrainConfig, out_dir: 
         extra_callbacks: more Lightning callbacks.
         validate_first: measure the validation metrics before training too (kept as ``initial`` in the history).
     """
+    cores = os.cpu_count() or 1
+    on_cpu = cfg.accelerator == "cpu" or (cfg.accelerator == "auto" and not torch.cuda.is_available())
+    if on_cpu and isinstance(cfg.devices, int) and cfg.devices > cores:
+        # one training process per device: more processes than cores only thrash the machine
+        raise ValueError(f"devices={cfg.devices}: a CPU run takes at most one process per core ({cores} here)")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     route_lightning_logs()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 
 import numpy as np
@@ -360,6 +361,18 @@ def test_fit_trains_in_train_mode_even_a_model_left_in_eval_mode(tok, tmp_path):
         extra_callbacks=[probe], validate_first=True)
     assert probe.modes == [True, True]
     assert not model.training  # fit hands the model back ready to serve
+
+
+def test_fit_refuses_more_cpu_processes_than_cores_before_training(tok, tmp_path):
+    spec = TaskSpec(name="sentiment", kind="classify", labels=("negative", "positive"))
+    model = CoreModel(ModelConfig.tiny(vocab_size=tok.vocab_size), [spec])
+    data = MultiTaskDataModule([TaskData(spec, ListDataset(*_toy(8, 1)), ListDataset(*_toy(8, 2)))], tok,
+                               batch_size=8, max_length=16, seed=13)
+    cores = os.cpu_count() or 1
+    cfg = TrainConfig.quick(max_epochs=1).model_copy(update={"accelerator": "cpu", "devices": cores + 1})
+    with pytest.raises(ValueError, match=f"at most one process per core \\({cores} here\\)"):
+        fit(model, data, cfg, tmp_path / "many", tok, progress=False)
+    assert not (tmp_path / "many").exists()  # refused before anything was written
 
 
 def test_fit_keep_last_runs_the_whole_schedule_without_validation_and_keeps_the_final_weights(tok, tmp_path):
