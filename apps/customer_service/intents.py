@@ -8,6 +8,7 @@ chose. A member of weight 0 is neither loaded nor run.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from apps.customer_service.knowledge import KBFormatError
@@ -48,8 +49,9 @@ def evaluation_report(intents, intents_csv: Path) -> dict:
     engine whose ``intents`` task answers alone) on a ``text,category`` CSV.
 
     Returns:
-        ``{"accuracy", "macro_f1", "n", "labels", "confusion"}``: ``confusion[i][j]`` counts messages of intent
-        ``labels[i]`` predicted as ``labels[j]``, over every intent the model knows (plain Python numbers).
+        ``{"accuracy", "macro_f1", "n", "sentences_per_s", "labels", "confusion"}``: ``confusion[i][j]`` counts
+        messages of intent ``labels[i]`` predicted as ``labels[j]``, over every intent the model knows (plain Python
+        numbers); ``sentences_per_s`` counts the scoring time only (not reading or loading).
 
     Raises:
         KBFormatError: The file has intents the model does not know.
@@ -61,8 +63,10 @@ def evaluation_report(intents, intents_csv: Path) -> dict:
     if unknown:
         raise KBFormatError(f"{intents_csv} has intents the model does not know: {unknown[:5]}")
     y = [labels.index(r) for r in raw]
+    start = time.perf_counter()
     pred = intents.classify_proba(texts, TASK).argmax(-1).tolist()
+    speed = len(texts) / max(time.perf_counter() - start, 1e-9)
     cm = confusion_matrix(y, pred, labels=list(range(len(labels))))
     # macro-F1 over the intents present in y or pred
     return {"accuracy": accuracy(y, pred), "macro_f1": precision_recall_f1(y, pred)["f1"], "n": len(y),
-            "labels": labels, "confusion": cm.tolist()}
+            "sentences_per_s": speed, "labels": labels, "confusion": cm.tolist()}

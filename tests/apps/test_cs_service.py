@@ -35,6 +35,7 @@ def test_artifact_has_both_adapters_and_the_intents_task(artifact):
     assert eng.tasks["intents"].adapter == "intents" and eng.tasks["retrieval"].adapter == "retrieval"
     scores = eval_intents(eng, SAMPLES / "intents.csv")
     assert scores["n"] == 80 and 0.0 <= scores["macro_f1"] <= scores["accuracy"] <= 1.0
+    assert set(scores) == {"accuracy", "macro_f1", "n", "sentences_per_s"} and scores["sentences_per_s"] > 0
 
 
 def test_message_gets_a_stored_suggestion_with_source_and_intent(service):

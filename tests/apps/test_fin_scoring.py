@@ -141,8 +141,8 @@ def test_training_report_matches_eval_on_the_held_out_split(fin_artifact):
     report = json.loads((fin_artifact / "fin_report.json").read_text())
     assert report["split"]["test"] == report["test"]["n"] > 0
     metrics = eval_sentiment(load_sentiment_model(fin_artifact), SAMPLES / "fin_sentences.csv", "csv")
-    assert set(metrics) == {"accuracy", "macro_f1", "weighted_f1", "n"}
-    assert metrics["n"] == 60 and 0.0 <= metrics["macro_f1"] <= 1.0 and 0.0 <= metrics["accuracy"] <= 1.0
+    assert set(metrics) == {"accuracy", "macro_f1", "weighted_f1", "n", "sentences_per_s"}
+    assert metrics["sentences_per_s"] > 0 and metrics["n"] == 60 and 0.0 <= metrics["macro_f1"] <= 1.0 and 0.0 <= metrics["accuracy"] <= 1.0
 
 
 def test_seed_ensemble_averages_member_probabilities(tmp_path):
@@ -166,7 +166,8 @@ def test_cli_eval_prints_the_metrics_and_score_rejects_empty_text(fin_artifact, 
     assert main(["fin", "eval", "--data", str(SAMPLES / "fin_sentences.csv"), "--format", "csv", "--json",
                  "--artifact", str(fin_artifact)]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert set(out) == {"accuracy", "macro_f1", "weighted_f1", "n"} and out["n"] == 60
+    assert set(out) == {"accuracy", "macro_f1", "weighted_f1", "n", "sentences_per_s"} and out["n"] == 60
+    assert out["sentences_per_s"] > 0
     assert main(["fin", "score", " ", "--artifact", str(fin_artifact)]) == 2
     err = capsys.readouterr().err.strip()
     assert err == "error: the text is empty"
