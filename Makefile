@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 export TRIDENT_DATA_DIR ?= $(abspath ../shared/datasets)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup demo test lint artifacts bench clean
+.PHONY: setup demo test lint artifacts bench soak clean
 
 setup: $(VENV)/.installed
 
@@ -44,6 +44,11 @@ bench: setup
 	$(BIN)/python bench/customer_service.py --out bench/results/customer_service.json
 	$(BIN)/python bench/finance.py --out bench/results/finance.json
 	$(BIN)/python bench/recommender.py --out bench/results/recommender.json
+
+# The suite under load for 3 minutes (docs/deploy.md#soak-test): PostgreSQL by default, SOAK_FLAGS=--sqlite for SQLite.
+soak: setup
+	mkdir -p bench/results
+	$(BIN)/python bench/soak.py --out bench/results/soak.json $(SOAK_FLAGS)
 
 clean:
 	rm -rf var/demo .pytest_cache .ruff_cache

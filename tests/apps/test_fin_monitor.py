@@ -1,12 +1,14 @@
 """The finance worker end to end: real feeds served over HTTP, the real (quick) model, real SQLite and PostgreSQL.
 
 Covers one cycle (poll, de-duplicate, score, store, alert), idempotence across cycles and restarts, a cycle that
-fails half-way (rolled back whole), the captured real feeds, and the `trident fin monitor` process stopped by
-SIGTERM and killed by SIGKILL in the middle of its work."""
+fails half-way (rolled back whole), the captured real feeds, and the `trident fin monitor` process, on SQLite and
+PostgreSQL, killed by SIGKILL inside its cycle's open transaction (a restart then stores every article, sentence score
+and alert of a clean run, each once) and sent SIGTERM in the middle of a cycle (it finishes the cycle, then exits 0)."""
 
 from __future__ import annotations
 
 import functools
+import json
 import os
 import signal
 import subprocess
@@ -19,8 +21,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 
 from apps.common.settings import REPO_ROOT, CoreSettings
+from apps.finance_sentiment import store as fin_store
 from apps.finance_sentiment.feeds import FeedConfig
 from apps.finance_sentiment.monitor import Monitor
 from apps.finance_sentiment.settings import FinSettings, ScoringSettings
@@ -240,13 +244,40 @@ def test_one_cycle_over_the_ten_captured_real_feeds(sqlite_url):
 
 
 # ------------------------------------------------------------------------------------------- the worker process
-def _worker(db: str, feeds_file: Path, artifact: Path, *extra: str) -> subprocess.Popen:
+# The worker runs as a real `trident fin monitor` process. To stop it inside its cycle's open transaction the tests
+# start it through tests/apps/fin_worker_seam.py: a SQLAlchemy listener, installed from outside the product, that
+# pauses the process right after the cycle's first INSERT into a table, writes what its own (uncommitted) transaction
+# holds to a marker file, and waits for a release file.
+def _worker(db: str, feeds_file: Path, artifact: Path, logs: Path, *extra: str,
+            seam: tuple[str, Path, Path] | None = None) -> subprocess.Popen:
     env = {**os.environ, "TRIDENT_DATABASE_URL": db, "FIN_MONITOR__INTERVAL_SECONDS": "1",
            "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "apps.cli", "fin", "monitor", "--feeds", str(feeds_file), "--prices",
-           str(SAMPLES / "prices"), "--rules", str(SAMPLES / "alert_rules.toml"), "--artifact", str(artifact),
-           "--as-of", AS_OF.isoformat(), "--json", *extra]
-    return subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    flags = ["--feeds", str(feeds_file), "--prices", str(SAMPLES / "prices"), "--rules",
+             str(SAMPLES / "alert_rules.toml"), "--artifact", str(artifact), "--as-of", AS_OF.isoformat(), "--json",
+             *extra]
+    cmd = ([sys.executable, "-m", "tests.apps.fin_worker_seam", *map(str, seam), *flags] if seam else
+           [sys.executable, "-m", "apps.cli", "fin", "monitor", *flags])
+    logs.mkdir(parents=True, exist_ok=True)
+    with open(logs / "stdout", "w") as out, open(logs / "stderr", "w") as err:
+        return subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=out, stderr=err)
+
+
+def _finished(proc: subprocess.Popen, logs: Path, timeout: float = 300) -> tuple[str, str]:
+    """Wait for the worker to exit with 0; return its stdout and stderr."""
+    rc = proc.wait(timeout=timeout)
+    out, err = (logs / "stdout").read_text(), (logs / "stderr").read_text()
+    assert rc == 0, err[-3000:]
+    return out, err
+
+
+def _paused(proc: subprocess.Popen, marker: Path, logs: Path) -> dict:
+    """Wait until the seam paused the worker inside its cycle's transaction; return the marker's contents."""
+    deadline = time.time() + 300
+    while not marker.exists():
+        assert proc.poll() is None, f"the worker exited before the pause: {(logs / 'stderr').read_text()[-3000:]}"
+        assert time.time() < deadline, "the worker never reached the pause"
+        time.sleep(0.2)
+    return json.loads(marker.read_text())
 
 
 def _feeds_file(tmp_path: Path, base: str) -> Path:
@@ -256,58 +287,117 @@ def _feeds_file(tmp_path: Path, base: str) -> Path:
     return path
 
 
-def _consistent(store: FinanceStore) -> dict[str, int]:
-    counts = store.counts()
-    frame = store.articles()
-    for aid in frame["id"]:
-        assert store.article(aid)["sentences"], "an article was stored without its sentence scores"
-    assert counts["articles"] in (0, 10)
-    assert (counts["feeds"] == 2) == (counts["articles"] == 10)  # feed states commit with their articles
-    return counts
+def _contents(url: str) -> dict:
+    """What the worker stored, by the keys that identify each row (an alert as the product identifies it: rule,
+    ticker, window start), with the row counts and the keys stored more than once."""
+    a, s, al = fin_store.articles.c, fin_store.sentence_scores.c, fin_store.alerts.c
+    duplicates = {"article_url": sa.select(a.url).where(a.url.is_not(None)).group_by(a.url),
+                  "article_content": sa.select(a.content_hash).group_by(a.content_hash),
+                  "sentence": sa.select(s.article_id, s.idx).group_by(s.article_id, s.idx),
+                  "alert": sa.select(al.rule, al.ticker, al.window_start).group_by(al.rule, al.ticker, al.window_start)}
+    with FinanceStore(url) as store, store.engine.connect() as conn:
+        return {
+            "counts": store.counts(),
+            "articles": {tuple(r) for r in conn.execute(sa.select(a.id, a.url))},
+            "sentences": {tuple(r) for r in conn.execute(sa.select(s.article_id, s.idx))},
+            "alerts": {tuple(r) for r in conn.execute(sa.select(al.rule, al.ticker, al.window_start))},
+            "duplicates": {k: conn.execute(q.having(sa.func.count() > 1)).all() for k, q in duplicates.items()},
+        }
 
 
-def test_sigterm_finishes_the_cycle_in_hand_then_exits_cleanly(tmp_path, sample_server, fin_artifact):
-    url = f"sqlite:///{tmp_path / 'fin.db'}"
-    proc = _worker(url, _feeds_file(tmp_path, sample_server), fin_artifact)
-    store = FinanceStore(url)
+def _committed(url: str) -> dict[str, int]:
+    """Row counts as another connection sees them (committed rows only)."""
+    with FinanceStore(url) as store:
+        return store.counts()
+
+
+def _assert_complete(got: dict, reference: dict) -> None:
+    """Every article, sentence score and alert of the reference run is stored, exactly once, and nothing else."""
+    assert got["duplicates"] == {k: [] for k in got["duplicates"]}
+    assert got["articles"] == reference["articles"]
+    assert got["sentences"] == reference["sentences"]
+    assert got["alerts"] == reference["alerts"]
+    assert got["counts"] == reference["counts"]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, sample_server, fin_artifact) -> dict:
+    """What one clean `trident fin monitor --once` stores from the sample feeds, in a SQLite file of its own."""
+    import feedparser
+
+    folder = tmp_path_factory.mktemp("reference")
+    url = f"sqlite:///{folder / 'fin.db'}"
+    _finished(_worker(url, _feeds_file(folder, sample_server), fin_artifact, folder, "--once"), folder)
+    ref = _contents(url)
+    links = {e.link for f in ("larkspur_wire.rss", "market_digest.atom")
+             for e in feedparser.parse(str(SAMPLES / "feeds" / f)).entries}
+    assert len(links) == 10 and {u for _, u in ref["articles"]} == links  # one article per story (lw-007 twice)
+    per_article = {}
+    for aid, idx in ref["sentences"]:
+        per_article.setdefault(aid, set()).add(idx)
+    assert set(per_article) == {aid for aid, _ in ref["articles"]}
+    assert all(idx == set(range(len(idx))) for idx in per_article.values())  # 0..n-1, one row each
+    assert ref["alerts"] and ref["counts"]["alerts"] == len(ref["alerts"])
+    assert ref["counts"]["feeds"] == 2 and ref["counts"]["prices"] == 420
+    return ref
+
+
+NOTHING = {"feeds": 0, "articles": 0, "article_tickers": 0, "sentence_scores": 0, "alerts": 0}
+
+
+def test_sigkill_inside_the_cycle_transaction_loses_and_duplicates_nothing_after_a_restart(
+        db_url, tmp_path, sample_server, fin_artifact, reference):
+    feeds_file = _feeds_file(tmp_path, sample_server)
+    marker, release = tmp_path / "paused.json", tmp_path / "release"
+    # paused after the cycle's last write (its alerts): everything it stores is written, nothing committed
+    proc = _worker(db_url, feeds_file, fin_artifact, tmp_path / "killed", "--once", seam=("alerts", marker, release))
     try:
-        deadline = time.time() + 120
-        while time.time() < deadline and proc.poll() is None:
-            time.sleep(0.5)
-            if (tmp_path / "fin.db").exists():
-                try:
-                    if store.create().counts()["articles"] == 10:
-                        break
-                except Exception:  # noqa: BLE001 - the worker may be creating the schema
-                    continue
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=60)
-        assert proc.returncode == 0, err[-2000:]
-        assert '"new_articles": 10' in out
-        assert _consistent(store)["articles"] == 10
+        inside = _paused(proc, marker, tmp_path / "killed")
+        # the kill lands inside the open transaction: it holds every row of the cycle, none of them committed
+        assert inside["in_transaction"]
+        assert inside["counts"]["feeds"] == 2
+        assert inside["counts"]["articles"] == len(reference["articles"])
+        assert inside["counts"]["sentence_scores"] == len(reference["sentences"])
+        assert inside["counts"]["alerts"] == len(reference["alerts"])
+        committed = _committed(db_url)
+        assert {k: committed[k] for k in NOTHING} == NOTHING
+        assert committed["prices"] == 420  # loaded before the cycle, in transactions of their own
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
     finally:
         proc.kill()
-        store.close()
+    after = _committed(db_url)
+    assert {k: after[k] for k in NOTHING} == NOTHING and after["prices"] == 420  # nothing half-stored
+    out, _ = _finished(_worker(db_url, feeds_file, fin_artifact, tmp_path / "restart", "--once"), tmp_path / "restart")
+    report = json.loads(out)
+    assert report["new_articles"] == report["scored"] == len(reference["articles"])
+    assert report["alerts"] == len(reference["alerts"])
+    _assert_complete(_contents(db_url), reference)
 
 
-def test_sigkill_mid_cycle_loses_nothing_committed_and_a_restart_completes(tmp_path, sample_server, fin_artifact):
-    url = f"sqlite:///{tmp_path / 'fin.db'}"
-    feeds_file = _feeds_file(tmp_path, sample_server)
-    proc = _worker(url, feeds_file, fin_artifact, "--once")
-    # the worker needs a few seconds to load torch and the model; scoring with explanations takes a few more:
-    # wait until the schema exists, then kill it while it is scoring the first cycle
-    deadline = time.time() + 120
-    while time.time() < deadline and not (tmp_path / "fin.db").exists():
-        time.sleep(0.2)
-    time.sleep(1.0)
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=30)
-    store = FinanceStore(url).create()
-    first = _consistent(store)
-    rerun = _worker(url, feeds_file, fin_artifact, "--once")
-    out, err = rerun.communicate(timeout=300)
-    assert rerun.returncode == 0, err[-2000:]
-    final = _consistent(store)
-    assert final["articles"] == 10 and final["prices"] == 420
-    assert first["articles"] in (0, 10)
-    store.close()
+def test_sigterm_in_the_middle_of_a_cycle_finishes_it_then_exits_cleanly(db_url, tmp_path, sample_server,
+                                                                        fin_artifact, reference):
+    marker, release, logs = tmp_path / "paused.json", tmp_path / "release", tmp_path / "logs"
+    proc = _worker(db_url, _feeds_file(tmp_path, sample_server), fin_artifact, logs,
+                   seam=("sentence_scores", marker, release))  # a loop (no --once): only the signal ends it
+    try:
+        inside = _paused(proc, marker, logs)
+        # mid-cycle: its articles and sentence scores are written (uncommitted), its alerts not yet
+        assert inside["counts"]["articles"] == len(reference["articles"]) and inside["counts"]["alerts"] == 0
+        proc.send_signal(signal.SIGTERM)
+        deadline = time.time() + 60
+        while "SIGTERM: stopping after the cycle in hand" not in (logs / "stderr").read_text():
+            assert proc.poll() is None and time.time() < deadline, (logs / "stderr").read_text()[-3000:]
+            time.sleep(0.1)
+        # the signal was handled while the cycle's transaction was open: nothing of the cycle is committed yet
+        committed = _committed(db_url)
+        assert {k: committed[k] for k in NOTHING} == NOTHING
+        release.touch()
+        out, err = _finished(proc, logs, timeout=120)
+    finally:
+        proc.kill()
+    assert "Traceback" not in err and "rolling back" not in err
+    report = json.loads(out)  # exactly one cycle report: the cycle in hand, and no other after it
+    assert report["new_articles"] == report["scored"] == len(reference["articles"])
+    assert report["alerts"] == len(reference["alerts"])
+    _assert_complete(_contents(db_url), reference)
