@@ -222,8 +222,9 @@ def test_two_browsers_first_write_wins(store, second_store):
     assert browser1.version == browser2.version == 1
 
     store.set_state(conv.id, "closed", agent="agent-a", expected_version=browser1.version)
-    with pytest.raises(StaleWrite, match="conversation changed since you loaded it; reload"):
+    with pytest.raises(StaleWrite) as info:
         second_store.set_state(conv.id, "handoff", agent="agent-a", expected_version=browser2.version)
+    assert str(info.value) == f"conversation {conv.id[:8]} changed since you loaded it (version 1, now 2); reload"
     stored = second_store.get_conversation(conv.id)
     assert stored.state == "closed" and stored.version == 2 and stored.claimed_by == "agent-a"
 
