@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Callable
+from functools import partial
 
 import pytest
 import sqlalchemy as sa
@@ -64,7 +65,7 @@ def _answer(store: Store, cid: str, turn_id: int, agent: str, verdict: str, vers
                      source=f"feedback:{agent}") if verdict == "edited" else None)
     fb = Feedback(conversation_id=cid, turn_id=turn_id, agent=agent, verdict=verdict, query="where is my card?",
                   final_text=text, new_entry_id=entry.id if entry else None)
-    return lambda: store.answer(fb, expected_version=version, entry=entry)
+    return partial(store.answer, fb, expected_version=version, entry=entry)
 
 
 def _feedback_rows(store: Store, turn_id: int) -> list[tuple[str, str]]:
@@ -120,7 +121,7 @@ def test_an_answer_racing_a_claim_never_lands_in_the_claimers_conversation(store
         turn = reader.add_turn(conv.id, "customer", "where is my card?")
         versioned = i % 2 == 0  # the console's claim names the version; a claim without one is checked too
         claim_version = conv.version if versioned else None
-        claimed, answered = race(lambda: a.claim(conv.id, "alice", expected_version=claim_version),
+        claimed, answered = race(partial(a.claim, conv.id, "alice", expected_version=claim_version),
                                  _answer(b, conv.id, turn.id, "bob", "accepted", conv.version), turn=i // 2)
         stored = reader.get_conversation(conv.id)
         sent = [t for t in stored.turns if t.role == "agent"]
@@ -153,8 +154,8 @@ def test_two_admins_editing_one_kb_entry_one_wins_and_history_keeps_both(stores)
         reader.upsert_kb_entries([entry], agent="ada")
         loaded = reader.kb_entry(entry.id)
         assert loaded.version == 1
-        out = race(lambda: a.edit_kb_entry(entry.id, entry.question, "Block it in the app.", "alice", loaded.version),
-                   lambda: b.edit_kb_entry(entry.id, entry.question, "Tap Cards > Block.", "bob", loaded.version),
+        out = race(partial(a.edit_kb_entry, entry.id, entry.question, "Block it in the app.", "alice", loaded.version),
+                   partial(b.edit_kb_entry, entry.id, entry.question, "Tap Cards > Block.", "bob", loaded.version),
                    turn=i)
         won = [j for j, r in enumerate(out) if not isinstance(r, BaseException)]
         assert len(won) == 1, out
