@@ -571,13 +571,15 @@ class Store(BaseStore):
             report.add("turns", n_turns)
             report.add("feedback", n_feedback)
             report.add("kb_entries", len(entry_ids), *entry_ids)
+            history = sa.inspect(conn).has_table("kb_history")  # a dry run may look at a database made before it
             report.add("kb_history", sum(_count(conn, kb_history, kb_history.c.entry_id.in_(ids))
-                                         for ids in _chunked(entry_ids)))
+                                         for ids in _chunked(entry_ids)) if history else 0)
             _scrub_mentions(conn, chosen, entry_ids, report)
             if report.dry_run:
                 return report
             for ids in _chunked(entry_ids):
-                conn.execute(kb_history.delete().where(kb_history.c.entry_id.in_(ids)))
+                if history:
+                    conn.execute(kb_history.delete().where(kb_history.c.entry_id.in_(ids)))
                 conn.execute(kb_entries.delete().where(k.id.in_(ids)))
             for ids in chunks:
                 conn.execute(feedback.delete().where(f.conversation_id.in_(ids)))

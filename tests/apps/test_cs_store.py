@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 
 from apps.common.db import DatabaseError, make_engine, redact_url
+from apps.common.erasure import ErasureReport
 from apps.customer_service.schemas import Feedback, Hit, Intent, KBEntry, Reply
 from apps.customer_service.store import (
     ADDED_COLUMNS,
@@ -554,6 +555,10 @@ def test_a_database_made_before_versions_opens_and_keeps_its_answers(db_url):
                              origin="feedback", created_at=now, updated_at=now, deleted=False))
     engine.dispose()
 
+    with Store(db_url) as before:  # a dry run (`trident privacy forget --dry-run`) creates nothing, and still works
+        dry = before.erase(conversations.c.id == "c0ffee00", ErasureReport("forget-customer", dry_run=True))
+        assert (dry.counts["turns"], dry.counts["feedback"], dry.counts["kb_history"]) == (4, 3, 0)
+        assert not before.has_table("kb_history")
     store = Store(db_url).create()
     store.create()  # again: nothing to add
     with store.engine.connect() as conn:
