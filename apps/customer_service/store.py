@@ -216,7 +216,8 @@ class Store(BaseStore):
 
     def create(self) -> Store:
         """Create the tables and indexes that do not exist yet, and add the columns that a database made by an
-        earlier version lacks (safe on every start, and when several processes start at once); return the store."""
+        earlier version lacks (safe on every start; two processes adding columns at once wait for each other:
+        SQLite's write lock, PostgreSQL's ``ADD COLUMN IF NOT EXISTS``); return the store."""
         super().create()
         with self._writer.begin() as conn:  # SQLite: BEGIN IMMEDIATE, so one process at a time looks and adds
             _add_columns(conn)
@@ -382,7 +383,9 @@ class Store(BaseStore):
                 t.id == fb.turn_id, t.conversation_id == cid, t.role == "customer", judged).values(
                 verdict=fb.verdict, verdict_by=fb.agent))
             if res.rowcount == 0:
-                _check_open(conn, fb)
+                _check_open(conn, fb)  # raises why; were it open now, another write judged it in between
+                raise StaleWrite(f"message {fb.turn_id} of conversation {cid[:8]}", expected_version,
+                                 _why_not(conn, cid, fb.agent, None).version)
             if entry is not None:
                 _write_entry(conn, entry, "feedback", fb.agent, now)
                 _bump_kb(conn)
