@@ -78,6 +78,31 @@ class Turn(BaseModel):
     text: str
     created_at: datetime | None = None
     reply: Reply | None = None
+    verdict: Verdict | None = Field(None, description="A customer message's verdict on its suggestion; None: none yet.")
+    verdict_by: str | None = Field(None, description="The agent who gave the verdict.")
+
+
+class StoredKBEntry(BaseModel):
+    """A KB entry as the database holds it, with the version an edit must name."""
+
+    entry: KBEntry
+    version: int = Field(description="1 when created, one more with every change.")
+    origin: str = Field(description="file (ingested) or feedback (saved from an agent's edit).")
+    updated_at: datetime | None = None
+
+
+class KBRevision(BaseModel):
+    """One change of a stored KB entry: who made which version when, and the text it replaced."""
+
+    entry_id: str
+    version: int
+    action: Literal["created", "replaced", "edited"]
+    agent: str = Field(description="Who made the change: the agent or admin, or the source for a bulk write.")
+    at: datetime
+    question: str
+    answer: str
+    previous_question: str | None = Field(None, description="The text this version replaced; None when created.")
+    previous_answer: str | None = None
 
 
 class Conversation(BaseModel):

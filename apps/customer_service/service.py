@@ -3,8 +3,12 @@
 It ties the store (conversations, feedback, KB entries added by agents), the engine (intents + retrieval adapters),
 the intent ensemble, the retriever and the bot together.
 Every method returns a schema; errors a user can fix are ``CSError``. The KB entries agents add live in the database:
-another process may add or remove some (another console, ``trident privacy forget`` or ``retention``), and every call
-that reads the KB first catches up with such changes (``refresh``).
+another process may add, edit or remove some (another console, ``trident privacy forget`` or ``retention``), and every
+call that reads the KB first catches up with such changes (``refresh``).
+
+Every write an agent makes names the version it was based on (``expected_version``: the version the page showed) and
+is one guarded transaction in the store: two agents answering the same message, an answer into a conversation another
+agent holds, or an edit of a KB entry someone changed meanwhile is refused with one sentence, and nothing is written.
 """
 
 from __future__ import annotations
@@ -19,9 +23,16 @@ from apps.customer_service.index import build_index, index_entries, load_index
 from apps.customer_service.intents import TASK, evaluation_report, load_intents
 from apps.customer_service.knowledge import KBFormatError, clean_text
 from apps.customer_service.retrieval import HybridRetriever, IndexMissingError
-from apps.customer_service.schemas import Conversation, Feedback, Hit, KBEntry, Reply, Turn
+from apps.customer_service.schemas import Conversation, Feedback, Hit, KBEntry, KBRevision, Reply, StoredKBEntry, Turn
 from apps.customer_service.settings import CSSettings
-from apps.customer_service.store import ClaimConflict, StaleWrite, Store, UnknownConversation
+from apps.customer_service.store import (
+    AlreadyAnswered,
+    ClaimConflict,
+    StaleWrite,
+    Store,
+    UnknownConversation,
+    UnknownKBEntry,
+)
 from core.artifacts import ArtifactError
 from core.engine import Ensemble, InferenceEngine
 from core.privacy import redact
@@ -33,8 +44,8 @@ class CSError(RuntimeError):
     """A problem the agent or operator can fix, in one sentence."""
 
 
-USER_ERRORS = (EmptyMessage, KBFormatError, UnknownConversation, ClaimConflict, StaleWrite, IndexMissingError,
-               CSError, ErasureError)
+USER_ERRORS = (EmptyMessage, KBFormatError, UnknownConversation, ClaimConflict, StaleWrite, AlreadyAnswered,
+               UnknownKBEntry, IndexMissingError, CSError, ErasureError)
 
 
 class CSService:
@@ -103,16 +114,29 @@ class CSService:
         reply = self.bot.reply(text, history)
         turn = self.store.add_turn(conversation_id, "customer", reply.redacted_message, reply=reply)
         if reply.action == "handoff" and conv.state == "open":
-            self.store.set_state(conversation_id, "handoff", expected_version=conv.version)
+            self._hand_over(conv)
         return turn, reply
 
-    def claim(self, conversation_id: str, agent: str) -> Conversation:
-        """An agent takes a conversation (refused if another agent holds it)."""
-        return self.store.claim(conversation_id, agent)
+    def _hand_over(self, conv: Conversation) -> None:
+        """Move an open conversation to ``handoff``; if an agent changed it meanwhile, only while it is still open
+        and unclaimed (an agent's claim or close stands)."""
+        for _ in range(5):  # each retry follows another write to this conversation
+            try:
+                self.store.set_state(conv.id, "handoff", expected_version=conv.version)
+                return
+            except (StaleWrite, ClaimConflict):
+                conv = self.store.get_conversation(conv.id)
+                if conv.state != "open" or conv.claimed_by is not None:
+                    return
 
-    def release(self, conversation_id: str, agent: str) -> Conversation:
-        """An agent lets a conversation go."""
-        return self.store.release(conversation_id, agent)
+    def claim(self, conversation_id: str, agent: str, expected_version: int | None = None) -> Conversation:
+        """An agent takes a conversation (refused if another agent holds it, or it changed since
+        ``expected_version``)."""
+        return self.store.claim(conversation_id, agent, expected_version=expected_version)
+
+    def release(self, conversation_id: str, agent: str, expected_version: int | None = None) -> Conversation:
+        """An agent lets a conversation go (refused if it changed since ``expected_version``)."""
+        return self.store.release(conversation_id, agent, expected_version=expected_version)
 
     def close(self, conversation_id: str, agent: str, expected_version: int | None = None) -> Conversation:
         """Close a conversation."""
@@ -120,11 +144,20 @@ class CSService:
 
     # ------------------------------------------------------------------ feedback
     def feedback(self, conversation_id: str, turn_id: int, agent: str, verdict: str, final_text: str = "",
-                 question: str = "") -> Feedback:
-        """Record an agent's verdict on the suggestion for ``turn_id``.
+                 question: str = "", expected_version: int | None = None) -> Feedback:
+        """Record an agent's verdict on the suggestion for ``turn_id``, as one guarded transaction
+        (``Store.answer``).
 
         accepted: the suggestion is sent as it is. edited: the agent's text is sent and becomes a KB entry at once
-        (question = the customer's message unless ``question`` is given). rejected: nothing is sent.
+        (question = the customer's message unless ``question`` is given). rejected: nothing is sent (the message
+        can still be answered with an edit). ``expected_version``: the conversation's version the agent's page
+        showed (None: the version read here).
+
+        Raises:
+            ClaimConflict: Another agent holds the conversation.
+            AlreadyAnswered: The message was answered already (or its suggestion rejected and this is not an edit).
+            StaleWrite: The conversation changed since ``expected_version``.
+            CSError: Not a customer message of the conversation, an empty edit, nothing to accept, a bad verdict.
         """
         self.refresh()
         conv = self.store.get_conversation(conversation_id)
@@ -134,15 +167,13 @@ class CSService:
         if turn is None or turn.role != "customer":
             raise CSError(f"turn {turn_id} is not a customer message of conversation {conversation_id}")
         top = turn.reply.hits[0].entry.id if turn.reply and turn.reply.hits else None
-        new_id = None
+        entry = None
         if verdict == "edited":
             final_text = clean_text(redact(final_text))
             if not final_text:
                 raise CSError("an edited answer cannot be empty")
             entry = KBEntry(id=f"fb-{conversation_id[:8]}-{turn_id}", question=question or turn.text,
                             answer=final_text, category="feedback", source=f"feedback:{agent}")
-            self.add_kb_entry(entry)
-            new_id = entry.id
         elif verdict == "accepted":
             if not turn.reply:
                 raise CSError("there is no suggestion to accept")
@@ -150,20 +181,54 @@ class CSService:
         elif verdict != "rejected":
             raise CSError(f"unknown verdict {verdict!r}; use accepted, edited or rejected")
         fb = Feedback(conversation_id=conversation_id, turn_id=turn_id, agent=agent, verdict=verdict,
-                      query=turn.text, suggested_entry_id=top, final_text=final_text, new_entry_id=new_id)
-        self.store.record_feedback(fb)
-        if verdict in ("accepted", "edited"):
-            self.store.add_turn(conversation_id, "agent", final_text)
+                      query=turn.text, suggested_entry_id=top, final_text=final_text,
+                      new_entry_id=entry.id if entry else None)
+        self.store.answer(fb, conv.version if expected_version is None else expected_version, entry)
+        if entry is not None:
+            self._serve([entry])
         return fb
 
     # ------------------------------------------------------------------ knowledge base
-    def add_kb_entry(self, entry: KBEntry) -> None:
-        """Store an entry and index it at once (no rebuild)."""
+    def add_kb_entry(self, entry: KBEntry, agent: str = "") -> None:
+        """Store an entry (a new one, or a new version of a stored one) and index it at once (no rebuild)."""
+        self.store.upsert_kb_entries([entry], origin="feedback", agent=agent)
+        self._serve([entry])
+
+    def _serve(self, entries: list[KBEntry]) -> None:
+        """Index entries just stored and answer with them at once (no rebuild)."""
         with self._lock:
-            self.store.upsert_kb_entries([entry], origin="feedback")
-            index_entries(self.retriever, [entry], self.settings.retrieval, rebuild=False)
-            self.kb[entry.id] = entry
-            self._db_ids.add(entry.id)
+            index_entries(self.retriever, entries, self.settings.retrieval, rebuild=False)
+            self.kb.update({e.id: e for e in entries})
+            self._db_ids.update(e.id for e in entries)
+
+    def stored_kb_entries(self) -> list[StoredKBEntry]:
+        """The KB entries kept in the database (those agents saved), with the versions an edit names, by id."""
+        return self.store.kb_records(origin="feedback")
+
+    def kb_history(self, entry_id: str) -> list[KBRevision]:
+        """Every recorded change of a stored entry, newest first."""
+        return self.store.kb_history(entry_id)
+
+    def edit_kb_entry(self, entry_id: str, question: str, answer: str, agent: str,
+                      expected_version: int) -> StoredKBEntry:
+        """Change a stored entry's question and answer (PII redacted), only if it is still at ``expected_version``
+        (the version the editor loaded); the change is kept in the entry's history under ``agent`` and served at
+        once.
+
+        Raises:
+            CSError: An empty question or answer, or nothing changed.
+            UnknownKBEntry: No stored entry has this id.
+            StaleWrite: Someone changed the entry since ``expected_version``; nothing was written.
+        """
+        question, answer = clean_text(redact(question)), clean_text(redact(answer))
+        if not question or not answer:
+            raise CSError("a KB entry needs a question and an answer")
+        stored = self.store.kb_entry(entry_id)
+        if (stored.entry.question, stored.entry.answer) == (question, answer) and stored.version == expected_version:
+            raise CSError(f"nothing to save: KB entry {entry_id} is unchanged")
+        saved = self.store.edit_kb_entry(entry_id, question, answer, agent, expected_version)
+        self._serve([saved.entry])
+        return saved
 
     def refresh(self) -> bool:
         """Catch up with the KB entries another process added, changed or removed since this service last looked

@@ -1,12 +1,19 @@
-"""Persistent state of the customer-service app: conversations, turns, agent feedback and KB entries.
+"""Persistent state of the customer-service app: conversations, turns, agent feedback, KB entries and their history.
 
 One ``Store`` works on SQLite and PostgreSQL through SQLAlchemy Core; every write is one transaction. Concurrency
-between agents is settled in the database: ``claim`` is one conditional ``UPDATE`` (of many agents claiming at once
-exactly one wins, the others get ``ClaimConflict``), and ``set_state`` with ``expected_version`` writes only when the
-version is still the one the caller loaded (else ``StaleWrite``). ``version`` counts changes of state and claim; new
-turns do not bump it. ``kb_version`` counts the changes of the KB entries, so that a running service sees another
-process's. ``erase`` removes conversations and what was made from them (forgetting a customer, the retention period).
-Timestamps are timezone-aware UTC.
+between agents is settled in the database by conditional ``UPDATE``s, never by a read followed by a write: ``claim``,
+``release`` and ``set_state`` write only while the conversation is held by the caller (or by nobody) and, given
+``expected_version``, still at the version the caller loaded (else ``ClaimConflict`` or ``StaleWrite``); of many
+agents claiming at once exactly one wins. ``answer`` does an agent's whole answer to one customer message in one
+transaction: the conditional update of the conversation, the message's verdict marker (set once: a second answer is
+``AlreadyAnswered``), the feedback row, the agent's turn and the KB entry made from an edit. ``version`` counts
+changes of state and claim and the agents' answers; customer and bot turns do not bump it.
+
+KB entries carry their own ``version``; ``edit_kb_entry`` writes only at the version the editor loaded, and every
+change of an entry leaves a row in ``kb_history`` (who, when, what it replaced). ``kb_version`` counts the changes of
+the KB entries, so that a running service sees another process's. ``erase`` removes conversations and what was made
+from them, history included (forgetting a customer, the retention period). ``create`` also adds the columns that a
+database made by an earlier version lacks. Timestamps are timezone-aware UTC.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any, get_args
 
 import sqlalchemy as sa
@@ -25,7 +33,9 @@ from apps.customer_service.schemas import (
     ConversationState,
     Feedback,
     KBEntry,
+    KBRevision,
     Reply,
+    StoredKBEntry,
     Turn,
     Verdict,
 )
@@ -34,7 +44,6 @@ STATES: tuple[str, ...] = get_args(ConversationState)
 VERDICTS: tuple[str, ...] = get_args(Verdict)
 ORIGINS = ("file", "feedback")
 CHUNK = 500  # ids per IN (...) list
-STALE_MESSAGE = "conversation changed since you loaded it; reload"
 
 
 class UnknownConversation(UnknownRow):
@@ -54,10 +63,31 @@ class ClaimConflict(RuntimeError):
 
 
 class StaleWrite(RuntimeError):
-    """The conversation changed since the caller loaded it; nothing was written."""
+    """A conversation or a KB entry changed since the caller loaded it; nothing was written."""
 
-    def __init__(self, message: str = STALE_MESSAGE) -> None:
-        super().__init__(message)
+    def __init__(self, what: str, loaded: int | None, now: int) -> None:
+        super().__init__(f"{what} changed since you loaded it (version {loaded}, now {now}); reload")
+        self.loaded, self.now = loaded, now
+
+
+class AlreadyAnswered(RuntimeError):
+    """The customer message has its answer (or its suggestion was rejected) already; nothing was written."""
+
+    def __init__(self, conversation_id: str, turn_id: int, verdict: str, agent: str) -> None:
+        what = f"message {turn_id} of conversation {conversation_id[:8]}"
+        if verdict == "rejected":
+            msg = f"{agent} already rejected the suggestion for {what}; answer it with an edit"
+        else:
+            msg = f"{what} was already answered by {agent} ({verdict}); reload"
+        super().__init__(msg)
+        self.turn_id, self.verdict, self.agent = turn_id, verdict, agent
+
+
+class UnknownKBEntry(UnknownRow):
+    """No stored KB entry has this id (it may have been removed meanwhile)."""
+
+    def __init__(self, entry_id: str) -> None:
+        super().__init__(f"KB entry {entry_id} is not stored (removed meanwhile?); reload")
 
 
 # INTEGER PRIMARY KEY is SQLite's rowid (autoincrementing); BIGSERIAL on PostgreSQL.
@@ -87,6 +117,9 @@ turns = sa.Table(
     sa.Column("text", sa.Text, nullable=False),
     sa.Column("reply_json", sa.Text, nullable=True),
     sa.Column("created_at", UTCDateTime, nullable=False),
+    # a customer message's verdict (accepted, edited, rejected) and the agent who gave it; NULL until judged
+    sa.Column("verdict", sa.String(16), nullable=True),
+    sa.Column("verdict_by", sa.Text, nullable=True),
     sa.Index("ix_turns_conversation_id", "conversation_id", "id"),
 )
 
@@ -119,8 +152,30 @@ kb_entries = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Column("deleted", sa.Boolean, nullable=False, default=False),  # soft-deleted rows are not listed
+    sa.Column("version", sa.Integer, nullable=False, default=1, server_default="1"),  # 1 when created, +1 per change
     sa.Index("ix_kb_entries_origin", "origin"),
 )
+
+# Every change of a KB entry: the version it made, who made it and when, the text it wrote and the text it replaced
+# (NULL for a new entry). Rows go with their entry when it is erased.
+kb_history = sa.Table(
+    "kb_history",
+    metadata,
+    sa.Column("id", _BigId, primary_key=True, autoincrement=True),
+    sa.Column("entry_id", sa.Text, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("action", sa.String(16), nullable=False),
+    sa.Column("agent", sa.Text, nullable=False, default=""),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("question", sa.Text, nullable=False),
+    sa.Column("answer", sa.Text, nullable=False),
+    sa.Column("previous_question", sa.Text, nullable=True),
+    sa.Column("previous_answer", sa.Text, nullable=True),
+    sa.UniqueConstraint("entry_id", "version", name="uq_kb_history_entry_version"),
+)
+
+# Columns added since the first version of these tables: ``Store.create`` adds them to a database made before.
+ADDED_COLUMNS: dict[str, tuple[str, ...]] = {"turns": ("verdict", "verdict_by"), "kb_entries": ("version",)}
 
 # One row (id 1): a counter bumped by every change of the KB entries, so that a running service sees that another
 # process (another console, a forget request, the retention run) changed them and catches up (CSService.refresh).
@@ -138,7 +193,8 @@ def _conversation(row: sa.RowMapping, turns_: list[Turn] | None = None) -> Conve
 
 def _turn(row: sa.RowMapping) -> Turn:
     reply = Reply.model_validate_json(row["reply_json"]) if row["reply_json"] else None
-    return Turn(id=row["id"], role=row["role"], text=row["text"], created_at=row["created_at"], reply=reply)
+    return Turn(id=row["id"], role=row["role"], text=row["text"], created_at=row["created_at"], reply=reply,
+                verdict=row["verdict"], verdict_by=row["verdict_by"])
 
 
 def _kb_entry(row: sa.RowMapping) -> KBEntry:
@@ -148,10 +204,24 @@ def _kb_entry(row: sa.RowMapping) -> KBEntry:
     )
 
 
+def _stored(row: sa.RowMapping) -> StoredKBEntry:
+    return StoredKBEntry(entry=_kb_entry(row), version=row["version"], origin=row["origin"],
+                         updated_at=row["updated_at"])
+
+
 class Store(BaseStore):
     """Conversations, turns, feedback and KB entries in one SQL database."""
 
     metadata = metadata
+
+    def create(self) -> Store:
+        """Create the tables and indexes that do not exist yet, and add the columns that a database made by an
+        earlier version lacks (safe on every start; two processes adding columns at once wait for each other:
+        SQLite's write lock, PostgreSQL's ``ADD COLUMN IF NOT EXISTS``); return the store."""
+        super().create()
+        with self._writer.begin() as conn:  # SQLite: BEGIN IMMEDIATE, so one process at a time looks and adds
+            _add_columns(conn)
+        return self
 
     # ----------------------------------------------------------------------------------------- conversations
 
@@ -220,13 +290,9 @@ class Store(BaseStore):
             res = conn.execute(sa.update(conversations).where(*cond).values(
                 version=c.version + 1, updated_at=utcnow(), **values))
             if res.rowcount == 0:
-                row = conn.execute(sa.select(c.claimed_by).where(c.id == cid)).first()
-                if row is None:
-                    raise UnknownConversation(cid)
-                if row.claimed_by is not None and row.claimed_by != agent:
-                    raise ClaimConflict(cid, row.claimed_by)
-                if not holder_only:
-                    raise StaleWrite()
+                row = _why_not(conn, cid, agent, expected_version)
+                if not (holder_only and row.claimed_by is None):  # releasing what nobody holds changes nothing
+                    raise StaleWrite(f"conversation {cid[:8]}", expected_version, row.version)
             return self._load(conn, cid)
 
     def claim(self, conversation_id: str, agent: str, expected_version: int | None = None) -> Conversation:
@@ -246,16 +312,18 @@ class Store(BaseStore):
         return self._change(conversation_id, agent, expected_version, claimed_by=agent,
                             state=sa.case((c.state.in_(("open", "handoff")), "claimed"), else_=c.state))
 
-    def release(self, conversation_id: str, agent: str) -> Conversation:
+    def release(self, conversation_id: str, agent: str, expected_version: int | None = None) -> Conversation:
         """Give a claimed conversation back: ``claimed`` becomes ``handoff`` (it waits for the next agent); return
-        it with its turns. Releasing a conversation nobody holds changes nothing.
+        it with its turns. Releasing a conversation nobody holds changes nothing. ``expected_version``: the version
+        the agent loaded (None skips the check).
 
         Raises:
             UnknownConversation: No conversation has this id.
             ClaimConflict: Another agent holds it.
+            StaleWrite: The agent holds it, but it changed since ``expected_version``.
         """
         c = conversations.c
-        return self._change(conversation_id, agent, None, holder_only=True, claimed_by=None,
+        return self._change(conversation_id, agent, expected_version, holder_only=True, claimed_by=None,
                             state=sa.case((c.state == "claimed", "handoff"), else_=c.state))
 
     def set_state(self, conversation_id: str, state: str, agent: str | None = None,
@@ -270,7 +338,8 @@ class Store(BaseStore):
             ValueError: ``state`` is unknown or ``claimed`` (use ``claim``).
             UnknownConversation: No conversation has this id.
             ClaimConflict: Another agent holds it.
-            StaleWrite: It changed since ``expected_version`` ("conversation changed since you loaded it; reload").
+            StaleWrite: It changed since ``expected_version`` ("conversation <id> changed since you loaded it
+                (version 3, now 4); reload").
         """
         if state not in STATES or state == "claimed":
             raise ValueError(f"cannot set state {state!r}; use one of open, handoff, closed (claim() to claim)")
@@ -279,8 +348,57 @@ class Store(BaseStore):
 
     # ------------------------------------------------------------------------------------------------ feedback
 
+    def answer(self, fb: Feedback, expected_version: int | None = None, entry: KBEntry | None = None) -> Turn | None:
+        """An agent's verdict ``fb`` on the suggestion for one customer message (``fb.turn_id``), in one
+        transaction; return the agent's turn sent to the customer (None for a rejection).
+
+        The conversation must be held by ``fb.agent`` or by nobody and, given ``expected_version``, still be at the
+        version the agent loaded: the conditional update that checks it bumps the version. The message must not be
+        judged yet (``rejected`` leaves it open to an edit only): its verdict marker is set by a conditional update,
+        so of two agents answering at once exactly one wins. Then the feedback row, the agent's turn with
+        ``fb.final_text`` (``accepted`` and ``edited``) and ``entry`` (the KB entry made from an edit, with its
+        history row) are written; nothing is when anything is refused.
+
+        Raises:
+            UnknownConversation: No conversation has this id.
+            ClaimConflict: Another agent holds it.
+            AlreadyAnswered: The message has its answer, or its suggestion was rejected and this is not an edit.
+            StaleWrite: The conversation changed since ``expected_version``.
+            ValueError: ``fb.turn_id`` is not a customer message of the conversation, or ``fb.verdict`` unknown.
+        """
+        if fb.verdict not in VERDICTS:
+            raise ValueError(f"unknown verdict {fb.verdict!r}; use one of {', '.join(VERDICTS)}")
+        c, t = conversations.c, turns.c
+        cid, now = fb.conversation_id, utcnow()
+        cond = [c.id == cid, sa.or_(c.claimed_by.is_(None), c.claimed_by == fb.agent)]
+        cond += [c.version == expected_version] if expected_version is not None else []
+        judged = t.verdict.is_(None) if fb.verdict != "edited" else sa.or_(t.verdict.is_(None), t.verdict == "rejected")
+        with self._write() as conn:
+            res = conn.execute(sa.update(conversations).where(*cond).values(version=c.version + 1, updated_at=now))
+            if res.rowcount == 0:
+                row = _why_not(conn, cid, fb.agent, expected_version)
+                _check_open(conn, fb)
+                raise StaleWrite(f"conversation {cid[:8]}", expected_version, row.version)
+            res = conn.execute(sa.update(turns).where(
+                t.id == fb.turn_id, t.conversation_id == cid, t.role == "customer", judged).values(
+                verdict=fb.verdict, verdict_by=fb.agent))
+            if res.rowcount == 0:
+                _check_open(conn, fb)  # raises why; were it open now, another write judged it in between
+                raise StaleWrite(f"message {fb.turn_id} of conversation {cid[:8]}", expected_version,
+                                 _why_not(conn, cid, fb.agent, None).version)
+            if entry is not None:
+                _write_entry(conn, entry, "feedback", fb.agent, now)
+                _bump_kb(conn)
+            self._insert_feedback(conn, fb, now)
+            if fb.verdict == "rejected":
+                return None
+            res = conn.execute(turns.insert().values(conversation_id=cid, role="agent", text=fb.final_text,
+                                                     created_at=now))
+            return Turn(id=int(res.inserted_primary_key[0]), role="agent", text=fb.final_text, created_at=now)
+
     def record_feedback(self, fb: Feedback) -> int:
-        """Store an agent's verdict on a suggestion; return the feedback row's id.
+        """Store an agent's verdict on a suggestion as it is (no claim, version or answered check, nothing sent:
+        ``answer`` does the agent's whole answer); return the feedback row's id.
 
         Raises:
             UnknownConversation: ``fb.conversation_id`` does not exist.
@@ -289,11 +407,15 @@ class Store(BaseStore):
             known = sa.select(conversations.c.id).where(conversations.c.id == fb.conversation_id)
             if conn.execute(known).first() is None:
                 raise UnknownConversation(fb.conversation_id)
-            res = conn.execute(feedback.insert().values(
-                conversation_id=fb.conversation_id, turn_id=fb.turn_id, agent=fb.agent, verdict=fb.verdict,
-                query=fb.query, suggested_entry_id=fb.suggested_entry_id, new_entry_id=fb.new_entry_id,
-                final_text=fb.final_text, created_at=fb.created_at or utcnow()))
-            return int(res.inserted_primary_key[0])
+            return self._insert_feedback(conn, fb, utcnow())
+
+    @staticmethod
+    def _insert_feedback(conn: sa.Connection, fb: Feedback, now: datetime) -> int:
+        res = conn.execute(feedback.insert().values(
+            conversation_id=fb.conversation_id, turn_id=fb.turn_id, agent=fb.agent, verdict=fb.verdict,
+            query=fb.query, suggested_entry_id=fb.suggested_entry_id, new_entry_id=fb.new_entry_id,
+            final_text=fb.final_text, created_at=fb.created_at or now))
+        return int(res.inserted_primary_key[0])
 
     def feedback_pairs(self, verdicts: Iterable[str] = ("accepted", "edited")) -> list[tuple[str, str]]:
         """(query, KB entry id) pairs of feedback with ``verdicts``, for retrieval training, oldest first.
@@ -318,31 +440,85 @@ class Store(BaseStore):
 
     # ---------------------------------------------------------------------------------------------- KB entries
 
-    def upsert_kb_entries(self, entries: Iterable[KBEntry], origin: str = "feedback") -> int:
-        """Insert or replace KB entries in one transaction (the last of repeated ids wins; ``created_at`` is kept);
-        return how many distinct entries were written.
+    def upsert_kb_entries(self, entries: Iterable[KBEntry], origin: str = "feedback", agent: str = "") -> int:
+        """Insert or replace KB entries in one transaction (the last of repeated ids wins; ``created_at`` is kept; a
+        replaced entry's version grows by one); return how many distinct entries were written. Each write leaves a
+        ``kb_history`` row (``created`` or ``replaced``) naming ``agent`` (default: the entry's source).
 
         Args:
             entries: The entries.
             origin: ``file`` (ingested) or ``feedback`` (saved from an agent's edit).
+            agent: Who writes them.
         """
         if origin not in ORIGINS:
             raise ValueError(f"origin must be one of {ORIGINS}, not {origin!r}")
-        now = utcnow()
-        rows = list({e.id: {"id": e.id, "question": e.question, "answer": e.answer, "category": e.category,
-                            "source": e.source, "paraphrases_json": json.dumps(list(e.paraphrases)),
-                            "origin": origin, "created_at": now, "updated_at": now, "deleted": False}
-                     for e in entries}.values())
-        if not rows:
+        latest = list({e.id: e for e in entries}.values())
+        if not latest:
             return 0
+        now = utcnow()
         with self._write() as conn:
-            ins = upsert_insert(conn, kb_entries)
-            keep = {"id", "created_at"}
-            conn.execute(ins.on_conflict_do_update(
-                index_elements=[kb_entries.c.id],
-                set_={col.name: ins.excluded[col.name] for col in kb_entries.columns if col.name not in keep}), rows)
+            for e in latest:
+                _write_entry(conn, e, origin, agent or e.source, now)
             _bump_kb(conn)
-        return len(rows)
+        return len(latest)
+
+    def edit_kb_entry(self, entry_id: str, question: str, answer: str, agent: str,
+                      expected_version: int) -> StoredKBEntry:
+        """Change a stored entry's question and answer, only while it is still at ``expected_version`` (the version
+        the editor loaded): one conditional update, with its ``kb_history`` row (``edited``, by ``agent``, with the
+        text it replaced), in one transaction; return the entry as stored now.
+
+        Raises:
+            UnknownKBEntry: No stored entry has this id (or it was removed).
+            StaleWrite: The entry changed since ``expected_version`` ("KB entry X changed since you loaded it
+                (version N, now M); reload"); nothing was written.
+        """
+        k = kb_entries.c
+        live = [k.id == entry_id, k.deleted.is_(False)]
+        now = utcnow()
+        with self._write() as conn:
+            # the row is locked (PostgreSQL; SQLite's write lock is the database's) so that the text kept as
+            # "previous" is the one the conditional update replaces
+            prev = conn.execute(sa.select(kb_entries).where(*live).with_for_update()).mappings().first()
+            if prev is None:
+                raise UnknownKBEntry(entry_id)
+            res = conn.execute(sa.update(kb_entries).where(*live, k.version == expected_version).values(
+                question=question, answer=answer, version=k.version + 1, updated_at=now))
+            if res.rowcount == 0:
+                raise StaleWrite(f"KB entry {entry_id}", expected_version, prev["version"])
+            conn.execute(kb_history.insert().values(
+                entry_id=entry_id, version=expected_version + 1, action="edited", agent=agent, at=now,
+                question=question, answer=answer, previous_question=prev["question"],
+                previous_answer=prev["answer"]))
+            _bump_kb(conn)
+            return _stored(conn.execute(sa.select(kb_entries).where(k.id == entry_id)).mappings().one())
+
+    def kb_entry(self, entry_id: str) -> StoredKBEntry:
+        """One stored entry with its version; ``UnknownKBEntry`` when none (or it was removed)."""
+        k = kb_entries.c
+        with self._read() as conn:
+            row = conn.execute(sa.select(kb_entries).where(k.id == entry_id, k.deleted.is_(False))).mappings().first()
+        if row is None:
+            raise UnknownKBEntry(entry_id)
+        return _stored(row)
+
+    def kb_records(self, origin: str | None = None) -> list[StoredKBEntry]:
+        """Stored entries with their versions (only ``file`` or only ``feedback`` ones; all when None), by id."""
+        k = kb_entries.c
+        q = sa.select(kb_entries).where(k.deleted.is_(False)).order_by(k.id)
+        if origin is not None:
+            q = q.where(k.origin == origin)
+        with self._read() as conn:
+            return [_stored(r) for r in conn.execute(q).mappings()]
+
+    def kb_history(self, entry_id: str) -> list[KBRevision]:
+        """Every recorded change of an entry, newest first (empty for an entry never changed since history was
+        kept, or unknown)."""
+        h = kb_history.c
+        q = sa.select(kb_history).where(h.entry_id == entry_id).order_by(h.version.desc())
+        with self._read() as conn:
+            rows = conn.execute(q).mappings().all()
+        return [KBRevision(**{name: r[name] for name in KBRevision.model_fields}) for r in rows]
 
     def kb_version(self) -> int:
         """The KB entries' change counter: it grows with every write or removal of entries (0 before the first)."""
@@ -362,8 +538,8 @@ class Store(BaseStore):
 
     def erase(self, where: sa.ColumnElement[bool], report: ErasureReport) -> ErasureReport:
         """Remove the conversations matching ``where`` (a condition on ``conversations``) with their turns and
-        feedback, the KB entries made from them, and the mentions of those entries elsewhere, in one transaction;
-        on ``report.dry_run`` count only. Counted in ``report`` per kind.
+        feedback, the KB entries made from them with their history, and the mentions of those entries elsewhere, in
+        one transaction; on ``report.dry_run`` count only. Counted in ``report`` per kind.
 
         The KB entries made from a conversation are those saved from an agent's edit of one of its messages (the
         entry's question is the customer's message: the two cannot be separated, so the entry goes). Elsewhere, a
@@ -398,10 +574,15 @@ class Store(BaseStore):
             report.add("turns", n_turns)
             report.add("feedback", n_feedback)
             report.add("kb_entries", len(entry_ids), *entry_ids)
+            history = sa.inspect(conn).has_table("kb_history")  # a dry run may look at a database made before it
+            report.add("kb_history", sum(_count(conn, kb_history, kb_history.c.entry_id.in_(ids))
+                                         for ids in _chunked(entry_ids)) if history else 0)
             _scrub_mentions(conn, chosen, entry_ids, report)
             if report.dry_run:
                 return report
             for ids in _chunked(entry_ids):
+                if history:
+                    conn.execute(kb_history.delete().where(kb_history.c.entry_id.in_(ids)))
                 conn.execute(kb_entries.delete().where(k.id.in_(ids)))
             for ids in chunks:
                 conn.execute(feedback.delete().where(f.conversation_id.in_(ids)))
@@ -465,3 +646,75 @@ def _bump_kb(conn: sa.Connection) -> None:
     ins = upsert_insert(conn, kb_state).values(id=1, version=1)
     conn.execute(ins.on_conflict_do_update(index_elements=[kb_state.c.id],
                                            set_={"version": kb_state.c.version + 1}))
+
+
+def _why_not(conn: sa.Connection, cid: str, agent: str | None, expected_version: int | None) -> sa.Row:
+    """After a conditional update of conversation ``cid`` matched nothing: raise ``UnknownConversation`` or
+    ``ClaimConflict`` when that is why; else return its claim and version (a stale ``expected_version``, or a release
+    of what nobody holds)."""
+    c = conversations.c
+    row = conn.execute(sa.select(c.claimed_by, c.version).where(c.id == cid)).first()
+    if row is None:
+        raise UnknownConversation(cid)
+    if row.claimed_by is not None and row.claimed_by != agent:
+        raise ClaimConflict(cid, row.claimed_by)
+    return row
+
+
+def _check_open(conn: sa.Connection, fb: Feedback) -> None:
+    """Raise why the message ``fb.turn_id`` cannot take ``fb.verdict``: not a customer message of the conversation
+    (``ValueError``), or judged already (``AlreadyAnswered``); return when it is open to it."""
+    t = turns.c
+    row = conn.execute(sa.select(t.role, t.verdict, t.verdict_by).where(
+        t.id == fb.turn_id, t.conversation_id == fb.conversation_id)).first()
+    if row is None or row.role != "customer":
+        raise ValueError(f"turn {fb.turn_id} is not a customer message of conversation {fb.conversation_id}")
+    if row.verdict is not None and not (row.verdict == "rejected" and fb.verdict == "edited"):
+        raise AlreadyAnswered(fb.conversation_id, fb.turn_id, row.verdict, row.verdict_by or "another agent")
+
+
+def _write_entry(conn: sa.Connection, e: KBEntry, origin: str, agent: str, now: datetime) -> int:
+    """Insert entry ``e`` or replace the stored one (its version + 1, ``created_at`` kept) with its ``kb_history``
+    row; return the version written."""
+    k = kb_entries.c
+    prev = conn.execute(sa.select(k.question, k.answer).where(k.id == e.id).with_for_update()).first()
+    ins = upsert_insert(conn, kb_entries)
+    row = {"id": e.id, "question": e.question, "answer": e.answer, "category": e.category, "source": e.source,
+           "paraphrases_json": json.dumps(list(e.paraphrases)), "origin": origin, "created_at": now,
+           "updated_at": now, "deleted": False, "version": 1}
+    replace = {name: ins.excluded[name] for name in row if name not in ("id", "created_at", "version")}
+    version = int(conn.execute(ins.values(**row).on_conflict_do_update(
+        index_elements=[k.id], set_={**replace, "version": k.version + 1}).returning(k.version)).scalar_one())
+    conn.execute(kb_history.insert().values(
+        entry_id=e.id, version=version, action="created" if version == 1 else "replaced", agent=agent, at=now,
+        question=e.question, answer=e.answer, previous_question=prev.question if prev else None,
+        previous_answer=prev.answer if prev else None))
+    return version
+
+
+def _add_columns(conn: sa.Connection) -> None:
+    """Add the :data:`ADDED_COLUMNS` that a database made by an earlier version lacks, and fill them in: a customer
+    message that has feedback gets its verdict (an answer before a rejection; the earliest), so that it cannot be
+    answered twice; entries start at version 1."""
+    added: set[str] = set()
+    for name, columns in ADDED_COLUMNS.items():
+        table = metadata.tables[name]
+        have = {col["name"] for col in sa.inspect(conn).get_columns(name)}
+        for column in columns:
+            if column in have:
+                continue
+            ddl = sa.schema.CreateColumn(table.c[column]).compile(dialect=conn.dialect)
+            exists = " IF NOT EXISTS" if conn.dialect.name == "postgresql" else ""
+            conn.exec_driver_sql(f"ALTER TABLE {conn.dialect.identifier_preparer.quote(name)} "
+                                 f"ADD COLUMN{exists} {ddl}")
+            added.add(f"{name}.{column}")
+    if "turns.verdict" in added:
+        t, f = turns.c, feedback.c
+
+        def first(col: sa.Column) -> sa.ScalarSelect:
+            return (sa.select(col).where(f.turn_id == t.id, f.conversation_id == t.conversation_id)
+                    .order_by(f.verdict == "rejected", f.id).limit(1).scalar_subquery())
+
+        has_feedback = sa.exists().where(f.turn_id == t.id, f.conversation_id == t.conversation_id)
+        conn.execute(sa.update(turns).where(t.role == "customer", t.verdict.is_(None), has_feedback).values(
+            verdict=first(f.verdict), verdict_by=first(f.agent)))

@@ -154,7 +154,7 @@ def test_admin_forgets_a_customer_after_a_preview_and_a_confirmation(db_url):
     at.button(key="forget_run").click().run()
     assert not at.exception and not at.error
     assert [s.value for s in at.success] == ["Customer cust\\-zed\\-5150 forgotten: conversations 1, turns 1, "
-                                             "feedback 1, kb_entries 1 (audit record 1)."]
+                                             "feedback 1, kb_entries 1, kb_history 1 (audit record 1)."]
     with pytest.raises(UnknownConversation):
         store.get_conversation(zed.id)
     assert store.get_conversation(other.id).customer == "cust-amy-4242"
@@ -263,3 +263,80 @@ def test_a_new_conversation_keeps_the_customer_id_typed_for_it(db_url):
     at.button(key="new_conversation").click().run()
     assert not at.exception and not at.error
     assert [c.customer for c in Store(db_url).list_conversations()] == ["cust-bo-7731"]
+
+
+# ------------------------------------------------------------------------------------ two browsers, one message
+
+
+def test_a_second_answer_to_the_same_message_is_refused_in_one_line(db_url):
+    ada = send(start(), STOLEN)
+    cid = ada.session_state["cs_selected"]
+    root = start(user=ADMIN)  # another agent's browser, showing the same message, unanswered
+    assert root.session_state["cs_selected"] == cid and not root.button(key="send_edit").disabled
+    ada.button(key="accept").click().run()
+    root.text_area(key="edit_text").input("Call us to block it.")
+    root.button(key="send_edit").click().run()
+    assert not root.exception
+    store = Store(db_url)
+    conv = store.get_conversation(cid)
+    assert [e.value for e in root.error] == [f"Message {conv.turns[0].id} of conversation {cid[:8]} was already "
+                                             f"answered by {AGENT} (accepted); reload."]
+    assert [t.role for t in conv.turns] == ["customer", "agent"] and store.feedback_stats()["edited"] == 0
+    assert store.kb_records() == []  # the refused edit saved nothing
+    assert f"Answered by {AGENT} (accepted)." in [c.value for c in root.caption]  # the page now shows the answer
+    assert root.button(key="accept").disabled and root.button(key="send_edit").disabled
+
+
+def test_an_answer_from_a_page_shown_before_a_colleagues_claim_is_refused_in_one_line(db_url):
+    ada = send(start(), STOLEN)
+    cid = ada.session_state["cs_selected"]
+    root = start(user=ADMIN)
+    root.button(key="claim").click().run()
+    assert not root.error and Store(db_url).get_conversation(cid).claimed_by == ADMIN
+    ada.button(key="accept").click().run()  # her page still shows it unclaimed
+    assert not ada.exception
+    assert [e.value for e in ada.error] == [f"Conversation {cid} is claimed by {ADMIN}."]
+    assert [t.role for t in Store(db_url).get_conversation(cid).turns] == ["customer"]
+    assert ada.button(key="accept").disabled and any(ADMIN in i.value for i in ada.info)
+    root.button(key="release").click().run()
+    ada.run()  # she sees it free again
+    shown = Store(db_url).get_conversation(cid).version
+    root.button(key="claim").click().run()
+    root.button(key="release").click().run()
+    ada.button(key="claim").click().run()  # a claim, too, names the version her page showed
+    assert [e.value for e in ada.error] == [f"Conversation {cid[:8]} changed since you loaded it (version {shown}, "
+                                            f"now {shown + 2}); reload."]
+    assert Store(db_url).get_conversation(cid).claimed_by is None
+    ada.button(key="claim").click().run()  # drawn again from what is stored now
+    assert not ada.error and Store(db_url).get_conversation(cid).claimed_by == AGENT
+
+
+def test_an_admin_edits_a_saved_entry_and_a_stale_save_is_refused_with_the_history_shown(db_url):
+    ada = send(start(), "can I pay my rent with a standing order?")
+    ada.text_area(key="edit_text").input("Yes: set it up under Payments > Standing orders.").run()
+    ada.button(key="send_edit").click().run()
+    (saved,) = Store(db_url).kb_records()
+    assert not [b for b in start("views/knowledge_base.py").button if b.key == "kb_save"]  # admins only
+
+    first, second = (start("views/knowledge_base.py", user=ADMIN) for _ in range(2))  # two browsers, version 1
+    for at in (first, second):
+        assert at.selectbox(key="kb_edit_id").value == saved.entry.id
+        assert at.text_area(key="kb_edit_answer").value == saved.entry.answer
+    first.text_area(key="kb_edit_answer").input("Yes: Payments > Standing orders > New.")
+    first.button(key="kb_save").click().run()
+    assert not first.error and [s.value for s in first.success] == [f"KB entry {saved.entry.id} saved as version 2."]
+    second.text_area(key="kb_edit_answer").input("No, rent cannot be paid that way.")
+    second.button(key="kb_save").click().run()
+    assert not second.exception
+    assert [e.value for e in second.error] == [f"KB entry {saved.entry.id} changed since you loaded it (version 1, "
+                                               "now 2); reload."]
+    assert second.text_area(key="kb_edit_answer").value == "No, rent cannot be paid that way."  # the draft stays
+    history = table(second, "replaced answer")
+    assert history[["version", "by", "action", "answer", "replaced answer"]].values.tolist() == [
+        [2, ADMIN, "edited", "Yes: Payments > Standing orders > New.", saved.entry.answer],
+        [1, AGENT, "created", saved.entry.answer, ""]]
+    assert Store(db_url).kb_entry(saved.entry.id).entry.answer == "Yes: Payments > Standing orders > New."
+    second.button(key="kb_reload").click().run()
+    assert second.text_area(key="kb_edit_answer").value == "Yes: Payments > Standing orders > New."
+    second.text_input(key="kb_query").input("pay rent with a standing order").run()
+    assert table(second, "score")["answer"].iloc[0] == "Yes: Payments > Standing orders > New."  # served at once

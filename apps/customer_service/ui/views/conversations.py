@@ -1,5 +1,9 @@
 """Conversations: the queue on the left; on the right the selected conversation, the bot's suggestion for the
-latest customer message with its sources, and the agent's actions (claim, accept, reject, edit).
+latest customer message with its sources, and the agent's actions (claim, release, close, accept, reject, edit).
+
+Each action runs as its button's callback, with the conversation's version the page showed when it drew the button:
+the store refuses it when another agent answered, claimed or changed the conversation since, and the refusal shows
+as one line above the page (then drawn as it is now).
 
 The chat input at the bottom types as the customer (demos and tests); a message with no conversation selected
 starts one.
@@ -21,7 +25,7 @@ ACTION_HELP = {"answer": "The bot is confident enough to answer.",
                "handoff": "The bot is unsure: a person should answer."}
 AVATARS = {"customer": ":material/person:", "assistant": ":material/smart_toy:", "agent": ":material/support_agent:"}
 SELECTED = "cs_selected"  # the selected conversation id; kept outside the widget so it survives page switches
-REJECTED = "cs_rejected"  # (conversation id, turn id) of suggestions rejected in this browser tab
+ANSWERED = ("accepted", "edited")
 
 
 def _select(conversation_id: str) -> None:
@@ -33,17 +37,22 @@ def _when(ts: datetime | None, short: bool = False) -> str:
 
 
 def _latest_customer_turn(conv: Conversation) -> tuple[Turn | None, bool]:
-    """The latest customer turn and whether it still waits for an answer (no agent turn after it)."""
+    """The latest customer turn and whether it still waits for an answer (not answered, no agent turn after it)."""
     for i in range(len(conv.turns) - 1, -1, -1):
         if conv.turns[i].role == "customer":
-            return conv.turns[i], not any(t.role == "agent" for t in conv.turns[i + 1:])
+            turn = conv.turns[i]
+            return turn, turn.verdict not in ANSWERED and not any(t.role == "agent" for t in conv.turns[i + 1:])
     return None, False
 
 
 def _act(fn, *args, **kwargs) -> None:
-    """Run an action; on success rerun so the whole page shows the new state (a failure stays on screen)."""
-    if call(fn, *args, **kwargs) is not None:
-        st.rerun()
+    """A button's callback: run the action before the page is drawn again (a refusal shows as one line)."""
+    call(fn, *args, **kwargs)
+
+
+def _send_edit(service: CSService, conversation_id: str, turn_id: int, version: int) -> None:
+    _act(service.feedback, conversation_id, turn_id, agent_name(), "edited",
+         final_text=st.session_state.get("edit_text") or "", expected_version=version)
 
 
 def _suggestion_panel(service: CSService, conv: Conversation, turn: Turn, reply: Reply, pending: bool,
@@ -61,28 +70,28 @@ def _suggestion_panel(service: CSService, conv: Conversation, turn: Turn, reply:
     if reply.hits:
         st.dataframe([{"rank": h.rank, "score": round(h.score, 3), "KB id": h.entry.id, "question": h.entry.question}
                       for h in reply.hits], hide_index=True, key="sources")
-    rejected = (conv.id, turn.id) in st.session_state.setdefault(REJECTED, set())
+    rejected = turn.verdict == "rejected"
+    by = escape_markdown(turn.verdict_by or "an agent")
     if not pending:
-        st.caption("Answered.")
+        st.caption(f"Answered by {by} ({turn.verdict})." if turn.verdict else "Answered.")
     elif rejected:
-        st.caption("Rejected: write the answer below and send it.")
+        st.caption(f"Rejected by {by}: write the answer below and send it.")
     b = st.columns(2)
-    if b[0].button("Accept", key="accept", type="primary", icon=":material/check:",
-                   disabled=not (may_act and pending and not rejected), help="Send the suggestion as it is."):
-        _act(service.feedback, conv.id, turn.id, agent, "accepted")
-    if b[1].button("Reject", key="reject", icon=":material/close:",
-                   disabled=not (may_act and pending and not rejected), help="Send nothing; answer yourself."):
-        if call(service.feedback, conv.id, turn.id, agent, "rejected") is not None:
-            st.session_state[REJECTED].add((conv.id, turn.id))
-            st.rerun()
+    seen = {"expected_version": conv.version}  # what this page shows: a write is refused if it changed since
+    b[0].button("Accept", key="accept", type="primary", icon=":material/check:",
+                disabled=not (may_act and pending and not rejected), help="Send the suggestion as it is.",
+                on_click=_act, args=(service.feedback, conv.id, turn.id, agent, "accepted"), kwargs=seen)
+    b[1].button("Reject", key="reject", icon=":material/close:",
+                disabled=not (may_act and pending and not rejected), help="Send nothing; answer yourself.",
+                on_click=_act, args=(service.feedback, conv.id, turn.id, agent, "rejected"), kwargs=seen)
     marker = (conv.id, turn.id)
     if st.session_state.get("cs_edit_for") != marker or "edit_text" not in st.session_state:
         st.session_state["cs_edit_for"] = marker
         st.session_state["edit_text"] = reply.text
-    edited = st.text_area("Edit the answer", key="edit_text", disabled=not (may_act and pending),
-                          help="The edited answer is sent and saved as a knowledge-base entry at once.")
-    if st.button("Send edit", key="send_edit", icon=":material/send:", disabled=not (may_act and pending)):
-        _act(service.feedback, conv.id, turn.id, agent, "edited", final_text=edited or "")
+    st.text_area("Edit the answer", key="edit_text", disabled=not (may_act and pending),
+                 help="The edited answer is sent and saved as a knowledge-base entry at once.")
+    st.button("Send edit", key="send_edit", icon=":material/send:", disabled=not (may_act and pending),
+              on_click=_send_edit, args=(service, conv.id, turn.id, conv.version))
 
 
 service = require_service()
@@ -133,12 +142,13 @@ with detail:
     if theirs:
         st.info(f"{escape_markdown(holder)} is handling this conversation: you can read it, but not act on it.")
     c = st.columns(3)
-    if c[0].button("Claim", key="claim", icon=":material/front_hand:", disabled=holder is not None):
-        _act(service.claim, conv.id, agent)
-    if c[1].button("Release", key="release", icon=":material/undo:", disabled=not mine):
-        _act(service.release, conv.id, agent)
-    if c[2].button("Close", key="close", icon=":material/done_all:", disabled=theirs or conv.state == "closed"):
-        _act(service.close, conv.id, agent, expected_version=conv.version)
+    seen = {"expected_version": conv.version}
+    c[0].button("Claim", key="claim", icon=":material/front_hand:", disabled=holder is not None,
+                on_click=_act, args=(service.claim, conv.id, agent), kwargs=seen)
+    c[1].button("Release", key="release", icon=":material/undo:", disabled=not mine,
+                on_click=_act, args=(service.release, conv.id, agent), kwargs=seen)
+    c[2].button("Close", key="close", icon=":material/done_all:", disabled=theirs or conv.state == "closed",
+                on_click=_act, args=(service.close, conv.id, agent), kwargs=seen)
 
     latest, pending = _latest_customer_turn(conv)
     if not conv.turns:
