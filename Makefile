@@ -44,6 +44,7 @@ bench: setup
 	$(BIN)/python bench/customer_service.py --out bench/results/customer_service.json
 	$(BIN)/python bench/finance.py --out bench/results/finance.json
 	$(BIN)/python bench/recommender.py --out bench/results/recommender.json
+	$(BIN)/python bench/runtime.py --out bench/results/runtime.json
 
 # The suite under load for 3 minutes (docs/deploy.md#soak-test): PostgreSQL by default, SOAK_FLAGS=--sqlite for SQLite.
 soak: setup

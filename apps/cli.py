@@ -143,7 +143,7 @@ def core_eval_images(args) -> None:
     from core.recipes import load_image_npz
 
     images, labels = load_image_npz(args.data)
-    eng = InferenceEngine(_artifact(args, "images-fashion"), quantize=args.int8)
+    eng = InferenceEngine(_artifact(args, "images-fashion"), _settings(args).inference)
     pred = eng.classify_images_proba(images).argmax(-1)
     emit({"accuracy": accuracy(labels, pred), "n": int(len(labels))}, args.json)
 
@@ -152,7 +152,7 @@ def core_eval_text(args) -> None:
     from core.data import read_labelled_texts  # heavy: torch, Lightning
     from core.engine import InferenceEngine
 
-    eng = InferenceEngine(_artifact(args, "text-multitask"), quantize=args.int8)
+    eng = InferenceEngine(_artifact(args, "text-multitask"), _settings(args).inference)
     texts, raw = read_labelled_texts(args.data, args.format)
     labels = eng.model.task(args.task).labels
     if unknown := sorted(set(raw) - set(labels)):
@@ -166,7 +166,7 @@ def core_eval_text(args) -> None:
 def core_classify(args) -> None:
     from core.engine import InferenceEngine  # heavy: torch
 
-    eng = InferenceEngine(_artifact(args, "text-multitask"))
+    eng = InferenceEngine(_artifact(args, "text-multitask"), _settings(args).inference)
     task = args.task or next((n for n, t in eng.tasks.items() if t.kind == "classify"), None)
     if task is None:
         raise CLIError("this artifact has no text classification task")
@@ -179,7 +179,7 @@ def core_classify(args) -> None:
 def core_embed(args) -> None:
     from core.engine import InferenceEngine  # heavy: torch
 
-    eng = InferenceEngine(_artifact(args, "text-multitask"))
+    eng = InferenceEngine(_artifact(args, "text-multitask"), _settings(args).inference)
     vecs = eng.embed(args.text)
     out = {"dim": int(vecs.shape[1]), "n": len(args.text)}
     if len(args.text) > 1:
@@ -196,6 +196,18 @@ def core_generate(args) -> None:
     eng = InferenceEngine(_artifact(args, "text-pretrain"))  # after the flags are checked
     for prompt, text in zip(args.prompt, eng.generate(args.prompt, cfg)):
         emit({"prompt": prompt, "generated": text}, args.json)
+
+
+def core_export_onnx(args) -> None:
+    from core.runtime import export_onnx  # heavy: torch, onnx
+
+    if not args.artifact:
+        raise CLIError("name the artifact folder to export: --artifact DIR")
+    manifest = export_onnx(Path(args.artifact), force=args.force)
+    emit({"artifact": str(args.artifact), "exported": manifest["exported"], "graphs": ", ".join(manifest["graphs"]),
+          "tasks": ", ".join(manifest["tasks"]) or "none",
+          "parity_fp32_probs": max(p["fp32_probs"] for p in manifest["parity"].values()),
+          "parity_int8_probs": max(p["int8_probs"] for p in manifest["parity"].values())}, args.json)
 
 
 def core_artifacts(args) -> None:
@@ -219,8 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     # every core command takes --json and the folders (CoreSettings)
     add = command_adder(core.add_subparsers(dest="command", required=True), CoreSettings, ("data_dir", "artifacts_dir"))
 
-    def with_artifact(name: str, help_: str, fn) -> argparse.ArgumentParser:
-        sp = add(name, help_, fn)
+    def with_artifact(name: str, help_: str, fn, *fields) -> argparse.ArgumentParser:
+        sp = add(name, help_, fn, *fields)
         sp.add_argument("--artifact", help="artifact folder (default: the one under --artifacts-dir)")
         return sp
 
@@ -236,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                *(f"{part}.{f}" for f in fields if f != "max_epochs")])
         return sp
 
+    runtime = flag("inference.runtime", "--runtime")  # TRIDENT_INFERENCE__RUNTIME
     with_artifact("info", "environment, or one artifact's config and training history", core_info)
 
     sp = training("pretrain", "continued pretraining (masked + next-token) on a text corpus "
@@ -251,22 +264,25 @@ def build_parser() -> argparse.ArgumentParser:
                                   "(TRIDENT_TRAIN__IMAGES__...)", core_train_images, "images")
     sp.add_argument("--from", dest="init_artifact", help="continue from this image artifact (a warm restart)")
 
-    sp = with_artifact("eval-images", "accuracy of the image artifact on an npz (images, labels)", core_eval_images)
+    sp = with_artifact("eval-images", "accuracy of the image artifact on an npz (images, labels)", core_eval_images,
+                       runtime)
     sp.add_argument("--data", required=True, help="npz with images (N, H, W) uint8 and labels (N,)")
-    sp.add_argument("--int8", action="store_true", help="int8 dynamic quantisation")
 
-    sp = with_artifact("eval-text", "accuracy and F1 of a text task on a labelled file", core_eval_text)
+    sp = with_artifact("eval-text", "accuracy and F1 of a text task on a labelled file", core_eval_text, runtime)
     sp.add_argument("--data", required=True)
     sp.add_argument("--format", default="csv", choices=["csv", "phrasebank"])
     sp.add_argument("--task", required=True)
-    sp.add_argument("--int8", action="store_true")
 
-    sp = with_artifact("classify", "classify texts with a text task", core_classify)
+    sp = with_artifact("classify", "classify texts with a text task", core_classify, runtime)
     sp.add_argument("text", nargs="+")
     sp.add_argument("--task")
 
-    sp = with_artifact("embed", "embed texts; prints the dimension and pairwise cosines", core_embed)
+    sp = with_artifact("embed", "embed texts; prints the dimension and pairwise cosines", core_embed, runtime)
     sp.add_argument("text", nargs="+")
+
+    sp = with_artifact("export-onnx", "export an artifact's text graph to ONNX (fp32 and int8) beside it, unless a "
+                                      "current export is there", core_export_onnx)
+    sp.add_argument("--force", action="store_true", help="export even if a current export is there")
 
     sp = with_artifact("generate", "continue prompts with text", core_generate)
     sp.add_argument("prompt", nargs="+")

@@ -28,7 +28,7 @@ from apps.suite import SuiteSettings
 
 # (class, heading) in the order they are documented; the class's own env_prefix names its variables
 SETTINGS: tuple[tuple[type[BaseSettings], str], ...] = (
-    (CoreSettings, "Shared by every app (paths and the database)"),
+    (CoreSettings, "Shared by every app (paths, the database, how the models serve)"),
     (CoreTrainSettings, "The core's trainings: `trident core finetune / train-images / pretrain / artifacts`"),
     (AuthSettings, "Sign-in to the dashboards (`apps/common/users.py`; accounts: `trident users`)"),
     (CSSettings, "Customer service (`apps/customer_service/settings.py`)"),

@@ -26,7 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from apps.common.settings import CoreSettings  # noqa: E402
-from core.config import TrainConfig  # noqa: E402
+from core.config import InferenceConfig, TrainConfig  # noqa: E402
 from core.data import ListDataset, MultiTaskDataModule, TaskData  # noqa: E402
 from core.tasks import TaskSpec  # noqa: E402
 
@@ -146,8 +146,8 @@ def bench_inference(settings: CoreSettings, n: int = 512) -> dict:
     texts, _ = _texts(settings, n)
     sets = _eval_sets(settings)
     out = {}
-    for name, quant in (("fp32", False), ("int8", True)):
-        eng = InferenceEngine(art, quantize=quant, batch_size=64)
+    for name, runtime in (("fp32", "torch"), ("int8", "torch-int8")):
+        eng = InferenceEngine(art, InferenceConfig(runtime=runtime), batch_size=64)
         eng.embed(texts)  # warm-up: the first pass allocates and picks kernels
         eng.classify_proba(texts, "banking77")
         emb = n / _best_seconds(lambda e=eng: e.embed(texts))

@@ -39,6 +39,7 @@ from apps.finance_sentiment.pipeline import read_sentiment_data  # noqa: E402
 from apps.finance_sentiment.scoring import SentimentScorer  # noqa: E402
 from apps.finance_sentiment.settings import FinSettings, ScoringSettings  # noqa: E402
 from apps.finance_sentiment.store import FinanceStore  # noqa: E402
+from core.config import InferenceConfig  # noqa: E402
 
 PG_ADMIN = os.environ.get("TRIDENT_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
@@ -51,8 +52,9 @@ class _Quiet(SimpleHTTPRequestHandler):
 def bench_scoring(artifact: Path, sentences: list[str]) -> dict:
     out = {"sentences": len(sentences)}
     labels = {}
-    for name, quantize in (("fp32", False), ("int8", True)):
-        scorer = SentimentScorer(load_sentiment_model(artifact, quantize=quantize), ScoringSettings(batch_size=64))
+    for name, runtime in (("fp32", "torch"), ("int8", "torch-int8")):
+        scorer = SentimentScorer(load_sentiment_model(artifact, InferenceConfig(runtime=runtime)),
+                                 ScoringSettings(batch_size=64))
         scorer.probabilities(sentences[:64])  # warm-up
         t = time.perf_counter()
         p = scorer.probabilities(sentences)

@@ -90,6 +90,12 @@ def set_adapter(model: nn.Module, name: str | None) -> None:
         layer.active = name
 
 
+def active_adapter(model: nn.Module) -> str | None:
+    """The adapter that is active (None: the base weights alone, or no adapters)."""
+    layers = lora_layers(model)
+    return layers[0][1].active if layers else None
+
+
 def train_only_adapters(model: nn.Module, keep_trainable: tuple[str, ...] = ()) -> int:
     """Freeze every parameter except the LoRA matrices (of all adapters) and those whose name starts with one of
     ``keep_trainable`` (heads, for example); return the number of trainable parameters."""

@@ -154,6 +154,24 @@ class TrainConfig(BaseModel):
         return cls(**{"max_epochs": 1, "batch_size": 16, "precision": "32-true", **kw})
 
 
+Runtime = Literal["torch", "torch-int8", "onnx", "onnx-int8"]
+
+
+class InferenceConfig(BaseModel):
+    """How an ``InferenceEngine`` runs: the runtime of its text classification and embeddings, and its batching."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    runtime: Runtime = Field(
+        "torch", description="torch; torch-int8 (int8 dynamic quantisation of the Linear layers); onnx or onnx-int8 "
+                             "(ONNX Runtime, fp32 or int8 weights, on a graph exported beside the artifact; it "
+                             "serves text classification and embeddings, torch fp32 the rest).")
+    threads: int = Field(0, ge=0, description="Intra-op threads of an ONNX Runtime session (0: ONNX Runtime's "
+                                              "default, one per physical core).")
+    bucket_by_length: bool = Field(True, description="Batch texts sorted by token length (less padding); results "
+                                                     "come back in input order either way.")
+
+
 def config_part(cls: type[BaseModel], name: str, fields: tuple[str, ...], defaults: dict[str, Any]) -> type[BaseModel]:
     """A frozen config class holding only ``fields`` of ``cls`` (the same types, constraints and descriptions), with
     ``defaults`` replacing their defaults: what an app's settings nest when only part of a core config is theirs to

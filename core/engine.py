@@ -1,8 +1,9 @@
 """InferenceEngine: load an artifact once, then batched embed / classify / explain / generate; and Ensemble: several
 engines of one classification task, their class probabilities mixed by weights.
 
-Texts are sorted by length before batching (less padding) and the results put back in input order. An ensemble folder
-holds ``ensemble.json`` (:func:`write_ensemble`)::
+An engine runs as its ``core.config.InferenceConfig`` says: on torch (fp32 or int8) or ONNX Runtime (fp32 or int8,
+``core.runtime``), with texts sorted by token length before batching (less padding) or batched in input order; the
+results come back in input order either way. An ensemble folder holds ``ensemble.json`` (:func:`write_ensemble`)::
 
     {"task": "sentiment", "members": ["members/0", "members/1"], "weights": [0.5, 0.5], ...}
 
@@ -17,7 +18,6 @@ import functools
 import json
 import logging
 import threading
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,11 +25,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core.adapters import adapter_names, set_adapter
+from core.adapters import active_adapter, adapter_names, set_adapter
 from core.artifacts import ArtifactError, load_artifact
+from core.config import InferenceConfig, Runtime
 from core.data import pad_ids
 from core.generation import GenerationConfig, generate
 from core.modalities import InputError, prepare_images
+from core.runtime import EMBEDDING, OnnxText, logits_name, quantize_int8
 from core.tasks import CoreModel, TaskSpec, UnknownTaskError
 
 log = logging.getLogger(__name__)
@@ -63,34 +65,50 @@ class Prediction:
     probs: dict[str, float]
 
 
-def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
-    """Dynamic int8 quantisation of every ``nn.Linear`` (weights int8, activations quantised per batch)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch.ao.quantization warns of its own deprecation when imported and used
-        from torch.ao.quantization import quantize_dynamic  # why: here only, so that its warnings can be silenced
-
-        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
-
-
 class InferenceEngine:
-    """Serve the artifact folder ``artifact``: ``quantize`` with int8 Linear layers (CPU), ``max_length`` tokens per
-    text (longer texts are truncated with a warning), ``batch_size`` texts per forward pass."""
+    """Serve the artifact folder ``artifact`` as ``inference`` says (its runtime and batching; default: torch fp32,
+    batches sorted by length), ``max_length`` tokens per text (longer texts are truncated with a warning),
+    ``batch_size`` texts per forward pass.
 
-    def __init__(self, artifact: str | Path, quantize: bool = False, max_length: int = 256, batch_size: int = 64):
+    On the ONNX runtimes, text classification (``classify``, ``classify_proba``, ``explain``) and ``embed`` run in
+    ONNX Runtime on the graphs exported beside the artifact (``core.runtime``; exported here when missing or out of
+    date), and the rest (images, series, generation) on the torch model in fp32. On ``torch-int8`` every Linear layer
+    is quantised.
+
+    Raises:
+        ArtifactError: in one line, when the artifact is missing or corrupt or its ONNX export fails.
+    """
+
+    def __init__(self, artifact: str | Path, inference: InferenceConfig | None = None, max_length: int = 256,
+                 batch_size: int = 64):
         model, tok, config = load_artifact(artifact)
         self.path, self.tok, self.config = Path(artifact), tok, config
-        self.model: CoreModel = (quantize_int8(model) if quantize else model).eval()
-        self.quantized, self.max_length, self.batch_size = quantize, min(max_length, model.cfg.block_size), batch_size
+        self.inference = inference or InferenceConfig()
+        self.onnx = (OnnxText(artifact, model, tok, int8=self.runtime == "onnx-int8", threads=self.inference.threads)
+                     if self.runtime.startswith("onnx") else None)
+        self.model: CoreModel = (quantize_int8(model) if self.runtime == "torch-int8" else model).eval()
+        self.max_length, self.batch_size = min(max_length, model.cfg.block_size), batch_size
         self._lock = threading.RLock()
 
     @classmethod
-    def from_model(cls, model: CoreModel, tok, max_length: int = 256, batch_size: int = 64) -> InferenceEngine:
-        """Wrap a model in memory (tests, notebooks) without an artifact folder."""
+    def from_model(cls, model: CoreModel, tok, max_length: int = 256, batch_size: int = 64,
+                   inference: InferenceConfig | None = None) -> InferenceEngine:
+        """Wrap a model in memory (tests, notebooks) without an artifact folder, on a torch runtime (ONNX Runtime
+        serves an artifact folder, beside which its graph is kept)."""
+        inference = inference or InferenceConfig()
+        if inference.runtime.startswith("onnx"):
+            raise ValueError(f"runtime {inference.runtime!r} serves an artifact folder: save the model first")
         self = cls.__new__(cls)
-        self.path, self.tok, self.config, self.model = None, tok, {}, model.eval()
-        self.quantized, self.max_length, self.batch_size = False, min(max_length, model.cfg.block_size), batch_size
+        self.path, self.tok, self.config, self.inference, self.onnx = None, tok, {}, inference, None
+        self.model = (quantize_int8(model) if inference.runtime == "torch-int8" else model).eval()
+        self.max_length, self.batch_size = min(max_length, model.cfg.block_size), batch_size
         self._lock = threading.RLock()
         return self
+
+    @property
+    def runtime(self) -> Runtime:
+        """The runtime of text classification and embeddings: torch, torch-int8, onnx or onnx-int8."""
+        return self.inference.runtime
 
     @property
     def tasks(self) -> dict[str, TaskSpec]:
@@ -129,9 +147,11 @@ class InferenceEngine:
         return out
 
     def _batches(self, texts: Sequence[str]):
-        """Yield (positions, ids, mask) batches of texts sorted by length."""
+        """Yield (positions, ids, mask) batches: of texts sorted by token length (``bucket_by_length``: each batch
+        pads to less), or in input order."""
         ids = self._encode(self._check_texts(texts))
-        order = np.argsort([len(s) for s in ids], kind="stable")
+        order = (np.argsort([len(s) for s in ids], kind="stable") if self.inference.bucket_by_length
+                 else np.arange(len(ids)))
         for start in range(0, len(order), self.batch_size):
             pos = order[start: start + self.batch_size]
             x, m = pad_ids([ids[i] for i in pos], self.tok.pad_id)
@@ -148,8 +168,21 @@ class InferenceEngine:
             set_adapter(self.model, None)
         out = np.zeros((len(texts), self.model.cfg.n_embd), dtype=np.float32)
         for pos, x, m in self._batches(texts):
-            out[pos] = self.model.embed(x, m).float().numpy()
+            out[pos] = self._embeddings(x, m)
         return out
+
+    def _embeddings(self, x: torch.Tensor, m: torch.Tensor) -> np.ndarray:
+        """Sentence embeddings (B, C) of a padded batch, with the adapter that is active."""
+        if self.onnx is None:
+            return self.model.embed(x, m).float().numpy()
+        return self.onnx.run(active_adapter(self.model.backbone), EMBEDDING, x, m)
+
+    def _logits(self, task: str, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        """Class logits (B, n_classes) of a padded batch for text classification ``task`` (its adapter switched on)."""
+        if self.onnx is None:
+            return self.model.classify(task, x, m).float()
+        self.model.activate(task)
+        return torch.from_numpy(self.onnx.run(active_adapter(self.model.backbone), logits_name(task), x, m))
 
     @_locked
     @torch.inference_mode()
@@ -158,7 +191,7 @@ class InferenceEngine:
         spec = self._spec(task, "classify", "a text classifier")
         out = np.zeros((len(texts), spec.n_classes), dtype=np.float32)
         for pos, x, m in self._batches(texts):
-            out[pos] = torch.softmax(self.model.classify(task, x, m).float(), -1).numpy()
+            out[pos] = torch.softmax(self._logits(task, x, m), -1).numpy()
         return out
 
     @_locked
@@ -228,7 +261,7 @@ class InferenceEngine:
             vals = []
             for start in range(0, len(variants), self.batch_size):
                 x, m = pad_ids(variants[start: start + self.batch_size], self.tok.pad_id)
-                vals.append(torch.log_softmax(self.model.classify(task, x, m).float(), -1))
+                vals.append(torch.log_softmax(self._logits(task, x, m), -1))
             logp = torch.cat(vals)
             # the weighted log-odds, or the log-probability of the class predicted for the full text
             target = logp @ w if w is not None else logp[:, int(logp[0].argmax())]
@@ -318,10 +351,11 @@ class Ensemble:
         self.members = [Member(e, name, float(wi / w.sum())) for (e, name), wi in zip(members, w)]
 
     @classmethod
-    def load(cls, folder: str | Path, task: str | None = None, quantize: bool = False, max_length: int = 256,
-             batch_size: int = 64, engine: InferenceEngine | None = None) -> Ensemble:
+    def load(cls, folder: str | Path, task: str | None = None, inference: InferenceConfig | None = None,
+             max_length: int = 256, batch_size: int = 64, engine: InferenceEngine | None = None) -> Ensemble:
         """Load ``folder``'s ``ensemble.json`` (members of weight 0 are not loaded), or else its single artifact as a
-        one-member ensemble of ``task`` (required then; checked against an ``ensemble.json``). ``engine``: the
+        one-member ensemble of ``task`` (required then; checked against an ``ensemble.json``), every member served
+        as ``inference`` says (``InferenceEngine``). ``engine``: the
         already loaded engine of ``folder``'s own artifact. Raises ``ArtifactError`` in one line naming what is
         missing, malformed or does not fit."""
         folder = Path(folder)
@@ -332,8 +366,7 @@ class Ensemble:
             path = (folder / rel).resolve()
             if path not in engines:
                 try:
-                    engines[path] = InferenceEngine(path, quantize=quantize, max_length=max_length,
-                                                    batch_size=batch_size)
+                    engines[path] = InferenceEngine(path, inference, max_length=max_length, batch_size=batch_size)
                 except ArtifactError as exc:
                     raise ArtifactError(f"member {rel!r} of the ensemble in {folder}: {exc}") from exc
             return engines[path]
@@ -341,7 +374,7 @@ class Ensemble:
         if not spec_path.is_file():
             if task is None:
                 raise ArtifactError(f"name the task of the single artifact in {folder}")
-            single = engine or InferenceEngine(folder, quantize=quantize, max_length=max_length, batch_size=batch_size)
+            single = engine or InferenceEngine(folder, inference, max_length=max_length, batch_size=batch_size)
             return cls([(single, task)], task=task, path=folder)
         try:
             spec = json.loads(spec_path.read_text())

@@ -303,6 +303,12 @@ def _cases() -> list[Case]:
     add("core-eval-images-empty-npz", "core eval-images --data {d}/e.npz --artifact {cs}",
         Err("is not a readable npz file"), files={"e.npz": b""})
     add("core-artifacts-missing-data", "core artifacts --data-dir {d}/missing", Err("data folder not found"))
+    add("core-export-onnx-no-artifact", "core export-onnx", Err("name the artifact folder to export: --artifact DIR"))
+    add("core-export-onnx-missing", "core export-onnx --artifact {d}/missing", Err("artifact folder not found"))
+    add("core-eval-text-bad-runtime", "core eval-text --data x --task t --runtime tensorrt",
+        Err("invalid choice: 'tensorrt'"))
+    add("core-classify-env-bad-runtime", "core classify hello --artifact {d}/missing",
+        Err("TRIDENT_INFERENCE__RUNTIME"), env={"TRIDENT_INFERENCE__RUNTIME": "gpu"})
 
     # ---- customer service
     add("cs-chat-not-utf8-stdin", "cs chat --artifact {cs}", Ok("bytes that are not UTF-8 are replaced, the bot "

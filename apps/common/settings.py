@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from core.config import TrainConfig, config_part
+from core.config import InferenceConfig, TrainConfig, config_part
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -57,7 +57,7 @@ class PresetSettings(BaseSettings):
 
 
 class CoreSettings(BaseSettings):
-    """Paths and services of one Trident installation."""
+    """Paths and services of one Trident installation, and how its models serve (``inference``)."""
 
     model_config = SettingsConfigDict(env_prefix="TRIDENT_", env_nested_delimiter="__", frozen=True, extra="ignore",
                                       env_ignore_empty=True)
@@ -67,6 +67,7 @@ class CoreSettings(BaseSettings):
     artifacts_dir: Path = Field(REPO_ROOT / "artifacts", description="Trained model artifacts.")
     var_dir: Path = Field(REPO_ROOT / "var", description="Runtime state: SQLite file, indexes, logs.")
     database_url: str = Field("", description="SQLAlchemy URL; empty means SQLite under var_dir.")
+    inference: InferenceConfig = Field(default_factory=InferenceConfig)  # how every app's models serve
 
     @property
     def effective_database_url(self) -> str:

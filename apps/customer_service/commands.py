@@ -30,7 +30,7 @@ def _settings(args) -> CSSettings:
 def _engine(settings):
     from core.engine import InferenceEngine  # heavy: torch
 
-    return InferenceEngine(settings.artifact_dir)
+    return InferenceEngine(settings.artifact_dir, settings.core.inference)
 
 
 def cs_train(args) -> None:

@@ -38,7 +38,7 @@ def load_intents(engine: InferenceEngine) -> Ensemble | None:
             raise ArtifactError(f"{folder} keeps its intent ensemble in an older layout: {RETRAIN}")
         return Ensemble([(engine, TASK)], path=folder)
     try:
-        return Ensemble.load(folder, TASK, quantize=engine.quantized, max_length=engine.max_length,
+        return Ensemble.load(folder, TASK, engine.inference, max_length=engine.max_length,
                              batch_size=engine.batch_size, engine=engine)
     except ArtifactError as exc:
         raise ArtifactError(f"{exc}: {RETRAIN}") from exc

@@ -69,7 +69,7 @@ class CSService:
         """Load the artifact, its intent ensemble and the index (building the index from the KB file if there is
         none yet)."""
         try:
-            engine = InferenceEngine(settings.artifact_dir)
+            engine = InferenceEngine(settings.artifact_dir, settings.core.inference)
         except ArtifactError as exc:
             raise CSError(f"{exc} (train it with `trident cs train`)") from exc
         try:

@@ -24,6 +24,7 @@ from apps.finance_sentiment.settings import FinSettings
 from apps.finance_sentiment.store import FinanceStore
 
 log = logging.getLogger(__name__)
+RUNTIME = flag("core.inference.runtime", "--runtime")  # torch, torch-int8, onnx, onnx-int8 (TRIDENT_INFERENCE__RUNTIME)
 
 
 def _settings(args) -> FinSettings:
@@ -123,7 +124,7 @@ def fin_eval(args) -> None:
     from apps.finance_sentiment.pipeline import eval_sentiment
 
     s = _settings(args)
-    emit(eval_sentiment(load_sentiment_model(s.artifact_dir, quantize=s.scoring.quantize), Path(args.data),
+    emit(eval_sentiment(load_sentiment_model(s.artifact_dir, s.core.inference), Path(args.data),
                         args.format), args.json)
 
 
@@ -141,7 +142,7 @@ def fin_fairness(args) -> None:
     fmt = args.format or ("phrasebank" if data.suffix == ".txt" else "csv")
     if args.variants < 1 or args.top < 0:
         raise CLIError("--variants must be >= 1 and --top >= 0")
-    scorer = SentimentScorer(load_sentiment_model(s.artifact_dir, quantize=s.scoring.quantize), s.scoring)
+    scorer = SentimentScorer(load_sentiment_model(s.artifact_dir, s.core.inference), s.scoring)
     task = sentiment_task(data, fmt)
     out = Path(args.out) if args.out else s.artifact_dir / FAIRNESS_FILE
     if not out.parent.is_dir():
@@ -207,11 +208,11 @@ def register(sub) -> None:
     sp.add_argument("--stride", type=int, default=2, help="keep every n-th training session")
     sp.add_argument("--out", help="artifact folder (default: <artifacts>/fin-risk)")
     sp = base("eval", "accuracy, macro-F1 and weighted F1 on labelled sentences", fin_eval, "artifact",
-              flag("scoring.quantize", "--int8"))
+              RUNTIME)
     sp.add_argument("--data", required=True)
     sp.add_argument("--format", default="phrasebank", choices=["phrasebank", "csv"])
     sp = base("fairness", "counterfactual fairness: how often swapping a company name, a person's name or a pronoun "
-              "changes a test sentence's label", fin_fairness, "artifact", flag("scoring.quantize", "--int8"))
+              "changes a test sentence's label", fin_fairness, "artifact", RUNTIME)
     sp.add_argument("--data", help="labelled sentences whose test split is measured (default: "
                                    "<data>/financial_phrasebank/Sentences_50Agree.txt)")
     sp.add_argument("--format", choices=["phrasebank", "csv"], help="default: phrasebank for .txt, else csv")

@@ -15,6 +15,7 @@ import numpy as np
 
 from apps.finance_sentiment.names import NameBlinder
 from core.artifacts import ArtifactError
+from core.config import InferenceConfig
 from core.engine import ENSEMBLE_FILE, Ensemble
 
 TASK = "sentiment"
@@ -78,10 +79,10 @@ class EntityBlindModel:
         return self.model.explain(self.read(texts), task, weights=weights, max_words=max_words)
 
 
-def load_sentiment_model(path: str | Path, quantize: bool = False, batch_size: int = 64,
+def load_sentiment_model(path: str | Path, inference: InferenceConfig | None = None, batch_size: int = 64,
                          task: str = TASK) -> Ensemble | EntityBlindModel:
-    """Load a sentiment artifact (a single model or an ensemble); it answers like an engine with one task, reading
-    texts as it was trained to (:func:`reads_entity_blind`).
+    """Load a sentiment artifact (a single model or an ensemble), served as ``inference`` says (default: torch fp32);
+    it answers like an engine with one task, reading texts as it was trained to (:func:`reads_entity_blind`).
 
     Raises:
         core.artifacts.ArtifactError: The folder is not a (complete) artifact; the message says what to run.
@@ -90,7 +91,7 @@ def load_sentiment_model(path: str | Path, quantize: bool = False, batch_size: i
     if not (path / ENSEMBLE_FILE).is_file() and not (path / "config.json").is_file():
         raise ArtifactError(f"no sentiment model at {path}: train one with `trident fin train`")
     try:
-        model = Ensemble.load(path, task, quantize=quantize, batch_size=batch_size)
+        model = Ensemble.load(path, task, inference, batch_size=batch_size)
     except ArtifactError as exc:
         raise ArtifactError(f"{exc}: retrain with `trident fin train`") from exc
     return EntityBlindModel(model, model_input(True)) if reads_entity_blind(path) else model

@@ -77,7 +77,7 @@ class FinService:
                 from apps.finance_sentiment.model import load_sentiment_model
 
                 s = self.settings.scoring
-                model = load_sentiment_model(self.settings.artifact_dir, quantize=s.quantize, task=s.task)
+                model = load_sentiment_model(self.settings.artifact_dir, self.settings.core.inference, task=s.task)
                 self._scorer = SentimentScorer(model, s)
             return self._scorer
 

@@ -38,7 +38,6 @@ class ScoringSettings(BaseModel):
     title_weight: float = Field(2.0, ge=0.0, description="Weight of the headline against one body sentence.")
     explain: bool = Field(True, description="Store word attributions with each article score.")
     explain_sentences: int = Field(2, ge=0, description="Sentences per article whose words are attributed.")
-    quantize: bool = Field(False, description="Score with the int8 dynamically quantised model.")
 
 
 class MonitorSettings(BaseModel):

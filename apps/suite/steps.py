@@ -134,7 +134,7 @@ def cs_index(plan: Plan, state: dict) -> Step:
     done = state.get("cs_index", {})
     if done.get("key") == key and (s.index_folder / "kb" / "CURRENT").is_file():
         return Step("cs", "index", "reused", f"{done['entries']} entries in {s.index_folder}")
-    build, retriever = build_index(s, InferenceEngine(art))
+    build, retriever = build_index(s, InferenceEngine(art, s.core.inference))
     state["cs_index"] = {"key": key, "entries": len(build.entries), "version": build.version}
     kind = retriever.dense.kind if retriever.mode != "sparse" else "bm25"
     return Step("cs", "index", "built", f"{len(build.entries)} entries of {s.kb_path.name} ({kind} + BM25) in "

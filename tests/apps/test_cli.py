@@ -14,7 +14,7 @@ from apps.cli import build_parser, main
 from apps.common.settings import CoreSettings
 
 CORE_COMMANDS = ["info", "pretrain", "finetune", "eval-images", "eval-text", "classify", "embed", "generate",
-                 "artifacts"]
+                 "export-onnx", "artifacts"]
 
 
 @pytest.mark.parametrize("cmd", CORE_COMMANDS)

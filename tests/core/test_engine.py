@@ -12,7 +12,7 @@ import torch
 
 from core.adapters import apply_lora
 from core.artifacts import ArtifactError, save_artifact
-from core.config import ModelConfig
+from core.config import InferenceConfig, ModelConfig
 from core.engine import ENSEMBLE_FILE, MAX_CHARS, Ensemble, InferenceEngine, Prediction, write_ensemble
 from core.generation import GenerationConfig
 from core.modalities import InputError
@@ -121,8 +121,8 @@ def test_unknown_task_names_the_known_ones(engine):
 
 
 def test_quantized_engine_is_close_to_fp32(artifact, engine, corpus):
-    q = InferenceEngine(artifact, quantize=True)
-    assert q.quantized
+    q = InferenceEngine(artifact, InferenceConfig(runtime="torch-int8"))
+    assert q.runtime == "torch-int8"
     int8 = [m for m in q.model.modules() if isinstance(m, torch.ao.nn.quantized.dynamic.Linear)]
     assert len(int8) == 6 * 2 + 2 + 1 + 2  # blocks, LM head dense, intent + shapes heads, series encoder MLP
     assert not any(type(m) is torch.nn.Linear for m in q.model.modules())
