@@ -302,7 +302,8 @@ def eval_intents(engine: InferenceEngine, csv_path: Path) -> dict:
     intents = load_intents(engine)
     if intents is None:
         raise ValueError("the artifact has no intents task: train it with `trident cs train`")
-    return {k: v for k, v in evaluation_report(intents, csv_path).items() if k in ("accuracy", "macro_f1", "n", "sentences_per_s")}
+    keep = ("accuracy", "macro_f1", "n", "sentences_per_s")
+    return {k: v for k, v in evaluation_report(intents, csv_path).items() if k in keep}
 
 
 def retrieval_metrics(retriever: HybridRetriever, queries: Sequence[tuple[str, str]], k: int = 10) -> dict:
