@@ -53,10 +53,13 @@ NOT_BLIND = ("It reads company and person names as written: a name alone can mov
 RISK_USE = Use(
     intended=("Estimate the risk of a large adverse move of a ticker from a window of market indicators read "
               "together with that day's headlines, compared in its report with text-only scoring.",),
-    limits=("Measured on the captured prices and feeds of a few large US tickers only (see Data); other markets and "
-            "periods were not measured.",
-            "A research model of the finance app: the dashboard and the alerts do not serve it.",
+    limits=("Measured on the sessions of the captured prices and feeds it was trained on only (see Splits); other "
+            "tickers, markets and periods were not measured.",
+            "The finance worker reads it only for alert rules of kind risk_model; it scores no single headline.",
             "Not investment advice."))
+RISK_MODELS = {"fusion": "fusion model", "fusion_without_text": "fusion model reading no news",
+               "text_only": "text-only scoring"}
+RISK_METRICS = {"roc_auc": "ROC-AUC", "average_precision": "average precision", "brier": "Brier score"}
 KIND_NAMES = {"company_real": "company (real names)", "company_invented": "company (invented names)",
               "person": "person", "pronoun": "pronoun (he / she)"}
 
@@ -170,9 +173,9 @@ def risk_card(folder: str | Path) -> ModelCard:
                     f"{escape_markdown(meta.get('sentiment_artifact'))}"])
     splits = table(("data", "train", "validation", "test"), [("sessions", n.get("train"), n.get("val"),
                                                               n.get("test"))]) if n else base.sections["Splits"]
-    rows = [(f"{name}: {metric}", (report[name].get(part) or {}).get(metric), f"test sessions ({part})")
-            for name in ("fusion", "fusion_without_text", "text_only") if name in report
-            for part in ("all", "with_news") for metric in ("roc_auc", "average_precision", "brier")]
+    rows = [(f"test {metric}, {model}", (report[name].get(part) or {}).get(key), f"test sessions ({sessions})")
+            for name, model in RISK_MODELS.items() if name in report
+            for part, sessions in (("all", "all"), ("with_news", "with news")) for key, metric in RISK_METRICS.items()]
     figures = base.sections["Figures"]
     if rows:
         figures = table(("figure", "value", "measured on"), rows) + "\n\n" + figures
