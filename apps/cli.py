@@ -84,6 +84,16 @@ def core_info(args) -> None:
           "artifacts_dir": str(s.artifacts_dir), "artifacts": ", ".join(arts) or "none"}, args.json)
 
 
+def core_model_card(args) -> None:
+    from apps.model_cards import write_model_card  # heavy: torch, the apps' artifact readers
+
+    path, markdown = write_model_card(args.artifact)
+    if args.json:
+        emit({"artifact": str(args.artifact), "card": str(path), "markdown": markdown}, True)
+        return
+    print(markdown)
+
+
 def _train_config(args, training: str):
     """The config of the core's ``training`` (text, images, pretrain): its flags, then ``TRIDENT_TRAIN__...``."""
     return train_config(getattr(settings_from_args(CoreTrainSettings, args), training))
@@ -250,6 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     runtime = flag("inference.runtime", "--runtime")  # TRIDENT_INFERENCE__RUNTIME
     with_artifact("info", "environment, or one artifact's config and training history", core_info)
+    add("model-card", "write an artifact's model card (MODEL_CARD.md) again from its records, and print it",
+        core_model_card).add_argument("--artifact", required=True,
+                                      help="artifact folder: a core, cs, fin, fin-risk or rec artifact, or a member")
 
     sp = training("pretrain", "continued pretraining (masked + next-token) on a text corpus "
                               "(TRIDENT_TRAIN__PRETRAIN__...)", core_pretrain, "pretrain")

@@ -7,6 +7,7 @@ ARTIFACT/
   heads/TASK.safetensors   one classifier head per task
   adapters/NAME.safetensors  LoRA adapters, if any
   tokenizer.json       (absent for a model that reads no text, e.g. item sequences)
+  MODEL_CARD.md        what the model is, its data, splits, figures, intended use and limits (``core.model_card``)
 ```
 Loading checks every file and reports what is wrong in one sentence (``ArtifactError``). ``version`` is the format
 version: this code writes ``VERSION`` and reads the versions in ``READABLE``; any other one is refused with a sentence
@@ -26,6 +27,7 @@ from safetensors.torch import load_file, save_file
 
 from core.adapters import adapter_names, load_adapter, save_adapter
 from core.config import ModelConfig
+from core.model_card import core_card, write_card
 from core.tasks import CoreModel, TaskSpec
 from core.tokenizer import Tokenizer, TokenizerError
 
@@ -62,6 +64,7 @@ def save_artifact(path: str | Path, model: CoreModel, tok: Tokenizer | None, met
               "tasks": [t.model_dump(mode="json") for t in model.tasks.values()], "adapters": names,
               "tokenizer": tok is not None, "meta": meta or {}}
     (path / "config.json").write_text(json.dumps(config, indent=2))
+    write_card(path, core_card(path, json.loads(json.dumps(config))))  # the card reads the config as it was written
     return path
 
 

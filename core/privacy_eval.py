@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.jsonl import json_lines
 from core.privacy import KINDS, Redaction, find_pii_many, selected_kinds
 
 # Names other labelled sets use for the kinds of core.privacy (Presidio's entity names among them).
@@ -111,13 +112,11 @@ def read_labelled(path: str | Path) -> list[LabelledMessage]:
     if not path.is_file():
         raise LabelledDataError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise LabelledDataError(f"{path}: cannot read: {exc}") from None
     messages = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
+    for number, line in json_lines(text):
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:

@@ -28,6 +28,7 @@ from core.data import (
     read_labelled_texts,
     stratified_split,
 )
+from core.jsonl import json_lines
 from core.pretrained import load_minilm, minilm_config
 from core.tasks import CoreModel, TaskSpec
 from core.tokenizer import Tokenizer
@@ -268,7 +269,7 @@ def pretrain_corpus(data_dir: Path, seed: int = 13) -> list[str]:
                 texts += [row.get("Question", ""), row.get("Answer", "")]
     threads = data_dir / "stackfaq" / "faq_threads.jsonl"
     if threads.is_file():
-        for line in threads.read_text(encoding="utf-8").splitlines():
+        for _, line in json_lines(threads.read_text(encoding="utf-8")):
             rec = json.loads(line)
             texts += [a for a in rec.get("answers", []) if isinstance(a, str)]
     return [t for t in texts if t and t.strip()]

@@ -241,6 +241,17 @@ def _cases() -> list[Case]:
         files={"art/config.json": "{not json"})
     add("core-info-config-binary", "core info --artifact {d}/art", Err("config.json"),
         files={"art/config.json": BINARY})
+    add("core-model-card-no-artifact", "core model-card", Err("required: --artifact"))
+    add("core-model-card-missing-artifact", "core model-card --artifact {d}/missing", Err("artifact folder not found"))
+    add("core-model-card-empty-artifact-folder", "core model-card --artifact {d}/art", Err("config.json is missing"),
+        files={"art": DIR})
+    add("core-model-card-config-binary", "core model-card --artifact {d}/art", Err("config.json"),
+        files={"art/config.json": BINARY})
+    add("core-model-card-config-not-a-model", "core model-card --artifact {d}/art",
+        Err("does not describe a core model"),
+        files={"art/config.json": '{"format": "trident-core", "version": 2, "model": 3, "tasks": 4}'})
+    add("core-model-card-fin-report-not-json", "core model-card --artifact {d}/art", Err("fin_report.json is corrupt"),
+        files={"art/fin_report.json": "{not json", "art/fin_model.json": '{"entity_blind": false}'})
     add("core-classify-missing-artifact", "core classify hello --artifact {d}/missing",
         Err("artifact folder not found"))
     add("core-classify-blank-text", ["core", "classify", "   ", "--artifact", "{cs}"], Err("text 0 is empty"))

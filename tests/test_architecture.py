@@ -4,7 +4,8 @@ Every ``import`` and ``from ... import`` counts, at module top or inside a funct
 
 - ``core/`` imports no app (``apps``) and not ``streamlit``.
 - An app (``apps/<app>/``) imports ``core``, ``apps.common`` and its own package, never another app nor the edge
-  modules that compose the apps (``apps.cli``, ``apps.suite``, ``apps.forget``, ``apps.settings_doc``, ``apps.demo``).
+  modules that compose the apps (``apps.cli``, ``apps.suite``, ``apps.forget``, ``apps.settings_doc``, ``apps.demo``,
+  ``apps.model_cards``).
   ``apps/common/`` is shared by the apps and imports none of them. The edge modules may import any app.
 - Online code never imports the app's ``pipeline`` (training and evaluation). Online is ``service.py``, ``ui/``, the
   online jobs (:data:`ONLINE_JOBS`: the finance worker, the recommender's batch job), and every module of the app
@@ -25,7 +26,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 APPS = ("customer_service", "finance_sentiment", "recommender")
-EDGE = ("apps.cli", "apps.suite", "apps.forget", "apps.settings_doc", "apps.demo")
+EDGE = ("apps.cli", "apps.suite", "apps.forget", "apps.settings_doc", "apps.demo", "apps.model_cards")
 ONLINE_JOBS = {"finance_sentiment": ("monitor",), "recommender": ("batch",)}
 LIGHTNING_ALLOWED = {"data.py", "lit.py", "train.py"}
 

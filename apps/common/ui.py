@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import streamlit as st
+
+if TYPE_CHECKING:
+    from core.model_card import CardText
 
 S = TypeVar("S")
 T = TypeVar("T")
@@ -89,3 +92,18 @@ class ServiceAccess(Generic[S]):
             return
         self.log.exception("service call %s failed", getattr(fn, "__name__", fn), exc_info=exc)
         st.error(f"That did not work ({type(exc).__name__}: {sentence(exc)}) The details are in the server log.")
+
+
+def show_model_card(card: CardText) -> None:
+    """Show the model card of the artifact a dashboard serves (what its service's ``model_card()`` returns): its
+    title as the page's heading, where it lives, then the card. The card is Markdown that Trident generated from the
+    artifact's records, every recorded text in it escaped; it is rendered as Markdown, never as HTML."""
+    title, _, body = card.markdown.partition("\n")
+    st.subheader(title.removeprefix("# ") if title.startswith("# ") else "Model card")
+    where = escape_markdown(card.path)
+    if card.written:
+        st.caption(f"The artifact's {where}, generated from its own records (config, reports) when it was written.")
+    else:
+        st.caption(f"Generated just now from the artifact's records: it has no {where} yet "
+                   "(`trident core model-card --artifact DIR` writes it).")
+    st.markdown(body if title.startswith("# ") else card.markdown)

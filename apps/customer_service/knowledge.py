@@ -25,6 +25,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from apps.customer_service.schemas import KBBuild, KBEntry
+from core.jsonl import json_lines
 from core.privacy import redact_with_details
 
 SUPPORTED_SUFFIXES: tuple[str, ...] = (".csv", ".jsonl", ".md", ".markdown", ".txt")
@@ -225,10 +226,7 @@ def _read_csv(path: Path) -> Iterator[_Raw]:
 
 def _read_jsonl(path: Path) -> Iterator[_Raw]:
     """Yield the records of a JSONL file: question/answer rows, or threads with an ``answers`` list."""
-    # Split on "\n" only: JSON strings may hold U+2028 and other characters that str.splitlines() breaks on.
-    for number, line in enumerate(_decode(path).split("\n"), start=1):
-        if not line.strip():
-            continue
+    for number, line in json_lines(_decode(path)):
         where = f"{path} line {number}"
         try:
             record = json.loads(line)
@@ -504,12 +502,11 @@ def read_queries(path: str | os.PathLike[str]) -> list[tuple[str, str]]:
         raise KBFormatError(f"{path} is not UTF-8 (byte offset {exc.start})") from exc
     if path.suffix == ".jsonl":
         rows = []
-        for n, line in enumerate(raw.splitlines(), 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise KBFormatError(f"{path} line {n}: malformed JSON ({exc.msg})") from exc
+        for n, line in json_lines(raw):
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise KBFormatError(f"{path} line {n}: malformed JSON ({exc.msg})") from exc
     elif path.suffix == ".csv":
         reader = csv.DictReader(io.StringIO(raw))
         try:

@@ -17,13 +17,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from apps.customer_service.card import write_cards
 from apps.customer_service.index import index_entries, make_retriever
 from apps.customer_service.intents import TASK, evaluation_report, load_intents
 from apps.customer_service.knowledge import KBFormatError, entry_text, load_kb, read_queries
 from apps.customer_service.retrieval import HybridRetriever
 from apps.customer_service.settings import CSSettings, CSTrainSettings
 from core.adapters import adapter_names, apply_lora, set_adapter, train_only_adapters
-from core.artifacts import load_artifact, save_artifact
+from core.artifacts import load_artifact, read_config, save_artifact
 from core.config import TrainConfig
 from core.data import ListDataset, MultiTaskDataModule, TaskData, pad_ids
 from core.engine import ENSEMBLE_FILE, InferenceEngine, write_ensemble
@@ -95,6 +96,7 @@ def train_cs(out: Path, intents_csv: Path | None, pairs: Sequence[tuple[str, str
     if pairs:
         meta["retrieval_pairs"] = len(pairs)
         _train_retrieval(model, tok, pairs, retrieval_cfg, max(4, lora_r // 2), out, meta)
+    write_cards(out)
     return out
 
 
@@ -138,6 +140,8 @@ def _train_intents(model, tok, intents_csv: Path, cfg: TrainConfig, lora_r: int,
     dm = MultiTaskDataModule([TaskData(spec, ListDataset(*task.train), ListDataset(*task.val))], tok,
                              batch_size=cfg.batch_size, max_length=cfg.max_length, seed=cfg.seed)
     fit(model, dm, cfg, out, tok, meta={**meta, "intents": task.source})
+    # the retrieval run's history replaces this one as the artifact's "training": keep it under its own name
+    meta["intents_training"] = read_config(out)["meta"]["training"]
     if full_cfg is not None:
         full_task = task
         if refit_epochs is not None:  # validation trains too (still logged, never selected on)
@@ -251,7 +255,8 @@ def _train_retrieval(model, tok, pairs: Sequence[tuple[str, str]], cfg: TrainCon
     _freeze_other_adapters(model, "retrieval")
     dm = MultiTaskDataModule([TaskData(spec, ListDataset(a[n_val:], b[n_val:]), ListDataset(a[:n_val], b[:n_val]))],
                              tok, batch_size=cfg.batch_size, max_length=cfg.max_length, seed=cfg.seed)
-    return fit(model, dm, cfg, out, tok, meta=meta)
+    split = {"train": len(a) - n_val, "val": n_val, "seed": cfg.seed}
+    return fit(model, dm, cfg, out, tok, meta={**meta, "retrieval_split": split})
 
 
 def learn(settings: CSSettings, store, queries: Sequence[tuple[str, str]]) -> dict:
@@ -279,6 +284,7 @@ def learn(settings: CSSettings, store, queries: Sequence[tuple[str, str]]) -> di
     _train_retrieval(model, tok, pairs, cfg.model_copy(update={"batch_size": min(cfg.batch_size, len(pairs))}),
                      8, staging, {**config.get("meta", {}), "learned_from_feedback": len(pairs)})
     _carry_intents(settings.artifact_dir, staging)  # the intent ensemble goes along unchanged
+    write_cards(staging)
     after = score(staging)
     kept = after["mrr"] >= before["mrr"]
     if kept:

@@ -18,6 +18,7 @@ import threading
 
 from apps.common.erasure import AuditRecord, AuditStore, ErasureError, ErasureReport
 from apps.customer_service.bot import Bot, Calibrator, EmptyMessage, intent_from_probs
+from apps.customer_service.card import model_card
 from apps.customer_service.erasure import apply_retention, forget_customer
 from apps.customer_service.index import build_index, index_entries, load_index
 from apps.customer_service.intents import TASK, evaluation_report, load_intents
@@ -35,6 +36,7 @@ from apps.customer_service.store import (
 )
 from core.artifacts import ArtifactError
 from core.engine import Ensemble, InferenceEngine
+from core.model_card import CardText, read_card
 from core.privacy import redact
 
 log = logging.getLogger(__name__)
@@ -316,3 +318,11 @@ class CSService:
                 except ValueError as exc:  # a missing / malformed file
                     raise CSError(str(exc)) from exc
             return self._evaluation
+
+    def model_card(self) -> CardText:
+        """The card of the artifact the console serves (its ``MODEL_CARD.md``; generated from its records when it has
+        none)."""
+        try:
+            return read_card(self.settings.artifact_dir, lambda: model_card(self.settings.artifact_dir))
+        except ArtifactError as exc:
+            raise CSError(str(exc)) from exc

@@ -161,6 +161,11 @@ def fin_fairness(args) -> None:
         report = measure(scorer, texts, labels, nlp=nlp, seed=args.seed, variants=args.variants, top=args.top,
                          progress=progress, **meta)
     write_report(report, out)
+    card = None
+    if out.resolve() == (s.artifact_dir / FAIRNESS_FILE).resolve():  # the report beside the artifact: its card says so
+        from apps.finance_sentiment.card import write_cards  # heavy: torch, Lightning
+
+        card = write_cards(s.artifact_dir)
     if args.json:
         emit(report.model_dump(mode="json"), True)
         return
@@ -179,7 +184,7 @@ def fin_fairness(args) -> None:
         for f in report.worst_flips[:10]:
             flips.add_row(str(f.id), f.swap, f"{f.before} -> {f.after}", f"{f.shift:.3f}")
         console.print(flips)
-    console.print(f"report written to {out}")
+    console.print(f"report written to {out}" + (f", and the model card {card}" if card else ""))
 
 
 def register(sub) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from apps.finance_sentiment.card import REPORT_FILE, write_cards
 from apps.finance_sentiment.model import (
     TASK,
     EntityBlindModel,
@@ -208,9 +209,10 @@ def train_sentiment(data_path: str | Path, out: str | Path, fmt: str = "phraseba
     if members > 1:  # the test accuracy of the first k members together, what the ensemble's size buys
         report["test_by_members"] = [round(float((sum(per_member[:k]).argmax(-1) == np.asarray(y)).mean()), 4)
                                      for k in range(1, members + 1)]
-    (tmp / "fin_report.json").write_text(json.dumps(report, indent=2))
+    (tmp / REPORT_FILE).write_text(json.dumps(report, indent=2))
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
+    write_cards(out)  # under its own name, once everything it reads is there
     report["artifact"] = str(out)
     return report
 

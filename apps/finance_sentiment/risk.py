@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from apps.finance_sentiment.card import RISK_REPORT_FILE, risk_card
 from apps.finance_sentiment.feeds import Deduper, FeedPoller, load_feeds_file
 from apps.finance_sentiment.indicators import indicator_frame, read_prices, utc
 from apps.finance_sentiment.model import load_sentiment_model
@@ -35,6 +36,7 @@ from core.artifacts import load_artifact
 from core.config import TrainConfig
 from core.data import ListDataset, MultiTaskDataModule, TaskData
 from core.engine import InferenceEngine
+from core.model_card import write_card
 from core.tasks import TaskSpec
 from core.train import fit
 
@@ -230,7 +232,8 @@ def train_risk_model(splits: dict[str, RiskData], sentiment_artifact: Path, out:
 
     Returns:
         The report: test metrics of ``fusion``, ``fusion_without_text`` (the same model reading "no news"),
-        ``text_only``, each overall and on sessions with news; also written to ``out/risk_report.json``.
+        ``text_only``, each overall and on sessions with news; also written to ``out/risk_report.json``
+        (and the artifact's model card).
     """
     cfg = cfg or TrainConfig(max_epochs=3, batch_size=64, lr=5e-4, head_lr=1e-3, max_length=48, precision="32-true",
                              patience=2, warmup_ratio=0.05)
@@ -266,7 +269,8 @@ def train_risk_model(splits: dict[str, RiskData], sentiment_artifact: Path, out:
         report[name] = {"all": risk_metrics(te.labels, p), "with_news": risk_metrics(te.labels[te.news], p[te.news])}
     f, t = report["fusion"]["all"], report["text_only"]["all"]
     report["kept"] = "fusion" if (f.get("roc_auc", 0) or 0) > (t.get("roc_auc", 0) or 0) else "text_only"
-    (Path(out) / "risk_report.json").write_text(json.dumps(report, indent=2))
+    (Path(out) / RISK_REPORT_FILE).write_text(json.dumps(report, indent=2))
+    write_card(out, risk_card(out))
     return report
 
 

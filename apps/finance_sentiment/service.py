@@ -26,6 +26,7 @@ from apps.finance_sentiment.settings import FinSettings
 from apps.finance_sentiment.store import FinanceStore, UnknownArticle
 from core.artifacts import ArtifactError
 from core.modalities import InputError  # = core.engine.InputError, without importing Lightning
+from core.model_card import CardText, read_card
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,14 @@ class FinService:
         """The model's counterfactual fairness report, or None when none was measured (FairnessError when the file is
         not a report)."""
         return read_report(self.settings.artifact_dir)
+
+    def model_card(self) -> CardText:
+        """The card of the sentiment artifact (its ``MODEL_CARD.md``; generated from its records when it has none):
+        ArtifactError when there is no model."""
+        # heavy (Lightning, through the model's module) and read on that page only
+        from apps.finance_sentiment.card import model_card
+
+        return read_card(self.settings.artifact_dir, lambda: model_card(self.settings.artifact_dir))
 
     # ---------------------------------------------------------------------------------------------- reading
     def tickers(self) -> list[str]:

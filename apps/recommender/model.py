@@ -13,6 +13,7 @@ artifacts/rec/
   sequences.parquet   user_id, items (chronological item ids), timestamps: what `recommend`, the batch job and the
                       dashboard read as each user's history
   report.json         the test evaluation at training time (the dashboard's metrics page)
+  MODEL_CARD.md       data, splits, figures, intended use and limits, from the files above (``card.py``)
 ```
 """
 

@@ -16,6 +16,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from pydantic import BaseModel
 
+from apps.recommender.card import REPORT_FILE, write_cards
 from apps.recommender.data import DataError, RecData, Split, leave_one_out
 from apps.recommender.evaluate import evaluate
 from apps.recommender.model import (
@@ -110,7 +111,8 @@ def train_model(name: str, cfg: BaseModel, settings: RecSettings, data: RecData,
 
 def train_all(settings: RecSettings, data: RecData, out: str | Path, evaluate_test: bool = True) -> Path:
     """Train the generative recommender and SASRec on the same leave-one-out split, count popularity, save the
-    artifact into ``out`` and return it, and evaluate all three on the test cases (``report.json``)."""
+    artifact into ``out`` and return it, and evaluate all three on the test cases (``report.json``); the model cards
+    of the artifact and of its two models are written last."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     split = leave_one_out(data)
@@ -125,7 +127,8 @@ def train_all(settings: RecSettings, data: RecData, out: str | Path, evaluate_te
     save_artifact(out, data, data.popularity(split.train), meta)
     if evaluate_test:
         report = evaluate_artifact(load_artifact(out), None, settings.mmr_lambdas)
-        (out / "report.json").write_text(json.dumps(report, indent=2))
+        (out / REPORT_FILE).write_text(json.dumps(report, indent=2))
+    write_cards(out)
     return out
 
 

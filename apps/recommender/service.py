@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from apps.recommender.card import model_card
 from apps.recommender.data import DataError, natural_key
 from apps.recommender.evaluate import mask_seen, mmr, unit_rows
 from apps.recommender.model import (
@@ -27,6 +28,7 @@ from apps.recommender.model import (
 )
 from apps.recommender.schemas import HistoryEntry, Item, Recommendation, Recommendations, SimilarItem
 from apps.recommender.settings import RecSettings
+from core.model_card import CardText, read_card
 
 REASONS_FROM_LAST = 50  # the reasons are chosen among the user's most recent items
 
@@ -152,6 +154,10 @@ class RecService:
         """The test evaluation saved at training time, or None when the artifact has none."""
         path = Path(self.art.path) / "report.json"
         return json.loads(path.read_text()) if path.is_file() else None
+
+    def model_card(self) -> CardText:
+        """The card of the artifact (its ``MODEL_CARD.md``; generated from its records when it has none)."""
+        return read_card(self.art.path, lambda: model_card(self.art.path))
 
     def training(self) -> dict:
         """The training history of each model (epochs, time, best validation NDCG@10) and the data source."""

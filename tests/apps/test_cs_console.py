@@ -240,6 +240,17 @@ def test_evaluation_page_shows_the_report_of_the_service(db_url, artifact):
     assert at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")
 
 
+def test_model_card_page_shows_the_card_of_the_consoles_artifact(db_url, artifact):
+    import json
+
+    at = start("views/model_card.py")
+    assert not at.error and [h.value for h in at.subheader] == [f"Model card: {artifact.name}"]
+    shown = "\n".join(m.value for m in at.main.markdown)
+    ensemble = json.loads((artifact / "config.json").read_text())["meta"]["intent_ensemble"]
+    assert f"| validation accuracy, ensemble (as served) | {ensemble['val_accuracy']['ensemble']:.4f} |" in shown
+    assert "## Intended use" in shown and "support agent" in shown
+
+
 def test_evaluation_report_counts_by_hand(tmp_path):
     # 5 messages over 3 intents; predictions a a b b c for truths a b b c c
     path = tmp_path / "eval.csv"

@@ -345,3 +345,12 @@ def test_a_malformed_query_file_is_one_kb_format_error(tmp_path, name, text, nee
     with pytest.raises(KBFormatError) as info:
         read_queries(tmp_path / name)
     assert needle in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_query_file_keeps_a_line_separator_inside_a_query(tmp_path):
+    from apps.customer_service.knowledge import read_queries
+
+    path = tmp_path / "q.jsonl"
+    rows = [{"query": "card lost\u2028abroad", "faq_id": "lb-001"}, {"query": "pin\u2029change", "faq_id": "lb-002"}]
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n", encoding="utf-8")
+    assert read_queries(path) == [("card lost\u2028abroad", "lb-001"), ("pin\u2029change", "lb-002")]

@@ -275,6 +275,24 @@ def test_fairness_page_shows_the_figures_of_the_report_beside_the_artifact(monke
     assert "entity-blind" in texts(at)
 
 
+def test_model_card_page_shows_the_card_with_the_reports_test_figures(db_url, fin_artifact):
+    at = ok(start("views/model_card.py"))
+    assert [h.value for h in at.main.subheader] == [f"Model card: {fin_artifact.name}"]
+    shown = "\n".join(m.value for m in at.main.markdown)
+    report = json.loads((fin_artifact / "fin_report.json").read_text())
+    assert f"| test accuracy | {report['test']['accuracy']:.4f} | test split, the model as served |" in shown
+    assert "No fairness evaluation recorded for this artifact." in shown
+
+
+def test_model_card_page_without_a_model_is_one_error_sentence(monkeypatch, tmp_path, fin_demo_copy):
+    url, feeds = fin_demo_copy
+    point_app_at(monkeypatch, tmp_path, url, feeds, tmp_path / "none")
+    at = start("views/model_card.py")
+    assert not at.exception
+    assert [e.value for e in at.error] == [f"No sentiment model at {tmp_path / 'none'}: train one with `trident fin "
+                                           "train`."]
+
+
 def test_word_markdown_colours_by_share_of_the_largest_attribution():
     # largest |a| = 1.0: >= 0.5 is a badge, >= 0.15 coloured text, below plain; sign picks green or red
     words = [["profit", 1.0], ["fell", -0.6], ["sharply", -0.2], ["the", 0.05], ["rose", 0.15]]

@@ -25,6 +25,7 @@ from apps.finance_sentiment.fairness import (
 )
 from apps.finance_sentiment.names import PLACEHOLDERS, NameBlinder, Site, find_sites, load_nlp, replace_spans
 from apps.finance_sentiment.scoring import LABELS, SentimentScorer
+from core.model_card import percent
 
 SAMPLES = REPO_ROOT / "samples"
 TEXT = "Acme Oyj said he expects Acme Oyj and Bolt sales to rise, Jane Doe told her staff."
@@ -226,6 +227,12 @@ def test_cli_fairness_writes_the_report_beside_the_artifact(fin_artifact, nlp, t
     assert printed == report.model_dump(mode="json")
     assert report.data["format"] == "csv" and report.data["sentences"] == 12 and report.variants == 2
     assert report.overall.n >= 5 and not report.entity_blind
+    card = (art / "MODEL_CARD.md").read_text()  # the artifact's card now carries the figures
+    assert f"flipped {percent(report.overall.flip_rate)} of {report.overall.pairs} labels" in card
+    overall = next(line for line in card.splitlines() if line.startswith("| overall |"))
+    assert overall == (f"| overall | {report.overall.n} | {report.overall.pairs} | {report.overall.flips} | "
+                       f"{percent(report.overall.flip_rate)} | {report.overall.mean_abs_shift:.4f} | "
+                       f"{report.overall.max_abs_shift:.4f} |")
     assert main(argv) == 0  # seeded: the same figures again
     again = json.loads(capsys.readouterr().out)
     assert {k: v for k, v in again.items() if k != "created_at"} == {k: v for k, v in printed.items()

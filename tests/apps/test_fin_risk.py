@@ -98,6 +98,14 @@ def test_tiny_fusion_training_reports_fusion_and_text_only_on_the_test_split(dat
     for name in ("fusion", "fusion_without_text", "text_only"):
         assert report[name]["all"]["n"] == len(splits["test"])
     assert report["kept"] in ("fusion", "text_only")
+    from core.model_card import number
+
+    card = (tmp_path / "risk" / "MODEL_CARD.md").read_text()  # the card carries the report's test figures
+    for name, model in (("fusion", "fusion model"), ("text_only", "text-only scoring")):
+        assert f"| test ROC-AUC, {model} | {number(report[name]['all']['roc_auc'])} | test sessions (all) |" in card
+        assert f"| test Brier score, {model} | {number(report[name]['with_news']['brier'])} | test sessions (with " \
+               "news) |" in card
+    assert f"| sessions | {len(splits['train'])} | {len(splits['val'])} | {len(splits['test'])} |" in card
     from core.engine import InferenceEngine
 
     eng = InferenceEngine(tmp_path / "risk")

@@ -3,6 +3,9 @@ the environment exactly as `streamlit run` would."""
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -79,6 +82,30 @@ def test_item_explorer_lists_neighbours(env):
     assert len(sims) == 10 and not sims["title"].eq(at.selectbox(key="item").value.split(" [")[0]).any()
     at.text_input(key="item_query").set_value("no film has this name").run()
     assert any("No item matches" in i.value for i in at.info)
+
+
+def test_model_card_page_shows_the_card_the_artifact_holds(env):
+    at = start("views/model_card.py")
+    assert not at.error
+    assert [h.value for h in at.subheader] == [f"Model card: {env.name}"]
+    assert any(escape_markdown(env / "MODEL_CARD.md") in c.value for c in at.caption)
+    shown = "\n".join(m.value for m in at.main.markdown)
+    assert shown.strip() == (env / "MODEL_CARD.md").read_text().partition("\n")[2].strip()
+    report = json.loads((env / "report.json").read_text())
+    assert f"| test NDCG@10, generative recommender | {report['ndcg@10']:.4f} |" in shown
+    assert "## Limits" in shown and "## Fairness" in shown
+
+
+def test_model_card_page_generates_the_card_of_an_artifact_without_one(env, monkeypatch, tmp_path):
+    art = shutil.copytree(env, tmp_path / "older")
+    card = (art / "MODEL_CARD.md").read_text().replace("Model card: rec", "Model card: older")
+    (art / "MODEL_CARD.md").unlink()  # an artifact trained before cards existed
+    monkeypatch.setenv("REC_ARTIFACT", str(art))
+    at = start("views/model_card.py")
+    assert not at.error and [h.value for h in at.subheader] == ["Model card: older"]
+    assert any("Generated just now" in c.value for c in at.caption)
+    assert "\n".join(m.value for m in at.main.markdown).strip() == card.partition("\n")[2].strip()
+    assert not (art / "MODEL_CARD.md").exists()  # the dashboard only reads
 
 
 def test_a_typed_user_id_is_shown_literally(env):

@@ -31,7 +31,7 @@ from core.privacy import (
     redact_many,
     redact_with_details,
 )
-from core.privacy_eval import GoldSpan, LabelledMessage, canonical_type, score
+from core.privacy_eval import GoldSpan, LabelledDataError, LabelledMessage, canonical_type, read_labelled, score
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -813,6 +813,22 @@ def test_eval_scores_a_labelled_file(tmp_path: Path) -> None:
     assert result["messages_per_s"] > 0
     done = _cli("--data", str(path), "--json", "--kinds", "news")
     assert json.loads(done.stdout)["n_spans"] == 2  # the name and the place are not scored
+
+
+def test_labelled_file_keeps_a_line_separator_inside_a_text_and_counts_lines_by_newline(tmp_path: Path) -> None:
+    text = "first line\u2028mail bob@example.com\u2029end\x85"  # what str.splitlines() would cut at
+    start = text.index("bob")
+    row = {"text": text, "spans": [{"start": start, "end": start + 15, "type": "EMAIL"}]}
+    path = tmp_path / "separators.jsonl"
+    path.write_text(json.dumps(row, ensure_ascii=False) + "\n\n" + GOOD + "\n", encoding="utf-8")
+    assert "\u2028" in path.read_text(encoding="utf-8")  # written raw, as JSON allows, not as an escape
+    messages = read_labelled(path)
+    assert [m.text for m in messages] == [text, "mail bob@example.com"]
+    assert messages[0].spans == (GoldSpan(start, start + 15, "EMAIL"),)
+    assert text[start:start + 15] == "bob@example.com"
+    path.write_text(json.dumps(row, ensure_ascii=False) + "\n{broken\n", encoding="utf-8")
+    with pytest.raises(LabelledDataError, match=r":2: not valid JSON"):
+        read_labelled(path)
 
 
 def test_find_pii_many_matches_find_pii() -> None:

@@ -12,6 +12,7 @@ page = guarded_navigation("Support console", [
     ("views/conversations.py", "Conversations"),
     ("views/knowledge_base.py", "Knowledge base"),
     ("views/evaluation.py", "Evaluation"),
+    ("views/model_card.py", "Model card"),
     ("views/admin.py", "Admin", ()),
 ], roles=("agent",), what="the support console")
 page.run()

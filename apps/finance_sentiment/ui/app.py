@@ -18,6 +18,7 @@ page = guarded_navigation("Finance sentiment", [
     ("views/feeds.py", "Feed health"),
     ("views/score.py", "Score a text"),
     ("views/fairness.py", "Fairness"),
+    ("views/model_card.py", "Model card"),
 ], roles=("analyst",), what="the finance dashboard")
 service = get_service()
 if not isinstance(service, str):  # otherwise the page says why, in one st.error

@@ -9,5 +9,6 @@ page = guarded_navigation("Recommender", [
     ("views/users.py", "Recommendations"),
     ("views/metrics.py", "Metrics"),
     ("views/items.py", "Item explorer"),
+    ("views/model_card.py", "Model card"),
 ], roles=("analyst",), what="the recommender dashboard")
 page.run()
