@@ -35,7 +35,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from apps.common.db import redact_url
+from apps.common.db import CREATE_LOCK, redact_url
 from apps.finance_sentiment.feeds import Deduper, FeedConfig
 from apps.finance_sentiment.monitor import Monitor
 from apps.finance_sentiment.settings import FinSettings, QueueSettings
@@ -49,8 +49,6 @@ RECOVER_TASK = "fin.retry_stalled"
 CLEANUP_TASK = "fin.remove_old_jobs"
 # the recovery runs before the feed jobs waiting in the queue
 RECOVER_PRIORITY = 10
-# advisory lock key under which one worker at a time creates the queue's tables
-_SCHEMA_LOCK = 0x7472_6964_656E_7401
 
 
 class QueueError(ValueError):
@@ -97,7 +95,7 @@ def apply_schema(conninfo: str) -> bool:
     advisory lock); return whether they were created. An older procrastinate schema is left as it is (upgrade it
     with procrastinate's migrations)."""
     with psycopg.connect(conninfo) as conn, conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (CREATE_LOCK,))  # as the stores' tables
         if conn.execute("SELECT to_regclass('procrastinate_jobs') IS NOT NULL").fetchone()[0]:
             return False
         conn.execute(SchemaManager.get_schema())  # no parameters: the script runs as it is
