@@ -142,8 +142,9 @@ def run(tmp: Path, db: str) -> dict:
 
     others = {f"feed-{i}" for i in range(N_FEEDS)} - {HELD}
     try:
-        wait("two ticks of the other feeds, and a worker inside the held job",
-             lambda: server.held_by is not None and full_ticks(polled(), others) >= 2)
+        wait("two ticks of the other feeds, each worker at work, and one inside the held job",
+             lambda: server.held_by is not None and full_ticks(polled(), others) >= 2
+             and {r["by"] for r in polled()} == set(procs))
         started_s = round(time.monotonic() - t_start, 1)
         victim, survivor = server.held_by, next(w for w in procs if w != server.held_by)
         killed = time.time()

@@ -36,6 +36,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from apps.common.db import CREATE_LOCK, redact_url
+from apps.finance_sentiment.alerts import load_rules
 from apps.finance_sentiment.feeds import Deduper, FeedConfig
 from apps.finance_sentiment.monitor import Monitor
 from apps.finance_sentiment.settings import FinSettings, QueueSettings
@@ -153,6 +154,7 @@ class FeedJobs:
         self.scorer = _LockedScorer(scorer) if scorer is not None else None
         self.feeds, self.entities = list(feeds), dict(entities)
         self.names = {f.name for f in self.feeds}
+        self.rules = load_rules(settings.rules_path)  # read once, and a bad file stops the worker before it starts
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
         self._local = threading.local()
         self._monitors: list[Monitor] = []
@@ -162,7 +164,7 @@ class FeedJobs:
         monitor = getattr(self._local, "monitor", None)
         if monitor is None:
             monitor = Monitor(self.settings, self.store, self.scorer, feeds=self.feeds, entities=self.entities,
-                              clock=self.clock)
+                              rules=self.rules, clock=self.clock)
             self._local.monitor = monitor
             with self._lock:
                 self._monitors.append(monitor)

@@ -2,12 +2,13 @@
 
 One cycle (:meth:`Monitor.cycle`) polls the due feeds and de-duplicates against everything stored, scores the new
 articles (both outside any transaction), then in ONE transaction stores the feed states, the articles with their
-scores and the alerts the rules raise at the cycle's time: a cycle is stored whole or not at all. Inside that
-transaction the new articles are checked against the store once more, so that workers polling different feeds at once
-(``apps.finance_sentiment.jobs``) never store one story twice. The first SIGTERM /
+scores and the alerts the rules raise at the cycle's time: a cycle is stored whole or not at all. The first SIGTERM /
 SIGINT stops the loop after the cycle in hand; a second one rolls that cycle back (its feeds are fetched again on the
 next start). At start, and when their files change, the watched tickers' price files are upserted into the store,
 where the indicator rules read them.
+
+Inside the cycle's transaction the new articles are checked against the store once more, so that workers polling
+different feeds at once (``apps.finance_sentiment.jobs``, each job a cycle over one feed) never store a story twice.
 """
 
 from __future__ import annotations

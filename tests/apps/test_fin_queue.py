@@ -191,6 +191,8 @@ def test_two_workers_poll_each_of_ten_feeds_once_per_tick_and_store_each_row_onc
     names = {f"feed-{i}" for i in range(N_FEEDS)}
 
     def enough():
+        if not all(any(r["status"] == "polled" for r in reports(out)) for _, out, _ in procs):
+            return False  # both workers at work
         polled = [r for _, out, _ in procs for r in reports(out) if r["status"] == "polled"]
         ticks = collections.defaultdict(set)
         for r in polled:
@@ -261,8 +263,9 @@ def test_a_worker_killed_inside_a_job_has_its_feed_taken_over_by_the_other_withi
         marker = wait_for("a worker inside the job of " + BLOCK, lambda: (tmp_path / "block").exists()
                           and (tmp_path / "block").read_text().strip(), procs, timeout=240)
         victim = int(marker.split()[0])
-        # the other nine feeds done and nothing else running: the survivor is idle when the victim dies
-        wait_for("the other feeds stored", lambda: scalar(
+        # both workers up, the other nine feeds done and nothing else running: the survivor is idle when the
+        # victim dies
+        wait_for("the other feeds stored", lambda: scalar("SELECT count(*) FROM procrastinate_workers") == 2 and scalar(
             "SELECT count(DISTINCT source) FROM articles WHERE source <> :f", f=BLOCK) == N_FEEDS - 1
                  and scalar("SELECT count(*) FROM procrastinate_jobs WHERE task_name = 'fin.poll_feed' "
                             "AND status IN ('todo', 'doing')") == 1,
