@@ -489,6 +489,16 @@ def _cases() -> list[Case]:
         Err("FIN_MONITOR__PRICE_HISTORY_DAYS: must be >= 30"), env={"FIN_MONITOR__PRICE_HISTORY_DAYS": "3"})
     add("fin-monitor-env-unknown-time-zone", monitor(), Err("FIN_PRICE_TZ"),
         files=monitor_files(price_rows(STEADY)), env={"FIN_PRICE_TZ": "Mars/Olympus_Mons"})
+    add("fin-worker-on-sqlite", "fin worker --allow-unscored --feeds {d}/f.toml",
+        Err("the job queue needs PostgreSQL, not sqlite:///"), files={"f.toml": FEEDS})
+    add("fin-worker-zero-concurrency", "fin worker --concurrency 0", Err("--concurrency: must be >= 1"))
+    add("fin-worker-env-bad-cron", "fin worker", Err("FIN_QUEUE__CRON: not a cron line"),
+        env={"FIN_QUEUE__CRON": "every minute"})
+    add("fin-worker-env-recover-not-dividing-a-minute", "fin worker", Err("FIN_QUEUE__RECOVER_SECONDS: must divide 60"),
+        env={"FIN_QUEUE__RECOVER_SECONDS": "7"})
+    add("fin-worker-env-stalled-before-two-heartbeats", "fin worker",
+        Err("stalled_seconds (15) must be at least twice heartbeat_seconds (10)"),
+        env={"FIN_QUEUE__STALLED_SECONDS": "15"})
     add("fin-risk-zero-stride", "fin risk --stride 0", Err("--stride: must be >= 1"))
     add("fin-risk-negative-stride", "fin risk --stride -2", Err("--stride: must be >= 1"))
     add("fin-risk-no-tickers", "fin risk --tickers", Err("expected at least one argument"))

@@ -8,7 +8,7 @@ Every ``import`` and ``from ... import`` counts, at module top or inside a funct
   ``apps.model_cards``).
   ``apps/common/`` is shared by the apps and imports none of them. The edge modules may import any app.
 - Online code never imports the app's ``pipeline`` (training and evaluation). Online is ``service.py``, ``ui/``, the
-  online jobs (:data:`ONLINE_JOBS`: the finance worker, the recommender's batch job), and every module of the app
+  online jobs (:data:`ONLINE_JOBS`: the finance workers, the recommender's batch job), and every module of the app
   that those import, directly or through one another.
 - UI views (``apps/<app>/ui/views/*.py``) import none of torch, faiss, sqlalchemy or core, and of their app only its
   ``ui`` package (the service comes through ``ui/resources.py``) and ``schemas``.
@@ -27,7 +27,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 APPS = ("customer_service", "finance_sentiment", "recommender")
 EDGE = ("apps.cli", "apps.suite", "apps.forget", "apps.settings_doc", "apps.demo", "apps.model_cards")
-ONLINE_JOBS = {"finance_sentiment": ("monitor",), "recommender": ("batch",)}
+ONLINE_JOBS = {"finance_sentiment": ("monitor", "jobs"), "recommender": ("batch",)}
 LIGHTNING_ALLOWED = {"data.py", "lit.py", "train.py"}
 
 

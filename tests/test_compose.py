@@ -120,8 +120,8 @@ def test_dashboards_are_published_where_the_deployer_says():
 
 def test_worker_runs_and_batch_job_is_behind_a_profile(compose):
     services = compose["services"]
-    assert services["fin-worker"]["command"][:3] == ["trident", "fin", "monitor"]
-    assert "--once" not in services["fin-worker"]["command"]
+    assert services["fin-worker"]["command"][:3] == ["trident", "fin", "worker"]  # on the queue: scales
+    assert not {"container_name", "ports"} & set(services["fin-worker"])  # neither stops `--scale fin-worker=N`
     assert services["rec-batch"]["profiles"] == ["batch"]
     assert services["rec-batch"]["command"][:3] == ["trident", "rec", "batch"]
     assert {name for name, svc in services.items() if "profiles" not in svc} == {

@@ -28,6 +28,9 @@ WRITE_OPTION = "trident_write"
 SQLITE_BUSY_TIMEOUT_MS = 5000
 PG_CONNECT_TIMEOUT_S = 10
 
+# PostgreSQL advisory lock under which one process at a time creates a store's tables
+CREATE_LOCK = 0x7472_6964_656E_7400
+
 _PASSWORD_RE = re.compile(r"(://[^:/@]*:)[^@]*@")
 
 
@@ -216,8 +219,12 @@ class BaseStore:
             self.engine.dispose()
 
     def create(self):
-        """Create the tables and indexes that do not exist yet (safe on every start); return the store."""
-        self.metadata.create_all(self._writer)
+        """Create the tables and indexes that do not exist yet (safe on every start, also when several processes
+        start at once on PostgreSQL: they take turns); return the store."""
+        with self._writer.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(CREATE_LOCK)))
+            self.metadata.create_all(conn)
         return self
 
     def has_table(self, name: str) -> bool:

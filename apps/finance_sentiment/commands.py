@@ -77,21 +77,30 @@ def fin_score(args) -> None:
         console.print("  words that moved it: " + ", ".join(f"{w} {a:+.2f}" for w, a in top))
 
 
+def _check_prices(s: FinSettings) -> None:
+    if not s.prices_folder.is_dir():  # else no price is ever loaded and no indicator rule can fire
+        raise CLIError(f"prices folder not found: {s.prices_folder} (--prices, FIN_PRICES_DIR)")
+
+
+def _scorer(svc, allow_unscored: bool):
+    """The service's scorer; None (and a warning) when no model exists and ``--allow-unscored`` was given."""
+    try:
+        return svc.scorer
+    except Exception as exc:  # noqa: BLE001 - no model yet: store the news unscored and say so once
+        if not allow_unscored:
+            raise
+        log.warning("no sentiment model (%s): storing articles unscored", exc)
+        return None
+
+
 def fin_monitor(args) -> None:
     from apps.finance_sentiment.monitor import Monitor, StopFlag  # heavy: torch
     from apps.finance_sentiment.service import FinService
 
     s = _settings(args)
-    if not s.prices_folder.is_dir():  # else no price is ever loaded and no indicator rule can fire
-        raise CLIError(f"prices folder not found: {s.prices_folder} (--prices, FIN_PRICES_DIR)")
+    _check_prices(s)
     svc = FinService.build(s)
-    scorer = None
-    try:
-        scorer = svc.scorer
-    except Exception as exc:  # noqa: BLE001 - no model yet: store the news unscored and say so once
-        if not args.allow_unscored:
-            raise
-        log.warning("no sentiment model (%s): storing articles unscored", exc)
+    scorer = _scorer(svc, args.allow_unscored)
     stop = StopFlag()
     stop.install()
     monitor = Monitor(s, svc.store, scorer)
@@ -102,6 +111,26 @@ def fin_monitor(args) -> None:
         monitor.close()
     if args.once and reports:
         emit(reports[-1].model_dump(mode="json"), args.json)
+
+
+def fin_worker(args) -> None:
+    from apps.finance_sentiment.feeds import load_feeds_file
+    from apps.finance_sentiment.jobs import FeedJobs, queue_conninfo, run_worker
+    from apps.finance_sentiment.service import FinService  # heavy: torch
+
+    s = _settings(args)
+    queue_conninfo(s.core.effective_database_url)  # PostgreSQL only: say so before loading anything
+    _check_prices(s)
+    as_of = _as_of(args.as_of)
+    feeds, entities = load_feeds_file(s.feeds_path)
+    svc = FinService.build(s)
+    jobs = FeedJobs(s, svc.store, _scorer(svc, args.allow_unscored), feeds, entities, as_of=as_of,
+                    on_report=lambda r: emit(r.model_dump(mode="json"), args.json))
+    try:
+        run_worker(s, jobs)
+    finally:
+        jobs.close()
+        svc.store.close()
 
 
 def fin_risk(args) -> None:
@@ -205,6 +234,11 @@ def register(sub) -> None:
     sp = base("monitor", "poll, score, store and alert in a loop (SIGTERM: finish the cycle, then stop)", fin_monitor,
               "artifact", *files)
     sp.add_argument("--once", action="store_true", help="run one cycle and exit")
+    sp.add_argument("--as-of", help="evaluate the alert rules at this UTC time (replaying captured feeds)")
+    sp.add_argument("--allow-unscored", action="store_true", help="store articles unscored when no model exists")
+    sp = base("worker", "a queue worker on PostgreSQL: runs the feeds' poll jobs with the other workers (one job per "
+              "feed per FIN_QUEUE__CRON tick; SIGTERM: finish the jobs in hand, then stop)", fin_worker, "artifact",
+              *files, flag("queue.concurrency", "--concurrency"))
     sp.add_argument("--as-of", help="evaluate the alert rules at this UTC time (replaying captured feeds)")
     sp.add_argument("--allow-unscored", action="store_true", help="store articles unscored when no model exists")
     sp = base("risk", "train the fusion risk model (indicator window + news) and compare it with text-only scoring",

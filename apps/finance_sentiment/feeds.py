@@ -20,7 +20,7 @@ import logging
 import re
 import time
 import tomllib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from html.parser import HTMLParser
 from pathlib import Path
@@ -470,8 +470,9 @@ class FeedPoller:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def poll_due(self, states: dict[str, FeedState]) -> dict[str, PollResult]:
-        """Poll every feed whose ``next_poll_at`` has come; a feed without a state gets one (added to ``states``).
+    def poll_due(self, states: dict[str, FeedState], only: Collection[str] | None = None) -> dict[str, PollResult]:
+        """Poll every feed (of the names in ``only``, when given) whose ``next_poll_at`` has come; a feed without a
+        state gets one (added to ``states``).
 
         Returns:
             Feed name -> result, for the feeds polled, in config order.
@@ -479,6 +480,8 @@ class FeedPoller:
         now = self._clock()
         results: dict[str, PollResult] = {}
         for feed in self.feeds:
+            if only is not None and feed.name not in only:
+                continue
             state = states.setdefault(feed.name, FeedState())
             if state.next_poll_at <= now:
                 results[feed.name] = self.poll(feed, state)

@@ -6,6 +6,9 @@ scores and the alerts the rules raise at the cycle's time: a cycle is stored who
 SIGINT stops the loop after the cycle in hand; a second one rolls that cycle back (its feeds are fetched again on the
 next start). At start, and when their files change, the watched tickers' price files are upserted into the store,
 where the indicator rules read them.
+
+Inside the cycle's transaction the new articles are checked against the store once more, so that workers polling
+different feeds at once (``apps.finance_sentiment.jobs``, each job a cycle over one feed) never store a story twice.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -152,19 +155,24 @@ class Monitor:
         return pd.concat(frames) if frames else None
 
     # ----------------------------------------------------------------------------------------------- cycle
-    def cycle(self, as_of: datetime | None = None) -> CycleReport:
+    def cycle(self, as_of: datetime | None = None, only: Collection[str] | None = None) -> CycleReport:
         """Run one poll / score / store / alert cycle, the alert rules evaluated at ``as_of`` (default: now; a replay
-        of captured feeds passes their capture time, so their windows are the current ones)."""
+        of captured feeds passes their capture time, so their windows are the current ones). ``only``: poll these
+        feeds alone (a queue job polls one, ``apps.finance_sentiment.jobs``)."""
         t0 = time.perf_counter()
         started = datetime.fromtimestamp(self.clock(), tz=UTC)
         as_of = (as_of or started).astimezone(UTC)
         states = self.store.feed_states()
-        results = self.poller.poll_due(states)  # adds a state for each feed without one
+        results = self.poller.poll_due(states, only)  # adds a state for each feed without one
         fetched = [a for r in results.values() for a in r.articles]
         new = self.deduper.filter(fetched)
         scores = self.scorer.score_articles(new) if self.scorer is not None and new else None
         urls = {f.name: f.url for f in self.feeds}
         with self.store.batch():
+            # other workers may have stored some of them since this one remembered what was stored
+            kept = self.store.unstored(new, self.deduper.min_hash_chars)
+            if len(kept) < len(new):
+                new, scores = [new[i] for i in kept], scores and [scores[i] for i in kept]
             for name in results:
                 self.store.save_feed_state(name, states[name], url=urls.get(name))
             n_new = self.store.save_articles(new, scores)

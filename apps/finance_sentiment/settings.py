@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from croniter import croniter
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from apps.common.settings import HYPER_FIELDS, REPO_ROOT, CoreSettings, PresetSettings, train_config
@@ -48,6 +49,59 @@ class MonitorSettings(BaseModel):
     interval_seconds: float = Field(60.0, gt=0.0, description="Pause between poll cycles.")
     lookback_days: int = Field(60, ge=1, description="Days of articles the alert rules look at.")
     price_history_days: int = Field(400, ge=30, description="Days of prices kept for the indicators.")
+
+
+class QueueSettings(BaseModel):
+    """The job queue of `trident fin worker` (procrastinate on the suite's PostgreSQL): one job per feed per tick."""
+
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
+
+    cron: str = Field("* * * * *", description="When each feed's poll job is queued (cron; a sixth field is seconds, "
+                                               "e.g. `* * * * * */30`); the feed's own poll_seconds and back-off still "
+                                               "decide whether the job fetches it.")
+    concurrency: int = Field(1, ge=1, le=32, description="Jobs one worker runs at once (threads); scale out with "
+                                                        "more workers.")
+    heartbeat_seconds: float = Field(10.0, gt=0.0, description="How often a worker tells the queue it is alive.")
+    stalled_seconds: float = Field(30.0, gt=0.0, description="A worker silent this long is taken for dead and its "
+                                                             "jobs are run again by another worker.")
+    recover_seconds: int = Field(10, ge=1, le=60, description="How often the workers look for the jobs of dead "
+                                                              "workers (seconds, a divisor of 60).")
+    retry_attempts: int = Field(3, ge=0, description="Times a failed job (or one whose worker died) is run again.")
+    retry_wait_seconds: int = Field(10, ge=0, description="Pause before a failed job runs again.")
+    keep_jobs_hours: int = Field(24, ge=1, description="Finished jobs are kept this long for inspection (failed "
+                                                       "ones until removed by hand).")
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, value: str) -> str:
+        value = " ".join(value.split())
+        try:
+            croniter(value).get_next(float)
+        except (ValueError, KeyError) as exc:
+            raise ValueError(f"not a cron line ({' '.join(str(exc).split())})") from None
+        return value
+
+    @field_validator("recover_seconds")
+    @classmethod
+    def _divides_a_minute(cls, value: int) -> int:
+        if 60 % value:
+            raise ValueError("must divide 60 (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30 or 60)")
+        return value
+
+    @model_validator(mode="after")
+    def _heartbeats_before_stalling(self):
+        # a live worker misses no deadline: at least two heartbeats fall within stalled_seconds
+        if self.stalled_seconds < 2 * self.heartbeat_seconds:
+            raise ValueError(f"stalled_seconds ({self.stalled_seconds:g}) must be at least twice heartbeat_seconds "
+                             f"({self.heartbeat_seconds:g})")
+        return self
+
+    @property
+    def takeover_seconds(self) -> float:
+        """The most time from a worker's death to another (idle) worker starting its job again: its last heartbeat
+        goes stale within ``stalled_seconds``, the next look for stalled jobs comes within ``recover_seconds``, and
+        queueing that look and fetching the job take under 2 s more. A busy worker first finishes the job in hand."""
+        return self.stalled_seconds + self.recover_seconds + 2.0
 
 
 class FinTrainSettings(BaseModel):
@@ -108,6 +162,7 @@ class FinSettings(PresetSettings):
                                                          "<artifacts>/fin-risk, used by risk_model rules when present.")
     scoring: ScoringSettings = Field(default_factory=ScoringSettings)
     monitor: MonitorSettings = Field(default_factory=MonitorSettings)
+    queue: QueueSettings = Field(default_factory=QueueSettings)
     train: FinTrainSettings = Field(default_factory=FinTrainSettings)
 
     @field_validator("price_tz")

@@ -7,11 +7,14 @@ stored row; prices are upserted on ``(ticker, ts)``; alerts are inserted once pe
 
 Each call is one transaction, unless it runs inside :meth:`FinanceStore.batch` (a whole poll cycle: an exception
 rolls back only the cycle in hand). On SQLite a batch holds the write lock until it ends, so fetch the feeds first.
+Workers that store at once check their new articles with :meth:`FinanceStore.unstored` inside their batch, which on
+PostgreSQL locks each story's keys first.
 Timestamps are aware UTC; :class:`~apps.finance_sentiment.feeds.FeedState` times stay epoch seconds.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
@@ -23,7 +26,7 @@ import sqlalchemy as sa
 
 from apps.common.db import BaseStore, UnknownRow, UTCDateTime, upsert_insert, utcnow
 from apps.finance_sentiment.alerts import Alert
-from apps.finance_sentiment.feeds import Article, FeedState
+from apps.finance_sentiment.feeds import DEFAULT_MIN_HASH_CHARS, Article, Deduper, FeedState, normalise_url
 from apps.finance_sentiment.indicators import PRICE_COLUMNS
 
 # Rows per executemany call: large enough to amortise round trips, small enough to bound memory.
@@ -173,6 +176,11 @@ def _sentence_rows(article_id: str, sentences: Iterable[Any]) -> list[dict[str, 
              **{k: _float(s.get(k)) for k in SENTENCE_COLUMNS[2:]}} for idx, s in enumerate(map(_plain, sentences))]
 
 
+def _lock_key(key: str) -> int:
+    """A PostgreSQL advisory lock key (signed 64 bits) for a text key."""
+    return int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "big", signed=True)
+
+
 def _tickers(value: str | None) -> list[str]:
     return [t for t in (value or "").split(",") if t]
 
@@ -210,6 +218,35 @@ class FinanceStore(BaseStore):
         with self._read() as conn:
             rows = conn.execute(sa.select(a.id, a.url, a.content_hash)).all()
         return {r.id for r in rows}, {r.url for r in rows if r.url}, {r.content_hash for r in rows}
+
+    def unstored(self, items: Sequence[Article], min_hash_chars: int = DEFAULT_MIN_HASH_CHARS) -> list[int]:
+        """The positions of ``items`` that repeat no stored article by id, URL or content hash (as a ``Deduper``
+        with ``min_hash_chars`` judges them).
+
+        Inside :meth:`batch` on PostgreSQL it first takes a transaction lock on each of their keys, in one order for
+        every caller: of two workers storing the same story at once, the second waits until the first commits and
+        then sees its row. The locks end with the batch; SQLite's batch holds the database's write lock already.
+        """
+        items = list(items)
+        if not items:
+            return []
+        ids = {x.id for x in items}
+        urls = {u for x in items if x.url for u in (x.url, normalise_url(x.url))}
+        hashes = {x.content_hash for x in items}
+        a = articles.c
+        with self._write() as conn:
+            if conn.dialect.name == "postgresql":
+                keys = {*(f"id:{k}" for k in ids), *(f"url:{normalise_url(x.url)}" for x in items if x.url),
+                        *(f"hash:{k}" for k in hashes)}
+                for key in sorted({_lock_key(k) for k in keys}):
+                    conn.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
+            stored: list[Any] = []
+            for column, values in ((a.id, ids), (a.url, urls), (a.content_hash, hashes)):
+                for chunk in _chunks(sorted(values), 500):
+                    stored += conn.execute(sa.select(a.id, a.url, a.content_hash).where(column.in_(chunk))).all()
+        seen = Deduper((r.id for r in stored), (r.url for r in stored if r.url), (r.content_hash for r in stored),
+                       min_hash_chars=min_hash_chars)
+        return [i for i, x in enumerate(items) if not seen.is_duplicate(x)]
 
     def save_articles(self, items: Sequence[Article], scores: Sequence[Mapping[str, Any] | None] | None = None) -> int:
         """Store articles with their tickers and, when given, their scores and sentence scores, in one transaction.

@@ -148,16 +148,16 @@ def test_long_running_services_start_answer_their_health_checks_and_stop_on_sigt
                 assert proc.poll() is None, f"{name} exited with {proc.returncode}:\n{tail(log)}"
                 if name in DASHBOARDS:
                     ok = healthy(port)
-                else:  # the worker prints one JSON report per cycle
+                else:  # the worker prints one JSON report per job: one job per feed
                     reports = json_documents(log.read_text(errors="replace"))
-                    ok = bool(reports)
+                    ok = {r.get("feed") for r in reports} >= {"larkspur_wire", "market_digest"}
                 if ok:
                     waiting.discard(name)
             time.sleep(0.5)
         assert not waiting, f"not healthy after {START_TIMEOUT:.0f} s: " + "; ".join(
             f"{n}:\n{tail(procs[n][2])}" for n in sorted(waiting))
 
-        # the worker's first cycle went into the local PostgreSQL database
+        # the worker's first jobs went into the local PostgreSQL database
         engine = sa.create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://", 1))
         try:
             with engine.connect() as conn:
