@@ -117,8 +117,10 @@ def test_fin_distil_cli_errors_are_one_line(tmp_path, capsys, other_task_artifac
     data = ["--data", str(SAMPLES / "fin_sentences.csv"), "--unlabelled", str(SAMPLES / "feeds")]
     cases = [
         (["--teacher", str(tmp_path / "none"), *data], f"error: teacher not found: {tmp_path / 'none'}"),
-        (["--teacher", str(blind_teacher), "--layers", "7", *data], "error: --layers: must be <= 6 (FIN_DISTIL__LAYERS)"),
-        (["--teacher", str(blind_teacher), "--layers", "0", *data], "error: --layers: must be >= 1 (FIN_DISTIL__LAYERS)"),
+        (["--teacher", str(blind_teacher), "--layers", "7", *data],
+         "error: --layers: must be <= 6 (FIN_DISTIL__LAYERS)"),
+        (["--teacher", str(blind_teacher), "--layers", "0", *data],
+         "error: --layers: must be >= 1 (FIN_DISTIL__LAYERS)"),
         (["--teacher", str(other_task_artifact), *data], "has no text classification task 'sentiment'"),
         (["--teacher", str(blind_teacher), "--out", str(blind_teacher), *data],
          "the student cannot be written over its teacher"),

@@ -102,8 +102,9 @@ def test_lower_layers_of_minilm_keep_exactly_those_pretrained_weights():
     ours = model.backbone.state_dict()
     assert sorted({k.split(".")[1] for k in ours if k.startswith("h.")}) == ["0", "1", "2"]
     for i in range(3):
-        for theirs, mine in (("attention.self.query.weight", "attn.query.weight"), ("output.dense.bias", "fc_proj.bias"),
-                             ("intermediate.dense.weight", "fc.weight"), ("output.LayerNorm.weight", "ln_2.weight")):
+        for theirs, mine in (("attention.self.query.weight", "attn.query.weight"),
+                             ("output.dense.bias", "fc_proj.bias"), ("intermediate.dense.weight", "fc.weight"),
+                             ("output.LayerNorm.weight", "ln_2.weight")):
             assert torch.equal(ours[f"h.{i}.{mine}"], src[f"encoder.layer.{i}.{theirs}"]), (i, mine)
     assert torch.equal(ours["wte.weight"], src["embeddings.word_embeddings.weight"])
     # block 2 is the pretrained block 2, not block 5 (the top one): the lower layers are kept
