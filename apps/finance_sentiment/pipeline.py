@@ -225,7 +225,6 @@ def train_sentiment(data_path: str | Path, out: str | Path, fmt: str = "phraseba
 
 
 # ------------------------------------------------------------------------------------------------------ distillation
-
 def feed_sentences(paths: Sequence[str | Path], scoring: ScoringSettings | None = None) -> list[str]:
     """The sentences the worker would score in the feed files ``paths`` (RSS / Atom files, or folders of them:
     every ``.rss``, ``.xml`` and ``.atom`` file inside, sorted): each article once (``Deduper``), its headline and its
