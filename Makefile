@@ -28,13 +28,20 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check . || true
 
-# Trains every benchmark artifact from TRIDENT_DATA_DIR into artifacts/, skipping those already there.
+# Trains every benchmark artifact from TRIDENT_DATA_DIR into artifacts/, skipping those already there. The ensembles
+# of cs and fin are teachers (artifacts/teachers/, offline only); each served artifact holds one student distilled from
+# its teacher (its number of layers: CS_DISTIL__LAYERS, FIN_DISTIL__LAYERS; bench/distil_students.py measures them).
 artifacts: setup
 	$(BIN)/trident core artifacts
-	test -f artifacts/cs/config.json || $(BIN)/trident cs train --full-intents 2 --refit-epochs 8 --intents $(TRIDENT_DATA_DIR)/banking77/train.csv \
+	test -f artifacts/teachers/cs/config.json || $(BIN)/trident cs train --full-intents 2 --refit-epochs 8 --intents $(TRIDENT_DATA_DIR)/banking77/train.csv \
 		--pairs-queries $(TRIDENT_DATA_DIR)/stackfaq/queries_dev.jsonl \
-		--pairs-kb $(TRIDENT_DATA_DIR)/stackfaq/faq_threads.jsonl --out artifacts/cs
-	test -f artifacts/fin/config.json -o -f artifacts/fin/ensemble.json || $(BIN)/trident fin train --members 5 --refit-epochs 5 --out artifacts/fin
+		--pairs-kb $(TRIDENT_DATA_DIR)/stackfaq/faq_threads.jsonl --out artifacts/teachers/cs
+	test -f artifacts/cs/intents-student/config.json || $(BIN)/trident cs distil --teacher artifacts/teachers/cs \
+		--intents $(TRIDENT_DATA_DIR)/banking77/train.csv --test $(TRIDENT_DATA_DIR)/banking77/test_dev.csv \
+		--unlabelled $(TRIDENT_DATA_DIR)/stackfaq/faq_threads.jsonl $(TRIDENT_DATA_DIR)/stackfaq/queries_dev.jsonl --out artifacts/cs
+	test -f artifacts/teachers/fin/config.json -o -f artifacts/teachers/fin/ensemble.json || $(BIN)/trident fin train --members 5 --refit-epochs 5 --out artifacts/teachers/fin
+	grep -qs '"distillation"' artifacts/fin/config.json || $(BIN)/trident fin distil --teacher artifacts/teachers/fin \
+		--unlabelled $(TRIDENT_DATA_DIR)/finance_feeds --out artifacts/fin
 	test -f artifacts/fin-risk/config.json || $(BIN)/trident fin risk --out artifacts/fin-risk
 	test -f artifacts/rec/config.json || $(BIN)/trident rec train --data $(TRIDENT_DATA_DIR)/movielens-100k --out artifacts/rec
 

@@ -129,8 +129,9 @@ def main() -> None:
         def intent_fn(text, ensemble=ensemble):
             return intent_from_probs(ensemble.labels, ensemble.classify_proba([text])[0])
 
+        # the intent ensemble as served: a distilled artifact's student sits in a sub-artifact of its own
         bot = Bot(retriever, {e.id: e for e in kb}, settings.dialog,
-                  intent_fn=intent_fn if "intents" in intents.tasks else None)
+                  intent_fn=intent_fn if ensemble is not None else None)
         times, correct = [], 0
         for p, q in zip(probes, queries):
             t = time.perf_counter()

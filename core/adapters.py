@@ -150,6 +150,20 @@ def load_adapter(model: nn.Module, name: str, path: str | Path) -> None:
             target.lora_B[name].copy_(b)
 
 
+def remove_adapter(model: nn.Module, name: str) -> None:
+    """Drop adapter ``name`` from every layer (where it was active, the base weights alone run); a layer left without
+    adapters becomes its plain Linear again."""
+    layers = lora_layers(model)
+    if not layers or name not in layers[0][1].lora_A:
+        raise KeyError(f"the model has no adapter {name!r}")
+    for qual, layer in layers:
+        del layer.lora_A[name], layer.lora_B[name], layer.drop[name], layer.scale[name]
+        if layer.active == name:
+            layer.active = None
+        if not layer.lora_A:
+            _replace(model, qual, layer.base)
+
+
 def merge_adapter(model: nn.Module, name: str) -> nn.Module:
     """Fold adapter ``name`` into the base weights and unwrap every LoRA layer (other adapters are dropped)."""
     for qual, layer in lora_layers(model):

@@ -68,6 +68,15 @@ def save_artifact(path: str | Path, model: CoreModel, tok: Tokenizer | None, met
     return path
 
 
+def update_meta(path: str | Path, **entries) -> dict:
+    """Set ``entries`` in the meta of the artifact in folder ``path`` (facts known only once it is written, e.g. its
+    test accuracy); return its config."""
+    config = read_config(path)
+    config["meta"] = {**config.get("meta", {}), **entries}
+    (Path(path) / "config.json").write_text(json.dumps(config, indent=2))
+    return config
+
+
 def check_version(config: dict, path: Path, fmt: str, readable: tuple[int, ...], retrain: str) -> None:
     """Refuse, in one sentence, the parsed ``config.json`` of ``path`` unless its format is ``fmt`` in one of the
     ``readable`` versions (the last one is the one written); ``retrain`` is the command that writes a current one."""

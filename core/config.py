@@ -140,6 +140,12 @@ class TrainConfig(BaseModel):
     causal_fraction: float = Field(0.5, ge=0.0, le=1.0, description="Share of pretraining batches that are causal.")
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="Label smoothing of classification losses.")
     temperature: float = Field(0.05, gt=0.0, description="Softmax temperature of the contrastive loss.")
+    distil_alpha: float = Field(0.5, ge=0.0, le=1.0, description="Knowledge distillation: weight of the gold label "
+                                                                 "against the teacher's soft label on a labelled "
+                                                                 "text (an unlabelled text has the soft label alone).")
+    distil_temperature: float = Field(2.0, gt=0.0, description="Knowledge distillation: temperature T that softens "
+                                                               "the teacher's and the student's class probabilities "
+                                                               "in the soft-label loss (scaled by T^2).")
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
     accelerator: str = Field("auto", description="Lightning accelerator (cpu, gpu, auto).")
     devices: Devices = Field("auto", union_mode="left_to_right",  # "4" from the environment is the count 4

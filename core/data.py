@@ -116,6 +116,7 @@ class Batch:
     ids: torch.Tensor | None = None  # (B, T)
     mask: torch.Tensor | None = None  # (B, T) bool
     labels: torch.Tensor | None = None  # (B,) classes, (B, C) soft targets, (B, T) token targets (-100 = ignore)
+    gold: torch.Tensor | None = None  # (B,) distillation: gold classes (-1: none), ``labels`` the teacher's (B, C)
     ids_b: torch.Tensor | None = None  # second text of a pair
     mask_b: torch.Tensor | None = None
     images: torch.Tensor | None = None  # (B, C, H, W) floats in [0, 1]
@@ -160,9 +161,19 @@ class ListDataset(Dataset):
         return tuple(c[i] for c in self.columns)
 
 
+@dataclass(frozen=True)
+class Distilled:
+    """The label of a text in knowledge distillation: the teacher's class probabilities, and the gold class (-1: an
+    unlabelled text)."""
+
+    probs: tuple[float, ...]
+    gold: int = -1
+
+
 class TextCollator:
-    """Tokenise (text, label) pairs of a classification task into a Batch. A label is a class index, or a soft target:
-    a sequence of class probabilities (e.g. the share of annotators behind each label); one batch holds one kind."""
+    """Tokenise (text, label) pairs of a classification task into a Batch. A label is a class index, a soft target (a
+    sequence of class probabilities, e.g. the share of annotators behind each label), or a :class:`Distilled` one (the
+    batch's ``labels`` are then the teacher's probabilities and ``gold`` the gold classes); one batch holds one kind."""
 
     def __init__(self, task: str, tok: Tokenizer, max_length: int):
         self.task, self.tok, self.max_length = task, tok, max_length
@@ -174,6 +185,9 @@ class TextCollator:
     def __call__(self, items) -> Batch:
         texts, labels = zip(*items)
         ids, mask = self.encode(texts)
+        if isinstance(labels[0], Distilled):
+            probs = torch.as_tensor(np.asarray([d.probs for d in labels]), dtype=torch.float32)  # (B, C)
+            return Batch(self.task, ids, mask, probs, gold=torch.as_tensor([d.gold for d in labels], dtype=torch.long))
         dtype = torch.float32 if isinstance(labels[0], (list, tuple, np.ndarray)) else torch.long  # soft targets
         return Batch(self.task, ids, mask, torch.as_tensor(np.asarray(labels), dtype=dtype))
 

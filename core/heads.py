@@ -66,3 +66,22 @@ def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tens
     logits = a @ b.t() / temperature  # (B, B)
     target = torch.arange(a.size(0), device=a.device)
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
+
+
+def distillation_loss(logits: torch.Tensor, teacher: torch.Tensor, gold: torch.Tensor, alpha: float,
+                      temperature: float, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Knowledge distillation loss (Hinton, Vinyals and Dean, 2015) of (B, C) student logits, mean over the batch.
+
+    Each text's loss is ``(1 - a) * T^2 * KL(p_T || q_T) + a * CE(logits, gold)``: ``q_T`` is the student's softmax
+    at temperature ``T``, ``p_T`` the teacher's (B, C) probabilities softened the same way (``softmax(log p / T)``,
+    which is ``softmax(z / T)`` for a teacher with logits ``z``, and works as well for the mixed probabilities of an
+    ensemble), and ``a`` is ``alpha`` for a text with a gold class and 0 for an unlabelled one (``gold`` -1). ``T^2``
+    keeps the soft term's gradients at the scale of the hard term's whatever ``T``.
+    """
+    logits = logits.float()
+    soft = torch.softmax(torch.log(teacher.float().clamp_min(1e-12)) / temperature, -1)  # (B, C)
+    kl = F.kl_div(torch.log_softmax(logits / temperature, -1), soft, reduction="none").sum(-1)  # (B,)
+    has_gold = gold >= 0
+    ce = F.cross_entropy(logits, gold.clamp_min(0), reduction="none", label_smoothing=label_smoothing)  # (B,)
+    a = has_gold.float() * alpha
+    return ((1 - a) * temperature**2 * kl + a * ce).mean()

@@ -17,7 +17,7 @@ from torch.utils.data import DistributedSampler
 from core import metrics
 from core.config import TrainConfig
 from core.data import Batch
-from core.heads import info_nce
+from core.heads import distillation_loss, info_nce
 from core.tasks import CoreModel
 
 NEW_MODULES = ("heads.", "image_encoder.", "series_encoder.", "lm_head.")
@@ -60,6 +60,9 @@ class LitCore(L.LightningModule):
             return self.cloze_loss(batch, batch.task), None
         else:
             raise ValueError(f"no loss for task kind {spec.kind!r}")
+        if batch.gold is not None:  # labels: the teacher's probabilities (B, C); gold: the gold classes, -1 for none
+            return distillation_loss(logits, batch.labels, batch.gold, self.cfg.distil_alpha,
+                                     self.cfg.distil_temperature, self.cfg.label_smoothing), logits
         # labels are class indices, or (B, C) soft targets (probabilities)
         return F.cross_entropy(logits.float(), batch.labels, label_smoothing=self.cfg.label_smoothing), logits
 

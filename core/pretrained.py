@@ -35,10 +35,18 @@ def minilm_dir() -> Path:
     return path
 
 
-def minilm_config(**overrides) -> ModelConfig:
-    """ModelConfig matching the pretrained model's own ``config.json`` (overrides for dropout and encoders)."""
+def minilm_config(layers: int | None = None, **overrides) -> ModelConfig:
+    """ModelConfig matching the pretrained model's own ``config.json`` (overrides for dropout and encoders); with
+    ``layers``, only its lower ``layers`` blocks (1 to 6; :func:`load_minilm` then loads those).
+
+    Raises:
+        ValueError: ``layers`` is out of range.
+    """
     hf = json.loads((minilm_dir() / "config.json").read_text())
-    fields = dict(vocab_size=hf["vocab_size"], n_layer=hf["num_hidden_layers"], n_head=hf["num_attention_heads"],
+    n_layer = hf["num_hidden_layers"]
+    if layers is not None and not 1 <= layers <= n_layer:
+        raise ValueError(f"layers must be between 1 and {n_layer} (all-MiniLM-L6-v2 has {n_layer}), not {layers}")
+    fields = dict(vocab_size=hf["vocab_size"], n_layer=layers or n_layer, n_head=hf["num_attention_heads"],
                   n_embd=hf["hidden_size"], n_inner=hf["intermediate_size"],
                   block_size=hf["max_position_embeddings"], layer_norm_eps=hf["layer_norm_eps"],
                   dropout=hf["hidden_dropout_prob"], attn_dropout=hf["attention_probs_dropout_prob"])
@@ -60,7 +68,8 @@ def _bert_to_ours(n_layer: int) -> dict[str, str]:
 
 
 def load_minilm(model: Backbone) -> Backbone:
-    """Copy all-MiniLM-L6-v2's weights into ``model`` (whose config must have the pretrained shape).
+    """Copy all-MiniLM-L6-v2's weights into ``model`` (whose config must have the pretrained shape, or fewer layers:
+    a model of N blocks gets the embeddings and the lower N blocks, as a smaller student starts).
 
     The pretrained token-type row 0 becomes every modality-type row: text keeps exactly what it was trained with, and
     the other modalities start from the same offset and learn their own.
@@ -68,10 +77,13 @@ def load_minilm(model: Backbone) -> Backbone:
     cfg = model.cfg
     src = load_file(str(minilm_dir() / "model.safetensors"))
     ref = minilm_config()
-    for f in ("vocab_size", "n_layer", "n_head", "n_embd", "n_inner", "block_size"):
+    for f in ("vocab_size", "n_head", "n_embd", "n_inner", "block_size"):
         if getattr(cfg, f) != getattr(ref, f):
             raise ValueError(f"cannot load all-MiniLM-L6-v2 into a model with {f}={getattr(cfg, f)} "
                              f"(the pretrained model has {getattr(ref, f)}); use ModelConfig.base()")
+    if cfg.n_layer > ref.n_layer:
+        raise ValueError(f"cannot load all-MiniLM-L6-v2 into a model with n_layer={cfg.n_layer} (the pretrained model "
+                         f"has {ref.n_layer})")
     state = {ours: src[theirs] for theirs, ours in _bert_to_ours(cfg.n_layer).items()}
     state["wme.weight"] = src["embeddings.token_type_embeddings.weight"][0:1].repeat(cfg.n_types, 1)
     missing, unexpected = model.load_state_dict(state, strict=False)

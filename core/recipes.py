@@ -11,23 +11,29 @@ import gzip
 import json
 import logging
 import zipfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from core.adapters import adapter_names
-from core.artifacts import load_artifact
+from core.artifacts import load_artifact, update_meta
 from core.config import ModelConfig, TrainConfig
 from core.data import (
     DataFormatError,
+    Distilled,
     ListDataset,
     MultiTaskDataModule,
     TaskData,
     dedupe_texts,
     read_labelled_texts,
     stratified_split,
+    text_key,
 )
+from core.engine import InferenceEngine
+from core.heads import distillation_loss
 from core.jsonl import json_lines
 from core.pretrained import load_minilm, minilm_config
 from core.tasks import CoreModel, TaskSpec
@@ -195,15 +201,19 @@ def finetune_text(tasks: list[TextTask], out: str | Path, cfg: TrainConfig, init
     return fit(model, dm, cfg, out, tok, meta=meta, extra_callbacks=callbacks)
 
 
-def new_text_model(init_from: str | Path, corpus: list[str] | None = None) -> tuple[CoreModel, Tokenizer]:
-    """A CoreModel without tasks: all-MiniLM-L6-v2's weights (``minilm``), a random preset with a tokenizer trained
-    on ``corpus``, or the backbone and tokenizer of an artifact folder (e.g. one :func:`pretrain` wrote), its heads and
-    tasks dropped; one with LoRA adapters is refused (which adapter the backbone should carry is ambiguous)."""
+def new_text_model(init_from: str | Path, corpus: list[str] | None = None,
+                   layers: int | None = None) -> tuple[CoreModel, Tokenizer]:
+    """A CoreModel without tasks: all-MiniLM-L6-v2's weights (``minilm``; with ``layers``, its lower ``layers``
+    blocks only), a random preset (with ``layers`` blocks) with a tokenizer trained on ``corpus``, or the backbone and
+    tokenizer of an artifact folder (e.g. one :func:`pretrain` wrote), its heads and tasks dropped; one with LoRA
+    adapters is refused (which adapter the backbone should carry is ambiguous)."""
     if isinstance(init_from, Path) or init_from not in ("minilm", "tiny", "small", "base"):
         path = Path(init_from)
         if not (path / "config.json").is_file():
             raise ValueError(f"unknown init_from {str(init_from)!r}: use minilm, tiny, small, base or an artifact "
                              "folder (one with a config.json)")
+        if layers is not None:
+            raise ValueError(f"init_from {path}: layers applies to minilm or a preset, not to an artifact")
         model, tok, _ = load_artifact(path)
         if adapter_names(model.backbone):
             raise ValueError(f"init_from {path}: the artifact has LoRA adapters "
@@ -213,13 +223,126 @@ def new_text_model(init_from: str | Path, corpus: list[str] | None = None) -> tu
         model.train()
         return model, tok
     if init_from == "minilm":
-        model = CoreModel(minilm_config())
+        model = CoreModel(minilm_config(layers))
         load_minilm(model.backbone)
         return model, Tokenizer.pretrained()
     if not corpus:
         raise ValueError("a randomly initialised model needs a corpus to train its tokenizer on")
     tok = Tokenizer.train(corpus, vocab_size={"tiny": 1000, "small": 8000, "base": 16000}[init_from])
-    return CoreModel(ModelConfig.preset(init_from, vocab_size=tok.vocab_size)), tok
+    cfg = ModelConfig.preset(init_from, vocab_size=tok.vocab_size)
+    if layers is not None:
+        cfg = ModelConfig(**{**cfg.model_dump(), "n_layer": layers})
+    return CoreModel(cfg), tok
+
+
+# ------------------------------------------------------------------------------------------------------ distillation
+def clean_unlabelled(texts: Sequence[str], task: TextTask) -> tuple[list[str], dict[str, int]]:
+    """The unlabelled texts that may train a student of ``task``: each once, without the blank ones, those equal
+    (:func:`core.data.text_key`) to a test text (``leakage_removed``: they would leak the test into training), and
+    those equal to a training or validation text or to an earlier unlabelled one (``duplicates_removed``)."""
+    test = {text_key(t) for t in task.test[0]}
+    seen = {text_key(t) for t in (*task.train[0], *task.val[0])}
+    kept, counts = [], {"leakage_removed": 0, "duplicates_removed": 0}
+    for text in texts:
+        key = text_key(text)
+        if not key:
+            continue
+        if key in test:
+            counts["leakage_removed"] += 1
+        elif key in seen:
+            counts["duplicates_removed"] += 1
+        else:
+            seen.add(key)
+            kept.append(text)
+    return kept, counts
+
+
+def _teacher_columns(teacher, name: str, labels: Sequence[str]) -> list[int]:
+    """The columns of the teacher's task ``name`` in the order of ``labels``."""
+    if name not in teacher.tasks or teacher.tasks[name].kind != "classify":
+        where = getattr(teacher, "path", None)
+        raise ValueError(f"the teacher{f' at {where}' if where else ''} has no text classification task {name!r} "
+                         f"(it has {sorted(teacher.tasks) or 'none'})")
+    theirs = list(teacher.tasks[name].labels)
+    if sorted(theirs) != sorted(labels):
+        raise ValueError(f"the teacher's task {name!r} classifies into {theirs}, the student's into {list(labels)}")
+    return [theirs.index(lab) for lab in labels]
+
+
+def _fit_to_teacher(engine: InferenceEngine, task: str, texts: list[str], targets: list[Distilled],
+                    cfg: TrainConfig) -> dict:
+    """How closely the model of ``engine`` follows the teacher on ``texts``: the mean distillation loss (as trained)
+    and the share of texts on which its class is the teacher's."""
+    if not texts:
+        return {"loss": None, "agreement": None}
+    q = torch.from_numpy(engine.classify_proba(texts, task)).clamp_min(1e-12)
+    p = torch.tensor([t.probs for t in targets])
+    gold = torch.tensor([t.gold for t in targets])
+    loss = distillation_loss(q.log(), p, gold, cfg.distil_alpha, cfg.distil_temperature, cfg.label_smoothing)
+    return {"loss": round(float(loss), 5), "agreement": round(float((q.argmax(-1) == p.argmax(-1)).float().mean()), 4)}
+
+
+def distil(teacher, task: TextTask, out: str | Path, cfg: TrainConfig, unlabelled: Sequence[str] = (),
+           layers: int | None = None, init_from: str | Path = "minilm", teacher_task: str | None = None,
+           read: Callable[[Sequence[str]], list[str]] | None = None, meta: dict | None = None) -> Path:
+    """Distil ``teacher`` into one student model of ``task`` (knowledge distillation, the loss of
+    :func:`core.heads.distillation_loss` with ``cfg.distil_alpha`` and ``cfg.distil_temperature``) and write it to
+    ``out``: an ordinary single-model artifact whose meta records the distillation (``meta["distillation"]``).
+
+    Args:
+        teacher: Anything with ``tasks`` and ``classify_proba(texts, task)`` (an ``InferenceEngine``, an
+            ``Ensemble``) whose task ``teacher_task`` (default: ``task.name``) classifies into ``task.labels``, in any
+            order.
+        task: The training texts with their gold labels (class indices; a soft target counts as its top class), the
+            validation part (gold labels: early stopping and the epoch kept, as ``cfg`` says) and the test part (never
+            trained on: the teacher's and the student's accuracy on it are recorded).
+        unlabelled: More texts, which the teacher alone labels (:func:`clean_unlabelled` removes test texts and
+            duplicates first, and the meta records how many).
+        layers: The student's blocks: the lower ``layers`` of all-MiniLM-L6-v2 (1 to 6; None: all six), or of a
+            random preset.
+        init_from: ``minilm``, a preset or an artifact (:func:`new_text_model`).
+        read: What the models read of a list of texts (e.g. names replaced by placeholders), applied to every text
+            the teacher labels and the student trains, validates and is tested on; default: the texts as written.
+        meta: More facts for the artifact's meta.
+
+    Raises:
+        ValueError: The teacher lacks the task or its labels differ, ``layers`` is out of range, or there is nothing
+            to train on.
+    """
+    name = teacher_task or task.name
+    cols = _teacher_columns(teacher, name, task.labels)
+    read = read or list
+    extra, counts = clean_unlabelled(unlabelled, task)
+    gold = [int(np.argmax(y)) if isinstance(y, (list, tuple, np.ndarray)) else int(y) for y in task.train[1]]
+    texts = read([*task.train[0], *extra])
+    if not texts:
+        raise ValueError("nothing to distil on: no training texts and no unlabelled ones")
+    log.info("the teacher labels %d training and %d unlabelled texts", len(task.train[0]), len(extra))
+    probs = teacher.classify_proba(texts, name)[:, cols].astype(np.float64)
+    targets = [Distilled(tuple(p.tolist()), g) for p, g in zip(probs, gold + [-1] * len(extra))]
+    model, tok = new_text_model(init_from, corpus=texts, layers=layers)
+    spec = TaskSpec(name=task.name, kind="classify", labels=task.labels)
+    model.add_task(spec)
+    initial = _fit_to_teacher(InferenceEngine.from_model(model, tok), task.name, texts, targets, cfg)
+    model.train()
+    td = TaskData(spec, ListDataset(texts, targets), ListDataset(read(task.val[0]), list(task.val[1])))
+    dm = MultiTaskDataModule([td], tok, batch_size=cfg.batch_size, max_length=cfg.max_length, seed=cfg.seed)
+    record = {"teacher": {"path": str(getattr(teacher, "path", None) or ""), "task": name},
+              "alpha": cfg.distil_alpha, "temperature": cfg.distil_temperature, "layers": model.cfg.n_layer,
+              "init_from": str(init_from), "labelled": len(task.train[0]), "unlabelled": len(extra), **counts}
+    fit(model, dm, cfg, out, tok, meta={"recipe": "distil", "data": {task.name: task.source}, **(meta or {}),
+                                        "distillation": record})
+    student = InferenceEngine.from_model(model, tok)
+    record["fit_to_teacher"] = {"initial": initial, "final": _fit_to_teacher(student, task.name, texts, targets, cfg)}
+    if task.test[0]:
+        test, y = read(task.test[0]), np.asarray([int(v) for v in task.test[1]])
+        teacher_acc = float((teacher.classify_proba(test, name)[:, cols].argmax(-1) == y).mean())
+        student_acc = float((student.classify_proba(test, task.name).argmax(-1) == y).mean())
+        record["teacher"]["test_accuracy"] = round(teacher_acc, 4)
+        record["test"] = {"n": len(y), "accuracy": round(student_acc, 4), "teacher_accuracy": round(teacher_acc, 4)}
+    log.info("distilled %s: %s", out, json.dumps(record))
+    update_meta(out, distillation=record)
+    return Path(out)
 
 
 def read_corpus(paths: list[str | Path]) -> list[str]:

@@ -374,6 +374,12 @@ def _cases() -> list[Case]:
     add("cs-train-env-nan-lr", "cs train", Err("CS_TRAIN__INTENTS__LR"), env={"CS_TRAIN__INTENTS__LR": "nan"})
     add("cs-train-env-inf-continue-lr", "cs train", Err("CS_TRAIN__CONTINUE_LR"), env={"CS_TRAIN__CONTINUE_LR": "inf"})
     add("cs-train-env-zero-lora", "cs train", Err("CS_TRAIN__LORA_R: must be >= 1"), env={"CS_TRAIN__LORA_R": "0"})
+    add("cs-distil-missing-teacher", "cs distil", Err("teacher not found: {d}/artifacts/teachers/cs"))
+    add("cs-distil-zero-layers", "cs distil --layers 0", Err("--layers: must be >= 1 (CS_DISTIL__LAYERS)"))
+    add("cs-distil-too-many-layers", "cs distil --layers 7", Err("--layers: must be <= 6 (CS_DISTIL__LAYERS)"))
+    add("cs-distil-teacher-without-intents", "cs distil --teacher {fin} --intents {samples}/intents.csv",
+        Err("has no intents task"))
+    add("cs-distil-over-its-teacher", "cs distil --teacher {cs} --out {cs}", Err("cannot be written over its teacher"))
     add("cs-eval-intents-missing", "cs eval-intents --artifact {cs} --data {d}/missing.csv", Err("missing.csv"))
     add("cs-eval-intents-no-label-column", "cs eval-intents --artifact {cs} --data {d}/e.csv", Err("needs columns"),
         files={"e.csv": "text\nhello\n"})
@@ -416,6 +422,13 @@ def _cases() -> list[Case]:
         files={"s.csv": "text,label\n" + HUGE_LINE + ",positive\n"})
     add("fin-train-bad-format", "fin train --format xml", Err("invalid choice: 'xml'"))
     add("fin-train-env-inf-lr", "fin train", Err("FIN_TRAIN__SOFT__LR"), env={"FIN_TRAIN__SOFT__LR": "inf"})
+    add("fin-distil-missing-teacher", "fin distil", Err("teacher not found: {d}/artifacts/teachers/fin"))
+    add("fin-distil-too-many-layers", "fin distil --layers 7", Err("--layers: must be <= 6 (FIN_DISTIL__LAYERS)"))
+    add("fin-distil-layers-word", "fin distil --layers all", Err("--layers: input should be a valid integer"))
+    add("fin-distil-teacher-without-sentiment", "fin distil --teacher {cs} --data {samples}/fin_sentences.csv",
+        Err("not 'sentiment'"))
+    add("fin-distil-missing-feeds", "fin distil --teacher {fin} --data {samples}/fin_sentences.csv --unlabelled "
+        "{d}/none.rss", Err("feed file not found: {d}/none.rss"))
     add("fin-eval-binary-csv", "fin eval --artifact {fin} --data {d}/s.csv --format csv", Err("not UTF-8"),
         files={"s.csv": BINARY})
     add("fin-eval-bad-phrasebank-line", "fin eval --artifact {fin} --data {d}/s.txt", Err("expected 'sentence@label'"),

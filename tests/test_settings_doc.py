@@ -66,6 +66,15 @@ def test_env_example_values_are_the_defaults(clean_env):
 OTHER_VALUES = {"FIN_QUEUE__CRON": ("*/5 * * * *", "*/5 * * * *"), "FIN_QUEUE__RECOVER_SECONDS": ("12", 12)}
 
 
+def _upper_bound(v: Variable) -> float:
+    """The largest value the field of ``v`` allows (``le``), infinity without a bound."""
+    model = v.owner
+    for part in v.path[:-1]:
+        model = model.model_fields[part].annotation
+    bounds = [m.le for m in model.model_fields[v.path[-1]].metadata if getattr(m, "le", None) is not None]
+    return min(bounds, default=float("inf"))
+
+
 def _other_value(v: Variable) -> tuple[str, Any]:
     """A valid value unlike the default: (as the environment spells it, as the settings hold it)."""
     if v.name in OTHER_VALUES:
@@ -74,6 +83,9 @@ def _other_value(v: Variable) -> tuple[str, Any]:
     if choices(v.annotation):
         pick = next(c for c in choices(v.annotation) if c != v.default)
         return pick, pick
+    if any(typing.get_origin(a) is tuple and Path in typing.get_args(a) for a in (v.annotation, *args)):
+        paths = [f"/srv/trident-test/{v.name.lower()}/a", f"/srv/trident-test/{v.name.lower()}/b"]
+        return json.dumps(paths), tuple(map(Path, paths))
     if v.annotation is Path or Path in args:
         path = Path("/srv/trident-test") / v.name.lower()
         return str(path), path
@@ -83,6 +95,8 @@ def _other_value(v: Variable) -> tuple[str, Any]:
         return "true", True
     if v.annotation is int or int in args:  # also `int | str` (devices): a digit string is a count
         value = (v.default if isinstance(v.default, int) else 1) + 1
+        if value > _upper_bound(v):  # a default at its field's upper bound: one below it
+            value -= 2
         return str(value), value
     if isinstance(v.default, float):
         return str(v.default + 0.05), v.default + 0.05

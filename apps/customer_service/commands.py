@@ -50,6 +50,15 @@ def cs_train(args) -> None:
     emit({"artifact": str(out), "retrieval_pairs": len(pairs), "intents": str(intents)}, args.json)
 
 
+def cs_distil(args) -> None:
+    from apps.customer_service.pipeline import distil_intents  # heavy: torch, Lightning
+
+    s = _settings(args)
+    report = distil_intents(s.teacher_dir, s.intents_path, Path(args.out) if args.out else s.artifact_dir,
+                            settings=s.distil, unlabelled=s.unlabelled_paths, test_path=s.distil.test_path)
+    emit(report, args.json)
+
+
 def cs_index(args) -> None:
     from apps.customer_service.index import build_index  # heavy: torch, faiss
 
@@ -129,6 +138,11 @@ def register(sub) -> None:
     sp.add_argument("--out", help="artifact folder (default: <artifacts>/cs)")
     sp.add_argument("--continue-from", metavar="ARTIFACT",
                     help="continue training from this cs artifact (a warm restart; untrained parts are kept)")
+    sp = base("distil", "distil the intent ensemble of a cs artifact (the teacher) into the one student model that "
+              "the served artifact runs (CS_DISTIL__...)", cs_distil, "distil.teacher", "distil.layers",
+              flag("intents_path", "--intents"), "distil.unlabelled", flag("distil.test_path", "--test"),
+              "distil.alpha", "distil.temperature", KB)
+    sp.add_argument("--out", help="the served artifact's folder (default: <artifacts>/cs)")
     sp = base("index", "ingest the KB and build the FAISS + BM25 index", cs_index, "artifact", KB)
     sp.add_argument("--calibrate", help="queries with gold ids to calibrate the answer confidence on")
     sp = base("eval-intents", "accuracy and macro-F1 of intent detection", cs_eval_intents, "artifact")

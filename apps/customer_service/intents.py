@@ -3,7 +3,9 @@
 ``trident cs train`` writes the ensemble into the artifact folder (``ensemble.json``, see ``core.engine``): the
 ``intents`` adapter and the linear head on the frozen base (``intents-base``), tasks of the artifact itself, and the
 fully fine-tuned members (sub-artifacts ``intents-full/``, ``intents-full-2/``, ...), with the weights training
-chose. A member of weight 0 is neither loaded nor run.
+chose. A member of weight 0 is neither loaded nor run. ``trident cs distil`` writes an artifact whose ensemble is one
+student model alone (sub-artifact ``intents-student/``), the artifact itself then holding no intents task: one
+backbone pass per message.
 """
 
 from __future__ import annotations
@@ -22,18 +24,18 @@ RETRAIN = "retrain it with `trident cs train`"
 
 
 def load_intents(engine: InferenceEngine) -> Ensemble | None:
-    """The intent ensemble of the cs artifact ``engine`` serves (None when it has no intents task).
+    """The intent ensemble of the cs artifact ``engine`` serves (None when it has none).
 
-    An artifact without ``ensemble.json`` serves its ``intents`` task alone.
+    An artifact without ``ensemble.json`` serves its ``intents`` task alone (None without one).
 
     Raises:
         ArtifactError: in one line, when the ensemble or a member is missing or does not fit, or the artifact keeps
             its ensemble in the layout of older versions (which this one does not read).
     """
-    if TASK not in engine.tasks:
-        return None
     folder = Path(engine.path) if engine.path is not None else None
     if folder is None or not (folder / ENSEMBLE_FILE).is_file():
+        if TASK not in engine.tasks:
+            return None
         if (engine.config.get("meta") or {}).get("intent_ensemble"):
             raise ArtifactError(f"{folder} keeps its intent ensemble in an older layout: {RETRAIN}")
         return Ensemble([(engine, TASK)], path=folder)

@@ -4,10 +4,16 @@ The artifact (default ``artifacts/cs``) is all-MiniLM-L6-v2, its base weights fr
 ``intents`` (with the classifier head) and ``retrieval`` (contrastive, for the FAISS embeddings). A linear head on the
 frozen base (``intents-base``) and optional fully fine-tuned models (sub-artifacts ``intents-full/``,
 ``intents-full-2/``, ...) join the adapter in the intent ensemble written to ``ensemble.json``.
+
+That artifact is the teacher: :func:`distil_intents` distils its intent ensemble into one student model (sub-artifact
+``intents-student/``, the ensemble's only member) and writes the served artifact, which keeps the teacher's backbone
+and retrieval adapter and holds no other intent model.
 """
 
 from __future__ import annotations
 
+import csv
+import json
 import logging
 import re
 import shutil
@@ -22,22 +28,23 @@ from apps.customer_service.index import index_entries, make_retriever
 from apps.customer_service.intents import TASK, evaluation_report, load_intents
 from apps.customer_service.knowledge import KBFormatError, entry_text, load_kb, read_queries
 from apps.customer_service.retrieval import HybridRetriever
-from apps.customer_service.settings import CSSettings, CSTrainSettings
-from core.adapters import adapter_names, apply_lora, set_adapter, train_only_adapters
-from core.artifacts import load_artifact, read_config, save_artifact
+from apps.customer_service.settings import CSDistilSettings, CSSettings, CSTrainSettings
+from core.adapters import adapter_names, apply_lora, remove_adapter, set_adapter, train_only_adapters
+from core.artifacts import load_artifact, read_config, save_artifact, update_meta
 from core.config import TrainConfig
 from core.data import ListDataset, MultiTaskDataModule, TaskData, pad_ids
 from core.engine import ENSEMBLE_FILE, InferenceEngine, write_ensemble
 from core.heads import ClassifierHead
 from core.metrics import guard_mixture, hit_rate_at_k, log_loss, member_weights, reciprocal_rank
 from core.model import mean_pool
-from core.recipes import finetune_text, new_text_model, refit, text_task
+from core.recipes import distil, finetune_text, new_text_model, refit, text_task
 from core.tasks import BASE, TaskSpec
 from core.train import fit
 
 log = logging.getLogger(__name__)
 
 FULL_INTENTS_DIR = "intents-full"  # the first fully fine-tuned member's sub-artifact; more: intents-full-2, ...
+STUDENT_DIR = "intents-student"  # the distilled student's sub-artifact
 _FULL_DIR_RE = re.compile(rf"{FULL_INTENTS_DIR}(?:-([0-9]+))?")
 
 
@@ -88,6 +95,7 @@ def train_cs(out: Path, intents_csv: Path | None, pairs: Sequence[tuple[str, str
         if not (init_from is not None and not full and _carry_intents(Path(init_from), Path(out))):
             for stale in full_intents_dirs(Path(out)):  # stale, or about to be retrained
                 shutil.rmtree(Path(out) / stale, ignore_errors=True)
+        shutil.rmtree(Path(out) / STUDENT_DIR, ignore_errors=True)  # the new intent ensemble replaces a student
         meta["intents"] = _train_intents(model, tok, intents_csv, intents_cfg, lora_r, out, meta,
                                          full_cfg if full else None, full_members=int(full),
                                          refit_epochs=refit_epochs)
@@ -101,14 +109,17 @@ def train_cs(out: Path, intents_csv: Path | None, pairs: Sequence[tuple[str, str
 
 
 def _carry_intents(src: Path, dst: Path) -> bool:
-    """Put the intent ensemble of artifact ``src`` (``ensemble.json`` and the full members, if it has any) into
-    artifact ``dst`` unchanged; whether ``dst`` now holds full members."""
+    """Put the intent ensemble of artifact ``src`` (``ensemble.json`` and the full members or the student, if it has
+    them) into artifact ``dst`` unchanged; whether ``dst`` now holds full members."""
     names = [d for d in full_intents_dirs(src) if (src / d / "config.json").is_file()]
     if src.resolve() == dst.resolve():
         return bool(names)
     dst.mkdir(parents=True, exist_ok=True)
     if (src / ENSEMBLE_FILE).is_file():
         shutil.copyfile(src / ENSEMBLE_FILE, dst / ENSEMBLE_FILE)
+    shutil.rmtree(dst / STUDENT_DIR, ignore_errors=True)
+    if (src / STUDENT_DIR / "config.json").is_file():
+        shutil.copytree(src / STUDENT_DIR, dst / STUDENT_DIR)
     if names:
         for stale in full_intents_dirs(dst):
             shutil.rmtree(dst / stale, ignore_errors=True)
@@ -293,6 +304,110 @@ def learn(settings: CSSettings, store, queries: Sequence[tuple[str, str]]) -> di
         settings.artifact_dir.rename(backup)
         staging.rename(settings.artifact_dir)
     return {"pairs": len(pairs), "before": before, "after": after, "kept": kept}
+
+
+# ------------------------------------------------------------------------------------------------------ distillation
+def _is_query_file(path: Path) -> bool:
+    """Whether ``path`` is a query file (JSONL or CSV whose first record has a ``query`` field), not a KB."""
+    if not path.is_file() or path.suffix not in (".jsonl", ".csv"):
+        return False
+    with path.open(encoding="utf-8-sig", errors="replace") as f:
+        first = next((line for line in f if line.strip()), "")
+    if path.suffix == ".csv":
+        return "query" in next(csv.reader([first]), [])
+    try:
+        record = json.loads(first)
+    except json.JSONDecodeError:
+        return False
+    return isinstance(record, dict) and "query" in record
+
+
+def unlabelled_texts(paths: Sequence[str | Path]) -> list[str]:
+    """The texts of query files (their queries) and knowledge bases (their questions, read as ``load_kb`` reads
+    them: cleaned, redacted, de-duplicated) that the teacher labels for the student.
+
+    Raises:
+        KBFormatError: A file is missing or malformed.
+    """
+    texts: list[str] = []
+    for p in map(Path, paths):
+        if _is_query_file(p):
+            texts += [q for q, _ in read_queries(p)]
+        else:
+            texts += [e.question for e in load_kb(p).entries]
+    return texts
+
+
+def _served_part(teacher: Path, out: Path) -> dict:
+    """Write to ``out`` the teacher's cs artifact without its intent models (the ``intents`` adapter and task, the
+    base head): its backbone, its retrieval adapter and their tokenizer, as they were; return the teacher's meta."""
+    model, tok, config = load_artifact(teacher)
+    if TASK in adapter_names(model.backbone):
+        remove_adapter(model.backbone, TASK)
+    for name in (TASK, "intents-base"):
+        model.tasks.pop(name, None)
+        if name in model.heads:
+            del model.heads[name]
+    meta = {k: v for k, v in config.get("meta", {}).items() if k != "intent_ensemble"}
+    save_artifact(out, model, tok, meta=meta)
+    return config.get("meta", {})
+
+
+def distil_intents(teacher: str | Path, intents_csv: str | Path, out: str | Path,
+                   settings: CSDistilSettings | None = None, unlabelled: Sequence[str | Path] = (),
+                   test_path: str | Path | None = None) -> dict:
+    """Distil the intent ensemble of the cs artifact ``teacher`` into one student model and write the served cs
+    artifact to ``out``: the teacher's backbone, retrieval adapter and tokenizer, and an intent ensemble whose only
+    member is the student (sub-artifact ``intents-student/``, ``core.recipes.distil``): one pass per message.
+
+    The student learns the teacher's probabilities (and the gold intents, ``settings.alpha``) on the training part of
+    ``intents_csv``, split as the teacher's was, and the teacher's probabilities alone on the texts of ``unlabelled``
+    (:func:`unlabelled_texts`); it early-stops on the validation part's gold intents (``settings.train``). With
+    ``test_path`` (labelled intents never trained on; unlabelled texts equal to one of them are dropped) the student's
+    and the teacher's test accuracy, measured in this run, are recorded.
+
+    Returns:
+        The report, also kept in the artifact's meta (``intents_student``).
+
+    Raises:
+        FileNotFoundError: No teacher folder.
+        core.artifacts.ArtifactError: The teacher is not a complete cs artifact.
+        ValueError: ``out`` is the teacher's folder, the teacher has no intents, or it was trained on another split.
+    """
+    settings = settings or CSDistilSettings()
+    teacher, out = Path(teacher), Path(out)
+    if not teacher.is_dir():
+        raise FileNotFoundError(f"teacher not found: {teacher} (train it with `trident cs train --out {teacher}`)")
+    if out.resolve() == teacher.resolve():
+        raise ValueError(f"the student cannot be written over its teacher: choose another folder than {teacher}")
+    engine = InferenceEngine(teacher)
+    intents = load_intents(engine)
+    if intents is None:
+        raise ValueError(f"the teacher at {teacher} has no intents task: train it with `trident cs train`")
+    task = text_task(TASK, intents_csv, "csv", val_fraction=0.1, test_fraction=0.0, test_path=test_path)
+    theirs = (engine.config.get("meta") or {}).get("intents") or {}
+    if any(k in theirs and theirs[k] != task.source.get(k) for k in ("n", "seed")):
+        raise ValueError(f"the teacher at {teacher} was trained on other intents (n={theirs.get('n')}, seed="
+                         f"{theirs.get('seed')}) than {intents_csv} gives (n={task.source['n']}): distil on its data")
+    texts = unlabelled_texts(unlabelled)
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    teacher_meta = _served_part(teacher, tmp)
+    distil(intents, task, tmp / STUDENT_DIR, settings.config(), unlabelled=texts, layers=settings.layers,
+           meta={"unlabelled_sources": [str(p) for p in unlabelled]})
+    record = json.loads((tmp / STUDENT_DIR / "config.json").read_text())["meta"]["distillation"]
+    write_ensemble(tmp, [STUDENT_DIR], [1.0], TASK, kinds=["student"], distilled_from=str(teacher))
+    student = load_intents(InferenceEngine(tmp))
+    xv, yv = task.val
+    report = {"distillation": record, "teacher": {"path": str(teacher),
+                                                  "intent_ensemble": teacher_meta.get("intent_ensemble")},
+              "val_accuracy": float((student.classify_proba(list(xv), TASK).argmax(-1) == np.asarray(yv)).mean())}
+    if "test" in record:  # measured on test_path in this run, the teacher's too
+        report["test"] = record["test"]
+    update_meta(tmp, intents_student=report)
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return {"artifact": str(out), **report}
 
 
 def _freeze_other_adapters(model, keep: str) -> None:

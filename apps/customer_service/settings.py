@@ -2,7 +2,8 @@
 
 ``train`` holds its three trainings, each the part of ``core.config.TrainConfig`` it sets
 (``apps.common.settings.train_config`` makes the whole config): the intents adapter, the fully fine-tuned intents
-members and the retrieval adapter.
+members and the retrieval adapter; ``distil`` how `trident cs distil` distils that intent ensemble (the teacher) into
+the one student model that is served.
 """
 
 from __future__ import annotations
@@ -28,6 +29,12 @@ IntentsFullTrainConfig = config_part(TrainConfig, "IntentsFullTrainConfig", HYPE
 RetrievalTrainConfig = config_part(TrainConfig, "RetrievalTrainConfig", RETRIEVAL_FIELDS, dict(
     max_epochs=4, batch_size=32, lr=5e-4, head_lr=5e-4, max_length=96, precision="32-true", patience=2,
     temperature=0.05))
+
+
+# the student trains as the full members do, early-stopping on the validation part's gold labels
+CSDistilTrainConfig = config_part(TrainConfig, "CSDistilTrainConfig", HYPER_FIELDS + ("keep",), dict(
+    max_epochs=8, batch_size=32, lr=8e-5, head_lr=2e-3, max_length=64, precision="32-true", patience=3,
+    warmup_ratio=0.06, label_smoothing=0.0))
 
 
 class RetrievalSettings(BaseModel):
@@ -98,6 +105,35 @@ class CSTrainSettings(BaseModel):
         return train_config(self.retrieval)
 
 
+class CSDistilSettings(BaseModel):
+    """How `trident cs distil` distils the intent ensemble of a cs artifact (the teacher) into one student model, the
+    served artifact's intent detection (one backbone pass per message)."""
+
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False, extra="forbid")
+
+    train: CSDistilTrainConfig = Field(default_factory=CSDistilTrainConfig)  # the student's training
+    teacher: Path | None = Field(None, description="The teacher's cs artifact folder; default: "
+                                                   "<artifacts>/teachers/cs.")
+    layers: int = Field(6, ge=1, le=6, description="Blocks of all-MiniLM-L6-v2 the student keeps, the lower ones "
+                                                   "(6: all of them; fewer: a smaller, faster student).")
+    alpha: float = Field(0.5, ge=0.0, le=1.0, description="Weight of the gold intent against the teacher's soft "
+                                                          "label on a labelled message (an unlabelled one has the "
+                                                          "soft label alone).")
+    temperature: float = Field(2.0, gt=0.0, description="Temperature that softens the teacher's and the student's "
+                                                        "probabilities in the soft-label loss.")
+    unlabelled: tuple[Path, ...] | None = Field(
+        None, description="Unlabelled in-domain text that the teacher labels: query files (JSONL / CSV with a query "
+                          "field: their queries) and knowledge bases (their questions); default: kb_path and "
+                          "calibration_path.")
+    test_path: Path | None = Field(None, description="Labelled intents (text,category) held out as the test: never "
+                                                     "trained on, unlabelled texts equal to one are dropped, and the "
+                                                     "student's and the teacher's accuracy on it are recorded.")
+
+    def config(self) -> TrainConfig:
+        """The student's training config, with the distillation's alpha and temperature."""
+        return train_config(self.train, distil_alpha=self.alpha, distil_temperature=self.temperature)
+
+
 # The quick trainings of `make demo` (apps/suite): on a capped part of Banking77 and StackFAQ (demo), or on the
 # sample intents and FAQ queries (demo-sample). Fields a preset leaves out keep the core's defaults.
 _QUICK = dict(precision="32-true", warmup_ratio=0.06, weight_decay=0.01)
@@ -138,6 +174,7 @@ class CSSettings(PresetSettings):
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     dialog: DialogSettings = Field(default_factory=DialogSettings)
     train: CSTrainSettings = Field(default_factory=CSTrainSettings)
+    distil: CSDistilSettings = Field(default_factory=CSDistilSettings)
     retention_days: int = Field(365, ge=0, description="Conversations not updated for this many days are deleted, "
                                                        "with their turns, feedback and the KB entries made from them "
                                                        "(`trident privacy retention`; the suite daily); 0 keeps "
@@ -147,6 +184,18 @@ class CSSettings(PresetSettings):
     def artifact_dir(self) -> Path:
         """The model artifact folder."""
         return self.artifact or self.core.artifacts_dir / "cs"
+
+    @property
+    def teacher_dir(self) -> Path:
+        """The folder of the teacher that `trident cs distil` distils."""
+        return self.distil.teacher or self.core.artifacts_dir / "teachers" / "cs"
+
+    @property
+    def unlabelled_paths(self) -> tuple[Path, ...]:
+        """The query files and knowledge bases whose text the teacher labels for the student."""
+        if self.distil.unlabelled is not None:
+            return self.distil.unlabelled
+        return (self.kb_path, *([self.calibration_path] if self.calibration_path else []))
 
     @property
     def index_folder(self) -> Path:

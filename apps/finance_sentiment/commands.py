@@ -55,6 +55,17 @@ def fin_train(args) -> None:
     emit(report, args.json)
 
 
+def fin_distil(args) -> None:
+    from apps.finance_sentiment.pipeline import distil_sentiment  # heavy: torch, Lightning
+
+    s = _settings(args)
+    data = Path(args.data) if args.data else s.core.data_dir / "financial_phrasebank" / "Sentences_50Agree.txt"
+    fmt = args.format or ("phrasebank" if data.suffix == ".txt" else "csv")
+    report = distil_sentiment(s.teacher_dir, data, Path(args.out) if args.out else s.artifact_dir, fmt=fmt,
+                              settings=s.distil, unlabelled=s.unlabelled_paths, scoring=s.scoring)
+    emit(report, args.json)
+
+
 def fin_score(args) -> None:
     from apps.finance_sentiment.service import FinService  # heavy: torch
 
@@ -229,6 +240,13 @@ def register(sub) -> None:
     sp.add_argument("--data", help="labelled sentences (default: <data>/financial_phrasebank/Sentences_50Agree.txt)")
     sp.add_argument("--format", choices=["phrasebank", "csv"], help="default: phrasebank for .txt, else csv")
     sp.add_argument("--out", help="artifact folder (default: <artifacts>/fin)")
+    sp = base("distil", "distil the sentiment teacher (the ensemble of `fin train`) into the one student model that "
+              "is served (FIN_DISTIL__...)", fin_distil, "distil.teacher", "distil.layers", "distil.unlabelled",
+              "distil.alpha", "distil.temperature")
+    sp.add_argument("--data", help="labelled sentences the teacher was trained on (default: "
+                                   "<data>/financial_phrasebank/Sentences_50Agree.txt)")
+    sp.add_argument("--format", choices=["phrasebank", "csv"], help="default: phrasebank for .txt, else csv")
+    sp.add_argument("--out", help="the student's artifact folder (default: <artifacts>/fin)")
     base("score", "score a text: sentences, article score, the words that moved it", fin_score,
          "artifact").add_argument("text", nargs="+")
     sp = base("monitor", "poll, score, store and alert in a loop (SIGTERM: finish the cycle, then stop)", fin_monitor,

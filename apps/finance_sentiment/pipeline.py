@@ -8,6 +8,10 @@ reported figure use the majority labels. With ``refit_epochs`` (what ``make arti
 the training and validation splits for a fixed number of epochs instead of early-stopping on a small, noisy validation
 split (docs/experiments.md). Several members (seeds 1 apart) are averaged: the artifact then holds ``ensemble.json``
 and one core artifact per member under ``members/`` (``core.engine``).
+
+That ensemble is the teacher: :func:`distil_sentiment` distils it into the one student model that is served, a
+single-model artifact trained on the teacher's probabilities over the labelled training split and the sentences of
+the captured feeds.
 """
 
 from __future__ import annotations
@@ -16,30 +20,34 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from apps.finance_sentiment.card import REPORT_FILE, write_cards
+from apps.finance_sentiment.feeds import Deduper, FeedConfig, FeedPoller
 from apps.finance_sentiment.model import (
     TASK,
     EntityBlindModel,
     load_sentiment_model,
     model_input,
+    reads_entity_blind,
     write_model_file,
 )
-from apps.finance_sentiment.scoring import LABELS
-from apps.finance_sentiment.settings import FinTrainSettings
+from apps.finance_sentiment.scoring import LABELS, article_sentences
+from apps.finance_sentiment.settings import FinDistilSettings, FinTrainSettings, ScoringSettings
 from core.config import TrainConfig
 from core.data import DataFormatError, read_labelled_texts, text_key
-from core.engine import Ensemble, InferenceEngine, write_ensemble
+from core.engine import ENSEMBLE_FILE, Ensemble, InferenceEngine, write_ensemble
 from core.metrics import accuracy, log_loss, precision_recall_f1
-from core.recipes import finetune_text, refit, text_task
+from core.recipes import distil, finetune_text, refit, text_task
 
 log = logging.getLogger(__name__)
 
 _SYNONYMS = {"pos": "positive", "neg": "negative", "neu": "neutral", "bullish": "positive", "bearish": "negative"}
+FEED_SUFFIXES = (".rss", ".xml", ".atom")  # the feed files of a folder of unlabelled text
 
 
 def read_sentiment_data(path: str | Path, fmt: str) -> tuple[list[str], list[str]]:
@@ -209,6 +217,115 @@ def train_sentiment(data_path: str | Path, out: str | Path, fmt: str = "phraseba
     if members > 1:  # the test accuracy of the first k members together, what the ensemble's size buys
         report["test_by_members"] = [round(float((sum(per_member[:k]).argmax(-1) == np.asarray(y)).mean()), 4)
                                      for k in range(1, members + 1)]
+    (tmp / REPORT_FILE).write_text(json.dumps(report, indent=2))
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    write_cards(out)  # under its own name, once everything it reads is there
+    report["artifact"] = str(out)
+    return report
+
+
+# ------------------------------------------------------------------------------------------------------ distillation
+def feed_sentences(paths: Sequence[str | Path], scoring: ScoringSettings | None = None) -> list[str]:
+    """The sentences the worker would score in the feed files ``paths`` (RSS / Atom files, or folders of them:
+    every ``.rss``, ``.xml`` and ``.atom`` file inside, sorted): each article once (``Deduper``), its headline and its
+    summary's sentences (:func:`apps.finance_sentiment.scoring.article_sentences`), cleaned and redacted as the feed
+    parser gives them.
+
+    Raises:
+        DataFormatError: A path is missing, or a folder holds no feed file.
+    """
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in FEED_SUFFIXES)
+            if not found:
+                raise DataFormatError(f"no feed files ({', '.join(FEED_SUFFIXES)}) in {p}")
+            files += found
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise DataFormatError(f"feed file not found: {p}")
+    scoring = scoring or ScoringSettings()
+    articles = []
+    with FeedPoller([], {}) as poller:
+        for f in files:
+            parsed = poller.parse(f.read_bytes(), FeedConfig(url=f"http://localhost/{f.name}", name=f.stem))
+            if not parsed:
+                log.warning("no articles in %s", f)
+            articles += parsed
+    return [x for a in Deduper().filter(articles) for x in article_sentences(a.title, a.summary, scoring)[0]]
+
+
+def _same_split(teacher: Path, split: dict) -> None:
+    """Refuse a teacher whose record says it split other data than ``split`` (its test sentences could then be among
+    the student's training sentences)."""
+    record = {}
+    for name in (REPORT_FILE, ENSEMBLE_FILE):
+        if (teacher / name).is_file():
+            try:
+                record = json.loads((teacher / name).read_text()).get("split") or {}
+            except (json.JSONDecodeError, AttributeError):
+                record = {}
+            break
+    theirs = {k: record.get(k) for k in ("n", "seed", "test") if k in record}
+    ours = {k: split.get(k) for k in theirs}
+    if theirs != ours:
+        raise ValueError(f"the teacher at {teacher} was trained on another split ({theirs}) than the data gives "
+                         f"({ours}): its test sentences may be among the student's; distil on the teacher's data")
+
+
+def distil_sentiment(teacher: str | Path, data_path: str | Path, out: str | Path, fmt: str = "phrasebank",
+                     settings: FinDistilSettings | None = None, unlabelled: Sequence[str | Path] = (),
+                     scoring: ScoringSettings | None = None) -> dict:
+    """Distil the sentiment model ``teacher`` (the ensemble :func:`train_sentiment` writes) into one student model,
+    written to ``out`` as a single-model sentiment artifact (``core.recipes.distil``).
+
+    The student learns the teacher's probabilities (and the gold labels, ``settings.alpha``) on the training split of
+    ``data_path``, cut as the teacher's was (:func:`sentiment_task`), and the teacher's probabilities alone on the
+    sentences of the feed files ``unlabelled`` (:func:`feed_sentences`; those equal to a test sentence are dropped);
+    it early-stops on the validation split's gold labels (``settings.train``). It reads its texts as the teacher does:
+    entity-blind when the teacher is (:func:`apps.finance_sentiment.model.model_input`), in training and in serving.
+
+    Returns:
+        The report written to ``out/fin_report.json``: the student's and the teacher's test metrics (the teacher's
+        measured in the same run), the student's validation accuracy and log-loss, and the distillation's record.
+
+    Raises:
+        FileNotFoundError: No teacher folder.
+        core.artifacts.ArtifactError: The teacher is not a sentiment artifact.
+        ValueError: ``out`` is the teacher's folder, or the teacher was trained on another split.
+    """
+    settings = settings or FinDistilSettings()
+    teacher, out = Path(teacher), Path(out)
+    if not teacher.is_dir():
+        raise FileNotFoundError(f"teacher not found: {teacher} (train it with `trident fin train --out {teacher}`)")
+    if out.resolve() == teacher.resolve():
+        raise ValueError(f"the student cannot be written over its teacher: choose another folder than {teacher}")
+    model = load_sentiment_model(teacher)
+    blind = reads_entity_blind(teacher)
+    inner = model.model if isinstance(model, EntityBlindModel) else model  # it is given the texts already read
+    task = sentiment_task(data_path, fmt)
+    _same_split(teacher, task.source)
+    sentences = feed_sentences(unlabelled, scoring)
+    log.info("distilling %s: %d labelled and %d feed sentences, %d layers, %s", teacher, len(task.train[0]),
+             len(sentences), settings.layers, "entity-blind" if blind else "as written")
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    distil(inner, task, tmp, settings.config(), unlabelled=sentences, layers=settings.layers, read=model_input(blind),
+           meta={"teacher_entity_blind": blind, "unlabelled_sources": [str(p) for p in unlabelled]})
+    write_model_file(tmp, blind)
+    student = load_sentiment_model(tmp)
+    (xv, yv), (xt, yt) = task.val, task.test
+    y_val = np.asarray([LABELS.index(task.labels[i]) for i in yv])
+    p_val = _in_label_order(student, xv)
+    y_test = [LABELS.index(task.labels[i]) for i in yt]
+    record = json.loads((tmp / "config.json").read_text())["meta"]["distillation"]
+    report = {"distillation": record, "split": task.source, "targets": "distilled", "entity_blind": blind,
+              "validation": {"accuracy": float((p_val.argmax(-1) == y_val).mean()),
+                             "log_loss": round(log_loss(p_val, y_val), 5)},
+              "test": _metrics(y_test, _in_label_order(student, xt).argmax(-1)),
+              "teacher": {"path": str(teacher), "test": _metrics(y_test, _in_label_order(model, xt).argmax(-1))}}
     (tmp / REPORT_FILE).write_text(json.dumps(report, indent=2))
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)

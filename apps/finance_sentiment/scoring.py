@@ -94,6 +94,20 @@ def split_sentences(text: str) -> list[str]:
     return [s for s in out if s]
 
 
+def article_sentences(title: str, summary: str, settings: ScoringSettings) -> tuple[list[str], bool]:
+    """The sentences of an article that are scored: the headline followed by the summary's sentences, within the
+    limits of ``settings``; and whether anything was cut."""
+    text = (summary or "").strip()
+    truncated = len(text) > settings.max_chars
+    sentences = [x for x in [(title or "").strip()] if x] + split_sentences(text[:settings.max_chars])
+    if len(sentences) > settings.max_sentences:
+        sentences, truncated = sentences[:settings.max_sentences], True
+    # a summary that only repeats the headline adds nothing
+    if len(sentences) > 1 and sentences[1] == sentences[0]:
+        sentences.pop(1)
+    return sentences, truncated
+
+
 class SentimentScorer:
     """Scores sentences and articles with a sentiment classifier of the core.
 
@@ -131,16 +145,7 @@ class SentimentScorer:
     # -------------------------------------------------------------------------------------------- articles
     def article_sentences(self, title: str, summary: str) -> tuple[list[str], bool]:
         """The headline followed by the summary's sentences, within the limits; and whether anything was cut."""
-        s = self.settings
-        text = (summary or "").strip()
-        truncated = len(text) > s.max_chars
-        sentences = [x for x in [(title or "").strip()] if x] + split_sentences(text[:s.max_chars])
-        if len(sentences) > s.max_sentences:
-            sentences, truncated = sentences[:s.max_sentences], True
-        # a summary that only repeats the headline adds nothing
-        if len(sentences) > 1 and sentences[1] == sentences[0]:
-            sentences.pop(1)
-        return sentences, truncated
+        return article_sentences(title, summary, self.settings)
 
     def score_articles(self, articles: Sequence[Any]) -> list[ArticleScore | None]:
         """Score articles (objects or mappings with ``title`` and ``summary``), all sentences in shared batches.

@@ -2,7 +2,8 @@
 
 ``train`` holds how `trident fin train` fine-tunes the members: ``soft`` when they train on soft targets from
 PhraseBank's annotator agreement, ``hard`` on the majority labels; each is the part of ``core.config.TrainConfig`` it
-sets (``apps.common.settings.train_config`` makes the whole config).
+sets (``apps.common.settings.train_config`` makes the whole config). ``distil`` holds how `trident fin distil` distils
+that ensemble (the teacher) into the one student model that is served.
 """
 
 from __future__ import annotations
@@ -129,6 +130,35 @@ class FinTrainSettings(BaseModel):
         return train_config(self.soft if soft else self.hard)
 
 
+# the student trains as the soft-target members do, early-stopping on the validation split's gold labels
+FinDistilTrainConfig = config_part(TrainConfig, "FinDistilTrainConfig", HYPER_FIELDS + ("keep",), SOFT)
+
+
+class FinDistilSettings(BaseModel):
+    """How `trident fin distil` distils the sentiment teacher (the ensemble `trident fin train` writes) into the one
+    student model that is served."""
+
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False, extra="forbid")
+
+    train: FinDistilTrainConfig = Field(default_factory=FinDistilTrainConfig)  # the student's training
+    teacher: Path | None = Field(None, description="The teacher's artifact folder; default: <artifacts>/teachers/fin.")
+    layers: int = Field(6, ge=1, le=6, description="Blocks of all-MiniLM-L6-v2 the student keeps, the lower ones "
+                                                   "(6: all of them; fewer: a smaller, faster student).")
+    alpha: float = Field(0.5, ge=0.0, le=1.0, description="Weight of the gold label against the teacher's soft label "
+                                                          "on a labelled sentence (an unlabelled one has the soft "
+                                                          "label alone).")
+    temperature: float = Field(2.0, gt=0.0, description="Temperature that softens the teacher's and the student's "
+                                                        "probabilities in the soft-label loss.")
+    unlabelled: tuple[Path, ...] | None = Field(
+        None, description="Unlabelled in-domain text that the teacher labels: RSS / Atom feed files or folders of "
+                          "them, read as the worker reads feeds (the headline and the summary's sentences); default: "
+                          "<data>/finance_feeds, else samples/feeds.")
+
+    def config(self) -> TrainConfig:
+        """The student's training config, with the distillation's alpha and temperature."""
+        return train_config(self.train, distil_alpha=self.alpha, distil_temperature=self.temperature)
+
+
 # The quick trainings of `make demo` (apps/suite), on majority labels: a capped part of PhraseBank (demo) or the
 # sample sentences (demo-sample). Fields a preset leaves out keep the core's defaults.
 _QUICK = dict(precision="32-true", warmup_ratio=0.06, weight_decay=0.01, label_smoothing=0.0)
@@ -164,6 +194,7 @@ class FinSettings(PresetSettings):
     monitor: MonitorSettings = Field(default_factory=MonitorSettings)
     queue: QueueSettings = Field(default_factory=QueueSettings)
     train: FinTrainSettings = Field(default_factory=FinTrainSettings)
+    distil: FinDistilSettings = Field(default_factory=FinDistilSettings)
 
     @field_validator("price_tz")
     @classmethod
@@ -178,6 +209,19 @@ class FinSettings(PresetSettings):
     def artifact_dir(self) -> Path:
         """The sentiment model artifact folder."""
         return self.artifact or self.core.artifacts_dir / "fin"
+
+    @property
+    def teacher_dir(self) -> Path:
+        """The folder of the teacher that `trident fin distil` distils."""
+        return self.distil.teacher or self.core.artifacts_dir / "teachers" / "fin"
+
+    @property
+    def unlabelled_paths(self) -> tuple[Path, ...]:
+        """The feed files (or folders) whose text the teacher labels for the student."""
+        if self.distil.unlabelled is not None:
+            return self.distil.unlabelled
+        real = self.core.data_dir / "finance_feeds"
+        return (real if real.is_dir() else REPO_ROOT / "samples" / "feeds",)
 
     @property
     def risk_artifact_dir(self) -> Path:

@@ -12,6 +12,7 @@ from core.adapters import (
     load_adapter,
     lora_layers,
     merge_adapter,
+    remove_adapter,
     save_adapter,
     set_adapter,
     train_only_adapters,
@@ -195,3 +196,29 @@ def test_unknown_adapter_and_bad_requests_raise(tiny_cfg):
         apply_lora(model, "d", targets=("nothing_here",))
     with pytest.raises(KeyError):
         set_adapter(model, "d")
+
+
+def test_removing_an_adapter_leaves_the_other_and_the_base_exactly(tiny_cfg):
+    model = _model(tiny_cfg)
+    ids, mask = _inputs(tiny_cfg)
+    base, _ = _out(model, ids, mask)
+    for name in ("a", "b"):
+        apply_lora(model.backbone, name, r=2, alpha=4)
+        with torch.no_grad():
+            for _, layer in lora_layers(model):
+                layer.lora_B[name].normal_()  # a trained adapter moves the outputs
+    model.eval()  # the adapters' dropout too
+    set_adapter(model.backbone, "b")
+    with_b, _ = _out(model, ids, mask)
+    assert not torch.allclose(with_b, base, atol=1e-4)
+    set_adapter(model.backbone, "a")
+    remove_adapter(model.backbone, "a")
+    assert adapter_names(model.backbone) == ["b"]
+    torch.testing.assert_close(_out(model, ids, mask)[0], base)  # "a" was active: the base alone now runs
+    set_adapter(model.backbone, "b")
+    torch.testing.assert_close(_out(model, ids, mask)[0], with_b)
+    remove_adapter(model.backbone, "b")
+    assert not lora_layers(model) and adapter_names(model.backbone) == []  # plain Linear layers again
+    torch.testing.assert_close(_out(model, ids, mask)[0], base)
+    with pytest.raises(KeyError, match="no adapter 'b'"):
+        remove_adapter(model.backbone, "b")

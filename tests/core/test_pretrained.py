@@ -79,8 +79,10 @@ def test_pretrained_model_has_minilm_shape_and_modality_rows(minilm):
 def test_loading_minilm_into_a_wrong_shape_raises():
     from core.pretrained import load_minilm
 
-    with pytest.raises(ValueError, match="cannot load all-MiniLM-L6-v2 into a model with n_layer=2"):
+    with pytest.raises(ValueError, match="cannot load all-MiniLM-L6-v2 into a model with n_head=2"):
         load_minilm(Backbone(ModelConfig.tiny(vocab_size=30522)))
+    with pytest.raises(ValueError, match="cannot load all-MiniLM-L6-v2 into a model with n_layer=7"):
+        load_minilm(Backbone(ModelConfig.base(n_layer=7)))
     with pytest.raises(ValueError, match="vocab_size=1000"):
         load_minilm(Backbone(ModelConfig.base(vocab_size=1000)))
 
