@@ -237,8 +237,9 @@ class InferenceEngine:
     def explain(self, texts: Sequence[str], task: str, weights: dict[str, float] | None = None,
                 max_words: int = 64) -> list[list[tuple[str, float]]]:
         """Per text, (word, attribution) pairs in text order (at most ``max_words``), by occlusion: how much the
-        explained quantity drops when the word is left out. Every text of the call and every variant of it with one
-        word left out go through the model together, in batches (sorted by length with ``bucket_by_length``).
+        explained quantity drops when the word is left out. Every distinct text of the call and every variant of it
+        with one word left out go through the model together, in batches (sorted by length with
+        ``bucket_by_length``).
 
         The quantity is the ``weights``-weighted sum of class log-probabilities (e.g. ``{"positive": 1, "negative":
         -1}``: the log-odds of positive over negative), or the log-probability of the predicted class.
@@ -249,11 +250,14 @@ class InferenceEngine:
         if unknown:
             raise InputError(f"unknown classes {unknown}; {task!r} has {list(labels)}")
         w = torch.tensor([weights.get(lab, 0.0) for lab in labels]) if weights else None
-        variants: list[list[int]] = []  # per text: the text itself, then the text without each of its words
-        texts_words: list[tuple[int, list[str]]] = []  # per text: where its variants start, and its words
-        for seq in self._encode(self._check_texts(texts)):
+        variants: list[list[int]] = []  # per distinct text: the text itself, then the text without each of its words
+        found: dict[tuple[int, ...], tuple[int, list[str]]] = {}  # distinct text -> where its variants start, words
+        seqs = self._encode(self._check_texts(texts))
+        for seq in seqs:
+            if tuple(seq) in found:  # a text met twice (a feed's boilerplate line) is explained once
+                continue
             groups, words = self._words(seq, max_words)
-            texts_words.append((len(variants), words))
+            found[tuple(seq)] = (len(variants), words)
             variants.append(seq)
             for g in groups:
                 drop = set(g)
@@ -262,7 +266,8 @@ class InferenceEngine:
         for pos, x, m in self._id_batches(variants):
             logp[torch.as_tensor(pos)] = torch.log_softmax(self._logits(task, x, m), -1)
         out = []
-        for start, words in texts_words:
+        for seq in seqs:
+            start, words = found[tuple(seq)]
             rows = logp[start: start + 1 + len(words)]
             # the weighted log-odds, or the log-probability of the class predicted for the full text
             target = rows @ w if w is not None else rows[:, int(rows[0].argmax())]

@@ -198,7 +198,7 @@ LONG = ["unbelievably the quarterly transfer of shares was declined",  # words t
 @pytest.mark.parametrize("bucket", [True, False])
 @pytest.mark.parametrize("weights", [{LABELS[0]: 1.0, LABELS[2]: -1.0}, None])
 def test_occlusion_of_many_texts_at_once_matches_one_variant_at_a_time(artifact, tok, bucket, weights):
-    texts = TEXTS + LONG
+    texts = TEXTS + LONG + TEXTS[:1]  # a text met twice is explained once, the same each time
     assert any(t.startswith("##") for t in tok.token_strings(tok.encode_batch(LONG[:1])[0]))
     engine = InferenceEngine(artifact, InferenceConfig(bucket_by_length=bucket), batch_size=5)
     got = engine.explain(texts, "intent", weights=weights)
@@ -209,8 +209,23 @@ def test_occlusion_of_many_texts_at_once_matches_one_variant_at_a_time(artifact,
         np.testing.assert_allclose([a for _, a in words], [a for _, a in want], atol=1e-5)
     # max_words keeps the first words, with the same attributions
     (first,) = engine.explain(LONG[2:], "intent", weights=weights, max_words=3)
-    assert [wd for wd, _ in first] == [wd for wd, _ in got[-1][:3]]
-    np.testing.assert_allclose([a for _, a in first], [a for _, a in got[-1][:3]], atol=1e-5)
+    full = got[texts.index(LONG[2])]
+    assert [wd for wd, _ in first] == [wd for wd, _ in full[:3]]
+    np.testing.assert_allclose([a for _, a in first], [a for _, a in full[:3]], atol=1e-5)
+
+
+def test_a_repeated_text_goes_through_the_model_once(engine):
+    rows = []
+    handle = engine.model.backbone.register_forward_hook(lambda mod, args, out: rows.append(out.size(0)))
+    try:
+        once = engine.explain(LONG[:1], "intent")
+        n_once = sum(rows)
+        rows.clear()
+        twice = engine.explain(LONG[:1] * 2 + [" " + LONG[0]], "intent")  # the same tokens, written differently
+    finally:
+        handle.remove()
+    assert sum(rows) == n_once == 1 + len(once[0])  # the text and each variant without one word
+    assert twice == [once[0]] * 3
 
 
 def test_explain_rejects_unknown_classes(engine):
