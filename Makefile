@@ -50,6 +50,7 @@ bench: setup
 	$(BIN)/python bench/core.py --out bench/results/core.json
 	$(BIN)/python bench/customer_service.py --out bench/results/customer_service.json
 	$(BIN)/python bench/finance.py --out bench/results/finance.json
+	$(BIN)/python bench/explain.py --out bench/results/explain.json
 	$(BIN)/python bench/recommender.py --out bench/results/recommender.json
 	$(BIN)/python bench/runtime.py --out bench/results/runtime.json
 

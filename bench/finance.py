@@ -4,11 +4,13 @@ baseline measured in the same run:
 - scoring: sentences/s of the sentiment model, fp32 against int8 dynamic quantisation (and the agreement of their
   labels), on PhraseBank sentences (or the sample sentences without the data sets);
 - one full poll cycle over the ten captured feeds of ``finance_feeds`` served by a local HTTP server: fetch + parse +
-  de-duplicate, then scoring every new article (without and with explanations), then the one-transaction store;
+  de-duplicate, then scoring every new article (without and with explanations, as the monitor's settings say:
+  ``FIN_SCORING__*``, the served runtime ``TRIDENT_INFERENCE__*``), then the one-transaction store;
 - storage: article rows (with scores and sentence scores) and price rows written per second to SQLite and to
   PostgreSQL by the store's batched writes, against a one-row-per-transaction loop on the same database.
 
-Usage: python bench/finance.py [--out bench/results/finance.json] [--artifact artifacts/fin]
+Usage: python bench/finance.py [--out bench/results/finance.json] [--artifact artifacts/fin] [--only cycle]
+(``--only`` measures one part and writes the JSON only to an ``--out`` given.)
 """
 
 from __future__ import annotations
@@ -31,7 +33,6 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from apps.common.settings import CoreSettings  # noqa: E402
 from apps.finance_sentiment.feeds import Article, Deduper, FeedPoller, FeedState, load_feeds_file  # noqa: E402
 from apps.finance_sentiment.indicators import read_prices  # noqa: E402
 from apps.finance_sentiment.model import load_sentiment_model  # noqa: E402
@@ -66,7 +67,7 @@ def bench_scoring(artifact: Path, sentences: list[str]) -> dict:
     return out
 
 
-def bench_cycle(artifact: Path, feeds_dir: Path) -> dict:
+def bench_cycle(artifact: Path, feeds_dir: Path, inference: InferenceConfig, scoring: ScoringSettings) -> dict:
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(feeds_dir)))
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{httpd.server_address[1]}"
@@ -80,14 +81,15 @@ def bench_cycle(artifact: Path, feeds_dir: Path) -> dict:
             fetched = [a for r in results.values() for a in r.articles]
             new = Deduper().filter(fetched)
             t_poll = time.perf_counter() - t
-        plain = SentimentScorer(load_sentiment_model(artifact), ScoringSettings(explain=False))
+        model = load_sentiment_model(artifact, inference)
+        plain = SentimentScorer(model, scoring.model_copy(update={"explain": False}))
+        plain.score_articles(new[:8])  # warm-up (an ONNX session opens on first use)
         t = time.perf_counter()
         scores = plain.score_articles(new)
         t_score = time.perf_counter() - t
-        explained = SentimentScorer(load_sentiment_model(artifact), ScoringSettings(explain=True,
-                                                                                      explain_sentences=1))
+        explained = SentimentScorer(model, scoring.model_copy(update={"explain": True}))
         t = time.perf_counter()
-        explained.score_articles(new)
+        explained_scores = explained.score_articles(new)
         t_explain = time.perf_counter() - t
         store = FinanceStore("sqlite://").create()
         t = time.perf_counter()
@@ -95,8 +97,11 @@ def bench_cycle(artifact: Path, feeds_dir: Path) -> dict:
             store.save_articles(new, scores)
         t_store = time.perf_counter() - t
         n_sent = sum(len(s.sentences) for s in scores if s is not None)
+        n_explained = sum(len(s.explanation["sentences"]) for s in explained_scores if s and s.explanation)
         return {"feeds": len(feeds), "statuses": sorted({r.status for r in results.values()}),
                 "entries": len(fetched), "new_articles": len(new), "sentences": n_sent,
+                "runtime": inference.runtime, "explain_sentences": scoring.explain_sentences,
+                "sentences_explained": n_explained,
                 "poll_parse_dedup_s": round(t_poll, 3), "score_s": round(t_score, 2),
                 "score_with_explanations_s": round(t_explain, 2), "store_s": round(t_store, 3),
                 "cycle_s": round(t_poll + t_score + t_store, 2),
@@ -143,22 +148,30 @@ def bench_store(url: str, n_articles: int, price_file: Path) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "finance.json"))
+    ap.add_argument("--out", default=None, help="default: bench/results/finance.json, unless --only")
     ap.add_argument("--artifact", default=None)
     ap.add_argument("--articles", type=int, default=5000)
+    ap.add_argument("--only", choices=["scoring", "cycle", "store"], default=None, help="measure this part alone")
     args = ap.parse_args()
-    core = CoreSettings()
-    artifact = Path(args.artifact) if args.artifact else FinSettings().artifact_dir
+    out = args.out or (None if args.only else str(ROOT / "bench" / "results" / "finance.json"))
+    settings = FinSettings()
+    core = settings.core
+    artifact = Path(args.artifact) if args.artifact else settings.artifact_dir
     data = core.data_dir
     pb = data / "financial_phrasebank" / "Sentences_50Agree.txt"
     sentences = read_sentiment_data(pb, "phrasebank")[0][:2000] if pb.is_file() else \
         read_sentiment_data(ROOT / "samples" / "fin_sentences.csv", "csv")[0] * 20
     result = {"machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                           "python": platform.python_version(), "torch": torch.__version__},
-              "artifact": str(artifact), "scoring": bench_scoring(artifact, sentences)}
+              "artifact": str(artifact)}
+    if args.only in (None, "scoring"):
+        result["scoring"] = bench_scoring(artifact, sentences)
     feeds_dir = data / "finance_feeds"
-    if feeds_dir.is_dir():
-        result["poll_cycle"] = bench_cycle(artifact, feeds_dir)
+    if feeds_dir.is_dir() and args.only in (None, "cycle"):
+        result["poll_cycle"] = bench_cycle(artifact, feeds_dir, core.inference, settings.scoring)
+    if args.only not in (None, "store"):
+        _emit(result, out)
+        return
     price_file = data / "market_prices" / "AAPL.csv"
     if not price_file.is_file():
         price_file = ROOT / "samples" / "prices" / "NWT.csv"
@@ -181,9 +194,14 @@ def main() -> None:
                 conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     except sa.exc.OperationalError as exc:
         result["store"]["postgresql"] = {"skipped": str(exc.orig).splitlines()[0]}
+    _emit(result, out)
+
+
+def _emit(result: dict, out: str | None) -> None:
     text = json.dumps(result, indent=2)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text + "\n")
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(text + "\n")
     print(text)
 
 

@@ -149,7 +149,10 @@ class InferenceEngine:
     def _batches(self, texts: Sequence[str]):
         """Yield (positions, ids, mask) batches: of texts sorted by token length (``bucket_by_length``: each batch
         pads to less), or in input order."""
-        ids = self._encode(self._check_texts(texts))
+        yield from self._id_batches(self._encode(self._check_texts(texts)))
+
+    def _id_batches(self, ids: Sequence[Sequence[int]]):
+        """Yield (positions, ids, mask) batches of token id lists, as ``_batches`` does of texts."""
         order = (np.argsort([len(s) for s in ids], kind="stable") if self.inference.bucket_by_length
                  else np.arange(len(ids)))
         for start in range(0, len(order), self.batch_size):
@@ -234,7 +237,9 @@ class InferenceEngine:
     def explain(self, texts: Sequence[str], task: str, weights: dict[str, float] | None = None,
                 max_words: int = 64) -> list[list[tuple[str, float]]]:
         """Per text, (word, attribution) pairs in text order (at most ``max_words``), by occlusion: how much the
-        explained quantity drops when the word is left out (one extra forward pass per word, batched).
+        explained quantity drops when the word is left out. Every distinct text of the call and every variant of it
+        with one word left out go through the model together, in batches (sorted by length with
+        ``bucket_by_length``).
 
         The quantity is the ``weights``-weighted sum of class log-probabilities (e.g. ``{"positive": 1, "negative":
         -1}``: the log-odds of positive over negative), or the log-probability of the predicted class.
@@ -245,29 +250,44 @@ class InferenceEngine:
         if unknown:
             raise InputError(f"unknown classes {unknown}; {task!r} has {list(labels)}")
         w = torch.tensor([weights.get(lab, 0.0) for lab in labels]) if weights else None
+        variants: list[list[int]] = []  # per distinct text: the text itself, then the text without each of its words
+        found: dict[tuple[int, ...], tuple[int, list[str]]] = {}  # distinct text -> where its variants start, words
+        seqs = self._encode(self._check_texts(texts))
+        for seq in seqs:
+            if tuple(seq) in found:  # a text met twice (a feed's boilerplate line) is explained once
+                continue
+            groups, words = self._words(seq, max_words)
+            found[tuple(seq)] = (len(variants), words)
+            variants.append(seq)
+            for g in groups:
+                drop = set(g)
+                variants.append([t for i, t in enumerate(seq) if i not in drop])
+        logp = torch.zeros(len(variants), len(labels))
+        for pos, x, m in self._id_batches(variants):
+            logp[torch.as_tensor(pos)] = torch.log_softmax(self._logits(task, x, m), -1)
         out = []
-        for seq in self._encode(self._check_texts(texts)):
-            body = seq[1:-1]
-            toks = self.tok.token_strings(body)
-            groups: list[list[int]] = []  # token positions of each word
-            for i, t in enumerate(toks):
-                if t.startswith("##") and groups:
-                    groups[-1].append(i)
-                else:
-                    groups.append([i])
-            groups = groups[:max_words]
-            variants = [seq] + [[seq[0]] + [t for i, t in enumerate(body) if i not in set(g)] + [seq[-1]]
-                                for g in groups]
-            vals = []
-            for start in range(0, len(variants), self.batch_size):
-                x, m = pad_ids(variants[start: start + self.batch_size], self.tok.pad_id)
-                vals.append(torch.log_softmax(self._logits(task, x, m), -1))
-            logp = torch.cat(vals)
+        for seq in seqs:
+            start, words = found[tuple(seq)]
+            rows = logp[start: start + 1 + len(words)]
             # the weighted log-odds, or the log-probability of the class predicted for the full text
-            target = logp @ w if w is not None else logp[:, int(logp[0].argmax())]
-            words = ["".join(toks[i][2:] if toks[i].startswith("##") else toks[i] for i in g) for g in groups]
+            target = rows @ w if w is not None else rows[:, int(rows[0].argmax())]
             out.append([(word, float(target[0] - target[k + 1])) for k, word in enumerate(words)])
         return out
+
+    def _words(self, seq: Sequence[int], max_words: int) -> tuple[list[list[int]], list[str]]:
+        """The first ``max_words`` words of an encoded text (``[CLS] tokens [SEP]``): the positions in ``seq`` of each
+        word's tokens (a ``##`` piece joins the word before it), and the word as written."""
+        toks = self.tok.token_strings(seq[1:-1])
+        groups: list[list[int]] = []
+        for i, t in enumerate(toks, start=1):
+            if t.startswith("##") and groups:
+                groups[-1].append(i)
+            else:
+                groups.append([i])
+        groups = groups[:max_words]
+        words = ["".join(toks[i - 1][2:] if toks[i - 1].startswith("##") else toks[i - 1] for i in g)
+                 for g in groups]
+        return groups, words
 
     @_locked
     def generate(self, prompts: Sequence[str], cfg: GenerationConfig | None = None) -> list[str]:

@@ -169,9 +169,95 @@ def test_occlusion_attribution_is_the_drop_when_the_word_is_left_out(engine):
         assert attribution == pytest.approx(full - score(without), abs=1e-4), word
 
 
+def _occlusion_reference(engine, text, task, w=None):
+    """Occlusion the plain way: the text and each variant without one word, one at a time through the model (no
+    batch, no padding); a ``##`` piece belongs to the word before it."""
+    seq = engine.tok.encode_batch([text])[0]
+    words: list[tuple[str, list[int]]] = []
+    for i, t in enumerate(engine.tok.token_strings(seq[1:-1]), start=1):
+        if t.startswith("##") and words:
+            words[-1] = (words[-1][0] + t[2:], words[-1][1] + [i])
+        else:
+            words.append((t, [i]))
+
+    def logp(ids):
+        with torch.no_grad():
+            x = torch.tensor([ids])
+            return torch.log_softmax(engine.model.classify(task, x, torch.ones_like(x, dtype=torch.bool)), -1)[0]
+
+    full = logp(seq)
+    pick = torch.tensor(w) if w is not None else torch.nn.functional.one_hot(full.argmax(), len(full)).float()
+    return [(word, float((full - logp([t for i, t in enumerate(seq) if i not in pos])) @ pick))
+            for word, pos in words]
+
+
+LONG = ["unbelievably the quarterly transfer of shares was declined",  # words the vocabulary splits into ## pieces
+        "card", "the company reported a strong rise in quarterly profit and the shares fell sharply after it"]
+
+
+@pytest.mark.parametrize("bucket", [True, False])
+@pytest.mark.parametrize("weights", [{LABELS[0]: 1.0, LABELS[2]: -1.0}, None])
+def test_occlusion_of_many_texts_at_once_matches_one_variant_at_a_time(artifact, tok, bucket, weights):
+    texts = TEXTS + LONG + TEXTS[:1]  # a text met twice is explained once, the same each time
+    assert any(t.startswith("##") for t in tok.token_strings(tok.encode_batch(LONG[:1])[0]))
+    engine = InferenceEngine(artifact, InferenceConfig(bucket_by_length=bucket), batch_size=5)
+    got = engine.explain(texts, "intent", weights=weights)
+    w = [weights.get(lab, 0.0) for lab in LABELS] if weights else None
+    for text, words in zip(texts, got):
+        want = _occlusion_reference(engine, text, "intent", w)
+        assert [wd for wd, _ in words] == [wd for wd, _ in want]
+        np.testing.assert_allclose([a for _, a in words], [a for _, a in want], atol=1e-5)
+    # max_words keeps the first words, with the same attributions
+    (first,) = engine.explain(LONG[2:], "intent", weights=weights, max_words=3)
+    full = got[texts.index(LONG[2])]
+    assert [wd for wd, _ in first] == [wd for wd, _ in full[:3]]
+    np.testing.assert_allclose([a for _, a in first], [a for _, a in full[:3]], atol=1e-5)
+
+
+def test_a_repeated_text_goes_through_the_model_once(engine):
+    rows = []
+    handle = engine.model.backbone.register_forward_hook(lambda mod, args, out: rows.append(out.size(0)))
+    try:
+        once = engine.explain(LONG[:1], "intent")
+        n_once = sum(rows)
+        rows.clear()
+        twice = engine.explain(LONG[:1] * 2 + [" " + LONG[0]], "intent")  # the same tokens, written differently
+    finally:
+        handle.remove()
+    assert sum(rows) == n_once == 1 + len(once[0])  # the text and each variant without one word
+    assert twice == [once[0]] * 3
+
+
 def test_explain_rejects_unknown_classes(engine):
     with pytest.raises(InputError, match="unknown classes"):
         engine.explain(["hello"], "intent", weights={"nope": 1.0})
+
+
+@pytest.mark.parametrize("texts, match", [(["fine", "  "], "text 1 is empty"), (["fine", 3], "text 1 is int")])
+def test_explain_refuses_bad_texts_in_one_line(engine, texts, match):
+    with pytest.raises(InputError, match=match) as err:
+        engine.explain(texts, "intent")
+    assert "\n" not in str(err.value)
+
+
+def test_ensemble_explains_as_the_weighted_mix_of_its_members(tok):
+    engines = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        model = CoreModel(ModelConfig.tiny(vocab_size=tok.vocab_size),
+                          [TaskSpec(name="intent", kind="classify", labels=LABELS)])
+        with torch.no_grad():
+            model.heads["intent"].out.weight.normal_(0.0, 1.0)
+        engines.append(InferenceEngine.from_model(model, tok, batch_size=4))
+    ens = Ensemble([(e, "intent") for e in engines], [3.0, 1.0])
+    w = {LABELS[0]: 1.0, LABELS[1]: -1.0}
+    a, b = (e.explain(TEXTS, "intent", weights=w) for e in engines)
+    got = ens.explain(TEXTS, weights=w)
+    for mixed, wa, wb in zip(got, a, b):
+        assert [wd for wd, _ in mixed] == [wd for wd, _ in wa]
+        np.testing.assert_allclose([x for _, x in mixed], [0.75 * x + 0.25 * y for (_, x), (_, y) in zip(wa, wb)],
+                                   atol=1e-6)
+    assert max(abs(x) for words in got for _, x in words) > 1e-3  # the members do attribute something
 
 
 def test_embed_base_switches_every_adapter_off(tok):
