@@ -13,6 +13,7 @@ artifact's card again without retraining.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -147,6 +148,20 @@ def write_card(folder: str | Path, card: ModelCard) -> Path:
     tmp.write_text(card.render(), encoding="utf-8")
     tmp.replace(path)
     return path
+
+
+def read_record(path: Path, error: type[Exception], hint: str) -> dict[str, Any]:
+    """The JSON record (a report, ``ensemble.json``) at ``path`` that a card reads, ``{}`` where there is none.
+
+    Raises:
+        error: The file is corrupt (its message ends with ``hint``: how to make the record again).
+    """
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise error(f"{path} is corrupt: {exc}; {hint}") from None
 
 
 @dataclass(frozen=True)

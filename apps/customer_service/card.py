@@ -6,7 +6,6 @@ each adapter's training history) and ``ensemble.json`` (the members and their we
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from core.model_card import (
     core_card,
     escape_markdown,
     number,
+    read_record,
     setting,
     table,
     write_card,
@@ -46,13 +46,7 @@ VIEW_NAMES = {"intents": "intents adapter", "intents-base": "linear head on the 
 
 
 def _ensemble(folder: Path) -> dict[str, Any]:
-    path = folder / ENSEMBLE_FILE
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ArtifactError(f"{path} is corrupt: {exc}; {RETRAIN}") from None
+    return read_record(folder / ENSEMBLE_FILE, ArtifactError, RETRAIN)
 
 
 def _history_row(run: str, h: dict | None) -> tuple[Any, ...]:

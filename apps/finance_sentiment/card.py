@@ -9,7 +9,6 @@ members and their weights), each member's ``config.json`` (its shape and trainin
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from core.model_card import (
     escape_markdown,
     number,
     percent,
+    read_record,
     table,
     write_card,
 )
@@ -65,12 +65,7 @@ KIND_NAMES = {"company_real": "company (real names)", "company_invented": "compa
 
 
 def _json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ArtifactError(f"{path} is corrupt: {exc}; retrain with `{RETRAIN}`") from None
+    return read_record(path, ArtifactError, f"retrain with `{RETRAIN}`")
 
 
 def fairness_section(report: FairnessReport | None) -> str:

@@ -217,12 +217,7 @@ def train_sentiment(data_path: str | Path, out: str | Path, fmt: str = "phraseba
     if members > 1:  # the test accuracy of the first k members together, what the ensemble's size buys
         report["test_by_members"] = [round(float((sum(per_member[:k]).argmax(-1) == np.asarray(y)).mean()), 4)
                                      for k in range(1, members + 1)]
-    (tmp / REPORT_FILE).write_text(json.dumps(report, indent=2))
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
-    write_cards(out)  # under its own name, once everything it reads is there
-    report["artifact"] = str(out)
-    return report
+    return _publish(tmp, out, report)
 
 
 # ------------------------------------------------------------------------------------------------------ distillation
@@ -326,10 +321,16 @@ def distil_sentiment(teacher: str | Path, data_path: str | Path, out: str | Path
                              "log_loss": round(log_loss(p_val, y_val), 5)},
               "test": _metrics(y_test, _in_label_order(student, xt).argmax(-1)),
               "teacher": {"path": str(teacher), "test": _metrics(y_test, _in_label_order(model, xt).argmax(-1))}}
+    return _publish(tmp, out, report)
+
+
+def _publish(tmp: Path, out: Path, report: dict) -> dict:
+    """Write ``report`` into the finished artifact ``tmp``, move it to ``out`` in place of any older one, and write its
+    cards (under its own name, once everything they read is there); return the report with the artifact's path."""
     (tmp / REPORT_FILE).write_text(json.dumps(report, indent=2))
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
-    write_cards(out)  # under its own name, once everything it reads is there
+    write_cards(out)
     report["artifact"] = str(out)
     return report
 

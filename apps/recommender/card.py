@@ -5,7 +5,6 @@ model and both baselines) and the two sequence models' own ``config.json``, each
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from core.model_card import (
     core_card,
     escape_markdown,
     number,
+    read_record,
     setting,
     table,
     training_rows,
@@ -46,13 +46,7 @@ METRICS = (("hr@10", "HR@10"), ("ndcg@10", "NDCG@10"), ("mrr", "MRR"), ("coverag
 
 
 def _report(folder: Path) -> dict:
-    path = folder / REPORT_FILE
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RecArtifactError(f"{path} is corrupt: {exc}; evaluate again with `trident rec train`") from None
+    return read_record(folder / REPORT_FILE, RecArtifactError, "evaluate again with `trident rec train`")
 
 
 def model_card(folder: str | Path) -> ModelCard:
